@@ -1,0 +1,335 @@
+//! Counters: per port, per VRF, per incoming and outgoing label, per drop reason and per event.
+//!
+//! One [`Counters`] per worker, written only by that worker; readers sum the workers' copies.
+//! Every drop has a [`DropReason`] with a stable name, and the per-port drop array is indexed
+//! by it, so no drop is ever silent.
+
+use std::collections::HashMap;
+
+use carrier_common::{PortId, VrfId};
+use serde::Serialize;
+
+macro_rules! named_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order (the counter index order).
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+            /// Number of values.
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The stable, human-readable name used in counters and logs.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// Why a packet was dropped.
+    DropReason {
+        /// The ingress port is not in the tables.
+        UnknownPort = "unknown-port",
+        /// Shorter than an Ethernet header (or its VLAN tag).
+        EthTruncated = "eth-truncated",
+        /// Destination MAC is neither the port's nor broadcast.
+        NotForUs = "l2-not-for-us",
+        /// Multicast MAC on a routed port (no multicast routing).
+        L2Multicast = "l2-multicast",
+        /// The VLAN tag does not match the port's.
+        VlanMismatch = "vlan-mismatch",
+        /// An ethertype the port does not handle.
+        UnknownEthertype = "unknown-ethertype",
+        /// ARP that is not Ethernet/IPv4 or is truncated.
+        ArpMalformed = "arp-malformed",
+        /// An ARP request for an address the router does not answer.
+        ArpNotAnswered = "arp-not-answered",
+        /// An IPv4 header that fails its length or version checks.
+        Ipv4Malformed = "ipv4-malformed",
+        /// A bad IPv4 header checksum.
+        Ipv4BadChecksum = "ipv4-bad-checksum",
+        /// Source address fails the anti-spoof check.
+        AntiSpoof = "anti-spoof",
+        /// No route to the destination.
+        NoRoute = "no-route",
+        /// The route is a blackhole.
+        Blackhole = "blackhole",
+        /// TTL expired (an ICMP time-exceeded is sent when allowed).
+        TtlExpired = "ttl-expired",
+        /// MPLS TTL expired (an ICMP time-exceeded is sent when possible).
+        MplsTtlExpired = "mpls-ttl-expired",
+        /// The next hop's MAC is not known yet (an ARP request is sent instead).
+        NeighbourMiss = "neighbour-miss",
+        /// No next hop with the id a route points at.
+        InvalidNextHop = "invalid-nexthop",
+        /// Recursive next-hop resolution went too deep.
+        NextHopTooDeep = "nexthop-too-deep",
+        /// The frame's headroom or tailroom is too small for the rewrite.
+        NoHeadroom = "no-headroom",
+        /// Larger than the egress port's MTU.
+        MtuExceeded = "mtu-exceeded",
+        /// A truncated or over-deep MPLS label stack.
+        MplsMalformed = "mpls-malformed",
+        /// A top label not in the ILM.
+        MplsUnknownLabel = "mpls-unknown-label",
+        /// A pop-and-route label without the bottom-of-stack bit.
+        MplsNotBottom = "mpls-bos-expected",
+        /// The payload under the popped label is not IPv4.
+        MplsPayloadNotIpv4 = "mpls-payload-not-ipv4",
+        /// MPLS arriving on a customer port.
+        MplsOnCustomerPort = "mpls-on-customer-port",
+        /// A truncated or malformed UDP header.
+        UdpMalformed = "udp-malformed",
+        /// A VXLAN header without the I flag, or truncated.
+        VxlanMalformed = "vxlan-malformed",
+        /// A VNI not mapped to a bridge domain or VRF.
+        VxlanUnknownVni = "vxlan-unknown-vni",
+        /// VXLAN needed but no local VTEP address configured.
+        NoVtepAddress = "no-vtep-address",
+        /// The destination MAC is behind the ingress port.
+        BridgeHairpin = "bridge-hairpin",
+        /// A frame from a VTEP for a MAC behind another VTEP (split horizon).
+        BridgeSplitHorizon = "bridge-split-horizon",
+        /// Broadcast/multicast source MAC.
+        BadSourceMac = "bad-source-mac",
+        /// Flooding with no other member to send to.
+        FloodNoMembers = "flood-no-members",
+        /// No free frame for a head-end replica.
+        ReplicationNoBuffer = "replication-no-buffer",
+        /// ICMP to the router with a bad checksum.
+        IcmpBadChecksum = "icmp-bad-checksum",
+        /// Traffic for the router that it does not serve and no host path exists.
+        ToHostUnsupported = "to-host-unsupported",
+    }
+}
+
+named_enum! {
+    /// Things the pipeline did besides forwarding, counted as events.
+    Event {
+        /// Answered an ARP request for one of its own addresses.
+        ArpReplyOwn = "arp-reply-own",
+        /// Answered an ARP request by proxy (routed mode).
+        ArpReplyProxy = "arp-reply-proxy",
+        /// Answered an ARP request from EVPN bindings (ARP suppression).
+        ArpSuppressed = "arp-suppressed",
+        /// Sent an ARP request for a missing neighbour.
+        ArpRequestSent = "arp-request-sent",
+        /// Learned a neighbour from ARP.
+        NeighbourLearned = "neighbour-learned",
+        /// Learned a MAC in a bridge domain.
+        MacLearned = "mac-learned",
+        /// A learning table was full.
+        LearnTableFull = "learn-table-full",
+        /// Answered an ICMP echo request.
+        EchoReply = "icmp-echo-reply",
+        /// Sent ICMP time exceeded.
+        IcmpTimeExceeded = "icmp-time-exceeded",
+        /// Sent ICMP destination unreachable.
+        IcmpUnreachable = "icmp-unreachable",
+        /// Made a head-end replica.
+        Replicated = "replicated",
+    }
+}
+
+/// Packets and bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PacketBytes {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (the whole frame).
+    pub bytes: u64,
+}
+
+impl PacketBytes {
+    /// Count one packet of `len` bytes.
+    #[inline]
+    pub fn add(&mut self, len: usize) {
+        self.packets += 1;
+        self.bytes += len as u64;
+    }
+}
+
+/// One port's counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortCounters {
+    /// Frames received.
+    pub rx: PacketBytes,
+    /// Frames sent (forwarded, replies, replicas).
+    pub tx: PacketBytes,
+    /// Frames received here that were handed to the host.
+    pub to_host: u64,
+    /// Frames received here that were dropped, by [`DropReason`] index.
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Default for PortCounters {
+    fn default() -> Self {
+        PortCounters { rx: PacketBytes::default(), tx: PacketBytes::default(), to_host: 0, drops: [0; DropReason::COUNT] }
+    }
+}
+
+/// One VRF's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VrfCounters {
+    /// Packets looked up in the VRF.
+    pub lookups: PacketBytes,
+    /// Packets dropped after entering the VRF.
+    pub drops: u64,
+}
+
+/// A worker's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// By [`PortId`].
+    pub ports: Vec<PortCounters>,
+    /// By [`VrfId`].
+    pub vrfs: Vec<VrfCounters>,
+    /// By incoming top label value.
+    pub labels_in: HashMap<u32, PacketBytes>,
+    /// By pushed (or swapped-in) label value.
+    pub labels_out: HashMap<u32, PacketBytes>,
+    /// By [`Event`] index.
+    pub events: [u64; Event::COUNT],
+}
+
+impl Counters {
+    /// Make room for `ports` ports and `vrfs` VRFs (called once per batch, not per packet).
+    pub fn ensure(&mut self, ports: usize, vrfs: usize) {
+        if self.ports.len() < ports {
+            self.ports.resize_with(ports, PortCounters::default);
+        }
+        if self.vrfs.len() < vrfs {
+            self.vrfs.resize(vrfs, VrfCounters::default());
+        }
+    }
+
+    /// The port's counters (ports are sized by [`Counters::ensure`]).
+    #[inline]
+    pub fn port(&mut self, port: PortId) -> Option<&mut PortCounters> {
+        self.ports.get_mut(port.index())
+    }
+
+    /// The VRF's counters.
+    #[inline]
+    pub fn vrf(&mut self, vrf: VrfId) -> Option<&mut VrfCounters> {
+        self.vrfs.get_mut(vrf.index())
+    }
+
+    /// Count an event.
+    #[inline]
+    pub fn event(&mut self, event: Event) {
+        self.events[event as usize] += 1;
+    }
+
+    /// Drops by reason summed over ports.
+    pub fn drops_total(&self, reason: DropReason) -> u64 {
+        self.ports.iter().map(|p| p.drops[reason as usize]).sum()
+    }
+
+    /// Add another worker's counters into these.
+    pub fn merge(&mut self, other: &Counters) {
+        self.ensure(other.ports.len(), other.vrfs.len());
+        for (a, b) in self.ports.iter_mut().zip(&other.ports) {
+            a.rx.packets += b.rx.packets;
+            a.rx.bytes += b.rx.bytes;
+            a.tx.packets += b.tx.packets;
+            a.tx.bytes += b.tx.bytes;
+            a.to_host += b.to_host;
+            for (x, y) in a.drops.iter_mut().zip(&b.drops) {
+                *x += y;
+            }
+        }
+        for (a, b) in self.vrfs.iter_mut().zip(&other.vrfs) {
+            a.lookups.packets += b.lookups.packets;
+            a.lookups.bytes += b.lookups.bytes;
+            a.drops += b.drops;
+        }
+        for (map, from) in [(&mut self.labels_in, &other.labels_in), (&mut self.labels_out, &other.labels_out)] {
+            for (l, c) in from {
+                let e = map.entry(*l).or_default();
+                e.packets += c.packets;
+                e.bytes += c.bytes;
+            }
+        }
+        for (x, y) in self.events.iter_mut().zip(&other.events) {
+            *x += y;
+        }
+    }
+
+    /// A JSON view with names: ports and VRFs keyed by the names in `names`, drop reasons and
+    /// events by their counter names, zero counts left out.
+    pub fn to_json(&self, port_names: &[String], vrf_names: &[String]) -> serde_json::Value {
+        use serde_json::{json, Map, Value};
+        let named = |names: &[String], i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
+        let mut ports = Map::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            let drops: Map<String, Value> = DropReason::ALL
+                .iter()
+                .filter(|r| p.drops[**r as usize] > 0)
+                .map(|r| (r.name().to_string(), json!(p.drops[*r as usize])))
+                .collect();
+            ports.insert(named(port_names, i), json!({"rx": p.rx, "tx": p.tx, "to_host": p.to_host, "drops": drops}));
+        }
+        let vrfs: Map<String, Value> =
+            self.vrfs.iter().enumerate().map(|(i, v)| (named(vrf_names, i), json!(v))).collect();
+        let labels = |m: &HashMap<u32, PacketBytes>| -> Map<String, Value> {
+            let mut v: Vec<_> = m.iter().collect();
+            v.sort_by_key(|(l, _)| **l);
+            v.into_iter().map(|(l, c)| (l.to_string(), json!(c))).collect()
+        };
+        let events: Map<String, Value> = Event::ALL
+            .iter()
+            .filter(|e| self.events[**e as usize] > 0)
+            .map(|e| (e.name().to_string(), json!(self.events[*e as usize])))
+            .collect();
+        json!({
+            "ports": ports,
+            "vrfs": vrfs,
+            "labels_in": labels(&self.labels_in),
+            "labels_out": labels(&self.labels_out),
+            "events": events,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_kebab_case() {
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.extend(Event::ALL.iter().map(|e| e.name()));
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n);
+        assert!(names.iter().all(|s| s.chars().all(|c| c.is_ascii_lowercase() || c == '-' || c.is_ascii_digit())));
+    }
+
+    #[test]
+    fn merge_adds() {
+        let mut a = Counters::default();
+        a.ensure(1, 1);
+        a.ports[0].drops[DropReason::NoRoute as usize] = 2;
+        a.labels_in.entry(100).or_default().add(60);
+        let mut b = a.clone();
+        b.merge(&a);
+        assert_eq!(b.drops_total(DropReason::NoRoute), 4);
+        assert_eq!(b.labels_in[&100], PacketBytes { packets: 2, bytes: 120 });
+    }
+}

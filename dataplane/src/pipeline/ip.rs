@@ -1,0 +1,435 @@
+//! IPv4: the FIB lookup in a VRF or the underlay, TTL, next-hop resolution and rewrite, ARP
+//! (own addresses, proxy ARP, gleaning), ICMP echo and ICMP errors.
+
+use std::net::Ipv4Addr;
+
+use carrier_common::{Label, PortId, VrfId};
+
+use super::{room_before, trace, Ctx, DropReason, Event, Frame, FramePool, Tracer, Verdict};
+use crate::tables::{Lpm, NextHop, PortRole, Table, TtlMode};
+use crate::wire::{arp, icmpv4, ipv4, mpls::LabelStackEntry, ArpPacket, EtherType, Icmpv4Packet, IpProtocol, Ipv4Packet, MacAddr};
+
+/// How a packet reached the lookup: this decides TTL handling and which checks apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hop {
+    /// Received as IP on a port: decrement TTL; check the source when the port asks.
+    Routed { check_source: bool },
+    /// Just popped from MPLS in uniform mode: the pop was the TTL hop.
+    Disposed,
+    /// Made by the router itself (ICMP): no TTL change, never answered with ICMP errors.
+    Originated,
+}
+
+/// Deepest next-hop recursion (VPN route → PE → transport LSP → adjacency).
+const MAX_DEPTH: u8 = 4;
+
+/// The IPv4 fields the path needs, read once after the header checks.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IpInfo {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    pub protocol: IpProtocol,
+    pub hash: u32,
+    pub precedence: u8,
+}
+
+/// Check the IPv4 header at `off` (length, version, checksum) and trim Ethernet padding.
+pub(crate) fn checked_ipv4<F: Frame>(frame: &mut F, off: usize) -> Result<IpInfo, DropReason> {
+    let data = frame.data().get(off..).ok_or(DropReason::Ipv4Malformed)?;
+    let ip = Ipv4Packet::new_checked(data).map_err(|_| DropReason::Ipv4Malformed)?;
+    if !ip.verify_checksum() {
+        return Err(DropReason::Ipv4BadChecksum);
+    }
+    let info = IpInfo {
+        src: ip.src_addr(),
+        dst: ip.dst_addr(),
+        ttl: ip.ttl(),
+        protocol: ip.protocol(),
+        hash: ip.flow_hash(),
+        precedence: ip.dscp_ecn() >> 5,
+    };
+    let total = usize::from(ip.total_len());
+    frame.resize(off + total);
+    Ok(info)
+}
+
+fn ip_mut<F: Frame>(frame: &mut F, off: usize) -> Ipv4Packet<&mut [u8]> {
+    Ipv4Packet::new_unchecked(&mut frame.data_mut()[off..])
+}
+
+impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
+    /// Route the IPv4 packet at `ip_off` in `table`.
+    pub(crate) fn route(&mut self, frame: &mut F, table: Table, ip_off: usize, hop: Hop, depth: u8) -> Verdict {
+        if depth > MAX_DEPTH {
+            return Verdict::Drop(DropReason::NextHopTooDeep);
+        }
+        let info = match checked_ipv4(frame, ip_off) {
+            Ok(i) => i,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let Some(fib) = self.tables.fib(table) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        if let Table::Vrf(v) = table {
+            self.vrf = Some(v);
+            let len = frame.len();
+            if let Some(c) = self.worker.counters.vrf(v) {
+                c.lookups.add(len);
+            }
+        }
+        trace!(self.tracer, "ipv4 {} → {} ttl {} proto {:?} in {}", info.src, info.dst, info.ttl, info.protocol, self.table_name(table));
+        if hop == (Hop::Routed { check_source: true }) {
+            let ok = fib.lookup(info.src).is_some_and(|(_, nh)| self.nexthop_is_on_port(nh, self.ingress));
+            if !ok {
+                trace!(self.tracer, "source {} is not routed back out of the ingress port", info.src);
+                return Verdict::Drop(DropReason::AntiSpoof);
+            }
+        }
+        let Some((prefix, nh_id)) = fib.lookup(info.dst) else {
+            trace!(self.tracer, "no route to {}", info.dst);
+            return self.icmp_error(frame, table, ip_off, hop, (icmpv4::DEST_UNREACHABLE, 0, 0), DropReason::NoRoute, depth);
+        };
+        let Some(nh_id) = self.pick(nh_id, info.hash) else {
+            return Verdict::Drop(DropReason::InvalidNextHop);
+        };
+        let Some(nh) = self.tables.nexthop(nh_id) else {
+            return Verdict::Drop(DropReason::InvalidNextHop);
+        };
+        trace!(self.tracer, "matched {} → next hop {}: {:?}", prefix, nh_id, nh);
+        match nh {
+            NextHop::Receive => return self.local_input(frame, table, ip_off, depth),
+            NextHop::ToHost => return Verdict::ToHost,
+            NextHop::Blackhole => return Verdict::Drop(DropReason::Blackhole),
+            _ => {}
+        }
+        if let Hop::Routed { .. } = hop {
+            if info.ttl <= 1 {
+                trace!(self.tracer, "TTL {} expires here", info.ttl);
+                return self.icmp_error(frame, table, ip_off, hop, (icmpv4::TIME_EXCEEDED, 0, 0), DropReason::TtlExpired, depth);
+            }
+            ip_mut(frame, ip_off).decrement_ttl();
+        }
+        let ttl = if let Hop::Routed { .. } = hop { info.ttl - 1 } else { info.ttl };
+        self.forward_ip(frame, ip_off, nh, info, ttl, depth)
+    }
+
+    /// Send the IPv4 packet at `ip_off` (TTL already handled) to a forwarding next hop.
+    pub(crate) fn forward_ip(&mut self, frame: &mut F, ip_off: usize, nh: &NextHop, info: IpInfo, ttl: u8, depth: u8) -> Verdict {
+        match nh {
+            NextHop::Adjacency { port, via } => {
+                let target = via.unwrap_or(info.dst);
+                match self.neighbour(*port, target) {
+                    Some(mac) => self.transmit(frame, ip_off, *port, mac, EtherType::Ipv4),
+                    None => self.arp_glean(frame, *port, target),
+                }
+            }
+            NextHop::MplsPush { labels, tc, pe } => {
+                let ttl = match self.tables.router.ttl_mode {
+                    TtlMode::Uniform => ttl,
+                    TtlMode::Pipe => 255,
+                };
+                let tc = tc.unwrap_or(info.precedence);
+                let mut off = ip_off;
+                if !self.push_labels(frame, &mut off, labels.as_slice(), true, tc, ttl) {
+                    return Verdict::Drop(DropReason::NoHeadroom);
+                }
+                self.send_labelled(frame, off, *pe, tc, ttl, info.hash, depth + 1)
+            }
+            NextHop::Vxlan { vtep, vni, router_mac } => {
+                let mut off = ip_off;
+                if !room_before(frame, &mut off, 14) {
+                    return Verdict::Drop(DropReason::NoHeadroom);
+                }
+                let inner_dst = router_mac.unwrap_or(MacAddr::BROADCAST);
+                crate::wire::ethernet::emit_header(&mut frame.data_mut()[off..off + 14], inner_dst, MacAddr::ZERO, EtherType::Ipv4);
+                if !frame.pull_front(off) {
+                    return Verdict::Drop(DropReason::NoHeadroom);
+                }
+                self.vxlan_encap(frame, 14, *vtep, *vni, true)
+            }
+            NextHop::Ecmp { .. } | NextHop::Receive | NextHop::ToHost | NextHop::Blackhole => {
+                Verdict::Drop(DropReason::InvalidNextHop)
+            }
+        }
+    }
+
+    /// Push `labels` (outermost first) in front of `*off`; the innermost gets the S bit when
+    /// `bottom` is set. Counts each label out.
+    pub(crate) fn push_labels(&mut self, frame: &mut F, off: &mut usize, labels: &[Label], bottom: bool, tc: u8, ttl: u8) -> bool {
+        let len = frame.len() + 4 * labels.len();
+        for (i, label) in labels.iter().enumerate().rev() {
+            if !room_before(frame, off, 4) {
+                return false;
+            }
+            let lse = LabelStackEntry { label: *label, tc, bottom: bottom && i == labels.len() - 1, ttl };
+            lse.emit(&mut frame.data_mut()[*off..*off + 4]);
+            self.worker.counters.labels_out.entry(label.value()).or_default().add(len);
+            trace!(self.tracer, "push label {} tc {} ttl {} s {}", label, tc, ttl, lse.bottom);
+        }
+        true
+    }
+
+    /// Send a labelled packet (top label at `off`) toward `pe` through the underlay, pushing
+    /// any transport labels the underlay route carries.
+    pub(crate) fn send_labelled(&mut self, frame: &mut F, mut off: usize, mut pe: Ipv4Addr, tc: u8, ttl: u8, hash: u32, mut depth: u8) -> Verdict {
+        loop {
+            if depth > MAX_DEPTH {
+                return Verdict::Drop(DropReason::NextHopTooDeep);
+            }
+            let Some((prefix, nh)) = self.tables.underlay.lookup(pe) else {
+                trace!(self.tracer, "no underlay route to {}", pe);
+                return Verdict::Drop(DropReason::NoRoute);
+            };
+            let Some(nh) = self.pick(nh, hash).and_then(|n| self.tables.nexthop(n)) else {
+                return Verdict::Drop(DropReason::InvalidNextHop);
+            };
+            trace!(self.tracer, "underlay {} matched {}: {:?}", pe, prefix, nh);
+            match nh {
+                NextHop::Adjacency { port, via } => {
+                    let target = via.unwrap_or(pe);
+                    return match self.neighbour(*port, target) {
+                        Some(mac) => self.transmit(frame, off, *port, mac, EtherType::Mpls),
+                        None => self.arp_glean(frame, *port, target),
+                    };
+                }
+                NextHop::MplsPush { labels, pe: next, .. } => {
+                    if !self.push_labels(frame, &mut off, labels.as_slice(), false, tc, ttl) {
+                        return Verdict::Drop(DropReason::NoHeadroom);
+                    }
+                    pe = *next;
+                    depth += 1;
+                }
+                NextHop::Blackhole => return Verdict::Drop(DropReason::Blackhole),
+                _ => return Verdict::Drop(DropReason::InvalidNextHop),
+            }
+        }
+    }
+
+    /// The underlay adjacency (port and MAC) toward a VTEP. `Err` carries the port and
+    /// address to ARP for on a neighbour miss, or a drop reason.
+    pub(crate) fn resolve_vtep(&mut self, vtep: Ipv4Addr, hash: u32) -> Result<(PortId, MacAddr), Result<(PortId, Ipv4Addr), DropReason>> {
+        let Some((_, nh)) = self.tables.underlay.lookup(vtep) else {
+            return Err(Err(DropReason::NoRoute));
+        };
+        match self.pick(nh, hash).and_then(|n| self.tables.nexthop(n)) {
+            Some(NextHop::Adjacency { port, via }) => {
+                let target = via.unwrap_or(vtep);
+                self.neighbour(*port, target).map(|mac| (*port, mac)).ok_or(Ok((*port, target)))
+            }
+            Some(NextHop::Blackhole) => Err(Err(DropReason::Blackhole)),
+            _ => Err(Err(DropReason::InvalidNextHop)),
+        }
+    }
+
+    /// One member of an ECMP group by flow hash, or the next hop itself.
+    pub(crate) fn pick(&self, id: carrier_common::NextHopId, hash: u32) -> Option<carrier_common::NextHopId> {
+        match self.tables.nexthop(id)? {
+            NextHop::Ecmp { members } if !members.is_empty() => Some(members[hash as usize % members.len()]),
+            NextHop::Ecmp { .. } => None,
+            _ => Some(id),
+        }
+    }
+
+    /// A neighbour's MAC: static entries first, then learned ones.
+    pub(crate) fn neighbour(&self, port: PortId, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.tables.neighbours.get(&(port, ip)).or_else(|| self.worker.neighbours.get(&(port, ip))).copied()
+    }
+
+    fn nexthop_is_on_port(&self, nh: carrier_common::NextHopId, port: PortId) -> bool {
+        match self.tables.nexthop(nh) {
+            Some(NextHop::Adjacency { port: p, .. }) => *p == port,
+            Some(NextHop::Ecmp { members }) => members.iter().any(|m| self.nexthop_is_on_port(*m, port)),
+            _ => false,
+        }
+    }
+
+    fn table_name(&self, table: Table) -> String {
+        if !T::ENABLED {
+            return String::new();
+        }
+        match table {
+            Table::Vrf(v) => format!("vrf {}", self.tables.vrfs.get(v.index()).map_or("?", |v| v.name.as_str())),
+            Table::Underlay => "underlay".to_string(),
+        }
+    }
+
+    /// The neighbour's MAC is unknown: turn the frame into an ARP request for it on `port`.
+    /// The original packet counts as a `neighbour-miss` drop.
+    pub(crate) fn arp_glean(&mut self, frame: &mut F, port: PortId, target: Ipv4Addr) -> Verdict {
+        trace!(self.tracer, "no MAC for {} on port {}: send an ARP request", target, port);
+        let Some(p) = self.tables.port(port) else {
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        let Some(spa) = p.addrs.iter().find(|a| a.prefix.contains(target)).or(p.addrs.first()).map(|a| a.addr) else {
+            return Verdict::Drop(DropReason::NeighbourMiss);
+        };
+        let mac = p.mac;
+        if !frame.resize(14 + ArpPacket::<&[u8]>::HEADER_LEN) {
+            return Verdict::Drop(DropReason::NeighbourMiss);
+        }
+        arp::emit(&mut frame.data_mut()[14..], ArpPacket::<&[u8]>::REQUEST, mac, spa, MacAddr::ZERO, target);
+        self.count_drop(DropReason::NeighbourMiss);
+        self.worker.counters.event(Event::ArpRequestSent);
+        self.transmit(frame, 14, port, MacAddr::BROADCAST, EtherType::Arp)
+    }
+
+    /// A packet for one of the router's own addresses.
+    fn local_input(&mut self, frame: &mut F, table: Table, ip_off: usize, depth: u8) -> Verdict {
+        let d = &frame.data()[ip_off..];
+        let ip = Ipv4Packet::new_unchecked(d);
+        let hl = ip.header_len();
+        let is_echo = ip.protocol() == IpProtocol::Icmp
+            && ip.frag_offset() == 0
+            && !ip.more_frags()
+            && Icmpv4Packet::new_checked(ip.payload()).is_ok_and(|i| i.msg_type() == icmpv4::ECHO_REQUEST);
+        if !is_echo {
+            trace!(self.tracer, "for the router itself: to host");
+            return Verdict::ToHost;
+        }
+        if !Icmpv4Packet::new_unchecked(ip.payload()).verify_checksum() {
+            return Verdict::Drop(DropReason::IcmpBadChecksum);
+        }
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let ident = self.worker.next_ident();
+        let mut ip = ip_mut(frame, ip_off);
+        ip.set_src_addr(dst);
+        ip.set_dst_addr(src);
+        ip.set_ttl(64);
+        ip.set_ident(ident);
+        ip.fill_checksum();
+        let mut icmp = Icmpv4Packet::new_unchecked(&mut frame.data_mut()[ip_off + hl..]);
+        let old = icmp.checksum();
+        icmp.set_msg_type(icmpv4::ECHO_REPLY);
+        icmp.set_checksum(crate::wire::checksum::update(old, u16::from(icmpv4::ECHO_REQUEST) << 8, 0));
+        self.worker.counters.event(Event::EchoReply);
+        trace!(self.tracer, "echo request to {}: reply to {}", dst, src);
+        self.route(frame, table, ip_off, Hop::Originated, depth + 1)
+    }
+
+    /// Replace the packet at `ip_off` by an ICMP error about it (type, code, rest-of-header)
+    /// and route that back to the sender in `table`. The original counts as a drop with
+    /// `reason`; when RFC 1812 §4.3.2.7 forbids the error, that drop is the verdict.
+    pub(crate) fn icmp_error(
+        &mut self,
+        frame: &mut F,
+        table: Table,
+        ip_off: usize,
+        hop: Hop,
+        (icmp_type, code, rest): (u8, u8, u32),
+        reason: DropReason,
+        depth: u8,
+    ) -> Verdict {
+        let ip = Ipv4Packet::new_unchecked(&frame.data()[ip_off..]);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let about_error = ip.protocol() == IpProtocol::Icmp
+            && ip.frag_offset() == 0
+            && ip.payload().first().is_some_and(|t| ![icmpv4::ECHO_REQUEST, icmpv4::ECHO_REPLY, 13, 14].contains(t));
+        let forbidden = hop == Hop::Originated
+            || about_error
+            || ip.frag_offset() != 0
+            || src.is_unspecified()
+            || src.is_broadcast()
+            || src.is_multicast()
+            || src.is_loopback()
+            || dst.is_broadcast()
+            || dst.is_multicast();
+        if forbidden {
+            trace!(self.tracer, "no ICMP error for this packet (RFC 1812 §4.3.2.7)");
+            return Verdict::Drop(reason);
+        }
+        let quote = (ip.header_len() + 8).min(usize::from(ip.total_len()));
+        let source = self.icmp_source(table);
+        let mut off = ip_off;
+        if !room_before(frame, &mut off, 28) || !frame.resize(off + 28 + quote) {
+            return Verdict::Drop(reason);
+        }
+        let ident = self.worker.next_ident();
+        let d = frame.data_mut();
+        ipv4::emit_header(&mut d[off..off + 20], source, src, IpProtocol::Icmp, 64, (8 + quote) as u16, ident, false);
+        d[off + 20] = icmp_type;
+        d[off + 21] = code;
+        d[off + 22..off + 24].fill(0);
+        d[off + 24..off + 28].copy_from_slice(&rest.to_be_bytes());
+        Icmpv4Packet::new_unchecked(&mut d[off + 20..]).fill_checksum();
+        self.count_drop(reason);
+        self.worker.counters.event(if icmp_type == icmpv4::TIME_EXCEEDED { Event::IcmpTimeExceeded } else { Event::IcmpUnreachable });
+        trace!(self.tracer, "ICMP type {} code {} from {} to {}", icmp_type, code, source, src);
+        self.route(frame, table, off, Hop::Originated, depth + 1)
+    }
+
+    /// The address ICMP from the router carries in `table`: the ingress port's address when
+    /// it is in that VRF, else the VRF's configured source, else any address of the VRF's
+    /// ports, else the router id.
+    pub(crate) fn icmp_source(&self, table: Table) -> Ipv4Addr {
+        let t = self.tables;
+        if let Table::Vrf(v) = table {
+            let in_vrf = |p: &&crate::tables::Port| p.role == PortRole::Vrf(v) && !p.addrs.is_empty();
+            if let Some(p) = t.port(self.ingress).filter(in_vrf) {
+                return p.addrs[0].addr;
+            }
+            if let Some(s) = t.vrfs.get(v.index()).and_then(|v| v.source) {
+                return s;
+            }
+            if let Some(p) = t.ports.iter().find(in_vrf) {
+                return p.addrs[0].addr;
+            }
+        }
+        t.router.router_id
+    }
+
+    /// ARP on a routed (VRF or core) port: learn the sender, answer for the router's own
+    /// addresses, and by proxy for addresses the VRF routes elsewhere.
+    pub(crate) fn arp_input(&mut self, frame: &mut F, l2len: usize) -> Verdict {
+        let Ok(a) = ArpPacket::new_checked(&frame.data()[l2len..]) else {
+            return Verdict::Drop(DropReason::ArpMalformed);
+        };
+        let (op, sha, spa, tpa) = (a.operation(), a.sender_hw(), a.sender_ip(), a.target_ip());
+        let Some(port) = self.tables.port(self.ingress) else {
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        trace!(self.tracer, "arp op {} who-has {} tell {} ({})", op, tpa, spa, sha);
+        if !spa.is_unspecified() && sha.is_unicast() && port.addrs.iter().any(|a| a.prefix.contains(spa)) {
+            self.worker.learn_neighbour(self.ingress, spa, sha);
+        }
+        if op == ArpPacket::<&[u8]>::REPLY {
+            return Verdict::Consumed;
+        }
+        if op != ArpPacket::<&[u8]>::REQUEST || spa == tpa {
+            return Verdict::Drop(DropReason::ArpNotAnswered);
+        }
+        let own = port.addrs.iter().any(|a| a.addr == tpa);
+        let proxy = !own
+            && port.proxy_arp
+            && match port.role {
+                PortRole::Vrf(v) => self.routed_elsewhere(v, tpa),
+                _ => false,
+            };
+        if !own && !proxy {
+            trace!(self.tracer, "not answering for {}", tpa);
+            return Verdict::Drop(DropReason::ArpNotAnswered);
+        }
+        let mac = port.mac;
+        let mut a = ArpPacket::new_unchecked(&mut frame.data_mut()[l2len..]);
+        a.set_operation(ArpPacket::<&[u8]>::REPLY);
+        a.set_sender_hw(mac);
+        a.set_sender_ip(tpa);
+        a.set_target_hw(sha);
+        a.set_target_ip(spa);
+        self.worker.counters.event(if own { Event::ArpReplyOwn } else { Event::ArpReplyProxy });
+        trace!(self.tracer, "{} is-at {} ({})", tpa, mac, if own { "own address" } else { "proxy" });
+        self.transmit(frame, l2len, self.ingress, sha, EtherType::Arp)
+    }
+
+    /// True when `vrf` routes `addr` somewhere other than back out of the ingress port.
+    fn routed_elsewhere(&self, vrf: VrfId, addr: Ipv4Addr) -> bool {
+        let Some((_, nh)) = self.tables.vrfs.get(vrf.index()).and_then(|v| v.fib.lookup(addr)) else {
+            return false;
+        };
+        match self.tables.nexthop(nh) {
+            Some(NextHop::Adjacency { port, .. }) => *port != self.ingress,
+            Some(NextHop::MplsPush { .. } | NextHop::Vxlan { .. } | NextHop::Ecmp { .. } | NextHop::Receive) => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! The packet pipeline: classify → VRF / label / VNI lookup → MPLS, VXLAN, proxy ARP, ICMP →
+//! rewrite. Pure: no I/O, no locks, no `unsafe`, no allocation per packet (head-end replicas
+//! come from the caller's [`FramePool`]; learning tables grow only when they learn).
+//!
+//! [`process`] runs a [`Batch`] against one [`Tables`] snapshot. Every packet ends in a
+//! [`Verdict`]; every drop carries a [`DropReason`] and is counted on its ingress port.
+//! The same code runs in `cargo test` over [`VecFrame`]s and in the AF_XDP workers over UMEM.
+//! A [`Tracer`] sees each decision; the no-op [`NoTrace`] compiles away, `trace` uses
+//! [`StepTrace`].
+
+mod counters;
+mod frame;
+mod ip;
+mod l2;
+mod mpls;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use carrier_common::{BridgeDomainId, PortId, VrfId};
+
+pub use counters::{Counters, DropReason, Event, PacketBytes, PortCounters, VrfCounters};
+pub use frame::{Frame, FramePool, VecFrame, VecPool};
+
+use crate::tables::{MacDest, PortRole, Tables};
+use crate::wire::{EtherType, EthernetFrame, MacAddr};
+
+/// What happens to a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not processed yet.
+    Pending,
+    /// Send on this port.
+    Forward(PortId),
+    /// Send back on the ingress port (ARP reply, ICMP from the router to a neighbour).
+    Reply,
+    /// Give to the host stack.
+    ToHost,
+    /// Absorbed by the dataplane (an ARP reply it learned from); nothing to send.
+    Consumed,
+    /// Dropped, with the reason.
+    Drop(DropReason),
+}
+
+/// One packet in a batch.
+#[derive(Debug)]
+pub struct Packet<F> {
+    /// The frame; rewritten in place.
+    pub frame: F,
+    /// The port it arrived on.
+    pub ingress: PortId,
+    /// Set by [`process`].
+    pub verdict: Verdict,
+}
+
+/// A batch of packets. [`process`] may append head-end replicas after the received packets;
+/// their verdicts are already set.
+#[derive(Debug)]
+pub struct Batch<F> {
+    /// Received packets, then replicas.
+    pub packets: Vec<Packet<F>>,
+}
+
+impl<F> Default for Batch<F> {
+    fn default() -> Self {
+        Batch { packets: Vec::with_capacity(64) }
+    }
+}
+
+impl<F: Frame> Batch<F> {
+    /// Add a received frame.
+    pub fn push(&mut self, frame: F, ingress: PortId) {
+        self.packets.push(Packet { frame, ingress, verdict: Verdict::Pending });
+    }
+}
+
+/// Most entries a worker learns per learning table.
+pub const LEARN_LIMIT: usize = 65_536;
+
+/// A worker's mutable state: its counters and what it learned from traffic. Written only by
+/// the worker that owns it.
+#[derive(Debug, Default)]
+pub struct Worker {
+    /// The worker's counters.
+    pub counters: Counters,
+    /// Neighbours learned from ARP: (port, IP) → MAC.
+    pub neighbours: HashMap<(PortId, Ipv4Addr), MacAddr>,
+    /// MACs learned in bridge domains.
+    pub macs: HashMap<(BridgeDomainId, MacAddr), MacDest>,
+    /// IPv4 identification for packets the router originates.
+    ident: u16,
+}
+
+impl Worker {
+    fn learn_neighbour(&mut self, port: PortId, ip: Ipv4Addr, mac: MacAddr) {
+        match self.neighbours.get(&(port, ip)) {
+            Some(m) if *m == mac => {}
+            Some(_) => {
+                self.neighbours.insert((port, ip), mac);
+            }
+            None if self.neighbours.len() >= LEARN_LIMIT => self.counters.event(Event::LearnTableFull),
+            None => {
+                self.neighbours.insert((port, ip), mac);
+                self.counters.event(Event::NeighbourLearned);
+            }
+        }
+    }
+
+    fn learn_mac(&mut self, bd: BridgeDomainId, mac: MacAddr, dest: MacDest) {
+        match self.macs.get(&(bd, mac)) {
+            Some(d) if *d == dest => {}
+            Some(_) => {
+                self.macs.insert((bd, mac), dest);
+            }
+            None if self.macs.len() >= LEARN_LIMIT => self.counters.event(Event::LearnTableFull),
+            None => {
+                self.macs.insert((bd, mac), dest);
+                self.counters.event(Event::MacLearned);
+            }
+        }
+    }
+
+    fn next_ident(&mut self) -> u16 {
+        self.ident = self.ident.wrapping_add(1);
+        self.ident
+    }
+}
+
+/// Sees every decision the pipeline makes for a packet.
+pub trait Tracer {
+    /// True when steps are recorded (lets callers skip formatting work).
+    const ENABLED: bool;
+    /// One step.
+    fn step(&mut self, args: fmt::Arguments<'_>);
+}
+
+/// Records nothing; compiled away.
+#[derive(Debug, Default)]
+pub struct NoTrace;
+
+impl Tracer for NoTrace {
+    const ENABLED: bool = false;
+    #[inline(always)]
+    fn step(&mut self, _: fmt::Arguments<'_>) {}
+}
+
+/// Records each step as a line of text (for `trace`).
+#[derive(Debug, Default)]
+pub struct StepTrace {
+    /// The steps in order.
+    pub steps: Vec<String>,
+}
+
+impl Tracer for StepTrace {
+    const ENABLED: bool = true;
+    fn step(&mut self, args: fmt::Arguments<'_>) {
+        self.steps.push(args.to_string());
+    }
+}
+
+macro_rules! trace {
+    ($t:expr, $($arg:tt)*) => {
+        if T::ENABLED {
+            $crate::pipeline::Tracer::step($t, format_args!($($arg)*));
+        }
+    };
+}
+pub(crate) use trace;
+
+/// Everything one packet's processing reads and writes besides its frame.
+pub(crate) struct Ctx<'a, F: Frame, P: FramePool<F>, T: Tracer> {
+    pub tables: &'a Tables,
+    pub worker: &'a mut Worker,
+    pub pool: &'a mut P,
+    pub tracer: &'a mut T,
+    /// Replicas made while processing this packet, with their verdicts.
+    pub replicas: Vec<(F, Verdict)>,
+    /// The VRF the packet entered, for per-VRF drop counting.
+    pub vrf: Option<VrfId>,
+    pub ingress: PortId,
+}
+
+/// Run the pipeline over a batch: every received packet gets its verdict; replicas are
+/// appended with theirs. Counters of `worker` are updated.
+pub fn process<F: Frame, P: FramePool<F>>(tables: &Tables, batch: &mut Batch<F>, worker: &mut Worker, pool: &mut P) {
+    process_traced(tables, batch, worker, pool, &mut NoTrace);
+}
+
+/// [`process`] with a tracer that sees each decision.
+pub fn process_traced<F: Frame, P: FramePool<F>, T: Tracer>(
+    tables: &Tables,
+    batch: &mut Batch<F>,
+    worker: &mut Worker,
+    pool: &mut P,
+    tracer: &mut T,
+) {
+    worker.counters.ensure(tables.ports.len(), tables.vrfs.len());
+    let received = batch.packets.len();
+    for i in 0..received {
+        let pkt = &mut batch.packets[i];
+        if pkt.verdict != Verdict::Pending {
+            continue;
+        }
+        let mut ctx =
+            Ctx { tables, worker: &mut *worker, pool: &mut *pool, tracer: &mut *tracer, replicas: Vec::new(), vrf: None, ingress: pkt.ingress };
+        let verdict = ctx.input(&mut pkt.frame);
+        let replicas = std::mem::take(&mut ctx.replicas);
+        let (vrf, ingress) = (ctx.vrf, pkt.ingress);
+        account(worker, ingress, vrf, verdict, pkt.frame.len());
+        pkt.verdict = verdict;
+        for (frame, verdict) in replicas {
+            account_tx(worker, ingress, verdict, frame.len());
+            batch.packets.push(Packet { frame, ingress, verdict });
+        }
+    }
+}
+
+fn account(worker: &mut Worker, ingress: PortId, vrf: Option<VrfId>, verdict: Verdict, len: usize) {
+    let c = &mut worker.counters;
+    match verdict {
+        Verdict::Drop(reason) => {
+            if let Some(p) = c.port(ingress) {
+                p.drops[reason as usize] += 1;
+            }
+            if let Some(v) = vrf.and_then(|v| c.vrf(v)) {
+                v.drops += 1;
+            }
+        }
+        Verdict::ToHost => {
+            if let Some(p) = c.port(ingress) {
+                p.to_host += 1;
+            }
+        }
+        _ => account_tx(worker, ingress, verdict, len),
+    }
+}
+
+fn account_tx(worker: &mut Worker, ingress: PortId, verdict: Verdict, len: usize) {
+    let out = match verdict {
+        Verdict::Forward(p) => p,
+        Verdict::Reply => ingress,
+        _ => return,
+    };
+    if let Some(p) = worker.counters.port(out) {
+        p.tx.add(len);
+    }
+}
+
+impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
+    /// Classify by ingress port and ethertype.
+    fn input(&mut self, frame: &mut F) -> Verdict {
+        let Some(port) = self.tables.port(self.ingress) else {
+            trace!(self.tracer, "ingress port {} is not configured", self.ingress);
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        if let Some(c) = self.worker.counters.port(self.ingress) {
+            c.rx.add(frame.len());
+        }
+        let Ok(eth) = EthernetFrame::new_checked(frame.data()) else {
+            return Verdict::Drop(DropReason::EthTruncated);
+        };
+        let (dst, src, ethertype, l2len, vlan) =
+            (eth.dst_addr(), eth.src_addr(), eth.ethertype(), eth.header_len(), eth.vlan_id());
+        trace!(self.tracer, "rx on {} ({}): {} → {}, ethertype {:?}, vlan {:?}, {} bytes", port.name, self.ingress, src, dst, ethertype, vlan, frame.len());
+        if vlan != port.vlan {
+            trace!(self.tracer, "port expects vlan {:?}", port.vlan);
+            return Verdict::Drop(DropReason::VlanMismatch);
+        }
+        if let PortRole::Bridge(bd) = port.role {
+            return self.bridge_input(frame, bd, l2len);
+        }
+        if dst != port.mac && !dst.is_broadcast() {
+            return Verdict::Drop(if dst.is_multicast() { DropReason::L2Multicast } else { DropReason::NotForUs });
+        }
+        match (ethertype, port.role) {
+            (EtherType::Arp, _) => self.arp_input(frame, l2len),
+            (EtherType::Ipv4, PortRole::Vrf(vrf)) => {
+                self.route(frame, crate::tables::Table::Vrf(vrf), l2len, ip::Hop::Routed { check_source: port.anti_spoof }, 0)
+            }
+            (EtherType::Ipv4, _) => self.core_ipv4_input(frame, l2len),
+            (EtherType::Mpls, PortRole::Core) => self.mpls_input(frame, l2len),
+            (EtherType::Mpls, _) => Verdict::Drop(DropReason::MplsOnCustomerPort),
+            _ => Verdict::Drop(DropReason::UnknownEthertype),
+        }
+    }
+
+    /// Rewrite the L2 header in front of the network header at `net_off` for `port`: the
+    /// destination MAC given, the port's MAC as source, and the port's VLAN tag if it has one.
+    /// Checks the port's MTU. Returns the verdict to send it.
+    fn transmit(&mut self, frame: &mut F, net_off: usize, port: PortId, dst: MacAddr, ethertype: EtherType) -> Verdict {
+        let Some(p) = self.tables.port(port) else {
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        if frame.len() - net_off > usize::from(p.mtu) {
+            trace!(self.tracer, "{} bytes exceed the MTU {} of {}", frame.len() - net_off, p.mtu, p.name);
+            return Verdict::Drop(DropReason::MtuExceeded);
+        }
+        let l2len = if p.vlan.is_some() { 18 } else { 14 };
+        if !set_front(frame, net_off, l2len) {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        }
+        l2::write_ethernet(frame.data_mut(), dst, p.mac, ethertype, p.vlan);
+        trace!(self.tracer, "tx on {} ({}): {} → {}, ethertype {:?}, {} bytes", p.name, port, p.mac, dst, ethertype, frame.len());
+        if port == self.ingress {
+            Verdict::Reply
+        } else {
+            Verdict::Forward(port)
+        }
+    }
+
+    /// Hand a copy of the frame's current bytes to `send`, which finishes it and returns its
+    /// verdict; the copy is kept as a replica. Counted as a drop when the pool is empty.
+    fn replicate(&mut self, data: &[u8], send: impl FnOnce(&mut Self, &mut F) -> Verdict) {
+        match self.pool.copy_of(data) {
+            Some(mut copy) => {
+                self.worker.counters.event(Event::Replicated);
+                let v = send(self, &mut copy);
+                match v {
+                    Verdict::Drop(r) => self.count_drop(r),
+                    _ => self.replicas.push((copy, v)),
+                }
+            }
+            None => self.count_drop(DropReason::ReplicationNoBuffer),
+        }
+    }
+
+    /// Count a drop that is not the packet's own verdict (a replica that failed).
+    fn count_drop(&mut self, reason: DropReason) {
+        if let Some(p) = self.worker.counters.port(self.ingress) {
+            p.drops[reason as usize] += 1;
+        }
+    }
+}
+
+/// Make the frame start exactly `len` bytes before `off`: grow or trim the front.
+fn set_front<F: Frame>(frame: &mut F, off: usize, len: usize) -> bool {
+    if off >= len {
+        frame.pull_front(off - len)
+    } else {
+        frame.push_front(len - off)
+    }
+}
+
+/// Make room for `n` bytes right before `*off`, growing the frame's front if needed; `*off`
+/// becomes the start of the room.
+fn room_before<F: Frame>(frame: &mut F, off: &mut usize, n: usize) -> bool {
+    if *off < n {
+        if !frame.push_front(n - *off) {
+            return false;
+        }
+        *off = n;
+    }
+    *off -= n;
+    true
+}

@@ -1,0 +1,798 @@
+//! The forwarding tables the pipeline reads: ports, per-VRF FIBs, the underlay FIB, the
+//! next-hop arena, the incoming label map (ILM), the VNI map, bridge domains and neighbours.
+//!
+//! # Who writes, who reads
+//! [`Tables`] is an immutable snapshot for readers. One writer (the config loader, the table
+//! socket, later the control process) keeps its own master copy, applies [`TableCommand`]s to
+//! it, and publishes a clone through [`TableHandle`]. Workers load the current snapshot once
+//! per batch and never lock. A command that refers to something missing is refused with a
+//! [`TableError`] and changes nothing.
+
+mod fib;
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use carrier_common::{BridgeDomainId, Label, NextHopId, PortId, Vni, VrfId};
+use serde::{Deserialize, Serialize};
+
+pub use fib::{Fib, InterfaceAddr, Ipv4Prefix, Lpm, PrefixParseError};
+
+use crate::wire::MacAddr;
+
+impl Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(|_| serde::de::Error::custom(format!("not a MAC address (aa:bb:cc:dd:ee:ff): {s:?}")))
+    }
+}
+
+/// How the label TTL is set on push and how the IP TTL is set on pop (RFC 3443).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TtlMode {
+    /// Label TTL copied from the IP TTL on push, and back on pop: the core shows in traceroute.
+    #[default]
+    Uniform,
+    /// Label TTL 255 on push; the IP TTL is left alone by the core.
+    Pipe,
+}
+
+/// Router-wide settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterSettings {
+    /// The router's identity and the source of ICMP it sends from the core.
+    pub router_id: Ipv4Addr,
+    /// The local VTEP address: outer source of VXLAN and the address decapsulation accepts.
+    pub vtep: Option<Ipv4Addr>,
+    /// MPLS TTL handling.
+    pub ttl_mode: TtlMode,
+    /// Outer IPv4 TTL of VXLAN packets.
+    pub vxlan_ttl: u8,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        RouterSettings { router_id: Ipv4Addr::UNSPECIFIED, vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: 64 }
+    }
+}
+
+/// What a port is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortRole {
+    /// A customer port whose traffic is routed in a VRF.
+    Vrf(VrfId),
+    /// A customer port in an EVPN/VXLAN bridge domain (L2).
+    Bridge(BridgeDomainId),
+    /// A core port toward other PEs: MPLS and VXLAN arrive and leave here.
+    Core,
+}
+
+/// One interface the dataplane owns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Port {
+    /// Dense id, the index into [`Tables::ports`].
+    pub id: PortId,
+    /// The Linux interface name.
+    pub name: String,
+    /// The MAC the router uses on this port.
+    pub mac: MacAddr,
+    /// The router's addresses on this port and their connected subnets.
+    pub addrs: Vec<InterfaceAddr>,
+    /// Customer (VRF or bridge) or core.
+    pub role: PortRole,
+    /// Answer ARP for addresses the VRF routes elsewhere (routed mode).
+    pub proxy_arp: bool,
+    /// Drop packets whose source address the VRF would not route back out of this port.
+    pub anti_spoof: bool,
+    /// 802.1Q VLAN id carried on this port, if the port is tagged.
+    pub vlan: Option<u16>,
+    /// Largest IP packet (plus labels) this port sends.
+    pub mtu: u16,
+}
+
+/// Up to three labels, outermost first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LabelStack {
+    labels: [Label; 3],
+    len: u8,
+}
+
+impl LabelStack {
+    /// Most labels one next hop pushes.
+    pub const MAX: usize = 3;
+
+    /// A stack from a slice, outermost first; `None` when longer than [`Self::MAX`].
+    pub fn new(labels: &[Label]) -> Option<LabelStack> {
+        if labels.len() > Self::MAX {
+            return None;
+        }
+        let mut stack = LabelStack::default();
+        stack.labels[..labels.len()].copy_from_slice(labels);
+        stack.len = labels.len() as u8;
+        Some(stack)
+    }
+
+    /// The labels, outermost first.
+    pub fn as_slice(&self) -> &[Label] {
+        &self.labels[..usize::from(self.len)]
+    }
+}
+
+impl Serialize for LabelStack {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.as_slice().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for LabelStack {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Vec::<Label>::deserialize(d)?;
+        LabelStack::new(&v).ok_or_else(|| serde::de::Error::custom("at most 3 labels per next hop"))
+    }
+}
+
+/// A next hop in the arena. Routes and ILM entries point at these by [`NextHopId`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum NextHop {
+    /// Send out `port` to the neighbour `via`, or — for a connected subnet, `via` absent — to
+    /// the packet's own destination. The MAC comes from the neighbour table.
+    Adjacency {
+        /// Egress port.
+        port: PortId,
+        /// Gateway address; `None` for a connected subnet.
+        via: Option<Ipv4Addr>,
+    },
+    /// Push `labels` (outermost first) and send toward the remote PE `pe`, which is resolved in
+    /// the underlay FIB (where a transport label may be pushed in turn).
+    MplsPush {
+        /// Labels to push, outermost first (usually just the VPN label).
+        labels: LabelStack,
+        /// Traffic class; `None` copies the IP precedence (DSCP >> 3).
+        tc: Option<u8>,
+        /// The remote PE (or the next LSR), looked up in the underlay FIB.
+        pe: Ipv4Addr,
+    },
+    /// Encapsulate in VXLAN toward `vtep` (resolved in the underlay FIB) with `vni`. For a routed
+    /// (EVPN type-5) next hop, `router_mac` is the inner destination MAC.
+    Vxlan {
+        /// Remote VTEP address.
+        vtep: Ipv4Addr,
+        /// VNI carried.
+        vni: Vni,
+        /// Inner destination MAC for routed VXLAN.
+        router_mac: Option<MacAddr>,
+    },
+    /// Equal-cost multipath: one member per flow, chosen by the 5-tuple hash.
+    Ecmp {
+        /// Member next hops (none of them an ECMP group itself).
+        members: Vec<NextHopId>,
+    },
+    /// An address of the router itself: ICMP echo answered, everything else to the host.
+    Receive,
+    /// Hand to the host stack.
+    ToHost,
+    /// Drop, counted as `blackhole`.
+    Blackhole,
+}
+
+/// What to do with a packet whose top label is in the ILM.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum IlmAction {
+    /// Per-VRF label: pop and look the IP destination up in `vrf`.
+    PopLookup {
+        /// VRF to look up in.
+        vrf: VrfId,
+    },
+    /// Per-CE (per-next-hop) label: pop and forward to `nexthop` without a lookup. `vrf` is used
+    /// to route ICMP the router generates for such packets.
+    PopForward {
+        /// The VRF the next hop belongs to.
+        vrf: VrfId,
+        /// Where the packet goes.
+        nexthop: NextHopId,
+    },
+    /// Swap the top label for `out` and send toward `pe` through the underlay.
+    Swap {
+        /// Outgoing label.
+        out: Label,
+        /// Next LSR, resolved in the underlay FIB.
+        pe: Ipv4Addr,
+    },
+}
+
+/// Where a MAC lives in a bridge domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MacDest {
+    /// Behind a local port.
+    Port(PortId),
+    /// Behind a remote VTEP.
+    Vtep(Ipv4Addr),
+}
+
+/// An EVPN/VXLAN bridge domain.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BridgeDomain {
+    /// Dense id.
+    pub id: BridgeDomainId,
+    /// Operator's name.
+    pub name: String,
+    /// The VNI this domain is carried in.
+    pub vni: Vni,
+    /// Local ports in the domain.
+    pub ports: Vec<PortId>,
+    /// Remote VTEPs that get a copy of broadcast, unknown unicast and multicast (head-end
+    /// replication).
+    pub flood: Vec<Ipv4Addr>,
+    /// Static and EVPN type-2 MACs.
+    pub macs: HashMap<MacAddr, MacDest>,
+    /// Known IP→MAC bindings for ARP suppression.
+    pub arp: HashMap<Ipv4Addr, MacAddr>,
+}
+
+/// What a VNI arriving from the core maps to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VniTarget {
+    /// L2: a bridge domain.
+    Bridge(BridgeDomainId),
+    /// L3 (EVPN type-5): route the inner packet in a VRF.
+    Vrf(VrfId),
+}
+
+/// A VRF.
+#[derive(Clone, Debug, Default)]
+pub struct Vrf {
+    /// Dense id.
+    pub id: VrfId,
+    /// Operator's name.
+    pub name: String,
+    /// The VRF's routes.
+    pub fib: Fib,
+    /// Source address for ICMP the router sends in this VRF when no port address fits.
+    pub source: Option<Ipv4Addr>,
+}
+
+/// Which FIB a route command addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Table {
+    /// A customer VRF.
+    Vrf(VrfId),
+    /// The core (global) table that resolves PEs and VTEPs.
+    Underlay,
+}
+
+/// One change to the tables: the narrow, serialisable type every writer uses (config loader,
+/// table socket, control process).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum TableCommand {
+    /// Forget everything: the first command of a full-state replacement.
+    Clear,
+    /// Router-wide settings.
+    Router(RouterSettings),
+    /// Add or replace a port.
+    Port(Port),
+    /// Add or rename a VRF (its routes are kept).
+    Vrf {
+        /// Dense id.
+        id: VrfId,
+        /// Name.
+        name: String,
+        /// ICMP source address.
+        source: Option<Ipv4Addr>,
+    },
+    /// Add or replace a next hop.
+    NextHop {
+        /// Id in the arena.
+        id: NextHopId,
+        /// The next hop.
+        nexthop: NextHop,
+    },
+    /// Remove a next hop (routes still pointing at it are refused first).
+    RemoveNextHop {
+        /// Id in the arena.
+        id: NextHopId,
+    },
+    /// Install or replace a route.
+    Route {
+        /// Which FIB.
+        table: Table,
+        /// The prefix.
+        prefix: Ipv4Prefix,
+        /// Where it goes.
+        nexthop: NextHopId,
+    },
+    /// Withdraw a route.
+    Withdraw {
+        /// Which FIB.
+        table: Table,
+        /// The prefix.
+        prefix: Ipv4Prefix,
+    },
+    /// Install or replace an ILM entry.
+    Label {
+        /// Incoming label.
+        label: Label,
+        /// What to do.
+        #[serde(flatten)]
+        action: IlmAction,
+    },
+    /// Remove an ILM entry.
+    RemoveLabel {
+        /// Incoming label.
+        label: Label,
+    },
+    /// A static neighbour (IP → MAC on a port).
+    Neighbour {
+        /// Port.
+        port: PortId,
+        /// Neighbour address.
+        ip: Ipv4Addr,
+        /// Its MAC.
+        mac: MacAddr,
+    },
+    /// Remove a static neighbour.
+    RemoveNeighbour {
+        /// Port.
+        port: PortId,
+        /// Neighbour address.
+        ip: Ipv4Addr,
+    },
+    /// Add or replace a bridge domain (its MACs and bindings are kept).
+    Bridge {
+        /// Dense id.
+        id: BridgeDomainId,
+        /// Name.
+        name: String,
+        /// VNI.
+        vni: Vni,
+        /// Local ports.
+        ports: Vec<PortId>,
+    },
+    /// Replace a bridge domain's flood list.
+    FloodList {
+        /// Bridge domain.
+        bridge: BridgeDomainId,
+        /// Remote VTEPs.
+        vteps: Vec<Ipv4Addr>,
+    },
+    /// Install a MAC in a bridge domain.
+    BridgeMac {
+        /// Bridge domain.
+        bridge: BridgeDomainId,
+        /// MAC.
+        mac: MacAddr,
+        /// Where it lives.
+        dest: MacDest,
+    },
+    /// Remove a MAC from a bridge domain.
+    RemoveBridgeMac {
+        /// Bridge domain.
+        bridge: BridgeDomainId,
+        /// MAC.
+        mac: MacAddr,
+    },
+    /// An IP→MAC binding for ARP suppression.
+    ArpBinding {
+        /// Bridge domain.
+        bridge: BridgeDomainId,
+        /// IP.
+        ip: Ipv4Addr,
+        /// MAC.
+        mac: MacAddr,
+    },
+    /// Map a VNI arriving from the core.
+    VniMap {
+        /// VNI.
+        vni: Vni,
+        /// Bridge domain or VRF.
+        target: VniTarget,
+    },
+    /// Remove a VNI mapping.
+    RemoveVni {
+        /// VNI.
+        vni: Vni,
+    },
+}
+
+/// A command that would leave the tables inconsistent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    /// No port with that id.
+    #[error("unknown port {0}")]
+    UnknownPort(PortId),
+    /// No VRF with that id.
+    #[error("unknown VRF {0}")]
+    UnknownVrf(VrfId),
+    /// No bridge domain with that id.
+    #[error("unknown bridge domain {0}")]
+    UnknownBridge(BridgeDomainId),
+    /// No next hop with that id.
+    #[error("unknown next hop {0}")]
+    UnknownNextHop(NextHopId),
+    /// Ids are dense: the next new one must be the current count.
+    #[error("{what} id {id} is not dense (next free id is {next})")]
+    NotDense {
+        /// Kind of object.
+        what: &'static str,
+        /// Given id.
+        id: u32,
+        /// Expected id.
+        next: u32,
+    },
+    /// ECMP members must be plain next hops.
+    #[error("next hop {0}: an ECMP group needs at least one member and cannot contain another group")]
+    BadEcmp(NextHopId),
+    /// A next hop still used by a route or label.
+    #[error("next hop {0} is still in use")]
+    NextHopInUse(NextHopId),
+    /// A reserved label in the ILM.
+    #[error("label {0} is reserved (0..=15)")]
+    ReservedLabel(Label),
+}
+
+/// An immutable snapshot of every table the pipeline reads.
+#[derive(Clone, Debug, Default)]
+pub struct Tables {
+    /// Router-wide settings.
+    pub router: RouterSettings,
+    /// Ports by [`PortId`].
+    pub ports: Vec<Port>,
+    /// VRFs by [`VrfId`].
+    pub vrfs: Vec<Vrf>,
+    /// The core table resolving PEs and VTEPs.
+    pub underlay: Fib,
+    /// The next-hop arena by [`NextHopId`].
+    pub nexthops: Vec<Option<NextHop>>,
+    /// The incoming label map.
+    pub ilm: HashMap<Label, IlmAction>,
+    /// Bridge domains by [`BridgeDomainId`].
+    pub bridges: Vec<BridgeDomain>,
+    /// VNIs arriving from the core.
+    pub vnis: HashMap<Vni, VniTarget>,
+    /// Static neighbours.
+    pub neighbours: HashMap<(PortId, Ipv4Addr), MacAddr>,
+}
+
+impl Tables {
+    /// A port by id.
+    pub fn port(&self, id: PortId) -> Option<&Port> {
+        self.ports.get(id.index())
+    }
+
+    /// A port by interface name.
+    pub fn port_by_name(&self, name: &str) -> Option<&Port> {
+        self.ports.iter().find(|p| p.name == name)
+    }
+
+    /// A VRF by name.
+    pub fn vrf_by_name(&self, name: &str) -> Option<&Vrf> {
+        self.vrfs.iter().find(|v| v.name == name)
+    }
+
+    /// A next hop by id.
+    pub fn nexthop(&self, id: NextHopId) -> Option<&NextHop> {
+        self.nexthops.get(id.index()).and_then(Option::as_ref)
+    }
+
+    /// The FIB a [`Table`] names.
+    pub fn fib(&self, table: Table) -> Option<&Fib> {
+        match table {
+            Table::Vrf(v) => self.vrfs.get(v.index()).map(|v| &v.fib),
+            Table::Underlay => Some(&self.underlay),
+        }
+    }
+
+    fn fib_mut(&mut self, table: Table) -> Result<&mut Fib, TableError> {
+        match table {
+            Table::Vrf(v) => self.vrfs.get_mut(v.index()).map(|v| &mut v.fib).ok_or(TableError::UnknownVrf(v)),
+            Table::Underlay => Ok(&mut self.underlay),
+        }
+    }
+
+    fn check_port(&self, id: PortId) -> Result<(), TableError> {
+        self.port(id).map(|_| ()).ok_or(TableError::UnknownPort(id))
+    }
+
+    fn check_vrf(&self, id: VrfId) -> Result<(), TableError> {
+        self.vrfs.get(id.index()).map(|_| ()).ok_or(TableError::UnknownVrf(id))
+    }
+
+    fn check_nexthop(&self, id: NextHopId) -> Result<(), TableError> {
+        self.nexthop(id).map(|_| ()).ok_or(TableError::UnknownNextHop(id))
+    }
+
+    fn bridge_mut(&mut self, id: BridgeDomainId) -> Result<&mut BridgeDomain, TableError> {
+        self.bridges.get_mut(id.index()).ok_or(TableError::UnknownBridge(id))
+    }
+
+    fn dense(what: &'static str, id: usize, len: usize) -> Result<(), TableError> {
+        if id > len {
+            return Err(TableError::NotDense { what, id: id as u32, next: len as u32 });
+        }
+        Ok(())
+    }
+
+    fn nexthop_in_use(&self, id: NextHopId) -> bool {
+        let in_fib = |fib: &Fib| fib.routes().any(|(_, nh)| nh == id);
+        in_fib(&self.underlay)
+            || self.vrfs.iter().any(|v| in_fib(&v.fib))
+            || self.ilm.values().any(|a| matches!(a, IlmAction::PopForward { nexthop, .. } if *nexthop == id))
+            || self.nexthops.iter().flatten().any(|nh| matches!(nh, NextHop::Ecmp { members } if members.contains(&id)))
+    }
+
+    /// Apply one command. On error nothing changed.
+    pub fn apply(&mut self, cmd: TableCommand) -> Result<(), TableError> {
+        match cmd {
+            TableCommand::Clear => *self = Tables::default(),
+            TableCommand::Router(r) => self.router = r,
+            TableCommand::Port(port) => {
+                Self::dense("port", port.id.index(), self.ports.len())?;
+                match port.role {
+                    PortRole::Vrf(v) => self.check_vrf(v)?,
+                    PortRole::Bridge(b) => {
+                        self.bridges.get(b.index()).ok_or(TableError::UnknownBridge(b))?;
+                    }
+                    PortRole::Core => {}
+                }
+                let id = port.id.index();
+                if id == self.ports.len() {
+                    self.ports.push(port);
+                } else {
+                    self.ports[id] = port;
+                }
+            }
+            TableCommand::Vrf { id, name, source } => {
+                Self::dense("VRF", id.index(), self.vrfs.len())?;
+                if id.index() == self.vrfs.len() {
+                    self.vrfs.push(Vrf { id, name, fib: Fib::default(), source });
+                } else {
+                    let vrf = &mut self.vrfs[id.index()];
+                    vrf.name = name;
+                    vrf.source = source;
+                }
+            }
+            TableCommand::NextHop { id, nexthop } => {
+                match &nexthop {
+                    NextHop::Adjacency { port, .. } => self.check_port(*port)?,
+                    NextHop::Ecmp { members } => {
+                        if members.is_empty() {
+                            return Err(TableError::BadEcmp(id));
+                        }
+                        for m in members {
+                            match self.nexthop(*m) {
+                                None => return Err(TableError::UnknownNextHop(*m)),
+                                Some(NextHop::Ecmp { .. }) => return Err(TableError::BadEcmp(id)),
+                                Some(_) => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                let i = id.index();
+                if i >= self.nexthops.len() {
+                    self.nexthops.resize(i + 1, None);
+                }
+                self.nexthops[i] = Some(nexthop);
+            }
+            TableCommand::RemoveNextHop { id } => {
+                self.check_nexthop(id)?;
+                if self.nexthop_in_use(id) {
+                    return Err(TableError::NextHopInUse(id));
+                }
+                self.nexthops[id.index()] = None;
+            }
+            TableCommand::Route { table, prefix, nexthop } => {
+                self.check_nexthop(nexthop)?;
+                self.fib_mut(table)?.insert(prefix, nexthop);
+            }
+            TableCommand::Withdraw { table, prefix } => {
+                self.fib_mut(table)?.remove(prefix);
+            }
+            TableCommand::Label { label, action } => {
+                if label.is_reserved() {
+                    return Err(TableError::ReservedLabel(label));
+                }
+                match &action {
+                    IlmAction::PopLookup { vrf } => self.check_vrf(*vrf)?,
+                    IlmAction::PopForward { vrf, nexthop } => {
+                        self.check_vrf(*vrf)?;
+                        self.check_nexthop(*nexthop)?;
+                    }
+                    IlmAction::Swap { .. } => {}
+                }
+                self.ilm.insert(label, action);
+            }
+            TableCommand::RemoveLabel { label } => {
+                self.ilm.remove(&label);
+            }
+            TableCommand::Neighbour { port, ip, mac } => {
+                self.check_port(port)?;
+                self.neighbours.insert((port, ip), mac);
+            }
+            TableCommand::RemoveNeighbour { port, ip } => {
+                self.neighbours.remove(&(port, ip));
+            }
+            TableCommand::Bridge { id, name, vni, ports } => {
+                Self::dense("bridge domain", id.index(), self.bridges.len())?;
+                for p in &ports {
+                    self.check_port(*p)?;
+                }
+                if id.index() == self.bridges.len() {
+                    self.bridges.push(BridgeDomain { id, name, vni, ports, ..Default::default() });
+                } else {
+                    let bd = &mut self.bridges[id.index()];
+                    bd.name = name;
+                    bd.vni = vni;
+                    bd.ports = ports;
+                }
+            }
+            TableCommand::FloodList { bridge, vteps } => self.bridge_mut(bridge)?.flood = vteps,
+            TableCommand::BridgeMac { bridge, mac, dest } => {
+                if let MacDest::Port(p) = dest {
+                    self.check_port(p)?;
+                }
+                self.bridge_mut(bridge)?.macs.insert(mac, dest);
+            }
+            TableCommand::RemoveBridgeMac { bridge, mac } => {
+                self.bridge_mut(bridge)?.macs.remove(&mac);
+            }
+            TableCommand::ArpBinding { bridge, ip, mac } => {
+                self.bridge_mut(bridge)?.arp.insert(ip, mac);
+            }
+            TableCommand::VniMap { vni, target } => {
+                match target {
+                    VniTarget::Bridge(b) => {
+                        self.bridges.get(b.index()).ok_or(TableError::UnknownBridge(b))?;
+                    }
+                    VniTarget::Vrf(v) => self.check_vrf(v)?,
+                }
+                self.vnis.insert(vni, target);
+            }
+            TableCommand::RemoveVni { vni } => {
+                self.vnis.remove(&vni);
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply commands in order; stops at the first error and reports its index.
+    pub fn apply_all(&mut self, cmds: impl IntoIterator<Item = TableCommand>) -> Result<(), (usize, TableError)> {
+        for (i, cmd) in cmds.into_iter().enumerate() {
+            self.apply(cmd).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The published snapshot. Written by one writer with [`TableHandle::publish`]; read by
+/// workers with [`TableHandle::load`] once per batch, without locks.
+#[derive(Clone, Debug, Default)]
+pub struct TableHandle {
+    current: Arc<ArcSwap<Tables>>,
+}
+
+impl TableHandle {
+    /// A handle publishing `tables`.
+    pub fn new(tables: Tables) -> TableHandle {
+        TableHandle { current: Arc::new(ArcSwap::from_pointee(tables)) }
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> Arc<Tables> {
+        self.current.load_full()
+    }
+
+    /// Replace the snapshot; readers pick it up at their next batch.
+    pub fn publish(&self, tables: Tables) {
+        self.current.store(Arc::new(tables));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(id: u16, role: PortRole) -> Port {
+        Port {
+            id: PortId(id),
+            name: format!("p{id}"),
+            mac: MacAddr([2, 0, 0, 0, 0, id as u8]),
+            addrs: vec![],
+            role,
+            proxy_arp: false,
+            anti_spoof: false,
+            vlan: None,
+            mtu: 1500,
+        }
+    }
+
+    #[test]
+    fn references_are_checked() {
+        let mut t = Tables::default();
+        assert_eq!(t.apply(TableCommand::Port(port(0, PortRole::Vrf(VrfId(0))))), Err(TableError::UnknownVrf(VrfId(0))));
+        t.apply(TableCommand::Vrf { id: VrfId(0), name: "red".into(), source: None }).unwrap();
+        t.apply(TableCommand::Port(port(0, PortRole::Vrf(VrfId(0))))).unwrap();
+        assert!(matches!(t.apply(TableCommand::Port(port(5, PortRole::Core))), Err(TableError::NotDense { .. })));
+        let route = TableCommand::Route {
+            table: Table::Vrf(VrfId(0)),
+            prefix: "10.0.0.0/8".parse().unwrap(),
+            nexthop: NextHopId(0),
+        };
+        assert_eq!(t.apply(route.clone()), Err(TableError::UnknownNextHop(NextHopId(0))));
+        t.apply(TableCommand::NextHop { id: NextHopId(0), nexthop: NextHop::Blackhole }).unwrap();
+        t.apply(route).unwrap();
+        assert_eq!(t.apply(TableCommand::RemoveNextHop { id: NextHopId(0) }), Err(TableError::NextHopInUse(NextHopId(0))));
+        let lbl = Label::new(3).unwrap();
+        assert_eq!(
+            t.apply(TableCommand::Label { label: lbl, action: IlmAction::PopLookup { vrf: VrfId(0) } }),
+            Err(TableError::ReservedLabel(lbl))
+        );
+    }
+
+    #[test]
+    fn ecmp_cannot_nest() {
+        let mut t = Tables::default();
+        t.apply(TableCommand::NextHop { id: NextHopId(0), nexthop: NextHop::Blackhole }).unwrap();
+        t.apply(TableCommand::NextHop { id: NextHopId(1), nexthop: NextHop::Ecmp { members: vec![NextHopId(0)] } })
+            .unwrap();
+        assert_eq!(
+            t.apply(TableCommand::NextHop { id: NextHopId(2), nexthop: NextHop::Ecmp { members: vec![NextHopId(1)] } }),
+            Err(TableError::BadEcmp(NextHopId(2)))
+        );
+        assert_eq!(
+            t.apply(TableCommand::NextHop { id: NextHopId(2), nexthop: NextHop::Ecmp { members: vec![] } }),
+            Err(TableError::BadEcmp(NextHopId(2)))
+        );
+    }
+
+    #[test]
+    fn commands_round_trip_as_json() {
+        let cmds = vec![
+            TableCommand::Label { label: Label::new(1000).unwrap(), action: IlmAction::PopLookup { vrf: VrfId(1) } },
+            TableCommand::NextHop {
+                id: NextHopId(3),
+                nexthop: NextHop::MplsPush {
+                    labels: LabelStack::new(&[Label::new(1000).unwrap()]).unwrap(),
+                    tc: None,
+                    pe: Ipv4Addr::new(10, 255, 0, 2),
+                },
+            },
+            TableCommand::BridgeMac {
+                bridge: BridgeDomainId(0),
+                mac: MacAddr([2, 0, 0, 0, 0, 9]),
+                dest: MacDest::Vtep(Ipv4Addr::new(192, 0, 2, 2)),
+            },
+        ];
+        let json = serde_json::to_string(&cmds).unwrap();
+        let back: Vec<TableCommand> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, cmds);
+        let bad = r#"[{"op":"label","label":2000000,"action":"pop-lookup","vrf":0}]"#;
+        assert!(serde_json::from_str::<Vec<TableCommand>>(bad).is_err());
+    }
+
+    #[test]
+    fn snapshot_readers_keep_old_tables() {
+        let handle = TableHandle::new(Tables::default());
+        let before = handle.load();
+        let mut next = (*before).clone();
+        next.apply(TableCommand::Vrf { id: VrfId(0), name: "red".into(), source: None }).unwrap();
+        handle.publish(next);
+        assert!(before.vrfs.is_empty());
+        assert_eq!(handle.load().vrfs.len(), 1);
+    }
+}

@@ -1,0 +1,3 @@
+//! Shared helpers for carrier's tests: network-namespace guards for the privileged
+//! tests, and the runner for the scapy scripts that check golden cases independently.
+pub mod netns;
