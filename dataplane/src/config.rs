@@ -1,1 +1,682 @@
-//! config
+//! The declarative configuration file (TOML) for static tables, and its compilation into
+//! [`TableCommand`]s — the same commands the table socket and the control process send.
+//!
+//! The format is documented in `docs/config.md`; every section refuses unknown keys, and every
+//! reference (a VRF, port or bridge name, a gateway outside any connected subnet) is checked,
+//! with an error naming the section at fault.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use carrier_common::{BridgeDomainId, Label, NextHopId, PortId, Vni, VrfId};
+use serde::Deserialize;
+
+use crate::tables::{
+    IlmAction, InterfaceAddr, Ipv4Prefix, LabelStack, MacDest, NextHop, Port, PortRole, RouterSettings, Table, TableCommand,
+    Tables, TtlMode, VniTarget,
+};
+use crate::wire::MacAddr;
+
+/// A configuration that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or a key or value of the wrong shape.
+    #[error("{0}")]
+    Syntax(#[from] toml::de::Error),
+    /// Well-formed but inconsistent.
+    #[error("{section}: {message}")]
+    Invalid {
+        /// Which section, e.g. `route 10.0.0.0/8 in vrf red`.
+        section: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(section: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { section: section.into(), message: message.into() }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Router-wide settings.
+    #[serde(default)]
+    pub router: RouterConfig,
+    /// VRFs.
+    #[serde(default, rename = "vrf")]
+    pub vrfs: Vec<VrfConfig>,
+    /// Bridge domains.
+    #[serde(default, rename = "bridge")]
+    pub bridges: Vec<BridgeConfig>,
+    /// Ports.
+    #[serde(default, rename = "port")]
+    pub ports: Vec<PortConfig>,
+    /// Static neighbours.
+    #[serde(default, rename = "neighbour")]
+    pub neighbours: Vec<NeighbourConfig>,
+    /// Static routes.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    /// Incoming labels.
+    #[serde(default, rename = "label")]
+    pub labels: Vec<LabelConfig>,
+    /// L3 VNIs (bridge VNIs are mapped automatically).
+    #[serde(default, rename = "vni")]
+    pub vnis: Vec<VniConfig>,
+}
+
+/// `[router]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Router id, the source of ICMP from the core.
+    #[serde(default = "unspecified")]
+    pub router_id: Ipv4Addr,
+    /// Local VTEP address.
+    pub vtep: Option<Ipv4Addr>,
+    /// `uniform` (default) or `pipe`.
+    #[serde(default)]
+    pub ttl_mode: TtlMode,
+    /// Outer TTL of VXLAN packets (default 64).
+    #[serde(default = "default_vxlan_ttl")]
+    pub vxlan_ttl: u8,
+}
+
+fn unspecified() -> Ipv4Addr {
+    Ipv4Addr::UNSPECIFIED
+}
+
+fn default_vxlan_ttl() -> u8 {
+    64
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig { router_id: unspecified(), vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: default_vxlan_ttl() }
+    }
+}
+
+/// `[[vrf]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrfConfig {
+    /// Name, referred to by ports, routes and labels.
+    pub name: String,
+    /// ICMP source address when no port address of the VRF fits.
+    pub source: Option<Ipv4Addr>,
+}
+
+/// `[[bridge]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Name, referred to by ports.
+    pub name: String,
+    /// VNI carrying the domain.
+    pub vni: Vni,
+    /// Remote VTEPs for head-end replication.
+    #[serde(default)]
+    pub flood: Vec<Ipv4Addr>,
+    /// Static MACs.
+    #[serde(default)]
+    pub macs: Vec<BridgeMacConfig>,
+    /// IP→MAC bindings for ARP suppression.
+    #[serde(default)]
+    pub arp: Vec<ArpBindingConfig>,
+}
+
+/// A static MAC in a bridge domain: behind a local port or a remote VTEP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeMacConfig {
+    /// The MAC.
+    pub mac: MacAddr,
+    /// Local port name.
+    pub port: Option<String>,
+    /// Remote VTEP.
+    pub vtep: Option<Ipv4Addr>,
+}
+
+/// An ARP suppression binding.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArpBindingConfig {
+    /// IP.
+    pub ip: Ipv4Addr,
+    /// MAC.
+    pub mac: MacAddr,
+}
+
+/// `[[port]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// Interface name.
+    pub name: String,
+    /// The router's MAC on the port.
+    pub mac: MacAddr,
+    /// Addresses with prefix length, e.g. `10.1.0.1/24`.
+    #[serde(default)]
+    pub addresses: Vec<InterfaceAddr>,
+    /// Customer port in this VRF.
+    pub vrf: Option<String>,
+    /// Customer port in this bridge domain.
+    pub bridge: Option<String>,
+    /// Core port.
+    #[serde(default)]
+    pub core: bool,
+    /// Proxy ARP (routed mode).
+    #[serde(default)]
+    pub proxy_arp: bool,
+    /// Source address check.
+    #[serde(default)]
+    pub anti_spoof: bool,
+    /// 802.1Q VLAN id.
+    pub vlan: Option<u16>,
+    /// MTU (default 1500).
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+/// `[[neighbour]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighbourConfig {
+    /// Port name.
+    pub port: String,
+    /// Address.
+    pub ip: Ipv4Addr,
+    /// MAC.
+    pub mac: MacAddr,
+}
+
+/// Where a route (or an ECMP member) sends packets: exactly one of the fields.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Gateway address (adjacency); the port is found from the connected subnets unless given.
+    pub via: Option<Ipv4Addr>,
+    /// Egress port: with `via`, pins the port; alone, the prefix is connected on that port.
+    pub port: Option<String>,
+    /// MPLS push toward a remote PE.
+    pub mpls: Option<MplsTarget>,
+    /// VXLAN toward a remote VTEP.
+    pub vxlan: Option<VxlanTarget>,
+    /// `blackhole` or `host`.
+    pub action: Option<String>,
+}
+
+/// `mpls = { labels = [...], pe = "..." }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MplsTarget {
+    /// Labels, outermost first (usually the VPN label alone).
+    pub labels: Vec<Label>,
+    /// Remote PE, resolved in the underlay.
+    pub pe: Ipv4Addr,
+    /// Traffic class (default: IP precedence).
+    pub tc: Option<u8>,
+}
+
+/// `vxlan = { vtep = "...", vni = N, router_mac = "..." }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VxlanTarget {
+    /// Remote VTEP.
+    pub vtep: Ipv4Addr,
+    /// VNI.
+    pub vni: Vni,
+    /// Inner destination MAC (EVPN router MAC).
+    pub router_mac: Option<MacAddr>,
+}
+
+/// `[[route]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// VRF name; absent means the underlay.
+    pub vrf: Option<String>,
+    /// Prefix.
+    pub prefix: Ipv4Prefix,
+    /// Single target.
+    #[serde(flatten)]
+    pub target: TargetConfig,
+    /// ECMP members instead of a single target.
+    pub ecmp: Option<Vec<TargetConfig>>,
+}
+
+/// `[[label]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelConfig {
+    /// Incoming label.
+    pub label: Label,
+    /// `lookup` (pop, look up in `vrf`), `forward` (pop, send to `via` in `vrf`) or `swap`.
+    pub action: String,
+    /// VRF for `lookup` and `forward`.
+    pub vrf: Option<String>,
+    /// Gateway for `forward`.
+    pub via: Option<Ipv4Addr>,
+    /// Outgoing label for `swap`.
+    pub out: Option<Label>,
+    /// Next LSR for `swap`.
+    pub pe: Option<Ipv4Addr>,
+}
+
+/// `[[vni]]`: an L3 VNI.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VniConfig {
+    /// VNI.
+    pub vni: Vni,
+    /// VRF its packets are routed in.
+    pub vrf: String,
+}
+
+impl Config {
+    /// Parse TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Read and parse a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Io { path: path.display().to_string(), source })?;
+        Config::parse(&text)
+    }
+
+    /// Compile into table commands (starting with `Clear`: a full-state replacement).
+    pub fn commands(&self) -> Result<Vec<TableCommand>, ConfigError> {
+        Compiler::new(self).run()
+    }
+
+    /// Compile and apply to fresh tables.
+    pub fn tables(&self) -> Result<Tables, ConfigError> {
+        let mut tables = Tables::default();
+        tables.apply_all(self.commands()?).map_err(|(i, e)| invalid(format!("table command {i}"), e.to_string()))?;
+        Ok(tables)
+    }
+}
+
+struct Compiler<'c> {
+    config: &'c Config,
+    cmds: Vec<TableCommand>,
+    vrfs: HashMap<&'c str, VrfId>,
+    bridges: HashMap<&'c str, BridgeDomainId>,
+    ports: HashMap<&'c str, PortId>,
+    nexthops: Vec<NextHop>,
+}
+
+impl<'c> Compiler<'c> {
+    fn new(config: &'c Config) -> Self {
+        Compiler { config, cmds: vec![TableCommand::Clear], vrfs: HashMap::new(), bridges: HashMap::new(), ports: HashMap::new(), nexthops: vec![] }
+    }
+
+    fn run(mut self) -> Result<Vec<TableCommand>, ConfigError> {
+        let c = self.config;
+        let r = &c.router;
+        self.cmds.push(TableCommand::Router(RouterSettings {
+            router_id: r.router_id,
+            vtep: r.vtep,
+            ttl_mode: r.ttl_mode,
+            vxlan_ttl: r.vxlan_ttl,
+        }));
+        for (i, v) in c.vrfs.iter().enumerate() {
+            let id = VrfId(i as u16);
+            if self.vrfs.insert(&v.name, id).is_some() {
+                return Err(invalid(format!("vrf {}", v.name), "defined twice"));
+            }
+            self.cmds.push(TableCommand::Vrf { id, name: v.name.clone(), source: v.source });
+        }
+        for (i, b) in c.bridges.iter().enumerate() {
+            let id = BridgeDomainId(i as u16);
+            if self.bridges.insert(&b.name, id).is_some() {
+                return Err(invalid(format!("bridge {}", b.name), "defined twice"));
+            }
+            self.cmds.push(TableCommand::Bridge { id, name: b.name.clone(), vni: b.vni, ports: vec![] });
+        }
+        self.ports()?;
+        self.bridge_contents()?;
+        for n in &c.neighbours {
+            let port = self.port(&n.port, || format!("neighbour {}", n.ip))?;
+            self.cmds.push(TableCommand::Neighbour { port, ip: n.ip, mac: n.mac });
+        }
+        self.connected_routes();
+        for r in &c.routes {
+            self.route(r)?;
+        }
+        for l in &c.labels {
+            self.label(l)?;
+        }
+        for v in &c.vnis {
+            let vrf = self.vrf(&v.vrf, || format!("vni {}", v.vni))?;
+            self.cmds.push(TableCommand::VniMap { vni: v.vni, target: VniTarget::Vrf(vrf) });
+        }
+        Ok(self.cmds)
+    }
+
+    fn ports(&mut self) -> Result<(), ConfigError> {
+        for (i, p) in self.config.ports.iter().enumerate() {
+            let section = || format!("port {}", p.name);
+            let id = PortId(i as u16);
+            if self.ports.insert(&p.name, id).is_some() {
+                return Err(invalid(section(), "defined twice"));
+            }
+            let role = match (&p.vrf, &p.bridge, p.core) {
+                (Some(v), None, false) => PortRole::Vrf(self.vrf(v, section)?),
+                (None, Some(b), false) => PortRole::Bridge(
+                    *self.bridges.get(b.as_str()).ok_or_else(|| invalid(section(), format!("unknown bridge {b:?}")))?,
+                ),
+                (None, None, true) => PortRole::Core,
+                _ => return Err(invalid(section(), "give exactly one of vrf = \"..\", bridge = \"..\" or core = true")),
+            };
+            if p.vlan.is_some_and(|v| v == 0 || v > 4094) {
+                return Err(invalid(section(), "vlan must be 1..=4094"));
+            }
+            if p.mtu < 68 {
+                return Err(invalid(section(), "mtu must be at least 68"));
+            }
+            if !p.mac.is_unicast() {
+                return Err(invalid(section(), "mac must be a unicast address"));
+            }
+            self.cmds.push(TableCommand::Port(Port {
+                id,
+                name: p.name.clone(),
+                mac: p.mac,
+                addrs: p.addresses.clone(),
+                role,
+                proxy_arp: p.proxy_arp,
+                anti_spoof: p.anti_spoof,
+                vlan: p.vlan,
+                mtu: p.mtu,
+            }));
+        }
+        Ok(())
+    }
+
+    fn bridge_contents(&mut self) -> Result<(), ConfigError> {
+        for (i, b) in self.config.bridges.iter().enumerate() {
+            let id = BridgeDomainId(i as u16);
+            let ports: Vec<PortId> = self
+                .config
+                .ports
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.bridge.as_deref() == Some(b.name.as_str()))
+                .map(|(i, _)| PortId(i as u16))
+                .collect();
+            self.cmds.push(TableCommand::Bridge { id, name: b.name.clone(), vni: b.vni, ports });
+            self.cmds.push(TableCommand::FloodList { bridge: id, vteps: b.flood.clone() });
+            for m in &b.macs {
+                let section = || format!("bridge {} mac {}", b.name, m.mac);
+                let dest = match (&m.port, m.vtep) {
+                    (Some(p), None) => MacDest::Port(self.port(p, section)?),
+                    (None, Some(v)) => MacDest::Vtep(v),
+                    _ => return Err(invalid(section(), "give exactly one of port or vtep")),
+                };
+                self.cmds.push(TableCommand::BridgeMac { bridge: id, mac: m.mac, dest });
+            }
+            for a in &b.arp {
+                self.cmds.push(TableCommand::ArpBinding { bridge: id, ip: a.ip, mac: a.mac });
+            }
+            self.cmds.push(TableCommand::VniMap { vni: b.vni, target: VniTarget::Bridge(id) });
+        }
+        Ok(())
+    }
+
+    /// Each routed port's addresses: a receive route for the address and a connected route
+    /// for its subnet, in the port's VRF or (core ports) the underlay.
+    fn connected_routes(&mut self) {
+        for (i, p) in self.config.ports.iter().enumerate() {
+            let table = match (&p.vrf, p.core) {
+                (Some(v), _) => Table::Vrf(self.vrfs[v.as_str()]),
+                (None, true) => Table::Underlay,
+                _ => continue,
+            };
+            for a in &p.addresses {
+                let port = PortId(i as u16);
+                let connected = self.nexthop(NextHop::Adjacency { port, via: None });
+                self.cmds.push(TableCommand::Route { table, prefix: a.prefix, nexthop: connected });
+                let receive = self.nexthop(NextHop::Receive);
+                self.cmds.push(TableCommand::Route { table, prefix: Ipv4Prefix::host(a.addr), nexthop: receive });
+            }
+        }
+    }
+
+    fn route(&mut self, r: &RouteConfig) -> Result<(), ConfigError> {
+        let (table, tname) = match &r.vrf {
+            Some(v) => (Table::Vrf(self.vrf(v, || format!("route {}", r.prefix))?), format!("vrf {v}")),
+            None => (Table::Underlay, "underlay".to_string()),
+        };
+        let section = format!("route {} in {}", r.prefix, tname);
+        let nexthop = match &r.ecmp {
+            Some(members) => {
+                if !target_is_empty(&r.target) {
+                    return Err(invalid(section, "ecmp replaces via/port/mpls/vxlan/action: give one or the other"));
+                }
+                if members.is_empty() {
+                    return Err(invalid(section, "ecmp needs at least one member"));
+                }
+                let mut ids = vec![];
+                for m in members {
+                    let nh = self.target(m, table, &section)?;
+                    ids.push(self.nexthop(nh));
+                }
+                self.nexthop(NextHop::Ecmp { members: ids })
+            }
+            None => {
+                let nh = self.target(&r.target, table, &section)?;
+                self.nexthop(nh)
+            }
+        };
+        self.cmds.push(TableCommand::Route { table, prefix: r.prefix, nexthop });
+        Ok(())
+    }
+
+    fn target(&self, t: &TargetConfig, table: Table, section: &str) -> Result<NextHop, ConfigError> {
+        let given = [t.via.is_some() || t.port.is_some(), t.mpls.is_some(), t.vxlan.is_some(), t.action.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(invalid(section, "give exactly one of via/port, mpls, vxlan or action"));
+        }
+        if let Some(m) = &t.mpls {
+            if m.tc.is_some_and(|tc| tc > 7) {
+                return Err(invalid(section, "mpls tc must be 0..=7"));
+            }
+            let labels = LabelStack::new(&m.labels)
+                .filter(|l| !l.as_slice().is_empty())
+                .ok_or_else(|| invalid(section, "mpls needs 1 to 3 labels"))?;
+            return Ok(NextHop::MplsPush { labels, tc: m.tc, pe: m.pe });
+        }
+        if let Some(v) = &t.vxlan {
+            return Ok(NextHop::Vxlan { vtep: v.vtep, vni: v.vni, router_mac: v.router_mac });
+        }
+        if let Some(a) = &t.action {
+            return match a.as_str() {
+                "blackhole" => Ok(NextHop::Blackhole),
+                "host" => Ok(NextHop::ToHost),
+                _ => Err(invalid(section, format!("unknown action {a:?} (blackhole or host)"))),
+            };
+        }
+        let port = match &t.port {
+            Some(p) => self.port(p, || section.to_string())?,
+            None => {
+                let via = t.via.unwrap_or(Ipv4Addr::UNSPECIFIED);
+                self.connected_port(table, via)
+                    .ok_or_else(|| invalid(section, format!("gateway {via} is in no connected subnet of this table")))?
+            }
+        };
+        let role_ok = match (table, self.config.ports[port.index()].vrf.as_deref(), self.config.ports[port.index()].core) {
+            (Table::Vrf(v), Some(name), _) => self.vrfs.get(name) == Some(&v),
+            (Table::Underlay, None, true) => true,
+            _ => false,
+        };
+        if !role_ok {
+            return Err(invalid(section, "the port is not in this route's table"));
+        }
+        Ok(NextHop::Adjacency { port, via: t.via })
+    }
+
+    fn connected_port(&self, table: Table, addr: Ipv4Addr) -> Option<PortId> {
+        self.config.ports.iter().enumerate().find_map(|(i, p)| {
+            let in_table = match table {
+                Table::Vrf(v) => p.vrf.as_deref().and_then(|n| self.vrfs.get(n)) == Some(&v),
+                Table::Underlay => p.core,
+            };
+            (in_table && p.addresses.iter().any(|a| a.prefix.contains(addr))).then_some(PortId(i as u16))
+        })
+    }
+
+    fn label(&mut self, l: &LabelConfig) -> Result<(), ConfigError> {
+        let section = format!("label {}", l.label);
+        if l.label.is_reserved() {
+            return Err(invalid(section, "labels 0..=15 are reserved"));
+        }
+        let action = match l.action.as_str() {
+            "lookup" => {
+                let vrf = l.vrf.as_deref().ok_or_else(|| invalid(&section, "lookup needs vrf"))?;
+                IlmAction::PopLookup { vrf: self.vrf(vrf, || section.clone())? }
+            }
+            "forward" => {
+                let vrf_name = l.vrf.as_deref().ok_or_else(|| invalid(&section, "forward needs vrf"))?;
+                let vrf = self.vrf(vrf_name, || section.clone())?;
+                let via = l.via.ok_or_else(|| invalid(&section, "forward needs via"))?;
+                let port = self
+                    .connected_port(Table::Vrf(vrf), via)
+                    .ok_or_else(|| invalid(&section, format!("{via} is in no connected subnet of vrf {vrf_name}")))?;
+                let nexthop = self.nexthop(NextHop::Adjacency { port, via: Some(via) });
+                IlmAction::PopForward { vrf, nexthop }
+            }
+            "swap" => IlmAction::Swap {
+                out: l.out.ok_or_else(|| invalid(&section, "swap needs out"))?,
+                pe: l.pe.ok_or_else(|| invalid(&section, "swap needs pe"))?,
+            },
+            other => return Err(invalid(section, format!("unknown action {other:?} (lookup, forward or swap)"))),
+        };
+        self.cmds.push(TableCommand::Label { label: l.label, action });
+        Ok(())
+    }
+
+    /// The id of an identical next hop already emitted, or a new one.
+    fn nexthop(&mut self, nh: NextHop) -> NextHopId {
+        if let Some(i) = self.nexthops.iter().position(|n| *n == nh) {
+            return NextHopId(i as u32);
+        }
+        let id = NextHopId(self.nexthops.len() as u32);
+        self.nexthops.push(nh.clone());
+        self.cmds.push(TableCommand::NextHop { id, nexthop: nh });
+        id
+    }
+
+    fn vrf(&self, name: &str, section: impl FnOnce() -> String) -> Result<VrfId, ConfigError> {
+        self.vrfs.get(name).copied().ok_or_else(|| invalid(section(), format!("unknown vrf {name:?}")))
+    }
+
+    fn port(&self, name: &str, section: impl FnOnce() -> String) -> Result<PortId, ConfigError> {
+        self.ports.get(name).copied().ok_or_else(|| invalid(section(), format!("unknown port {name:?}")))
+    }
+}
+
+fn target_is_empty(t: &TargetConfig) -> bool {
+    t.via.is_none() && t.port.is_none() && t.mpls.is_none() && t.vxlan.is_none() && t.action.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::Lpm;
+
+    const PE: &str = r#"
+        [router]
+        router_id = "10.255.0.1"
+        vtep = "10.255.0.1"
+
+        [[vrf]]
+        name = "red"
+        [[vrf]]
+        name = "blue"
+
+        [[port]]
+        name = "ce-red"
+        mac = "02:00:00:00:01:01"
+        addresses = ["10.1.0.1/24"]
+        vrf = "red"
+        proxy_arp = true
+
+        [[port]]
+        name = "ce-blue"
+        mac = "02:00:00:00:01:02"
+        addresses = ["10.1.0.1/24"]
+        vrf = "blue"
+
+        [[port]]
+        name = "core"
+        mac = "02:00:00:00:00:01"
+        addresses = ["192.0.2.1/30"]
+        core = true
+
+        [[route]]
+        prefix = "10.255.0.2/32"
+        via = "192.0.2.2"
+
+        [[route]]
+        vrf = "red"
+        prefix = "10.2.0.0/24"
+        mpls = { labels = [1000], pe = "10.255.0.2" }
+
+        [[label]]
+        label = 2000
+        action = "lookup"
+        vrf = "red"
+    "#;
+
+    #[test]
+    fn compiles_a_pe() {
+        let t = Config::parse(PE).unwrap().tables().unwrap();
+        assert_eq!(t.ports.len(), 3);
+        let red = &t.vrfs[0].fib;
+        let blue = &t.vrfs[1].fib;
+        let (_, nh) = red.lookup("10.2.0.9".parse().unwrap()).unwrap();
+        assert!(matches!(t.nexthop(nh), Some(NextHop::MplsPush { .. })));
+        assert!(blue.lookup("10.2.0.9".parse().unwrap()).is_none(), "blue must not see red's route");
+        let (_, nh) = red.lookup("10.1.0.1".parse().unwrap()).unwrap();
+        assert_eq!(t.nexthop(nh), Some(&NextHop::Receive));
+        assert!(t.underlay.lookup("10.255.0.2".parse().unwrap()).is_some());
+        assert!(t.ilm.contains_key(&Label::new(2000).unwrap()));
+    }
+
+    fn err(text: &str) -> String {
+        match Config::parse(text).and_then(|c| c.commands()) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_section() {
+        assert!(err("[[port]]\nname = \"a\"\nmac = \"02:00:00:00:00:01\"\nvrf = \"nope\"").contains("unknown vrf \"nope\""));
+        assert!(err("[[port]]\nname = \"a\"\nmac = \"02:00:00:00:00:01\"").contains("exactly one of vrf"));
+        assert!(err("[[route]]\nprefix = \"10.0.0.0/8\"\nvia = \"1.2.3.4\"").contains("no connected subnet"));
+        assert!(err("[[route]]\nprefix = \"10.0.0.0/33\"\naction = \"blackhole\"").contains("prefix"));
+        assert!(err("[[label]]\nlabel = 3\naction = \"lookup\"").contains("reserved"));
+        assert!(err("[[label]]\nlabel = 1048576\naction = \"lookup\"").contains("out of range"));
+        assert!(err("[routr]\n").contains("unknown field"));
+        assert!(err("[[route]]\nprefix = \"10.0.0.0/8\"\naction = \"blackhole\"\nmpls = { labels = [16], pe = \"1.1.1.1\" }")
+            .contains("exactly one"));
+    }
+}

@@ -224,13 +224,13 @@ mod tests {
         fib.insert(p("10.0.0.0/8"), NextHopId(2));
         fib.insert(p("10.1.0.0/16"), NextHopId(3));
         fib.insert(p("10.1.2.3/32"), NextHopId(4));
-        let at = |s: &str| fib.lookup(s.parse().unwrap()).map(|(_, nh)| nh.0);
-        assert_eq!(at("10.1.2.3"), Some(4));
-        assert_eq!(at("10.1.2.4"), Some(3));
-        assert_eq!(at("10.2.0.1"), Some(2));
-        assert_eq!(at("192.0.2.1"), Some(1));
+        let at = |fib: &Fib, s: &str| fib.lookup(s.parse().unwrap()).map(|(_, nh)| nh.0);
+        assert_eq!(at(&fib, "10.1.2.3"), Some(4));
+        assert_eq!(at(&fib, "10.1.2.4"), Some(3));
+        assert_eq!(at(&fib, "10.2.0.1"), Some(2));
+        assert_eq!(at(&fib, "192.0.2.1"), Some(1));
         assert_eq!(fib.remove(p("0.0.0.0/0")), Some(NextHopId(1)));
-        assert_eq!(at("192.0.2.1"), None);
+        assert_eq!(at(&fib, "192.0.2.1"), None);
         assert_eq!(fib.len(), 3);
     }
 
