@@ -2,5 +2,6 @@
 //! library that runs the same in `cargo test` and in the AF_XDP workers.
 pub mod config;
 pub mod pipeline;
+pub mod replay;
 pub mod tables;
 pub mod wire;

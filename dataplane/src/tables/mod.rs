@@ -101,7 +101,7 @@ pub struct Port {
 }
 
 /// Up to three labels, outermost first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct LabelStack {
     labels: [Label; 3],
     len: u8,
@@ -125,6 +125,12 @@ impl LabelStack {
     /// The labels, outermost first.
     pub fn as_slice(&self) -> &[Label] {
         &self.labels[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for LabelStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice().iter().map(|l| l.value())).finish()
     }
 }
 
