@@ -91,6 +91,8 @@ pub struct RouterConfig {
     /// Outer TTL of VXLAN packets (default 64).
     #[serde(default = "default_vxlan_ttl")]
     pub vxlan_ttl: u8,
+    /// Router MAC for routed VXLAN (default: the first core port's MAC).
+    pub router_mac: Option<MacAddr>,
 }
 
 fn unspecified() -> Ipv4Addr {
@@ -103,7 +105,7 @@ fn default_vxlan_ttl() -> u8 {
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        RouterConfig { router_id: unspecified(), vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: default_vxlan_ttl() }
+        RouterConfig { router_id: unspecified(), vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: default_vxlan_ttl(), router_mac: None }
     }
 }
 
@@ -336,6 +338,7 @@ impl<'c> Compiler<'c> {
             vtep: r.vtep,
             ttl_mode: r.ttl_mode,
             vxlan_ttl: r.vxlan_ttl,
+            router_mac: r.router_mac,
         }));
         for (i, v) in c.vrfs.iter().enumerate() {
             let id = VrfId(i as u16);

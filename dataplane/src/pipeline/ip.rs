@@ -206,20 +206,45 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         }
     }
 
-    /// The underlay adjacency (port and MAC) toward a VTEP. `Err` carries the port and
-    /// address to ARP for on a neighbour miss, or a drop reason.
-    pub(crate) fn resolve_vtep(&mut self, vtep: Ipv4Addr, hash: u32) -> Result<(PortId, MacAddr), Result<(PortId, Ipv4Addr), DropReason>> {
-        let Some((_, nh)) = self.tables.underlay.lookup(vtep) else {
-            return Err(Err(DropReason::NoRoute));
+    /// Send an IPv4 packet the router built (VXLAN) toward `dst` through the underlay: out an
+    /// adjacency, or into an LSP when the underlay route carries labels.
+    pub(crate) fn send_underlay_ip(&mut self, frame: &mut F, ip_off: usize, dst: Ipv4Addr, ttl: u8, hash: u32) -> Verdict {
+        let Some((prefix, nh)) = self.tables.underlay.lookup(dst) else {
+            trace!(self.tracer, "no underlay route to {}", dst);
+            return Verdict::Drop(DropReason::NoRoute);
         };
-        match self.pick(nh, hash).and_then(|n| self.tables.nexthop(n)) {
-            Some(NextHop::Adjacency { port, via }) => {
-                let target = via.unwrap_or(vtep);
-                self.neighbour(*port, target).map(|mac| (*port, mac)).ok_or(Ok((*port, target)))
+        let Some(nh) = self.pick(nh, hash).and_then(|n| self.tables.nexthop(n)) else {
+            return Verdict::Drop(DropReason::InvalidNextHop);
+        };
+        trace!(self.tracer, "underlay {} matched {}: {:?}", dst, prefix, nh);
+        match nh {
+            NextHop::Adjacency { port, via } => {
+                let target = via.unwrap_or(dst);
+                match self.neighbour(*port, target) {
+                    Some(mac) => self.transmit(frame, ip_off, *port, mac, EtherType::Ipv4),
+                    None => self.arp_glean(frame, *port, target),
+                }
             }
-            Some(NextHop::Blackhole) => Err(Err(DropReason::Blackhole)),
-            _ => Err(Err(DropReason::InvalidNextHop)),
+            NextHop::MplsPush { labels, pe, .. } => {
+                let mut off = ip_off;
+                if !self.push_labels(frame, &mut off, labels.as_slice(), true, 0, ttl) {
+                    return Verdict::Drop(DropReason::NoHeadroom);
+                }
+                self.send_labelled(frame, off, *pe, 0, ttl, hash, 1)
+            }
+            NextHop::Blackhole => Verdict::Drop(DropReason::Blackhole),
+            _ => Verdict::Drop(DropReason::InvalidNextHop),
         }
+    }
+
+    /// The router MAC: inner source of routed VXLAN (EVPN type-5). The configured one, else
+    /// the first core port's.
+    pub(crate) fn router_mac(&self) -> MacAddr {
+        let t = self.tables;
+        t.router
+            .router_mac
+            .or_else(|| t.ports.iter().find(|p| p.role == PortRole::Core).map(|p| p.mac))
+            .unwrap_or(MacAddr::ZERO)
     }
 
     /// One member of an ECMP group by flow hash, or the next hop itself.

@@ -139,15 +139,9 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             EtherType::Ipv4 => Ipv4Packet::new_checked(&d[inner_l2..]).map(|ip| ip.flow_hash()).unwrap_or(0),
             _ => mac_hash(&d[..12]),
         };
-        let (port, mac) = match self.resolve_vtep(vtep, hash) {
-            Ok(x) => x,
-            Err(Ok((port, target))) => return self.arp_glean(frame, port, target),
-            Err(Err(reason)) => return Verdict::Drop(reason),
-        };
         if routed {
-            if let Some(p) = self.tables.port(port) {
-                frame.data_mut()[6..12].copy_from_slice(&p.mac.0);
-            }
+            let mac = self.router_mac();
+            frame.data_mut()[6..12].copy_from_slice(&mac.0);
         }
         let inner_len = frame.len();
         let mut off = 0;
@@ -163,7 +157,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         udp::emit_header(&mut d[off + 20..off + 28], sport, VXLAN_UDP_PORT, udp_len);
         vxlan::emit(&mut d[off + 28..off + 36], vni);
         trace!(self.tracer, "vxlan encap vni {} {} → {} udp {} → {}", vni, local, vtep, sport, VXLAN_UDP_PORT);
-        self.transmit(frame, off, port, mac, EtherType::Ipv4)
+        self.send_underlay_ip(frame, off, vtep, ttl, hash)
     }
 
     /// IPv4 on a core port: VXLAN to the local VTEP is decapsulated; everything else is routed

@@ -57,11 +57,14 @@ pub struct RouterSettings {
     pub ttl_mode: TtlMode,
     /// Outer IPv4 TTL of VXLAN packets.
     pub vxlan_ttl: u8,
+    /// The router MAC of EVPN type-5 routes (inner source MAC of routed VXLAN); default:
+    /// the first core port's MAC.
+    pub router_mac: Option<MacAddr>,
 }
 
 impl Default for RouterSettings {
     fn default() -> Self {
-        RouterSettings { router_id: Ipv4Addr::UNSPECIFIED, vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: 64 }
+        RouterSettings { router_id: Ipv4Addr::UNSPECIFIED, vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: 64, router_mac: None }
     }
 }
 

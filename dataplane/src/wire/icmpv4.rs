@@ -313,7 +313,13 @@ mod tests {
             prop_assert_eq!(theirs.bytes5to8(), rest.to_be_bytes());
             prop_assert!(Icmpv4Packet::new_checked(&buf[..len]).unwrap().verify_checksum());
             prop_assert_eq!(theirs.header_len(), 8);
-            prop_assert_eq!(theirs.icmp_type().calc_checksum(theirs.payload()), theirs.checksum());
+            // etherparse drops bytes 5..8 of some error types when it re-derives a checksum,
+            // so check the sum over the whole message with an independent fold instead.
+            let mut sum: u32 = buf[..len].chunks(2).map(|c| u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0))).sum();
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            prop_assert_eq!(sum, 0xffff);
         }
     }
 }
