@@ -1,1 +1,118 @@
-//! Benchmark support.
+//! Benchmark support: frame builders for each pipeline path over the example PE
+//! (`examples/pe1.toml`), shared by the criterion benchmark and later end-to-end harnesses.
+
+use std::net::Ipv4Addr;
+
+use carrier_dataplane::config::Config;
+use carrier_dataplane::tables::Tables;
+use carrier_dataplane::wire::{checksum, ethernet, ipv4, udp, vxlan, EtherType, IpProtocol, MacAddr};
+
+/// The example PE's tables.
+pub fn example_tables() -> Tables {
+    Config::parse(include_str!("../../examples/pe1.toml")).expect("example config parses").tables().expect("example config compiles")
+}
+
+fn mac(s: &str) -> MacAddr {
+    s.parse().expect("valid MAC")
+}
+
+/// An Ethernet/IPv4/UDP frame with `payload` zero bytes (60 bytes on the wire for 18).
+pub fn udp_frame(dst_mac: &str, src_mac: &str, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, payload: usize) -> Vec<u8> {
+    let udp_len = 8 + payload;
+    let mut f = vec![0u8; 14 + 20 + udp_len];
+    ethernet::emit_header(&mut f[..14], mac(dst_mac), mac(src_mac), EtherType::Ipv4);
+    ipv4::emit_header(&mut f[14..34], src, dst, IpProtocol::Udp, 64, udp_len as u16, 1, false);
+    udp::emit_header(&mut f[34..42], sport, 9, udp_len as u16);
+    f
+}
+
+/// `inner` (an IPv4 packet, from its header on) under one label, in an Ethernet frame.
+pub fn mpls_frame(dst_mac: &str, src_mac: &str, label: u32, ttl: u8, inner_ip: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 14];
+    ethernet::emit_header(&mut f, mac(dst_mac), mac(src_mac), EtherType::Mpls);
+    let lse = (label << 12) | 0x100 | u32::from(ttl);
+    f.extend_from_slice(&lse.to_be_bytes());
+    f.extend_from_slice(inner_ip);
+    f
+}
+
+/// `inner` (an Ethernet frame) in VXLAN from `src` to `dst` with `vni`.
+pub fn vxlan_frame(dst_mac: &str, src_mac: &str, src: Ipv4Addr, dst: Ipv4Addr, vni: u32, inner: &[u8]) -> Vec<u8> {
+    let udp_len = 16 + inner.len();
+    let mut f = vec![0u8; 14 + 20 + 16];
+    ethernet::emit_header(&mut f[..14], mac(dst_mac), mac(src_mac), EtherType::Ipv4);
+    ipv4::emit_header(&mut f[14..34], src, dst, IpProtocol::Udp, 64, udp_len as u16, 1, false);
+    udp::emit_header(&mut f[34..42], 50000, 4789, udp_len as u16);
+    vxlan::emit(&mut f[42..50], carrier_common::Vni::new(vni).expect("vni fits"));
+    f.extend_from_slice(inner);
+    f
+}
+
+/// An ARP request (broadcast) from `sha`/`spa` for `tpa`.
+pub fn arp_request(sha: &str, spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0u8; 42];
+    ethernet::emit_header(&mut f[..14], MacAddr::BROADCAST, mac(sha), EtherType::Arp);
+    carrier_dataplane::wire::arp::emit(&mut f[14..], 1, mac(sha), spa, MacAddr::ZERO, tpa);
+    f
+}
+
+/// An ICMP echo request.
+pub fn ping(dst_mac: &str, src_mac: &str, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 20 + 8 + 16];
+    ethernet::emit_header(&mut f[..14], mac(dst_mac), mac(src_mac), EtherType::Ipv4);
+    ipv4::emit_header(&mut f[14..34], src, dst, IpProtocol::Icmp, 64, 24, 1, false);
+    f[34] = 8;
+    let c = checksum::checksum(&f[34..]);
+    f[36..38].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// One benchmark path: a name, the ingress port index, and 64 frames (distinct flows).
+#[derive(Debug, Clone)]
+pub struct Path {
+    /// Name shown in results.
+    pub name: &'static str,
+    /// Ingress port index in the example PE.
+    pub ingress: u16,
+    /// The frames.
+    pub frames: Vec<Vec<u8>>,
+}
+
+/// Every pipeline path of the example PE, 64 frames each.
+pub fn paths() -> Vec<Path> {
+    let a = |s: &str| -> Ipv4Addr { s.parse().expect("valid address") };
+    let flows = |f: &dyn Fn(u16) -> Vec<u8>| (0..64).map(f).collect::<Vec<_>>();
+    let red_mac = "02:00:00:00:01:01";
+    let host = "02:aa:00:00:00:02";
+    let core_mac = "02:00:00:00:00:01";
+    let peer = "02:cc:00:00:00:02";
+    let inner_ip = |sport: u16| udp_frame(red_mac, host, a("10.2.0.5"), a("10.1.0.2"), sport, 18)[14..].to_vec();
+    vec![
+        Path { name: "vrf-forward", ingress: 0, frames: flows(&|s| udp_frame(red_mac, host, a("10.1.0.2"), a("10.3.0.2"), 1000 + s, 18)) },
+        Path { name: "mpls-push", ingress: 0, frames: flows(&|s| udp_frame(red_mac, host, a("10.1.0.2"), a("10.2.0.5"), 1000 + s, 18)) },
+        Path { name: "mpls-push-transport", ingress: 0, frames: flows(&|s| udp_frame(red_mac, host, a("10.1.0.2"), a("10.4.0.5"), 1000 + s, 18)) },
+        Path { name: "mpls-pop-lookup", ingress: 4, frames: flows(&|s| mpls_frame(core_mac, peer, 100, 64, &inner_ip(1000 + s))) },
+        Path { name: "mpls-swap", ingress: 4, frames: flows(&|s| mpls_frame(core_mac, peer, 500, 64, &inner_ip(1000 + s))) },
+        Path { name: "ecmp-mpls-push", ingress: 0, frames: flows(&|s| udp_frame(red_mac, host, a("10.1.0.2"), a("10.6.0.5"), 1000 + s, 18)) },
+        Path {
+            name: "vxlan-encap-l2",
+            ingress: 3,
+            frames: flows(&|s| udp_frame("02:ee:00:00:00:09", "02:aa:00:00:00:99", a("10.100.0.2"), a("10.100.0.9"), 1000 + s, 18)),
+        },
+        Path { name: "vxlan-encap-l3", ingress: 0, frames: flows(&|s| udp_frame(red_mac, host, a("10.1.0.2"), a("10.5.0.5"), 1000 + s, 18)) },
+        Path {
+            name: "vxlan-decap-l3",
+            ingress: 4,
+            frames: flows(&|s| {
+                vxlan_frame(core_mac, peer, a("10.255.0.2"), a("10.255.0.1"), 5000, &udp_frame("02:00:00:00:00:01", "02:dd:00:00:00:02", a("10.5.0.5"), a("10.1.0.2"), 1000 + s, 18))
+            }),
+        },
+        Path { name: "proxy-arp", ingress: 0, frames: flows(&|_| arp_request(host, a("10.1.0.2"), a("10.2.0.5"))) },
+        Path { name: "icmp-echo", ingress: 0, frames: flows(&|_| ping(red_mac, host, a("10.1.0.2"), a("10.1.0.1"))) },
+        Path {
+            name: "bum-flood-2-vteps",
+            ingress: 3,
+            frames: flows(&|_| arp_request("02:aa:00:00:00:99", a("10.100.0.2"), a("10.100.0.50"))),
+        },
+    ]
+}
