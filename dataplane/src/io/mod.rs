@@ -1,0 +1,218 @@
+//! Packet I/O: the only place with `unsafe` (UMEM, rings, AF_XDP sockets, signals).
+//!
+//! [`Ports`] is the small trait the worker loop runs over: receive a batch, transmit by
+//! verdict, recycle frames, and lend a [`FramePool`] for head-end replicas. [`xsk::XskPorts`]
+//! implements it over AF_XDP sockets sharing one UMEM (forwarding between ports needs no copy);
+//! [`FakePorts`] implements it over queues of byte vectors, for tests without root.
+
+pub mod signals;
+pub mod xsk;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use carrier_common::PortId;
+
+use crate::pipeline::{self, Batch, Counters, Frame, FramePool, VecFrame, VecPool, Verdict, Worker};
+use crate::tables::TableHandle;
+
+/// Frames per receive batch.
+pub const BATCH: usize = 64;
+
+/// What the worker loop needs from the packet I/O.
+pub trait Ports {
+    /// The frame type.
+    type Frame: Frame;
+    /// The pool replicas come from.
+    type Pool: FramePool<Self::Frame>;
+
+    /// Append up to `max` received frames to `batch`; housekeeping (refilling receive buffers,
+    /// reaping transmit completions) happens here too. Returns how many were received.
+    fn receive(&mut self, batch: &mut Batch<Self::Frame>, max: usize) -> usize;
+    /// Send every packet of `batch` whose verdict says so, recycle the rest; empties `batch`.
+    fn transmit(&mut self, batch: &mut Batch<Self::Frame>);
+    /// The pool for replicas.
+    fn pool(&mut self) -> &mut Self::Pool;
+    /// Block until a frame may be there, at most `timeout`.
+    fn wait(&mut self, timeout: Duration);
+}
+
+/// Where a worker publishes its counters for readers (table socket, metrics). The worker
+/// replaces its slot's copy every [`PUBLISH_EVERY`]; readers sum the slots.
+#[derive(Debug, Default, Clone)]
+pub struct CounterBoard {
+    slots: Arc<Mutex<Vec<Counters>>>,
+}
+
+/// How often a worker publishes its counters.
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+impl CounterBoard {
+    /// A board with one slot per worker.
+    pub fn new(workers: usize) -> Self {
+        CounterBoard { slots: Arc::new(Mutex::new(vec![Counters::default(); workers])) }
+    }
+
+    fn publish(&self, slot: usize, counters: &Counters) {
+        if let Ok(mut s) = self.slots.lock() {
+            if let Some(c) = s.get_mut(slot) {
+                c.clone_from(counters);
+            }
+        }
+    }
+
+    /// The sum over workers.
+    pub fn total(&self) -> Counters {
+        let mut total = Counters::default();
+        if let Ok(s) = self.slots.lock() {
+            for c in s.iter() {
+                total.merge(c);
+            }
+        }
+        total
+    }
+}
+
+/// Run the pipeline over `ports` until `stop` is set: receive a batch, load the current tables
+/// once, process, transmit. Spins while traffic flows and sleeps in `wait` when idle, so a
+/// worker sharing its CPU with the kernel's receive processing leaves it time.
+pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBool, board: &CounterBoard, slot: usize) -> Worker {
+    let mut worker = Worker::default();
+    let mut batch = Batch::default();
+    let mut idle_rounds = 0u32;
+    let mut last_publish = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let n = ports.receive(&mut batch, BATCH);
+        if n == 0 {
+            idle_rounds += 1;
+            if idle_rounds > 64 {
+                ports.wait(Duration::from_millis(10));
+            }
+        } else {
+            idle_rounds = 0;
+            let snapshot = tables.load();
+            pipeline::process(&snapshot, &mut batch, &mut worker, ports.pool());
+            ports.transmit(&mut batch);
+        }
+        if last_publish.elapsed() >= PUBLISH_EVERY {
+            board.publish(slot, &worker.counters);
+            last_publish = Instant::now();
+        }
+    }
+    board.publish(slot, &worker.counters);
+    worker
+}
+
+/// [`Ports`] over in-memory queues: frames to receive go in `rx`, sent frames come out in
+/// `tx` with their egress port. For tests of the worker loop without root.
+#[derive(Debug, Default)]
+pub struct FakePorts {
+    /// Frames waiting to be received, with their ingress port.
+    pub rx: VecDeque<(Vec<u8>, PortId)>,
+    /// Frames sent, with their egress port.
+    pub tx: Vec<(PortId, Vec<u8>)>,
+    /// Verdicts of everything processed, in order.
+    pub verdicts: Vec<Verdict>,
+    pool: VecPool,
+}
+
+impl Ports for FakePorts {
+    type Frame = VecFrame;
+    type Pool = VecPool;
+
+    fn receive(&mut self, batch: &mut Batch<VecFrame>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some((frame, port)) = self.rx.pop_front() else { break };
+            batch.push(VecFrame::new(&frame), port);
+            n += 1;
+        }
+        n
+    }
+
+    fn transmit(&mut self, batch: &mut Batch<VecFrame>) {
+        for p in batch.packets.drain(..) {
+            self.verdicts.push(p.verdict);
+            match p.verdict {
+                Verdict::Forward(port) => self.tx.push((port, p.frame.data().to_vec())),
+                Verdict::Reply => self.tx.push((p.ingress, p.frame.data().to_vec())),
+                _ => {}
+            }
+        }
+    }
+
+    fn pool(&mut self) -> &mut VecPool {
+        &mut self.pool
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        std::thread::sleep(timeout.min(Duration::from_millis(1)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::tables::{Lpm, TableCommand};
+
+    fn pe() -> crate::tables::Tables {
+        Config::parse(include_str!("../../../examples/pe1.toml")).unwrap().tables().unwrap()
+    }
+
+    fn udp(dst: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![0x02, 0, 0, 0, 1, 1, 0x02, 0xaa, 0, 0, 0, 2, 0x08, 0x00];
+        let mut h = [0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 1, 0, 2, dst[0], dst[1], dst[2], dst[3]];
+        let c = crate::wire::checksum::checksum(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&h);
+        f.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, 8, 0, 0]);
+        f
+    }
+
+    #[test]
+    fn worker_forwards_and_sees_table_swaps() {
+        let handle = TableHandle::new(pe());
+        let stop = Arc::new(AtomicBool::new(false));
+        let board = CounterBoard::new(1);
+        let mut ports = FakePorts::default();
+        for _ in 0..100 {
+            ports.rx.push_back((udp([10, 2, 0, 5]), PortId(0)));
+        }
+        // Stop once everything queued is through.
+        let (h2, s2, b2) = (handle.clone(), stop.clone(), board.clone());
+        let t = std::thread::spawn(move || {
+            let w = run_worker(&mut ports, &h2, &s2, &b2, 0);
+            (ports, w)
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        // Withdraw the route: later packets are answered with ICMP unreachable (a reply).
+        let mut next = (*handle.load()).clone();
+        let red = next.vrf_by_name("red").unwrap().id;
+        assert!(next.vrfs[red.index()].fib.lookup("10.2.0.5".parse().unwrap()).is_some());
+        next.apply(TableCommand::Withdraw { table: crate::tables::Table::Vrf(red), prefix: "10.2.0.0/24".parse().unwrap() })
+            .unwrap();
+        handle.publish(next);
+        stop.store(true, Ordering::Relaxed);
+        let (ports, worker) = t.join().unwrap();
+        assert_eq!(ports.tx.len(), 100);
+        assert!(ports.tx.iter().all(|(p, f)| *p == PortId(4) && f[12..14] == [0x88, 0x47]));
+        assert_eq!(worker.counters.labels_out[&1000].packets, 100);
+        assert_eq!(board.total().ports[4].tx.packets, 100);
+
+        // A fresh worker on the new tables answers with ICMP unreachable.
+        let mut ports = FakePorts::default();
+        ports.rx.push_back((udp([10, 2, 0, 5]), PortId(0)));
+        let stop = AtomicBool::new(false);
+        let mut batch = Batch::default();
+        ports.receive(&mut batch, BATCH);
+        let mut w = Worker::default();
+        pipeline::process(&handle.load(), &mut batch, &mut w, ports.pool());
+        ports.transmit(&mut batch);
+        assert_eq!(ports.verdicts, vec![Verdict::Reply]);
+        assert_eq!(ports.tx[0].1[14 + 20], 3, "ICMP destination unreachable");
+        let _ = stop;
+    }
+}

@@ -1,0 +1,423 @@
+//! AF_XDP sockets (xdpilone) over one UMEM shared by every port a worker serves, so a frame
+//! received on one port is transmitted on another without a copy.
+//!
+//! Frame ownership: a UMEM chunk is in exactly one place at a time — the free list, a fill
+//! ring, the kernel (received, not yet read), a [`UmemFrame`] in a batch, or a transmit ring
+//! until its completion comes back. Chunks return to the free list from the completion rings
+//! and from every verdict that sends nothing.
+
+use std::ffi::CString;
+use std::num::NonZeroU32;
+use std::os::fd::RawFd;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use carrier_common::PortId;
+use xdpilone::xdp::XdpDesc;
+use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
+
+use super::Ports;
+use crate::pipeline::{Batch, Frame, FramePool, Verdict};
+
+/// Bytes per UMEM chunk.
+pub const FRAME_SIZE: u32 = 4096;
+/// Chunks in the UMEM (32 MiB).
+pub const FRAMES: u32 = 8192;
+/// Descriptors per ring.
+const RING_SIZE: u32 = 2048;
+/// Receive buffers kept in each port's fill ring.
+const FILL_TARGET: u32 = 1024;
+/// Headroom of frames the pool makes (replicas).
+const POOL_HEADROOM: u32 = 256;
+
+/// Why the AF_XDP set-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    /// mmap of the UMEM area failed.
+    #[error("cannot map {0} bytes for the UMEM: {1}")]
+    Mmap(usize, std::io::Error),
+    /// An interface that does not exist.
+    #[error("no interface named {0:?}")]
+    NoInterface(String),
+    /// A socket call failed.
+    #[error("AF_XDP {what} on {ifname}: {errno} (is AF_XDP available, and are you root?)")]
+    Socket {
+        /// The step.
+        what: &'static str,
+        /// The interface.
+        ifname: String,
+        /// errno.
+        errno: std::io::Error,
+    },
+}
+
+fn sock_err(what: &'static str, ifname: &str, e: xdpilone::Errno) -> XskError {
+    XskError::Socket { what, ifname: ifname.to_string(), errno: std::io::Error::from_raw_os_error(e.get_raw()) }
+}
+
+/// The anonymous mapping behind the UMEM.
+struct Area {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Area {
+    fn new(len: usize) -> Result<Area, XskError> {
+        // SAFETY: an anonymous private mapping; no file, no aliasing with existing memory.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(XskError::Mmap(len, std::io::Error::last_os_error()));
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| XskError::Mmap(len, std::io::Error::other("null mapping")))?;
+        Ok(Area { ptr, len })
+    }
+}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly what mmap returned; the UMEM and every socket using
+        // it are dropped before the area (field order of `XskPorts`).
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// A frame in a UMEM chunk. It owns its chunk exclusively while it exists.
+#[derive(Debug)]
+pub struct UmemFrame {
+    base: NonNull<u8>,
+    chunk: u64,
+    start: u32,
+    end: u32,
+}
+
+impl UmemFrame {
+    fn ptr(&self) -> *mut u8 {
+        // SAFETY: `chunk + start` lies inside the UMEM area: chunks are FRAME_SIZE-aligned
+        // offsets below the area's length and `start <= end <= FRAME_SIZE`.
+        unsafe { self.base.as_ptr().add(self.chunk as usize + self.start as usize) }
+    }
+
+    fn desc(&self) -> XdpDesc {
+        XdpDesc { addr: self.chunk + u64::from(self.start), len: self.end - self.start, options: 0 }
+    }
+}
+
+impl Frame for UmemFrame {
+    fn data(&self) -> &[u8] {
+        // SAFETY: the frame owns its chunk (see the module doc); the range is inside it.
+        unsafe { std::slice::from_raw_parts(self.ptr(), (self.end - self.start) as usize) }
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for `data`, and `&mut self` makes the access unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr(), (self.end - self.start) as usize) }
+    }
+    fn headroom(&self) -> usize {
+        self.start as usize
+    }
+    fn push_front(&mut self, n: usize) -> bool {
+        match u32::try_from(n) {
+            Ok(n) if n <= self.start => {
+                self.start -= n;
+                true
+            }
+            _ => false,
+        }
+    }
+    fn pull_front(&mut self, n: usize) -> bool {
+        match u32::try_from(n) {
+            Ok(n) if n <= self.end - self.start => {
+                self.start += n;
+                true
+            }
+            _ => false,
+        }
+    }
+    fn resize(&mut self, len: usize) -> bool {
+        match u32::try_from(len) {
+            Ok(len) if self.start + len <= FRAME_SIZE => {
+                self.end = self.start + len;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The free chunks; also the pool replicas come from.
+#[derive(Debug)]
+pub struct UmemPool {
+    base: NonNull<u8>,
+    free: Vec<u64>,
+}
+
+impl UmemPool {
+    fn chunk_of(addr: u64) -> u64 {
+        addr & !u64::from(FRAME_SIZE - 1)
+    }
+
+    fn frame(&self, addr: u64, len: u32) -> UmemFrame {
+        let chunk = Self::chunk_of(addr);
+        let start = (addr - chunk) as u32;
+        UmemFrame { base: self.base, chunk, start, end: (start + len).min(FRAME_SIZE) }
+    }
+}
+
+impl FramePool<UmemFrame> for UmemPool {
+    fn copy_of(&mut self, data: &[u8]) -> Option<UmemFrame> {
+        if data.len() > (FRAME_SIZE - POOL_HEADROOM) as usize {
+            return None;
+        }
+        let chunk = self.free.pop()?;
+        let mut f = UmemFrame { base: self.base, chunk, start: POOL_HEADROOM, end: POOL_HEADROOM + data.len() as u32 };
+        f.data_mut().copy_from_slice(data);
+        Some(f)
+    }
+}
+
+/// Counters of the I/O layer itself.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct XskStats {
+    /// Frames not sent because a transmit ring was full.
+    pub tx_ring_full: u64,
+    /// Receive buffers not given to the kernel because the free list was empty.
+    pub fill_starved: u64,
+}
+
+struct XskPort {
+    port: PortId,
+    ifname: String,
+    device: DeviceQueue,
+    rx: RingRx,
+    tx: RingTx,
+    user: User,
+    /// Chunks in this port's fill ring.
+    in_fill: u32,
+    /// Frames staged for transmit in this batch.
+    staged: Vec<XdpDesc>,
+}
+
+/// AF_XDP sockets on queue 0 of each port, sharing one UMEM.
+pub struct XskPorts {
+    ports: Vec<XskPort>,
+    /// PortId → index in `ports`.
+    by_id: Vec<Option<usize>>,
+    pool: UmemPool,
+    pollfds: Vec<libc::pollfd>,
+    /// I/O counters.
+    pub stats: XskStats,
+    umem: Umem,
+    _area: Area,
+}
+
+impl std::fmt::Debug for XskPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XskPorts").field("ports", &self.ports.iter().map(|p| &p.ifname).collect::<Vec<_>>()).finish()
+    }
+}
+
+impl XskPorts {
+    /// Open a socket on queue 0 of each `(port, ifname)`.
+    pub fn open(ports: &[(PortId, String)]) -> Result<XskPorts, XskError> {
+        let len = (FRAME_SIZE * FRAMES) as usize;
+        let area = Area::new(len)?;
+        let config = UmemConfig { fill_size: RING_SIZE, complete_size: RING_SIZE, frame_size: FRAME_SIZE, headroom: 0, flags: 0 };
+        let slice = NonNull::slice_from_raw_parts(area.ptr, len);
+        // SAFETY: the area is page-aligned (mmap), lives as long as the UMEM (`_area` is the
+        // last field of `XskPorts`, dropped after `umem` and the sockets), and is used only
+        // through `UmemFrame`s that own disjoint chunks.
+        let umem = unsafe { Umem::new(config, slice) }.map_err(|e| sock_err("UMEM registration", "-", e))?;
+        let mut pool = UmemPool { base: area.ptr, free: (0..FRAMES).rev().map(|i| u64::from(i * FRAME_SIZE)).collect() };
+        let mut out = vec![];
+        let mut by_id = vec![];
+        for (i, (port, ifname)) in ports.iter().enumerate() {
+            let cname = CString::new(ifname.as_str()).map_err(|_| XskError::NoInterface(ifname.clone()))?;
+            let mut info = IfInfo::invalid();
+            info.from_name(&cname).map_err(|_| XskError::NoInterface(ifname.clone()))?;
+            info.set_queue(0);
+            let sock = if i == 0 { Socket::with_shared(&info, &umem) } else { Socket::new(&info) }
+                .map_err(|e| sock_err("socket", ifname, e))?;
+            let device = umem.fq_cq(&sock).map_err(|e| sock_err("fill/completion rings", ifname, e))?;
+            let user = umem
+                .rx_tx(
+                    &sock,
+                    &SocketConfig {
+                        rx_size: NonZeroU32::new(RING_SIZE),
+                        tx_size: NonZeroU32::new(RING_SIZE),
+                        bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP,
+                    },
+                )
+                .map_err(|e| sock_err("rx/tx rings", ifname, e))?;
+            let rx = user.map_rx().map_err(|e| sock_err("rx ring mmap", ifname, e))?;
+            let tx = user.map_tx().map_err(|e| sock_err("tx ring mmap", ifname, e))?;
+            umem.bind(&user).map_err(|e| sock_err("bind", ifname, e))?;
+            let mut p = XskPort { port: *port, ifname: ifname.clone(), device, rx, tx, user, in_fill: 0, staged: Vec::with_capacity(64) };
+            refill(&mut p, &mut pool, &mut XskStats::default());
+            if by_id.len() <= port.index() {
+                by_id.resize(port.index() + 1, None);
+            }
+            by_id[port.index()] = Some(out.len());
+            out.push(p);
+        }
+        let pollfds = out.iter().map(|p| libc::pollfd { fd: p.rx.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        Ok(XskPorts { ports: out, by_id, pool, pollfds, stats: XskStats::default(), umem, _area: area })
+    }
+
+    /// The socket of each port, for the XSKMAP: (port, queue, fd).
+    pub fn sockets(&self) -> Vec<(PortId, u32, RawFd)> {
+        self.ports.iter().map(|p| (p.port, 0, p.user.as_raw_fd())).collect()
+    }
+
+    /// Chunks on the free list (for tests and stats).
+    pub fn free_frames(&self) -> usize {
+        self.pool.free.len()
+    }
+
+    /// Kernel-side statistics of one port's socket: (rx dropped, rx ring full).
+    pub fn kernel_stats(&self) -> Vec<(String, u64, u64)> {
+        let _ = &self.umem;
+        self.ports
+            .iter()
+            .filter_map(|p| p.user.statistics_v2().ok().map(|s| (p.ifname.clone(), s.rx_dropped, s.rx_ring_full)))
+            .collect()
+    }
+}
+
+/// Reap transmit completions into the free list and top the fill ring up.
+fn refill(p: &mut XskPort, pool: &mut UmemPool, stats: &mut XskStats) {
+    {
+        let mut done = p.device.complete(RING_SIZE);
+        while let Some(addr) = done.read() {
+            pool.free.push(UmemPool::chunk_of(addr));
+        }
+        done.release();
+    }
+    let want = FILL_TARGET.saturating_sub(p.in_fill);
+    if want == 0 {
+        return;
+    }
+    let give = want.min(pool.free.len() as u32);
+    if give < want {
+        stats.fill_starved += u64::from(want - give);
+    }
+    if give == 0 {
+        return;
+    }
+    let mut fill = p.device.fill(give);
+    let start = pool.free.len() - give as usize;
+    let n = fill.insert(pool.free[start..].iter().copied());
+    fill.commit();
+    drop(fill);
+    pool.free.truncate(pool.free.len() - n as usize);
+    p.in_fill += n;
+}
+
+impl Ports for XskPorts {
+    type Frame = UmemFrame;
+    type Pool = UmemPool;
+
+    fn receive(&mut self, batch: &mut Batch<UmemFrame>, max: usize) -> usize {
+        let mut got = 0;
+        for p in &mut self.ports {
+            refill(p, &mut self.pool, &mut self.stats);
+            if got >= max {
+                continue;
+            }
+            let mut rx = p.rx.receive((max - got) as u32);
+            let mut n = 0;
+            while let Some(desc) = rx.read() {
+                batch.push(self.pool.frame(desc.addr, desc.len), p.port);
+                n += 1;
+            }
+            rx.release();
+            drop(rx);
+            p.in_fill = p.in_fill.saturating_sub(n);
+            got += n as usize;
+            if n == 0 && p.device.needs_wakeup() {
+                p.device.wake();
+            }
+        }
+        got
+    }
+
+    fn transmit(&mut self, batch: &mut Batch<UmemFrame>) {
+        for pkt in batch.packets.drain(..) {
+            let egress = match pkt.verdict {
+                Verdict::Forward(port) => Some(port),
+                Verdict::Reply => Some(pkt.ingress),
+                _ => None,
+            };
+            match egress.and_then(|e| self.by_id.get(e.index()).copied().flatten()) {
+                Some(i) => self.ports[i].staged.push(pkt.frame.desc()),
+                None => self.pool.free.push(pkt.frame.chunk),
+            }
+        }
+        for p in &mut self.ports {
+            if p.staged.is_empty() {
+                continue;
+            }
+            let mut sent = 0usize;
+            {
+                let mut w = p.tx.transmit(p.staged.len() as u32);
+                sent += w.insert(p.staged.iter().copied()) as usize;
+                w.commit();
+            }
+            for d in &p.staged[sent..] {
+                self.pool.free.push(UmemPool::chunk_of(d.addr));
+                self.stats.tx_ring_full += 1;
+            }
+            p.staged.clear();
+            if p.tx.needs_wakeup() {
+                p.tx.wake();
+            }
+        }
+    }
+
+    fn pool(&mut self) -> &mut UmemPool {
+        &mut self.pool
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        for p in &mut self.pollfds {
+            p.revents = 0;
+        }
+        // SAFETY: `pollfds` is a valid array of `len` pollfd structs owned by self.
+        unsafe {
+            libc::poll(self.pollfds.as_mut_ptr(), self.pollfds.len() as libc::nfds_t, timeout.as_millis() as libc::c_int);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn umem_frame_bounds() {
+        let area = Area::new(FRAME_SIZE as usize * 2).unwrap();
+        let mut pool = UmemPool { base: area.ptr, free: vec![0, u64::from(FRAME_SIZE)] };
+        let mut f = pool.copy_of(&[1, 2, 3]).unwrap();
+        assert_eq!(f.chunk, u64::from(FRAME_SIZE));
+        assert_eq!(f.data(), &[1, 2, 3]);
+        assert!(f.push_front(POOL_HEADROOM as usize));
+        assert!(!f.push_front(1));
+        assert!(f.pull_front(POOL_HEADROOM as usize));
+        assert!(f.resize((FRAME_SIZE - POOL_HEADROOM) as usize));
+        assert!(!f.resize((FRAME_SIZE - POOL_HEADROOM + 1) as usize));
+        let g = pool.frame(u64::from(FRAME_SIZE) + 300, 60);
+        assert_eq!((g.chunk, g.start, g.end), (u64::from(FRAME_SIZE), 300, 360));
+        assert!(pool.copy_of(&[0; 4000]).is_none());
+        drop(f);
+        drop(area);
+    }
+}

@@ -1,0 +1,771 @@
+//! Loading carrier's XDP program (`ebpf/`) and attaching it to the carrier ports.
+//!
+//! The contract: [`XdpDataplane`] owns the loaded `carrier_xdp` program and its maps.
+//! [`XdpDataplane::attach`] puts the program on a port — native (driver) mode when the
+//! driver supports it, generic (skb) mode otherwise — and records the port's slot in
+//! `PORT_SLOTS`; dropping the `XdpDataplane` detaches every port. A `carrier_xdp`
+//! left on an interface by a dataplane that died is detached and replaced; anyone
+//! else's XDP program is left alone and reported as [`XdpError::ForeignProgram`].
+//!
+//! Who writes what: this module is the only userspace writer of `PORT_SLOTS`, `XSKS`
+//! and `HOST_ADDRS`; the XDP program only reads them. The XDP program is the only
+//! writer of `PORT_STATS` (one copy per CPU); [`XdpDataplane::port_stats`] reads and
+//! sums it.
+//!
+//! The object is embedded at build time by `build.rs` when `CARRIER_EBPF_OBJECT` is
+//! set (`cargo xtask build` does that). A binary built without it still runs its
+//! pure pipeline, and [`XdpDataplane::load`] fails with [`XdpError::ObjectMissing`].
+//!
+//! Everything needs root (CAP_BPF, CAP_NET_ADMIN); without it the errors say so.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::BorrowedFd;
+use std::process::Command;
+
+use aya::maps::{HashMap, Map, MapData, MapError, PerCpuArray, XskMap};
+use aya::programs::xdp::{XdpError as AyaXdpError, XdpLinkId};
+use aya::programs::{ProgramError, Xdp, XdpMode};
+use aya::{Ebpf, EbpfError, Pod};
+use carrier_common::{
+    xdp_maps, xsk_index, XdpPortStats, HOST_ADDR_LOCAL, MAX_PORTS, MAX_QUEUES, XDP_PROGRAM_NAME,
+};
+
+/// The eBPF object `build.rs` copied into `OUT_DIR`, when the build had one.
+fn embedded_object() -> Option<&'static [u8]> {
+    #[cfg(carrier_ebpf)]
+    {
+        Some(aya::include_bytes_aligned!(concat!(
+            env!("OUT_DIR"),
+            "/carrier-xdp.o"
+        )))
+    }
+    #[cfg(not(carrier_ebpf))]
+    {
+        None
+    }
+}
+
+/// True when this binary embeds the XDP object (it was built by `cargo xtask build`).
+pub const fn has_embedded_object() -> bool {
+    cfg!(carrier_ebpf)
+}
+
+/// How the program runs on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttachMode {
+    /// Native XDP, run by the driver before it allocates an skb (`XDP_FLAGS_DRV_MODE`).
+    Native,
+    /// Generic XDP, run by the kernel on the skb (`XDP_FLAGS_SKB_MODE`): slower, but
+    /// works on every interface.
+    Skb,
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttachMode::Native => "native",
+            AttachMode::Skb => "skb",
+        })
+    }
+}
+
+/// Why loading, attaching or updating the XDP program failed. Variants that wrap an
+/// aya error return it as [`std::error::Error::source`], which holds the errno: print
+/// with the chain (anyhow's `{:#}`).
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    /// The binary was built without `CARRIER_EBPF_OBJECT`.
+    #[error("this binary was built without the eBPF object; build it with `cargo xtask build`")]
+    ObjectMissing,
+    /// The kernel refused a BPF or netlink operation with EPERM.
+    #[error("{what} was not permitted: carrier's XDP dataplane needs CAP_BPF and CAP_NET_ADMIN, run as root")]
+    PermissionDenied {
+        /// The operation that was refused.
+        what: &'static str,
+    },
+    /// The embedded object could not be parsed or its maps created.
+    #[error("loading the eBPF object failed")]
+    Object(#[source] Box<EbpfError>),
+    /// The object has no XDP program called `carrier_xdp`.
+    #[error("the eBPF object has no XDP program named `{XDP_PROGRAM_NAME}`")]
+    ProgramMissing,
+    /// The kernel rejected the program; the message carries the verifier log.
+    #[error("the kernel rejected `{XDP_PROGRAM_NAME}`: {0}")]
+    Verifier(Box<ProgramError>),
+    /// The object has no map of this name or type.
+    #[error("the eBPF object has no usable map `{0}`")]
+    MapMissing(&'static str),
+    /// Reading or writing a map failed.
+    #[error("XDP map `{map}`")]
+    Map {
+        /// The map's name.
+        map: &'static str,
+        /// What went wrong.
+        #[source]
+        source: Box<MapError>,
+    },
+    /// No interface of that name in this network namespace.
+    #[error("no network interface named `{ifname}`")]
+    UnknownInterface {
+        /// The interface name asked for.
+        ifname: String,
+    },
+    /// A port slot at or above [`MAX_PORTS`].
+    #[error("port slot {slot} is out of range: the XDP maps hold {MAX_PORTS} ports")]
+    SlotOutOfRange {
+        /// The slot asked for.
+        slot: u32,
+    },
+    /// A (slot, RX queue) pair with no `XSKS` entry.
+    #[error("no AF_XDP socket entry for port slot {slot} RX queue {queue}: the XDP maps hold {MAX_PORTS} ports of {MAX_QUEUES} queues")]
+    QueueOutOfRange {
+        /// The slot asked for.
+        slot: u32,
+        /// The RX queue asked for.
+        queue: u32,
+    },
+    /// The interface runs an XDP program that is not carrier's.
+    #[error("interface `{ifname}` already runs XDP program `{name}` (id {id}), which is not carrier's: remove it first (ip link set dev {ifname} xdp off)")]
+    ForeignProgram {
+        /// The interface.
+        ifname: String,
+        /// The other program's name as the kernel reports it.
+        name: String,
+        /// The other program's id.
+        id: u32,
+    },
+    /// A `carrier_xdp` from an earlier dataplane could not be removed.
+    #[error("could not detach the stale `{XDP_PROGRAM_NAME}` (program id {id}) from `{ifname}`: {reason}")]
+    StaleProgram {
+        /// The interface.
+        ifname: String,
+        /// The stale program's id.
+        id: u32,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Both native and skb mode attachment failed.
+    #[error(
+        "attaching `{XDP_PROGRAM_NAME}` to `{ifname}` failed in native mode ({}) and in skb mode ({})",
+        error_chain(.native),
+        error_chain(.skb)
+    )]
+    Attach {
+        /// The interface.
+        ifname: String,
+        /// The native (driver) mode error.
+        native: Box<ProgramError>,
+        /// The generic (skb) mode error.
+        skb: Box<ProgramError>,
+    },
+    /// Detaching from a port failed.
+    #[error("detaching `{XDP_PROGRAM_NAME}` from `{ifname}`")]
+    Detach {
+        /// The interface.
+        ifname: String,
+        /// What went wrong.
+        #[source]
+        source: Box<ProgramError>,
+    },
+    /// Reading an interface's XDP state with `ip` failed.
+    #[error("reading the XDP state of `{ifname}` with `ip -j -d link show`: {reason}")]
+    Inspect {
+        /// The interface.
+        ifname: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// One port the program is attached to.
+#[derive(Debug)]
+struct Port {
+    ifindex: u32,
+    link: XdpLinkId,
+}
+
+/// carrier's loaded XDP program and its maps. See the module documentation.
+#[derive(Debug)]
+pub struct XdpDataplane {
+    ebpf: Ebpf,
+    /// Attached ports by interface name.
+    ports: BTreeMap<String, Port>,
+}
+
+impl XdpDataplane {
+    /// Loads the embedded object: creates the maps and verifies `carrier_xdp`.
+    pub fn load() -> Result<Self, XdpError> {
+        let object = embedded_object().ok_or(XdpError::ObjectMissing)?;
+        let mut ebpf = Ebpf::load(object).map_err(|error| {
+            if error_chain_has_os_error(&error, libc::EPERM) {
+                XdpError::PermissionDenied {
+                    what: "creating the XDP maps",
+                }
+            } else {
+                XdpError::Object(Box::new(error))
+            }
+        })?;
+        let program: &mut Xdp = ebpf
+            .program_mut(XDP_PROGRAM_NAME)
+            .ok_or(XdpError::ProgramMissing)?
+            .try_into()
+            .map_err(|_| XdpError::ProgramMissing)?;
+        program.load().map_err(|error| {
+            if program_os_error(&error) == Some(libc::EPERM) {
+                XdpError::PermissionDenied {
+                    what: "loading the XDP program",
+                }
+            } else {
+                XdpError::Verifier(Box::new(error))
+            }
+        })?;
+        Ok(XdpDataplane {
+            ebpf,
+            ports: BTreeMap::new(),
+        })
+    }
+
+    /// Attaches `carrier_xdp` to `ifname` as carrier port `slot`: native mode, or skb
+    /// mode when native fails. A stale `carrier_xdp` on the interface is detached
+    /// first; another program makes this fail with [`XdpError::ForeignProgram`].
+    /// Attaching an interface again moves it to the new slot.
+    pub fn attach(&mut self, ifname: &str, slot: u32) -> Result<AttachMode, XdpError> {
+        if slot >= MAX_PORTS {
+            return Err(XdpError::SlotOutOfRange { slot });
+        }
+        if self.ports.contains_key(ifname) {
+            self.detach(ifname)?;
+        }
+        let ifindex = if_index(ifname)?;
+        self.port_slots()?
+            .insert(ifindex, slot, 0)
+            .map_err(map_error(xdp_maps::PORT_SLOTS))?;
+
+        let attached = match self.attach_link(ifname, ifindex) {
+            Err(error) if is_busy(&error) => self
+                .remove_stale(ifname)
+                .and_then(|()| self.attach_link(ifname, ifindex)),
+            other => other,
+        };
+        match attached {
+            Ok((link, mode)) => {
+                log::info!(
+                    "attached {XDP_PROGRAM_NAME} to {ifname} (ifindex {ifindex}, port slot {slot}) in {mode} mode"
+                );
+                self.ports.insert(ifname.to_owned(), Port { ifindex, link });
+                Ok(mode)
+            }
+            Err(error) => {
+                if let Ok(mut slots) = self.port_slots() {
+                    let _ignored = slots.remove(&ifindex);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Detaches the program from `ifname`, if this dataplane attached it there.
+    pub fn detach(&mut self, ifname: &str) -> Result<(), XdpError> {
+        let Some(port) = self.ports.remove(ifname) else {
+            return Ok(());
+        };
+        let detached = self
+            .program_mut()?
+            .detach(port.link)
+            .map_err(|source| XdpError::Detach {
+                ifname: ifname.to_owned(),
+                source: Box::new(source),
+            });
+        // The slot entry is harmless once the program is off the interface, and the
+        // ifindex may already be gone: a failed removal is not worth reporting.
+        if let Ok(mut slots) = self.port_slots() {
+            let _ignored = slots.remove(&port.ifindex);
+        }
+        log::info!("detached {XDP_PROGRAM_NAME} from {ifname}");
+        detached
+    }
+
+    /// Detaches the program from every port; returns the first error after trying all.
+    pub fn detach_all(&mut self) -> Result<(), XdpError> {
+        let ifnames: Vec<String> = self.ports.keys().cloned().collect();
+        let mut first_error = None;
+        for ifname in ifnames {
+            if let Err(error) = self.detach(&ifname) {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Marks `addr` as one of the router's own: BGP to or from it and ARP replies for
+    /// it go to the kernel instead of the AF_XDP socket.
+    pub fn add_host_addr(&mut self, addr: Ipv4Addr) -> Result<(), XdpError> {
+        self.host_addrs()?
+            .insert(host_addr_key(addr), HOST_ADDR_LOCAL, 0)
+            .map_err(map_error(xdp_maps::HOST_ADDRS))
+    }
+
+    /// Forgets `addr` as one of the router's own; absent addresses are fine.
+    pub fn remove_host_addr(&mut self, addr: Ipv4Addr) -> Result<(), XdpError> {
+        match self.host_addrs()?.remove(&host_addr_key(addr)) {
+            Err(MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(source) => Err(map_error(xdp_maps::HOST_ADDRS)(source)),
+        }
+    }
+
+    /// Steers frames of port `slot`, RX queue `queue` to the AF_XDP socket `socket`.
+    pub fn bind_socket(
+        &mut self,
+        slot: u32,
+        queue: u32,
+        socket: BorrowedFd<'_>,
+    ) -> Result<(), XdpError> {
+        let index = xsk_index(slot, queue).ok_or(XdpError::QueueOutOfRange { slot, queue })?;
+        self.xsks()?
+            .set(index, socket, 0)
+            .map_err(map_error(xdp_maps::XSKS))
+    }
+
+    /// Stops steering port `slot`, RX queue `queue` to a socket: its frames go to the
+    /// kernel again. Unbound entries are fine.
+    pub fn unbind_socket(&mut self, slot: u32, queue: u32) -> Result<(), XdpError> {
+        let index = xsk_index(slot, queue).ok_or(XdpError::QueueOutOfRange { slot, queue })?;
+        match self.xsks()?.unset(index) {
+            Err(MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(source) => Err(map_error(xdp_maps::XSKS)(source)),
+        }
+    }
+
+    /// The counters of port `slot`, summed over all CPUs.
+    pub fn port_stats(&self, slot: u32) -> Result<XdpPortStats, XdpError> {
+        if slot >= MAX_PORTS {
+            return Err(XdpError::SlotOutOfRange { slot });
+        }
+        let map = self
+            .ebpf
+            .map(xdp_maps::PORT_STATS)
+            .ok_or(XdpError::MapMissing(xdp_maps::PORT_STATS))?;
+        let stats: PerCpuArray<&MapData, PortStatsValue> =
+            PerCpuArray::try_from(map).map_err(map_error(xdp_maps::PORT_STATS))?;
+        let per_cpu = stats
+            .get(&slot, 0)
+            .map_err(map_error(xdp_maps::PORT_STATS))?;
+        Ok(per_cpu
+            .iter()
+            .fold(XdpPortStats::default(), |sum, PortStatsValue(cpu)| {
+                XdpPortStats {
+                    redirected: sum.redirected + cpu.redirected,
+                    passed: sum.passed + cpu.passed,
+                    dropped: sum.dropped + cpu.dropped,
+                }
+            }))
+    }
+
+    /// Attaches in native mode, else in skb mode.
+    fn attach_link(
+        &mut self,
+        ifname: &str,
+        ifindex: u32,
+    ) -> Result<(XdpLinkId, AttachMode), XdpError> {
+        let program = self.program_mut()?;
+        let native = match program.attach_to_if_index(ifindex, XdpMode::Driver) {
+            Ok(link) => return Ok((link, AttachMode::Native)),
+            Err(error) => error,
+        };
+        match program.attach_to_if_index(ifindex, XdpMode::Skb) {
+            Ok(link) => {
+                log::info!("{ifname}: native XDP failed ({native}); falling back to skb mode");
+                Ok((link, AttachMode::Skb))
+            }
+            Err(skb) => {
+                if [&native, &skb]
+                    .into_iter()
+                    .any(|error| program_os_error(error) == Some(libc::EPERM))
+                {
+                    return Err(XdpError::PermissionDenied {
+                        what: "attaching the XDP program",
+                    });
+                }
+                Err(XdpError::Attach {
+                    ifname: ifname.to_owned(),
+                    native: Box::new(native),
+                    skb: Box::new(skb),
+                })
+            }
+        }
+    }
+
+    /// Removes a `carrier_xdp` that an earlier dataplane left on `ifname`; refuses to
+    /// touch any other program.
+    fn remove_stale(&mut self, ifname: &str) -> Result<(), XdpError> {
+        let attached = attached_programs(ifname)?;
+        if let Some(foreign) = attached
+            .iter()
+            .find(|program| program.name != XDP_PROGRAM_NAME)
+        {
+            return Err(XdpError::ForeignProgram {
+                ifname: ifname.to_owned(),
+                name: foreign.name.clone(),
+                id: foreign.id,
+            });
+        }
+        for stale in &attached {
+            log::warn!(
+                "{ifname}: detaching stale {XDP_PROGRAM_NAME} (program id {}) left by an earlier dataplane",
+                stale.id
+            );
+        }
+        if attached.is_empty() {
+            return Ok(());
+        }
+
+        // A netlink ("legacy") attachment outlives the process that made it: that is
+        // what a dataplane that crashed leaves behind. The mode must match, so clear
+        // both; clearing an empty mode is a no-op.
+        for mode in ["xdpgeneric", "xdpdrv"] {
+            let _ignored = Command::new("ip")
+                .args(["link", "set", "dev", ifname, mode, "off"])
+                .output();
+        }
+        let attached = attached_programs(ifname)?;
+        if attached.is_empty() {
+            return Ok(());
+        }
+
+        // A BPF link: its owner still holds it open (or pinned it). Detach the link
+        // itself, which leaves the owner a defunct link.
+        let ifindex = if_index(ifname)?;
+        for stale in &attached {
+            bpf_link::detach_xdp_links(ifindex, stale.id).map_err(|error| {
+                XdpError::StaleProgram {
+                    ifname: ifname.to_owned(),
+                    id: stale.id,
+                    reason: error.to_string(),
+                }
+            })?;
+        }
+        match attached_programs(ifname)?.first() {
+            None => Ok(()),
+            Some(still) => Err(XdpError::StaleProgram {
+                ifname: ifname.to_owned(),
+                id: still.id,
+                reason: "still attached after removing its netlink attachment and BPF links"
+                    .to_owned(),
+            }),
+        }
+    }
+
+    fn program_mut(&mut self) -> Result<&mut Xdp, XdpError> {
+        self.ebpf
+            .program_mut(XDP_PROGRAM_NAME)
+            .ok_or(XdpError::ProgramMissing)?
+            .try_into()
+            .map_err(|_| XdpError::ProgramMissing)
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, XdpError> {
+        self.ebpf.map_mut(name).ok_or(XdpError::MapMissing(name))
+    }
+
+    fn port_slots(&mut self) -> Result<HashMap<&mut MapData, u32, u32>, XdpError> {
+        HashMap::try_from(self.map_mut(xdp_maps::PORT_SLOTS)?)
+            .map_err(map_error(xdp_maps::PORT_SLOTS))
+    }
+
+    fn host_addrs(&mut self) -> Result<HashMap<&mut MapData, u32, u32>, XdpError> {
+        HashMap::try_from(self.map_mut(xdp_maps::HOST_ADDRS)?)
+            .map_err(map_error(xdp_maps::HOST_ADDRS))
+    }
+
+    fn xsks(&mut self) -> Result<XskMap<&mut MapData>, XdpError> {
+        XskMap::try_from(self.map_mut(xdp_maps::XSKS)?).map_err(map_error(xdp_maps::XSKS))
+    }
+}
+
+impl Drop for XdpDataplane {
+    fn drop(&mut self) {
+        if let Err(error) = self.detach_all() {
+            log::warn!("detaching XDP on shutdown: {}", error_chain(&error));
+        }
+    }
+}
+
+/// `PORT_STATS` values as aya reads them.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct PortStatsValue(XdpPortStats);
+
+// SAFETY: `XdpPortStats` is `#[repr(C)]` with three `u64` fields: no padding, and
+// every bit pattern is a valid value. `repr(transparent)` keeps that layout.
+unsafe impl Pod for PortStatsValue {}
+
+/// The `HOST_ADDRS` key of `addr`: its bytes in network order, read as the XDP
+/// program reads them from the packet.
+fn host_addr_key(addr: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(addr.octets())
+}
+
+fn map_error(map: &'static str) -> impl Fn(MapError) -> XdpError {
+    move |source| XdpError::Map {
+        map,
+        source: Box::new(source),
+    }
+}
+
+/// The ifindex of `ifname` in this process's network namespace.
+fn if_index(ifname: &str) -> Result<u32, XdpError> {
+    let unknown = || XdpError::UnknownInterface {
+        ifname: ifname.to_owned(),
+    };
+    let c_ifname = CString::new(ifname).map_err(|_| unknown())?;
+    // SAFETY: `c_ifname` is a valid NUL-terminated string that outlives the call;
+    // if_nametoindex only reads it.
+    let ifindex = unsafe { libc::if_nametoindex(c_ifname.as_ptr()) };
+    if ifindex == 0 {
+        return Err(unknown());
+    }
+    Ok(ifindex)
+}
+
+/// The errno behind an aya program error, when there is one.
+fn program_os_error(error: &ProgramError) -> Option<i32> {
+    match error {
+        ProgramError::SyscallError(syscall) => syscall.io_error.raw_os_error(),
+        ProgramError::LoadError { io_error, .. } | ProgramError::IOError(io_error) => {
+            io_error.raw_os_error()
+        }
+        ProgramError::XdpError(AyaXdpError::NetlinkError(netlink)) => netlink.raw_os_error(),
+        _ => None,
+    }
+}
+
+/// True when `error` says another XDP program holds the interface: the kernel answers
+/// EBUSY for the same mode and EEXIST for the other one.
+fn is_busy(error: &XdpError) -> bool {
+    let XdpError::Attach { native, skb, .. } = error else {
+        return false;
+    };
+    [native, skb].into_iter().any(|error| {
+        matches!(
+            program_os_error(error),
+            Some(libc::EBUSY) | Some(libc::EEXIST)
+        )
+    })
+}
+
+/// `error` and its sources, joined with ": " (aya keeps the errno in the source).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(source) = next {
+        let more = source.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        next = source.source();
+    }
+    text
+}
+
+/// True when an `io::Error` with `errno` is somewhere in `error`'s source chain.
+fn error_chain_has_os_error(error: &(dyn std::error::Error + 'static), errno: i32) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(io_error) = error.downcast_ref::<io::Error>() {
+            if io_error.raw_os_error() == Some(errno) {
+                return true;
+            }
+        }
+        if let Some(syscall) = error.downcast_ref::<aya::sys::SyscallError>() {
+            if syscall.io_error.raw_os_error() == Some(errno) {
+                return true;
+            }
+        }
+        next = error.source();
+    }
+    false
+}
+
+/// An XDP program the kernel reports on an interface.
+#[derive(Debug)]
+struct AttachedProgram {
+    id: u32,
+    name: String,
+}
+
+/// The XDP programs on `ifname`, from `ip -j -d link show dev IFNAME`: one entry
+/// per attach mode (`"xdp": {"prog": …}` or `"xdp": {"attached": [{"prog": …}]}`).
+fn attached_programs(ifname: &str) -> Result<Vec<AttachedProgram>, XdpError> {
+    let inspect_error = |reason: String| XdpError::Inspect {
+        ifname: ifname.to_owned(),
+        reason,
+    };
+    let output = Command::new("ip")
+        .args(["-j", "-d", "link", "show", "dev", ifname])
+        .output()
+        .map_err(|error| inspect_error(error.to_string()))?;
+    if !output.status.success() {
+        return Err(inspect_error(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ));
+    }
+    let links: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|error| inspect_error(error.to_string()))?;
+    let Some(xdp) = links.get(0).and_then(|link| link.get("xdp")) else {
+        return Ok(Vec::new());
+    };
+    let programs: Vec<&serde_json::Value> = match xdp.get("attached") {
+        Some(serde_json::Value::Array(attached)) => attached
+            .iter()
+            .filter_map(|entry| entry.get("prog"))
+            .collect(),
+        _ => xdp.get("prog").into_iter().collect(),
+    };
+    programs
+        .into_iter()
+        .map(|program| {
+            let id = program
+                .get("id")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| inspect_error(format!("no program id in {program}")))?;
+            let name = program
+                .get("name")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            Ok(AttachedProgram { id, name })
+        })
+        .collect()
+}
+
+/// The three `bpf(2)` commands aya does not wrap: finding and detaching a BPF link
+/// that another file descriptor (another process, or a leaked handle) owns.
+mod bpf_link {
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    use aya::programs::links::LinkType;
+
+    // `enum bpf_cmd` and `enum bpf_link_type` values from include/uapi/linux/bpf.h.
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    const BPF_LINK_TYPE_XDP: u32 = 6;
+
+    /// The head of `struct bpf_link_info` up to `xdp.ifindex`. The kernel fills only
+    /// the `info_len` bytes it is given.
+    #[repr(C)]
+    #[derive(Default)]
+    struct XdpLinkInfo {
+        link_type: u32,
+        id: u32,
+        prog_id: u32,
+        /// The union after `prog_id` is 8-byte aligned.
+        _pad: u32,
+        ifindex: u32,
+        _tail: u32,
+    }
+
+    /// Detaches every XDP BPF link of program `prog_id` on interface `ifindex`.
+    pub(super) fn detach_xdp_links(ifindex: u32, prog_id: u32) -> io::Result<()> {
+        let link_ids: Vec<u32> = aya::programs::loaded_links()
+            .filter_map(Result::ok)
+            .filter(|link| {
+                link.program_id() == prog_id && matches!(link.link_type(), Ok(LinkType::Xdp))
+            })
+            .map(|link| link.id())
+            .collect();
+        for link_id in link_ids {
+            let Ok(link) = link_fd_by_id(link_id) else {
+                continue; // gone meanwhile
+            };
+            let info = link_info(&link)?;
+            if info.link_type == BPF_LINK_TYPE_XDP && info.ifindex == ifindex {
+                log::warn!(
+                    "detaching XDP BPF link {link_id} (program {prog_id}) from ifindex {ifindex}"
+                );
+                link_detach(&link)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn bpf(cmd: libc::c_long, attr: &mut [u32]) -> io::Result<libc::c_long> {
+        // SAFETY: `attr` is a live, writable, zero-initialised buffer laid out as the
+        // part of `union bpf_attr` that `cmd` reads; its length is passed as the size,
+        // and the kernel checks that any bytes it does not know are zero.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                attr.as_mut_ptr(),
+                std::mem::size_of_val(attr),
+            )
+        };
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(ret)
+        }
+    }
+
+    fn link_fd_by_id(link_id: u32) -> io::Result<OwnedFd> {
+        // { link_id, next_id, open_flags }
+        let mut attr = [link_id, 0, 0, 0];
+        let fd = bpf(BPF_LINK_GET_FD_BY_ID, &mut attr)?;
+        let fd = i32::try_from(fd).map_err(|_| io::Error::other("bpf() returned a bad fd"))?;
+        // SAFETY: BPF_LINK_GET_FD_BY_ID returned a new file descriptor that nothing
+        // else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn link_info(link: &OwnedFd) -> io::Result<XdpLinkInfo> {
+        let mut info = XdpLinkInfo::default();
+        let pointer = std::ptr::from_mut(&mut info) as u64;
+        let info_len = u32::try_from(std::mem::size_of::<XdpLinkInfo>())
+            .map_err(|_| io::Error::other("bpf_link_info too large"))?;
+        let fd = u32::try_from(link.as_raw_fd()).map_err(|_| io::Error::other("bad fd"))?;
+        // { bpf_fd, info_len, info (u64 pointer, little-endian halves on x86_64) }
+        #[cfg(target_endian = "little")]
+        let mut attr = [fd, info_len, pointer as u32, (pointer >> 32) as u32];
+        #[cfg(target_endian = "big")]
+        let mut attr = [fd, info_len, (pointer >> 32) as u32, pointer as u32];
+        // The kernel writes into `info` through the pointer above; `info` outlives
+        // the call.
+        bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+        Ok(info)
+    }
+
+    fn link_detach(link: &OwnedFd) -> io::Result<()> {
+        let fd = u32::try_from(link.as_raw_fd()).map_err(|_| io::Error::other("bad fd"))?;
+        // { link_fd }
+        let mut attr = [fd, 0];
+        bpf(BPF_LINK_DETACH, &mut attr).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_addr_key_is_packet_byte_order() {
+        let key = host_addr_key(Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(key.to_ne_bytes(), [192, 0, 2, 1]);
+    }
+
+    #[test]
+    fn missing_object_says_how_to_build_it() {
+        if has_embedded_object() {
+            return;
+        }
+        let error = XdpDataplane::load().unwrap_err();
+        assert!(error.to_string().contains("cargo xtask build"), "{error}");
+    }
+}
