@@ -2,7 +2,9 @@
 //!
 //! - `replay`: run the pipeline over a pcap offline and write what each port would send;
 //! - `trace`: show step by step what the pipeline decides for one frame;
-//! - `check-config`: load a config and print the tables it compiles to.
+//! - `check-config`: load a config and print the tables it compiles to;
+//! - `run`: forward on the config's interfaces (XDP + AF_XDP), serving the table socket;
+//! - `ctl`: talk to a running dataplane's table socket (counters, status, apply, replace).
 
 use std::path::PathBuf;
 
@@ -61,6 +63,50 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Forward on the interfaces named in the config: attach the XDP program, open AF_XDP
+    /// sockets, serve the table socket, until SIGINT or SIGTERM.
+    Run {
+        /// The config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The table socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Talk to a running dataplane's table socket.
+    Ctl {
+        /// The table socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        #[command(subcommand)]
+        action: CtlAction,
+    },
+}
+
+const DEFAULT_SOCKET: &str = "/run/carrier/dataplane.sock";
+
+#[derive(Subcommand, Debug)]
+enum CtlAction {
+    /// Print the counters (JSON).
+    Counters,
+    /// Print a table summary.
+    Status,
+    /// Apply the table commands of a config file on top of the current tables.
+    Apply {
+        /// Config file whose compiled commands are sent (its `clear` is left out).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Replace everything above the base config with a config file's commands; with --hold,
+    /// stay connected until killed (as a control process would).
+    Replace {
+        /// Config file whose compiled commands are sent.
+        #[arg(long)]
+        config: PathBuf,
+        /// Stay connected after the reply.
+        #[arg(long)]
+        hold: bool,
+    },
 }
 
 fn load(path: &PathBuf) -> Result<Tables> {
@@ -90,6 +136,7 @@ fn parse_hex(s: &str) -> Result<Vec<u8>> {
 }
 
 fn main() -> Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     match cli.command {
         Command::Replay { config, input, ingress, out_dir } => {
@@ -144,6 +191,91 @@ fn main() -> Result<()> {
             }
             let t = c.tables()?;
             eprintln!("ok: {} ports, {} vrfs, {} labels, {} bridge domains", t.ports.len(), t.vrfs.len(), t.ilm.len(), t.bridges.len());
+        }
+        Command::Run { config, socket } => run(&config, &socket)?,
+        Command::Ctl { socket, action } => ctl(&socket, action)?,
+    }
+    Ok(())
+}
+
+fn run(config: &PathBuf, socket: &std::path::Path) -> Result<()> {
+    use carrier_dataplane::ctl::{serve, TableWriter};
+    use carrier_dataplane::io::{self, signals, xsk::XskPorts, CounterBoard};
+    use carrier_dataplane::tables::{PortRole, TableHandle};
+    use carrier_dataplane::xdp::XdpDataplane;
+
+    let tables = load(config)?;
+    if !signals::is_root() {
+        bail!("carrier-dataplane run needs root (CAP_NET_ADMIN and CAP_BPF) to attach XDP programs and open AF_XDP sockets");
+    }
+    for p in &tables.ports {
+        if !std::path::Path::new("/sys/class/net").join(&p.name).exists() {
+            bail!("port {:?} of the config: there is no such interface here", p.name);
+        }
+    }
+    let mut xdp = XdpDataplane::load().context("loading the XDP program")?;
+    for p in &tables.ports {
+        let mode = xdp.attach(&p.name, u32::from(p.id.0)).with_context(|| format!("attaching XDP to {}", p.name))?;
+        log::info!("port {} ({}): XDP attached in {mode} mode", p.name, p.id);
+        if p.role == PortRole::Core {
+            for a in &p.addrs {
+                xdp.add_host_addr(a.addr)?;
+            }
+        }
+    }
+    let ports: Vec<_> = tables.ports.iter().map(|p| (p.id, p.name.clone())).collect();
+    let mut xsk = XskPorts::open(&ports).context("opening AF_XDP sockets")?;
+    for (port, queue, fd) in xsk.sockets() {
+        xdp.bind_socket(u32::from(port.0), queue, fd)?;
+    }
+    let stop = signals::install();
+    let handle = TableHandle::new(tables.clone());
+    let board = CounterBoard::new(1);
+    let server = serve(socket, TableWriter::new(tables.clone(), handle.clone()), board.clone(), stop)
+        .with_context(|| format!("table socket {}", socket.display()))?;
+    log::info!("forwarding on {} ports; table socket {}", ports.len(), socket.display());
+    println!("carrier-dataplane: forwarding on {}; table socket {}", ports.iter().map(|p| p.1.as_str()).collect::<Vec<_>>().join(", "), socket.display());
+    let worker = io::run_worker(&mut xsk, &handle, stop, &board, 0);
+    log::info!("stopping: {:?}; kernel socket stats {:?}", xsk.stats, xsk.kernel_stats());
+    let names: Vec<String> = tables.ports.iter().map(|p| p.name.clone()).collect();
+    let vrfs: Vec<String> = tables.vrfs.iter().map(|v| v.name.clone()).collect();
+    println!("{}", serde_json::to_string(&worker.counters.to_json(&names, &vrfs))?);
+    for p in &tables.ports {
+        if let Ok(s) = xdp.port_stats(u32::from(p.id.0)) {
+            log::info!("port {}: xdp redirected {} passed {} dropped {}", p.name, s.redirected, s.passed, s.dropped);
+        }
+    }
+    drop(xsk);
+    xdp.detach_all()?;
+    let _ = server.join();
+    Ok(())
+}
+
+fn ctl(socket: &std::path::Path, action: CtlAction) -> Result<()> {
+    use carrier_dataplane::ctl::{Client, Request, Response};
+    let mut client = Client::connect(socket).with_context(|| format!("connecting to {}", socket.display()))?;
+    let (request, hold) = match action {
+        CtlAction::Counters => (Request::Counters, false),
+        CtlAction::Status => (Request::Status, false),
+        CtlAction::Apply { config } => {
+            let mut commands = Config::load(&config)?.commands()?;
+            commands.retain(|c| !matches!(c, carrier_dataplane::tables::TableCommand::Clear));
+            (Request::Apply { commands }, false)
+        }
+        CtlAction::Replace { config, hold } => {
+            let mut commands = Config::load(&config)?.commands()?;
+            commands.retain(|c| !matches!(c, carrier_dataplane::tables::TableCommand::Clear));
+            (Request::Replace { commands }, hold)
+        }
+    };
+    let response = client.request(&request)?;
+    println!("{}", serde_json::to_string_pretty(&response)?);
+    if let Response::Rejected { .. } | Response::Error { .. } = response {
+        bail!("the dataplane refused the request");
+    }
+    if hold {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
         }
     }
     Ok(())

@@ -20,3 +20,9 @@ pub fn install() -> &'static AtomicBool {
     }
     &STOP
 }
+
+/// True when running as root (effective uid 0).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}

@@ -8,7 +8,7 @@
 
 use std::ffi::CString;
 use std::num::NonZeroU32;
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -274,8 +274,15 @@ impl XskPorts {
     }
 
     /// The socket of each port, for the XSKMAP: (port, queue, fd).
-    pub fn sockets(&self) -> Vec<(PortId, u32, RawFd)> {
-        self.ports.iter().map(|p| (p.port, 0, p.user.as_raw_fd())).collect()
+    pub fn sockets(&self) -> Vec<(PortId, u32, BorrowedFd<'_>)> {
+        self.ports
+            .iter()
+            .map(|p| {
+                let fd: RawFd = p.user.as_raw_fd();
+                // SAFETY: the socket fd is owned by `p.user`, which outlives the borrow of self.
+                (p.port, 0, unsafe { BorrowedFd::borrow_raw(fd) })
+            })
+            .collect()
     }
 
     /// Chunks on the free list (for tests and stats).
