@@ -109,6 +109,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
                 return self.icmp_error(frame, table, ip_off, hop, (icmpv4::TIME_EXCEEDED, 0, 0), DropReason::TtlExpired, depth);
             }
             ip_mut(frame, ip_off).decrement_ttl();
+            self.decremented = true;
         }
         let ttl = if let Hop::Routed { .. } = hop { info.ttl - 1 } else { info.ttl };
         self.forward_ip(frame, ip_off, nh, info, ttl, depth)
@@ -157,14 +158,13 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
     /// Push `labels` (outermost first) in front of `*off`; the innermost gets the S bit when
     /// `bottom` is set. Counts each label out.
     pub(crate) fn push_labels(&mut self, frame: &mut F, off: &mut usize, labels: &[Label], bottom: bool, tc: u8, ttl: u8) -> bool {
-        let len = frame.len() + 4 * labels.len();
         for (i, label) in labels.iter().enumerate().rev() {
             if !room_before(frame, off, 4) {
                 return false;
             }
             let lse = LabelStackEntry { label: *label, tc, bottom: bottom && i == labels.len() - 1, ttl };
             lse.emit(&mut frame.data_mut()[*off..*off + 4]);
-            self.worker.counters.labels_out.entry(label.value()).or_default().add(len);
+            self.label_out(*label);
             trace!(self.tracer, "push label {} tc {} ttl {} s {}", label, tc, ttl, lse.bottom);
         }
         true
@@ -283,6 +283,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
     /// The original packet counts as a `neighbour-miss` drop.
     pub(crate) fn arp_glean(&mut self, frame: &mut F, port: PortId, target: Ipv4Addr) -> Verdict {
         trace!(self.tracer, "no MAC for {} on port {}: send an ARP request", target, port);
+        self.labels_out_len = 0;
         let Some(p) = self.tables.port(port) else {
             return Verdict::Drop(DropReason::UnknownPort);
         };
@@ -365,6 +366,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         }
         let quote = (ip.header_len() + 8).min(usize::from(ip.total_len()));
         let source = self.icmp_source(table);
+        self.labels_out_len = 0;
         let mut off = ip_off;
         if !room_before(frame, &mut off, 28) || !frame.resize(off + 28 + quote) {
             return Verdict::Drop(reason);
@@ -414,7 +416,8 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             return Verdict::Drop(DropReason::UnknownPort);
         };
         trace!(self.tracer, "arp op {} who-has {} tell {} ({})", op, tpa, spa, sha);
-        if !spa.is_unspecified() && sha.is_unicast() && port.addrs.iter().any(|a| a.prefix.contains(spa)) {
+        let is_static = self.tables.neighbours.get(&(self.ingress, spa)) == Some(&sha);
+        if !is_static && !spa.is_unspecified() && sha.is_unicast() && port.addrs.iter().any(|a| a.prefix.contains(spa)) {
             self.worker.learn_neighbour(self.ingress, spa, sha);
         }
         if op == ArpPacket::<&[u8]>::REPLY {

@@ -179,6 +179,13 @@ pub(crate) struct Ctx<'a, F: Frame, P: FramePool<F>, T: Tracer> {
     /// The VRF the packet entered, for per-VRF drop counting.
     pub vrf: Option<VrfId>,
     pub ingress: PortId,
+    /// Labels pushed or swapped in on the frame being built; counted in `labels_out` with the
+    /// frame's final length when it is transmitted (not when it is dropped).
+    pub labels_out: [u32; 6],
+    pub labels_out_len: usize,
+    /// The IPv4 TTL at `ttl_off` was decremented by this router (undone when the packet is
+    /// quoted in an ICMP fragmentation-needed, which quotes the packet as received).
+    pub decremented: bool,
 }
 
 /// Run the pipeline over a batch: every received packet gets its verdict; replicas are
@@ -203,7 +210,7 @@ pub fn process_traced<F: Frame, P: FramePool<F>, T: Tracer>(
             continue;
         }
         let mut ctx =
-            Ctx { tables, worker: &mut *worker, pool: &mut *pool, tracer: &mut *tracer, replicas: Vec::new(), vrf: None, ingress: pkt.ingress };
+            Ctx { tables, worker: &mut *worker, pool: &mut *pool, tracer: &mut *tracer, replicas: Vec::new(), vrf: None, ingress: pkt.ingress, labels_out: [0; 6], labels_out_len: 0, decremented: false };
         let verdict = ctx.input(&mut pkt.frame);
         let replicas = std::mem::take(&mut ctx.replicas);
         let (vrf, ingress) = (ctx.vrf, pkt.ingress);
@@ -294,7 +301,8 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         };
         if frame.len() - net_off > usize::from(p.mtu) {
             trace!(self.tracer, "{} bytes exceed the MTU {} of {}", frame.len() - net_off, p.mtu, p.name);
-            return Verdict::Drop(DropReason::MtuExceeded);
+            self.labels_out_len = 0;
+            return self.too_big(frame, net_off, ethertype, p.mtu);
         }
         let l2len = if p.vlan.is_some() { 18 } else { 14 };
         if !set_front(frame, net_off, l2len) {
@@ -302,6 +310,11 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         }
         l2::write_ethernet(frame.data_mut(), dst, p.mac, ethertype, p.vlan);
         trace!(self.tracer, "tx on {} ({}): {} → {}, ethertype {:?}, {} bytes", p.name, port, p.mac, dst, ethertype, frame.len());
+        let len = frame.len();
+        for label in &self.labels_out[..self.labels_out_len] {
+            self.worker.counters.labels_out.entry(*label).or_default().add(len);
+        }
+        self.labels_out_len = 0;
         if port == self.ingress {
             Verdict::Reply
         } else {
@@ -325,11 +338,65 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         }
     }
 
-    /// Count a drop that is not the packet's own verdict (a replica that failed).
+    /// Count a drop that is not the packet's own verdict (the original of a packet the router
+    /// answered with ICMP or ARP, or a replica that failed), on the port and the VRF.
     fn count_drop(&mut self, reason: DropReason) {
         if let Some(p) = self.worker.counters.port(self.ingress) {
             p.drops[reason as usize] += 1;
         }
+        if let Some(v) = self.vrf.and_then(|v| self.worker.counters.vrf(v)) {
+            v.drops += 1;
+        }
+    }
+
+    /// Remember a label pushed (or swapped in) on the frame, for `labels_out`.
+    pub(crate) fn label_out(&mut self, label: carrier_common::Label) {
+        if self.labels_out_len < self.labels_out.len() {
+            self.labels_out[self.labels_out_len] = label.value();
+            self.labels_out_len += 1;
+        }
+    }
+
+    /// A packet too large for its egress port. For IPv4 with DF set (under any label stack)
+    /// the sender gets ICMP fragmentation needed with the MTU left after the labels
+    /// (RFC 1191, RFC 3032 §3); everything else is a counted drop — carrier does not
+    /// fragment.
+    fn too_big(&mut self, frame: &mut F, net_off: usize, ethertype: EtherType, mtu: u16) -> Verdict {
+        let d = &frame.data()[net_off..];
+        let stack = match ethertype {
+            EtherType::Ipv4 => 0,
+            EtherType::Mpls => match crate::wire::mpls::stack_depth(d, 8) {
+                Ok(n) => n * 4,
+                Err(_) => return Verdict::Drop(DropReason::MtuExceeded),
+            },
+            _ => return Verdict::Drop(DropReason::MtuExceeded),
+        };
+        let ip_off = net_off + stack;
+        let df = crate::wire::Ipv4Packet::new_checked(&frame.data()[ip_off..]).is_ok_and(|ip| ip.dont_frag());
+        if !df || !frame.pull_front(ip_off) {
+            return Verdict::Drop(DropReason::MtuExceeded);
+        }
+        if self.decremented {
+            let mut ip = crate::wire::Ipv4Packet::new_unchecked(frame.data_mut());
+            let ttl = ip.ttl().wrapping_add(1);
+            ip.set_ttl(ttl);
+            ip.fill_checksum();
+            self.decremented = false;
+        }
+        let table = match self.vrf {
+            Some(v) => crate::tables::Table::Vrf(v),
+            None => crate::tables::Table::Underlay,
+        };
+        let next_hop_mtu = u32::from(mtu).saturating_sub(stack as u32) & 0xffff;
+        self.icmp_error(
+            frame,
+            table,
+            0,
+            ip::Hop::Routed { check_source: false },
+            (crate::wire::icmpv4::DEST_UNREACHABLE, 4, next_hop_mtu),
+            DropReason::MtuExceeded,
+            2,
+        )
     }
 }
 

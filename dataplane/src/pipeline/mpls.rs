@@ -30,7 +30,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
                 }
                 let swapped = LabelStackEntry { label: *out, ttl: lse.ttl - 1, ..lse };
                 swapped.emit(&mut frame.data_mut()[off..off + 4]);
-                self.worker.counters.labels_out.entry(out.value()).or_default().add(len);
+                self.label_out(*out);
                 let hash = self.inner_hash(frame, off);
                 self.send_labelled(frame, off, *pe, lse.tc, lse.ttl - 1, hash, 0)
             }
@@ -149,8 +149,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         self.count_drop(DropReason::MplsTtlExpired);
         self.worker.counters.event(Event::IcmpTimeExceeded);
         trace!(self.tracer, "label TTL expired in transit: ICMP time exceeded to {} sent on along the LSP", src);
-        let len = frame.len();
-        self.worker.counters.labels_out.entry(out.value()).or_default().add(len);
+        self.label_out(out);
         self.send_labelled(frame, off, pe, tc, 255, 0, 0)
     }
 }
