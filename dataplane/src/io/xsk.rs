@@ -254,7 +254,9 @@ impl XskPorts {
                     &SocketConfig {
                         rx_size: NonZeroU32::new(RING_SIZE),
                         tx_size: NonZeroU32::new(RING_SIZE),
-                        bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP,
+                        // Sockets sharing the first one's UMEM must not pass flags: they
+                        // inherit its need-wakeup mode (the kernel answers EINVAL otherwise).
+                        bind_flags: if i == 0 { SocketConfig::XDP_BIND_NEED_WAKEUP } else { 0 },
                     },
                 )
                 .map_err(|e| sock_err("rx/tx rings", ifname, e))?;

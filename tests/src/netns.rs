@@ -1,0 +1,155 @@
+//! Network-namespace guards for the privileged tests (run as root by `cargo xtask test`).
+//!
+//! The contract: every privileged test builds its topology in namespaces made by
+//! [`NetNs::new`], which are deleted when the guard drops — also when the test panics,
+//! since unwinding runs `Drop`. Deleting a namespace deletes the veth ends inside it,
+//! and with them their peers. Helpers panic with the failing command and its stderr
+//! instead of returning `Result`, so the test's trace shows what broke.
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Makes names unique within this test process; the pid makes them unique across
+/// processes.
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Linux limit on interface names (IFNAMSIZ - 1).
+pub const MAX_IFNAME_LEN: usize = 15;
+
+/// `{prefix}{pid}{counter}`: unique on this machine while this process lives, and
+/// short enough to serve as (the start of) an interface name. Panics when it would
+/// be longer than [`MAX_IFNAME_LEN`].
+pub fn unique_name(prefix: &str) -> String {
+    let name = format!(
+        "{prefix}{}{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    assert!(
+        name.len() <= MAX_IFNAME_LEN,
+        "name {name:?} is longer than {MAX_IFNAME_LEN} bytes: use a shorter prefix"
+    );
+    name
+}
+
+/// Runs `args[0]` with the other arguments in the current namespace; panics unless
+/// it exits 0. Returns its stdout.
+pub fn run(args: &[&str]) -> String {
+    checked(args, exec(args))
+}
+
+/// Runs a command given as one whitespace-separated string (no quoting) in the
+/// current namespace; panics unless it exits 0. Returns its stdout.
+pub fn sh(cmd: &str) -> String {
+    run(&cmd.split_whitespace().collect::<Vec<_>>())
+}
+
+/// Runs `args[0]` with the other arguments in the current namespace, whatever its
+/// exit status.
+pub fn exec(args: &[&str]) -> Output {
+    let (program, rest) = args.split_first().expect("a command to run");
+    Command::new(program)
+        .args(rest)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot start `{}`: {error}", args.join(" ")))
+}
+
+fn checked(args: &[&str], output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "`{}` failed ({}):\n{}{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout),
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Panics unless the test runs as root, with a message that says how to run it.
+pub fn require_root() {
+    let uid = run(&["id", "-u"]);
+    assert_eq!(
+        uid.trim(),
+        "0",
+        "privileged tests need root: run them with `cargo xtask test` as root"
+    );
+}
+
+/// A network namespace, deleted on drop.
+#[derive(Debug)]
+pub struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    /// Creates a namespace named [`unique_name`]`(prefix)` with its loopback up.
+    pub fn new(prefix: &str) -> NetNs {
+        let ns = NetNs {
+            name: unique_name(prefix),
+        };
+        run(&["ip", "netns", "add", &ns.name]);
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// The namespace's name, as `ip netns` knows it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs a command inside the namespace, whatever its exit status.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        exec(&full)
+    }
+
+    /// Runs a command inside the namespace; panics unless it exits 0. Returns stdout.
+    pub fn run(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    /// [`NetNs::run`] with the command as one whitespace-separated string.
+    pub fn sh(&self, cmd: &str) -> String {
+        self.run(&cmd.split_whitespace().collect::<Vec<_>>())
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // Errors are ignored: a panic here would abort a test that is already
+        // unwinding, and a leftover namespace is visible in `ip netns`.
+        let _ignored = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Creates a veth pair: `a_name` in `a_ns` and `b_name` in `b_ns` (`None` = the
+/// current namespace), both up. A pair with an end in a namespace disappears with
+/// it; a pair with both ends in the current namespace must be deleted by the test.
+pub fn veth_pair(a_ns: Option<&NetNs>, a_name: &str, b_ns: Option<&NetNs>, b_name: &str) {
+    for name in [a_name, b_name] {
+        assert!(
+            name.len() <= MAX_IFNAME_LEN,
+            "interface name {name:?} is longer than {MAX_IFNAME_LEN} bytes"
+        );
+    }
+    run(&[
+        "ip", "link", "add", a_name, "type", "veth", "peer", "name", b_name,
+    ]);
+    for (ns, name) in [(a_ns, a_name), (b_ns, b_name)] {
+        match ns {
+            Some(ns) => {
+                run(&["ip", "link", "set", name, "netns", ns.name()]);
+                ns.run(&["ip", "link", "set", name, "up"]);
+            }
+            None => {
+                run(&["ip", "link", "set", name, "up"]);
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! `cargo xtask <command>`: carrier's build, test and run tasks.
+//!
+//! - `setup`: installs what the build and the test suite need on a Debian machine
+//!   (apt packages, a nightly toolchain with `rust-src`, `bpf-linker` built against
+//!   the nightly's LLVM). Idempotent, and quick when everything is there.
+//! - `build [--release]`: builds the XDP program (`ebpf/`, nightly + build-std) to
+//!   `target/bpf/carrier-xdp.o`, then the workspace with `CARRIER_EBPF_OBJECT` set so
+//!   the dataplane embeds it.
+//! - `test`: setup, the unprivileged suite (`cargo test --workspace`), build, then
+//!   the privileged tests (`tests/tests/privileged_*.rs`, network namespaces, root).
+//! - `run [--config FILE]`: release build, then runs `carrier-dataplane run`.
+//!
+//! Every command it runs is printed first, prefixed with `+`.
+
+mod cmd;
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::cmd::{print_command, run, run_counting_tests, TestCounts};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "carrier's build, test and run tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install the toolchain and packages the build and tests need (Debian, as root).
+    Setup,
+    /// Build the XDP object and the workspace with the object embedded.
+    Build {
+        /// Build the workspace in release mode.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Setup, unprivileged tests, build, then the privileged tests (as root).
+    Test,
+    /// Release build, then run the dataplane.
+    Run {
+        /// The dataplane configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Where things are.
+#[derive(Debug)]
+pub struct Paths {
+    /// The workspace root.
+    pub root: PathBuf,
+    /// The workspace target directory.
+    pub target: PathBuf,
+}
+
+impl Paths {
+    fn new() -> Result<Paths> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .context("xtask lives in a workspace")?
+            .to_path_buf();
+        let target = match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) if !dir.is_empty() => root.join(dir),
+            _ => root.join("target"),
+        };
+        Ok(Paths { root, target })
+    }
+
+    /// The eBPF object `build` produces and the dataplane embeds.
+    pub fn bpf_object(&self) -> PathBuf {
+        self.target.join("bpf").join("carrier-xdp.o")
+    }
+
+    /// A scratch directory for installs (TMPDIR), created on demand.
+    pub fn tmp(&self) -> Result<PathBuf> {
+        let tmp = self.target.join("tmp");
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        Ok(tmp)
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let paths = Paths::new()?;
+    match cli.task {
+        Task::Setup => {
+            setup::setup(&paths)?;
+        }
+        Task::Build { release } => {
+            let toolchain = setup::setup(&paths)?;
+            build(&paths, &toolchain, release)?;
+        }
+        Task::Test => test(&paths)?,
+        Task::Run { config } => {
+            let toolchain = setup::setup(&paths)?;
+            build(&paths, &toolchain, true)?;
+            run_dataplane(&paths, config)?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the eBPF object, copies it to `target/bpf/carrier-xdp.o`, then builds the
+/// workspace with `CARRIER_EBPF_OBJECT` pointing at it.
+fn build(paths: &Paths, toolchain: &setup::Toolchain, release: bool) -> Result<()> {
+    let object = build_ebpf(paths, toolchain)?;
+    let mut cargo = cargo_command(paths);
+    cargo.args(["build", "--workspace"]);
+    if release {
+        cargo.arg("--release");
+    }
+    cargo.env("CARRIER_EBPF_OBJECT", &object);
+    run(&mut cargo)?;
+    println!(
+        "xtask: built the workspace with {} embedded",
+        object.display()
+    );
+    Ok(())
+}
+
+/// `cargo +nightly build -Z build-std=core --target bpfel-unknown-none --release` in
+/// `ebpf/`; returns the path of the copied object.
+fn build_ebpf(paths: &Paths, toolchain: &setup::Toolchain) -> Result<PathBuf> {
+    let ebpf_target = paths.target.join("ebpf");
+    let mut cargo = Command::new("cargo");
+    cargo
+        .current_dir(paths.root.join("ebpf"))
+        .arg(format!("+{}", toolchain.name))
+        .args([
+            "build",
+            "-Z",
+            "build-std=core",
+            "--target",
+            "bpfel-unknown-none",
+            "--release",
+        ])
+        .env("CARGO_TARGET_DIR", &ebpf_target)
+        .env("PATH", setup::path_with_cargo_bin());
+    // What the outer `cargo run` exported must not leak into the nightly build.
+    for var in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTDOC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+    ] {
+        cargo.env_remove(var);
+    }
+    run(&mut cargo)?;
+
+    let built = ebpf_target
+        .join("bpfel-unknown-none")
+        .join("release")
+        .join("carrier-xdp");
+    let object = paths.bpf_object();
+    std::fs::create_dir_all(object.parent().context("object has a parent")?)?;
+    let bytes = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
+    // Rewriting an unchanged object would make cargo rebuild the dataplane.
+    if std::fs::read(&object).ok().as_deref() != Some(bytes.as_slice()) {
+        std::fs::write(&object, &bytes).with_context(|| format!("writing {}", object.display()))?;
+    }
+    println!("xtask: eBPF object at {}", object.display());
+    Ok(object)
+}
+
+/// A `cargo` for the workspace, run from its root.
+fn cargo_command(paths: &Paths) -> Command {
+    let mut cargo = Command::new("cargo");
+    cargo.current_dir(&paths.root);
+    cargo
+}
+
+/// The full suite: setup, unprivileged tests, build, privileged tests.
+fn test(paths: &Paths) -> Result<()> {
+    if !setup::is_root()? {
+        bail!(
+            "`cargo xtask test` needs root: it installs packages and its privileged tests \
+             create network namespaces and attach XDP programs; run it as root"
+        );
+    }
+    let toolchain = setup::setup(paths)?;
+    let mut counts = TestCounts::default();
+
+    println!("xtask: unprivileged tests");
+    let mut unprivileged = cargo_command(paths);
+    unprivileged
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .env_remove("CARRIER_EBPF_OBJECT");
+    let unprivileged_ok = run_counting_tests(&mut unprivileged, &mut counts)?;
+    // A failure there does not stop the run: one CI run should report everything.
+
+    let mut failures = Vec::new();
+    if !unprivileged_ok {
+        failures.push("the unprivileged tests");
+    }
+    match build(paths, &toolchain, false) {
+        Ok(()) => {
+            println!("xtask: privileged tests");
+            let mut privileged = cargo_command(paths);
+            privileged
+                .args([
+                    "test",
+                    "-p",
+                    "carrier-tests",
+                    "--test",
+                    "privileged_*",
+                    "--",
+                    "--ignored",
+                    "--test-threads=1",
+                ])
+                .env("CARRIER_EBPF_OBJECT", paths.bpf_object());
+            if !run_counting_tests(&mut privileged, &mut counts)? {
+                failures.push("the privileged tests");
+            }
+        }
+        Err(error) => {
+            println!("xtask: build failed, privileged tests not run: {error:#}");
+            failures.push("the build");
+        }
+    }
+
+    // A failed step that printed no failing test (a compile error) still counts once.
+    let failed = counts.failed.max(failures.len() as u64);
+    println!("xtask: {} passed, {} failed", counts.passed, failed);
+    if !failures.is_empty() {
+        bail!("failed: {}", failures.join(", "));
+    }
+    Ok(())
+}
+
+/// Runs the release dataplane binary in place of this process.
+fn run_dataplane(paths: &Paths, config: Option<PathBuf>) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+
+    let binary = paths.target.join("release").join("carrier-dataplane");
+    let mut dataplane = Command::new(&binary);
+    dataplane.arg("run");
+    if let Some(config) = config {
+        dataplane.arg("--config").arg(config);
+    }
+    print_command(&dataplane);
+    let error = dataplane.exec();
+    Err(error).with_context(|| format!("executing {}", binary.display()))
+}
