@@ -1,3 +1,4 @@
 //! Shared helpers for carrier's tests: network-namespace guards for the privileged
 //! tests, and the runner for the scapy scripts that check golden cases independently.
+pub mod carrier;
 pub mod netns;
