@@ -93,6 +93,10 @@ pub struct RouterConfig {
     pub vxlan_ttl: u8,
     /// Router MAC for routed VXLAN (default: the first core port's MAC).
     pub router_mac: Option<MacAddr>,
+    /// Addresses the host's kernel owns (e.g. the BGP session's): the XDP program passes
+    /// BGP (TCP 179) to or from them, and ARP replies to them, to the kernel.
+    #[serde(default)]
+    pub host_addresses: Vec<Ipv4Addr>,
 }
 
 fn unspecified() -> Ipv4Addr {
@@ -105,7 +109,7 @@ fn default_vxlan_ttl() -> u8 {
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        RouterConfig { router_id: unspecified(), vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: default_vxlan_ttl(), router_mac: None }
+        RouterConfig { router_id: unspecified(), vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: default_vxlan_ttl(), router_mac: None, host_addresses: vec![] }
     }
 }
 

@@ -201,10 +201,11 @@ fn main() -> Result<()> {
 fn run(config: &PathBuf, socket: &std::path::Path) -> Result<()> {
     use carrier_dataplane::ctl::{serve, TableWriter};
     use carrier_dataplane::io::{self, signals, xsk::XskPorts, CounterBoard};
-    use carrier_dataplane::tables::{PortRole, TableHandle};
+    use carrier_dataplane::tables::TableHandle;
     use carrier_dataplane::xdp::XdpDataplane;
 
-    let tables = load(config)?;
+    let parsed = Config::load(config).with_context(|| format!("config {}", config.display()))?;
+    let tables = parsed.tables().with_context(|| format!("config {}", config.display()))?;
     if !signals::is_root() {
         bail!("carrier-dataplane run needs root (CAP_NET_ADMIN and CAP_BPF) to attach XDP programs and open AF_XDP sockets");
     }
@@ -217,11 +218,10 @@ fn run(config: &PathBuf, socket: &std::path::Path) -> Result<()> {
     for p in &tables.ports {
         let mode = xdp.attach(&p.name, u32::from(p.id.0)).with_context(|| format!("attaching XDP to {}", p.name))?;
         log::info!("port {} ({}): XDP attached in {mode} mode", p.name, p.id);
-        if p.role == PortRole::Core {
-            for a in &p.addrs {
-                xdp.add_host_addr(a.addr)?;
-            }
-        }
+    }
+    for a in &parsed.router.host_addresses {
+        xdp.add_host_addr(*a)?;
+        log::info!("host address {a}: BGP and ARP replies for it go to the kernel");
     }
     let ports: Vec<_> = tables.ports.iter().map(|p| (p.id, p.name.clone())).collect();
     let mut xsk = XskPorts::open(&ports).context("opening AF_XDP sockets")?;

@@ -8,7 +8,8 @@
 //!   the dataplane embeds it.
 //! - `test`: setup, the unprivileged suite (`cargo test --workspace`), build, then
 //!   the privileged tests (`tests/tests/privileged_*.rs`, network namespaces, root).
-//! - `run [--config FILE]`: release build, then runs `carrier-dataplane run`.
+//! - `run [--config FILE]`: release build, then runs `carrier-dataplane run` on the config,
+//!   or, without one, the built-in demo network (`carrier-demo`).
 //!
 //! Every command it runs is printed first, prefixed with `+`.
 
@@ -44,9 +45,12 @@ enum Task {
     Test,
     /// Release build, then run the dataplane.
     Run {
-        /// The dataplane configuration file.
+        /// The dataplane configuration file; without one, the built-in demo network runs.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Demo only: leave the network up until Enter is pressed.
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -97,10 +101,10 @@ fn main() -> Result<()> {
             build(&paths, &toolchain, release)?;
         }
         Task::Test => test(&paths)?,
-        Task::Run { config } => {
+        Task::Run { config, keep } => {
             let toolchain = setup::setup(&paths)?;
             build(&paths, &toolchain, true)?;
-            run_dataplane(&paths, config)?;
+            run_dataplane(&paths, config, keep)?;
         }
     }
     Ok(())
@@ -238,16 +242,26 @@ fn test(paths: &Paths) -> Result<()> {
 }
 
 /// Runs the release dataplane binary in place of this process.
-fn run_dataplane(paths: &Paths, config: Option<PathBuf>) -> Result<()> {
+fn run_dataplane(paths: &Paths, config: Option<PathBuf>, keep: bool) -> Result<()> {
     use std::os::unix::process::CommandExt;
 
-    let binary = paths.target.join("release").join("carrier-dataplane");
-    let mut dataplane = Command::new(&binary);
-    dataplane.arg("run");
-    if let Some(config) = config {
-        dataplane.arg("--config").arg(config);
-    }
-    print_command(&dataplane);
-    let error = dataplane.exec();
-    Err(error).with_context(|| format!("executing {}", binary.display()))
+    let mut command = match config {
+        Some(config) => {
+            let mut dataplane = Command::new(paths.target.join("release").join("carrier-dataplane"));
+            dataplane.arg("run").arg("--config").arg(config);
+            dataplane
+        }
+        None => {
+            // No config: the built-in demo network (two PEs, two VPNs, an MPLS core).
+            let mut demo = Command::new(paths.target.join("release").join("carrier-demo"));
+            demo.env("CARRIER_DATAPLANE_BIN", paths.target.join("release").join("carrier-dataplane"));
+            if keep {
+                demo.arg("--keep");
+            }
+            demo
+        }
+    };
+    print_command(&command);
+    let error = command.exec();
+    Err(error).with_context(|| format!("executing {:?}", command.get_program()))
 }
