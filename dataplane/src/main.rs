@@ -109,7 +109,7 @@ enum CtlAction {
     },
 }
 
-fn load(path: &PathBuf) -> Result<Tables> {
+fn load(path: &std::path::Path) -> Result<Tables> {
     let config = Config::load(path).with_context(|| format!("config {}", path.display()))?;
     config.tables().with_context(|| format!("config {}", path.display()))
 }
@@ -126,7 +126,7 @@ fn ingress_port(tables: &Tables, name: &str) -> Result<carrier_common::PortId> {
 
 fn parse_hex(s: &str) -> Result<Vec<u8>> {
     let digits: String = s.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         bail!("hex frame has an odd number of digits");
     }
     (0..digits.len())
@@ -198,7 +198,7 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn run(config: &PathBuf, socket: &std::path::Path) -> Result<()> {
+fn run(config: &std::path::Path, socket: &std::path::Path) -> Result<()> {
     use carrier_dataplane::ctl::{serve, TableWriter};
     use carrier_dataplane::io::{self, signals, xsk::XskPorts, CounterBoard};
     use carrier_dataplane::tables::TableHandle;

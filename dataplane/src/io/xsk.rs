@@ -426,7 +426,7 @@ mod tests {
         let g = pool.frame(u64::from(FRAME_SIZE) + 300, 60);
         assert_eq!((g.chunk, g.start, g.end), (u64::from(FRAME_SIZE), 300, 360));
         assert!(pool.copy_of(&[0; 4000]).is_none());
-        drop(f);
+        let _ = f;
         drop(area);
     }
 }

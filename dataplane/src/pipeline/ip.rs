@@ -172,6 +172,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
 
     /// Send a labelled packet (top label at `off`) toward `pe` through the underlay, pushing
     /// any transport labels the underlay route carries.
+    #[expect(clippy::too_many_arguments, reason = "the label context travels with the frame through the recursion")]
     pub(crate) fn send_labelled(&mut self, frame: &mut F, mut off: usize, mut pe: Ipv4Addr, tc: u8, ttl: u8, hash: u32, mut depth: u8) -> Verdict {
         loop {
             if depth > MAX_DEPTH {
@@ -336,6 +337,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
     /// Replace the packet at `ip_off` by an ICMP error about it (type, code, rest-of-header)
     /// and route that back to the sender in `table`. The original counts as a drop with
     /// `reason`; when RFC 1812 §4.3.2.7 forbids the error, that drop is the verdict.
+    #[expect(clippy::too_many_arguments, reason = "what to send, about which packet, and in which table")]
     pub(crate) fn icmp_error(
         &mut self,
         frame: &mut F,

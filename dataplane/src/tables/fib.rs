@@ -48,7 +48,7 @@ impl Ipv4Prefix {
     }
 
     /// The prefix length, 0..=32.
-    pub fn len(&self) -> u8 {
+    pub fn prefix_len(&self) -> u8 {
         self.len
     }
 
@@ -119,7 +119,7 @@ impl FromStr for InterfaceAddr {
 
 impl fmt::Display for InterfaceAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix.len())
+        write!(f, "{}/{}", self.addr, self.prefix.prefix_len())
     }
 }
 
