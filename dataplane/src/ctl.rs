@@ -176,7 +176,7 @@ impl TableWriter {
                 let t = &self.master;
                 let ports: Vec<String> = t.ports.iter().map(|p| p.name.clone()).collect();
                 let vrfs: Vec<String> = t.vrfs.iter().map(|v| v.name.clone()).collect();
-                Response::Counters { counters: board.total().to_json(&ports, &vrfs) }
+                Response::Counters { counters: board.to_json(&ports, &vrfs) }
             }
             Request::Status => {
                 use crate::tables::Lpm;

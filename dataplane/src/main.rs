@@ -72,6 +72,9 @@ enum Command {
         /// The table socket.
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
+        /// Pin the worker to this CPU (leave the other CPUs to the kernel's receive work).
+        #[arg(long)]
+        cpu: Option<usize>,
     },
     /// Talk to a running dataplane's table socket.
     Ctl {
@@ -192,13 +195,13 @@ fn main() -> Result<()> {
             let t = c.tables()?;
             eprintln!("ok: {} ports, {} vrfs, {} labels, {} bridge domains", t.ports.len(), t.vrfs.len(), t.ilm.len(), t.bridges.len());
         }
-        Command::Run { config, socket } => run(&config, &socket)?,
+        Command::Run { config, socket, cpu } => run(&config, &socket, cpu)?,
         Command::Ctl { socket, action } => ctl(&socket, action)?,
     }
     Ok(())
 }
 
-fn run(config: &std::path::Path, socket: &std::path::Path) -> Result<()> {
+fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -> Result<()> {
     use carrier_dataplane::ctl::{serve, TableWriter};
     use carrier_dataplane::io::{self, signals, xsk::XskPorts, CounterBoard};
     use carrier_dataplane::tables::TableHandle;
@@ -225,6 +228,9 @@ fn run(config: &std::path::Path, socket: &std::path::Path) -> Result<()> {
     }
     let ports: Vec<_> = tables.ports.iter().map(|p| (p.id, p.name.clone())).collect();
     let mut xsk = XskPorts::open(&ports).context("opening AF_XDP sockets")?;
+    if let Err(e) = xsk.prefer_busy_poll() {
+        log::info!("busy polling not enabled ({e}): the worker waits in poll() when idle");
+    }
     for (port, queue, fd) in xsk.sockets() {
         xdp.bind_socket(u32::from(port.0), queue, fd)?;
     }
@@ -235,18 +241,37 @@ fn run(config: &std::path::Path, socket: &std::path::Path) -> Result<()> {
         .with_context(|| format!("table socket {}", socket.display()))?;
     log::info!("forwarding on {} ports; table socket {}", ports.len(), socket.display());
     println!("carrier-dataplane: forwarding on {}; table socket {}", ports.iter().map(|p| p.1.as_str()).collect::<Vec<_>>().join(", "), socket.display());
+    // The XDP program's owner: publishes its per-port counters until stop, then detaches.
+    let xdp_ports: Vec<(u32, String)> = tables.ports.iter().map(|p| (u32::from(p.id.0), p.name.clone())).collect();
+    let xdp_board = board.clone();
+    let xdp_thread = std::thread::Builder::new().name("xdp".into()).spawn(move || -> Result<()> {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let stats = xdp_ports.iter().filter_map(|(slot, name)| xdp.port_stats(*slot).ok().map(|s| (name.clone(), s))).collect();
+            xdp_board.publish_xdp(stats);
+            std::thread::sleep(io::PUBLISH_EVERY);
+        }
+        for (slot, name) in &xdp_ports {
+            if let Ok(s) = xdp.port_stats(*slot) {
+                log::info!("port {name}: xdp redirected {} passed {} dropped {}", s.redirected, s.passed, s.dropped);
+            }
+        }
+        xdp.detach_all()?;
+        Ok(())
+    })?;
+    if let Some(cpu) = cpu {
+        io::signals::pin_to_cpu(cpu).with_context(|| format!("pinning the worker to CPU {cpu}"))?;
+        log::info!("worker pinned to CPU {cpu}");
+    }
     let worker = io::run_worker(&mut xsk, &handle, stop, &board, 0);
-    log::info!("stopping: {:?}; kernel socket stats {:?}", xsk.stats, xsk.kernel_stats());
+    log::info!("stopping: {:?}; kernel socket stats (port, rx dropped, rx ring full) {:?}", xsk.stats, xsk.kernel_stats());
     let names: Vec<String> = tables.ports.iter().map(|p| p.name.clone()).collect();
     let vrfs: Vec<String> = tables.vrfs.iter().map(|v| v.name.clone()).collect();
     println!("{}", serde_json::to_string(&worker.counters.to_json(&names, &vrfs))?);
-    for p in &tables.ports {
-        if let Ok(s) = xdp.port_stats(u32::from(p.id.0)) {
-            log::info!("port {}: xdp redirected {} passed {} dropped {}", p.name, s.redirected, s.passed, s.dropped);
-        }
-    }
     drop(xsk);
-    xdp.detach_all()?;
+    match xdp_thread.join() {
+        Ok(r) => r?,
+        Err(_) => bail!("the XDP thread panicked"),
+    }
     let _ = server.join();
     Ok(())
 }

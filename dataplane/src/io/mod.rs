@@ -44,6 +44,9 @@ pub trait Ports {
 #[derive(Debug, Default, Clone)]
 pub struct CounterBoard {
     slots: Arc<Mutex<Vec<Counters>>>,
+    /// The XDP program's per-port counters (redirected, passed, dropped), by port name;
+    /// written by the thread that owns the XDP program.
+    xdp: Arc<Mutex<Vec<(String, carrier_common::XdpPortStats)>>>,
 }
 
 /// How often a worker publishes its counters.
@@ -52,7 +55,7 @@ pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 impl CounterBoard {
     /// A board with one slot per worker.
     pub fn new(workers: usize) -> Self {
-        CounterBoard { slots: Arc::new(Mutex::new(vec![Counters::default(); workers])) }
+        CounterBoard { slots: Arc::new(Mutex::new(vec![Counters::default(); workers])), xdp: Arc::default() }
     }
 
     fn publish(&self, slot: usize, counters: &Counters) {
@@ -61,6 +64,29 @@ impl CounterBoard {
                 c.clone_from(counters);
             }
         }
+    }
+
+    /// Replace the XDP counters.
+    pub fn publish_xdp(&self, stats: Vec<(String, carrier_common::XdpPortStats)>) {
+        if let Ok(mut x) = self.xdp.lock() {
+            *x = stats;
+        }
+    }
+
+    /// The workers' counters as JSON (see [`Counters::to_json`]) with the XDP program's
+    /// per-port counters added under `xdp`.
+    pub fn to_json(&self, port_names: &[String], vrf_names: &[String]) -> serde_json::Value {
+        let mut json = self.total().to_json(port_names, vrf_names);
+        if let Ok(x) = self.xdp.lock() {
+            let xdp: serde_json::Map<String, serde_json::Value> = x
+                .iter()
+                .map(|(name, s)| {
+                    (name.clone(), serde_json::json!({"redirected": s.redirected, "passed": s.passed, "dropped": s.dropped}))
+                })
+                .collect();
+            json["xdp"] = serde_json::Value::Object(xdp);
+        }
+        json
     }
 
     /// The sum over workers.

@@ -1,5 +1,6 @@
-//! SIGINT/SIGTERM → a stop flag the worker loop polls, so the dataplane detaches its XDP
-//! programs and closes its sockets on the way out.
+//! Process plumbing: SIGINT/SIGTERM → a stop flag the worker loop polls (so the dataplane
+//! detaches its XDP programs and closes its sockets on the way out), the root check, and CPU
+//! pinning.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -25,4 +26,17 @@ pub fn install() -> &'static AtomicBool {
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Pin the calling thread to one CPU.
+pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: `set` is a plain bitmask owned by this frame; sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }

@@ -287,6 +287,26 @@ impl XskPorts {
             .collect()
     }
 
+    /// Ask the kernel to busy-poll the sockets (SO_PREFER_BUSY_POLL, 20 µs, budget 64), so a
+    /// worker that shares a CPU with the receive softirq drives the NAPI itself instead of
+    /// being starved by it. Needs kernel support; an error leaves the sockets as they were.
+    pub fn prefer_busy_poll(&self) -> std::io::Result<()> {
+        for p in &self.ports {
+            let fd = p.user.as_raw_fd();
+            for (opt, val) in [(libc::SO_PREFER_BUSY_POLL, 1), (libc::SO_BUSY_POLL, 20), (libc::SO_BUSY_POLL_BUDGET, 64)] {
+                let v: libc::c_int = val;
+                // SAFETY: `v` is a c_int that outlives the call; the fd belongs to `p.user`.
+                let r = unsafe {
+                    libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&v as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+                };
+                if r != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Chunks on the free list (for tests and stats).
     pub fn free_frames(&self) -> usize {
         self.pool.free.len()

@@ -70,6 +70,7 @@ fn main() {
     println!("  labels in {}  labels out {}", c["labels_in"], c["labels_out"]);
     println!("  vrfs {}", c["vrfs"]);
     println!("  events {}", c["events"]);
+    println!("  xdp program (redirected to AF_XDP / passed to the kernel / dropped) {}", c["xdp"]);
 
     if keep {
         step("the network stays up: try `ip netns exec <ns> ping ...`; press Enter to tear it down");
