@@ -55,6 +55,8 @@ impl Dataplane {
 
     /// Start on an existing config file and socket path (for restarts).
     pub fn start_with(ns: &NetNs, config: &Path, socket: &Path, log: &Path) -> Dataplane {
+        // A socket file left by a killed dataplane would look like the new one being up.
+        let _ = std::fs::remove_file(socket);
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open log");
         let err = out.try_clone().expect("dup log");
         let child = Command::new("ip")

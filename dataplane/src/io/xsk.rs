@@ -342,13 +342,27 @@ fn refill(p: &mut XskPort, pool: &mut UmemPool, stats: &mut XskStats) {
     if give == 0 {
         return;
     }
-    let mut fill = p.device.fill(give);
-    let start = pool.free.len() - give as usize;
-    let n = fill.insert(pool.free[start..].iter().copied());
-    fill.commit();
-    drop(fill);
-    pool.free.truncate(pool.free.len() - n as usize);
-    p.in_fill += n;
+    // xdpilone's reservation may come back shorter than asked even with room in the ring (it
+    // refreshes its cached consumer index only when the cache runs dry): reserve again until
+    // everything is given or the ring is really full. Only what was inserted leaves the list.
+    let mut given = 0;
+    while given < give {
+        let mut fill = p.device.fill(give - given);
+        let take = (fill.capacity() as usize).min(pool.free.len());
+        if take == 0 {
+            break;
+        }
+        let start = pool.free.len() - take;
+        let n = fill.insert(pool.free[start..].iter().copied());
+        fill.commit();
+        drop(fill);
+        pool.free.truncate(pool.free.len() - n as usize);
+        given += n;
+        if n == 0 {
+            break;
+        }
+    }
+    p.in_fill += given;
 }
 
 impl Ports for XskPorts {
@@ -395,11 +409,17 @@ impl Ports for XskPorts {
             if p.staged.is_empty() {
                 continue;
             }
+            // As in `refill`: a short reservation is not a full ring; reserve until all is
+            // in or the ring takes nothing more.
             let mut sent = 0usize;
-            {
-                let mut w = p.tx.transmit(p.staged.len() as u32);
-                sent += w.insert(p.staged.iter().copied()) as usize;
+            while sent < p.staged.len() {
+                let mut w = p.tx.transmit((p.staged.len() - sent) as u32);
+                let n = w.insert(p.staged[sent..].iter().copied()) as usize;
                 w.commit();
+                if n == 0 {
+                    break;
+                }
+                sent += n;
             }
             for d in &p.staged[sent..] {
                 self.pool.free.push(UmemPool::chunk_of(d.addr));
