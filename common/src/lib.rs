@@ -224,6 +224,90 @@ pub mod xdp_maps {
     pub const HOST_ADDRS: &str = "HOST_ADDRS";
 }
 
+// ---------------------------------------------------------------------------
+// The express tier: map layouts for moving the hottest paths into XDP.
+//
+// A later XDP fast path mirrors the dataplane's table commands into maps of these types
+// (one writer: the dataplane's table socket thread, on the same `TableCommand`s the
+// userspace snapshot applies), and handles in the kernel what they cover: VRF forward,
+// MPLS push and pop, VXLAN encap and decap, proxy ARP. A miss in any map sends the frame to
+// the AF_XDP path, which handles everything. Nothing here is used yet.
+// ---------------------------------------------------------------------------
+
+/// Key of the per-VRF FIB, a `BPF_MAP_TYPE_LPM_TRIE`: `prefix_len` counts the bits of
+/// `vrf` and `addr` that must match, so it is 16 (the VRF) + the IPv4 prefix length.
+/// `vrf` is big-endian so that the VRF id is the trie's most significant bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct FibKey {
+    /// 16 + IPv4 prefix length.
+    pub prefix_len: u32,
+    /// VRF id, big-endian.
+    pub vrf: [u8; 2],
+    /// IPv4 address, network order.
+    pub addr: [u8; 4],
+    /// Zero.
+    pub pad: [u8; 2],
+}
+
+impl FibKey {
+    /// The key for `addr/len` in `vrf`.
+    pub const fn new(vrf: VrfId, addr: [u8; 4], len: u8) -> FibKey {
+        FibKey { prefix_len: 16 + len as u32, vrf: vrf.0.to_be_bytes(), addr, pad: [0; 2] }
+    }
+}
+
+/// What a fast-path next hop does (`FastNextHop::kind`).
+pub mod fast_kind {
+    /// Rewrite MACs, decrement TTL, send on `port`.
+    pub const ADJACENCY: u8 = 1;
+    /// Also push `labels[..label_count]` (outermost first).
+    pub const MPLS_PUSH: u8 = 2;
+    /// Encapsulate in VXLAN to `vtep` with `vni`.
+    pub const VXLAN: u8 = 3;
+    /// Leave to the AF_XDP path.
+    pub const SLOW_PATH: u8 = 0;
+}
+
+/// A fully resolved next hop as the XDP fast path needs it (the userspace arena entry after
+/// recursive resolution through the underlay). Host byte order unless said otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct FastNextHop {
+    /// One of [`fast_kind`].
+    pub kind: u8,
+    /// Labels used in `labels`.
+    pub label_count: u8,
+    /// Egress port slot.
+    pub port: u16,
+    /// Egress ifindex (for `bpf_redirect`).
+    pub ifindex: u32,
+    /// Labels to push, outermost first (20-bit values).
+    pub labels: [u32; 3],
+    /// Destination MAC.
+    pub dst_mac: [u8; 6],
+    /// Source MAC (the egress port's).
+    pub src_mac: [u8; 6],
+    /// Remote VTEP, network order (VXLAN).
+    pub vtep: [u8; 4],
+    /// Local VTEP, network order (VXLAN).
+    pub local_vtep: [u8; 4],
+    /// VNI (VXLAN).
+    pub vni: u32,
+}
+
+/// Value of the incoming label map for the fast path: what to do with a top label.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct FastIlmEntry {
+    /// 1: pop and look up in `vrf`; 2: pop and forward to `nexthop`; 0: slow path.
+    pub action: u32,
+    /// VRF for a pop-and-lookup label.
+    pub vrf: u32,
+    /// Index into the fast next-hop array for a per-CE label.
+    pub nexthop: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +318,14 @@ mod tests {
         assert!(Label::new(Label::MAX + 1).is_none());
         assert!(Label::new(3).unwrap().is_reserved());
         assert!(!Label::new(16).unwrap().is_reserved());
+    }
+
+    #[test]
+    fn fib_key_layout_is_lpm_trie_shaped() {
+        assert_eq!(core::mem::size_of::<FibKey>(), 12);
+        let k = FibKey::new(VrfId(0x0102), [10, 1, 0, 0], 24);
+        assert_eq!((k.prefix_len, k.vrf, k.addr), (40, [1, 2], [10, 1, 0, 0]));
+        assert_eq!(core::mem::size_of::<FastNextHop>() % 4, 0);
     }
 
     #[test]
