@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 
 use crate::carrier::Dataplane;
-use crate::netns::{run, unique_name, NetNs};
+use crate::netns::{veth_between, NetNs};
 
 /// PE config: `me`/`peer` are 1 or 2.
 pub fn pe_config(me: u8, peer: u8) -> String {
@@ -103,20 +103,12 @@ pub struct DemoNet {
     pub wire: NetNs,
 }
 
-/// A veth pair `a` in `a_ns` — `b` in `b_ns`, made under unique temporary names, then
-/// renamed inside the namespaces; optional MAC on the `a` end.
+/// A veth pair `a` in `a_ns` — `b` in `b_ns`, both up, with an optional MAC on the `a` end.
 pub fn link(a_ns: &NetNs, a: &str, a_mac: Option<&str>, b_ns: &NetNs, b: &str) {
-    let (ta, tb) = (unique_name("dA"), unique_name("dB"));
-    run(&["ip", "link", "add", &ta, "type", "veth", "peer", "name", &tb]);
-    run(&["ip", "link", "set", &ta, "netns", a_ns.name()]);
-    run(&["ip", "link", "set", &tb, "netns", b_ns.name()]);
-    a_ns.run(&["ip", "link", "set", &ta, "name", a]);
-    b_ns.run(&["ip", "link", "set", &tb, "name", b]);
+    veth_between(a_ns, a, b_ns, b);
     if let Some(mac) = a_mac {
         a_ns.run(&["ip", "link", "set", a, "address", mac]);
     }
-    a_ns.run(&["ip", "link", "set", a, "up"]);
-    b_ns.run(&["ip", "link", "set", b, "up"]);
 }
 
 /// Give a host namespace its address and default route; checksum offload off so that the

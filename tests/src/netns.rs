@@ -153,3 +153,33 @@ pub fn veth_pair(a_ns: Option<&NetNs>, a_name: &str, b_ns: Option<&NetNs>, b_nam
         }
     }
 }
+
+/// Creates a veth pair with `a_name` in `a` and `b_name` in `b`, both up. Made inside `a`,
+/// so names only need to be unique within each namespace.
+pub fn veth_between(a: &NetNs, a_name: &str, b: &NetNs, b_name: &str) {
+    run(&["ip", "-n", a.name(), "link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", b.name()]);
+    a.run(&["ip", "link", "set", a_name, "up"]);
+    b.run(&["ip", "link", "set", b_name, "up"]);
+}
+
+/// The XDP programs `ip -j -d link show` reports on `ifname` (in `ns`, or the current
+/// namespace): (id, name).
+pub fn xdp_programs(ns: Option<&NetNs>, ifname: &str) -> Vec<(u64, String)> {
+    let args = ["ip", "-j", "-d", "link", "show", "dev", ifname];
+    let json = match ns {
+        Some(ns) => ns.run(&args),
+        None => run(&args),
+    };
+    let links: serde_json::Value = serde_json::from_str(&json).expect("ip -j prints JSON");
+    let Some(xdp) = links[0].get("xdp") else {
+        return Vec::new();
+    };
+    let programs: Vec<&serde_json::Value> = match xdp.get("attached") {
+        Some(serde_json::Value::Array(attached)) => attached.iter().filter_map(|entry| entry.get("prog")).collect(),
+        _ => xdp.get("prog").into_iter().collect(),
+    };
+    programs
+        .into_iter()
+        .map(|p| (p["id"].as_u64().expect("program id"), p["name"].as_str().unwrap_or_default().to_owned()))
+        .collect()
+}

@@ -23,7 +23,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use carrier_tests::carrier::{dataplane_bin, workspace, Dataplane};
-use carrier_tests::netns::{self, NetNs};
+use carrier_tests::netns::{self, veth_between, NetNs};
 
 const A_MAC: &str = "02:aa:00:00:00:02";
 const B_MAC: &str = "02:bb:00:00:00:02";
@@ -80,27 +80,6 @@ fn traffic_bin() -> PathBuf {
     bin
 }
 
-/// Creates a veth pair with `a_name` in `a` and `b_name` in `b`, both up. Made inside `a`,
-/// so names only need to be unique within each namespace.
-fn veth(a: &NetNs, a_name: &str, b: &NetNs, b_name: &str) {
-    netns::run(&[
-        "ip",
-        "-n",
-        a.name(),
-        "link",
-        "add",
-        a_name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_name,
-        "netns",
-        b.name(),
-    ]);
-    a.run(&["ip", "link", "set", a_name, "up"]);
-    b.run(&["ip", "link", "set", b_name, "up"]);
-}
 
 /// The lab of the module doc, without the dataplane.
 struct RoutedLab {
@@ -126,7 +105,7 @@ impl RoutedLab {
             ("ce-a", PE_A_MAC, &lab.host_a, A_MAC, "10.1.0.2/24"),
             ("ce-b", PE_B_MAC, &lab.host_b, B_MAC, "10.2.0.2/24"),
         ] {
-            veth(&lab.pe, port, host, "eth0");
+            veth_between(&lab.pe, port, host, "eth0");
             lab.pe.sh(&format!("ip link set {port} address {port_mac}"));
             host.sh(&format!("ip link set eth0 address {host_mac}"));
             host.sh(&format!("ip addr add {addr} dev eth0"));
@@ -468,30 +447,6 @@ fn table_feeder_restart_keeps_forwarding() {
     assert_eq!(final_generation, start_generation + 3, "{report}");
 }
 
-/// The XDP programs `ip -d link` reports on `ifname` in `ns`: (id, name).
-fn xdp_programs(ns: &NetNs, ifname: &str) -> Vec<(u64, String)> {
-    let json = ns.run(&["ip", "-j", "-d", "link", "show", "dev", ifname]);
-    let links: serde_json::Value = serde_json::from_str(&json).expect("ip -j prints JSON");
-    let Some(xdp) = links[0].get("xdp") else {
-        return Vec::new();
-    };
-    let programs: Vec<&serde_json::Value> = match xdp.get("attached") {
-        Some(serde_json::Value::Array(attached)) => attached
-            .iter()
-            .filter_map(|entry| entry.get("prog"))
-            .collect(),
-        _ => xdp.get("prog").into_iter().collect(),
-    };
-    programs
-        .into_iter()
-        .map(|p| {
-            (
-                p["id"].as_u64().expect("program id"),
-                p["name"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
 
 #[test]
 #[ignore = "privileged: run by cargo xtask test"]
@@ -504,7 +459,7 @@ fn stale_program_after_kill9() {
         "the first dataplane does not forward:\n{}",
         first.log()
     );
-    let before: Vec<_> = ports.iter().map(|p| xdp_programs(&lab.pe, p)).collect();
+    let before: Vec<_> = ports.iter().map(|p| netns::xdp_programs(Some(&lab.pe), p)).collect();
     for (port, programs) in ports.iter().zip(&before) {
         assert!(
             matches!(programs.as_slice(), [(_, name)] if name == "carrier_xdp"),
@@ -515,7 +470,7 @@ fn stale_program_after_kill9() {
     first.kill9();
     // What a crash leaves: with BPF links the program goes with the process; a netlink
     // attachment would stay. Either way the next dataplane must take over.
-    let left: Vec<_> = ports.iter().map(|p| xdp_programs(&lab.pe, p)).collect();
+    let left: Vec<_> = ports.iter().map(|p| netns::xdp_programs(Some(&lab.pe), p)).collect();
     eprintln!("XDP programs after kill -9: {left:?} (before: {before:?})");
     for (port, programs) in ports.iter().zip(&left) {
         assert!(
@@ -535,7 +490,7 @@ fn stale_program_after_kill9() {
     }
     let second = Dataplane::start_with(&lab.pe, &config, &socket, &log);
     for (port, stale) in ports.iter().zip(&left) {
-        let programs = xdp_programs(&lab.pe, port);
+        let programs = netns::xdp_programs(Some(&lab.pe), port);
         match programs.as_slice() {
             [(id, name)] if name == "carrier_xdp" => {
                 assert!(

@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use carrier_tests::carrier::Dataplane;
-use carrier_tests::netns::{self, NetNs};
+use carrier_tests::netns::{self, veth_between, NetNs};
 
 /// carrier's VTEP (and core port) address.
 const PE_VTEP: &str = "192.0.2.1";
@@ -42,27 +42,6 @@ fn vtep(i: usize) -> (String, String, String) {
     )
 }
 
-/// Creates a veth pair with `a_name` in `a` and `b_name` in `b`, both up. Made inside `a`,
-/// so names only need to be unique within each namespace.
-fn veth(a: &NetNs, a_name: &str, b: &NetNs, b_name: &str) {
-    netns::run(&[
-        "ip",
-        "-n",
-        a.name(),
-        "link",
-        "add",
-        a_name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_name,
-        "netns",
-        b.name(),
-    ]);
-    a.run(&["ip", "link", "set", a_name, "up"]);
-    b.run(&["ip", "link", "set", b_name, "up"]);
-}
 
 /// IPv6 off in `ns`, for the interfaces made after this too: no neighbour discovery, MLD or
 /// router solicitations in the captures and counters.
@@ -94,7 +73,7 @@ impl VxlanLab {
             disable_ipv6(ns);
         }
 
-        veth(&pe, "ce0", &host_a, "eth0");
+        veth_between(&pe, "ce0", &host_a, "eth0");
         pe.sh(&format!("ip link set ce0 address {PE_CE_MAC}"));
         host_a.sh(&format!("ip link set eth0 address {HOST_A_MAC}"));
         host_a.sh(&format!("ip addr add {HOST_A}/24 dev eth0"));
@@ -102,13 +81,13 @@ impl VxlanLab {
 
         switch.sh("ip link add sw0 type bridge");
         switch.sh("ip link set sw0 up");
-        veth(&pe, "core0", &switch, "u0");
+        veth_between(&pe, "core0", &switch, "u0");
         pe.sh(&format!("ip link set core0 address {PE_CORE_MAC}"));
         switch.sh("ip link set u0 master sw0");
         for (i, ns) in vtep_ns.iter().enumerate() {
             let (underlay, mac, host) = vtep(i + 1);
             let port = format!("u{}", i + 1);
-            veth(&switch, &port, ns, "eth0");
+            veth_between(&switch, &port, ns, "eth0");
             switch.sh(&format!("ip link set {port} master sw0"));
             ns.sh(&format!("ip link set eth0 address {mac}"));
             ns.sh(&format!("ip addr add {underlay}/24 dev eth0"));

@@ -64,34 +64,10 @@ impl Wire {
     }
 }
 
-/// The XDP programs `ip -j -d link show` reports on `ifname`: (id, name).
-fn xdp_programs(ifname: &str) -> Vec<(u64, String)> {
-    let json = netns::run(&["ip", "-j", "-d", "link", "show", "dev", ifname]);
-    let links: serde_json::Value = serde_json::from_str(&json).expect("ip -j prints JSON");
-    let Some(xdp) = links[0].get("xdp") else {
-        return Vec::new();
-    };
-    let programs: Vec<&serde_json::Value> = match xdp.get("attached") {
-        Some(serde_json::Value::Array(attached)) => attached
-            .iter()
-            .filter_map(|entry| entry.get("prog"))
-            .collect(),
-        _ => xdp.get("prog").into_iter().collect(),
-    };
-    programs
-        .into_iter()
-        .map(|program| {
-            (
-                program["id"].as_u64().expect("program id"),
-                program["name"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
 
 /// The one carrier_xdp on `ifname`; panics when there is none or something else.
 fn carrier_program_id(ifname: &str) -> u64 {
-    match xdp_programs(ifname).as_slice() {
+    match netns::xdp_programs(None, ifname).as_slice() {
         [(id, name)] if name == "carrier_xdp" => *id,
         other => panic!("expected carrier_xdp alone on {ifname}, found {other:?}"),
     }
@@ -211,7 +187,7 @@ fn attaches_passes_unbound_traffic_and_detaches() {
     );
 
     dataplane.detach_all().expect("detach");
-    assert_eq!(xdp_programs(&wire.port), Vec::new());
+    assert_eq!(netns::xdp_programs(None, &wire.port), Vec::new());
     wire.ping_port();
 }
 
@@ -238,7 +214,7 @@ fn replaces_a_carrier_program_left_by_a_dataplane_that_did_not_exit() {
     assert!(counted.passed >= 4, "{counted:?}");
 
     drop(second);
-    assert_eq!(xdp_programs(&wire.port), Vec::new());
+    assert_eq!(netns::xdp_programs(None, &wire.port), Vec::new());
 }
 
 #[test]
@@ -259,7 +235,7 @@ fn replaces_a_legacy_carrier_program_left_by_a_crash() {
     assert!(dataplane.port_stats(1).expect("read stats").passed >= 4);
 
     dataplane.detach_all().expect("detach");
-    assert_eq!(xdp_programs(&wire.port), Vec::new());
+    assert_eq!(netns::xdp_programs(None, &wire.port), Vec::new());
 }
 
 #[test]
@@ -279,7 +255,7 @@ fn refuses_to_replace_another_program() {
     );
     assert!(error.to_string().contains("not carrier's"), "{error}");
     // The other program is untouched.
-    match xdp_programs(&wire.port).as_slice() {
+    match netns::xdp_programs(None, &wire.port).as_slice() {
         [(_, name)] => assert_eq!(name, "other_xdp"),
         other => panic!("expected other_xdp alone, found {other:?}"),
     }
