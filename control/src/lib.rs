@@ -1,3 +1,5 @@
-//! carrier's control process. The BGP speaker, the RIB and the compile step that
-//! programs the dataplane arrive with the control issue; the dataplane's
-//! [`carrier_dataplane::tables::TableCommand`] is the seam it will write to.
+//! carrier's control process: a BGP speaker (sans-IO sessions, tokio only for sockets and
+//! timers), the RIB with VRF import/export by route target and label allocation, and the
+//! compile step that programs the dataplane through its table socket with
+//! [`carrier_dataplane::tables::TableCommand`]s.
+pub mod bgp;

@@ -1,0 +1,2 @@
+//! BGP: messages, the wire codec, and the session state machine.
+pub mod msg;
