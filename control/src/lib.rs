@@ -3,3 +3,5 @@
 //! compile step that programs the dataplane through its table socket with
 //! [`carrier_dataplane::tables::TableCommand`]s.
 pub mod bgp;
+pub mod config;
+pub mod labels;

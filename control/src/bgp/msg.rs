@@ -484,3 +484,23 @@ mod tests {
         assert_eq!(LabelField::vni(5000).as_vni(), 5000);
     }
 }
+
+macro_rules! serde_via_str {
+    ($t:ty) => {
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    };
+}
+
+serde_via_str!(RouteDistinguisher);
+serde_via_str!(RouteTarget);

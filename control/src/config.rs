@@ -1,0 +1,309 @@
+//! The control process's configuration (TOML): the BGP speaker, its neighbours, label
+//! allocation, the VRFs' RD/RT and redistribution, and EVPN instances. It names the
+//! dataplane config too, whose ports, VRFs and bridges the control process programs.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use carrier_dataplane::tables::Ipv4Prefix;
+use serde::Deserialize;
+
+use crate::bgp::msg::{Family, RouteDistinguisher, RouteTarget};
+
+/// A configuration that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable file.
+    #[error("cannot read {0}: {1}")]
+    Io(String, std::io::Error),
+    /// Bad TOML or a value of the wrong shape.
+    #[error("{0}")]
+    Syntax(#[from] toml::de::Error),
+    /// Well-formed but inconsistent.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// The BGP speaker.
+    pub bgp: BgpConfig,
+    /// The dataplane to program.
+    pub dataplane: DataplaneConfig,
+    /// Label allocation.
+    #[serde(default)]
+    pub labels: LabelConfig,
+    /// BGP neighbours.
+    #[serde(default, rename = "neighbor")]
+    pub neighbors: Vec<NeighborConfig>,
+    /// VRFs (by the dataplane config's names).
+    #[serde(default, rename = "vrf")]
+    pub vrfs: Vec<VrfConfig>,
+    /// EVPN instances (by the dataplane config's bridge names).
+    #[serde(default, rename = "evpn")]
+    pub evpn: Vec<EvpnConfig>,
+}
+
+/// `[bgp]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BgpConfig {
+    /// Local AS.
+    pub asn: u32,
+    /// BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Address to listen on for passive sessions (port 179); none: no listener.
+    pub listen: Option<Ipv4Addr>,
+    /// TCP port (179; tests may use another).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Proposed hold time.
+    #[serde(default = "default_hold")]
+    pub hold_time: u16,
+    /// Graceful restart time (s); absent: no graceful restart.
+    pub graceful_restart: Option<u16>,
+    /// Install equal paths as ECMP.
+    #[serde(default)]
+    pub multipath: bool,
+    /// The local VTEP for EVPN (type-3 originator, next hop of EVPN routes).
+    pub vtep: Option<Ipv4Addr>,
+}
+
+fn default_port() -> u16 {
+    179
+}
+
+fn default_hold() -> u16 {
+    90
+}
+
+/// `[dataplane]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneConfig {
+    /// The dataplane's table socket.
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+    /// The dataplane's config file (relative paths are from this file's directory).
+    pub config: PathBuf,
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/carrier/dataplane.sock")
+}
+
+/// How VPN labels are allocated.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabelMode {
+    /// One label per VRF: pop and look up.
+    #[default]
+    PerVrf,
+    /// One label per CE next hop: pop and forward.
+    PerNexthop,
+    /// One label per prefix.
+    PerPrefix,
+}
+
+/// `[labels]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelConfig {
+    /// First label of the range.
+    #[serde(default = "default_label_first")]
+    pub first: u32,
+    /// Last label of the range.
+    #[serde(default = "default_label_last")]
+    pub last: u32,
+    /// Allocation mode.
+    #[serde(default)]
+    pub mode: LabelMode,
+    /// Seconds a freed label waits before reuse.
+    #[serde(default = "default_hold_down")]
+    pub hold_down: u64,
+}
+
+fn default_label_first() -> u32 {
+    100_000
+}
+fn default_label_last() -> u32 {
+    199_999
+}
+fn default_hold_down() -> u64 {
+    30
+}
+
+impl Default for LabelConfig {
+    fn default() -> Self {
+        LabelConfig { first: default_label_first(), last: default_label_last(), mode: LabelMode::PerVrf, hold_down: default_hold_down() }
+    }
+}
+
+/// `[[neighbor]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborConfig {
+    /// Peer address.
+    pub address: Ipv4Addr,
+    /// Peer AS.
+    pub remote_as: u32,
+    /// Families: `ipv4`, `vpnv4`, `evpn`.
+    #[serde(default = "default_families")]
+    pub families: Vec<String>,
+    /// Only accept connections.
+    #[serde(default)]
+    pub passive: bool,
+    /// Peer TCP port (tests).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Set our address as next hop of routes we pass on.
+    #[serde(default)]
+    pub next_hop_self: bool,
+    /// MED sent on routes to this neighbour.
+    pub med: Option<u32>,
+    /// LOCAL_PREF given to routes from this neighbour.
+    pub local_pref: Option<u32>,
+    /// Most prefixes accepted; over it the session is reset (Cease 6/1).
+    pub max_prefixes: Option<usize>,
+    /// Local address to connect from.
+    pub local_address: Option<Ipv4Addr>,
+}
+
+fn default_families() -> Vec<String> {
+    vec!["vpnv4".into()]
+}
+
+impl NeighborConfig {
+    /// The families as [`Family`] values.
+    pub fn families(&self) -> Result<Vec<Family>, ConfigError> {
+        self.families
+            .iter()
+            .map(|f| match f.as_str() {
+                "ipv4" | "ipv4-unicast" => Ok(Family::Ipv4Unicast),
+                "vpnv4" | "l3vpn-ipv4-unicast" => Ok(Family::Vpnv4),
+                "evpn" | "l2vpn-evpn" => Ok(Family::Evpn),
+                other => Err(ConfigError::Invalid(format!("neighbor {}: unknown family {other:?} (ipv4, vpnv4, evpn)", self.address))),
+            })
+            .collect()
+    }
+}
+
+/// `[[vrf]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrfConfig {
+    /// The dataplane VRF's name.
+    pub name: String,
+    /// Route distinguisher of exported routes.
+    pub rd: RouteDistinguisher,
+    /// Route targets imported.
+    #[serde(default)]
+    pub import: Vec<RouteTarget>,
+    /// Route targets attached on export.
+    #[serde(default)]
+    pub export: Vec<RouteTarget>,
+    /// Export the VRF's connected subnets.
+    #[serde(default = "yes")]
+    pub redistribute_connected: bool,
+    /// Export the VRF's static routes (those of the dataplane config and `static` here).
+    #[serde(default = "yes")]
+    pub redistribute_static: bool,
+    /// Static routes: prefix → CE next hop.
+    #[serde(default, rename = "static")]
+    pub statics: Vec<StaticRoute>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A static VRF route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRoute {
+    /// Prefix.
+    pub prefix: Ipv4Prefix,
+    /// CE next hop (in a connected subnet of the VRF).
+    pub via: Ipv4Addr,
+}
+
+/// `[[evpn]]`: an EVPN instance over a dataplane bridge domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvpnConfig {
+    /// The dataplane bridge's name.
+    pub bridge: String,
+    /// Route distinguisher.
+    pub rd: RouteDistinguisher,
+    /// Imported RTs (default: auto, ASN:VNI per RFC 8365 §5.1.2.1).
+    #[serde(default)]
+    pub import: Vec<RouteTarget>,
+    /// Exported RTs (default: auto).
+    #[serde(default)]
+    pub export: Vec<RouteTarget>,
+}
+
+impl ControlConfig {
+    /// Parse and check.
+    pub fn parse(text: &str) -> Result<ControlConfig, ConfigError> {
+        let c: ControlConfig = toml::from_str(text)?;
+        for n in &c.neighbors {
+            n.families()?;
+        }
+        if c.labels.first < 16 || c.labels.last > carrier_common::Label::MAX || c.labels.first > c.labels.last {
+            return Err(ConfigError::Invalid(format!(
+                "labels: the range {}..={} must lie within 16..={}",
+                c.labels.first,
+                c.labels.last,
+                carrier_common::Label::MAX
+            )));
+        }
+        Ok(c)
+    }
+
+    /// Read, parse, and resolve the dataplane config path against this file's directory.
+    pub fn load(path: &Path) -> Result<ControlConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io(path.display().to_string(), e))?;
+        let mut c = ControlConfig::parse(&text)?;
+        if c.dataplane.config.is_relative() {
+            if let Some(dir) = path.parent() {
+                c.dataplane.config = dir.join(&c.dataplane.config);
+            }
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_checks() {
+        let c = ControlConfig::parse(
+            r#"
+            [bgp]
+            asn = 65000
+            router_id = "10.255.0.1"
+            [dataplane]
+            config = "pe1.toml"
+            [[neighbor]]
+            address = "192.0.2.254"
+            remote_as = 65000
+            families = ["vpnv4", "evpn"]
+            [[vrf]]
+            name = "red"
+            rd = "65000:1"
+            import = ["target:65000:1"]
+            export = ["65000:1"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.neighbors[0].families().unwrap(), vec![Family::Vpnv4, Family::Evpn]);
+        assert_eq!(c.vrfs[0].import, c.vrfs[0].export);
+        assert!(ControlConfig::parse("[bgp]\nasn=1\nrouter_id=\"1.1.1.1\"\n[dataplane]\nconfig=\"x\"\n[labels]\nfirst=3").is_err());
+        assert!(ControlConfig::parse("[bgp]\nasn=1\nrouter_id=\"1.1.1.1\"\n[dataplane]\nconfig=\"x\"\n[[neighbor]]\naddress=\"1.1.1.2\"\nremote_as=1\nfamilies=[\"ipv6\"]").is_err());
+    }
+}
