@@ -5,3 +5,5 @@
 pub mod bgp;
 pub mod config;
 pub mod labels;
+pub mod fib;
+pub mod rib;

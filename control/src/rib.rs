@@ -1,0 +1,595 @@
+//! The RIB: Adj-RIB-In per peer, VRF import by route target, the decision process, local
+//! routes (the VRFs' connected and static routes, EVPN type-3 per instance), labels, and the
+//! Adj-RIB-Out diff that decides what to send to each peer. Sans-IO: the daemon feeds it
+//! events and asks it what to send and what to program.
+//!
+//! The desired state is recomputed from scratch at each flush (the daemon flushes a batch
+//! after changes settle), which keeps the logic obviously right; the dataplane receives it as
+//! one atomic `replace`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use carrier_common::{BridgeDomainId, VrfId};
+use carrier_dataplane::tables::{Ipv4Prefix, Lpm, MacDest, NextHop, Tables};
+use carrier_dataplane::wire::MacAddr;
+
+use crate::bgp::msg::{
+    encapsulation_community, router_mac_community, Family, LabelField, Nlri, Origin, PathAttributes, PmsiTunnel, RouteDistinguisher,
+    RouteTarget, Update, ENCAP_VXLAN,
+};
+use crate::config::{ControlConfig, LabelMode};
+use crate::labels::{Exhausted, LabelAllocator};
+
+/// Where a path came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// Originated here.
+    Local,
+    /// Learned from the peer at this address.
+    Peer(Ipv4Addr),
+}
+
+/// One path to a destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Path {
+    /// Origin of the path.
+    pub source: Source,
+    /// Attributes.
+    pub attrs: Arc<PathAttributes>,
+    /// The peer's BGP identifier (tie-break).
+    pub peer_router_id: Ipv4Addr,
+    /// Learned over eBGP.
+    pub ebgp: bool,
+    /// Kept through a graceful restart, not yet refreshed.
+    pub stale: bool,
+}
+
+impl Path {
+    fn local_pref(&self) -> u32 {
+        self.attrs.local_pref.unwrap_or(100)
+    }
+
+    /// The decision process key, smaller is better (RFC 4271 §9.1.2.2, with MED always
+    /// compared): local pref, AS path length, origin, MED, eBGP over iBGP, router id.
+    fn rank(&self) -> (std::cmp::Reverse<u32>, usize, Origin, u32, bool, Ipv4Addr) {
+        (
+            std::cmp::Reverse(self.local_pref()),
+            self.attrs.as_path.len(),
+            self.attrs.origin,
+            self.attrs.med.unwrap_or(0),
+            !self.ebgp,
+            self.peer_router_id,
+        )
+    }
+
+    /// Equal for multipath: everything but the router id.
+    fn multipath_rank(&self) -> (std::cmp::Reverse<u32>, usize, Origin, u32, bool) {
+        let r = self.rank();
+        (r.0, r.1, r.2, r.3, r.4)
+    }
+}
+
+/// A peer's session facts the RIB needs.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    /// Its AS.
+    pub asn: u32,
+    /// Its BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// eBGP session.
+    pub ebgp: bool,
+    /// LOCAL_PREF override for its routes.
+    pub local_pref: Option<u32>,
+    /// Graceful restart time it advertised, if any.
+    pub restart_time: Option<u16>,
+}
+
+#[derive(Debug, Default)]
+struct PeerRib {
+    routes: HashMap<Nlri, Path>,
+    /// When its stale routes are swept if it has not come back.
+    stale_deadline: Option<Instant>,
+}
+
+/// What the RIB counted (for logs and metrics).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RibStats {
+    /// VPN and EVPN routes whose next hop does not resolve in the underlay.
+    pub unresolved: usize,
+    /// Routes dropped because labels ran out.
+    pub label_exhausted: usize,
+    /// Paths swept after a graceful restart.
+    pub stale_swept: usize,
+}
+
+/// The RIB.
+#[derive(Debug)]
+pub struct Rib {
+    cfg: Arc<ControlConfig>,
+    base: Arc<Tables>,
+    peers: BTreeMap<Ipv4Addr, (PeerInfo, PeerRib)>,
+    labels: LabelAllocator<LabelKey>,
+    /// What each peer was last sent: NLRI → attributes.
+    sent: HashMap<Ipv4Addr, HashMap<Nlri, Arc<PathAttributes>>>,
+    /// Counters.
+    pub stats: RibStats,
+}
+
+/// What a label stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LabelKey {
+    /// Per-VRF label.
+    Vrf(String),
+    /// Per-next-hop label: VRF and CE address.
+    NextHop(String, Ipv4Addr),
+    /// Per-prefix label.
+    Prefix(String, Ipv4Prefix),
+}
+
+/// A local VRF route to export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalRoute {
+    /// VRF name.
+    pub vrf: String,
+    /// Prefix.
+    pub prefix: Ipv4Prefix,
+    /// CE next hop for static routes; `None` for connected.
+    pub via: Option<Ipv4Addr>,
+}
+
+impl Rib {
+    /// A RIB over the dataplane's base tables.
+    pub fn new(cfg: Arc<ControlConfig>, base: Arc<Tables>) -> Rib {
+        let l = &cfg.labels;
+        let labels = LabelAllocator::new(l.first, l.last, Duration::from_secs(l.hold_down));
+        Rib { cfg, base, peers: BTreeMap::new(), labels, sent: HashMap::new(), stats: RibStats::default() }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ControlConfig {
+        &self.cfg
+    }
+
+    /// The dataplane's base tables.
+    pub fn base(&self) -> &Tables {
+        &self.base
+    }
+
+    /// A session came up. Stale routes of a restarting peer stay until its End-of-RIB.
+    pub fn peer_up(&mut self, addr: Ipv4Addr, info: PeerInfo) {
+        let entry = self.peers.entry(addr).or_insert_with(|| (info.clone(), PeerRib::default()));
+        entry.0 = info;
+        self.sent.remove(&addr);
+    }
+
+    /// A session went down. With `graceful` (RFC 4724 helper) its routes are kept as stale
+    /// until it comes back and sends End-of-RIB, or its restart time passes.
+    pub fn peer_down(&mut self, addr: Ipv4Addr, graceful: bool, now: Instant) {
+        self.sent.remove(&addr);
+        let Some((info, rib)) = self.peers.get_mut(&addr) else { return };
+        match (graceful, info.restart_time) {
+            (true, Some(t)) => {
+                for p in rib.routes.values_mut() {
+                    p.stale = true;
+                }
+                rib.stale_deadline = Some(now + Duration::from_secs(u64::from(t)));
+            }
+            _ => {
+                rib.routes.clear();
+                rib.stale_deadline = None;
+            }
+        }
+    }
+
+    /// End-of-RIB from a peer: its routes still stale are gone (RFC 4724 §4.2).
+    pub fn end_of_rib(&mut self, addr: Ipv4Addr) {
+        if let Some((_, rib)) = self.peers.get_mut(&addr) {
+            let before = rib.routes.len();
+            rib.routes.retain(|_, p| !p.stale);
+            self.stats.stale_swept += before - rib.routes.len();
+            rib.stale_deadline = None;
+        }
+    }
+
+    /// Sweep stale routes whose restart time passed; true if anything changed.
+    pub fn expire_stale(&mut self, now: Instant) -> bool {
+        let mut changed = false;
+        for (_, rib) in self.peers.values_mut() {
+            if rib.stale_deadline.is_some_and(|d| now >= d) {
+                let before = rib.routes.len();
+                rib.routes.retain(|_, p| !p.stale);
+                self.stats.stale_swept += before - rib.routes.len();
+                rib.stale_deadline = None;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Apply an UPDATE from a peer. Returns the number of prefixes it now holds.
+    pub fn update(&mut self, addr: Ipv4Addr, update: Update) -> usize {
+        let Some((info, rib)) = self.peers.get_mut(&addr) else { return 0 };
+        for n in update.withdrawn {
+            rib.routes.remove(&n);
+        }
+        if !update.announced.is_empty() {
+            let mut attrs = update.attributes;
+            if let Some(lp) = info.local_pref {
+                attrs.local_pref = Some(lp);
+            } else if info.ebgp {
+                attrs.local_pref = None;
+            }
+            // A route reflected back to us (RFC 4456 §8) or with our AS in the path is ignored.
+            let looped = attrs.originator_id == Some(self.cfg.bgp.router_id) || (info.ebgp && attrs.as_path.contains(&self.cfg.bgp.asn));
+            if looped {
+                return rib.routes.len();
+            }
+            let attrs = Arc::new(attrs);
+            for n in update.announced {
+                let path = Path { source: Source::Peer(addr), attrs: attrs.clone(), peer_router_id: info.router_id, ebgp: info.ebgp, stale: false };
+                rib.routes.insert(n, path);
+            }
+        }
+        rib.routes.len()
+    }
+
+    /// Every learned path, for `show`.
+    pub fn learned(&self) -> impl Iterator<Item = (&Nlri, &Path)> {
+        self.peers.values().flat_map(|(_, rib)| rib.routes.iter())
+    }
+
+    fn vrf_cfg(&self, name: &str) -> Option<&crate::config::VrfConfig> {
+        self.cfg.vrfs.iter().find(|v| v.name == name)
+    }
+
+    /// The local routes of each configured VRF that are exported: connected subnets and static
+    /// routes of the dataplane config, plus the control config's statics.
+    pub fn local_routes(&self) -> Vec<LocalRoute> {
+        let mut out = vec![];
+        for v in &self.cfg.vrfs {
+            let Some(vrf) = self.base.vrf_by_name(&v.name) else { continue };
+            for (prefix, nh) in vrf.fib.routes() {
+                match self.base.nexthop(nh) {
+                    Some(NextHop::Adjacency { via: None, .. }) if v.redistribute_connected => {
+                        out.push(LocalRoute { vrf: v.name.clone(), prefix, via: None })
+                    }
+                    Some(NextHop::Adjacency { via: Some(via), .. }) if v.redistribute_static => {
+                        out.push(LocalRoute { vrf: v.name.clone(), prefix, via: Some(*via) })
+                    }
+                    _ => {}
+                }
+            }
+            if v.redistribute_static {
+                for s in &v.statics {
+                    out.push(LocalRoute { vrf: v.name.clone(), prefix: s.prefix, via: Some(s.via) });
+                }
+            }
+        }
+        out
+    }
+
+    fn label_key(&self, r: &LocalRoute) -> LabelKey {
+        match (self.cfg.labels.mode, r.via) {
+            (LabelMode::PerVrf, _) | (LabelMode::PerNexthop, None) => LabelKey::Vrf(r.vrf.clone()),
+            (LabelMode::PerNexthop, Some(via)) => LabelKey::NextHop(r.vrf.clone(), via),
+            (LabelMode::PerPrefix, _) => LabelKey::Prefix(r.vrf.clone(), r.prefix),
+        }
+    }
+
+    /// Allocate (or find) the labels of the local routes; frees labels no route uses any more.
+    pub fn local_labels(&mut self, now: Instant) -> Vec<(LocalRoute, Result<u32, Exhausted>)> {
+        let routes = self.local_routes();
+        let keys: Vec<LabelKey> = routes.iter().map(|r| self.label_key(r)).collect();
+        let live: BTreeSet<usize> = (0..keys.len()).collect();
+        let _ = live;
+        let keep: std::collections::HashSet<LabelKey> = keys.iter().cloned().collect();
+        self.labels.retain(now, |k| keep.contains(k));
+        let mut out = vec![];
+        for (r, k) in routes.into_iter().zip(keys) {
+            let l = self.labels.get(&k, now);
+            if l.is_err() {
+                self.stats.label_exhausted += 1;
+            }
+            out.push((r, l));
+        }
+        out
+    }
+
+    /// The labels in use and what they stand for.
+    pub fn labels_in_use(&self) -> Vec<(LabelKey, u32)> {
+        let mut v: Vec<_> = self.labels.in_use().map(|(k, l)| (k.clone(), l)).collect();
+        v.sort_by_key(|(_, l)| *l);
+        v
+    }
+
+    /// The VNI of a dataplane bridge.
+    fn bridge_vni(&self, bridge: &str) -> Option<(BridgeDomainId, u32)> {
+        self.base.bridges.iter().find(|b| b.name == bridge).map(|b| (b.id, b.vni.value()))
+    }
+
+    fn auto_rt(&self, vni: u32) -> RouteTarget {
+        let asn = self.cfg.bgp.asn;
+        let text = if asn <= 0xffff { format!("{asn}:{vni}") } else { format!("{asn}:{}", vni & 0xffff) };
+        text.parse().unwrap_or(RouteTarget([0, 2, 0, 0, 0, 0, 0, 0]))
+    }
+
+    fn evpn_rts(&self, e: &crate::config::EvpnConfig, vni: u32) -> (Vec<RouteTarget>, Vec<RouteTarget>) {
+        let auto = self.auto_rt(vni);
+        let import = if e.import.is_empty() { vec![auto] } else { e.import.clone() };
+        let export = if e.export.is_empty() { vec![auto] } else { e.export.clone() };
+        (import, export)
+    }
+
+    /// The best path(s) per destination among paths whose route targets match `import`.
+    fn select<'a>(&self, candidates: Vec<(&'a Nlri, &'a Path)>) -> Vec<(&'a Nlri, &'a Path)> {
+        let Some(best) = candidates.iter().min_by_key(|(_, p)| p.rank()).copied() else { return vec![] };
+        if !self.cfg.bgp.multipath {
+            return vec![best];
+        }
+        let r = best.1.multipath_rank();
+        candidates.into_iter().filter(|(_, p)| p.multipath_rank() == r).collect()
+    }
+
+    /// True when `addr` resolves in the dataplane's underlay.
+    pub fn resolves(&self, addr: Ipv4Addr) -> bool {
+        self.base.underlay.lookup(addr).is_some()
+    }
+}
+
+/// The desired state compiled from the RIB.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// VRF routes: VRF → prefix → next hops (several = ECMP).
+    pub vrf_routes: BTreeMap<VrfId, BTreeMap<Ipv4Prefix, Vec<NextHop>>>,
+    /// Underlay routes learned over IPv4 unicast: prefix → gateway.
+    pub underlay: BTreeMap<Ipv4Prefix, Ipv4Addr>,
+    /// Incoming labels: label → VRF and optional CE next hop.
+    pub labels: BTreeMap<u32, (VrfId, Option<Ipv4Addr>)>,
+    /// Bridge flood lists.
+    pub flood: BTreeMap<BridgeDomainId, BTreeSet<Ipv4Addr>>,
+    /// Bridge MACs behind remote VTEPs.
+    pub macs: BTreeMap<(BridgeDomainId, MacAddr), Ipv4Addr>,
+    /// ARP suppression bindings.
+    pub arp: BTreeMap<(BridgeDomainId, Ipv4Addr), MacAddr>,
+    /// Static VRF routes from the control config: VRF → prefix → CE.
+    pub statics: BTreeMap<VrfId, BTreeMap<Ipv4Prefix, Ipv4Addr>>,
+}
+
+impl Rib {
+    /// Compute the desired forwarding state.
+    pub fn desired(&mut self, now: Instant) -> Desired {
+        let mut d = Desired::default();
+        self.stats.unresolved = 0;
+        // Local labels (and static routes the control config adds).
+        for (r, label) in self.local_labels(now) {
+            let Some(vrf) = self.base.vrf_by_name(&r.vrf).map(|v| v.id) else { continue };
+            if let (Some(via), true) = (r.via, self.vrf_cfg(&r.vrf).is_some_and(|v| v.statics.iter().any(|s| s.prefix == r.prefix))) {
+                d.statics.entry(vrf).or_default().insert(r.prefix, via);
+            }
+            if let Ok(label) = label {
+                let ce = match self.cfg.labels.mode {
+                    LabelMode::PerNexthop => r.via,
+                    _ => None,
+                };
+                d.labels.insert(label, (vrf, ce));
+            }
+        }
+        let learned: Vec<(&Nlri, &Path)> = self.learned().collect();
+        // IPv4 unicast → underlay (next hop must be on a connected core subnet).
+        let mut v4: BTreeMap<Ipv4Prefix, Vec<(&Nlri, &Path)>> = BTreeMap::new();
+        for (n, p) in &learned {
+            if let Nlri::Ipv4 { prefix } = n {
+                v4.entry(*prefix).or_default().push((n, p));
+            }
+        }
+        let mut unresolved = 0;
+        for (prefix, cands) in v4 {
+            if let Some((_, best)) = self.select(cands).first() {
+                match best.attrs.next_hop {
+                    Some(nh) if self.resolves(nh) => {
+                        d.underlay.insert(prefix, nh);
+                    }
+                    _ => unresolved += 1,
+                }
+            }
+        }
+        // VPNv4 and EVPN type 5 → VRFs by import RT.
+        for v in &self.cfg.vrfs {
+            let Some(vrf) = self.base.vrf_by_name(&v.name).map(|x| x.id) else { continue };
+            let mut by_prefix: BTreeMap<Ipv4Prefix, Vec<(&Nlri, &Path)>> = BTreeMap::new();
+            for (n, p) in &learned {
+                let prefix = match n {
+                    Nlri::Vpnv4 { prefix, .. } | Nlri::EvpnPrefix { prefix, .. } => *prefix,
+                    _ => continue,
+                };
+                if p.attrs.route_targets().any(|rt| v.import.contains(&rt)) {
+                    by_prefix.entry(prefix).or_default().push((n, p));
+                }
+            }
+            for (prefix, cands) in by_prefix {
+                let mut hops = vec![];
+                for (n, p) in self.select(cands) {
+                    let Some(nh) = p.attrs.next_hop else { continue };
+                    if !self.resolves(nh) && !d.underlay.keys().any(|u| u.contains(nh)) {
+                        unresolved += 1;
+                        continue;
+                    }
+                    match n {
+                        Nlri::Vpnv4 { label, .. } => {
+                            let Some(labels) = carrier_common::Label::new(label.as_mpls())
+                                .and_then(|l| carrier_dataplane::tables::LabelStack::new(&[l]))
+                            else {
+                                continue;
+                            };
+                            hops.push(NextHop::MplsPush { labels, tc: None, pe: nh });
+                        }
+                        Nlri::EvpnPrefix { label, .. } => {
+                            let Some(vni) = carrier_common::Vni::new(label.as_vni()) else { continue };
+                            hops.push(NextHop::Vxlan { vtep: nh, vni, router_mac: p.attrs.router_mac() });
+                        }
+                        _ => {}
+                    }
+                }
+                if !hops.is_empty() {
+                    d.vrf_routes.entry(vrf).or_default().insert(prefix, hops);
+                }
+            }
+        }
+        // EVPN type 2 and 3 → bridge domains by import RT.
+        for e in &self.cfg.evpn {
+            let Some((bd, vni)) = self.bridge_vni(&e.bridge) else { continue };
+            let (import, _) = self.evpn_rts(e, vni);
+            for (n, p) in &learned {
+                if !p.attrs.route_targets().any(|rt| import.contains(&rt)) {
+                    continue;
+                }
+                match n {
+                    Nlri::EvpnImet { originator, .. } => {
+                        let vtep = p.attrs.pmsi_tunnel.map_or(*originator, |t| t.endpoint);
+                        d.flood.entry(bd).or_default().insert(vtep);
+                    }
+                    Nlri::EvpnMacIp { mac, ip, .. } => {
+                        let Some(nh) = p.attrs.next_hop else { continue };
+                        d.macs.insert((bd, *mac), nh);
+                        if let Some(ip) = ip {
+                            d.arp.insert((bd, *ip), *mac);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.stats.unresolved = unresolved;
+        d
+    }
+
+    /// The routes to advertise (the same to every peer): local VRF routes as VPNv4, and per
+    /// EVPN instance a type-3 route (and type-2 routes for the bridge's static local MACs).
+    pub fn advertisements(&mut self, now: Instant) -> Vec<(Nlri, Arc<PathAttributes>)> {
+        let mut out = vec![];
+        let nh = self.cfg.bgp.vtep.unwrap_or(self.cfg.bgp.router_id);
+        let mut attrs_by_vrf: HashMap<String, Arc<PathAttributes>> = HashMap::new();
+        for (r, label) in self.local_labels(now) {
+            let Ok(label) = label else { continue };
+            let Some(v) = self.vrf_cfg(&r.vrf) else { continue };
+            let attrs = attrs_by_vrf
+                .entry(r.vrf.clone())
+                .or_insert_with(|| {
+                    Arc::new(PathAttributes {
+                        origin: Origin::Igp,
+                        next_hop: Some(self.cfg.bgp.router_id),
+                        local_pref: Some(100),
+                        ext_communities: v.export.iter().map(|rt| rt.0).collect(),
+                        ..Default::default()
+                    })
+                })
+                .clone();
+            out.push((Nlri::Vpnv4 { rd: v.rd, label: LabelField::mpls(label), prefix: r.prefix }, attrs));
+        }
+        for e in &self.cfg.evpn {
+            let Some((bd, vni)) = self.bridge_vni(&e.bridge) else { continue };
+            let (_, export) = self.evpn_rts(e, vni);
+            let mut ext: Vec<[u8; 8]> = export.iter().map(|rt| rt.0).collect();
+            ext.push(encapsulation_community(ENCAP_VXLAN));
+            let imet = PathAttributes {
+                origin: Origin::Igp,
+                next_hop: Some(nh),
+                local_pref: Some(100),
+                ext_communities: ext.clone(),
+                pmsi_tunnel: Some(PmsiTunnel { tunnel_type: 6, label: LabelField::vni(vni), endpoint: nh }),
+                ..Default::default()
+            };
+            out.push((Nlri::EvpnImet { rd: e.rd, eth_tag: 0, originator: nh }, Arc::new(imet)));
+            let mac_attrs = Arc::new(PathAttributes {
+                origin: Origin::Igp,
+                next_hop: Some(nh),
+                local_pref: Some(100),
+                ext_communities: ext,
+                ..Default::default()
+            });
+            let domain = &self.base.bridges[bd.index()];
+            let mut macs: Vec<_> = domain.macs.iter().filter(|(_, d)| matches!(d, MacDest::Port(_))).map(|(m, _)| *m).collect();
+            macs.sort();
+            for mac in macs {
+                let ip = domain.arp.iter().find(|(_, m)| **m == mac).map(|(ip, _)| *ip);
+                out.push((
+                    Nlri::EvpnMacIp { rd: e.rd, esi: [0; 10], eth_tag: 0, mac, ip, label1: LabelField::vni(vni), label2: None },
+                    mac_attrs.clone(),
+                ));
+            }
+        }
+        let _ = router_mac_community;
+        out
+    }
+
+    /// What to send to a peer of the given families so that it holds exactly `ads`: UPDATEs
+    /// grouped by attributes, withdrawals first. Remembers what was sent.
+    pub fn updates_for(&mut self, peer: Ipv4Addr, families: &[Family], ebgp: bool, ads: &[(Nlri, Arc<PathAttributes>)]) -> Vec<Update> {
+        let local_as = self.cfg.bgp.asn;
+        let med = self.cfg.neighbors.iter().find(|n| n.address == peer).and_then(|n| n.med);
+        let want: HashMap<Nlri, Arc<PathAttributes>> = ads
+            .iter()
+            .filter(|(n, _)| families.contains(&n.family()))
+            .map(|(n, a)| {
+                let mut a = (**a).clone();
+                if ebgp {
+                    a.as_path.insert(0, local_as);
+                    a.local_pref = None;
+                }
+                if med.is_some() {
+                    a.med = med;
+                }
+                (n.clone(), Arc::new(a))
+            })
+            .collect();
+        let sent = self.sent.entry(peer).or_default();
+        let mut withdrawn: BTreeMap<Family, Vec<Nlri>> = BTreeMap::new();
+        for n in sent.keys() {
+            if !want.contains_key(n) {
+                withdrawn.entry(n.family()).or_default().push(n.clone());
+            }
+        }
+        let mut groups: Vec<(Family, Arc<PathAttributes>, Vec<Nlri>)> = vec![];
+        let mut wanted: Vec<_> = want.iter().collect();
+        wanted.sort_by(|a, b| a.0.cmp(b.0));
+        for (n, a) in wanted {
+            if sent.get(n) == Some(a) {
+                continue;
+            }
+            match groups.iter_mut().find(|(f, ga, _)| *f == n.family() && ga == a) {
+                Some(g) => g.2.push(n.clone()),
+                None => groups.push((n.family(), a.clone(), vec![n.clone()])),
+            }
+        }
+        let mut out = vec![];
+        for (_, w) in withdrawn {
+            for n in &w {
+                sent.remove(n);
+            }
+            out.push(Update { withdrawn: w, ..Default::default() });
+        }
+        for (_, a, ns) in groups {
+            for n in &ns {
+                sent.insert(n.clone(), a.clone());
+            }
+            out.push(Update { withdrawn: vec![], attributes: (*a).clone(), announced: ns });
+        }
+        out
+    }
+}
+
+/// A route distinguisher for display in `show`.
+pub fn rd_of(n: &Nlri) -> Option<RouteDistinguisher> {
+    match n {
+        Nlri::Vpnv4 { rd, .. } | Nlri::EvpnMacIp { rd, .. } | Nlri::EvpnImet { rd, .. } | Nlri::EvpnPrefix { rd, .. } => Some(*rd),
+        Nlri::Ipv4 { .. } => None,
+    }
+}
+
+/// The router MAC community for EVPN type-5 routes this router would originate.
+pub fn router_mac_ext(mac: MacAddr) -> [u8; 8] {
+    router_mac_community(mac)
+}
