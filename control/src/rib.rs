@@ -575,7 +575,7 @@ impl Rib {
             for n in &ns {
                 sent.insert(n.clone(), a.clone());
             }
-            out.push(Update { withdrawn: vec![], attributes: (*a).clone(), announced: ns });
+            out.push(Update { withdrawn: vec![], attributes: (*a).clone(), announced: ns, eor: None });
         }
         out
     }

@@ -63,6 +63,7 @@ fn vpn_route(prefix: &str, label: u32, nh: &str, rt: &str) -> Update {
             ..Default::default()
         },
         announced: vec![Nlri::Vpnv4 { rd: "65000:9".parse().unwrap(), label: LabelField::mpls(label), prefix: prefix.parse().unwrap() }],
+        eor: None,
     }
 }
 
@@ -164,6 +165,7 @@ fn evpn_type3_type2_type5_program_bridge_and_vrf() {
             ..Default::default()
         },
         announced: vec![Nlri::EvpnImet { rd: "10.255.0.4:100".parse().unwrap(), eth_tag: 0, originator: "10.255.0.4".parse().unwrap() }],
+        eor: None,
     };
     let mac = MacAddr([2, 0x44, 0, 0, 0, 1]);
     let mac_ip = Update {
@@ -178,6 +180,7 @@ fn evpn_type3_type2_type5_program_bridge_and_vrf() {
             label1: LabelField::vni(100),
             label2: None,
         }],
+        eor: None,
     };
     let t5 = Update {
         withdrawn: vec![],
@@ -194,6 +197,7 @@ fn evpn_type3_type2_type5_program_bridge_and_vrf() {
             gateway: Ipv4Addr::UNSPECIFIED,
             label: LabelField::vni(5000),
         }],
+        eor: None,
     };
     for u in [imet, mac_ip, t5] {
         rib.update(RR, u);

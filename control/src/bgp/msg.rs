@@ -367,9 +367,18 @@ pub struct Update {
     pub attributes: PathAttributes,
     /// Announced NLRI.
     pub announced: Vec<Nlri>,
+    /// Set on an End-of-RIB marker (RFC 4724 §2) for this family: the codec decodes an empty
+    /// UPDATE as IPv4 unicast's and an UPDATE with only an empty MP_UNREACH as that family's,
+    /// and encodes an `Update` with `eor` set as that marker.
+    pub eor: Option<Family>,
 }
 
 impl Update {
+    /// The End-of-RIB marker of a family.
+    pub fn end_of_rib(family: Family) -> Update {
+        Update { eor: Some(family), ..Default::default() }
+    }
+
     /// True for an End-of-RIB marker (RFC 4724 §2): an UPDATE with nothing in it (IPv4), or
     /// only an empty MP_UNREACH (other families; the codec reports those as `eor`).
     pub fn is_empty(&self) -> bool {
