@@ -36,6 +36,10 @@ const TEST_PACKAGES: &[&str] = &[
     "iputils-ping",
     "traceroute",
     "ethtool",
+    // BGP peers for the control process's interop tests.
+    "gobgpd",
+    "exabgp",
+    "frr",
 ];
 
 /// The nightly toolchain the eBPF crate is built with.
