@@ -1,2 +1,3 @@
 //! BGP: messages, the wire codec, and the session state machine.
 pub mod msg;
+pub mod fsm;
