@@ -50,6 +50,8 @@ pub enum Request {
     Counters,
     /// A summary of the tables.
     Status,
+    /// Every route, label, flood list and bridge MAC, for operators and tests.
+    Dump,
 }
 
 /// The dataplane's answer.
@@ -87,6 +89,15 @@ pub enum Response {
         routes: usize,
         /// ILM entries.
         labels: usize,
+    },
+    /// The tables in readable form.
+    Dump {
+        /// `{table, prefix, nexthop}` per route (`table` is a VRF name or `underlay`).
+        routes: Vec<serde_json::Value>,
+        /// `{label, action}` per ILM entry.
+        labels: Vec<serde_json::Value>,
+        /// `{bridge, flood, macs}` per bridge domain.
+        bridges: Vec<serde_json::Value>,
     },
     /// The request was not understood.
     Error {
@@ -178,6 +189,7 @@ impl TableWriter {
                 let vrfs: Vec<String> = t.vrfs.iter().map(|v| v.name.clone()).collect();
                 Response::Counters { counters: board.to_json(&ports, &vrfs) }
             }
+            Request::Dump => dump(&self.master),
             Request::Status => {
                 use crate::tables::Lpm;
                 let t = &self.master;
@@ -191,6 +203,29 @@ impl TableWriter {
             }
         }
     }
+}
+
+fn dump(t: &Tables) -> Response {
+    use serde_json::json;
+    let nh = |id: carrier_common::NextHopId| t.nexthop(id).map_or_else(|| json!(null), |n| json!(n));
+    let mut routes = vec![];
+    for (name, fib) in std::iter::once(("underlay".to_string(), &t.underlay)).chain(t.vrfs.iter().map(|v| (v.name.clone(), &v.fib))) {
+        for (prefix, id) in fib.routes() {
+            routes.push(json!({"table": name, "prefix": prefix.to_string(), "nexthop": nh(id)}));
+        }
+    }
+    let mut labels: Vec<_> = t.ilm.iter().map(|(l, a)| (l.value(), json!({"label": l.value(), "action": a}))).collect();
+    labels.sort_by_key(|(l, _)| *l);
+    let bridges = t
+        .bridges
+        .iter()
+        .map(|b| {
+            let mut macs: Vec<_> = b.macs.iter().map(|(m, d)| json!({"mac": m.to_string(), "dest": d})).collect();
+            macs.sort_by_key(|m| m["mac"].as_str().map(str::to_string));
+            json!({"bridge": b.name, "vni": b.vni.value(), "flood": b.flood, "macs": macs})
+        })
+        .collect();
+    Response::Dump { routes, labels: labels.into_iter().map(|(_, v)| v).collect(), bridges }
 }
 
 /// Serve the table socket at `path` until `stop` is set. Each client gets a thread; requests

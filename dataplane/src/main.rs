@@ -94,6 +94,8 @@ enum CtlAction {
     Counters,
     /// Print a table summary.
     Status,
+    /// Print every route, label and bridge entry (JSON).
+    Dump,
     /// Apply the table commands of a config file on top of the current tables.
     Apply {
         /// Config file whose compiled commands are sent (its `clear` is left out).
@@ -282,6 +284,7 @@ fn ctl(socket: &std::path::Path, action: CtlAction) -> Result<()> {
     let (request, hold) = match action {
         CtlAction::Counters => (Request::Counters, false),
         CtlAction::Status => (Request::Status, false),
+        CtlAction::Dump => (Request::Dump, false),
         CtlAction::Apply { config } => {
             let mut commands = Config::load(&config)?.commands()?;
             commands.retain(|c| !matches!(c, carrier_dataplane::tables::TableCommand::Clear));
