@@ -1,0 +1,493 @@
+//! The control process's event loop: tokio tasks move bytes and fire timers; the BGP
+//! sessions ([`Session`]) and the [`Rib`] decide.
+//!
+//! ```text
+//!  ┌──────────┐ accepted TCP ┌───────────────┐ PeerEvent  ┌─────────────┐ TableCommands ┌─────────────┐
+//!  │ listener │─────────────▶│ peer task ×N  │───────────▶│  rib task   │──────────────▶│ dataplane   │
+//!  └──────────┘              │ Session (FSM) │◀───────────│ Rib, flush  │  (std thread, │ table socket│
+//!       TCP ⇄ codec ⇄ FSM    └───────────────┘ PeerCmd    └─────────────┘   replace)    └─────────────┘
+//! ```
+//! - peer task: owns one [`Session`] and its TCP stream; decodes frames, runs the FSM, encodes
+//!   what it says, keeps its timers;
+//! - rib task: owns the [`Rib`]; marks dirty on every event and flushes at most every
+//!   [`FLUSH_EVERY`]: one `replace` to the dataplane, and per peer the UPDATE diff;
+//! - dataplane writer (a std thread): keeps a table-socket connection, reconnects, and sends
+//!   the latest state again after a reconnect (the dataplane may have restarted).
+//!
+//! Graceful restart (RFC 4724): when the dataplane already holds state from an earlier run,
+//! this process is a restarting speaker: it sets the R bit, and defers its first flush until
+//! every peer sent End-of-RIB (or the restart time passes), so forwarding never drops to an
+//! empty table while the peers resend.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use carrier_dataplane::ctl::{Client, Request, Response};
+use carrier_dataplane::tables::{TableCommand, Tables};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::bgp::codec::{self, CodecContext};
+use crate::bgp::fsm::{Input, Output, PeerConfig, Session, Timer};
+use crate::bgp::msg::{Family, Message, Update};
+use crate::config::{ControlConfig, NeighborConfig};
+use crate::rib::{PeerInfo, Rib};
+
+/// Longest wait between a change and its flush.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// What a peer task tells the RIB.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// Established.
+    Up {
+        /// Peer address.
+        addr: Ipv4Addr,
+        /// Its facts.
+        info: PeerInfo,
+        /// Negotiated families.
+        families: Vec<Family>,
+    },
+    /// Session lost.
+    Down {
+        /// Peer address.
+        addr: Ipv4Addr,
+        /// Keep its routes as stale (graceful restart helper).
+        graceful: bool,
+    },
+    /// Routes (announcements, withdrawals, or an End-of-RIB when empty).
+    Update {
+        /// Peer address.
+        addr: Ipv4Addr,
+        /// The update.
+        update: Update,
+        /// The family of an empty update (End-of-RIB).
+        eor: Option<Family>,
+    },
+}
+
+/// What the RIB tells a peer task.
+#[derive(Debug)]
+pub enum PeerCommand {
+    /// Send these UPDATEs, then End-of-RIB for these families.
+    Send(Vec<Update>, Vec<Family>),
+}
+
+/// Run until SIGINT/SIGTERM.
+pub async fn run(cfg: ControlConfig) -> Result<()> {
+    let cfg = Arc::new(cfg);
+    let dp_config = carrier_dataplane::config::Config::load(&cfg.dataplane.config)
+        .with_context(|| format!("dataplane config {}", cfg.dataplane.config.display()))?;
+    let base = Arc::new(dp_config.tables().context("dataplane config")?);
+    let restarting = dataplane_generation(&cfg.dataplane.socket).is_some_and(|g| g > 1);
+    if restarting {
+        log::info!("the dataplane already holds state: restarting speaker, first flush deferred until End-of-RIB");
+    }
+    let (events_tx, events_rx) = mpsc::channel::<PeerEvent>(1024);
+    let mut peer_cmds: HashMap<Ipv4Addr, mpsc::Sender<PeerCommand>> = HashMap::new();
+    let mut accept_tx: HashMap<Ipv4Addr, mpsc::Sender<TcpStream>> = HashMap::new();
+    for n in &cfg.neighbors {
+        let (ctx, crx) = mpsc::channel(16);
+        let (atx, arx) = mpsc::channel(4);
+        peer_cmds.insert(n.address, ctx);
+        accept_tx.insert(n.address, atx);
+        let pc = peer_config(&cfg, n, restarting)?;
+        tokio::spawn(peer_task(pc, n.clone(), events_tx.clone(), crx, arx));
+    }
+    if let Some(addr) = cfg.bgp.listen {
+        let listener = TcpListener::bind(SocketAddrV4::new(addr, cfg.bgp.port)).await.with_context(|| format!("listening on {addr}:{}", cfg.bgp.port))?;
+        log::info!("listening for BGP on {addr}:{}", cfg.bgp.port);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, from)) = listener.accept().await else { continue };
+                let SocketAddr::V4(from) = from else { continue };
+                match accept_tx.get(from.ip()) {
+                    Some(tx) => {
+                        let _ = tx.send(stream).await;
+                    }
+                    None => log::warn!("refused BGP connection from {from}: not a configured neighbor"),
+                }
+            }
+        });
+    }
+    let dataplane = spawn_dataplane_writer(cfg.dataplane.socket.clone());
+    let rib = Rib::new(cfg.clone(), base.clone());
+    let deadline = restarting.then(|| Instant::now() + Duration::from_secs(u64::from(cfg.bgp.graceful_restart.unwrap_or(120))));
+    tokio::select! {
+        r = rib_task(rib, base, events_rx, peer_cmds, dataplane, deadline) => r,
+        _ = tokio::signal::ctrl_c() => {
+            log::info!("stopping");
+            Ok(())
+        }
+    }
+}
+
+fn peer_config(cfg: &ControlConfig, n: &NeighborConfig, restarting: bool) -> Result<PeerConfig> {
+    Ok(PeerConfig {
+        local_as: cfg.bgp.asn,
+        remote_as: n.remote_as,
+        router_id: cfg.bgp.router_id,
+        remote_addr: n.address,
+        families: n.families()?,
+        hold_time: cfg.bgp.hold_time,
+        connect_retry: Duration::from_secs(5),
+        passive: n.passive,
+        graceful_restart: cfg.bgp.graceful_restart,
+        restarting: restarting && cfg.bgp.graceful_restart.is_some(),
+    })
+}
+
+/// The dataplane's snapshot generation, if it answers.
+fn dataplane_generation(socket: &std::path::Path) -> Option<u64> {
+    let mut c = Client::connect(socket).ok()?;
+    match c.request(&Request::Status).ok()? {
+        Response::Status { generation, .. } => Some(generation),
+        _ => None,
+    }
+}
+
+/// The dataplane writer: sends the newest command set as a `replace`, reconnecting as needed
+/// and resending after a reconnect.
+fn spawn_dataplane_writer(socket: PathBuf) -> std::sync::mpsc::Sender<Vec<TableCommand>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<TableCommand>>();
+    std::thread::Builder::new()
+        .name("dataplane-writer".into())
+        .spawn(move || {
+            let mut latest: Option<Vec<TableCommand>> = None;
+            let mut client: Option<Client> = None;
+            let mut sent = true;
+            loop {
+                match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(cmds) => {
+                        latest = Some(cmds);
+                        while let Ok(newer) = rx.try_recv() {
+                            latest = Some(newer);
+                        }
+                        sent = false;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+                if client.is_none() {
+                    client = Client::connect(&socket).ok();
+                    if client.is_some() {
+                        log::info!("connected to the dataplane at {}", socket.display());
+                        sent = false;
+                    }
+                }
+                if let (false, Some(cmds), Some(c)) = (sent, latest.as_ref(), client.as_mut()) {
+                    match c.request(&Request::Replace { commands: cmds.clone() }) {
+                        Ok(Response::Applied { commands, generation }) => {
+                            log::info!("dataplane: {commands} commands applied (generation {generation})");
+                            sent = true;
+                        }
+                        Ok(other) => {
+                            log::error!("dataplane refused the table state: {other:?}");
+                            sent = true;
+                        }
+                        Err(e) => {
+                            log::warn!("dataplane connection lost: {e}");
+                            client = None;
+                        }
+                    }
+                }
+            }
+        })
+        .expect("spawn dataplane writer");
+    tx
+}
+
+async fn rib_task(
+    mut rib: Rib,
+    base: Arc<Tables>,
+    mut events: mpsc::Receiver<PeerEvent>,
+    peers: HashMap<Ipv4Addr, mpsc::Sender<PeerCommand>>,
+    dataplane: std::sync::mpsc::Sender<Vec<TableCommand>>,
+    mut deferred_until: Option<Instant>,
+) -> Result<()> {
+    let mut up: HashMap<Ipv4Addr, (Vec<Family>, bool, bool)> = HashMap::new(); // families, ebgp, eor sent
+    let mut eor_from: HashMap<Ipv4Addr, Vec<Family>> = HashMap::new();
+    let mut dirty = true;
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    loop {
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { return Ok(()) };
+                dirty = true;
+                match ev {
+                    PeerEvent::Up { addr, info, families } => {
+                        log::info!("peer {addr} established (AS {}, families {:?})", info.asn, families);
+                        let ebgp = info.ebgp;
+                        rib.peer_up(addr, info);
+                        up.insert(addr, (families, ebgp, false));
+                    }
+                    PeerEvent::Down { addr, graceful } => {
+                        log::info!("peer {addr} down{}", if graceful { " (graceful: routes kept as stale)" } else { "" });
+                        rib.peer_down(addr, graceful, Instant::now());
+                        up.remove(&addr);
+                        eor_from.remove(&addr);
+                    }
+                    PeerEvent::Update { addr, update, eor } => {
+                        if let Some(f) = eor {
+                            log::info!("peer {addr}: End-of-RIB {f:?}");
+                            eor_from.entry(addr).or_default().push(f);
+                            rib.end_of_rib(addr);
+                        } else {
+                            let n = rib.update(addr, update);
+                            let max = rib.config().neighbors.iter().find(|x| x.address == addr).and_then(|x| x.max_prefixes);
+                            if max.is_some_and(|m| n > m) {
+                                log::warn!("peer {addr}: {n} prefixes exceed the limit; its routes are dropped");
+                                rib.peer_down(addr, false, Instant::now());
+                            }
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                if rib.expire_stale(Instant::now()) {
+                    dirty = true;
+                }
+            }
+        }
+        if let Some(d) = deferred_until {
+            let all_eor = !up.is_empty() && up.iter().all(|(a, (fams, _, _))| fams.iter().all(|f| eor_from.get(a).is_some_and(|e| e.contains(f))));
+            if all_eor || Instant::now() >= d {
+                log::info!("route selection no longer deferred ({})", if all_eor { "End-of-RIB from every peer" } else { "restart time passed" });
+                deferred_until = None;
+            } else {
+                continue;
+            }
+        }
+        if !dirty {
+            continue;
+        }
+        dirty = false;
+        let now = Instant::now();
+        let desired = rib.desired(now);
+        let (cmds, skipped) = crate::fib::compile(&base, &desired);
+        if skipped > 0 {
+            log::warn!("{skipped} routes have a gateway in no connected subnet");
+        }
+        let _ = dataplane.send(cmds);
+        let ads = rib.advertisements(now);
+        for (addr, (families, ebgp, eor_sent)) in up.iter_mut() {
+            let updates = rib.updates_for(*addr, families, *ebgp, &ads);
+            let eor = if *eor_sent { vec![] } else { families.clone() };
+            *eor_sent = true;
+            if updates.is_empty() && eor.is_empty() {
+                continue;
+            }
+            if let Some(tx) = peers.get(addr) {
+                let _ = tx.send(PeerCommand::Send(updates, eor)).await;
+            }
+        }
+    }
+}
+
+/// One neighbour: connects (or waits for the listener to hand it a connection), runs the
+/// session, and relays between the socket, the FSM and the RIB.
+async fn peer_task(
+    pc: PeerConfig,
+    n: NeighborConfig,
+    events: mpsc::Sender<PeerEvent>,
+    mut cmds: mpsc::Receiver<PeerCommand>,
+    mut accepted: mpsc::Receiver<TcpStream>,
+) {
+    let addr = n.address;
+    let mut session = Session::new(pc);
+    let mut stream: Option<TcpStream> = None;
+    let mut ctx = CodecContext::default();
+    let mut timers: HashMap<Timer, tokio::time::Instant> = HashMap::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(65536);
+    let (conn_tx, mut conn_rx) = mpsc::channel::<Option<TcpStream>>(2);
+    let mut pending = session.process(Input::Start, Instant::now());
+    loop {
+        // Carry out what the FSM said.
+        for out in pending.drain(..) {
+            match out {
+                Output::Connect => {
+                    let tx = conn_tx.clone();
+                    let target = SocketAddrV4::new(addr, n.port);
+                    let local = n.local_address;
+                    tokio::spawn(async move {
+                        let r = connect(target, local).await;
+                        let _ = tx.send(r).await;
+                    });
+                }
+                Output::Send(msg) => {
+                    if let Some(s) = stream.as_mut() {
+                        if let Err(e) = s.write_all(&codec::encode(&msg, &ctx)).await {
+                            log::warn!("peer {addr}: write: {e}");
+                        }
+                    }
+                }
+                Output::SendEndOfRib(family) => {
+                    if let Some(s) = stream.as_mut() {
+                        let _ = s.write_all(&codec::encode(&Message::Update(Update::end_of_rib(family)), &ctx)).await;
+                    }
+                }
+                Output::Close => {
+                    stream = None;
+                    buf.clear();
+                }
+                Output::SetTimer(t, d) => {
+                    timers.insert(t, tokio::time::Instant::now() + d);
+                }
+                Output::CancelTimer(t) => {
+                    timers.remove(&t);
+                }
+                Output::Established { open, families, four_octet_as, .. } => {
+                    ctx.four_octet_as = four_octet_as;
+                    let info = PeerInfo {
+                        asn: open.asn,
+                        router_id: open.router_id,
+                        ebgp: open.asn != pc_local_as(&session),
+                        local_pref: n.local_pref,
+                        restart_time: open.graceful_restart.as_ref().map(|g| g.restart_time),
+                    };
+                    let _ = events.send(PeerEvent::Up { addr, info, families }).await;
+                }
+                Output::Down { reason, graceful } => {
+                    log::info!("peer {addr}: {reason}");
+                    let _ = events.send(PeerEvent::Down { addr, graceful }).await;
+                }
+                Output::Received(update) => {
+                    let eor = update.eor;
+                    let _ = events.send(PeerEvent::Update { addr, update, eor }).await;
+                }
+                Output::TreatAsWithdraw(update, reason) => {
+                    log::warn!("peer {addr}: treat-as-withdraw ({reason})");
+                    let _ = events.send(PeerEvent::Update { addr, update, eor: None }).await;
+                }
+                Output::Counted(what) => log::info!("peer {addr}: {what}"),
+            }
+        }
+        let next_timer = timers.iter().min_by_key(|(_, at)| **at).map(|(t, at)| (*t, *at));
+        let sleep = async {
+            match next_timer {
+                Some((_, at)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let read = async {
+            match stream.as_mut() {
+                Some(s) => {
+                    let mut chunk = [0u8; 16384];
+                    s.read(&mut chunk).await.map(|n| chunk[..n].to_vec())
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {
+                if let Some((t, _)) = next_timer {
+                    timers.remove(&t);
+                    pending = session.process(Input::Timer(t), Instant::now());
+                }
+            }
+            r = read => match r {
+                Ok(bytes) if !bytes.is_empty() => {
+                    buf.extend_from_slice(&bytes);
+                    loop {
+                        match codec::frame_len(&buf) {
+                            Ok(Some(len)) if buf.len() >= len => {
+                                let frame: Vec<u8> = buf.drain(..len).collect();
+                                let input = match codec::decode(&frame, &ctx) {
+                                    Ok(m) => Input::Message(m),
+                                    Err(e) => Input::DecodeError(e),
+                                };
+                                let now = Instant::now();
+                                pending.extend(session.process(input, now));
+                            }
+                            Ok(_) => break,
+                            Err(notification) => {
+                                pending.extend(session.process(Input::DecodeError(codec::DecodeError::Reset(notification)), Instant::now()));
+                                buf.clear();
+                                break;
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    stream = None;
+                    buf.clear();
+                    pending = session.process(Input::TcpClosed, Instant::now());
+                }
+            },
+            c = conn_rx.recv() => {
+                match c.flatten() {
+                    Some(s) if stream.is_none() => {
+                        stream = Some(s);
+                        pending = session.process(Input::TcpConnected, Instant::now());
+                    }
+                    Some(_) => {}
+                    None => pending = session.process(Input::TcpFailed, Instant::now()),
+                }
+            }
+            a = accepted.recv() => {
+                if let Some(s) = a {
+                    if stream.is_none() {
+                        log::info!("peer {addr}: accepted incoming connection");
+                        stream = Some(s);
+                        pending = session.process(Input::TcpConnected, Instant::now());
+                    } else {
+                        log::info!("peer {addr}: a second connection while one is up: refused (collision)");
+                    }
+                }
+            }
+            c = cmds.recv() => {
+                match c {
+                    Some(PeerCommand::Send(updates, eors)) => {
+                        let now = Instant::now();
+                        for u in updates {
+                            pending.extend(session.process(Input::Send(u), now));
+                        }
+                        for f in eors {
+                            pending.extend(session.process(Input::SendEndOfRib(f), now));
+                        }
+                    }
+                    None => return,
+                }
+            }
+        }
+    }
+}
+
+fn pc_local_as(session: &Session) -> u32 {
+    session.config().local_as
+}
+
+async fn connect(target: SocketAddrV4, local: Option<Ipv4Addr>) -> Option<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    if let Some(l) = local {
+        socket.bind(SocketAddr::V4(SocketAddrV4::new(l, 0))).ok()?;
+    }
+    match tokio::time::timeout(Duration::from_secs(5), socket.connect(SocketAddr::V4(target))).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Some(s)
+        }
+        _ => None,
+    }
+}
+
+/// Read one message (for tests of the codec over real sockets).
+pub async fn read_message(s: &mut TcpStream, ctx: &CodecContext) -> Result<Message> {
+    let mut buf = vec![];
+    loop {
+        if let Some(len) = codec::frame_len(&buf).map_err(|n| anyhow::anyhow!("bad frame: {n:?}"))? {
+            if buf.len() >= len {
+                return codec::decode(&buf[..len], ctx).map_err(|e| anyhow::anyhow!("{e:?}"));
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
