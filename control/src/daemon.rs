@@ -60,6 +60,11 @@ pub enum PeerEvent {
         /// Keep its routes as stale (graceful restart helper).
         graceful: bool,
     },
+    /// The peer asked for our routes again (ROUTE-REFRESH).
+    Refresh {
+        /// Peer address.
+        addr: Ipv4Addr,
+    },
     /// Routes (announcements, withdrawals, or an End-of-RIB when empty).
     Update {
         /// Peer address.
@@ -232,6 +237,7 @@ async fn rib_task(
                         up.remove(&addr);
                         eor_from.remove(&addr);
                     }
+                    PeerEvent::Refresh { addr } => rib.resend(addr),
                     PeerEvent::Update { addr, update, eor } => {
                         if let Some(f) = eor {
                             log::info!("peer {addr}: End-of-RIB {f:?}");
@@ -365,6 +371,10 @@ async fn peer_task(
                     let _ = events.send(PeerEvent::Update { addr, update, eor: None }).await;
                 }
                 Output::Counted(what) => log::info!("peer {addr}: {what}"),
+                Output::RouteRefresh(family) => {
+                    log::info!("peer {addr}: route refresh for {family:?}");
+                    let _ = events.send(PeerEvent::Refresh { addr }).await;
+                }
             }
         }
         let next_timer = timers.iter().min_by_key(|(_, at)| **at).map(|(t, at)| (*t, *at));

@@ -7,3 +7,4 @@ pub mod config;
 pub mod labels;
 pub mod fib;
 pub mod rib;
+pub mod daemon;

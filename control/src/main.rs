@@ -1,1 +1,55 @@
-fn main() {}
+//! `carrier-control`: the BGP control process. It speaks BGP to route reflectors and peers,
+//! keeps the RIB, allocates labels, and programs the dataplane through its table socket.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use carrier_control::config::ControlConfig;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "carrier-control", version, about = "carrier's BGP control process")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the BGP speaker and program the dataplane until SIGINT/SIGTERM.
+    Run {
+        /// The control config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check a control config (and the dataplane config it names).
+    CheckConfig {
+        /// The control config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match Cli::parse().command {
+        Command::Run { config } => {
+            let cfg = ControlConfig::load(&config).with_context(|| format!("control config {}", config.display()))?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(carrier_control::daemon::run(cfg))
+        }
+        Command::CheckConfig { config } => {
+            let cfg = ControlConfig::load(&config).with_context(|| format!("control config {}", config.display()))?;
+            let dp = carrier_dataplane::config::Config::load(&cfg.dataplane.config)?;
+            let tables = dp.tables()?;
+            for v in &cfg.vrfs {
+                anyhow::ensure!(tables.vrf_by_name(&v.name).is_some(), "vrf {:?} is not in the dataplane config", v.name);
+            }
+            for e in &cfg.evpn {
+                anyhow::ensure!(tables.bridges.iter().any(|b| b.name == e.bridge), "evpn bridge {:?} is not in the dataplane config", e.bridge);
+            }
+            println!("ok: {} neighbors, {} vrfs, {} evpn instances", cfg.neighbors.len(), cfg.vrfs.len(), cfg.evpn.len());
+            Ok(())
+        }
+    }
+}

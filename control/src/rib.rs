@@ -184,6 +184,12 @@ impl Rib {
         }
     }
 
+    /// Forget what a peer was sent, so that the next flush sends it everything again
+    /// (ROUTE-REFRESH, RFC 2918).
+    pub fn resend(&mut self, addr: Ipv4Addr) {
+        self.sent.remove(&addr);
+    }
+
     /// End-of-RIB from a peer: its routes still stale are gone (RFC 4724 §4.2).
     pub fn end_of_rib(&mut self, addr: Ipv4Addr) {
         if let Some((_, rib)) = self.peers.get_mut(&addr) {

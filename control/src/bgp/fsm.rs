@@ -93,28 +93,8 @@ pub mod cease_subcode {
     pub const CONNECTION_COLLISION: u8 = 7;
 }
 
-/// What the codec could not decode cleanly (RFC 7606 error handling). Mirrors
-/// `codec::DecodeError`, which is being written alongside; the daemon converts one into the
-/// other (variant for variant) so that the session does not depend on the codec.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DecodeError {
-    /// Session reset: send this NOTIFICATION and close.
-    Reset(Notification),
-    /// Treat-as-withdraw (RFC 7606 §2): withdraw the UPDATE's NLRI.
-    TreatAsWithdraw {
-        /// The UPDATE as far as it could be decoded.
-        update: Update,
-        /// What was wrong.
-        reason: String,
-    },
-    /// Attribute discard (RFC 7606 §2): the UPDATE is used without the bad attribute.
-    AttributeDiscard {
-        /// The UPDATE without the bad attribute.
-        update: Update,
-        /// What was wrong.
-        reason: String,
-    },
-}
+/// What the codec could not decode cleanly (RFC 7606 error handling).
+pub use super::codec::DecodeError;
 
 /// One peer's configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
