@@ -3,3 +3,4 @@
 pub mod carrier;
 pub mod demo;
 pub mod netns;
+pub mod bgp;

@@ -1,0 +1,182 @@
+//! BGP interop with real daemons (privileged, run by `cargo xtask test`): GoBGP as route
+//! reflector, carrier's control process programming carrier's dataplane.
+//!
+//! ```text
+//!   gobgpd (rr) 10.0.0.254 ──mgmt── 10.0.0.1 PE (carrier-control + carrier-dataplane)
+//!                                              ce-red 10.1.0.1/24, core0 192.0.2.1/30
+//! ```
+//! BGP runs on the kernel-owned management link; the dataplane's ports carry data.
+
+use std::time::Duration;
+
+use carrier_tests::bgp::{eventually, start_control, GoBgp};
+use carrier_tests::carrier::Dataplane;
+use carrier_tests::netns::{veth_between, NetNs};
+
+const PE_DATAPLANE: &str = r#"
+[router]
+router_id = "10.255.0.1"
+vtep = "10.255.0.1"
+
+[[vrf]]
+name = "red"
+
+[[bridge]]
+name = "bd100"
+vni = 100
+
+[[port]]
+name = "ce-red"
+mac = "02:00:00:00:01:01"
+addresses = ["10.1.0.1/24"]
+vrf = "red"
+
+[[port]]
+name = "ce-l2"
+mac = "02:00:00:00:01:02"
+bridge = "bd100"
+
+[[port]]
+name = "core0"
+mac = "02:00:00:00:00:01"
+addresses = ["192.0.2.1/24"]
+core = true
+
+[[neighbour]]
+port = "core0"
+ip = "192.0.2.2"
+mac = "02:00:00:00:00:02"
+
+[[route]]
+prefix = "10.255.0.0/24"
+via = "192.0.2.2"
+"#;
+
+fn control_config(dp: &Dataplane) -> String {
+    format!(
+        r#"
+[bgp]
+asn = 65000
+router_id = "10.255.0.1"
+vtep = "10.255.0.1"
+hold_time = 30
+
+[dataplane]
+socket = "{}"
+config = "{}"
+
+[labels]
+first = 100000
+last = 100999
+
+[[neighbor]]
+address = "10.0.0.254"
+remote_as = 65000
+families = ["vpnv4", "evpn"]
+
+[[vrf]]
+name = "red"
+rd = "65000:1"
+import = ["target:65000:1"]
+export = ["target:65000:1"]
+
+[[evpn]]
+bridge = "bd100"
+rd = "10.255.0.1:100"
+"#,
+        dp.socket.display(),
+        dp.config.display()
+    )
+}
+
+struct Lab {
+    rr: NetNs,
+    pe: NetNs,
+    _ce: NetNs,
+    _core: NetNs,
+    _l2: NetNs,
+}
+
+fn lab() -> Lab {
+    let rr = NetNs::new("brr");
+    let pe = NetNs::new("bpe");
+    let ce = NetNs::new("bce");
+    let core = NetNs::new("bco");
+    let l2 = NetNs::new("bl2");
+    veth_between(&pe, "mgmt", &rr, "mgmt");
+    pe.sh("ip addr add 10.0.0.1/24 dev mgmt");
+    rr.sh("ip addr add 10.0.0.254/24 dev mgmt");
+    veth_between(&pe, "ce-red", &ce, "eth0");
+    veth_between(&pe, "ce-l2", &l2, "eth0");
+    veth_between(&pe, "core0", &core, "eth0");
+    Lab { rr, pe, _ce: ce, _core: core, _l2: l2 }
+}
+
+fn dump(dp: &Dataplane) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&dp.ctl(&["dump"])).expect("dump JSON");
+    v
+}
+
+fn route<'a>(d: &'a serde_json::Value, table: &str, prefix: &str) -> Option<&'a serde_json::Value> {
+    d["routes"].as_array()?.iter().find(|r| r["table"] == table && r["prefix"] == prefix).map(|r| &r["nexthop"])
+}
+
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn gobgp_route_reflector_programs_vpnv4_and_evpn() {
+    let lab = lab();
+    let dp = Dataplane::start(&lab.pe, PE_DATAPLANE);
+    let gobgp = GoBgp::start(&lab.rr, 65000, "10.0.0.254", &["10.0.0.1"]);
+    let control = start_control(&lab.pe, &control_config(&dp));
+    gobgp.wait_established("10.0.0.1", Duration::from_secs(30));
+
+    // 1. carrier's own VRF route appears in the route reflector as VPNv4 with RD and RT.
+    let rib = eventually("carrier's VPNv4 route in gobgp", Duration::from_secs(15), || {
+        let out = gobgp.cli(&["global", "rib", "-a", "vpnv4"]);
+        out.contains("65000:1:10.1.0.0/24").then_some(out)
+    });
+    assert!(rib.contains("Extcomms: [65000:1]"), "{rib}");
+    let label: u32 = rib
+        .lines()
+        .find(|l| l.contains("65000:1:10.1.0.0/24"))
+        .and_then(|l| l.split("[").nth(1))
+        .and_then(|l| l.split(']').next())
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no label in {rib}"));
+    assert!((100000..=100999).contains(&label), "label {label} outside the configured range");
+    let d = dump(&dp);
+    let ilm = d["labels"].as_array().unwrap().iter().find(|l| l["label"] == label).unwrap_or_else(|| panic!("label {label} not in the ILM: {d}"));
+    assert_eq!(ilm["action"]["action"], "pop-lookup");
+
+    // 2. Routes injected at the reflector: RT 65000:1 is imported, 65000:99 is not.
+    gobgp.cli(&["global", "rib", "-a", "vpnv4", "add", "10.60.0.0/16", "label", "3001", "rd", "65000:9", "rt", "65000:99", "nexthop", "10.255.0.2"]);
+    gobgp.cli(&["global", "rib", "-a", "vpnv4", "add", "10.50.0.0/16", "label", "3000", "rd", "65000:9", "rt", "65000:1", "nexthop", "10.255.0.2"]);
+    let nh = eventually("10.50.0.0/16 in vrf red", Duration::from_secs(15), || route(&dump(&dp), "red", "10.50.0.0/16").cloned());
+    assert_eq!(nh["kind"], "mpls-push", "{nh}");
+    assert_eq!(nh["labels"], serde_json::json!([3000]), "{nh}");
+    assert_eq!(nh["pe"], "10.255.0.2", "{nh}");
+    assert!(route(&dump(&dp), "red", "10.60.0.0/16").is_none(), "a route with RT 65000:99 was imported");
+
+    // 3. Withdraw at the reflector: gone from the FIB.
+    gobgp.cli(&["global", "rib", "-a", "vpnv4", "del", "10.50.0.0/16", "label", "3000", "rd", "65000:9", "rt", "65000:1", "nexthop", "10.255.0.2"]);
+    eventually("10.50.0.0/16 withdrawn", Duration::from_secs(15), || route(&dump(&dp), "red", "10.50.0.0/16").is_none().then_some(()));
+
+    // 4. EVPN: a type-3 route joins the flood list, a type-2 route installs a MAC and an ARP
+    //    binding; carrier's own type-3 shows up in gobgp.
+    gobgp.cli(&["global", "rib", "-a", "evpn", "add", "multicast", "10.255.0.4", "etag", "0", "rd", "10.255.0.4:100", "rt", "65000:100", "encap", "vxlan", "nexthop", "10.255.0.4"]);
+    gobgp.cli(&[
+        "global", "rib", "-a", "evpn", "add", "macadv", "02:44:00:00:00:01", "10.100.0.44", "etag", "0", "label", "100", "rd", "10.255.0.4:100", "rt",
+        "65000:100", "encap", "vxlan", "nexthop", "10.255.0.4",
+    ]);
+    let bridge = eventually("EVPN routes in bd100", Duration::from_secs(15), || {
+        let d = dump(&dp);
+        let b = d["bridges"].as_array()?.iter().find(|b| b["bridge"] == "bd100")?.clone();
+        (b["flood"].as_array()?.iter().any(|v| v == "10.255.0.4") && !b["macs"].as_array()?.is_empty()).then_some(b)
+    });
+    assert_eq!(bridge["macs"][0]["mac"], "02:44:00:00:00:01", "{bridge}");
+    assert_eq!(bridge["macs"][0]["dest"]["vtep"], "10.255.0.4", "{bridge}");
+    let evpn = gobgp.cli(&["global", "rib", "-a", "evpn"]);
+    assert!(evpn.contains("[type:multicast][rd:10.255.0.1:100][etag:0][ip:10.255.0.1]"), "carrier's type-3 is missing:\n{evpn}");
+
+    drop(control);
+}
