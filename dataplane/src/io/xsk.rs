@@ -426,8 +426,15 @@ impl Ports for XskPorts {
                 self.stats.tx_ring_full += 1;
             }
             p.staged.clear();
+            // In copy mode each sendto() makes the kernel send at most 32 descriptors
+            // (TX_BATCH_SIZE in net/xdp/xsk.c): kick until the ring is drained, a bounded
+            // number of times (a full peer queue leaves the rest for the next batch).
             if p.tx.needs_wakeup() {
-                p.tx.wake();
+                let mut kicks = 0;
+                while p.tx.pending() > 0 && kicks < 16 {
+                    p.tx.wake();
+                    kicks += 1;
+                }
             }
         }
     }
