@@ -1422,3 +1422,61 @@ proptest! {
         let _ = decode(&b, &c);
     }
 }
+
+#[test]
+fn rfc7606_overrun_that_hides_the_mp_attributes_resets() {
+    // An attribute whose length runs past Total Attribute Length swallows what follows it. With
+    // no NLRI located before it (no classic NLRI or withdrawn routes, no MP_REACH/MP_UNREACH
+    // parsed yet), the MP_REACH/MP_UNREACH it may hide cannot be parsed, so treat-as-withdraw
+    // is impossible and the session is reset (RFC 7606 §2, last paragraph; §5.1). Before the
+    // fix the UPDATE was ignored: a VPN route it replaced or withdrew stayed as it was.
+    let c = ctx(true);
+    let vpnv4 = Nlri::Vpnv4 {
+        rd: rd("65001:10"),
+        label: LabelField::mpls(100),
+        prefix: pfx("10.20.0.0/24"),
+    };
+    let vpn = Update {
+        attributes: PathAttributes {
+            next_hop: Some(ip("192.0.2.1")),
+            ..Default::default()
+        },
+        announced: vec![vpnv4.clone()],
+        ..Default::default()
+    };
+    let good = encode(&Message::Update(vpn), &c);
+    let mp_at = good.windows(2).position(|w| w == [0x80, 14]).unwrap();
+    let mp_reach = good[mp_at..].to_vec();
+    // 1. LOCAL_PREF claims the MP_REACH and one byte more.
+    let mut attrs = origin();
+    attrs.extend_from_slice(&[0x40, 5, (mp_reach.len() + 1) as u8]);
+    attrs.extend_from_slice(&mp_reach);
+    let n = expect_reset(&update_message(&[], &attrs, &[]), 3, 1);
+    assert!(n.data.is_empty(), "{n:?}");
+    // 2. The same over an MP_UNREACH (a withdrawal that would be lost).
+    let mut unreach = vec![0, 1, 128];
+    encode_nlri(&vpnv4, &mut unreach);
+    let unreach = a(0x80, 15, &unreach);
+    let mut attrs = vec![0x80, 4, (unreach.len() + 1) as u8];
+    attrs.extend_from_slice(&unreach);
+    expect_reset(&update_message(&[], &attrs, &[]), 3, 1);
+    // 3. MP_REACH first (RFC 7606 §5.1), then the overrun: its NLRI are located, so
+    //    treat-as-withdraw.
+    let mut attrs = mp_reach.clone();
+    attrs.extend_from_slice(&origin());
+    attrs.extend_from_slice(&[0x40, 5, 4, 0, 0]);
+    expect_withdraw(&update_message(&[], &attrs, &[]), vec![vpnv4], "overruns");
+    // 4. Classic NLRI: located through Total Attribute Length (RFC 7606 §4), treat-as-withdraw.
+    let mut attrs = origin();
+    attrs.extend_from_slice(&[0x40, 5, 40, 0, 0]);
+    expect_withdraw(
+        &update_message(&[], &attrs, NLRI),
+        vec![nlri_24()],
+        "overruns",
+    );
+    // 5. Fewer octets left than an attribute header: nothing can hide there; an UPDATE with
+    //    no NLRI is ignored (RFC 7606 §5.2).
+    let mut attrs = origin();
+    attrs.extend_from_slice(&[0x40, 5]);
+    expect_discard(&update_message(&[], &attrs, &[]), "overruns");
+}

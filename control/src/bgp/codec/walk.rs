@@ -9,7 +9,9 @@
 //!   3/10 Invalid Network Field (§5.3, RFC 4271 §6.3).
 //! - An attribute header or value running past Total Attribute Length → treat-as-withdraw,
 //!   NLRI found through Total Attribute Length (§4); reset 3/1 when the overrunning attribute is
-//!   MP_REACH/MP_UNREACH, whose NLRI would be lost (§5.3, §7.11).
+//!   MP_REACH/MP_UNREACH, whose NLRI would be lost (§5.3, §7.11), and when a value overruns
+//!   before any NLRI was located (no classic NLRI or withdrawn routes, no MP_REACH/MP_UNREACH
+//!   parsed yet): it may hide the MP attribute, which treat-as-withdraw needs parsed (§2).
 //! - Optional/Transitive flag bits in conflict with a known attribute's → that attribute is
 //!   malformed, handled as below (§3 c).
 //! - Missing ORIGIN / AS_PATH when NLRI are announced, missing NEXT_HOP when IPv4 NLRI are
@@ -507,6 +509,9 @@ impl State {
                 ));
             }
             _ if flags & 0x40 != 0 => {
+                log::debug!(
+                    "UPDATE: unrecognized optional transitive attribute {code} (flags {flags:#04x}, {len} bytes) kept (the encoder passes it on with the Partial bit)"
+                );
                 self.attrs.unknown.push(RawAttribute {
                     flags,
                     code,
@@ -614,6 +619,20 @@ pub(super) fn walk_update(body: &[u8], ctx: &CodecContext) -> Result<Walked, Not
         if hdr + len > rest.len() {
             // RFC 7606 §4 (treat-as-withdraw), unless the NLRI were in it (§5.3).
             if code == attr::MP_REACH || code == attr::MP_UNREACH {
+                return Err(malformed_list());
+            }
+            // The overrun swallows whatever follows, maybe the MP_REACH/MP_UNREACH. With no
+            // NLRI located so far there is nothing to treat as withdrawn, and ignoring the
+            // UPDATE would keep routes it replaced or withdrew: reset (§2, last paragraph).
+            if withdrawn.is_empty()
+                && announced.is_empty()
+                && !st.seen[usize::from(attr::MP_REACH)]
+                && !st.seen[usize::from(attr::MP_UNREACH)]
+            {
+                log::debug!(
+                    "UPDATE: {} overruns Total Attribute Length before any NLRI was located",
+                    attr_name(code)
+                );
                 return Err(malformed_list());
             }
             st.fault(
