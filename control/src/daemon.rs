@@ -17,7 +17,8 @@
 //! Graceful restart (RFC 4724): when the dataplane already holds state from an earlier run,
 //! this process is a restarting speaker: it sets the R bit, and defers its first flush until
 //! every peer sent End-of-RIB (or the restart time passes), so forwarding never drops to an
-//! empty table while the peers resend.
+//! empty table while the peers resend. It also takes over the labels the earlier run left in
+//! the dataplane's ILM ([`Rib::adopt_labels`]), so that the labels remote PEs hold stay right.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use carrier_dataplane::ctl::{Client, Request, Response};
-use carrier_dataplane::tables::{TableCommand, Tables};
+use carrier_dataplane::tables::{IlmAction, TableCommand, Tables};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -89,7 +90,8 @@ pub async fn run(cfg: ControlConfig) -> Result<()> {
     let dp_config = carrier_dataplane::config::Config::load(&cfg.dataplane.config)
         .with_context(|| format!("dataplane config {}", cfg.dataplane.config.display()))?;
     let base = Arc::new(dp_config.tables().context("dataplane config")?);
-    let restarting = dataplane_generation(&cfg.dataplane.socket).is_some_and(|g| g > 1);
+    let found = dataplane_state(&cfg.dataplane.socket);
+    let restarting = found.as_ref().is_some_and(|f| f.generation > 1);
     if restarting {
         log::info!("the dataplane already holds state: restarting speaker, first flush deferred until End-of-RIB");
     }
@@ -121,7 +123,11 @@ pub async fn run(cfg: ControlConfig) -> Result<()> {
         });
     }
     let dataplane = spawn_dataplane_writer(cfg.dataplane.socket.clone());
-    let rib = Rib::new(cfg.clone(), base.clone());
+    let mut rib = Rib::new(cfg.clone(), base.clone());
+    if let Some(found) = found.filter(|f| f.generation > 1) {
+        let kept = rib.adopt_labels(&found.ilm, Instant::now());
+        log::info!("kept {kept} labels of the dataplane's ILM: {:?}", rib.labels_in_use());
+    }
     let deadline = restarting.then(|| Instant::now() + Duration::from_secs(u64::from(cfg.bgp.graceful_restart.unwrap_or(120))));
     tokio::select! {
         r = rib_task(rib, base, events_rx, peer_cmds, dataplane, deadline) => r,
@@ -147,13 +153,33 @@ fn peer_config(cfg: &ControlConfig, n: &NeighborConfig, restarting: bool) -> Res
     })
 }
 
-/// The dataplane's snapshot generation, if it answers.
-fn dataplane_generation(socket: &std::path::Path) -> Option<u64> {
+/// What the dataplane holds when this process starts.
+struct DataplaneState {
+    /// Snapshot generation: above 1 once a control process replaced the config's tables.
+    generation: u64,
+    /// The ILM: label → action.
+    ilm: Vec<(u32, IlmAction)>,
+}
+
+/// The dataplane's generation and ILM, if it answers.
+fn dataplane_state(socket: &std::path::Path) -> Option<DataplaneState> {
     let mut c = Client::connect(socket).ok()?;
-    match c.request(&Request::Status).ok()? {
-        Response::Status { generation, .. } => Some(generation),
-        _ => None,
-    }
+    let Response::Status { generation, .. } = c.request(&Request::Status).ok()? else { return None };
+    let ilm = match c.request(&Request::Dump) {
+        Ok(Response::Dump { labels, .. }) => labels
+            .into_iter()
+            .filter_map(|l| {
+                let label = u32::try_from(l["label"].as_u64()?).ok()?;
+                let action = serde_json::from_value::<IlmAction>(l["action"].clone()).ok()?;
+                Some((label, action))
+            })
+            .collect(),
+        other => {
+            log::warn!("cannot read the dataplane's ILM ({other:?}): labels will be allocated afresh");
+            vec![]
+        }
+    };
+    Some(DataplaneState { generation, ilm })
 }
 
 /// The dataplane writer: sends the newest command set as a `replace`, reconnecting as needed

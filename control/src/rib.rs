@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use carrier_common::{BridgeDomainId, VrfId};
-use carrier_dataplane::tables::{Ipv4Prefix, Lpm, MacDest, NextHop, Tables};
+use carrier_dataplane::tables::{IlmAction, Ipv4Prefix, Lpm, MacDest, NextHop, Tables};
 use carrier_dataplane::wire::MacAddr;
 
 use crate::bgp::msg::{
@@ -89,7 +89,8 @@ pub struct PeerInfo {
 
 #[derive(Debug, Default)]
 struct PeerRib {
-    routes: HashMap<Nlri, Path>,
+    /// [`route_key`] → the NLRI as received (with its labels) and the path.
+    routes: HashMap<Nlri, (Nlri, Path)>,
     /// When its stale routes are swept if it has not come back.
     stale_deadline: Option<Instant>,
 }
@@ -111,9 +112,9 @@ pub struct Rib {
     cfg: Arc<ControlConfig>,
     base: Arc<Tables>,
     peers: BTreeMap<Ipv4Addr, (PeerInfo, PeerRib)>,
-    labels: LabelAllocator<LabelKey>,
-    /// What each peer was last sent: NLRI → attributes.
-    sent: HashMap<Ipv4Addr, HashMap<Nlri, Arc<PathAttributes>>>,
+    labels: LabelAllocator<Holder>,
+    /// What each peer was last sent: [`route_key`] → the NLRI as sent and its attributes.
+    sent: HashMap<Ipv4Addr, HashMap<Nlri, (Nlri, Arc<PathAttributes>)>>,
     /// Counters.
     pub stats: RibStats,
 }
@@ -127,6 +128,33 @@ pub enum LabelKey {
     NextHop(String, Ipv4Addr),
     /// Per-prefix label.
     Prefix(String, Ipv4Prefix),
+}
+
+/// What the label allocator holds a label for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Holder {
+    /// Local routes.
+    Route(LabelKey),
+    /// Nothing: a label passed over while taking over the dataplane's labels
+    /// ([`Rib::adopt_labels`]), released into hold-down at once.
+    PassedOver(u32),
+}
+
+/// The part of an NLRI that names the route. Labels, and in EVPN routes the ESI and the
+/// gateway, are the route's attributes, not its name: an announcement with another label
+/// replaces the route (RFC 8277 §2, RFC 7432 §7.2, RFC 9136 §3.1), and a withdrawal matches
+/// whatever its label field holds (RFC 8277 §2.4: 0x800000 by convention, ignored on receipt).
+pub fn route_key(n: &Nlri) -> Nlri {
+    match *n {
+        Nlri::Vpnv4 { rd, prefix, .. } => Nlri::Vpnv4 { rd, label: LabelField(0), prefix },
+        Nlri::EvpnMacIp { rd, eth_tag, mac, ip, .. } => {
+            Nlri::EvpnMacIp { rd, esi: [0; 10], eth_tag, mac, ip, label1: LabelField(0), label2: None }
+        }
+        Nlri::EvpnPrefix { rd, eth_tag, prefix, .. } => {
+            Nlri::EvpnPrefix { rd, esi: [0; 10], eth_tag, prefix, gateway: Ipv4Addr::UNSPECIFIED, label: LabelField(0) }
+        }
+        Nlri::Ipv4 { .. } | Nlri::EvpnImet { .. } => n.clone(),
+    }
 }
 
 /// A local VRF route to export.
@@ -172,7 +200,7 @@ impl Rib {
         let Some((info, rib)) = self.peers.get_mut(&addr) else { return };
         match (graceful, info.restart_time) {
             (true, Some(t)) => {
-                for p in rib.routes.values_mut() {
+                for (_, p) in rib.routes.values_mut() {
                     p.stale = true;
                 }
                 rib.stale_deadline = Some(now + Duration::from_secs(u64::from(t)));
@@ -194,7 +222,7 @@ impl Rib {
     pub fn end_of_rib(&mut self, addr: Ipv4Addr) {
         if let Some((_, rib)) = self.peers.get_mut(&addr) {
             let before = rib.routes.len();
-            rib.routes.retain(|_, p| !p.stale);
+            rib.routes.retain(|_, (_, p)| !p.stale);
             self.stats.stale_swept += before - rib.routes.len();
             rib.stale_deadline = None;
         }
@@ -206,7 +234,7 @@ impl Rib {
         for (_, rib) in self.peers.values_mut() {
             if rib.stale_deadline.is_some_and(|d| now >= d) {
                 let before = rib.routes.len();
-                rib.routes.retain(|_, p| !p.stale);
+                rib.routes.retain(|_, (_, p)| !p.stale);
                 self.stats.stale_swept += before - rib.routes.len();
                 rib.stale_deadline = None;
                 changed = true;
@@ -219,7 +247,7 @@ impl Rib {
     pub fn update(&mut self, addr: Ipv4Addr, update: Update) -> usize {
         let Some((info, rib)) = self.peers.get_mut(&addr) else { return 0 };
         for n in update.withdrawn {
-            rib.routes.remove(&n);
+            rib.routes.remove(&route_key(&n));
         }
         if !update.announced.is_empty() {
             let mut attrs = update.attributes;
@@ -236,7 +264,7 @@ impl Rib {
             let attrs = Arc::new(attrs);
             for n in update.announced {
                 let path = Path { source: Source::Peer(addr), attrs: attrs.clone(), peer_router_id: info.router_id, ebgp: info.ebgp, stale: false };
-                rib.routes.insert(n, path);
+                rib.routes.insert(route_key(&n), (n, path));
             }
         }
         rib.routes.len()
@@ -244,7 +272,7 @@ impl Rib {
 
     /// Every learned path, for `show`.
     pub fn learned(&self) -> impl Iterator<Item = (&Nlri, &Path)> {
-        self.peers.values().flat_map(|(_, rib)| rib.routes.iter())
+        self.peers.values().flat_map(|(_, rib)| rib.routes.values().map(|(n, p)| (n, p)))
     }
 
     fn vrf_cfg(&self, name: &str) -> Option<&crate::config::VrfConfig> {
@@ -292,10 +320,10 @@ impl Rib {
         let live: BTreeSet<usize> = (0..keys.len()).collect();
         let _ = live;
         let keep: std::collections::HashSet<LabelKey> = keys.iter().cloned().collect();
-        self.labels.retain(now, |k| keep.contains(k));
+        self.labels.retain(now, |h| matches!(h, Holder::Route(k) if keep.contains(k)));
         let mut out = vec![];
         for (r, k) in routes.into_iter().zip(keys) {
-            let l = self.labels.get(&k, now);
+            let l = self.labels.get(&Holder::Route(k), now);
             if l.is_err() {
                 self.stats.label_exhausted += 1;
             }
@@ -306,9 +334,72 @@ impl Rib {
 
     /// The labels in use and what they stand for.
     pub fn labels_in_use(&self) -> Vec<(LabelKey, u32)> {
-        let mut v: Vec<_> = self.labels.in_use().map(|(k, l)| (k.clone(), l)).collect();
+        let mut v: Vec<_> = self
+            .labels
+            .in_use()
+            .filter_map(|(h, l)| match h {
+                Holder::Route(k) => Some((k.clone(), l)),
+                Holder::PassedOver(_) => None,
+            })
+            .collect();
         v.sort_by_key(|(_, l)| *l);
         v
+    }
+
+    /// Take over the labels an earlier run of this process left in the dataplane's ILM, so that
+    /// a restart does not renumber them: remote PEs keep sending with the labels they learned,
+    /// and until they learn new ones a changed label would drop their traffic — or deliver it
+    /// to another VRF if the label went to that VRF.
+    ///
+    /// A pop-and-look-up label of the configured range goes back to what it stands for: its
+    /// VRF (per-VRF labels, and the connected routes' label in per-next-hop mode), or in
+    /// per-prefix mode one of the VRF's local prefixes (a VRF's prefix labels all forward
+    /// alike, so no traffic can tell which). Other labels of the range — per-CE labels, whose
+    /// next hop the ILM names by an id of the earlier run; labels of a VRF no longer exported —
+    /// go into hold-down, so that nothing else gets them while remote PEs may still use them.
+    /// Labels of the dataplane's own config are left alone.
+    ///
+    /// Call it before the first flush; once labels are allocated it does nothing. Returns how
+    /// many labels were kept.
+    pub fn adopt_labels(&mut self, ilm: &[(u32, IlmAction)], now: Instant) -> usize {
+        if self.labels.in_use().next().is_some() {
+            return 0;
+        }
+        let (first, last) = (self.cfg.labels.first, self.cfg.labels.last);
+        let mut found: BTreeMap<u32, &IlmAction> = BTreeMap::new();
+        for (label, action) in ilm {
+            let static_label = carrier_common::Label::new(*label).is_some_and(|l| self.base.ilm.contains_key(&l));
+            if (first..=last).contains(label) && !static_label {
+                found.insert(*label, action);
+            }
+        }
+        let Some(&highest) = found.keys().next_back() else { return 0 };
+        // Keys of the local routes, in order, each once.
+        let mut wanted: Vec<LabelKey> = vec![];
+        for r in self.local_routes() {
+            let k = self.label_key(&r);
+            if !wanted.contains(&k) {
+                wanted.push(k);
+            }
+        }
+        let mut claims: HashMap<u32, LabelKey> = HashMap::new();
+        for (label, action) in &found {
+            let IlmAction::PopLookup { vrf } = action else { continue };
+            let Some(name) = self.base.vrfs.iter().find(|v| v.id == *vrf).map(|v| v.name.as_str()) else { continue };
+            let pops_into = |k: &LabelKey| matches!(k, LabelKey::Vrf(v) | LabelKey::Prefix(v, _) if v == name);
+            if let Some(i) = wanted.iter().position(pops_into) {
+                claims.insert(*label, wanted.remove(i));
+            }
+        }
+        // The allocator is fresh: it hands out first, first + 1, ... in turn. Take every label
+        // up to the highest found, for its key or for nobody, then release the latter.
+        for label in first..=highest {
+            let holder = claims.get(&label).map_or(Holder::PassedOver(label), |k| Holder::Route(k.clone()));
+            let got = self.labels.get(&holder, now);
+            debug_assert_eq!(got, Ok(label), "a fresh allocator hands labels out in order");
+        }
+        self.labels.retain(now, |h| matches!(h, Holder::Route(_)));
+        claims.len()
     }
 
     /// The VNI of a dataplane bridge.
@@ -536,7 +627,7 @@ impl Rib {
     pub fn updates_for(&mut self, peer: Ipv4Addr, families: &[Family], ebgp: bool, ads: &[(Nlri, Arc<PathAttributes>)]) -> Vec<Update> {
         let local_as = self.cfg.bgp.asn;
         let med = self.cfg.neighbors.iter().find(|n| n.address == peer).and_then(|n| n.med);
-        let want: HashMap<Nlri, Arc<PathAttributes>> = ads
+        let want: HashMap<Nlri, (Nlri, Arc<PathAttributes>)> = ads
             .iter()
             .filter(|(n, _)| families.contains(&n.family()))
             .map(|(n, a)| {
@@ -548,39 +639,39 @@ impl Rib {
                 if med.is_some() {
                     a.med = med;
                 }
-                (n.clone(), Arc::new(a))
+                (route_key(n), (n.clone(), Arc::new(a)))
             })
             .collect();
         let sent = self.sent.entry(peer).or_default();
+        // Routes no longer wanted are withdrawn; a route whose label changed is announced
+        // again, which replaces it at the peer without a withdrawal in between.
         let mut withdrawn: BTreeMap<Family, Vec<Nlri>> = BTreeMap::new();
-        for n in sent.keys() {
-            if !want.contains_key(n) {
+        for (k, (n, _)) in sent.iter() {
+            if !want.contains_key(k) {
                 withdrawn.entry(n.family()).or_default().push(n.clone());
             }
         }
         let mut groups: Vec<(Family, Arc<PathAttributes>, Vec<Nlri>)> = vec![];
-        let mut wanted: Vec<_> = want.iter().collect();
-        wanted.sort_by(|a, b| a.0.cmp(b.0));
-        for (n, a) in wanted {
-            if sent.get(n) == Some(a) {
+        let mut wanted: Vec<_> = want.into_iter().collect();
+        wanted.sort_by(|a, b| a.1 .0.cmp(&b.1 .0));
+        for (k, (n, a)) in wanted {
+            if sent.get(&k).is_some_and(|(sn, sa)| *sn == n && *sa == a) {
                 continue;
             }
-            match groups.iter_mut().find(|(f, ga, _)| *f == n.family() && ga == a) {
+            match groups.iter_mut().find(|(f, ga, _)| *f == n.family() && *ga == a) {
                 Some(g) => g.2.push(n.clone()),
                 None => groups.push((n.family(), a.clone(), vec![n.clone()])),
             }
+            sent.insert(k, (n, a));
         }
         let mut out = vec![];
         for (_, w) in withdrawn {
             for n in &w {
-                sent.remove(n);
+                sent.remove(&route_key(n));
             }
             out.push(Update { withdrawn: w, ..Default::default() });
         }
         for (_, a, ns) in groups {
-            for n in &ns {
-                sent.insert(n.clone(), a.clone());
-            }
             out.push(Update { withdrawn: vec![], attributes: (*a).clone(), announced: ns, eor: None });
         }
         out
@@ -598,4 +689,116 @@ pub fn rd_of(n: &Nlri) -> Option<RouteDistinguisher> {
 /// The router MAC community for EVPN type-5 routes this router would originate.
 pub fn router_mac_ext(mac: MacAddr) -> [u8; 8] {
     router_mac_community(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RR: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 254);
+
+    /// The example PE (red: two connected subnets, blue: one) under a control config with the
+    /// VRF sections in `order` and labels 5000..=5009 in `mode`.
+    fn rib(order: [&str; 2], mode: &str) -> Rib {
+        let base = Arc::new(carrier_dataplane::config::Config::parse(include_str!("../../examples/pe1.toml")).unwrap().tables().unwrap());
+        let mut text = format!(
+            "[bgp]\nasn = 65000\nrouter_id = \"10.255.0.1\"\n[dataplane]\nconfig = \"pe1.toml\"\n\
+             [labels]\nfirst = 5000\nlast = 5009\nmode = \"{mode}\"\n"
+        );
+        for name in order {
+            let n = if name == "red" { 1 } else { 2 };
+            text.push_str(&format!("[[vrf]]\nname = \"{name}\"\nrd = \"65000:{n}\"\nimport = [\"target:65000:{n}\"]\nexport = [\"target:65000:{n}\"]\n"));
+        }
+        let mut rib = Rib::new(Arc::new(ControlConfig::parse(&text).unwrap()), base);
+        rib.peer_up(RR, PeerInfo { asn: 65000, router_id: RR, ebgp: false, local_pref: None, restart_time: Some(120) });
+        rib
+    }
+
+    fn vpn(label: u32, prefix: &str) -> Nlri {
+        Nlri::Vpnv4 { rd: "65000:9".parse().unwrap(), label: LabelField::mpls(label), prefix: prefix.parse().unwrap() }
+    }
+
+    fn announce(n: Nlri) -> Update {
+        let rt: RouteTarget = "target:65000:1".parse().unwrap();
+        let attributes = PathAttributes { next_hop: Some("10.255.0.2".parse().unwrap()), ext_communities: vec![rt.0], ..Default::default() };
+        Update { withdrawn: vec![], attributes, announced: vec![n], eor: None }
+    }
+
+    /// The labels red's 10.50.0.0/16 is pushed with.
+    fn pushed(rib: &mut Rib) -> Vec<Vec<u32>> {
+        let red = rib.base().vrf_by_name("red").unwrap().id;
+        let d = rib.desired(Instant::now());
+        let hops = d.vrf_routes.get(&red).and_then(|r| r.get(&"10.50.0.0/16".parse().unwrap())).cloned().unwrap_or_default();
+        hops.iter()
+            .map(|h| match h {
+                NextHop::MplsPush { labels, .. } => labels.as_slice().iter().map(|l| l.value()).collect(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_label_replaces_the_route_and_a_withdrawal_ignores_the_label() {
+        let mut rib = rib(["red", "blue"], "per-vrf");
+        // 1. Announced with 3000.
+        rib.update(RR, announce(vpn(3000, "10.50.0.0/16")));
+        assert_eq!(pushed(&mut rib), [[3000]]);
+        // 2. Announced again with 3001 (the remote PE restarted and renumbered): one route,
+        //    the new label — not two paths with the old one possibly preferred.
+        assert_eq!(rib.update(RR, announce(vpn(3001, "10.50.0.0/16"))), 1);
+        assert_eq!(pushed(&mut rib), [[3001]]);
+        // 3. Withdrawn with the label field 0x800000 (RFC 8277 §2.4): gone.
+        let withdraw = Nlri::Vpnv4 { rd: "65000:9".parse().unwrap(), label: LabelField(0x80_0000), prefix: "10.50.0.0/16".parse().unwrap() };
+        assert_eq!(rib.update(RR, Update { withdrawn: vec![withdraw], ..Default::default() }), 0);
+        assert!(pushed(&mut rib).is_empty());
+    }
+
+    #[test]
+    fn a_changed_label_is_announced_without_a_withdrawal() {
+        let mut rib = rib(["red", "blue"], "per-vrf");
+        let ads = vec![(vpn(5000, "10.1.0.0/24"), Arc::new(PathAttributes::default()))];
+        assert_eq!(rib.updates_for(RR, &[Family::Vpnv4], false, &ads).len(), 1);
+        let changed = vec![(vpn(5003, "10.1.0.0/24"), Arc::new(PathAttributes::default()))];
+        let updates = rib.updates_for(RR, &[Family::Vpnv4], false, &changed);
+        assert_eq!(updates.len(), 1, "{updates:?}");
+        assert!(updates[0].withdrawn.is_empty(), "{updates:?}");
+        assert_eq!(updates[0].announced, [changed[0].0.clone()]);
+        // Withdrawn later: with the label it was last sent with.
+        let updates = rib.updates_for(RR, &[Family::Vpnv4], false, &[]);
+        assert_eq!(updates.len(), 1, "{updates:?}");
+        assert_eq!(updates[0].withdrawn, [changed[0].0.clone()]);
+    }
+
+    #[test]
+    fn a_restart_takes_over_the_labels_in_the_ilm() {
+        let now = Instant::now();
+        // 1. The first run: red 5000, blue 5001 (config order).
+        let mut first = rib(["red", "blue"], "per-vrf");
+        let d = first.desired(now);
+        let (red, blue) = (first.base().vrf_by_name("red").unwrap().id, first.base().vrf_by_name("blue").unwrap().id);
+        assert_eq!(d.labels.iter().map(|(l, (v, _))| (*l, *v)).collect::<Vec<_>>(), [(5000, red), (5001, blue)]);
+        // 2. What the dataplane holds after it: its labels, a stray per-CE label and a label
+        //    of the dataplane's own config (100), plus one outside the range.
+        let ilm = vec![
+            (100, IlmAction::PopLookup { vrf: red }),
+            (5000, IlmAction::PopLookup { vrf: red }),
+            (5001, IlmAction::PopLookup { vrf: blue }),
+            (5003, IlmAction::PopForward { vrf: red, nexthop: carrier_common::NextHopId(40) }),
+            (7000, IlmAction::PopLookup { vrf: blue }),
+        ];
+        // 3. The restarted run has the VRFs in the other order: it keeps red 5000, blue 5001.
+        let mut second = rib(["blue", "red"], "per-vrf");
+        assert_eq!(second.adopt_labels(&ilm, now), 2);
+        assert_eq!(second.labels_in_use(), [(LabelKey::Vrf("red".into()), 5000), (LabelKey::Vrf("blue".into()), 5001)]);
+        let d = second.desired(now);
+        assert_eq!(d.labels.iter().map(|(l, (v, _))| (*l, *v)).collect::<Vec<_>>(), [(5000, red), (5001, blue)]);
+        // 4. The stray 5003 and the never-used 5002 are in hold-down: a new key gets 5004.
+        let mut held = rib(["red", "blue"], "per-prefix");
+        assert_eq!(held.adopt_labels(&ilm, now), 2, "red's 5000 and blue's 5001 each go to a prefix of their VRF");
+        held.desired(now);
+        let labels: Vec<u32> = held.labels_in_use().into_iter().map(|(_, l)| l).collect();
+        assert_eq!(labels, [5000, 5001, 5004], "red's second prefix gets a fresh label past the held ones");
+        // 5. Once labels are allocated, it does nothing.
+        assert_eq!(held.adopt_labels(&ilm, now), 0);
+    }
 }
