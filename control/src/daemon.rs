@@ -122,17 +122,22 @@ pub async fn run(cfg: ControlConfig) -> Result<()> {
             }
         });
     }
-    let dataplane = spawn_dataplane_writer(cfg.dataplane.socket.clone());
+    let (dataplane, applied) = spawn_dataplane_writer(cfg.dataplane.socket.clone());
     let mut rib = Rib::new(cfg.clone(), base.clone());
     if let Some(found) = found.filter(|f| f.generation > 1) {
         let kept = rib.adopt_labels(&found.ilm, Instant::now());
         log::info!("kept {kept} labels of the dataplane's ILM: {:?}", rib.labels_in_use());
     }
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
     let deadline = restarting.then(|| Instant::now() + Duration::from_secs(u64::from(cfg.bgp.graceful_restart.unwrap_or(120))));
     tokio::select! {
-        r = rib_task(rib, base, events_rx, peer_cmds, dataplane, deadline) => r,
+        r = rib_task(rib, base, events_rx, peer_cmds, (dataplane, applied), deadline) => r,
         _ = tokio::signal::ctrl_c() => {
-            log::info!("stopping");
+            log::info!("stopping (SIGINT)");
+            Ok(())
+        }
+        _ = terminate.recv() => {
+            log::info!("stopping (SIGTERM)");
             Ok(())
         }
     }
@@ -184,12 +189,15 @@ fn dataplane_state(socket: &std::path::Path) -> Option<DataplaneState> {
 
 /// The dataplane writer: sends the newest command set as a `replace`, reconnecting as needed
 /// and resending after a reconnect.
-fn spawn_dataplane_writer(socket: PathBuf) -> std::sync::mpsc::Sender<Vec<TableCommand>> {
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<TableCommand>>();
+/// The dataplane writer: takes (batch number, commands), reports the newest batch number the
+/// dataplane applied.
+fn spawn_dataplane_writer(socket: PathBuf) -> (std::sync::mpsc::Sender<(u64, Vec<TableCommand>)>, tokio::sync::watch::Receiver<u64>) {
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, Vec<TableCommand>)>();
+    let (applied_tx, applied_rx) = tokio::sync::watch::channel(0u64);
     std::thread::Builder::new()
         .name("dataplane-writer".into())
         .spawn(move || {
-            let mut latest: Option<Vec<TableCommand>> = None;
+            let mut latest: Option<(u64, Vec<TableCommand>)> = None;
             let mut client: Option<Client> = None;
             let mut sent = true;
             loop {
@@ -211,11 +219,12 @@ fn spawn_dataplane_writer(socket: PathBuf) -> std::sync::mpsc::Sender<Vec<TableC
                         sent = false;
                     }
                 }
-                if let (false, Some(cmds), Some(c)) = (sent, latest.as_ref(), client.as_mut()) {
+                if let (false, Some((seq, cmds)), Some(c)) = (sent, latest.as_ref(), client.as_mut()) {
                     match c.request(&Request::Replace { commands: cmds.clone() }) {
                         Ok(Response::Applied { commands, generation }) => {
                             log::info!("dataplane: {commands} commands applied (generation {generation})");
                             sent = true;
+                            let _ = applied_tx.send(*seq);
                         }
                         Ok(other) => {
                             log::error!("dataplane refused the table state: {other:?}");
@@ -230,7 +239,7 @@ fn spawn_dataplane_writer(socket: PathBuf) -> std::sync::mpsc::Sender<Vec<TableC
             }
         })
         .expect("spawn dataplane writer");
-    tx
+    (tx, applied_rx)
 }
 
 async fn rib_task(
@@ -238,9 +247,13 @@ async fn rib_task(
     base: Arc<Tables>,
     mut events: mpsc::Receiver<PeerEvent>,
     peers: HashMap<Ipv4Addr, mpsc::Sender<PeerCommand>>,
-    dataplane: std::sync::mpsc::Sender<Vec<TableCommand>>,
+    (dataplane, mut applied): (std::sync::mpsc::Sender<(u64, Vec<TableCommand>)>, tokio::sync::watch::Receiver<u64>),
     mut deferred_until: Option<Instant>,
 ) -> Result<()> {
+    // Batches sent to the dataplane, and the one whose advertisements wait for it: labels are
+    // advertised only once the dataplane has them in its ILM.
+    let mut batch = 0u64;
+    let mut advertise_after: Option<u64> = None;
     let mut up: HashMap<Ipv4Addr, (Vec<Family>, bool, bool)> = HashMap::new(); // families, ebgp, eor sent
     let mut eor_from: HashMap<Ipv4Addr, Vec<Family>> = HashMap::new();
     let mut dirty = true;
@@ -285,6 +298,22 @@ async fn rib_task(
                     dirty = true;
                 }
             }
+            _ = applied.changed() => {}
+        }
+        if advertise_after.is_some_and(|b| *applied.borrow() >= b) {
+            advertise_after = None;
+            let ads = rib.advertisements(Instant::now());
+            for (addr, (families, ebgp, eor_sent)) in up.iter_mut() {
+                let updates = rib.updates_for(*addr, families, *ebgp, &ads);
+                let eor = if *eor_sent { vec![] } else { families.clone() };
+                *eor_sent = true;
+                if updates.is_empty() && eor.is_empty() {
+                    continue;
+                }
+                if let Some(tx) = peers.get(addr) {
+                    let _ = tx.send(PeerCommand::Send(updates, eor)).await;
+                }
+            }
         }
         if let Some(d) = deferred_until {
             let all_eor = !up.is_empty() && up.iter().all(|(a, (fams, _, _))| fams.iter().all(|f| eor_from.get(a).is_some_and(|e| e.contains(f))));
@@ -305,19 +334,9 @@ async fn rib_task(
         if skipped > 0 {
             log::warn!("{skipped} routes have a gateway in no connected subnet");
         }
-        let _ = dataplane.send(cmds);
-        let ads = rib.advertisements(now);
-        for (addr, (families, ebgp, eor_sent)) in up.iter_mut() {
-            let updates = rib.updates_for(*addr, families, *ebgp, &ads);
-            let eor = if *eor_sent { vec![] } else { families.clone() };
-            *eor_sent = true;
-            if updates.is_empty() && eor.is_empty() {
-                continue;
-            }
-            if let Some(tx) = peers.get(addr) {
-                let _ = tx.send(PeerCommand::Send(updates, eor)).await;
-            }
-        }
+        batch += 1;
+        let _ = dataplane.send((batch, cmds));
+        advertise_after = Some(batch);
     }
 }
 
@@ -364,7 +383,11 @@ async fn peer_task(
                     }
                 }
                 Output::Close => {
-                    stream = None;
+                    // Half-close first so that a NOTIFICATION just written reaches the peer
+                    // before the socket goes away.
+                    if let Some(mut s) = stream.take() {
+                        let _ = s.shutdown().await;
+                    }
                     buf.clear();
                 }
                 Output::SetTimer(t, d) => {
