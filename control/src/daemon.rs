@@ -85,8 +85,23 @@ pub enum PeerCommand {
 }
 
 /// Run until SIGINT/SIGTERM.
-pub async fn run(cfg: ControlConfig) -> Result<()> {
+///
+/// SIGHUP re-reads `path` and applies the VRF and EVPN policy live (route targets, RDs,
+/// redistribution, statics): routes are re-imported and re-exported at the next flush.
+pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
     let cfg = Arc::new(cfg);
+    let (reload_tx, reload_rx) = mpsc::channel::<ControlConfig>(2);
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match ControlConfig::load(&path) {
+                Ok(c) => {
+                    let _ = reload_tx.send(c).await;
+                }
+                Err(e) => log::error!("SIGHUP: {}: {e}; keeping the running configuration", path.display()),
+            }
+        }
+    });
     let dp_config = carrier_dataplane::config::Config::load(&cfg.dataplane.config)
         .with_context(|| format!("dataplane config {}", cfg.dataplane.config.display()))?;
     let base = Arc::new(dp_config.tables().context("dataplane config")?);
@@ -131,7 +146,7 @@ pub async fn run(cfg: ControlConfig) -> Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
     let deadline = restarting.then(|| Instant::now() + Duration::from_secs(u64::from(cfg.bgp.graceful_restart.unwrap_or(120))));
     tokio::select! {
-        r = rib_task(rib, base, events_rx, peer_cmds, (dataplane, applied), deadline) => r,
+        r = rib_task(rib, base, (events_rx, reload_rx), peer_cmds, (dataplane, applied), deadline) => r,
         _ = tokio::signal::ctrl_c() => {
             log::info!("stopping (SIGINT)");
             Ok(())
@@ -245,7 +260,7 @@ fn spawn_dataplane_writer(socket: PathBuf) -> (std::sync::mpsc::Sender<(u64, Vec
 async fn rib_task(
     mut rib: Rib,
     base: Arc<Tables>,
-    mut events: mpsc::Receiver<PeerEvent>,
+    (mut events, mut reload): (mpsc::Receiver<PeerEvent>, mpsc::Receiver<ControlConfig>),
     peers: HashMap<Ipv4Addr, mpsc::Sender<PeerCommand>>,
     (dataplane, mut applied): (std::sync::mpsc::Sender<(u64, Vec<TableCommand>)>, tokio::sync::watch::Receiver<u64>),
     mut deferred_until: Option<Instant>,
@@ -299,6 +314,17 @@ async fn rib_task(
                 }
             }
             _ = applied.changed() => {}
+            c = reload.recv() => {
+                if let Some(c) = c {
+                    match rib.reconfigure(Arc::new(c)) {
+                        Ok(()) => {
+                            log::info!("SIGHUP: VRF and EVPN policy reloaded");
+                            dirty = true;
+                        }
+                        Err(e) => log::error!("SIGHUP: {e}"),
+                    }
+                }
+            }
         }
         if advertise_after.is_some_and(|b| *applied.borrow() >= b) {
             advertise_after = None;

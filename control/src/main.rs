@@ -36,7 +36,7 @@ fn main() -> Result<()> {
         Command::Run { config } => {
             let cfg = ControlConfig::load(&config).with_context(|| format!("control config {}", config.display()))?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(carrier_control::daemon::run(cfg))
+            rt.block_on(carrier_control::daemon::run(cfg, config))
         }
         Command::CheckConfig { config } => {
             let cfg = ControlConfig::load(&config).with_context(|| format!("control config {}", config.display()))?;

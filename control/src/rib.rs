@@ -176,6 +176,22 @@ impl Rib {
         Rib { cfg, base, peers: BTreeMap::new(), labels, sent: HashMap::new(), stats: RibStats::default() }
     }
 
+    /// Take a new configuration's VRF and EVPN policy (RDs, route targets, redistribution,
+    /// statics) live: the next `desired`/`advertisements` re-import and re-export with it.
+    /// Neighbours, labels and the BGP identity need a restart; a change there is reported.
+    pub fn reconfigure(&mut self, new: Arc<ControlConfig>) -> Result<(), String> {
+        let (old, newc) = (&self.cfg, &new);
+        if old.bgp.asn != newc.bgp.asn || old.bgp.router_id != newc.bgp.router_id {
+            return Err("the BGP AS or router id changed: restart carrier-control".into());
+        }
+        let neighbors = |c: &ControlConfig| c.neighbors.iter().map(|n| (n.address, n.remote_as, n.families.clone())).collect::<Vec<_>>();
+        if neighbors(old) != neighbors(newc) || old.labels.first != newc.labels.first || old.labels.last != newc.labels.last {
+            return Err("neighbors or the label range changed: restart carrier-control".into());
+        }
+        self.cfg = new;
+        Ok(())
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ControlConfig {
         &self.cfg

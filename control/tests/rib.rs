@@ -271,3 +271,30 @@ fn decision_prefers_local_pref_then_shorter_as_path() {
     let t = programmed(&mut rib, &base, now);
     assert!(matches!(lookup(&t, "red", "10.50.0.1"), Some(NextHop::MplsPush { labels, .. }) if labels.as_slice()[0].value() == 3000));
 }
+
+#[test]
+fn route_targets_change_live() {
+    let (mut rib, base) = setup();
+    let now = Instant::now();
+    rib.update(RR, vpn_route("10.50.0.0/16", 3000, "10.255.0.2", "target:65000:7"));
+    let t = programmed(&mut rib, &base, now);
+    assert!(lookup(&t, "red", "10.50.1.1").is_none());
+    // red now also imports 65000:7 and exports 65000:8: re-import and re-export.
+    let text = CONTROL.replace("import = [\"target:65000:1\"]", "import = [\"target:65000:1\", \"target:65000:7\"]").replace(
+        "export = [\"target:65000:1\"]",
+        "export = [\"target:65000:8\"]",
+    );
+    let first_ads = rib.advertisements(now);
+    let sent_before = rib.updates_for(RR, &[Family::Vpnv4], false, &first_ads);
+    assert!(!sent_before.is_empty());
+    rib.reconfigure(Arc::new(ControlConfig::parse(&text).unwrap())).unwrap();
+    let t = programmed(&mut rib, &base, now);
+    assert!(matches!(lookup(&t, "red", "10.50.1.1"), Some(NextHop::MplsPush { .. })), "re-import");
+    let ads = rib.advertisements(now);
+    let diff = rib.updates_for(RR, &[Family::Vpnv4], false, &ads);
+    let red_rt: RouteTarget = "target:65000:8".parse().unwrap();
+    assert!(diff.iter().any(|u| u.attributes.route_targets().any(|rt| rt == red_rt)), "re-export with the new RT: {diff:?}");
+    // A neighbor change is refused.
+    let bad = CONTROL.replace("10.255.0.254", "10.255.0.250");
+    assert!(rib.reconfigure(Arc::new(ControlConfig::parse(&bad).unwrap())).is_err());
+}
