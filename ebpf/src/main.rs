@@ -19,6 +19,7 @@
 
 mod classify;
 mod parse;
+mod sink;
 
 use aya_ebpf::{
     bindings::xdp_action,

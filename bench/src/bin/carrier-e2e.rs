@@ -1,0 +1,2273 @@
+//! `carrier-e2e`: end-to-end forwarding rate of carrier on veth, against Linux IPv4
+//! forwarding measured in the same run on the same namespaces.
+//!
+//! ```text
+//!  gen ns                    DUT ns                         sink ns
+//!  e2g ──veth── e2i  [carrier-dataplane | Linux forwarding]  e2o ──veth── e2s
+//!  generator thread          threaded NAPI of e2i, and the   carrier_sink (XDP, native):
+//!  (AF_XDP copy-mode TX or   carrier process: both on the    counts by EtherType, drops;
+//!  AF_PACKET sendmmsg),      DUT CPU                         its NAPI on the generator CPU
+//!  on the generator CPU
+//! ```
+//!
+//! The contract: as root, `carrier-e2e` builds the three namespaces (named with its pid),
+//! then for each round and each path starts the DUT (`carrier-dataplane run` with the path's
+//! config, or `ip_forward=1`), starts the generator, lets it warm up, counts what the sink
+//! received over `--secs` seconds, and stops both. Rounds interleave the paths so slow drift
+//! (other load on the machine) spreads over all of them. It prints a markdown table: per path
+//! the median forwarded rate at the sink, every run, the ratio to the Linux baseline, the CPU
+//! time the DUT used in the window (so a rate per whole CPU too), the offered rate (frames the
+//! generator handed to the kernel, as fast as it goes or `--rate`), and where frames were lost
+//! on the veths; then what carrier itself counted. `--write` puts it into `bench/RESULTS.md`
+//! under `## End-to-end forwarding on veth`, replacing only that section.
+//!
+//! Only frames of the class the path must produce count as forwarded (IPv4 after a VRF
+//! forward or an MPLS pop, MPLS after a push); a run where they are under 99% of what the
+//! sink saw is marked. Every step is bounded in time; namespaces, the dataplane, the sink's
+//! program and the scratch directory are removed by guards, also on error, panic or Ctrl-C.
+//!
+//! Set-up facts this relies on (kernel 6.x veth): a veth hands frames to its peer's NAPI
+//! (where native XDP runs) only when the sending end has TSO off, and has a NAPI at all only
+//! with XDP attached or GRO on; with `threaded` NAPI each receive queue is a kthread that can
+//! be pinned, so the DUT's receive work runs on the DUT CPU and not on the sender's.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::num::NonZeroU32;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use aya::maps::{Array, MapData, PerCpuArray};
+use aya::programs::{Xdp, XdpMode};
+use aya::Ebpf;
+use carrier_bench::{mpls_frame, udp_frame};
+use clap::{Parser, ValueEnum};
+
+// --- the topology -------------------------------------------------------------------------
+
+/// Interface names inside the namespaces. Short, so that the threaded-NAPI kthread names
+/// (`napi/<ifname>-<id>`, cut at 15 characters) keep the whole interface name.
+const GEN_IF: &str = "e2g";
+const DUT_IN: &str = "e2i";
+const DUT_OUT: &str = "e2o";
+const SINK_IF: &str = "e2s";
+
+const GEN_MAC: &str = "02:aa:00:00:00:02";
+const DUT_IN_MAC: &str = "02:00:00:00:01:01";
+const DUT_OUT_MAC: &str = "02:00:00:00:01:03";
+const SINK_MAC: &str = "02:aa:00:00:00:03";
+
+/// The customer behind the generator, and the destination behind the sink.
+const CUSTOMER_SRC: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+const SINK_DST: Ipv4Addr = Ipv4Addr::new(10, 3, 0, 2);
+/// A destination in the remote PE's prefix (MPLS push).
+const REMOTE_DST: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 5);
+/// The VPN label pushed toward the remote PE, and the per-VRF label popped.
+const PUSH_LABEL: u32 = 1000;
+const POP_LABEL: u32 = 100;
+
+/// The sink's counter indexes (`ebpf/src/sink.rs`: `CLASS_*`).
+const CLASS_IPV4: usize = 0;
+const CLASS_MPLS: usize = 1;
+const CLASSES: usize = 3;
+/// The sink's program and maps in the eBPF object.
+const SINK_PROGRAM: &str = "carrier_sink";
+const SINK_PACKETS: &str = "SINK_PACKETS";
+const SINK_DST_MAC: &str = "SINK_DST_MAC";
+
+/// Share of the sink's frames that must be of the path's class for a run to count as clean.
+const MIN_CLASS_SHARE: f64 = 0.99;
+/// How long the dataplane may take to serve its socket, and to stop.
+const DATAPLANE_START: Duration = Duration::from_secs(15);
+const DATAPLANE_STOP: Duration = Duration::from_secs(5);
+/// Heading of this benchmark's section in `bench/RESULTS.md`.
+const RESULTS_HEADING: &str = "## End-to-end forwarding on veth";
+
+// --- command line -------------------------------------------------------------------------
+
+/// End-to-end forwarding rate of carrier on veth, with Linux IPv4 forwarding as the baseline.
+#[derive(Debug, Parser)]
+#[command(name = "carrier-e2e")]
+struct Cli {
+    /// Seconds measured per run.
+    #[arg(long, default_value_t = 10.0)]
+    secs: f64,
+    /// Runs per path (the table shows the median).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Seconds of traffic before each measurement.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Paths to measure, in this order within a round.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "kernel,vrf-forward,mpls-push,mpls-pop"
+    )]
+    paths: Vec<PathKind>,
+    /// Generator: `auto` measures both on the kernel path first and keeps the faster.
+    #[arg(long, value_enum, default_value_t = GenChoice::Auto)]
+    generator: GenChoice,
+    /// Seconds each generator runs in the `auto` comparison.
+    #[arg(long, default_value_t = 3.0)]
+    compare_secs: f64,
+    /// Offered loads, each measured on every path: `max` (the generator sends as fast as it
+    /// can) or a rate in Mpps, e.g. `max,0.45`.
+    #[arg(long = "load", value_delimiter = ',', default_value = "max")]
+    loads: Vec<Load>,
+    /// Frames the generator hands the kernel per system call (AF_XDP: per `sendto`, 32 or
+    /// more; AF_PACKET: per `sendmmsg`). The kernel here is not preemptible: a long call keeps
+    /// the sink's NAPI (on the same CPU) from running, and the sink's ring overflows.
+    #[arg(long, default_value_t = 64)]
+    gen_batch: u32,
+    /// Distinct flows (UDP source ports) in the generated traffic.
+    #[arg(long, default_value_t = 1024)]
+    flows: u16,
+    /// CPU of the generator (and of the sink's NAPI and this harness).
+    #[arg(long, default_value_t = 0)]
+    gen_cpu: usize,
+    /// CPU of the DUT: the dataplane process and the threaded NAPI of its ingress veth.
+    #[arg(long, default_value_t = 1)]
+    dut_cpu: usize,
+    /// The dataplane binary (built by `cargo xtask build --release`).
+    #[arg(long)]
+    dataplane: Option<PathBuf>,
+    /// The eBPF object holding `carrier_sink` (written by `cargo xtask build`).
+    #[arg(long)]
+    object: Option<PathBuf>,
+    /// Write the table into bench/RESULTS.md.
+    #[arg(long)]
+    write: bool,
+    /// Keep the scratch directory (dataplane configs and logs) under target/tmp.
+    #[arg(long)]
+    keep_logs: bool,
+}
+
+/// One forwarding path through the DUT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
+enum PathKind {
+    /// Linux IPv4 forwarding (the baseline), same frames as `vrf-forward`.
+    Kernel,
+    /// carrier: customer port to customer port in one VRF.
+    VrfForward,
+    /// carrier: customer port to core port, pushing the VPN label.
+    MplsPush,
+    /// carrier: core port to customer port, popping a per-VRF label.
+    MplsPop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum GenChoice {
+    Auto,
+    Xsk,
+    Packet,
+}
+
+/// How the generator sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GenKind {
+    /// AF_XDP in copy mode: a TX ring over a UMEM of pre-built frames.
+    Xsk,
+    /// AF_PACKET raw socket with PACKET_QDISC_BYPASS and sendmmsg.
+    Packet,
+}
+
+impl GenKind {
+    fn name(self) -> &'static str {
+        match self {
+            GenKind::Xsk => "AF_XDP copy-mode TX",
+            GenKind::Packet => "AF_PACKET sendmmsg (qdisc bypass)",
+        }
+    }
+}
+
+/// The offered load of a run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Load {
+    /// As fast as the generator goes.
+    Max,
+    /// Paced at this many Mpps.
+    Paced(f64),
+}
+
+impl Load {
+    fn rate(self) -> Option<f64> {
+        match self {
+            Load::Max => None,
+            Load::Paced(mpps) => Some(mpps),
+        }
+    }
+}
+
+impl std::str::FromStr for Load {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Load, String> {
+        if s == "max" {
+            return Ok(Load::Max);
+        }
+        match s.parse::<f64>() {
+            Ok(mpps) if mpps > 0.0 && mpps <= 100.0 => Ok(Load::Paced(mpps)),
+            _ => Err(format!(
+                "{s:?}: expected `max` or a rate in Mpps in (0, 100]"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Load {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Load::Max => f.write_str("max"),
+            Load::Paced(mpps) => write!(f, "{mpps}"),
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("carrier-e2e: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    ensure!(
+        cli.secs > 0.0 && cli.secs <= 120.0,
+        "--secs must be in (0, 120]"
+    );
+    ensure!(
+        cli.warmup >= 0.0 && cli.warmup <= 30.0,
+        "--warmup must be in [0, 30]"
+    );
+    ensure!(
+        cli.compare_secs > 0.0 && cli.compare_secs <= 30.0,
+        "--compare-secs must be in (0, 30]"
+    );
+    ensure!((1..=20).contains(&cli.runs), "--runs must be in 1..=20");
+    ensure!(cli.flows >= 1, "--flows must be at least 1");
+    ensure!(!cli.loads.is_empty(), "--load is empty");
+    ensure!(!cli.paths.is_empty(), "--paths is empty");
+    ensure!(
+        cli.gen_cpu != cli.dut_cpu,
+        "--gen-cpu and --dut-cpu must differ"
+    );
+    let cpus = online_cpus();
+    ensure!(
+        cli.gen_cpu < cpus && cli.dut_cpu < cpus,
+        "this machine has {cpus} CPUs"
+    );
+    ensure!(
+        is_root(),
+        "carrier-e2e needs root: it creates namespaces and attaches XDP programs"
+    );
+
+    let root = workspace();
+    let dataplane = cli
+        .dataplane
+        .clone()
+        .unwrap_or_else(|| root.join("target/release/carrier-dataplane"));
+    let object = cli
+        .object
+        .clone()
+        .unwrap_or_else(|| root.join("target/bpf/carrier-xdp.o"));
+    let needs_carrier = cli.paths.iter().any(|p| *p != PathKind::Kernel);
+    if needs_carrier {
+        ensure!(
+            dataplane.is_file(),
+            "{} is missing: run `cargo xtask build --release`",
+            dataplane.display()
+        );
+    }
+    ensure!(
+        object.is_file(),
+        "{} is missing: run `cargo xtask build --release`",
+        object.display()
+    );
+
+    install_stop_handler();
+    // The harness itself stays off the DUT CPU.
+    pin_thread(cli.gen_cpu)?;
+    let load_before = loadavg();
+    let scratch = Scratch::new(&root.join("target/tmp"), cli.keep_logs)?;
+    let net = Topology::up(cli)?;
+    let sink = Sink::attach(&net.sink, &object)?;
+    println!(
+        "carrier-e2e: namespaces {}, {}, {}; sink attached on {SINK_IF}",
+        net.gen.name, net.dut.name, net.sink.name
+    );
+
+    let bench = Bench {
+        cli,
+        net: &net,
+        sink: &sink,
+        scratch: &scratch,
+        dataplane: &dataplane,
+    };
+    let (gen_kind, comparison) = match cli.generator {
+        GenChoice::Xsk => (GenKind::Xsk, vec![]),
+        GenChoice::Packet => (GenKind::Packet, vec![]),
+        GenChoice::Auto => bench.compare_generators()?,
+    };
+    println!("carrier-e2e: generator: {}", gen_kind.name());
+
+    let rounds = cli.runs;
+    let per_run = cli.warmup + cli.secs + 1.5;
+    let total_runs = rounds * cli.paths.len() * cli.loads.len();
+    println!(
+        "carrier-e2e: {} loads × {rounds} rounds × {} paths × ~{per_run:.0} s ≈ {:.0} s",
+        cli.loads.len(),
+        cli.paths.len(),
+        total_runs as f64 * per_run
+    );
+    let mut results = vec![];
+    for &load in &cli.loads {
+        println!("carrier-e2e: offered load {}", describe_load(load));
+        let mut by_path: Vec<(PathKind, Vec<Sample>)> =
+            cli.paths.iter().map(|p| (*p, vec![])).collect();
+        for round in 0..rounds {
+            for (path, samples) in &mut by_path {
+                let run = Run {
+                    path: *path,
+                    gen: gen_kind,
+                    load,
+                    warmup: cli.warmup,
+                    secs: cli.secs,
+                };
+                let sample = bench.measure(run).with_context(|| {
+                    format!("{} (load {load}, round {})", path.name(), round + 1)
+                })?;
+                println!(
+                    "  round {} {:<22} offered {:>5.3} Mpps  forwarded {:>5.3} Mpps{}",
+                    round + 1,
+                    path.name(),
+                    sample.offered_mpps,
+                    sample.forwarded_mpps,
+                    if sample.clean() {
+                        format!(
+                            "  DUT CPU {:.2}, other work there {:.2}",
+                            sample.dut_cpu, sample.other_cpu
+                        )
+                    } else {
+                        let [ipv4, mpls, other] = sample.sink_frames;
+                        format!(
+                            "  (!) only {:.1}% of the sink's frames are {} (IPv4 {ipv4}, MPLS {mpls}, other {other})",
+                            sample.class_share * 100.0,
+                            path.expected_class_name()
+                        )
+                    }
+                );
+                samples.push(sample);
+            }
+        }
+        results.push(LoadResults {
+            load,
+            paths: by_path,
+        });
+    }
+    let load_after = loadavg();
+    drop(sink);
+    drop(net);
+
+    let report = Report {
+        cli,
+        gen_kind,
+        comparison,
+        results,
+        load_before,
+        load_after,
+    };
+    for load in &report.results {
+        println!(
+            "\noffered load: {}\n\n{}\n{}",
+            describe_load(load.load),
+            report.table(load),
+            report.carrier_table(load)
+        );
+    }
+    if cli.write {
+        let section = report.section();
+        let path = root.join("bench/RESULTS.md");
+        write_section(&path, &section)?;
+        println!("carrier-e2e: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// The workspace root (bench/ is one of its members).
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+// --- paths --------------------------------------------------------------------------------
+
+impl PathKind {
+    fn name(self) -> &'static str {
+        match self {
+            PathKind::Kernel => "Linux IPv4 forwarding",
+            PathKind::VrfForward => "carrier VRF forward",
+            PathKind::MplsPush => "carrier MPLS push",
+            PathKind::MplsPop => "carrier MPLS pop",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            PathKind::Kernel => "IPv4/UDP 60 B in, IPv4 60 B out (baseline)",
+            PathKind::VrfForward => "IPv4/UDP 60 B in, IPv4 60 B out, one VRF",
+            PathKind::MplsPush => "IPv4/UDP 60 B in, MPLS (label 1000) 64 B out",
+            PathKind::MplsPop => "MPLS (label 100) 64 B in, IPv4 60 B out",
+        }
+    }
+
+    fn expected_class(self) -> usize {
+        match self {
+            PathKind::MplsPush => CLASS_MPLS,
+            _ => CLASS_IPV4,
+        }
+    }
+
+    fn expected_class_name(self) -> &'static str {
+        if self.expected_class() == CLASS_MPLS {
+            "MPLS"
+        } else {
+            "IPv4"
+        }
+    }
+
+    /// One frame per flow, as the generator sends them to the DUT's ingress veth.
+    fn frames(self, flows: u16) -> Vec<Vec<u8>> {
+        (0..flows)
+            .map(|flow| {
+                let sport = 1024 + flow;
+                match self {
+                    PathKind::Kernel | PathKind::VrfForward => {
+                        udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, SINK_DST, sport, 18)
+                    }
+                    PathKind::MplsPush => {
+                        udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, REMOTE_DST, sport, 18)
+                    }
+                    PathKind::MplsPop => {
+                        let inner = udp_frame(DUT_IN_MAC, GEN_MAC, REMOTE_DST, SINK_DST, sport, 18);
+                        mpls_frame(DUT_IN_MAC, GEN_MAC, POP_LABEL, 64, &inner[14..])
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The dataplane's config for this path (docs/config.md); `None` for the kernel.
+    fn carrier_config(self) -> Option<String> {
+        let head = "# written by carrier-e2e\n[router]\nrouter_id = \"10.255.0.1\"\n\n[[vrf]]\nname = \"red\"\n";
+        let customer_in = port(DUT_IN, DUT_IN_MAC, "10.1.0.1/24", "vrf = \"red\"")
+            + &neighbour(DUT_IN, &CUSTOMER_SRC.to_string(), GEN_MAC);
+        let customer_out = port(DUT_OUT, DUT_OUT_MAC, "10.3.0.1/24", "vrf = \"red\"")
+            + &neighbour(DUT_OUT, &SINK_DST.to_string(), SINK_MAC);
+        let config = match self {
+            PathKind::Kernel => return None,
+            PathKind::VrfForward => format!("{head}{customer_in}{customer_out}"),
+            PathKind::MplsPush => {
+                let core_out = port(DUT_OUT, DUT_OUT_MAC, "192.0.2.1/30", "core = true")
+                    + &neighbour(DUT_OUT, "192.0.2.2", SINK_MAC);
+                format!(
+                    r#"{head}{customer_in}{core_out}
+[[route]]
+prefix = "10.255.0.2/32"
+via = "192.0.2.2"
+
+[[route]]
+vrf = "red"
+prefix = "10.2.0.0/24"
+mpls = {{ labels = [{PUSH_LABEL}], pe = "10.255.0.2" }}
+"#
+                )
+            }
+            PathKind::MplsPop => {
+                let core_in = port(DUT_IN, DUT_IN_MAC, "192.0.2.1/30", "core = true")
+                    + &neighbour(DUT_IN, "192.0.2.2", GEN_MAC);
+                format!(
+                    r#"{head}{core_in}{customer_out}
+[[label]]
+label = {POP_LABEL}
+action = "lookup"
+vrf = "red"
+"#
+                )
+            }
+        };
+        Some(config)
+    }
+}
+
+/// A `[[port]]` section; `role` is its `vrf = ..` or `core = true` line.
+fn port(name: &str, mac: &str, address: &str, role: &str) -> String {
+    format!("\n[[port]]\nname = \"{name}\"\nmac = \"{mac}\"\naddresses = [\"{address}\"]\n{role}\n")
+}
+
+/// A static `[[neighbour]]` section.
+fn neighbour(port: &str, ip: &str, mac: &str) -> String {
+    format!("\n[[neighbour]]\nport = \"{port}\"\nip = \"{ip}\"\nmac = \"{mac}\"\n")
+}
+
+// --- namespaces and the topology ----------------------------------------------------------
+
+/// Runs a command; fails unless it exits 0, with its stderr. Returns stdout.
+fn sh(args: &[&str]) -> Result<String> {
+    let (program, rest) = args.split_first().context("an empty command")?;
+    let output = Command::new(program)
+        .args(rest)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start `{}`", args.join(" ")))?;
+    if !output.status.success() {
+        bail!(
+            "`{}` failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// A network namespace named `{prefix}{pid}`, deleted on drop (with the veths in it).
+#[derive(Debug)]
+struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    fn new(prefix: &str) -> Result<NetNs> {
+        let name = format!("{prefix}{}", std::process::id());
+        sh(&["ip", "netns", "add", &name])?;
+        let ns = NetNs { name };
+        ns.run(&["ip", "link", "set", "lo", "up"])?;
+        // New namespaces start with IPv6 on; its neighbour discovery would reach the sink.
+        ns.run(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
+        ns.run(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"])?;
+        Ok(ns)
+    }
+
+    /// Runs a command inside the namespace (`ip netns exec`, which also mounts its /sys).
+    fn run(&self, args: &[&str]) -> Result<String> {
+        let mut full = vec!["ip", "netns", "exec", self.name.as_str()];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ignored = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+/// The calling thread inside a namespace until dropped (then back in its own).
+#[derive(Debug)]
+struct InNetNs {
+    home: File,
+}
+
+impl InNetNs {
+    fn enter(ns: &NetNs) -> Result<InNetNs> {
+        let home = File::open("/proc/thread-self/ns/net")
+            .context("opening this thread's network namespace")?;
+        setns(&format!("/var/run/netns/{}", ns.name))?;
+        Ok(InNetNs { home })
+    }
+}
+
+impl Drop for InNetNs {
+    fn drop(&mut self) {
+        // SAFETY: `home` is an open namespace file; setns only switches this thread.
+        let rc = unsafe { libc::setns(self.home.as_raw_fd(), libc::CLONE_NEWNET) };
+        // Carrying on in the wrong namespace would corrupt later steps.
+        assert_eq!(
+            rc,
+            0,
+            "cannot return to the harness's network namespace: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Moves the calling thread into the network namespace at `path`.
+fn setns(path: &str) -> Result<()> {
+    let file = File::open(path).with_context(|| format!("opening {path}"))?;
+    // SAFETY: a valid fd of a namespace file; setns with CLONE_NEWNET only changes the
+    // calling thread's network namespace.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        bail!("setns {path}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// gen ns —veth— DUT ns —veth— sink ns, with the kernel's forwarding state in the DUT ready
+/// (addresses, a permanent neighbour) but `ip_forward` off.
+#[derive(Debug)]
+struct Topology {
+    gen: NetNs,
+    dut: NetNs,
+    sink: NetNs,
+    /// napi kthreads that existed before this topology: never ours to pin.
+    foreign_napi: HashSet<i32>,
+    gen_cpu: usize,
+    dut_cpu: usize,
+}
+
+impl Topology {
+    fn up(cli: &Cli) -> Result<Topology> {
+        let foreign_napi = napi_threads("").into_iter().map(|(pid, _)| pid).collect();
+        let net = Topology {
+            gen: NetNs::new("e2gen")?,
+            dut: NetNs::new("e2dut")?,
+            sink: NetNs::new("e2snk")?,
+            foreign_napi,
+            gen_cpu: cli.gen_cpu,
+            dut_cpu: cli.dut_cpu,
+        };
+        for (a_ns, a, a_mac, b_ns, b, b_mac) in [
+            (&net.gen, GEN_IF, GEN_MAC, &net.dut, DUT_IN, DUT_IN_MAC),
+            (&net.dut, DUT_OUT, DUT_OUT_MAC, &net.sink, SINK_IF, SINK_MAC),
+        ] {
+            sh(&[
+                "ip", "link", "add", a, "netns", &a_ns.name, "address", a_mac, "type", "veth",
+                "peer", "name", b, "netns", &b_ns.name, "address", b_mac,
+            ])?;
+            // TSO off on both ends: a veth hands frames to its peer's NAPI only then.
+            // GRO on: the receiving end has a NAPI (so a pinnable kthread) even without XDP.
+            for (ns, dev) in [(a_ns, a), (b_ns, b)] {
+                ns.run(&[
+                    "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "on",
+                ])?;
+                ns.run(&["ip", "link", "set", dev, "up"])?;
+            }
+        }
+        for (ns, dev) in [(&net.dut, DUT_IN), (&net.sink, SINK_IF)] {
+            ns.run(&[
+                "sh",
+                "-c",
+                &format!("echo 1 > /sys/class/net/{dev}/threaded"),
+            ])?;
+        }
+        let dut = &net.dut;
+        dut.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", DUT_IN])?;
+        dut.run(&["ip", "addr", "add", "10.3.0.1/24", "dev", DUT_OUT])?;
+        dut.run(&[
+            "ip",
+            "neigh",
+            "replace",
+            &SINK_DST.to_string(),
+            "lladdr",
+            SINK_MAC,
+            "dev",
+            DUT_OUT,
+            "nud",
+            "permanent",
+        ])?;
+        dut.run(&[
+            "ip",
+            "neigh",
+            "replace",
+            &CUSTOMER_SRC.to_string(),
+            "lladdr",
+            GEN_MAC,
+            "dev",
+            DUT_IN,
+            "nud",
+            "permanent",
+        ])?;
+        dut.run(&["sysctl", "-qw", "net.ipv4.ip_forward=0"])?;
+        net.pin_napi()?;
+        Ok(net)
+    }
+
+    /// Pins the DUT ingress NAPI to the DUT CPU and the sink's to the generator CPU. Called
+    /// before every run: attaching XDP may give an interface a new NAPI (a new kthread).
+    /// Returns the DUT ingress kthreads.
+    fn pin_napi(&self) -> Result<Vec<i32>> {
+        let mut dut = vec![];
+        for (dev, cpu) in [(DUT_IN, self.dut_cpu), (SINK_IF, self.gen_cpu)] {
+            let threads: Vec<i32> = napi_threads(dev)
+                .into_iter()
+                .map(|(pid, _)| pid)
+                .filter(|pid| !self.foreign_napi.contains(pid))
+                .collect();
+            ensure!(
+                !threads.is_empty(),
+                "no threaded NAPI kthread for {dev} (is `threaded` supported here?)"
+            );
+            for &pid in &threads {
+                set_affinity(pid, cpu)
+                    .with_context(|| format!("pinning napi kthread {pid} of {dev}"))?;
+                if dev == SINK_IF {
+                    // The sink must never be the bottleneck: its NAPI preempts the generator
+                    // (and anything else) on the generator CPU. XDP_DROP keeps it cheap.
+                    set_fifo(pid).with_context(|| format!("SCHED_FIFO for napi kthread {pid}"))?;
+                }
+            }
+            if dev == DUT_IN {
+                dut = threads;
+            }
+        }
+        Ok(dut)
+    }
+
+    /// `tx_dropped` of the generator's veth (frames the DUT's full receive ring refused) and
+    /// of the DUT's egress veth (frames the sink's full receive ring refused).
+    fn ring_drops(&self) -> (u64, u64) {
+        let read = |ns: &NetNs, dev: &str| {
+            ns.run(&[
+                "cat",
+                &format!("/sys/class/net/{dev}/statistics/tx_dropped"),
+            ])
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+        };
+        (read(&self.gen, GEN_IF), read(&self.dut, DUT_OUT))
+    }
+}
+
+/// Threaded-NAPI kthreads (`napi/<dev>-<id>`) whose name starts with `napi/{dev}`:
+/// (pid, name). With an empty `dev`, all of them.
+fn napi_threads(dev: &str) -> Vec<(i32, String)> {
+    let prefix = if dev.is_empty() {
+        "napi/".to_owned()
+    } else {
+        format!("napi/{dev}-")
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            let comm = comm.trim();
+            comm.starts_with(&prefix).then(|| (pid, comm.to_owned()))
+        })
+        .collect()
+}
+
+// --- the sink -----------------------------------------------------------------------------
+
+/// `carrier_sink` attached in native mode to the sink's veth; detached when dropped.
+struct Sink {
+    ebpf: Ebpf,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sink")
+    }
+}
+
+/// Frames the sink counted so far, by class.
+#[derive(Debug, Clone, Copy, Default)]
+struct SinkCounts([u64; CLASSES]);
+
+impl Sink {
+    fn attach(ns: &NetNs, object: &Path) -> Result<Sink> {
+        let mut ebpf =
+            Ebpf::load_file(object).with_context(|| format!("loading {}", object.display()))?;
+        {
+            // Only frames to the sink's MAC count as forwarded: a frame the DUT sent with another
+            // destination (or a corrupted one) is `other`.
+            let mac = SINK_MAC
+                .parse::<carrier_dataplane::wire::MacAddr>()
+                .map_err(|e| anyhow!("{e:?}"))?;
+            let mut bytes = [0u8; 8];
+            bytes[..6].copy_from_slice(&mac.0);
+            let mut dst = Array::<&mut MapData, u64>::try_from(
+                ebpf.map_mut(SINK_DST_MAC)
+                    .context("the object has no SINK_DST_MAC")?,
+            )?;
+            dst.set(0, u64::from_ne_bytes(bytes), 0)
+                .context("writing SINK_DST_MAC")?;
+        }
+        let program: &mut Xdp = ebpf
+            .program_mut(SINK_PROGRAM)
+            .with_context(|| {
+                format!(
+                    "{} has no {SINK_PROGRAM}: rebuild with `cargo xtask build --release`",
+                    object.display()
+                )
+            })?
+            .try_into()
+            .context("carrier_sink is not an XDP program")?;
+        program.load().context("loading carrier_sink")?;
+        {
+            // The interface is looked up, and the link made, in this thread's namespace.
+            let _inside = InNetNs::enter(ns)?;
+            program
+                .attach(SINK_IF, XdpMode::Driver)
+                .context("attaching carrier_sink in native mode")?;
+        }
+        Ok(Sink { ebpf })
+    }
+
+    fn counts(&self) -> Result<SinkCounts> {
+        let map = self
+            .ebpf
+            .map(SINK_PACKETS)
+            .context("the object has no SINK_PACKETS")?;
+        let packets: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).context("SINK_PACKETS")?;
+        let mut counts = SinkCounts::default();
+        for (class, count) in counts.0.iter_mut().enumerate() {
+            let per_cpu = packets
+                .get(&(class as u32), 0)
+                .context("reading SINK_PACKETS")?;
+            *count = per_cpu.iter().sum();
+        }
+        Ok(counts)
+    }
+}
+
+// --- generators ---------------------------------------------------------------------------
+
+/// A generator thread in the gen namespace, pinned to the generator CPU, sending as fast as
+/// it can until stopped. `sent` counts frames the kernel took (completions for AF_XDP,
+/// `sendmmsg`'s count for AF_PACKET), including those the DUT's full ring then dropped.
+struct Generator {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    thread: Option<JoinHandle<Result<()>>>,
+    /// How the sender is set up, from [`Sender::note`].
+    note: String,
+}
+
+impl Generator {
+    fn start(
+        net: &Topology,
+        kind: GenKind,
+        frames: Vec<Vec<u8>>,
+        rate: Option<f64>,
+        batch: u32,
+        limit: Duration,
+    ) -> Result<Generator> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<String>>();
+        let ns = format!("/var/run/netns/{}", net.gen.name);
+        let cpu = net.gen_cpu;
+        let (stop2, sent2) = (stop.clone(), sent.clone());
+        let thread = std::thread::Builder::new()
+            .name("generator".into())
+            .spawn(move || {
+                let deadline = Instant::now() + limit;
+                let setup = setns(&ns).and_then(|()| pin_thread(cpu));
+                let sender: Result<Box<dyn Sender>> = setup.and_then(|()| match kind {
+                    GenKind::Xsk => XskSender::open(GEN_IF, &frames, batch)
+                        .map(|s| Box::new(s) as Box<dyn Sender>),
+                    GenKind::Packet => PacketSender::open(GEN_IF, &frames, batch)
+                        .map(|s| Box::new(s) as Box<dyn Sender>),
+                });
+                let mut sender = match sender {
+                    Ok(s) => {
+                        let _ = ready_tx.send(Ok(s.note()));
+                        s
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow!("{e:#}")));
+                        return Err(e);
+                    }
+                };
+                let mut rounds = 0u32;
+                let start = Instant::now();
+                while !stop2.load(Ordering::Relaxed) {
+                    // Paced: what is due by now, at most a ring's worth at once.
+                    let max = rate.map_or(u32::MAX, |mpps| {
+                        let due = (start.elapsed().as_secs_f64() * mpps * 1e6) as u64;
+                        due.saturating_sub(sender.submitted())
+                            .min(u64::from(GEN_RING)) as u32
+                    });
+                    let n = sender.send_some(max);
+                    if n > 0 {
+                        sent2.fetch_add(n, Ordering::Relaxed);
+                    }
+                    rounds = rounds.wrapping_add(1);
+                    if rounds & 1023 == 0 && Instant::now() > deadline {
+                        break;
+                    }
+                }
+                Ok(())
+            })
+            .context("spawning the generator thread")?;
+        let mut generator = Generator {
+            stop,
+            sent,
+            thread: Some(thread),
+            note: String::new(),
+        };
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(note)) => {
+                generator.note = note;
+                Ok(generator)
+            }
+            Ok(Err(e)) => {
+                generator.finish();
+                Err(e.context(format!("starting the {} generator", kind.name())))
+            }
+            Err(_) => Err(anyhow!("the generator did not come up in 10 s")),
+        }
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Stops the thread and waits for it.
+    fn finish(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("carrier-e2e: generator: {e:#}"),
+                Err(_) => eprintln!("carrier-e2e: the generator thread panicked"),
+            }
+        }
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// One way of sending frames.
+trait Sender {
+    /// Sends a batch of at most `max` new frames; returns how many frames the kernel took
+    /// (for AF_XDP: completions, which may be of earlier batches).
+    fn send_some(&mut self, max: u32) -> u64;
+    /// Frames handed to the kernel so far (for pacing).
+    fn submitted(&self) -> u64;
+    /// How it is set up, for the report.
+    fn note(&self) -> String;
+}
+
+/// Bytes per UMEM chunk of the AF_XDP generator, and chunks (more than may be in flight).
+const GEN_CHUNK: u32 = 2048;
+const GEN_CHUNKS: u32 = 4096;
+/// TX and completion ring size of the AF_XDP generator.
+const GEN_RING: u32 = 2048;
+/// `XDP_MAX_TX_SKB_BUDGET` (include/uapi/linux/if_xdp.h, Linux 6.17): frames one `sendto`
+/// may send in copy mode (default 32). Older kernels refuse it; then the default stays.
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+/// Frames one copy-mode `sendto` sends without that option (`TX_BATCH_SIZE`).
+const XDP_TX_BATCH_DEFAULT: u32 = 32;
+/// Send buffer of the generator sockets: copy-mode AF_XDP and AF_PACKET skbs are charged to
+/// it until freed, which for veth is far away (at the DUT or the sink).
+const GEN_SNDBUF: libc::c_int = 64 << 20;
+
+/// An anonymous mapping, unmapped on drop.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(len: usize) -> Result<Mapping> {
+        // SAFETY: a fresh anonymous private mapping; nothing else refers to that memory.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            bail!("mmap {len} bytes: {}", std::io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).context("mmap returned null")?;
+        Ok(Mapping { ptr, len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: exactly the range mmap returned; the UMEM using it is dropped first (field
+        // order of `XskSender`).
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// AF_XDP copy-mode TX: every chunk of the UMEM holds one pre-built frame (flows in turn),
+/// descriptors cycle through the chunks, completions free ring room.
+struct XskSender {
+    device: xdpilone::DeviceQueue,
+    tx: xdpilone::RingTx,
+    _user: xdpilone::User,
+    _umem: xdpilone::Umem,
+    _area: Mapping,
+    lens: Vec<u32>,
+    next: u32,
+    in_flight: u32,
+    /// Descriptors put on the TX ring so far.
+    submitted: u64,
+    /// Frames one sendto may send.
+    budget: u32,
+}
+
+impl XskSender {
+    fn open(ifname: &str, frames: &[Vec<u8>], batch: u32) -> Result<XskSender> {
+        let len = (GEN_CHUNK * GEN_CHUNKS) as usize;
+        let area = Mapping::new(len)?;
+        let mut lens = Vec::with_capacity(GEN_CHUNKS as usize);
+        for chunk in 0..GEN_CHUNKS as usize {
+            let frame = &frames[chunk % frames.len()];
+            ensure!(
+                frame.len() <= GEN_CHUNK as usize,
+                "frame longer than a chunk"
+            );
+            // SAFETY: the chunk lies inside the mapping (chunk < GEN_CHUNKS), nothing else
+            // uses the mapping yet, and the frame fits in the chunk (checked above).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    frame.as_ptr(),
+                    area.ptr.as_ptr().add(chunk * GEN_CHUNK as usize),
+                    frame.len(),
+                );
+            }
+            lens.push(frame.len() as u32);
+        }
+        let config = xdpilone::UmemConfig {
+            fill_size: GEN_RING,
+            complete_size: GEN_RING,
+            frame_size: GEN_CHUNK,
+            headroom: 0,
+            flags: 0,
+        };
+        // SAFETY: the mapping is page-aligned, outlives the UMEM (`_area` is the last field),
+        // and the kernel only reads it (TX); we never write it again.
+        let umem =
+            unsafe { xdpilone::Umem::new(config, NonNull::slice_from_raw_parts(area.ptr, len)) }
+                .map_err(|e| errno("UMEM registration", e))?;
+        let name = CString::new(ifname)?;
+        let mut info = xdpilone::IfInfo::invalid();
+        info.from_name(&name)
+            .map_err(|e| errno("interface lookup", e))?;
+        info.set_queue(0);
+        let socket = xdpilone::Socket::with_shared(&info, &umem).map_err(|e| errno("socket", e))?;
+        let device = umem
+            .fq_cq(&socket)
+            .map_err(|e| errno("fill/completion rings", e))?;
+        let user = umem
+            .rx_tx(
+                &socket,
+                &xdpilone::SocketConfig {
+                    rx_size: None,
+                    tx_size: NonZeroU32::new(GEN_RING),
+                    bind_flags: xdpilone::SocketConfig::XDP_BIND_COPY
+                        | xdpilone::SocketConfig::XDP_BIND_NEED_WAKEUP,
+                },
+            )
+            .map_err(|e| errno("tx ring", e))?;
+        let tx = user.map_tx().map_err(|e| errno("tx ring mmap", e))?;
+        umem.bind(&user).map_err(|e| errno("bind", e))?;
+        let fd = user.as_raw_fd();
+        let _ = setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, GEN_SNDBUF);
+        // Frames one sendto sends: the kernel's default is 32; more needs the socket option
+        // (best effort: older kernels keep 32).
+        let budget = batch.clamp(XDP_TX_BATCH_DEFAULT, GEN_RING);
+        let budget = if budget == XDP_TX_BATCH_DEFAULT {
+            budget
+        } else {
+            match setsockopt(
+                fd,
+                libc::SOL_XDP,
+                XDP_MAX_TX_SKB_BUDGET,
+                budget as libc::c_int,
+            ) {
+                Ok(()) => budget,
+                Err(_) => XDP_TX_BATCH_DEFAULT,
+            }
+        };
+        Ok(XskSender {
+            device,
+            tx,
+            _user: user,
+            _umem: umem,
+            _area: area,
+            lens,
+            next: 0,
+            in_flight: 0,
+            submitted: 0,
+            budget,
+        })
+    }
+}
+
+impl Sender for XskSender {
+    fn send_some(&mut self, max: u32) -> u64 {
+        let mut done = 0u32;
+        {
+            let mut complete = self.device.complete(GEN_RING);
+            while complete.read().is_some() {
+                done += 1;
+            }
+            complete.release();
+        }
+        self.in_flight -= done;
+        // Batches of at least 64 unless paced below that.
+        let want = (GEN_RING - self.in_flight).min(max);
+        if want > 0 && (want >= 64 || want == max) {
+            let (next, lens) = (self.next, &self.lens);
+            let mut writer = self.tx.transmit(want);
+            let put = writer.insert((0..want).map(|i| {
+                let chunk = (next + i) % GEN_CHUNKS;
+                xdpilone::xdp::XdpDesc {
+                    addr: u64::from(chunk * GEN_CHUNK),
+                    len: lens[chunk as usize],
+                    options: 0,
+                }
+            }));
+            writer.commit();
+            drop(writer);
+            self.next = (self.next + put) % GEN_CHUNKS;
+            self.in_flight += put;
+            self.submitted += u64::from(put);
+        }
+        // Copy mode sends only from within sendto.
+        self.tx.wake();
+        u64::from(done)
+    }
+
+    fn submitted(&self) -> u64 {
+        self.submitted
+    }
+
+    fn note(&self) -> String {
+        format!(
+            "{GEN_CHUNKS}-chunk UMEM, {GEN_RING}-entry TX ring, up to {} frames per sendto",
+            self.budget
+        )
+    }
+}
+
+/// AF_PACKET raw socket bound to the interface, bypassing the qdisc, sending every flow's
+/// frame with one `sendmmsg` per batch.
+struct PacketSender {
+    fd: OwnedFd,
+    /// The frames, kept alive for `messages` to point into.
+    _frames: Vec<Vec<u8>>,
+    _iovecs: Vec<libc::iovec>,
+    messages: Vec<libc::mmsghdr>,
+    next: usize,
+    /// Frames sent so far.
+    submitted: u64,
+    /// Messages per sendmmsg.
+    batch: usize,
+}
+
+/// Most messages one `sendmmsg` takes (UIO_MAXIOV).
+const UIO_MAXIOV: usize = 1024;
+
+impl PacketSender {
+    fn open(ifname: &str, frames: &[Vec<u8>], batch: u32) -> Result<PacketSender> {
+        let batch = (batch as usize).clamp(1, UIO_MAXIOV);
+        // SAFETY: plain socket(2); the returned fd is owned below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        if fd < 0 {
+            bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: a new fd nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_QDISC_BYPASS,
+            1,
+        )
+        .context("PACKET_QDISC_BYPASS")?;
+        let _ = setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUFFORCE,
+            GEN_SNDBUF,
+        );
+        let name = CString::new(ifname)?;
+        // SAFETY: a valid NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        ensure!(ifindex != 0, "no interface {ifname}");
+        // SAFETY: sockaddr_ll is plain old data; zero is a valid value for every field.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex as i32;
+        // Protocol 0: the socket sends on the interface and receives nothing.
+        // SAFETY: `addr` is a valid sockaddr_ll and its size is passed.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                std::ptr::from_ref(&addr).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        ensure!(
+            rc == 0,
+            "bind AF_PACKET to {ifname}: {}",
+            std::io::Error::last_os_error()
+        );
+        // At least a batch of messages, cycling through the flows.
+        let count = frames.len().max(batch);
+        let frames: Vec<Vec<u8>> = (0..count)
+            .map(|i| frames[i % frames.len()].clone())
+            .collect();
+        let mut iovecs: Vec<libc::iovec> = frames
+            .iter()
+            .map(|f| libc::iovec {
+                iov_base: f.as_ptr().cast_mut().cast(),
+                iov_len: f.len(),
+            })
+            .collect();
+        let messages = iovecs
+            .iter_mut()
+            .map(|iov| {
+                // SAFETY: msghdr is plain old data; zero is valid (no name, no control data).
+                let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+                hdr.msg_iov = std::ptr::from_mut(iov);
+                hdr.msg_iovlen = 1;
+                libc::mmsghdr {
+                    msg_hdr: hdr,
+                    msg_len: 0,
+                }
+            })
+            .collect();
+        Ok(PacketSender {
+            fd,
+            _frames: frames,
+            _iovecs: iovecs,
+            messages,
+            next: 0,
+            submitted: 0,
+            batch,
+        })
+    }
+}
+
+impl Sender for PacketSender {
+    fn send_some(&mut self, max: u32) -> u64 {
+        let n = self
+            .batch
+            .min(self.messages.len() - self.next)
+            .min(max as usize);
+        if n == 0 {
+            std::hint::spin_loop();
+            return 0;
+        }
+        // SAFETY: `messages[next..next + n]` are initialised mmsghdrs whose iovecs point into
+        // `_frames`, which lives as long as `self`; the kernel only reads the frames.
+        let sent = unsafe {
+            libc::sendmmsg(
+                self.fd.as_raw_fd(),
+                self.messages.as_mut_ptr().add(self.next),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if sent <= 0 {
+            std::hint::spin_loop();
+            return 0;
+        }
+        self.next = (self.next + sent as usize) % self.messages.len();
+        self.submitted += sent as u64;
+        sent as u64
+    }
+
+    fn submitted(&self) -> u64 {
+        self.submitted
+    }
+
+    fn note(&self) -> String {
+        format!("{} frames per sendmmsg", self.batch)
+    }
+}
+
+fn setsockopt(
+    fd: libc::c_int,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> Result<()> {
+    // SAFETY: `value` is a live c_int and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    ensure!(
+        rc == 0,
+        "setsockopt({level}, {name}): {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+fn errno(what: &str, e: xdpilone::Errno) -> anyhow::Error {
+    anyhow!(
+        "AF_XDP {what}: {}",
+        std::io::Error::from_raw_os_error(e.get_raw())
+    )
+}
+
+// --- the device under test ----------------------------------------------------------------
+
+/// The forwarder of one run; stopped when dropped.
+#[derive(Debug)]
+enum Dut<'a> {
+    Kernel(&'a NetNs),
+    Carrier(Dataplane),
+}
+
+impl Dut<'_> {
+    fn start<'a>(
+        net: &'a Topology,
+        scratch: &Scratch,
+        dataplane: &Path,
+        path: PathKind,
+        cpu: usize,
+    ) -> Result<Dut<'a>> {
+        match path.carrier_config() {
+            None => {
+                net.dut.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+                Ok(Dut::Kernel(&net.dut))
+            }
+            Some(config) => Ok(Dut::Carrier(Dataplane::start(
+                &net.dut, scratch, dataplane, path, &config, cpu,
+            )?)),
+        }
+    }
+}
+
+impl Drop for Dut<'_> {
+    fn drop(&mut self) {
+        if let Dut::Kernel(ns) = self {
+            let _ = ns.run(&["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+        }
+    }
+}
+
+/// `carrier-dataplane run` in the DUT namespace, pinned to the DUT CPU; SIGTERM on drop
+/// (SIGKILL after [`DATAPLANE_STOP`]).
+#[derive(Debug)]
+struct Dataplane {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Dataplane {
+    fn start(
+        ns: &NetNs,
+        scratch: &Scratch,
+        binary: &Path,
+        path: PathKind,
+        config: &str,
+        cpu: usize,
+    ) -> Result<Dataplane> {
+        let tag = format!("{path:?}").to_lowercase();
+        let config_path = scratch.dir.join(format!("{tag}.toml"));
+        std::fs::write(&config_path, config)
+            .with_context(|| format!("writing {}", config_path.display()))?;
+        let socket = scratch.dir.join(format!("{tag}.sock"));
+        let _ = std::fs::remove_file(&socket);
+        let log = scratch.dir.join(format!("{tag}.log"));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "taskset", "-c", &cpu.to_string()])
+            .arg(binary)
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .arg("--socket")
+            .arg(&socket)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("starting carrier-dataplane")?;
+        let mut dp = Dataplane {
+            child: Some(child),
+            log,
+        };
+        let deadline = Instant::now() + DATAPLANE_START;
+        while !socket.exists() {
+            if let Some(status) = dp.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!(
+                    "carrier-dataplane exited ({status}) before serving its socket:\n{}",
+                    dp.log_text()
+                );
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "carrier-dataplane did not come up in {DATAPLANE_START:?}:\n{}",
+                dp.log_text()
+            );
+            sleep(Duration::from_millis(20))?;
+        }
+        Ok(dp)
+    }
+
+    fn pid(&self) -> Option<i32> {
+        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + DATAPLANE_STOP;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// target/tmp/carrier-e2e-<pid>: dataplane configs, sockets and logs; removed on drop unless
+/// kept.
+#[derive(Debug)]
+struct Scratch {
+    dir: PathBuf,
+    keep: bool,
+}
+
+impl Scratch {
+    fn new(parent: &Path, keep: bool) -> Result<Scratch> {
+        let dir = parent.join(format!("carrier-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Scratch { dir, keep })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.keep || std::thread::panicking() {
+            eprintln!("carrier-e2e: logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+// --- measuring ----------------------------------------------------------------------------
+
+/// One run of one path.
+#[derive(Debug, Clone)]
+struct Sample {
+    /// Frames the generator handed to the kernel, per second.
+    offered_mpps: f64,
+    /// Frames of the path's class the sink received, per second.
+    forwarded_mpps: f64,
+    /// Share of the sink's frames that were of the path's class.
+    class_share: f64,
+    /// Offered frames dropped at the DUT's ingress veth (its receive ring was full), per second.
+    ring_drop_mpps: f64,
+    /// Forwarded frames dropped at the sink's veth (its receive ring was full), per second:
+    /// the sink fell behind, and the forwarded rate is then a lower bound.
+    sink_drop_mpps: f64,
+    /// Frames the sink saw in the window, by class (IPv4, MPLS, other).
+    sink_frames: [u64; CLASSES],
+    /// CPU time the DUT used (ingress NAPI kthread and dataplane process), in CPUs: 1.0 is
+    /// all of one CPU for the whole window.
+    dut_cpu: f64,
+    /// Time the DUT CPU spent on anything else (other processes, interrupts, time stolen by
+    /// the hypervisor), in CPUs.
+    other_cpu: f64,
+    /// The part of `dut_cpu` the ingress NAPI kthread used (XDP, and for Linux all of it).
+    napi_cpu: f64,
+    /// How the generator was set up.
+    gen_note: String,
+    /// What the dataplane counted over its whole run (carrier paths).
+    carrier: Option<CarrierStats>,
+}
+
+impl Sample {
+    fn clean(&self) -> bool {
+        self.class_share >= MIN_CLASS_SHARE
+    }
+
+    /// The DUT was not what limited the rate, which is then a lower bound of what it can
+    /// forward: the sink fell behind (lost over 1% of what it counted), or the DUT forwarded
+    /// nearly all that was offered (97% or more).
+    fn lower_bound(&self) -> bool {
+        self.sink_drop_mpps > self.forwarded_mpps * 0.01
+            || self.forwarded_mpps >= self.offered_mpps * 0.97
+    }
+}
+
+/// What every run needs: the options, the namespaces, the sink, where configs and logs go,
+/// and the dataplane binary.
+struct Bench<'a> {
+    cli: &'a Cli,
+    net: &'a Topology,
+    sink: &'a Sink,
+    scratch: &'a Scratch,
+    dataplane: &'a Path,
+}
+
+/// One run: a path at a load.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    path: PathKind,
+    gen: GenKind,
+    load: Load,
+    warmup: f64,
+    secs: f64,
+}
+
+/// The runs of every path at one offered load.
+#[derive(Debug)]
+struct LoadResults {
+    load: Load,
+    paths: Vec<(PathKind, Vec<Sample>)>,
+}
+
+fn describe_load(load: Load) -> String {
+    match load {
+        Load::Max => "as fast as the generator goes".to_owned(),
+        Load::Paced(mpps) => format!("paced at {mpps} Mpps"),
+    }
+}
+
+impl Bench<'_> {
+    /// Starts the DUT and the generator, measures one window, stops both.
+    fn measure(&self, run: Run) -> Result<Sample> {
+        let Bench {
+            cli,
+            net,
+            sink,
+            scratch,
+            dataplane,
+        } = *self;
+        let Run {
+            path,
+            gen,
+            load,
+            warmup,
+            secs,
+        } = run;
+        let dut = Dut::start(net, scratch, dataplane, path, cli.dut_cpu)?;
+        // The DUT's work: its ingress NAPI kthread, and the dataplane process (all its threads).
+        let napi_tasks = net.pin_napi()?;
+        let dataplane_tasks: Vec<i32> = match &dut {
+            Dut::Carrier(dp) => dp.pid().into_iter().collect(),
+            Dut::Kernel(_) => vec![],
+        };
+        let limit = Duration::from_secs_f64(warmup + secs + 30.0);
+        let mut generator = Generator::start(
+            net,
+            gen,
+            path.frames(cli.flows),
+            load.rate(),
+            cli.gen_batch,
+            limit,
+        )?;
+        sleep(Duration::from_secs_f64(warmup))?;
+        let drops0 = net.ring_drops();
+        let (sent0, sink0, cpu0, t0) = (
+            generator.sent(),
+            sink.counts()?,
+            (
+                cpu_ticks(&napi_tasks)?,
+                cpu_ticks(&dataplane_tasks)?,
+                cpu_busy_ticks(cli.dut_cpu)?,
+            ),
+            Instant::now(),
+        );
+        sleep(Duration::from_secs_f64(secs))?;
+        let (sent1, sink1, cpu1, t1) = (
+            generator.sent(),
+            sink.counts()?,
+            (
+                cpu_ticks(&napi_tasks)?,
+                cpu_ticks(&dataplane_tasks)?,
+                cpu_busy_ticks(cli.dut_cpu)?,
+            ),
+            Instant::now(),
+        );
+        let drops1 = net.ring_drops();
+        generator.finish();
+        let dataplane_log = match &dut {
+            Dut::Carrier(dp) => Some(dp.log.clone()),
+            Dut::Kernel(_) => None,
+        };
+        // Stopping the dataplane makes it print its counters.
+        drop(dut);
+        let carrier = dataplane_log.as_ref().and_then(|log| {
+            CarrierStats::from_log(&std::fs::read_to_string(log).unwrap_or_default())
+        });
+        let elapsed = (t1 - t0).as_secs_f64();
+        let cpus = |ticks0: u64, ticks1: u64| {
+            ticks1.saturating_sub(ticks0) as f64 / clock_ticks_per_second() / elapsed
+        };
+        let delta: [u64; CLASSES] = std::array::from_fn(|c| sink1.0[c].saturating_sub(sink0.0[c]));
+        let total: u64 = delta.iter().sum();
+        let forwarded = delta[path.expected_class()];
+        if forwarded == 0 {
+            let log = dataplane_log
+                .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+                .unwrap_or_default();
+            bail!("nothing of the expected class reached the sink (sink saw {total} frames: {delta:?}; offered {})\n{log}", sent1 - sent0);
+        }
+        Ok(Sample {
+            offered_mpps: (sent1 - sent0) as f64 / elapsed / 1e6,
+            forwarded_mpps: forwarded as f64 / elapsed / 1e6,
+            class_share: forwarded as f64 / total as f64,
+            ring_drop_mpps: drops1.0.saturating_sub(drops0.0) as f64 / elapsed / 1e6,
+            sink_drop_mpps: drops1.1.saturating_sub(drops0.1) as f64 / elapsed / 1e6,
+            sink_frames: delta,
+            napi_cpu: cpus(cpu0.0, cpu1.0),
+            other_cpu: (cpus(cpu0.2, cpu1.2) - cpus(cpu0.0 + cpu0.1, cpu1.0 + cpu1.1)).max(0.0),
+            dut_cpu: cpus(cpu0.0 + cpu0.1, cpu1.0 + cpu1.1),
+            gen_note: generator.note.clone(),
+            carrier,
+        })
+    }
+
+    /// Runs both generators on the kernel path for `--compare-secs` each, as fast as they go;
+    /// returns the faster (by offered rate) and both samples.
+    fn compare_generators(&self) -> Result<(GenKind, Vec<(GenKind, Sample)>)> {
+        let mut samples = vec![];
+        for kind in [GenKind::Xsk, GenKind::Packet] {
+            let run = Run {
+                path: PathKind::Kernel,
+                gen: kind,
+                load: Load::Max,
+                warmup: 1.0,
+                secs: self.cli.compare_secs,
+            };
+            let sample = self
+                .measure(run)
+                .with_context(|| format!("generator comparison: {}", kind.name()))?;
+            println!(
+                "  generator {:<34} offered {:>5.3} Mpps  (Linux forwarded {:.3} Mpps)",
+                kind.name(),
+                sample.offered_mpps,
+                sample.forwarded_mpps
+            );
+            samples.push((kind, sample));
+        }
+        let best = samples
+            .iter()
+            .max_by(|a, b| a.1.offered_mpps.total_cmp(&b.1.offered_mpps))
+            .map_or(GenKind::Xsk, |(k, _)| *k);
+        Ok((best, samples))
+    }
+}
+
+/// The dataplane's own counters over one whole run (warm-up, window and stop), from what
+/// `carrier-dataplane run` prints when it stops: the counters JSON and the I/O statistics line.
+#[derive(Debug, Clone, Default)]
+struct CarrierStats {
+    /// Frames the pipeline received on the ingress port.
+    received: u64,
+    /// Frames the pipeline sent out of the egress port (before the TX ring).
+    forwarded: u64,
+    /// Pipeline drops on the ingress port, by reason.
+    drops: Vec<(String, u64)>,
+    /// Frames lost because the TX ring was full.
+    tx_ring_full: u64,
+    /// The ingress socket's kernel statistics: `rx_dropped` (no fill buffer) and
+    /// `rx_ring_full`.
+    socket_dropped: u64,
+    socket_ring_full: u64,
+}
+
+impl CarrierStats {
+    fn from_log(log: &str) -> Option<CarrierStats> {
+        let json: serde_json::Value = log
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .and_then(|l| serde_json::from_str(l).ok())?;
+        let ports = json.get("ports")?;
+        let count = |port: &str, dir: &str| ports.get(port)?.get(dir)?.get("packets")?.as_u64();
+        let drops = ports
+            .get(DUT_IN)
+            .and_then(|p| p.get("drops"))
+            .and_then(serde_json::Value::as_object)
+            .map(|d| {
+                d.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The n-th number after the last occurrence of `key`.
+        let number_after = |key: &str, n: usize| -> Option<u64> {
+            let rest = &log[log.rfind(key)? + key.len()..];
+            rest.split(|c: char| !c.is_ascii_digit())
+                .filter(|w| !w.is_empty())
+                .nth(n)?
+                .parse()
+                .ok()
+        };
+        let socket = format!("(\"{DUT_IN}\",");
+        Some(CarrierStats {
+            received: count(DUT_IN, "rx")?,
+            forwarded: count(DUT_OUT, "tx")?,
+            drops,
+            tx_ring_full: number_after("tx_ring_full:", 0).unwrap_or(0),
+            socket_dropped: number_after(&socket, 0).unwrap_or(0),
+            socket_ring_full: number_after(&socket, 1).unwrap_or(0),
+        })
+    }
+}
+
+// --- the report ---------------------------------------------------------------------------
+
+struct Report<'a> {
+    cli: &'a Cli,
+    gen_kind: GenKind,
+    comparison: Vec<(GenKind, Sample)>,
+    results: Vec<LoadResults>,
+    load_before: String,
+    load_after: String,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+impl Report<'_> {
+    /// The main table of one offered load.
+    fn table(&self, results: &LoadResults) -> String {
+        let per_cpu = |s: &Sample| {
+            if s.dut_cpu > 0.0 {
+                s.forwarded_mpps / s.dut_cpu
+            } else {
+                0.0
+            }
+        };
+        // (forwarded, per CPU, lower bound) of the Linux row.
+        let baseline = results
+            .paths
+            .iter()
+            .find(|(p, _)| *p == PathKind::Kernel)
+            .map(|(_, s)| {
+                (
+                    median(s.iter().map(|s| s.forwarded_mpps).collect()),
+                    median(s.iter().map(per_cpu).collect()),
+                    s.iter().any(Sample::lower_bound),
+                )
+            });
+        // A ratio over a baseline that is a lower bound is an upper bound, and a lower bound
+        // over a baseline that is not is a lower bound.
+        let ratio = |value: f64, bound: bool, base: Option<(f64, bool)>| match base {
+            Some((b, base_bound)) if b > 0.0 => {
+                let mark = match (bound, base_bound) {
+                    (false, false) => "",
+                    (true, false) => "≥ ",
+                    (false, true) => "≤ ",
+                    (true, true) => "? ",
+                };
+                format!("{mark}{:.2}×", value / b)
+            }
+            _ => "–".to_owned(),
+        };
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "| path | frames | forwarded Mpps (median) | runs | vs Linux | DUT CPU used | other work on DUT CPU | Mpps per DUT CPU | per CPU vs Linux | offered Mpps | refused at DUT ingress, Mpps | lost at the sink, Mpps |"
+        );
+        let _ = writeln!(
+            t,
+            "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for (path, samples) in &results.paths {
+            let fwd = median(samples.iter().map(|s| s.forwarded_mpps).collect());
+            let cpu = median(samples.iter().map(|s| s.dut_cpu).collect());
+            let other = median(samples.iter().map(|s| s.other_cpu).collect());
+            let fwd_per_cpu = median(samples.iter().map(per_cpu).collect());
+            let offered = median(samples.iter().map(|s| s.offered_mpps).collect());
+            let refused = median(samples.iter().map(|s| s.ring_drop_mpps).collect());
+            let sink_lost = median(samples.iter().map(|s| s.sink_drop_mpps).collect());
+            let bound = samples.iter().any(Sample::lower_bound);
+            let runs: Vec<String> = samples
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}{:.3}{}",
+                        if s.lower_bound() { "≥ " } else { "" },
+                        s.forwarded_mpps,
+                        if s.clean() { "" } else { " (!)" }
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                t,
+                "| {} | {} | **{}{fwd:.3}** | {} | {} | {cpu:.2} | {other:.2} | {fwd_per_cpu:.3} | {} | {offered:.3} | {refused:.3} | {sink_lost:.3} |",
+                path.name(),
+                path.describe(),
+                if bound { "≥ " } else { "" },
+                runs.join(", "),
+                ratio(fwd, bound, baseline.map(|b| (b.0, b.2))),
+                ratio(fwd_per_cpu, bound, baseline.map(|b| (b.1, b.2))),
+            );
+        }
+        t
+    }
+
+    /// What carrier itself counted in the last run of each of its paths at one load.
+    fn carrier_table(&self, results: &LoadResults) -> String {
+        let mut t = String::new();
+        for (path, samples) in &results.paths {
+            let Some(stats) = samples.last().and_then(|s| s.carrier.as_ref()) else {
+                continue;
+            };
+            if t.is_empty() {
+                let _ = writeln!(t, "| path (last run, whole run) | frames into the pipeline | forwarded by the pipeline | lost: TX ring full | dropped before the socket: no fill buffer / RX ring full | pipeline drops on ingress | DUT CPU (median): ingress NAPI + dataplane |");
+                let _ = writeln!(t, "|---|---:|---:|---:|---:|---|---|");
+            }
+            let pct = |n: u64| {
+                if stats.received == 0 {
+                    0.0
+                } else {
+                    n as f64 * 100.0 / stats.received as f64
+                }
+            };
+            let drops: Vec<String> = stats
+                .drops
+                .iter()
+                .map(|(reason, n)| format!("{reason} {n} ({:.1}%)", pct(*n)))
+                .collect();
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {} ({:.1}%) | {} / {} | {} | {:.2} + {:.2} |",
+                path.name(),
+                stats.received,
+                stats.forwarded,
+                stats.tx_ring_full,
+                pct(stats.tx_ring_full),
+                stats.socket_dropped,
+                stats.socket_ring_full,
+                if drops.is_empty() {
+                    "none".to_owned()
+                } else {
+                    drops.join(", ")
+                },
+                median(samples.iter().map(|s| s.napi_cpu).collect()),
+                median(samples.iter().map(|s| s.dut_cpu - s.napi_cpu).collect()),
+            );
+        }
+        t
+    }
+
+    /// The whole section for bench/RESULTS.md.
+    fn section(&self) -> String {
+        let cli = self.cli;
+        let date = sh(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default();
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|s| s.trim().to_owned())
+            })
+            .unwrap_or_default();
+        let cpus = online_cpus();
+        let mut command = format!(
+            "target/release/carrier-e2e --secs {} --runs {} --warmup {} --flows {} --gen-cpu {} --dut-cpu {} --gen-batch {}",
+            cli.secs, cli.runs, cli.warmup, cli.flows, cli.gen_cpu, cli.dut_cpu, cli.gen_batch
+        );
+        if cli.loads != [Load::Max] {
+            let loads: Vec<String> = cli.loads.iter().map(Load::to_string).collect();
+            let _ = write!(command, " --load {}", loads.join(","));
+        }
+        if cli.generator != GenChoice::Auto {
+            if let Some(v) = cli.generator.to_possible_value() {
+                let _ = write!(command, " --generator {}", v.get_name());
+            }
+        }
+        if cli.paths
+            != [
+                PathKind::Kernel,
+                PathKind::VrfForward,
+                PathKind::MplsPush,
+                PathKind::MplsPop,
+            ]
+        {
+            let names: Vec<String> = cli
+                .paths
+                .iter()
+                .filter_map(|p| p.to_possible_value().map(|v| v.get_name().to_owned()))
+                .collect();
+            let _ = write!(command, " --paths {}", names.join(","));
+        }
+
+        let mut s = String::new();
+        let _ = writeln!(s, "{RESULTS_HEADING}\n");
+        let _ = writeln!(
+            s,
+            "Written by `carrier-e2e --write` on {} — Linux {}, {cpu}, {cpus} vCPUs; load average before {}, after {}.\n",
+            date.trim(),
+            kernel.trim(),
+            self.load_before,
+            self.load_after
+        );
+        let _ = writeln!(s, "    cd /work/main   # the workspace root\n    cargo xtask build --release\n    cargo build --release -p carrier-bench --bin carrier-e2e\n    {command}   # as root\n");
+        for load in &self.results {
+            let _ = writeln!(s, "### Offered load: {}\n", describe_load(load.load));
+            let _ = writeln!(s, "{}", self.table(load));
+            let carrier = self.carrier_table(load);
+            if !carrier.is_empty() {
+                let _ = writeln!(s, "{carrier}");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "Main tables:\n\n\
+             - **forwarded**: frames of the path's output class (IPv4 or MPLS, sent to the sink's MAC) the sink counted, per second, over {} s after {} s of warm-up; \
+             the median of {} runs in bold, then every run ((!): under {:.0}% of the sink's frames were of that class). Paths are interleaved round by round.\n\
+             - **vs Linux**: the median over the Linux median at the same load: same namespaces, veths, frames and session.\n\
+             - **DUT CPU used**: CPU time of the DUT's ingress NAPI kthread plus (carrier) the dataplane process per second of the window; \
+             1.00 is all of the DUT CPU. **Other work on DUT CPU**: the rest of that CPU's busy time (other processes on the machine, interrupts, time the hypervisor stole); \
+             when it is large the DUT got less than a whole CPU and only the per-CPU column compares.\n\
+             - **Mpps per DUT CPU**: forwarded over DUT CPU used, the rate per whole CPU. carrier's worker busy-polls while traffic flows, \
+             so its DUT CPU is near 1.00 at any load: compare per CPU only where both are saturated.\n\
+             - **offered**: frames the generator handed to the kernel per second. \
+             **Refused at DUT ingress**: of those, dropped because the DUT's veth receive ring (256 frames) was full. \
+             **Lost at the sink**: forwarded frames dropped because the sink's ring was full; 0 unless the sink fell behind.\n\
+             - **≥**: a lower bound, the DUT was not the limit: it forwarded 97% or more of what was offered, or the sink lost over 1%. \
+             Ratios over a lower bound are upper bounds (≤), a lower bound over a measured rate gives ≥, and ? when both are bounds.\n",
+            cli.secs,
+            cli.warmup,
+            cli.runs,
+            MIN_CLASS_SHARE * 100.0,
+        );
+        let _ = writeln!(
+            s,
+            "carrier's tables: its own counters in the last run of each path, as `carrier-dataplane run` prints them when it stops \
+             (whole run, warm-up included). \"Dropped before the socket\" is the ingress AF_XDP socket's kernel statistics: \
+             `rx_dropped` (frames redirected to it while its fill ring was empty) and `rx_ring_full`. \
+             The DUT CPU split is the median over the runs.\n"
+        );
+        if let Some(note) = self
+            .results
+            .iter()
+            .flat_map(|load| &load.paths)
+            .find_map(|(_, samples)| samples.first())
+            .map(|s| s.gen_note.as_str())
+        {
+            let _ = writeln!(
+                s,
+                "Generator set-up: {}, {note}, {} flows.\n",
+                self.gen_kind.name(),
+                cli.flows
+            );
+        }
+        if !self.comparison.is_empty() {
+            let _ = writeln!(s, "Generator choice (each on the Linux path for {} s; the faster one is used above):\n", cli.compare_secs);
+            let _ = writeln!(
+                s,
+                "| generator | offered Mpps | Linux forwarded Mpps |\n|---|---:|---:|"
+            );
+            for (kind, sample) in &self.comparison {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.3} | {:.3} |",
+                    kind.name(),
+                    sample.offered_mpps,
+                    sample.forwarded_mpps
+                );
+            }
+            let _ = writeln!(s);
+        }
+        s.push_str(METHOD);
+        s
+    }
+}
+
+/// How the numbers are made; part of the written section.
+const METHOD: &str = "\
+How it is measured (`bench/src/bin/carrier-e2e.rs`):
+
+- Topology: three namespaces `e2gen<pid>` —veth— `e2dut<pid>` —veth— `e2snk<pid>`. TSO and GSO
+  are off on every veth end (a veth passes frames to its peer's NAPI, where native XDP runs,
+  only then) and GRO is on (the receiving end then always has a NAPI). The DUT's ingress veth
+  and the sink's veth use threaded NAPI: the DUT's kthread is pinned to the DUT CPU, so all of
+  the DUT's receive work runs there and none on the sender's CPU; the sink's is pinned to the
+  generator CPU and runs SCHED_FIFO, so the sink keeps up even when the generator (or other
+  work) keeps that CPU busy.
+- DUT, carrier: `taskset -c <dut cpu> carrier-dataplane run --config <path config>` (the
+  release build with `carrier_xdp` embedded); its XDP program runs in native mode on both
+  veths and steers every frame to the AF_XDP sockets (copy mode: veth has no zero-copy). On
+  one DUT CPU the dataplane process and the ingress NAPI kthread (XDP, copy into the UMEM)
+  share the CPU; under overload the kthread takes most of it and frames are dropped for want
+  of fill-ring buffers.
+- DUT, Linux: `net.ipv4.ip_forward=1`, the same two veths with 10.1.0.1/24 and 10.3.0.1/24, a
+  permanent neighbour for the sink (no ARP), IPv6 off, no netfilter rules. Linux has no MPLS
+  forwarding here, so the baseline is plain IPv4 forwarding of the VRF path's frames. All of
+  its work is in the ingress NAPI kthread.
+- Paths: VRF forward (two customer ports in VRF red, static neighbours); MPLS push (customer
+  port → core port, VPN label 1000 toward a PE behind a static neighbour); MPLS pop (core port
+  → customer port, per-VRF label 100 looked up in VRF red). 1024 flows (UDP source ports),
+  60-byte IPv4/UDP frames (64 bytes with a label), built by `carrier_bench::udp_frame` /
+  `mpls_frame`. The configs are written next to the dataplane's log (`--keep-logs` keeps them).
+- Generator: a thread of the harness in the gen namespace, pinned to the generator CPU, sending
+  pre-built frames as fast as it goes (or paced, `--load`): AF_XDP copy-mode TX (a UMEM of
+  pre-built frames, TX ring, need-wakeup, `XDP_MAX_TX_SKB_BUDGET` for more than 32 frames per
+  `sendto`) or AF_PACKET with `PACKET_QDISC_BYPASS` and `sendmmsg`; by default the harness
+  measures both and keeps the faster. `--gen-batch` frames per system call: this kernel runs
+  with `preempt=none`, so one long call (2048 frames) keeps the sink's NAPI off the CPU long
+  enough for the sink's 256-frame ring to overflow.
+- Offered loads: `max` floods the DUT. carrier then loses most of the DUT CPU to its own
+  ingress NAPI kthread (XDP, and the copy into the UMEM of frames that are then dropped for
+  want of fill buffers), so paced loads around carrier's capacity are measured too: they show
+  up to which rate it keeps up, and what it does just past that without a flood. Linux's CPU
+  use follows the load (no busy polling), so its per-CPU column is its cost per frame at any
+  load; carrier's is only meaningful where it is saturated.
+- Sink: `carrier_sink` (`ebpf/src/sink.rs`, in the same object as `carrier_xdp`), attached in
+  native mode on the sink's veth by the harness through aya, counts frames per CPU by
+  EtherType (IPv4, MPLS; frames to another MAC count as other) and drops them; the harness
+  reads the counters at the start and end of each window.
+- CPU: utime + stime of the DUT's tasks from `/proc/<pid>/stat` at the window's edges.
+
+Performance claims are these ratios against the baseline of the same run; no test asserts a
+rate.
+";
+
+/// Replaces this benchmark's section of the results file (from its heading to the next `## `
+/// heading), or appends it; creates the file if needed.
+fn write_section(path: &Path, section: &str) -> Result<()> {
+    let old = std::fs::read_to_string(path)
+        .unwrap_or_else(|_| "# carrier benchmark results\n\n".to_owned());
+    let new = match old.find(RESULTS_HEADING) {
+        Some(start) => {
+            let after = start + RESULTS_HEADING.len();
+            let end = old[after..]
+                .find("\n## ")
+                .map_or(old.len(), |i| after + i + 1);
+            format!(
+                "{}{}{}",
+                &old[..start],
+                section.trim_end_matches('\n').to_owned() + "\n",
+                if end < old.len() {
+                    format!("\n{}", &old[end..])
+                } else {
+                    String::new()
+                }
+            )
+        }
+        None => {
+            let mut s = old.trim_end_matches('\n').to_owned();
+            s.push_str("\n\n");
+            s.push_str(section);
+            s
+        }
+    };
+    let mut file = File::create(path).with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(new.as_bytes())?;
+    Ok(())
+}
+
+// --- small system helpers -----------------------------------------------------------------
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Set by SIGINT/SIGTERM: the run stops at the next sleep, and the guards clean up.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_signal: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_stop_handler() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// Sleeps, failing early when the run is interrupted.
+fn sleep(total: Duration) -> Result<()> {
+    let end = Instant::now() + total;
+    loop {
+        ensure!(!STOP.load(Ordering::Relaxed), "interrupted");
+        let now = Instant::now();
+        if now >= end {
+            return Ok(());
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}
+
+fn cpu_set(cpu: usize) -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below the CPU count (checked by the caller), far below CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    set
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_thread(cpu: usize) -> Result<()> {
+    set_affinity(0, cpu)
+}
+
+/// Pins task `pid` (0: the calling thread) to `cpu`.
+fn set_affinity(pid: i32, cpu: usize) -> Result<()> {
+    let set = cpu_set(cpu);
+    // SAFETY: `set` is a valid cpu_set_t and its size is passed.
+    let rc = unsafe { libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    ensure!(
+        rc == 0,
+        "sched_setaffinity({pid}, cpu {cpu}): {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// Real-time priority of the sink's NAPI kthread (SCHED_FIFO; below the kernel's own
+/// threaded IRQ handlers at 50).
+const SINK_NAPI_PRIORITY: libc::c_int = 10;
+
+/// Makes task `pid` SCHED_FIFO at [`SINK_NAPI_PRIORITY`].
+fn set_fifo(pid: i32) -> Result<()> {
+    let param = libc::sched_param {
+        sched_priority: SINK_NAPI_PRIORITY,
+    };
+    // SAFETY: `param` is a valid sched_param that outlives the call.
+    let rc = unsafe { libc::sched_setscheduler(pid, libc::SCHED_FIFO, &param) };
+    ensure!(
+        rc == 0,
+        "sched_setscheduler({pid}): {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// Busy time of `cpu` (everything but idle and iowait, steal included) from /proc/stat, in
+/// clock ticks.
+fn cpu_busy_ticks(cpu: usize) -> Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let name = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        .with_context(|| format!("no {name} in /proc/stat"))?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    ensure!(fields.len() == 8, "short {name} line in /proc/stat");
+    Ok(fields.iter().sum::<u64>() - fields[3] - fields[4])
+}
+
+/// utime + stime of the tasks (processes count all their threads), in clock ticks.
+fn cpu_ticks(pids: &[i32]) -> Result<u64> {
+    let mut total = 0;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("reading /proc/{pid}/stat"))?;
+        // Fields after the command name (which may hold spaces): state is the 3rd field,
+        // utime the 14th, stime the 15th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| -> Result<u64> {
+            fields
+                .get(n - 3)
+                .and_then(|f| f.parse().ok())
+                .with_context(|| format!("/proc/{pid}/stat field {n}"))
+        };
+        total += field(14)? + field(15)?;
+    }
+    Ok(total)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+/// CPUs online on the machine (not only those this thread may run on: it is pinned).
+fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
+/// The 1/5/15-minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
