@@ -82,6 +82,9 @@ pub enum PeerEvent {
 pub enum PeerCommand {
     /// Send these UPDATEs, then End-of-RIB for these families.
     Send(Vec<Update>, Vec<Family>),
+    /// Reset the session with this NOTIFICATION (e.g. Cease/Maximum Number of Prefixes
+    /// Reached, RFC 4486); it restarts after the usual backoff.
+    Reset(crate::bgp::msg::Notification),
 }
 
 /// Run until SIGINT/SIGTERM.
@@ -301,8 +304,11 @@ async fn rib_task(
                             let n = rib.update(addr, update);
                             let max = rib.config().neighbors.iter().find(|x| x.address == addr).and_then(|x| x.max_prefixes);
                             if max.is_some_and(|m| n > m) {
-                                log::warn!("peer {addr}: {n} prefixes exceed the limit; its routes are dropped");
+                                log::warn!("peer {addr}: {n} prefixes exceed the limit: Cease/Maximum Number of Prefixes Reached, its routes are dropped");
                                 rib.peer_down(addr, false, Instant::now());
+                                if let Some(tx) = peers.get(&addr) {
+                                    let _ = tx.send(PeerCommand::Reset(crate::bgp::msg::Notification::new(crate::bgp::msg::error_code::CEASE, 1))).await;
+                                }
                             }
                         }
                     }
@@ -527,6 +533,9 @@ async fn peer_task(
             }
             c = cmds.recv() => {
                 match c {
+                    Some(PeerCommand::Reset(n)) => {
+                        pending.extend(session.process(Input::DecodeError(codec::DecodeError::Reset(n)), Instant::now()));
+                    }
                     Some(PeerCommand::Send(updates, eors)) => {
                         let now = Instant::now();
                         for u in updates {

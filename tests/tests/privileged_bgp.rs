@@ -180,3 +180,32 @@ fn gobgp_route_reflector_programs_vpnv4_and_evpn() {
 
     drop(control);
 }
+
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn max_prefixes_resets_with_cease_and_drops_the_routes() {
+    let lab = lab();
+    let dp = Dataplane::start(&lab.pe, PE_DATAPLANE);
+    let gobgp = GoBgp::start(&lab.rr, 65000, "10.0.0.254", &["10.0.0.1"]);
+    let config = control_config(&dp).replace("families = [\"vpnv4\", \"evpn\"]", "families = [\"vpnv4\", \"evpn\"]\nmax_prefixes = 2");
+    let control = start_control(&lab.pe, &config);
+    gobgp.wait_established("10.0.0.1", Duration::from_secs(30));
+    for (i, prefix) in ["10.50.0.0/16", "10.51.0.0/16"].iter().enumerate() {
+        let label = (3000 + i).to_string();
+        gobgp.cli(&["global", "rib", "-a", "vpnv4", "add", prefix, "label", &label, "rd", "65000:9", "rt", "65000:1", "nexthop", "10.255.0.2"]);
+    }
+    eventually("two routes installed", Duration::from_secs(15), || route(&dump(&dp), "red", "10.51.0.0/16").map(|_| ()));
+    // The third crosses the limit: Cease 6/1, the peer's routes leave the FIB.
+    gobgp.cli(&["global", "rib", "-a", "vpnv4", "add", "10.52.0.0/16", "label", "3002", "rd", "65000:9", "rt", "65000:1", "nexthop", "10.255.0.2"]);
+    eventually("routes dropped after the limit", Duration::from_secs(15), || route(&dump(&dp), "red", "10.50.0.0/16").is_none().then_some(()));
+    eventually("Cease logged", Duration::from_secs(10), || control.log().contains("Maximum Number of Prefixes Reached").then_some(()));
+    let neighbor = gobgp.cli(&["neighbor", "10.0.0.1"]);
+    assert!(neighbor.contains("Notifications:"), "{neighbor}");
+    let received: u32 = neighbor
+        .lines()
+        .find(|l| l.trim_start().starts_with("Notifications:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(received >= 1, "gobgp received no NOTIFICATION:\n{neighbor}");
+}
