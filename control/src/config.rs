@@ -169,6 +169,10 @@ pub struct NeighborConfig {
     pub max_prefixes: Option<usize>,
     /// Local address to connect from.
     pub local_address: Option<Ipv4Addr>,
+    /// TCP MD5 signature password (RFC 2385).
+    pub password: Option<String>,
+    /// GTSM (RFC 5082): the peer is at most this many hops away (1: directly connected).
+    pub ttl_security: Option<u8>,
 }
 
 fn default_families() -> Vec<String> {
@@ -251,6 +255,12 @@ impl ControlConfig {
         let c: ControlConfig = toml::from_str(text)?;
         for n in &c.neighbors {
             n.families()?;
+            if n.password.as_ref().is_some_and(|p| p.is_empty() || p.len() > crate::sys::MD5_MAX_KEY) {
+                return Err(ConfigError::Invalid(format!("neighbor {}: password must be 1 to {} bytes", n.address, crate::sys::MD5_MAX_KEY)));
+            }
+            if n.ttl_security == Some(0) {
+                return Err(ConfigError::Invalid(format!("neighbor {}: ttl_security counts hops, from 1", n.address)));
+            }
         }
         if c.labels.first < 16 || c.labels.last > carrier_common::Label::MAX || c.labels.first > c.labels.last {
             return Err(ConfigError::Invalid(format!(

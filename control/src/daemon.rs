@@ -109,7 +109,9 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
         .with_context(|| format!("dataplane config {}", cfg.dataplane.config.display()))?;
     let base = Arc::new(dp_config.tables().context("dataplane config")?);
     let found = dataplane_state(&cfg.dataplane.socket);
-    let restarting = found.as_ref().is_some_and(|f| f.generation > 1);
+    // Graceful restart only when configured: without it the peers drop our routes at once and
+    // resend theirs without End-of-RIB guarantees, so deferring would only delay convergence.
+    let restarting = found.as_ref().is_some_and(|f| f.generation > 1) && cfg.bgp.graceful_restart.is_some();
     if restarting {
         log::info!("the dataplane already holds state: restarting speaker, first flush deferred until End-of-RIB");
     }
@@ -126,6 +128,18 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
     }
     if let Some(addr) = cfg.bgp.listen {
         let listener = TcpListener::bind(SocketAddrV4::new(addr, cfg.bgp.port)).await.with_context(|| format!("listening on {addr}:{}", cfg.bgp.port))?;
+        {
+            use std::os::fd::AsRawFd;
+            let fd = listener.as_raw_fd();
+            for n in &cfg.neighbors {
+                if let Some(p) = &n.password {
+                    crate::sys::set_md5(fd, n.address, p.as_bytes()).with_context(|| format!("TCP MD5 for {}", n.address))?;
+                }
+            }
+            if let Some(hops) = cfg.neighbors.iter().filter_map(|n| n.ttl_security).max() {
+                crate::sys::set_gtsm(fd, hops).context("GTSM on the listener")?;
+            }
+        }
         log::info!("listening for BGP on {addr}:{}", cfg.bgp.port);
         tokio::spawn(async move {
             loop {
@@ -397,8 +411,9 @@ async fn peer_task(
                     let tx = conn_tx.clone();
                     let target = SocketAddrV4::new(addr, n.port);
                     let local = n.local_address;
+                    let (password, gtsm) = (n.password.clone(), n.ttl_security);
                     tokio::spawn(async move {
-                        let r = connect(target, local).await;
+                        let r = connect(target, local, password.as_deref(), gtsm).await;
                         let _ = tx.send(r).await;
                     });
                 }
@@ -556,8 +571,21 @@ fn pc_local_as(session: &Session) -> u32 {
     session.config().local_as
 }
 
-async fn connect(target: SocketAddrV4, local: Option<Ipv4Addr>) -> Option<TcpStream> {
+async fn connect(target: SocketAddrV4, local: Option<Ipv4Addr>, password: Option<&str>, gtsm: Option<u8>) -> Option<TcpStream> {
+    use std::os::fd::AsRawFd;
     let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    if let Some(p) = password {
+        if let Err(e) = crate::sys::set_md5(socket.as_raw_fd(), *target.ip(), p.as_bytes()) {
+            log::error!("TCP MD5 toward {target}: {e}");
+            return None;
+        }
+    }
+    if let Some(hops) = gtsm {
+        if let Err(e) = crate::sys::set_gtsm(socket.as_raw_fd(), hops) {
+            log::error!("GTSM toward {target}: {e}");
+            return None;
+        }
+    }
     if let Some(l) = local {
         socket.bind(SocketAddr::V4(SocketAddrV4::new(l, 0))).ok()?;
     }

@@ -8,3 +8,4 @@ pub mod labels;
 pub mod fib;
 pub mod rib;
 pub mod daemon;
+pub mod sys;

@@ -106,11 +106,17 @@ pub struct GoBgp {
 impl GoBgp {
     /// Start gobgpd in `ns` as AS `asn` with `router_id`, clients in the same AS.
     pub fn start(ns: &NetNs, asn: u32, router_id: &str, clients: &[&str]) -> GoBgp {
+        Self::start_with(ns, asn, router_id, clients, "", "")
+    }
+
+    /// [`GoBgp::start`] with extra lines for each neighbor's `[neighbors.config]` table
+    /// (e.g. `auth-password = "x"`) and after it (e.g. a `[neighbors.ttl-security.config]`).
+    pub fn start_with(ns: &NetNs, asn: u32, router_id: &str, clients: &[&str], in_config: &str, after: &str) -> GoBgp {
         let dir = scratch_dir("gobgp");
         let mut conf = format!("[global.config]\n  as = {asn}\n  router-id = \"{router_id}\"\n  local-address-list = [\"{router_id}\"]\n\n");
         for c in clients {
             conf.push_str(&format!(
-                "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{c}\"\n    peer-as = {asn}\n  [neighbors.route-reflector.config]\n    route-reflector-client = true\n    route-reflector-cluster-id = \"{router_id}\"\n  [neighbors.timers.config]\n    connect-retry = 1\n"
+                "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{c}\"\n    peer-as = {asn}\n{in_config}\n{after}\n  [neighbors.route-reflector.config]\n    route-reflector-client = true\n    route-reflector-cluster-id = \"{router_id}\"\n  [neighbors.timers.config]\n    connect-retry = 1\n"
             ));
             for family in ["l3vpn-ipv4-unicast", "l2vpn-evpn", "ipv4-unicast"] {
                 conf.push_str(&format!("  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{family}\"\n"));

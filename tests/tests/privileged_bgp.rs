@@ -209,3 +209,33 @@ fn max_prefixes_resets_with_cease_and_drops_the_routes() {
         .unwrap_or(0);
     assert!(received >= 1, "gobgp received no NOTIFICATION:\n{neighbor}");
 }
+
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn tcp_md5_and_gtsm_with_gobgp() {
+    let lab = lab();
+    let dp = Dataplane::start(&lab.pe, PE_DATAPLANE);
+    let gobgp = GoBgp::start_with(
+        &lab.rr,
+        65000,
+        "10.0.0.254",
+        &["10.0.0.1"],
+        "    auth-password = \"carrier-secret\"",
+        "  [neighbors.ttl-security.config]\n    enabled = true\n    ttl-min = 255",
+    );
+    let secured = |password: &str| {
+        control_config(&dp).replace("families = [\"vpnv4\", \"evpn\"]", &format!("families = [\"vpnv4\", \"evpn\"]\npassword = \"{password}\"\nttl_security = 1"))
+    };
+    // A wrong key: the kernel drops every segment, the session never comes up.
+    let mut wrong = start_control(&lab.pe, &secured("not-the-secret"));
+    std::thread::sleep(Duration::from_secs(6));
+    let neighbor = gobgp.cli(&["neighbor", "10.0.0.1"]);
+    assert!(!neighbor.to_lowercase().contains("bgp state = established"), "established with a wrong MD5 key:\n{neighbor}");
+    wrong.stop();
+    // The right key, and GTSM on both sides: established, routes flow.
+    let _control = start_control(&lab.pe, &secured("carrier-secret"));
+    gobgp.wait_established("10.0.0.1", Duration::from_secs(30));
+    eventually("carrier's route over the signed session", Duration::from_secs(15), || {
+        gobgp.cli(&["global", "rib", "-a", "vpnv4"]).contains("65000:1:10.1.0.0/24").then_some(())
+    });
+}
