@@ -4,3 +4,4 @@ pub mod carrier;
 pub mod demo;
 pub mod netns;
 pub mod bgp;
+pub mod capture;

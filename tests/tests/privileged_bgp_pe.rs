@@ -30,13 +30,14 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use carrier_tests::bgp::{start_control, Daemon};
+use carrier_tests::capture::{tshark, Capture};
 use carrier_tests::carrier::{scratch_dir, workspace, Dataplane};
 use carrier_tests::netns::{self, veth_between, NetNs};
 
@@ -529,74 +530,6 @@ fn ping(ns: &NetNs, dst: &str, count: u32) -> (u32, String) {
     (received, text)
 }
 
-/// A running `tcpdump -w`; stopped (SIGINT, so it flushes) by [`Capture::stop`], killed on
-/// drop.
-struct Capture {
-    child: Option<Child>,
-    path: PathBuf,
-}
-
-impl Capture {
-    /// Starts tcpdump on `iface` in `ns` writing `path`; returns once it is listening.
-    fn start(ns: &NetNs, iface: &str, path: &Path) -> Capture {
-        let log = path.with_extension("log");
-        let stderr = std::fs::File::create(&log).expect("create tcpdump log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns.name(), "tcpdump", "-n", "-U", "--immediate-mode", "-Z", "root", "-i", iface, "-w"])
-            .arg(path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start tcpdump");
-        let mut capture = Capture { child: Some(child), path: path.to_path_buf() };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("listening on") {
-                return capture;
-            }
-            if let Some(status) = capture.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("tcpdump on {iface} exited ({status}): {text}");
-            }
-            assert!(Instant::now() < deadline, "tcpdump on {iface} did not start: {text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stops the capture and returns the pcap's path.
-    fn stop(mut self) -> PathBuf {
-        if let Some(child) = self.child.as_mut() {
-            netns::run(&["kill", "-INT", &child.id().to_string()]);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while child.try_wait().ok().flatten().is_none() {
-                assert!(Instant::now() < deadline, "tcpdump did not stop on SIGINT");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        self.child = None;
-        self.path.clone()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ignored = child.kill();
-            let _ignored = child.wait();
-        }
-    }
-}
-
-/// The fields tshark decodes from `pcap` for frames matching `display_filter`, one `Vec` per
-/// frame (multi-valued fields joined by commas).
-fn tshark(pcap: &Path, display_filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
-    let mut args = vec!["tshark", "-n", "-r", pcap.to_str().expect("utf-8 path"), "-Y", display_filter, "-T", "fields", "-E", "separator=/t"];
-    for field in fields {
-        args.extend_from_slice(&["-e", field]);
-    }
-    netns::run(&args).lines().filter(|line| !line.is_empty()).map(|line| line.split('\t').map(str::to_owned).collect()).collect()
-}
 
 #[test]
 #[ignore = "privileged: run by cargo xtask test"]
@@ -637,8 +570,8 @@ fn two_pes_via_gobgp_reflector_ping_across() {
         if vrf == "blue" {
             lab.warm_up(a, "10.2.0.9");
         }
-        let core = Capture::start(&lab.wire, "w1", &lab.scratch.join(format!("{vrf}-core.pcap")));
-        let leak = [1u8, 2].map(|me| Capture::start(lab.host(other, me), "eth0", &lab.scratch.join(format!("{vrf}-leak-{me}.pcap"))));
+        let core = Capture::start(&lab.wire, "w1", &lab.scratch.join(format!("{vrf}-core.pcap")), &[]);
+        let leak = [1u8, 2].map(|me| Capture::start(lab.host(other, me), "eth0", &lab.scratch.join(format!("{vrf}-leak-{me}.pcap")), &[]));
         for (from, to, name) in [(a, "10.2.0.2", "A → B"), (b, "10.1.0.2", "B → A")] {
             let (got, text) = ping(from, to, 5);
             assert_eq!(got, 5, "{vrf} {name}: {text}\n{}", lab.logs());

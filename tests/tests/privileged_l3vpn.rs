@@ -23,10 +23,11 @@
 //! "device" that never fills them, and carrier forwards the frames as they are.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use carrier_tests::capture::{tshark, Capture};
 use carrier_tests::carrier::{scratch_dir, Dataplane};
 use carrier_tests::netns::{self, NetNs};
 
@@ -312,116 +313,6 @@ fn warm_up(ns: &NetNs, dst: &str, vpn: &L3vpn) {
     panic!("no reply from {dst} after warm-up pings\n{}", vpn.logs());
 }
 
-/// A running `tcpdump -w`; stopped (SIGINT) by [`Capture::stop`], killed on drop.
-struct Capture {
-    child: Option<Child>,
-    path: PathBuf,
-}
-
-impl Capture {
-    /// Starts tcpdump on `iface` in `ns` writing `path`, with an optional filter; returns
-    /// once it is listening.
-    fn start(ns: &NetNs, iface: &str, path: &Path, filter: &[&str]) -> Capture {
-        let log = path.with_extension("log");
-        let stderr = std::fs::File::create(&log).expect("create tcpdump log");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns.name(),
-                "tcpdump",
-                "-n",
-                "-U",
-                "--immediate-mode",
-                "-Z",
-                "root",
-                "-i",
-                iface,
-                "-w",
-            ])
-            .arg(path)
-            .args(filter)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start tcpdump");
-        let mut capture = Capture {
-            child: Some(child),
-            path: path.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("listening on") {
-                break;
-            }
-            if let Some(status) = capture
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("tcpdump on {iface} exited ({status}): {text}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tcpdump on {iface} did not start: {text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        capture
-    }
-
-    /// Stops the capture (SIGINT, so it flushes) and returns the pcap's path.
-    fn stop(mut self) -> PathBuf {
-        // Let the last frames of the traffic reach the tap.
-        std::thread::sleep(Duration::from_millis(200));
-        if let Some(child) = self.child.as_mut() {
-            netns::run(&["kill", "-INT", &child.id().to_string()]);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while child.try_wait().ok().flatten().is_none() {
-                assert!(Instant::now() < deadline, "tcpdump did not stop on SIGINT");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        self.child = None;
-        self.path.clone()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ignored = child.kill();
-            let _ignored = child.wait();
-        }
-    }
-}
-
-/// The fields tshark decodes from `pcap` for frames matching `display_filter`, one
-/// `Vec` per frame (multi-valued fields joined by commas).
-fn tshark(pcap: &Path, display_filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
-    let mut args = vec![
-        "tshark",
-        "-n",
-        "-r",
-        pcap.to_str().expect("utf-8 path"),
-        "-Y",
-        display_filter,
-        "-T",
-        "fields",
-        "-E",
-        "separator=/t",
-    ];
-    for field in fields {
-        args.extend_from_slice(&["-e", field]);
-    }
-    netns::run(&args)
-        .lines()
-        .filter(|line| !line.is_empty())
-        .map(|line| line.split('\t').map(str::to_owned).collect())
-        .collect()
-}
 
 /// `counters[section][key]["packets"]`, 0 when absent.
 fn packets(counters: &serde_json::Value, section: &str, key: &str) -> u64 {
