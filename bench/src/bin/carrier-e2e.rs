@@ -42,7 +42,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -360,8 +360,8 @@ fn run(cli: &Cli) -> Result<()> {
                     sample.forwarded_mpps,
                     if sample.clean() {
                         format!(
-                            "  DUT CPU {:.2}, other work there {:.2}",
-                            sample.dut_cpu, sample.other_cpu
+                            "  DUT CPU {:.2}; other work on DUT / gen CPU {:.2} / {:.2}",
+                            sample.dut_cpu, sample.other_cpu, sample.other_gen_cpu
                         )
                     } else {
                         let [ipv4, mpls, other] = sample.sink_frames;
@@ -704,9 +704,9 @@ impl Topology {
 
     /// Pins the DUT ingress NAPI to the DUT CPU and the sink's to the generator CPU. Called
     /// before every run: attaching XDP may give an interface a new NAPI (a new kthread).
-    /// Returns the DUT ingress kthreads.
-    fn pin_napi(&self) -> Result<Vec<i32>> {
-        let mut dut = vec![];
+    /// Returns the kthreads: (DUT ingress, sink).
+    fn pin_napi(&self) -> Result<(Vec<i32>, Vec<i32>)> {
+        let (mut dut, mut sink) = (vec![], vec![]);
         for (dev, cpu) in [(DUT_IN, self.dut_cpu), (SINK_IF, self.gen_cpu)] {
             let threads: Vec<i32> = napi_threads(dev)
                 .into_iter()
@@ -728,9 +728,11 @@ impl Topology {
             }
             if dev == DUT_IN {
                 dut = threads;
+            } else {
+                sink = threads;
             }
         }
-        Ok(dut)
+        Ok((dut, sink))
     }
 
     /// `tx_dropped` of the generator's veth (frames the DUT's full receive ring refused) and
@@ -857,6 +859,8 @@ struct Generator {
     thread: Option<JoinHandle<Result<()>>>,
     /// How the sender is set up, from [`Sender::note`].
     note: String,
+    /// The thread's id, for its CPU time.
+    tid: Arc<AtomicI32>,
 }
 
 impl Generator {
@@ -870,14 +874,16 @@ impl Generator {
     ) -> Result<Generator> {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
+        let tid = Arc::new(AtomicI32::new(0));
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String>>();
         let ns = format!("/var/run/netns/{}", net.gen.name);
         let cpu = net.gen_cpu;
-        let (stop2, sent2) = (stop.clone(), sent.clone());
+        let (stop2, sent2, tid2) = (stop.clone(), sent.clone(), tid.clone());
         let thread = std::thread::Builder::new()
             .name("generator".into())
             .spawn(move || {
                 let deadline = Instant::now() + limit;
+                tid2.store(gettid(), Ordering::Relaxed);
                 let setup = setns(&ns).and_then(|()| pin_thread(cpu));
                 let sender: Result<Box<dyn Sender>> = setup.and_then(|()| match kind {
                     GenKind::Xsk => XskSender::open(GEN_IF, &frames, batch)
@@ -919,6 +925,7 @@ impl Generator {
         let mut generator = Generator {
             stop,
             sent,
+            tid,
             thread: Some(thread),
             note: String::new(),
         };
@@ -937,6 +944,11 @@ impl Generator {
 
     fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
+    }
+
+    /// The generator thread's id (0 until it runs).
+    fn tid(&self) -> i32 {
+        self.tid.load(Ordering::Relaxed)
     }
 
     /// Stops the thread and waits for it.
@@ -1529,6 +1541,8 @@ struct Sample {
     /// Time the DUT CPU spent on anything else (other processes, interrupts, time stolen by
     /// the hypervisor), in CPUs.
     other_cpu: f64,
+    /// The same on the generator CPU, besides the generator, the sink's NAPI and the harness.
+    other_gen_cpu: f64,
     /// The part of `dut_cpu` the ingress NAPI kthread used (XDP, and for Linux all of it).
     napi_cpu: f64,
     /// How the generator was set up.
@@ -1604,7 +1618,7 @@ impl Bench<'_> {
         } = run;
         let dut = Dut::start(net, scratch, dataplane, path, cli.dut_cpu)?;
         // The DUT's work: its ingress NAPI kthread, and the dataplane process (all its threads).
-        let napi_tasks = net.pin_napi()?;
+        let (napi_tasks, sink_tasks) = net.pin_napi()?;
         let dataplane_tasks: Vec<i32> = match &dut {
             Dut::Carrier(dp) => dp.pid().into_iter().collect(),
             Dut::Kernel(_) => vec![],
@@ -1619,8 +1633,11 @@ impl Bench<'_> {
             limit,
         )?;
         sleep(Duration::from_secs_f64(warmup))?;
+        // What runs on the generator CPU on our behalf: the generator, the sink, this thread.
+        let mut gen_tasks = sink_tasks;
+        gen_tasks.extend([generator.tid(), gettid()].into_iter().filter(|t| *t > 0));
         let drops0 = net.ring_drops();
-        let (sent0, sink0, cpu0, t0) = (
+        let (sent0, sink0, cpu0, gcpu0, t0) = (
             generator.sent(),
             sink.counts()?,
             (
@@ -1628,10 +1645,11 @@ impl Bench<'_> {
                 cpu_ticks(&dataplane_tasks)?,
                 cpu_busy_ticks(cli.dut_cpu)?,
             ),
+            (cpu_ticks(&gen_tasks)?, cpu_busy_ticks(cli.gen_cpu)?),
             Instant::now(),
         );
         sleep(Duration::from_secs_f64(secs))?;
-        let (sent1, sink1, cpu1, t1) = (
+        let (sent1, sink1, cpu1, gcpu1, t1) = (
             generator.sent(),
             sink.counts()?,
             (
@@ -1639,6 +1657,7 @@ impl Bench<'_> {
                 cpu_ticks(&dataplane_tasks)?,
                 cpu_busy_ticks(cli.dut_cpu)?,
             ),
+            (cpu_ticks(&gen_tasks)?, cpu_busy_ticks(cli.gen_cpu)?),
             Instant::now(),
         );
         let drops1 = net.ring_drops();
@@ -1674,6 +1693,7 @@ impl Bench<'_> {
             sink_frames: delta,
             napi_cpu: cpus(cpu0.0, cpu1.0),
             other_cpu: (cpus(cpu0.2, cpu1.2) - cpus(cpu0.0 + cpu0.1, cpu1.0 + cpu1.1)).max(0.0),
+            other_gen_cpu: (cpus(gcpu0.1, gcpu1.1) - cpus(gcpu0.0, gcpu1.0)).max(0.0),
             dut_cpu: cpus(cpu0.0 + cpu0.1, cpu1.0 + cpu1.1),
             gen_note: generator.note.clone(),
             carrier,
@@ -1816,7 +1836,9 @@ impl Report<'_> {
             });
         // A ratio over a baseline that is a lower bound is an upper bound, and a lower bound
         // over a baseline that is not is a lower bound.
-        let ratio = |value: f64, bound: bool, base: Option<(f64, bool)>| match base {
+        let ratio = |path: PathKind, value: f64, bound: bool, base: Option<(f64, bool)>| match base
+        {
+            Some(_) if path == PathKind::Kernel => "1.00×".to_owned(),
             Some((b, base_bound)) if b > 0.0 => {
                 let mark = match (bound, base_bound) {
                     (false, false) => "",
@@ -1831,7 +1853,7 @@ impl Report<'_> {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "| path | frames | forwarded Mpps (median) | runs | vs Linux | DUT CPU used | other work on DUT CPU | Mpps per DUT CPU | per CPU vs Linux | offered Mpps | refused at DUT ingress, Mpps | lost at the sink, Mpps |"
+            "| path | frames | forwarded Mpps (median) | runs | vs Linux | DUT CPU used | other work on DUT / gen CPU | Mpps per DUT CPU | per CPU vs Linux | offered Mpps | refused at DUT ingress, Mpps | lost at the sink, Mpps |"
         );
         let _ = writeln!(
             t,
@@ -1841,6 +1863,7 @@ impl Report<'_> {
             let fwd = median(samples.iter().map(|s| s.forwarded_mpps).collect());
             let cpu = median(samples.iter().map(|s| s.dut_cpu).collect());
             let other = median(samples.iter().map(|s| s.other_cpu).collect());
+            let other_gen = median(samples.iter().map(|s| s.other_gen_cpu).collect());
             let fwd_per_cpu = median(samples.iter().map(per_cpu).collect());
             let offered = median(samples.iter().map(|s| s.offered_mpps).collect());
             let refused = median(samples.iter().map(|s| s.ring_drop_mpps).collect());
@@ -1859,13 +1882,13 @@ impl Report<'_> {
                 .collect();
             let _ = writeln!(
                 t,
-                "| {} | {} | **{}{fwd:.3}** | {} | {} | {cpu:.2} | {other:.2} | {fwd_per_cpu:.3} | {} | {offered:.3} | {refused:.3} | {sink_lost:.3} |",
+                "| {} | {} | **{}{fwd:.3}** | {} | {} | {cpu:.2} | {other:.2} / {other_gen:.2} | {fwd_per_cpu:.3} | {} | {offered:.3} | {refused:.3} | {sink_lost:.3} |",
                 path.name(),
                 path.describe(),
                 if bound { "≥ " } else { "" },
                 runs.join(", "),
-                ratio(fwd, bound, baseline.map(|b| (b.0, b.2))),
-                ratio(fwd_per_cpu, bound, baseline.map(|b| (b.1, b.2))),
+                ratio(*path, fwd, bound, baseline.map(|b| (b.0, b.2))),
+                ratio(*path, fwd_per_cpu, bound, baseline.map(|b| (b.1, b.2))),
             );
         }
         t
@@ -1986,8 +2009,9 @@ impl Report<'_> {
              the median of {} runs in bold, then every run ((!): under {:.0}% of the sink's frames were of that class). Paths are interleaved round by round.\n\
              - **vs Linux**: the median over the Linux median at the same load: same namespaces, veths, frames and session.\n\
              - **DUT CPU used**: CPU time of the DUT's ingress NAPI kthread plus (carrier) the dataplane process per second of the window; \
-             1.00 is all of the DUT CPU. **Other work on DUT CPU**: the rest of that CPU's busy time (other processes on the machine, interrupts, time the hypervisor stole); \
-             when it is large the DUT got less than a whole CPU and only the per-CPU column compares.\n\
+             1.00 is all of the DUT CPU. **Other work on DUT / gen CPU**: the rest of each CPU's busy time (other processes on the machine, interrupts, time the hypervisor stole; \
+             on the generator CPU besides the generator, the sink's NAPI and the harness). On the DUT CPU it means the DUT got less than a whole CPU (the per-CPU column still compares); \
+             on the generator CPU it slows the generator and the sink, which also free carrier's sent frames (copy-mode completions), so carrier's rate drops with it.\n\
              - **Mpps per DUT CPU**: forwarded over DUT CPU used, the rate per whole CPU. carrier's worker busy-polls while traffic flows, \
              so its DUT CPU is near 1.00 at any load: compare per CPU only where both are saturated.\n\
              - **offered**: frames the generator handed to the kernel per second. \
@@ -2087,6 +2111,13 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   EtherType (IPv4, MPLS; frames to another MAC count as other) and drops them; the harness
   reads the counters at the start and end of each window.
 - CPU: utime + stime of the DUT's tasks from `/proc/<pid>/stat` at the window's edges.
+- Variance: past its capacity carrier's rate moves by up to ±40% between runs and between
+  sessions on this machine (see the runs column), and its own counters point at its transmit
+  side: frames its pipeline forwarded but lost because the AF_XDP TX ring was full. In copy
+  mode one `sendto` sends at most 32 frames, and each sent frame's skb stays charged to the
+  socket's send buffer until the sink's NAPI frees it, so how promptly the sink (on the
+  generator CPU) runs likely feeds back into carrier's transmit rate. Linux forwarding has no
+  such coupling.
 
 Performance claims are these ratios against the baseline of the same run; no test asserts a
 rate.
@@ -2225,6 +2256,12 @@ fn cpu_busy_ticks(cpu: usize) -> Result<u64> {
         .collect();
     ensure!(fields.len() == 8, "short {name} line in /proc/stat");
     Ok(fields.iter().sum::<u64>() - fields[3] - fields[4])
+}
+
+/// The calling thread's id.
+fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
 }
 
 /// utime + stime of the tasks (processes count all their threads), in clock ticks.
