@@ -3,8 +3,8 @@
 //! `--keep` leaves it up until Enter is pressed, for poking at it by hand.
 
 use std::io::BufRead as _;
-use std::time::Duration;
 
+use carrier_tests::capture::{tshark, Capture};
 use carrier_tests::demo::DemoNet;
 use carrier_tests::netns::NetNs;
 
@@ -36,28 +36,17 @@ fn main() {
     show(&net.blue_a, &["ping", "-c", "3", "-i", "0.3", "-W", "1", "10.2.0.2"]);
 
     step("what the core link carries: MPLS with the VPN label (tshark decodes a capture)");
-    let cap = format!("/tmp/carrier-demo-{}.pcap", std::process::id());
-    let mut dump = std::process::Command::new("ip")
-        .args(["netns", "exec", net.wire.name(), "tcpdump", "-i", "w1", "-U", "-c", "4", "-w", &cap, "mpls"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok();
-    std::thread::sleep(Duration::from_millis(1500));
+    let dir = carrier_tests::carrier::scratch_dir("demo");
+    let capture = Capture::start(&net.wire, "w1", &dir.join("core.pcap"), &["mpls"]);
     let _ = net.red_a.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.2.0.2"]);
     let _ = net.blue_a.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.2.0.2"]);
-    std::thread::sleep(Duration::from_millis(500));
-    if let Some(d) = dump.as_mut() {
-        let _ = std::process::Command::new("kill").args(["-INT", &d.id().to_string()]).status();
-        let _ = d.wait();
+    let pcap = capture.stop();
+    let fields = ["eth.src", "mpls.label", "mpls.ttl", "ip.src", "ip.dst", "ip.ttl", "icmp.type"];
+    println!("{}", fields.join("\t"));
+    for frame in tshark(&pcap, "mpls", &fields) {
+        println!("{}", frame.join("\t"));
     }
-    let out = std::process::Command::new("tshark")
-        .args(["-r", &cap, "-T", "fields", "-E", "header=y", "-e", "eth.src", "-e", "mpls.label", "-e", "mpls.ttl", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.ttl", "-e", "icmp.type"])
-        .output();
-    match out {
-        Ok(o) => print!("{}", String::from_utf8_lossy(&o.stdout)),
-        Err(e) => println!("(tshark not available: {e})"),
-    }
-    let _ = std::fs::remove_file(&cap);
+    let _ = std::fs::remove_dir_all(&dir);
 
     step("traceroute red-a → red-b: PE1, then PE2 (TTL expiry inside the MPLS core), then the host");
     show(&net.red_a, &["traceroute", "-n", "-q", "1", "-w", "1", "-m", "4", "10.2.0.2"]);
