@@ -21,12 +21,12 @@ use crate::pipeline::{Batch, Frame, FramePool, Verdict};
 
 /// Bytes per UMEM chunk.
 pub const FRAME_SIZE: u32 = 4096;
-/// Chunks in the UMEM (32 MiB).
-pub const FRAMES: u32 = 8192;
+/// Chunks in the UMEM (64 MiB): fill rings of 3072 per port plus frames in flight.
+pub const FRAMES: u32 = 16384;
 /// Descriptors per ring.
-const RING_SIZE: u32 = 2048;
+const RING_SIZE: u32 = 4096;
 /// Receive buffers kept in each port's fill ring.
-const FILL_TARGET: u32 = 1024;
+const FILL_TARGET: u32 = 3072;
 /// Headroom of frames the pool makes (replicas).
 const POOL_HEADROOM: u32 = 256;
 
