@@ -597,19 +597,3 @@ async fn connect(target: SocketAddrV4, local: Option<Ipv4Addr>, password: Option
         _ => None,
     }
 }
-
-/// Read one message (for tests of the codec over real sockets).
-pub async fn read_message(s: &mut TcpStream, ctx: &CodecContext) -> Result<Message> {
-    let mut buf = vec![];
-    loop {
-        if let Some(len) = codec::frame_len(&buf).map_err(|n| anyhow::anyhow!("bad frame: {n:?}"))? {
-            if buf.len() >= len {
-                return codec::decode(&buf[..len], ctx).map_err(|e| anyhow::anyhow!("{e:?}"));
-            }
-        }
-        let mut chunk = [0u8; 4096];
-        let n = s.read(&mut chunk).await?;
-        anyhow::ensure!(n > 0, "connection closed");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}

@@ -17,7 +17,7 @@ use carrier_dataplane::tables::{IlmAction, Ipv4Prefix, Lpm, MacDest, NextHop, Ta
 use carrier_dataplane::wire::MacAddr;
 
 use crate::bgp::msg::{
-    encapsulation_community, router_mac_community, Family, LabelField, Nlri, Origin, PathAttributes, PmsiTunnel, RouteDistinguisher,
+    encapsulation_community, Family, LabelField, Nlri, Origin, PathAttributes, PmsiTunnel,
     RouteTarget, Update, ENCAP_VXLAN,
 };
 use crate::config::{ControlConfig, LabelMode};
@@ -333,8 +333,6 @@ impl Rib {
     pub fn local_labels(&mut self, now: Instant) -> Vec<(LocalRoute, Result<u32, Exhausted>)> {
         let routes = self.local_routes();
         let keys: Vec<LabelKey> = routes.iter().map(|r| self.label_key(r)).collect();
-        let live: BTreeSet<usize> = (0..keys.len()).collect();
-        let _ = live;
         let keep: std::collections::HashSet<LabelKey> = keys.iter().cloned().collect();
         self.labels.retain(now, |h| matches!(h, Holder::Route(k) if keep.contains(k)));
         let mut out = vec![];
@@ -634,7 +632,6 @@ impl Rib {
                 ));
             }
         }
-        let _ = router_mac_community;
         out
     }
 
@@ -692,19 +689,6 @@ impl Rib {
         }
         out
     }
-}
-
-/// A route distinguisher for display in `show`.
-pub fn rd_of(n: &Nlri) -> Option<RouteDistinguisher> {
-    match n {
-        Nlri::Vpnv4 { rd, .. } | Nlri::EvpnMacIp { rd, .. } | Nlri::EvpnImet { rd, .. } | Nlri::EvpnPrefix { rd, .. } => Some(*rd),
-        Nlri::Ipv4 { .. } => None,
-    }
-}
-
-/// The router MAC community for EVPN type-5 routes this router would originate.
-pub fn router_mac_ext(mac: MacAddr) -> [u8; 8] {
-    router_mac_community(mac)
 }
 
 #[cfg(test)]

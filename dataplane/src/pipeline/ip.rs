@@ -118,13 +118,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
     /// Send the IPv4 packet at `ip_off` (TTL already handled) to a forwarding next hop.
     pub(crate) fn forward_ip(&mut self, frame: &mut F, ip_off: usize, nh: &NextHop, info: IpInfo, ttl: u8, depth: u8) -> Verdict {
         match nh {
-            NextHop::Adjacency { port, via } => {
-                let target = via.unwrap_or(info.dst);
-                match self.neighbour(*port, target) {
-                    Some(mac) => self.transmit(frame, ip_off, *port, mac, EtherType::Ipv4),
-                    None => self.arp_glean(frame, *port, target),
-                }
-            }
+            NextHop::Adjacency { port, via } => self.send_to_neighbour(frame, ip_off, *port, via.unwrap_or(info.dst), EtherType::Ipv4),
             NextHop::MplsPush { labels, tc, pe } => {
                 let ttl = match self.tables.router.ttl_mode {
                     TtlMode::Uniform => ttl,
@@ -135,7 +129,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
                 if !self.push_labels(frame, &mut off, labels.as_slice(), true, tc, ttl) {
                     return Verdict::Drop(DropReason::NoHeadroom);
                 }
-                self.send_labelled(frame, off, *pe, tc, ttl, info.hash, depth + 1)
+                self.send_underlay(frame, off, *pe, EtherType::Mpls, tc, ttl, info.hash, depth + 1)
             }
             NextHop::Vxlan { vtep, vni, router_mac } => {
                 let mut off = ip_off;
@@ -170,35 +164,42 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         true
     }
 
-    /// Send a labelled packet (top label at `off`) toward `pe` through the underlay, pushing
-    /// any transport labels the underlay route carries.
+    /// Send what starts at `off` (an IPv4 packet, or a labelled one: `ethertype` says which)
+    /// toward `dst` through the underlay: out an adjacency, or into an LSP when the underlay
+    /// route pushes (transport) labels, recursively. The first label pushed onto an IPv4
+    /// packet gets the bottom-of-stack bit.
     #[expect(clippy::too_many_arguments, reason = "the label context travels with the frame through the recursion")]
-    pub(crate) fn send_labelled(&mut self, frame: &mut F, mut off: usize, mut pe: Ipv4Addr, tc: u8, ttl: u8, hash: u32, mut depth: u8) -> Verdict {
+    pub(crate) fn send_underlay(
+        &mut self,
+        frame: &mut F,
+        mut off: usize,
+        mut dst: Ipv4Addr,
+        mut ethertype: EtherType,
+        tc: u8,
+        ttl: u8,
+        hash: u32,
+        mut depth: u8,
+    ) -> Verdict {
         loop {
             if depth > MAX_DEPTH {
                 return Verdict::Drop(DropReason::NextHopTooDeep);
             }
-            let Some((prefix, nh)) = self.tables.underlay.lookup(pe) else {
-                trace!(self.tracer, "no underlay route to {}", pe);
+            let Some((prefix, nh)) = self.tables.underlay.lookup(dst) else {
+                trace!(self.tracer, "no underlay route to {}", dst);
                 return Verdict::Drop(DropReason::NoRoute);
             };
             let Some(nh) = self.pick(nh, hash).and_then(|n| self.tables.nexthop(n)) else {
                 return Verdict::Drop(DropReason::InvalidNextHop);
             };
-            trace!(self.tracer, "underlay {} matched {}: {:?}", pe, prefix, nh);
+            trace!(self.tracer, "underlay {} matched {}: {:?}", dst, prefix, nh);
             match nh {
-                NextHop::Adjacency { port, via } => {
-                    let target = via.unwrap_or(pe);
-                    return match self.neighbour(*port, target) {
-                        Some(mac) => self.transmit(frame, off, *port, mac, EtherType::Mpls),
-                        None => self.arp_glean(frame, *port, target),
-                    };
-                }
+                NextHop::Adjacency { port, via } => return self.send_to_neighbour(frame, off, *port, via.unwrap_or(dst), ethertype),
                 NextHop::MplsPush { labels, pe: next, .. } => {
-                    if !self.push_labels(frame, &mut off, labels.as_slice(), false, tc, ttl) {
+                    if !self.push_labels(frame, &mut off, labels.as_slice(), ethertype == EtherType::Ipv4, tc, ttl) {
                         return Verdict::Drop(DropReason::NoHeadroom);
                     }
-                    pe = *next;
+                    ethertype = EtherType::Mpls;
+                    dst = *next;
                     depth += 1;
                 }
                 NextHop::Blackhole => return Verdict::Drop(DropReason::Blackhole),
@@ -207,34 +208,12 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         }
     }
 
-    /// Send an IPv4 packet the router built (VXLAN) toward `dst` through the underlay: out an
-    /// adjacency, or into an LSP when the underlay route carries labels.
-    pub(crate) fn send_underlay_ip(&mut self, frame: &mut F, ip_off: usize, dst: Ipv4Addr, ttl: u8, hash: u32) -> Verdict {
-        let Some((prefix, nh)) = self.tables.underlay.lookup(dst) else {
-            trace!(self.tracer, "no underlay route to {}", dst);
-            return Verdict::Drop(DropReason::NoRoute);
-        };
-        let Some(nh) = self.pick(nh, hash).and_then(|n| self.tables.nexthop(n)) else {
-            return Verdict::Drop(DropReason::InvalidNextHop);
-        };
-        trace!(self.tracer, "underlay {} matched {}: {:?}", dst, prefix, nh);
-        match nh {
-            NextHop::Adjacency { port, via } => {
-                let target = via.unwrap_or(dst);
-                match self.neighbour(*port, target) {
-                    Some(mac) => self.transmit(frame, ip_off, *port, mac, EtherType::Ipv4),
-                    None => self.arp_glean(frame, *port, target),
-                }
-            }
-            NextHop::MplsPush { labels, pe, .. } => {
-                let mut off = ip_off;
-                if !self.push_labels(frame, &mut off, labels.as_slice(), true, 0, ttl) {
-                    return Verdict::Drop(DropReason::NoHeadroom);
-                }
-                self.send_labelled(frame, off, *pe, 0, ttl, hash, 1)
-            }
-            NextHop::Blackhole => Verdict::Drop(DropReason::Blackhole),
-            _ => Verdict::Drop(DropReason::InvalidNextHop),
+    /// Send to the neighbour `target` on `port`: its MAC from the neighbour table, or an ARP
+    /// request for it instead when it is not known yet.
+    fn send_to_neighbour(&mut self, frame: &mut F, off: usize, port: PortId, target: Ipv4Addr, ethertype: EtherType) -> Verdict {
+        match self.neighbour(port, target) {
+            Some(mac) => self.transmit(frame, off, port, mac, ethertype),
+            None => self.arp_glean(frame, port, target),
         }
     }
 

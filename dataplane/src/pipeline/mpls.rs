@@ -4,7 +4,7 @@
 use super::ip::{checked_ipv4, Hop};
 use super::{trace, Ctx, DropReason, Event, Frame, FramePool, Tracer, Verdict};
 use crate::tables::{IlmAction, Table, TtlMode};
-use crate::wire::{icmpv4, ipv4, mpls, mpls::LabelStackEntry, Icmpv4Packet, IpProtocol, Ipv4Packet};
+use crate::wire::{icmpv4, EtherType, ipv4, mpls, mpls::LabelStackEntry, Icmpv4Packet, IpProtocol, Ipv4Packet};
 
 /// Deepest label stack the pipeline walks.
 const MAX_STACK: usize = 8;
@@ -32,7 +32,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
                 swapped.emit(&mut frame.data_mut()[off..off + 4]);
                 self.label_out(*out);
                 let hash = self.inner_hash(frame, off);
-                self.send_labelled(frame, off, *pe, lse.tc, lse.ttl - 1, hash, 0)
+                self.send_underlay(frame, off, *pe, EtherType::Mpls, lse.tc, lse.ttl - 1, hash, 0)
             }
             IlmAction::PopLookup { vrf } | IlmAction::PopForward { vrf, .. } => {
                 let vrf = *vrf;
@@ -150,6 +150,6 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         self.worker.counters.event(Event::IcmpTimeExceeded);
         trace!(self.tracer, "label TTL expired in transit: ICMP time exceeded to {} sent on along the LSP", src);
         self.label_out(out);
-        self.send_labelled(frame, off, pe, tc, 255, 0, 0)
+        self.send_underlay(frame, off, pe, EtherType::Mpls, tc, 255, 0, 0)
     }
 }
