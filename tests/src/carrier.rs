@@ -107,6 +107,16 @@ impl Dataplane {
         reply["counters"].clone()
     }
 
+    /// Every route, label and bridge entry (`ctl dump`).
+    pub fn dump(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ctl(&["dump"])).expect("dump JSON")
+    }
+
+    /// The next hop of `prefix` in `table` (a VRF name or `underlay`), if installed.
+    pub fn route(&self, table: &str, prefix: &str) -> Option<serde_json::Value> {
+        dumped_route(&self.dump(), table, prefix).cloned()
+    }
+
     /// SIGKILL, as a crash would; the XDP program may be left behind.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -141,4 +151,9 @@ impl Drop for Dataplane {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The next hop of `prefix` in `table` within a `ctl dump` reply.
+pub fn dumped_route<'a>(dump: &'a serde_json::Value, table: &str, prefix: &str) -> Option<&'a serde_json::Value> {
+    dump["routes"].as_array()?.iter().find(|r| r["table"] == table && r["prefix"] == prefix).map(|r| &r["nexthop"])
 }

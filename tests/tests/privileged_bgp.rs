@@ -112,14 +112,7 @@ fn lab() -> Lab {
     Lab { rr, pe, _ce: ce, _core: core, _l2: l2 }
 }
 
-fn dump(dp: &Dataplane) -> serde_json::Value {
-    let v: serde_json::Value = serde_json::from_str(&dp.ctl(&["dump"])).expect("dump JSON");
-    v
-}
 
-fn route<'a>(d: &'a serde_json::Value, table: &str, prefix: &str) -> Option<&'a serde_json::Value> {
-    d["routes"].as_array()?.iter().find(|r| r["table"] == table && r["prefix"] == prefix).map(|r| &r["nexthop"])
-}
 
 #[test]
 #[ignore = "privileged: run by cargo xtask test"]
@@ -144,22 +137,22 @@ fn gobgp_route_reflector_programs_vpnv4_and_evpn() {
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or_else(|| panic!("no label in {rib}"));
     assert!((100000..=100999).contains(&label), "label {label} outside the configured range");
-    let d = dump(&dp);
+    let d = dp.dump();
     let ilm = d["labels"].as_array().unwrap().iter().find(|l| l["label"] == label).unwrap_or_else(|| panic!("label {label} not in the ILM: {d}"));
     assert_eq!(ilm["action"]["action"], "pop-lookup");
 
     // 2. Routes injected at the reflector: RT 65000:1 is imported, 65000:99 is not.
     gobgp.cli(&["global", "rib", "-a", "vpnv4", "add", "10.60.0.0/16", "label", "3001", "rd", "65000:9", "rt", "65000:99", "nexthop", "10.255.0.2"]);
     gobgp.cli(&["global", "rib", "-a", "vpnv4", "add", "10.50.0.0/16", "label", "3000", "rd", "65000:9", "rt", "65000:1", "nexthop", "10.255.0.2"]);
-    let nh = eventually("10.50.0.0/16 in vrf red", Duration::from_secs(15), || route(&dump(&dp), "red", "10.50.0.0/16").cloned());
+    let nh = eventually("10.50.0.0/16 in vrf red", Duration::from_secs(15), || dp.route("red", "10.50.0.0/16"));
     assert_eq!(nh["kind"], "mpls-push", "{nh}");
     assert_eq!(nh["labels"], serde_json::json!([3000]), "{nh}");
     assert_eq!(nh["pe"], "10.255.0.2", "{nh}");
-    assert!(route(&dump(&dp), "red", "10.60.0.0/16").is_none(), "a route with RT 65000:99 was imported");
+    assert!(dp.route("red", "10.60.0.0/16").is_none(), "a route with RT 65000:99 was imported");
 
     // 3. Withdraw at the reflector: gone from the FIB.
     gobgp.cli(&["global", "rib", "-a", "vpnv4", "del", "10.50.0.0/16", "label", "3000", "rd", "65000:9", "rt", "65000:1", "nexthop", "10.255.0.2"]);
-    eventually("10.50.0.0/16 withdrawn", Duration::from_secs(15), || route(&dump(&dp), "red", "10.50.0.0/16").is_none().then_some(()));
+    eventually("10.50.0.0/16 withdrawn", Duration::from_secs(15), || dp.route("red", "10.50.0.0/16").is_none().then_some(()));
 
     // 4. EVPN: a type-3 route joins the flood list, a type-2 route installs a MAC and an ARP
     //    binding; carrier's own type-3 shows up in gobgp.
@@ -169,7 +162,7 @@ fn gobgp_route_reflector_programs_vpnv4_and_evpn() {
         "65000:100", "encap", "vxlan", "nexthop", "10.255.0.4",
     ]);
     let bridge = eventually("EVPN routes in bd100", Duration::from_secs(15), || {
-        let d = dump(&dp);
+        let d = dp.dump();
         let b = d["bridges"].as_array()?.iter().find(|b| b["bridge"] == "bd100")?.clone();
         (b["flood"].as_array()?.iter().any(|v| v == "10.255.0.4") && !b["macs"].as_array()?.is_empty()).then_some(b)
     });
@@ -194,10 +187,10 @@ fn max_prefixes_resets_with_cease_and_drops_the_routes() {
         let label = (3000 + i).to_string();
         gobgp.cli(&["global", "rib", "-a", "vpnv4", "add", prefix, "label", &label, "rd", "65000:9", "rt", "65000:1", "nexthop", "10.255.0.2"]);
     }
-    eventually("two routes installed", Duration::from_secs(15), || route(&dump(&dp), "red", "10.51.0.0/16").map(|_| ()));
+    eventually("two routes installed", Duration::from_secs(15), || dp.route("red", "10.51.0.0/16").map(|_| ()));
     // The third crosses the limit: Cease 6/1, the peer's routes leave the FIB.
     gobgp.cli(&["global", "rib", "-a", "vpnv4", "add", "10.52.0.0/16", "label", "3002", "rd", "65000:9", "rt", "65000:1", "nexthop", "10.255.0.2"]);
-    eventually("routes dropped after the limit", Duration::from_secs(15), || route(&dump(&dp), "red", "10.50.0.0/16").is_none().then_some(()));
+    eventually("routes dropped after the limit", Duration::from_secs(15), || dp.route("red", "10.50.0.0/16").is_none().then_some(()));
     eventually("Cease logged", Duration::from_secs(10), || control.log().contains("Maximum Number of Prefixes Reached").then_some(()));
     let neighbor = gobgp.cli(&["neighbor", "10.0.0.1"]);
     assert!(neighbor.contains("Notifications:"), "{neighbor}");

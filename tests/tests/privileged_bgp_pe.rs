@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use carrier_tests::bgp::{start_control, Daemon};
 use carrier_tests::capture::{tshark, Capture};
-use carrier_tests::carrier::{scratch_dir, workspace, Dataplane};
+use carrier_tests::carrier::{dumped_route, scratch_dir, workspace, Dataplane};
 use carrier_tests::netns::{self, veth_between, NetNs};
 
 /// The reflector's address on the management bridge.
@@ -326,7 +326,7 @@ struct Pe {
 impl Pe {
     /// The table dump of its dataplane.
     fn dump(&self) -> serde_json::Value {
-        serde_json::from_str(&self.dp.ctl(&["dump"])).expect("dump JSON")
+        self.dp.dump()
     }
 
     /// The dataplane's table generation.
@@ -340,10 +340,6 @@ impl Pe {
     }
 }
 
-/// The nexthop of `prefix` in `table` of a dump.
-fn dumped_route<'a>(dump: &'a serde_json::Value, table: &str, prefix: &str) -> Option<&'a serde_json::Value> {
-    dump["routes"].as_array()?.iter().find(|r| r["table"] == table && r["prefix"] == prefix).map(|r| &r["nexthop"])
-}
 
 /// The ILM of a dump: label → action.
 fn dumped_ilm(dump: &serde_json::Value) -> BTreeMap<u64, serde_json::Value> {

@@ -107,21 +107,13 @@ fn start_control(ns: &NetNs, config: &str) -> Daemon {
     )
 }
 
-fn dump(dp: &Dataplane) -> serde_json::Value {
-    serde_json::from_str(&dp.ctl(&["dump"])).expect("dump JSON")
-}
 
-/// The next hop of `prefix` in `table`, if the dataplane has the route.
-fn route(dp: &Dataplane, table: &str, prefix: &str) -> Option<serde_json::Value> {
-    let d = dump(dp);
-    d["routes"].as_array()?.iter().find(|r| r["table"] == table && r["prefix"] == prefix).map(|r| r["nexthop"].clone())
-}
 
 /// Wait for `prefix` in VRF red as an MPLS push of `label` toward `pe`.
 fn wait_vpn_route(dp: &Dataplane, control: &Daemon, prefix: &str, label: u32, pe: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let nh = route(dp, "red", prefix);
+        let nh = dp.route("red", prefix);
         if let Some(nh) = &nh {
             if nh["kind"] == "mpls-push" && nh["labels"] == serde_json::json!([label]) && nh["pe"] == pe {
                 return;
@@ -134,7 +126,7 @@ fn wait_vpn_route(dp: &Dataplane, control: &Daemon, prefix: &str, label: u32, pe
 
 fn wait_no_route(dp: &Dataplane, control: &Daemon, prefix: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
-    while let Some(nh) = route(dp, "red", prefix) {
+    while let Some(nh) = dp.route("red", prefix) {
         assert!(Instant::now() < deadline, "{prefix} still in vrf red ({nh}); control log:\n{}", control.log());
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -835,7 +827,7 @@ families = ["vpnv4"]
     assert_eq!(detail["extendedCommunity"]["string"], "RT:65000:1", "{detail}");
     let label = detail["remoteLabel"].as_u64().unwrap_or_else(|| panic!("no label in {detail}"));
     assert!((100000..=100999).contains(&label), "label {label} outside carrier's range");
-    let d = dump(&dp);
+    let d = dp.dump();
     let ilm = d["labels"].as_array().and_then(|l| l.iter().find(|l| l["label"] == label).cloned());
     assert_eq!(ilm.as_ref().map(|i| &i["action"]["action"]), Some(&serde_json::json!("pop-lookup")), "label {label} in the ILM: {d}");
 
@@ -843,7 +835,7 @@ families = ["vpnv4"]
     //    path makes carrier drop it; 10.1.0.0/24 stays the connected route of VRF red.
     wait_log("bgpd", || frr.daemon.log(), "send UPDATE RD 65000:1 10.1.0.0/24 label", 1, Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(1));
-    let own = route(&dp, "red", "10.1.0.0/24");
+    let own = dp.route("red", "10.1.0.0/24");
     assert_eq!(own.as_ref().map(|n| &n["kind"]), Some(&serde_json::json!("adjacency")), "{own:?}");
 
     // 4. FRR withdraws its route: it leaves VRF red.
