@@ -4,25 +4,33 @@
 //! # Framing
 //! A Unix stream socket. Each message, both ways, is a 4-byte big-endian length followed by
 //! that many bytes of JSON: a [`Request`] from the client, a [`Response`] from the dataplane,
-//! strictly alternating. Messages above [`MAX_MESSAGE`] close the connection.
+//! strictly alternating. A message above [`MAX_MESSAGE`] closes the connection; a larger
+//! change travels as several messages (chunks, below), so the size of one change is not
+//! limited.
 //!
 //! # Semantics
-//! - `apply`: the commands are applied to a copy of the current tables; if any is refused,
-//!   none is applied and the index of the first bad one is returned. Otherwise the copy is
+//! - `apply`: the commands are applied on top of the current tables; if any is refused,
+//!   none is applied and the index of the first bad one is returned. Otherwise the result is
 //!   published as one snapshot: workers see all of the batch or none of it.
 //! - `replace`: the same, starting from the dataplane's base tables (those of its config
 //!   file: ports, static routes) instead of the current ones. A control process that
 //!   (re)connects sends its full state this way; whatever it does not resend disappears.
+//! - Chunks: an `apply` or `replace` with `"more": true` is staged and answered `staged`;
+//!   the chunks that follow on the same connection, up to and including the first without
+//!   `more`, form one atomic change (their kind is the first chunk's). Indexes in a
+//!   `rejected` answer count over all chunks. Any other request in between, or the client
+//!   going away, discards what was staged. [`Client::send`] chunks by [`CHUNK_COMMANDS`].
 //! - When a client disconnects or dies, the tables stay as they are: forwarding goes on.
 //!
-//! The server thread is the only writer of the tables; workers only load snapshots.
+//! The server thread is the only writer of the tables; workers only load snapshots. How a
+//! change is applied without copying every table is described at [`TableWriter`].
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +40,13 @@ use crate::tables::{TableCommand, TableHandle, Tables};
 /// Largest message accepted (64 MiB).
 pub const MAX_MESSAGE: usize = 64 << 20;
 
+/// Commands per chunk that [`Client::send`] puts in one message (a few MiB of JSON).
+pub const CHUNK_COMMANDS: usize = 20_000;
+
+/// How long a commit waits for the workers to let go of the previous snapshot before it
+/// copies the current one instead (workers hold a snapshot for one batch: microseconds).
+const SPARE_WAIT: Duration = Duration::from_millis(100);
+
 /// A client's request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "kebab-case")]
@@ -40,11 +55,17 @@ pub enum Request {
     Apply {
         /// The commands.
         commands: Vec<TableCommand>,
+        /// More chunks of the same change follow.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
     },
     /// Replace everything above the base config with these commands, atomically.
     Replace {
         /// The commands.
         commands: Vec<TableCommand>,
+        /// More chunks of the same change follow.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
     },
     /// The counters summed over workers.
     Counters,
@@ -64,6 +85,11 @@ pub enum Response {
         commands: usize,
         /// Snapshot generation now current.
         generation: u64,
+    },
+    /// A chunk was staged; the change is applied with its last chunk.
+    Staged {
+        /// Commands staged so far.
+        commands: usize,
     },
     /// Nothing was applied: command `index` was refused.
     Rejected {
@@ -149,50 +175,99 @@ pub fn read_frame(stream: &mut impl Read) -> Result<Option<Vec<u8>>, CtlError> {
     Ok(Some(body))
 }
 
-/// The writer side of the tables: the base (config) tables, the current master copy, and
-/// the handle workers read from.
+/// The writer side of the tables: the base (config) tables, the handle workers read from,
+/// and the previous snapshot kept for reuse.
+///
+/// # Updates cost what they change (left-right)
+/// Two copies of the tables exist: the published snapshot, which workers read, and the one it
+/// replaced (`spare`). Workers load a snapshot once per batch, so within a batch of the swap
+/// no worker holds the spare any more and the writer owns it again. A commit brings the spare
+/// up to date by applying the previous change to it, applies the new change, and publishes
+/// it: each change is applied twice, and nothing is copied. Only when the spare cannot be had
+/// (a reader held it past [`SPARE_WAIT`], a change was refused half-way, or after a
+/// `replace`, which rebuilds from the base anyway) does a commit copy the published snapshot.
 #[derive(Debug)]
 pub struct TableWriter {
     base: Tables,
-    master: Tables,
     handle: TableHandle,
     generation: u64,
+    /// The snapshot the published one replaced; readers may still hold it.
+    spare: Option<Arc<Tables>>,
+    /// The change published since `spare` was current.
+    behind: Vec<TableCommand>,
 }
 
 impl TableWriter {
     /// A writer publishing `base` through `handle`.
     pub fn new(base: Tables, handle: TableHandle) -> Self {
         handle.publish(base.clone());
-        TableWriter { master: base.clone(), base, handle, generation: 1 }
+        TableWriter { base, handle, generation: 1, spare: None, behind: vec![] }
     }
 
-    fn commit(&mut self, start: Tables, commands: Vec<TableCommand>) -> Response {
+    /// The spare snapshot, owned again and brought up to date; `None` when it cannot be had.
+    fn take_spare(&mut self) -> Option<Tables> {
+        let mut spare = self.spare.take()?;
+        let behind = std::mem::take(&mut self.behind);
+        let deadline = Instant::now() + SPARE_WAIT;
+        let mut tables = loop {
+            match Arc::try_unwrap(spare) {
+                Ok(t) => break t,
+                Err(held) if Instant::now() < deadline => {
+                    spare = held;
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                Err(_) => {
+                    log::debug!("a reader still holds the previous snapshot: copying the current one");
+                    return None;
+                }
+            }
+        };
+        // The same commands were applied to the published copy, which was equal to this one.
+        tables.apply_all(behind).ok()?;
+        Some(tables)
+    }
+
+    fn commit(&mut self, replace: bool, commands: Vec<TableCommand>) -> Response {
         let n = commands.len();
-        let mut next = start;
-        if let Err((index, e)) = next.apply_all(commands) {
+        let mut next = if replace {
+            self.spare = None;
+            self.behind.clear();
+            self.base.clone()
+        } else {
+            self.take_spare().unwrap_or_else(|| (*self.handle.load()).clone())
+        };
+        if let Err((index, e)) = next.apply_all(commands.iter().cloned()) {
+            // `next` is half-changed: dropped; the next commit copies the published snapshot.
             return Response::Rejected { index, error: e.to_string() };
         }
-        self.master = next;
-        self.handle.publish(self.master.clone());
+        let previous = self.handle.swap(Arc::new(next));
+        if !replace {
+            self.spare = Some(previous);
+            self.behind = commands;
+        }
         self.generation += 1;
         Response::Applied { commands: n, generation: self.generation }
     }
 
-    /// Handle one request.
+    /// Handle one request. Chunked changes are assembled by [`Stager`]; here a request with
+    /// `more` set is refused.
     pub fn handle(&mut self, request: Request, board: &CounterBoard) -> Response {
         match request {
-            Request::Apply { commands } => self.commit(self.master.clone(), commands),
-            Request::Replace { commands } => self.commit(self.base.clone(), commands),
+            Request::Apply { more: true, .. } | Request::Replace { more: true, .. } => {
+                Response::Error { error: "a chunked change must go through the table socket".into() }
+            }
+            Request::Apply { commands, .. } => self.commit(false, commands),
+            Request::Replace { commands, .. } => self.commit(true, commands),
             Request::Counters => {
-                let t = &self.master;
+                let t = self.handle.load();
                 let ports: Vec<String> = t.ports.iter().map(|p| p.name.clone()).collect();
                 let vrfs: Vec<String> = t.vrfs.iter().map(|v| v.name.clone()).collect();
                 Response::Counters { counters: board.to_json(&ports, &vrfs) }
             }
-            Request::Dump => dump(&self.master),
+            Request::Dump => dump(&self.handle.load()),
             Request::Status => {
                 use crate::tables::Lpm;
-                let t = &self.master;
+                let t = self.handle.load();
                 Response::Status {
                     generation: self.generation,
                     ports: t.ports.len(),
@@ -202,6 +277,56 @@ impl TableWriter {
                 }
             }
         }
+    }
+}
+
+/// One connection's chunked change being assembled: whether it is a replace, and its commands.
+#[derive(Debug, Default)]
+pub struct Stager {
+    staged: Option<(bool, Vec<TableCommand>)>,
+}
+
+impl Stager {
+    /// Most commands one chunked change may stage (a bound on what a client can make the
+    /// dataplane hold; 1M routes take about 2M commands).
+    pub const MAX_STAGED: usize = 16 << 20;
+
+    /// Stage a chunk, or hand a whole request (with everything staged before it) to `writer`.
+    pub fn request(&mut self, request: Request, writer: &Mutex<TableWriter>, board: &CounterBoard) -> Response {
+        let (replace, commands, more) = match request {
+            Request::Apply { commands, more } => (false, commands, more),
+            Request::Replace { commands, more } => (true, commands, more),
+            other => {
+                if self.staged.take().is_some() {
+                    log::warn!("table socket: a chunked change was left unfinished and is discarded");
+                }
+                return with_writer(writer, |w| w.handle(other, board));
+            }
+        };
+        let (replace, all) = match self.staged.take() {
+            Some((first, mut staged)) => {
+                staged.extend(commands);
+                (first, staged)
+            }
+            None => (replace, commands),
+        };
+        if all.len() > Self::MAX_STAGED {
+            return Response::Error { error: format!("a chunked change of over {} commands is refused", Self::MAX_STAGED) };
+        }
+        if more {
+            let n = all.len();
+            self.staged = Some((replace, all));
+            return Response::Staged { commands: n };
+        }
+        let request = if replace { Request::Replace { commands: all, more: false } } else { Request::Apply { commands: all, more: false } };
+        with_writer(writer, |w| w.handle(request, board))
+    }
+}
+
+fn with_writer(writer: &Mutex<TableWriter>, f: impl FnOnce(&mut TableWriter) -> Response) -> Response {
+    match writer.lock() {
+        Ok(mut w) => f(&mut w),
+        Err(_) => Response::Error { error: "table writer poisoned".into() },
     }
 }
 
@@ -260,6 +385,7 @@ pub fn serve(path: &Path, writer: TableWriter, board: CounterBoard, stop: &'stat
 fn client(mut stream: UnixStream, writer: &Mutex<TableWriter>, board: &CounterBoard, stop: &AtomicBool) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut stager = Stager::default();
     while !stop.load(Ordering::Relaxed) {
         let body = match read_frame(&mut stream) {
             Ok(Some(b)) => b,
@@ -271,10 +397,7 @@ fn client(mut stream: UnixStream, writer: &Mutex<TableWriter>, board: &CounterBo
             }
         };
         let response = match serde_json::from_slice::<Request>(&body) {
-            Ok(req) => match writer.lock() {
-                Ok(mut w) => w.handle(req, board),
-                Err(_) => Response::Error { error: "table writer poisoned".into() },
-            },
+            Ok(req) => stager.request(req, writer, board),
             Err(e) => Response::Error { error: format!("bad request: {e}") },
         };
         if write_message(&mut stream, &response).is_err() {
@@ -298,8 +421,41 @@ impl Client {
     /// Send a request and wait for the answer.
     pub fn request(&mut self, request: &Request) -> Result<Response, CtlError> {
         write_message(&mut self.stream, request)?;
+        self.response()
+    }
+
+    fn response(&mut self) -> Result<Response, CtlError> {
         let body = read_frame(&mut self.stream)?.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
         Ok(serde_json::from_slice(&body)?)
+    }
+
+    /// Send `commands` as one atomic `apply` (or `replace`), in chunks of [`CHUNK_COMMANDS`];
+    /// the answer is the dataplane's to the last chunk, or the first that was not `staged`.
+    pub fn send(&mut self, replace: bool, commands: &[TableCommand]) -> Result<Response, CtlError> {
+        /// A request that borrows its commands, serialised like [`Request`].
+        #[derive(Serialize)]
+        #[serde(tag = "request", rename_all = "kebab-case")]
+        enum Chunk<'a> {
+            Apply { commands: &'a [TableCommand], more: bool },
+            Replace { commands: &'a [TableCommand], more: bool },
+        }
+        let n = commands.len().div_ceil(CHUNK_COMMANDS).max(1);
+        let mut i = 0;
+        loop {
+            let part = &commands[(i * CHUNK_COMMANDS).min(commands.len())..((i + 1) * CHUNK_COMMANDS).min(commands.len())];
+            i += 1;
+            let more = i < n;
+            let chunk = if replace { Chunk::Replace { commands: part, more } } else { Chunk::Apply { commands: part, more } };
+            let response = self.request_chunk(chunk)?;
+            if !more || !matches!(response, Response::Staged { .. }) {
+                return Ok(response);
+            }
+        }
+    }
+
+    fn request_chunk(&mut self, chunk: impl Serialize) -> Result<Response, CtlError> {
+        write_message(&mut self.stream, &chunk)?;
+        self.response()
     }
 }
 
@@ -319,16 +475,55 @@ mod tests {
         let prefix = "10.77.0.0/16".parse().unwrap();
         let route = TableCommand::Route { table: crate::tables::Table::Vrf(red), prefix, nexthop: carrier_common::NextHopId(0) };
         let bad = TableCommand::Route { table: crate::tables::Table::Vrf(red), prefix, nexthop: carrier_common::NextHopId(9999) };
-        let r = w.handle(Request::Apply { commands: vec![route.clone(), bad] }, &board);
+        let r = w.handle(Request::Apply { commands: vec![route.clone(), bad], more: false }, &board);
         assert!(matches!(r, Response::Rejected { index: 1, .. }), "{r:?}");
         assert!(handle.load().vrfs[red.index()].fib.lookup("10.77.1.1".parse().unwrap()).is_none(), "half a batch leaked");
-        let r = w.handle(Request::Apply { commands: vec![route] }, &board);
+        let r = w.handle(Request::Apply { commands: vec![route], more: false }, &board);
         assert!(matches!(r, Response::Applied { commands: 1, generation: 2 }), "{r:?}");
         assert!(handle.load().vrfs[red.index()].fib.lookup("10.77.1.1".parse().unwrap()).is_some());
-        let r = w.handle(Request::Replace { commands: vec![] }, &board);
+        let r = w.handle(Request::Replace { commands: vec![], more: false }, &board);
         assert!(matches!(r, Response::Applied { .. }));
         assert!(handle.load().vrfs[red.index()].fib.lookup("10.77.1.1".parse().unwrap()).is_none(), "replace keeps only base");
         assert!(handle.load().vrfs[red.index()].fib.lookup("10.2.0.1".parse().unwrap()).is_some(), "base routes stay");
+    }
+
+    /// Many small changes, each applied to the reused spare snapshot, end in the same tables as
+    /// applying them all at once to a copy; a refused change leaves the published tables alone
+    /// and the next change still lands.
+    #[test]
+    fn changes_applied_to_the_spare_match_a_fresh_copy() {
+        let base = Config::parse(include_str!("../../examples/pe1.toml")).unwrap().tables().unwrap();
+        let handle = TableHandle::new(Tables::default());
+        let mut w = TableWriter::new(base.clone(), handle.clone());
+        let board = CounterBoard::new(1);
+        let red = crate::tables::Table::Vrf(base.vrf_by_name("red").unwrap().id);
+        let mut all = vec![];
+        for i in 0..200u32 {
+            let prefix = crate::tables::Ipv4Prefix::new(std::net::Ipv4Addr::from(0x0a40_0000 + (i % 50) * 256), 24).unwrap();
+            let cmd = if i % 7 == 3 {
+                TableCommand::Withdraw { table: red, prefix }
+            } else {
+                TableCommand::Route { table: red, prefix, nexthop: carrier_common::NextHopId(i % 2) }
+            };
+            all.push(cmd.clone());
+            let held = handle.load(); // a reader in the middle of a batch
+            let r = w.handle(Request::Apply { commands: vec![cmd], more: false }, &board);
+            assert!(matches!(r, Response::Applied { .. }), "{r:?}");
+            drop(held);
+            if i == 100 {
+                let bad = TableCommand::Route { table: red, prefix, nexthop: carrier_common::NextHopId(9999) };
+                let r = w.handle(Request::Apply { commands: vec![TableCommand::Withdraw { table: red, prefix }, bad], more: false }, &board);
+                assert!(matches!(r, Response::Rejected { index: 1, .. }), "{r:?}");
+            }
+        }
+        let mut expect = base;
+        expect.apply_all(all).unwrap();
+        let got = handle.load();
+        let routes = |t: &Tables| t.vrfs.iter().map(|v| v.fib.routes().collect::<Vec<_>>()).collect::<Vec<_>>();
+        assert_eq!(routes(&got), routes(&expect));
+        for id in 0..3 {
+            assert_eq!(got.nexthop_refs(carrier_common::NextHopId(id)), expect.nexthop_refs(carrier_common::NextHopId(id)));
+        }
     }
 
     #[test]
@@ -358,6 +553,30 @@ mod tests {
         let body = read_frame(&mut c.stream).unwrap().unwrap();
         assert!(matches!(serde_json::from_slice::<Response>(&body).unwrap(), Response::Error { .. }));
         assert!(matches!(c.request(&Request::Counters).unwrap(), Response::Counters { .. }));
+        // A change of 2.5 chunks arrives as one: nothing is visible until the last chunk, a
+        // bad command in the last chunk refuses all of it (its index counted over all chunks).
+        let red = crate::tables::Table::Vrf(carrier_common::VrfId(0));
+        let routes: Vec<TableCommand> = (0..(CHUNK_COMMANDS * 5 / 2) as u32)
+            .map(|i| TableCommand::Route {
+                table: red,
+                prefix: crate::tables::Ipv4Prefix::new(std::net::Ipv4Addr::from(0x6400_0000 + i * 256), 24).unwrap(),
+                nexthop: carrier_common::NextHopId(0),
+            })
+            .collect();
+        let mut bad = routes.clone();
+        bad.push(TableCommand::Route { table: red, prefix: "10.99.0.0/16".parse().unwrap(), nexthop: carrier_common::NextHopId(9999) });
+        let r = c.send(false, &bad).unwrap();
+        assert!(matches!(r, Response::Rejected { index, .. } if index == routes.len()), "{r:?}");
+        let Response::Status { routes: before, .. } = c.request(&Request::Status).unwrap() else { panic!() };
+        let r = c.send(false, &routes).unwrap();
+        assert!(matches!(r, Response::Applied { commands, .. } if commands == routes.len()), "{r:?}");
+        let Response::Status { routes: after, .. } = c.request(&Request::Status).unwrap() else { panic!() };
+        assert_eq!(after, before + routes.len());
+        // A replace in chunks starts from the base again.
+        let r = c.send(true, &routes[..10]).unwrap();
+        assert!(matches!(r, Response::Applied { commands: 10, .. }), "{r:?}");
+        let Response::Status { routes: replaced, .. } = c.request(&Request::Status).unwrap() else { panic!() };
+        assert_eq!(replaced, before + 10);
         STOP.store(true, Ordering::Relaxed);
         t.join().unwrap();
         let _ = std::fs::remove_dir_all(dir);

@@ -288,12 +288,12 @@ fn ctl(socket: &std::path::Path, action: CtlAction) -> Result<()> {
         CtlAction::Apply { config } => {
             let mut commands = Config::load(&config)?.commands()?;
             commands.retain(|c| !matches!(c, carrier_dataplane::tables::TableCommand::Clear));
-            (Request::Apply { commands }, false)
+            (Request::Apply { commands, more: false }, false)
         }
         CtlAction::Replace { config, hold } => {
             let mut commands = Config::load(&config)?.commands()?;
             commands.retain(|c| !matches!(c, carrier_dataplane::tables::TableCommand::Clear));
-            (Request::Replace { commands }, hold)
+            (Request::Replace { commands, more: false }, hold)
         }
     };
     let response = client.request(&request)?;

@@ -475,6 +475,10 @@ pub struct Tables {
     pub vnis: HashMap<Vni, VniTarget>,
     /// Static neighbours.
     pub neighbours: HashMap<(PortId, Ipv4Addr), MacAddr>,
+    /// References to each next hop by [`NextHopId`]: routes, ILM entries and ECMP groups that
+    /// point at it. Kept by [`Tables::apply`], so that removing a next hop costs O(1), not a
+    /// scan of every table.
+    refs: Vec<u32>,
 }
 
 impl Tables {
@@ -536,12 +540,36 @@ impl Tables {
         Ok(())
     }
 
-    fn nexthop_in_use(&self, id: NextHopId) -> bool {
-        let in_fib = |fib: &Fib| fib.routes().any(|(_, nh)| nh == id);
-        in_fib(&self.underlay)
-            || self.vrfs.iter().any(|v| in_fib(&v.fib))
-            || self.ilm.values().any(|a| matches!(a, IlmAction::PopForward { nexthop, .. } if *nexthop == id))
-            || self.nexthops.iter().flatten().any(|nh| matches!(nh, NextHop::Ecmp { members } if members.contains(&id)))
+    /// How many routes, ILM entries and ECMP groups point at next hop `id`.
+    pub fn nexthop_refs(&self, id: NextHopId) -> u32 {
+        self.refs.get(id.index()).copied().unwrap_or(0)
+    }
+
+    fn hold(&mut self, id: NextHopId) {
+        if self.refs.len() <= id.index() {
+            self.refs.resize(id.index() + 1, 0);
+        }
+        self.refs[id.index()] += 1;
+    }
+
+    fn release(&mut self, id: Option<NextHopId>) {
+        if let Some(r) = id.and_then(|id| self.refs.get_mut(id.index())) {
+            *r = r.saturating_sub(1);
+        }
+    }
+
+    fn ilm_nexthop(action: Option<&IlmAction>) -> Option<NextHopId> {
+        match action {
+            Some(IlmAction::PopForward { nexthop, .. }) => Some(*nexthop),
+            _ => None,
+        }
+    }
+
+    fn ecmp_members(nh: Option<&NextHop>) -> &[NextHopId] {
+        match nh {
+            Some(NextHop::Ecmp { members }) => members,
+            _ => &[],
+        }
     }
 
     /// Apply one command. On error nothing changed.
@@ -596,21 +624,33 @@ impl Tables {
                 if i >= self.nexthops.len() {
                     self.nexthops.resize(i + 1, None);
                 }
-                self.nexthops[i] = Some(nexthop);
+                for m in Self::ecmp_members(Some(&nexthop)).to_vec() {
+                    self.hold(m);
+                }
+                let old = self.nexthops[i].replace(nexthop);
+                for m in Self::ecmp_members(old.as_ref()).to_vec() {
+                    self.release(Some(m));
+                }
             }
             TableCommand::RemoveNextHop { id } => {
                 self.check_nexthop(id)?;
-                if self.nexthop_in_use(id) {
+                if self.nexthop_refs(id) > 0 {
                     return Err(TableError::NextHopInUse(id));
                 }
-                self.nexthops[id.index()] = None;
+                let old = self.nexthops[id.index()].take();
+                for m in Self::ecmp_members(old.as_ref()).to_vec() {
+                    self.release(Some(m));
+                }
             }
             TableCommand::Route { table, prefix, nexthop } => {
                 self.check_nexthop(nexthop)?;
-                self.fib_mut(table)?.insert(prefix, nexthop);
+                let old = self.fib_mut(table)?.insert(prefix, nexthop);
+                self.hold(nexthop);
+                self.release(old);
             }
             TableCommand::Withdraw { table, prefix } => {
-                self.fib_mut(table)?.remove(prefix);
+                let old = self.fib_mut(table)?.remove(prefix);
+                self.release(old);
             }
             TableCommand::Label { label, action } => {
                 if label.is_reserved() {
@@ -624,10 +664,15 @@ impl Tables {
                     }
                     IlmAction::Swap { .. } => {}
                 }
-                self.ilm.insert(label, action);
+                if let Some(nh) = Self::ilm_nexthop(Some(&action)) {
+                    self.hold(nh);
+                }
+                let old = self.ilm.insert(label, action);
+                self.release(Self::ilm_nexthop(old.as_ref()));
             }
             TableCommand::RemoveLabel { label } => {
-                self.ilm.remove(&label);
+                let old = self.ilm.remove(&label);
+                self.release(Self::ilm_nexthop(old.as_ref()));
             }
             TableCommand::Neighbour { port, ip, mac } => {
                 self.check_port(port)?;
@@ -710,6 +755,12 @@ impl TableHandle {
     pub fn publish(&self, tables: Tables) {
         self.current.store(Arc::new(tables));
     }
+
+    /// Replace the snapshot and hand back the one it replaces, which readers may still hold
+    /// until their current batch ends (see [`crate::ctl::TableWriter`], which reuses it).
+    pub fn swap(&self, tables: Arc<Tables>) -> Arc<Tables> {
+        self.current.swap(tables)
+    }
 }
 
 #[cfg(test)]
@@ -751,6 +802,47 @@ mod tests {
             t.apply(TableCommand::Label { label: lbl, action: IlmAction::PopLookup { vrf: VrfId(0) } }),
             Err(TableError::ReservedLabel(lbl))
         );
+    }
+
+    /// The reference counts kept by `apply` equal a count over every table, through random
+    /// route, label and ECMP changes; a referenced next hop cannot be removed.
+    #[test]
+    fn nexthop_refs_match_a_scan() {
+        let mut t = Tables::default();
+        t.apply(TableCommand::Vrf { id: VrfId(0), name: "red".into(), source: None }).unwrap();
+        for id in 0..4 {
+            t.apply(TableCommand::NextHop { id: NextHopId(id), nexthop: NextHop::Blackhole }).unwrap();
+        }
+        let scan = |t: &Tables, id: NextHopId| {
+            let fib = |f: &Fib| f.routes().filter(|(_, nh)| *nh == id).count();
+            let ecmp = t.nexthops.iter().flatten().map(|nh| Tables::ecmp_members(Some(nh)).iter().filter(|m| **m == id).count()).sum::<usize>();
+            let ilm = t.ilm.values().filter(|a| matches!(a, IlmAction::PopForward { nexthop, .. } if *nexthop == id)).count();
+            (fib(&t.underlay) + t.vrfs.iter().map(|v| fib(&v.fib)).sum::<usize>() + ecmp + ilm) as u32
+        };
+        let mut x = 0x2545_f491_u32;
+        for _ in 0..3000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let nh = NextHopId(x % 4);
+            let prefix = Ipv4Prefix::new(Ipv4Addr::from(0x0a00_0000 | ((x >> 8) % 16) << 8), 24).unwrap();
+            let table = if x & 0x10000 == 0 { Table::Vrf(VrfId(0)) } else { Table::Underlay };
+            let label = Label::new(100 + (x >> 20) % 8).unwrap();
+            let cmd = match (x >> 4) % 7 {
+                0 | 1 => TableCommand::Route { table, prefix, nexthop: nh },
+                2 => TableCommand::Withdraw { table, prefix },
+                3 => TableCommand::Label { label, action: IlmAction::PopForward { vrf: VrfId(0), nexthop: nh } },
+                4 => TableCommand::RemoveLabel { label },
+                5 => TableCommand::NextHop { id: NextHopId(4 + x % 2), nexthop: NextHop::Ecmp { members: vec![nh, NextHopId((x >> 3) % 4)] } },
+                _ => TableCommand::RemoveNextHop { id: NextHopId(4 + x % 2) },
+            };
+            let _ = t.apply(cmd);
+            for id in 0..6 {
+                assert_eq!(t.nexthop_refs(NextHopId(id)), scan(&t, NextHopId(id)), "next hop {id}");
+            }
+        }
+        let used = (0..4).map(NextHopId).find(|id| t.nexthop_refs(*id) > 0).unwrap();
+        assert_eq!(t.apply(TableCommand::RemoveNextHop { id: used }), Err(TableError::NextHopInUse(used)));
     }
 
     #[test]
