@@ -2,17 +2,24 @@
 //! sessions ([`Session`]) and the [`Rib`] decide.
 //!
 //! ```text
-//!  ┌──────────┐ accepted TCP ┌───────────────┐ PeerEvent  ┌─────────────┐ TableCommands ┌─────────────┐
-//!  │ listener │─────────────▶│ peer task ×N  │───────────▶│  rib task   │──────────────▶│ dataplane   │
-//!  └──────────┘              │ Session (FSM) │◀───────────│ Rib, flush  │  (std thread, │ table socket│
-//!       TCP ⇄ codec ⇄ FSM    └───────────────┘ PeerCmd    └─────────────┘   replace)    └─────────────┘
+//!  ┌──────────┐ accepted TCP ┌───────────────┐ PeerEvent  ┌──────────────┐ ToDataplane  ┌─────────────┐
+//!  │ listener │─────────────▶│ peer task ×N  │───────────▶│  rib task    │─────────────▶│ dataplane   │
+//!  └──────────┘              │ Session (FSM) │◀───────────│ Rib,Compiler │◀─────────────│ writer      │
+//!       TCP ⇄ codec ⇄ FSM    └───────────────┘ PeerCmd    └──────────────┘ applied seq, │ (std thread)│
+//!                             (runtime workers)            (runtime's own   resync asks  └─────────────┘
+//!                                                           thread)                 table socket ▶
 //! ```
 //! - peer task: owns one [`Session`] and its TCP stream; decodes frames, runs the FSM, encodes
-//!   what it says, keeps its timers;
-//! - rib task: owns the [`Rib`]; marks dirty on every event and flushes at most every
-//!   [`FLUSH_EVERY`]: one `replace` to the dataplane, and per peer the UPDATE diff;
-//! - dataplane writer (a std thread): keeps a table-socket connection, reconnects, and sends
-//!   the latest state again after a reconnect (the dataplane may have restarted).
+//!   what it says, keeps its timers. Peer tasks run on the runtime's worker threads, the rib
+//!   task on the thread that drives the runtime: however long a flush takes, KEEPALIVEs go
+//!   out and hold timers run;
+//! - rib task: owns the [`Rib`] and the [`Compiler`]; every event marks what it touched, and
+//!   at most every [`FLUSH_EVERY`] (sooner when [`FLUSH_PENDING`] destinations wait) a flush
+//!   compiles only those into an incremental `apply`, and sends per peer the UPDATE diff;
+//! - dataplane writer (a std thread): keeps a table-socket connection and sends the changes in
+//!   order, in chunks. After it (re)connects — the dataplane may have restarted — or after a
+//!   refused change, it asks the rib task for the whole state and sends it as a `replace`
+//!   before any further change.
 //!
 //! Graceful restart (RFC 4724): when the dataplane already holds state from an earlier run,
 //! this process is a restarting speaker: it sets the R bit, and defers its first flush until
@@ -28,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use carrier_dataplane::ctl::{Client, Request, Response};
-use carrier_dataplane::tables::{IlmAction, TableCommand, Tables};
+use carrier_dataplane::tables::{IlmAction, TableCommand};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -37,10 +44,14 @@ use crate::bgp::codec::{self, CodecContext};
 use crate::bgp::fsm::{Input, Output, PeerConfig, Session, Timer};
 use crate::bgp::msg::{Family, Message, Update};
 use crate::config::{ControlConfig, NeighborConfig};
+use crate::fib::Compiler;
 use crate::rib::{PeerInfo, Rib};
 
 /// Longest wait between a change and its flush.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// Destinations waiting that make a flush happen before the tick.
+pub const FLUSH_PENDING: usize = 100_000;
 
 /// What a peer task tells the RIB.
 #[derive(Debug)]
@@ -154,7 +165,7 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
             }
         });
     }
-    let (dataplane, applied) = spawn_dataplane_writer(cfg.dataplane.socket.clone());
+    let dataplane = spawn_dataplane_writer(cfg.dataplane.socket.clone());
     let mut rib = Rib::new(cfg.clone(), base.clone());
     if let Some(found) = found.filter(|f| f.generation > 1) {
         let kept = rib.adopt_labels(&found.ilm, Instant::now());
@@ -163,7 +174,7 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
     let deadline = restarting.then(|| Instant::now() + Duration::from_secs(u64::from(cfg.bgp.graceful_restart.unwrap_or(120))));
     tokio::select! {
-        r = rib_task(rib, base, (events_rx, reload_rx), peer_cmds, (dataplane, applied), deadline) => r,
+        r = rib_task(rib, Compiler::new(base), (events_rx, reload_rx), peer_cmds, dataplane, deadline) => r,
         _ = tokio::signal::ctrl_c() => {
             log::info!("stopping (SIGINT)");
             Ok(())
@@ -219,69 +230,119 @@ fn dataplane_state(socket: &std::path::Path) -> Option<DataplaneState> {
     Some(DataplaneState { generation, ilm })
 }
 
-/// The dataplane writer: sends the newest command set as a `replace`, reconnecting as needed
-/// and resending after a reconnect.
-/// The dataplane writer: takes (batch number, commands), reports the newest batch number the
-/// dataplane applied.
-fn spawn_dataplane_writer(socket: PathBuf) -> (std::sync::mpsc::Sender<(u64, Vec<TableCommand>)>, tokio::sync::watch::Receiver<u64>) {
-    let (tx, rx) = std::sync::mpsc::channel::<(u64, Vec<TableCommand>)>();
-    let (applied_tx, applied_rx) = tokio::sync::watch::channel(0u64);
+/// What the rib task hands the dataplane writer, numbered.
+#[derive(Debug)]
+enum ToDataplane {
+    /// A change on top of what the dataplane holds (`apply`).
+    Change(u64, Vec<TableCommand>),
+    /// The whole state (`replace`), as asked for through the writer's resync channel.
+    Full(u64, Vec<TableCommand>),
+}
+
+/// The dataplane writer's channels, as the rib task sees them.
+struct WriterHandle {
+    tx: std::sync::mpsc::Sender<ToDataplane>,
+    /// The newest batch number the dataplane applied.
+    applied: tokio::sync::watch::Receiver<u64>,
+    /// Bumped when the writer needs the whole state.
+    resync: tokio::sync::watch::Receiver<u64>,
+}
+
+/// The dataplane writer: applies changes in order on one table-socket connection; on a new
+/// connection, or after a refused change, it drops changes until the whole state arrives.
+fn spawn_dataplane_writer(socket: PathBuf) -> WriterHandle {
+    let (tx, rx) = std::sync::mpsc::channel::<ToDataplane>();
+    let (applied_tx, applied) = tokio::sync::watch::channel(0u64);
+    let (resync_tx, resync) = tokio::sync::watch::channel(0u64);
     std::thread::Builder::new()
         .name("dataplane-writer".into())
         .spawn(move || {
-            let mut latest: Option<(u64, Vec<TableCommand>)> = None;
             let mut client: Option<Client> = None;
-            let mut sent = true;
+            // The connection holds the whole state: changes can go on top of it.
+            let mut synced = false;
+            let ask_resync = || resync_tx.send_modify(|n| *n += 1);
             loop {
+                let mut batch: Vec<ToDataplane> = vec![];
                 match rx.recv_timeout(Duration::from_secs(1)) {
-                    Ok(cmds) => {
-                        latest = Some(cmds);
-                        while let Ok(newer) = rx.try_recv() {
-                            latest = Some(newer);
-                        }
-                        sent = false;
-                    }
+                    Ok(m) => batch.push(m),
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
                 }
+                batch.extend(rx.try_iter());
                 if client.is_none() {
                     client = Client::connect(&socket).ok();
                     if client.is_some() {
                         log::info!("connected to the dataplane at {}", socket.display());
-                        sent = false;
+                        synced = false;
+                        ask_resync();
                     }
                 }
-                if let (false, Some((seq, cmds)), Some(c)) = (sent, latest.as_ref(), client.as_mut()) {
-                    match c.request(&Request::Replace { commands: cmds.clone() }) {
-                        Ok(Response::Applied { commands, generation }) => {
-                            log::info!("dataplane: {commands} commands applied (generation {generation})");
-                            sent = true;
-                            let _ = applied_tx.send(*seq);
+                let Some(c) = client.as_mut() else { continue };
+                // What comes before the newest whole state is in it.
+                if let Some(i) = batch.iter().rposition(|m| matches!(m, ToDataplane::Full(..))) {
+                    batch.drain(..i);
+                }
+                let mut changes: Vec<TableCommand> = vec![];
+                let mut last = None;
+                for m in batch {
+                    match m {
+                        ToDataplane::Full(seq, cmds) => {
+                            let started = Instant::now();
+                            match c.send(true, &cmds) {
+                                Ok(Response::Applied { commands, generation }) => {
+                                    log::info!("dataplane: whole state of {commands} commands applied in {:?} (generation {generation})", started.elapsed());
+                                    synced = true;
+                                    let _ = applied_tx.send(seq);
+                                }
+                                Ok(other) => log::error!("dataplane refused the whole table state: {other:?}"),
+                                Err(e) => {
+                                    log::warn!("dataplane connection lost: {e}");
+                                    client = None;
+                                    break;
+                                }
+                            }
                         }
-                        Ok(other) => {
-                            log::error!("dataplane refused the table state: {other:?}");
-                            sent = true;
+                        ToDataplane::Change(seq, cmds) if synced => {
+                            changes.extend(cmds);
+                            last = Some(seq);
                         }
-                        Err(e) => {
-                            log::warn!("dataplane connection lost: {e}");
-                            client = None;
-                        }
+                        ToDataplane::Change(..) => {}
+                    }
+                }
+                let (Some(seq), Some(c)) = (last, client.as_mut()) else { continue };
+                let started = Instant::now();
+                match c.send(false, &changes) {
+                    Ok(Response::Applied { commands, generation }) => {
+                        log::debug!("dataplane: {commands} commands applied in {:?} (generation {generation})", started.elapsed());
+                        let _ = applied_tx.send(seq);
+                    }
+                    Ok(other) => {
+                        log::error!("dataplane refused a change: {other:?}; sending the whole state instead");
+                        synced = false;
+                        ask_resync();
+                    }
+                    Err(e) => {
+                        log::warn!("dataplane connection lost: {e}");
+                        client = None;
                     }
                 }
             }
         })
         .expect("spawn dataplane writer");
-    (tx, applied_rx)
+    WriterHandle { tx, applied, resync }
 }
 
 async fn rib_task(
     mut rib: Rib,
-    base: Arc<Tables>,
+    mut compiler: Compiler,
     (mut events, mut reload): (mpsc::Receiver<PeerEvent>, mpsc::Receiver<ControlConfig>),
     peers: HashMap<Ipv4Addr, mpsc::Sender<PeerCommand>>,
-    (dataplane, mut applied): (std::sync::mpsc::Sender<(u64, Vec<TableCommand>)>, tokio::sync::watch::Receiver<u64>),
+    dataplane: WriterHandle,
     mut deferred_until: Option<Instant>,
 ) -> Result<()> {
+    let WriterHandle { tx: dataplane, mut applied, mut resync } = dataplane;
+    // The writer asks for the whole state after it connects; answered at the next flush.
+    let mut resync_wanted = false;
     // Batches sent to the dataplane, and the one whose advertisements wait for it: labels are
     // advertised only once the dataplane has them in its ILM.
     let mut batch = 0u64;
@@ -289,6 +350,7 @@ async fn rib_task(
     let mut up: HashMap<Ipv4Addr, (Vec<Family>, bool, bool)> = HashMap::new(); // families, ebgp, eor sent
     let mut eor_from: HashMap<Ipv4Addr, Vec<Family>> = HashMap::new();
     let mut dirty = true;
+    let mut due = false;
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     loop {
         tokio::select! {
@@ -332,8 +394,16 @@ async fn rib_task(
                 if rib.expire_stale(Instant::now()) {
                     dirty = true;
                 }
+                due = true;
             }
             _ = applied.changed() => {}
+            r = resync.changed() => {
+                if r.is_ok() {
+                    resync_wanted = true;
+                    dirty = true;
+                    due = true;
+                }
+            }
             c = reload.recv() => {
                 if let Some(c) = c {
                     match rib.reconfigure(Arc::new(c)) {
@@ -370,18 +440,31 @@ async fn rib_task(
                 continue;
             }
         }
-        if !dirty {
+        if !dirty || !(due || rib.pending() >= FLUSH_PENDING) {
             continue;
         }
-        dirty = false;
-        let now = Instant::now();
-        let desired = rib.desired(now);
-        let (cmds, skipped) = crate::fib::compile(&base, &desired);
-        if skipped > 0 {
-            log::warn!("{skipped} routes have a gateway in no connected subnet");
+        (dirty, due) = (false, false);
+        let started = Instant::now();
+        let delta = rib.changes(started);
+        let skipped = compiler.skipped;
+        let cmds = compiler.apply(&delta);
+        if compiler.skipped > skipped {
+            log::warn!("{} routes have a gateway in no connected subnet", compiler.skipped - skipped);
         }
-        batch += 1;
-        let _ = dataplane.send((batch, cmds));
+        let message = if std::mem::take(&mut resync_wanted) {
+            Some(ToDataplane::Full(batch + 1, compiler.full_state()))
+        } else {
+            (!cmds.is_empty()).then(|| ToDataplane::Change(batch + 1, cmds))
+        };
+        if let Some(message) = message {
+            batch += 1;
+            let n = match &message {
+                ToDataplane::Change(_, c) | ToDataplane::Full(_, c) => c.len(),
+            };
+            log::debug!("flush {batch}: {} route changes → {n} commands in {:?}", delta.routes.len(), started.elapsed());
+            let _ = dataplane.send(message);
+        }
+        // Advertise once the dataplane holds what was just sent (or, with nothing new, at once).
         advertise_after = Some(batch);
     }
 }

@@ -1,32 +1,195 @@
-//! Compile the RIB's desired state into dataplane table commands: routes point at next-hop ids
-//! allocated above the base config's, labels become ILM entries, EVPN becomes flood lists, MAC
-//! entries and ARP bindings. The result is sent as one `replace`: the dataplane applies it
-//! atomically on top of its base tables, and whatever was there before and is not any more
-//! disappears.
+//! Compile the RIB's changes into dataplane table commands, incrementally.
+//!
+//! The [`Compiler`] holds what the dataplane was told on top of its base tables: routes,
+//! next hops, labels, flood lists, MACs and ARP bindings. Each flush hands it a [`Delta`] —
+//! only the destinations the RIB touched — and gets back the commands for exactly that change,
+//! sent as one atomic `apply`. [`Compiler::full_state`] gives everything again as a `replace`,
+//! for a dataplane that (re)connects.
+//!
+//! Next-hop ids are stable and reference-counted: a next hop keeps its id while any route or
+//! label uses it, and its id is freed (and `remove-next-hop` sent) only once nothing does, at
+//! the end of the batch in which the last user went away; a freed id is reused by a later
+//! batch. So ids name the same next hop for as long as it exists, and counters or mirrors
+//! keyed by id stay right.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
-use carrier_common::{NextHopId, PortId, VrfId};
-use carrier_dataplane::tables::{IlmAction, MacDest, NextHop, PortRole, Table, TableCommand, Tables};
+use carrier_common::{BridgeDomainId, Label, NextHopId, PortId, VrfId};
+use carrier_dataplane::tables::{IlmAction, Ipv4Prefix, MacDest, NextHop, PortRole, Table, TableCommand, Tables};
+use carrier_dataplane::wire::MacAddr;
 
 use crate::rib::Desired;
 
-struct Compiler<'a> {
-    base: &'a Tables,
-    cmds: Vec<TableCommand>,
-    nexthops: Vec<NextHop>,
+/// Where a route goes, as the RIB says it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteTo {
+    /// BGP next hops (several = ECMP).
+    Hops(Vec<NextHop>),
+    /// A gateway in one of the table's connected subnets (static routes, IPv4 unicast).
+    Via(Ipv4Addr),
 }
 
-impl Compiler<'_> {
-    fn nexthop(&mut self, nh: NextHop) -> NextHopId {
-        let first = self.base.nexthops.len();
-        if let Some(i) = self.nexthops.iter().position(|n| *n == nh) {
-            return NextHopId((first + i) as u32);
+/// The EVPN state for bridge domains: flood lists, remote MACs, ARP bindings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EvpnState {
+    /// Bridge flood lists (learned VTEPs; the base config's are kept as well).
+    pub flood: BTreeMap<BridgeDomainId, BTreeSet<Ipv4Addr>>,
+    /// Bridge MACs behind remote VTEPs.
+    pub macs: BTreeMap<(BridgeDomainId, MacAddr), Ipv4Addr>,
+    /// ARP suppression bindings.
+    pub arp: BTreeMap<(BridgeDomainId, Ipv4Addr), MacAddr>,
+}
+
+/// What changed since the last flush.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// Routes whose target changed; `None` withdraws.
+    pub routes: Vec<(Table, Ipv4Prefix, Option<RouteTo>)>,
+    /// The whole label set, when it changed: label → VRF and optional CE (per-CE label).
+    pub labels: Option<BTreeMap<u32, (VrfId, Option<Ipv4Addr>)>>,
+    /// The whole EVPN state, when it changed.
+    pub evpn: Option<EvpnState>,
+}
+
+impl Delta {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.labels.is_none() && self.evpn.is_none()
+    }
+}
+
+impl From<&Desired> for Delta {
+    /// Everything in `desired`, as the change from an empty state.
+    fn from(d: &Desired) -> Delta {
+        let mut routes: Vec<(Table, Ipv4Prefix, Option<RouteTo>)> = vec![];
+        for (prefix, gw) in &d.underlay {
+            routes.push((Table::Underlay, *prefix, Some(RouteTo::Via(*gw))));
         }
-        let id = NextHopId((first + self.nexthops.len()) as u32);
-        self.nexthops.push(nh.clone());
-        self.cmds.push(TableCommand::NextHop { id, nexthop: nh });
+        for (vrf, r) in &d.vrf_routes {
+            for (prefix, hops) in r {
+                routes.push((Table::Vrf(*vrf), *prefix, Some(RouteTo::Hops(hops.clone()))));
+            }
+        }
+        for (vrf, r) in &d.statics {
+            for (prefix, ce) in r {
+                routes.push((Table::Vrf(*vrf), *prefix, Some(RouteTo::Via(*ce))));
+            }
+        }
+        Delta {
+            routes,
+            labels: Some(d.labels.clone()),
+            evpn: Some(EvpnState { flood: d.flood.clone(), macs: d.macs.clone(), arp: d.arp.clone() }),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    nexthop: NextHop,
+    refs: u32,
+}
+
+/// The incremental compiler: what the dataplane holds above its base tables.
+#[derive(Debug)]
+pub struct Compiler {
+    base: Arc<Tables>,
+    /// Next hops by id (index `id - first`), with their reference counts.
+    slots: Vec<Option<Slot>>,
+    ids: HashMap<NextHop, NextHopId>,
+    /// Ids free for the next batch.
+    free: Vec<NextHopId>,
+    /// Ids freed in this batch: removed from the dataplane at its end, reusable after it.
+    freed: Vec<NextHopId>,
+    routes: HashMap<(Table, Ipv4Prefix), NextHopId>,
+    labels: BTreeMap<Label, IlmAction>,
+    evpn: EvpnState,
+    /// Routes left out because their gateway is in no connected subnet (since the start).
+    pub skipped: usize,
+}
+
+impl Compiler {
+    /// A compiler for a dataplane whose base tables are `base`.
+    pub fn new(base: Arc<Tables>) -> Compiler {
+        Compiler {
+            base,
+            slots: vec![],
+            ids: HashMap::new(),
+            free: vec![],
+            freed: vec![],
+            routes: HashMap::new(),
+            labels: BTreeMap::new(),
+            evpn: EvpnState::default(),
+            skipped: 0,
+        }
+    }
+
+    fn first(&self) -> u32 {
+        self.base.nexthops.len() as u32
+    }
+
+    fn slot(&mut self, id: NextHopId) -> Option<&mut Slot> {
+        let first = self.first();
+        self.slots.get_mut((id.0 - first) as usize).and_then(Option::as_mut)
+    }
+
+    /// The id of `nh`, holding one reference to it; a new next hop is announced in `out`.
+    fn acquire(&mut self, nh: &NextHop, out: &mut Vec<TableCommand>) -> NextHopId {
+        if let Some(&id) = self.ids.get(nh) {
+            if let Some(s) = self.slot(id) {
+                s.refs += 1;
+            }
+            return id;
+        }
+        let id = self.free.pop().unwrap_or(NextHopId(self.first() + self.slots.len() as u32));
+        let i = (id.0 - self.first()) as usize;
+        if i >= self.slots.len() {
+            self.slots.resize_with(i + 1, || None);
+        }
+        self.slots[i] = Some(Slot { nexthop: nh.clone(), refs: 1 });
+        self.ids.insert(nh.clone(), id);
+        out.push(TableCommand::NextHop { id, nexthop: nh.clone() });
         id
+    }
+
+    /// One reference to the next hop (or ECMP group) of `hops`.
+    fn acquire_hops(&mut self, hops: &[NextHop], out: &mut Vec<TableCommand>) -> Option<NextHopId> {
+        match hops {
+            [] => None,
+            [one] => Some(self.acquire(one, out)),
+            many => {
+                let members: Vec<NextHopId> = many.iter().map(|h| self.acquire(h, out)).collect();
+                let group = NextHop::Ecmp { members: members.clone() };
+                let existed = self.ids.contains_key(&group);
+                let id = self.acquire(&group, out);
+                if existed {
+                    // The group already holds its members.
+                    for m in members {
+                        self.release(m);
+                    }
+                }
+                Some(id)
+            }
+        }
+    }
+
+    /// Drop one reference; at zero the id is freed at the end of the batch.
+    fn release(&mut self, id: NextHopId) {
+        let Some(s) = self.slot(id) else { return };
+        s.refs -= 1;
+        if s.refs > 0 {
+            return;
+        }
+        let first = self.first();
+        let Some(slot) = self.slots[(id.0 - first) as usize].take() else { return };
+        self.ids.remove(&slot.nexthop);
+        self.freed.push(id);
+        if let NextHop::Ecmp { members } = slot.nexthop {
+            for m in members {
+                self.release(m);
+            }
+        }
     }
 
     /// The port of `vrf` (or the core, for `None`) whose connected subnet holds `addr`.
@@ -43,62 +206,176 @@ impl Compiler<'_> {
             })
             .map(|p| p.id)
     }
-}
 
-/// Commands that make the dataplane hold `desired` on top of `base`. Routes whose gateway
-/// is in no connected subnet are left out and counted in the second value.
-pub fn compile(base: &Tables, desired: &Desired) -> (Vec<TableCommand>, usize) {
-    let mut c = Compiler { base, cmds: vec![], nexthops: vec![] };
-    let mut skipped = 0;
-    for (prefix, gw) in &desired.underlay {
-        match c.connected_port(None, *gw) {
-            Some(port) => {
-                let nh = c.nexthop(NextHop::Adjacency { port, via: Some(*gw) });
-                c.cmds.push(TableCommand::Route { table: Table::Underlay, prefix: *prefix, nexthop: nh });
+    fn vrf_of(table: Table) -> Option<VrfId> {
+        match table {
+            Table::Vrf(v) => Some(v),
+            Table::Underlay => None,
+        }
+    }
+
+    /// Commands that bring the dataplane from the current state to the current state plus
+    /// `delta`, in an order the dataplane accepts: new next hops before the routes that use
+    /// them, next hops removed after the last route left them.
+    pub fn apply(&mut self, delta: &Delta) -> Vec<TableCommand> {
+        let mut out = vec![];
+        for (table, prefix, to) in &delta.routes {
+            let new = match to {
+                None => None,
+                Some(RouteTo::Hops(hops)) => self.acquire_hops(hops, &mut out),
+                Some(RouteTo::Via(gw)) => match self.connected_port(Self::vrf_of(*table), *gw) {
+                    Some(port) => Some(self.acquire(&NextHop::Adjacency { port, via: Some(*gw) }, &mut out)),
+                    None => {
+                        self.skipped += 1;
+                        None
+                    }
+                },
+            };
+            let old = match new {
+                Some(id) => self.routes.insert((*table, *prefix), id),
+                None => self.routes.remove(&(*table, *prefix)),
+            };
+            match (old, new) {
+                (Some(o), Some(n)) if o == n => {}
+                (_, Some(nexthop)) => out.push(TableCommand::Route { table: *table, prefix: *prefix, nexthop }),
+                (Some(_), None) => out.push(TableCommand::Withdraw { table: *table, prefix: *prefix }),
+                (None, None) => {}
             }
-            None => skipped += 1,
-        }
-    }
-    for (vrf, routes) in &desired.statics {
-        for (prefix, via) in routes {
-            match c.connected_port(Some(*vrf), *via) {
-                Some(port) => {
-                    let nh = c.nexthop(NextHop::Adjacency { port, via: Some(*via) });
-                    c.cmds.push(TableCommand::Route { table: Table::Vrf(*vrf), prefix: *prefix, nexthop: nh });
-                }
-                None => skipped += 1,
+            if let Some(o) = old {
+                self.release(o);
             }
         }
-    }
-    for (vrf, routes) in &desired.vrf_routes {
-        for (prefix, hops) in routes {
-            let ids: Vec<NextHopId> = hops.iter().map(|h| c.nexthop(h.clone())).collect();
-            let nh = if ids.len() == 1 { ids[0] } else { c.nexthop(NextHop::Ecmp { members: ids }) };
-            c.cmds.push(TableCommand::Route { table: Table::Vrf(*vrf), prefix: *prefix, nexthop: nh });
+        if let Some(labels) = &delta.labels {
+            self.apply_labels(labels, &mut out);
         }
+        if let Some(evpn) = &delta.evpn {
+            self.apply_evpn(evpn, &mut out);
+        }
+        for id in std::mem::take(&mut self.freed) {
+            out.push(TableCommand::RemoveNextHop { id });
+            self.free.push(id);
+        }
+        out
     }
-    for (label, (vrf, ce)) in &desired.labels {
-        let Some(label) = carrier_common::Label::new(*label) else { continue };
-        let action = match ce.and_then(|ce| c.connected_port(Some(*vrf), ce).map(|p| (p, ce))) {
-            Some((port, ce)) => IlmAction::PopForward { vrf: *vrf, nexthop: c.nexthop(NextHop::Adjacency { port, via: Some(ce) }) },
-            None => IlmAction::PopLookup { vrf: *vrf },
-        };
-        c.cmds.push(TableCommand::Label { label, action });
+
+    fn apply_labels(&mut self, labels: &BTreeMap<u32, (VrfId, Option<Ipv4Addr>)>, out: &mut Vec<TableCommand>) {
+        let mut wanted: BTreeMap<Label, IlmAction> = BTreeMap::new();
+        for (label, (vrf, ce)) in labels {
+            let Some(label) = Label::new(*label) else { continue };
+            let action = match ce.and_then(|ce| self.connected_port(Some(*vrf), ce).map(|p| (p, ce))) {
+                Some((port, ce)) => IlmAction::PopForward { vrf: *vrf, nexthop: self.acquire(&NextHop::Adjacency { port, via: Some(ce) }, out) },
+                None => IlmAction::PopLookup { vrf: *vrf },
+            };
+            wanted.insert(label, action);
+        }
+        let old = std::mem::take(&mut self.labels);
+        for (label, action) in &wanted {
+            if old.get(label) != Some(action) {
+                out.push(TableCommand::Label { label: *label, action: action.clone() });
+            }
+        }
+        for label in old.keys().filter(|l| !wanted.contains_key(l)) {
+            out.push(TableCommand::RemoveLabel { label: *label });
+        }
+        // The references the old labels held go; the new ones were taken above.
+        for action in old.values() {
+            if let IlmAction::PopForward { nexthop, .. } = action {
+                self.release(*nexthop);
+            }
+        }
+        self.labels = wanted;
     }
-    for (bridge, vteps) in &desired.flood {
-        let mut all = base.bridges.get(bridge.index()).map(|b| b.flood.clone()).unwrap_or_default();
-        for v in vteps {
+
+    fn flood_list(&self, bridge: BridgeDomainId, learned: Option<&BTreeSet<Ipv4Addr>>) -> Vec<Ipv4Addr> {
+        let mut all = self.base.bridges.get(bridge.index()).map(|b| b.flood.clone()).unwrap_or_default();
+        for v in learned.into_iter().flatten() {
             if !all.contains(v) {
                 all.push(*v);
             }
         }
-        c.cmds.push(TableCommand::FloodList { bridge: *bridge, vteps: all });
+        all
     }
-    for ((bridge, mac), vtep) in &desired.macs {
-        c.cmds.push(TableCommand::BridgeMac { bridge: *bridge, mac: *mac, dest: MacDest::Vtep(*vtep) });
+
+    fn apply_evpn(&mut self, new: &EvpnState, out: &mut Vec<TableCommand>) {
+        let old = std::mem::take(&mut self.evpn);
+        let bridges: BTreeSet<BridgeDomainId> = old.flood.keys().chain(new.flood.keys()).copied().collect();
+        for bridge in bridges {
+            if old.flood.get(&bridge) != new.flood.get(&bridge) {
+                out.push(TableCommand::FloodList { bridge, vteps: self.flood_list(bridge, new.flood.get(&bridge)) });
+            }
+        }
+        for (&(bridge, mac), &vtep) in &new.macs {
+            if old.macs.get(&(bridge, mac)) != Some(&vtep) {
+                out.push(TableCommand::BridgeMac { bridge, mac, dest: MacDest::Vtep(vtep) });
+            }
+        }
+        for &(bridge, mac) in old.macs.keys().filter(|k| !new.macs.contains_key(k)) {
+            // Back to the base config's entry for that MAC, if it has one.
+            match self.base.bridges.get(bridge.index()).and_then(|b| b.macs.get(&mac)) {
+                Some(dest) => out.push(TableCommand::BridgeMac { bridge, mac, dest: *dest }),
+                None => out.push(TableCommand::RemoveBridgeMac { bridge, mac }),
+            }
+        }
+        for (&(bridge, ip), &mac) in &new.arp {
+            if old.arp.get(&(bridge, ip)) != Some(&mac) {
+                out.push(TableCommand::ArpBinding { bridge, ip, mac });
+            }
+        }
+        for &(bridge, ip) in old.arp.keys().filter(|k| !new.arp.contains_key(k)) {
+            match self.base.bridges.get(bridge.index()).and_then(|b| b.arp.get(&ip)) {
+                Some(mac) => out.push(TableCommand::ArpBinding { bridge, ip, mac: *mac }),
+                None => out.push(TableCommand::RemoveArpBinding { bridge, ip }),
+            }
+        }
+        self.evpn = new.clone();
     }
-    for ((bridge, ip), mac) in &desired.arp {
-        c.cmds.push(TableCommand::ArpBinding { bridge: *bridge, ip: *ip, mac: *mac });
+
+    /// Everything this compiler put above the base tables, as commands for a `replace`.
+    pub fn full_state(&self) -> Vec<TableCommand> {
+        let mut out = vec![];
+        let first = self.first();
+        let slots = self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (NextHopId(first + i as u32), &s.nexthop)));
+        // ECMP groups after their members, whatever their ids.
+        let (groups, plain): (Vec<_>, Vec<_>) = slots.partition(|(_, nh)| matches!(nh, NextHop::Ecmp { .. }));
+        for (id, nh) in plain.into_iter().chain(groups) {
+            out.push(TableCommand::NextHop { id, nexthop: nh.clone() });
+        }
+        let mut routes: Vec<_> = self.routes.iter().collect();
+        routes.sort_by_key(|((t, p), _)| (matches!(t, Table::Vrf(_)), Self::vrf_of(*t), *p));
+        for (&(table, prefix), &nexthop) in routes {
+            out.push(TableCommand::Route { table, prefix, nexthop });
+        }
+        for (label, action) in &self.labels {
+            out.push(TableCommand::Label { label: *label, action: action.clone() });
+        }
+        for bridge in self.evpn.flood.keys() {
+            out.push(TableCommand::FloodList { bridge: *bridge, vteps: self.flood_list(*bridge, self.evpn.flood.get(bridge)) });
+        }
+        for (&(bridge, mac), &vtep) in &self.evpn.macs {
+            out.push(TableCommand::BridgeMac { bridge, mac, dest: MacDest::Vtep(vtep) });
+        }
+        for (&(bridge, ip), &mac) in &self.evpn.arp {
+            out.push(TableCommand::ArpBinding { bridge, ip, mac });
+        }
+        out
     }
-    (c.cmds, skipped)
+
+    /// Routes installed above the base tables.
+    pub fn routes(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Next hops in use.
+    pub fn nexthops(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// Commands that make the dataplane hold `desired` on top of `base` (a `replace`): the whole
+/// state compiled from scratch. Routes whose gateway is in no connected subnet are left out
+/// and counted in the second value.
+pub fn compile(base: &Tables, desired: &Desired) -> (Vec<TableCommand>, usize) {
+    let mut c = Compiler::new(Arc::new(base.clone()));
+    c.apply(&Delta::from(desired));
+    (c.full_state(), c.skipped)
 }

@@ -35,7 +35,8 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Run { config } => {
             let cfg = ControlConfig::load(&config).with_context(|| format!("control config {}", config.display()))?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            // Peer tasks run on the workers; the RIB task on this thread (see `daemon`).
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(carrier_control::daemon::run(cfg, config))
         }
         Command::CheckConfig { config } => {

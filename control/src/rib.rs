@@ -3,17 +3,20 @@
 //! Adj-RIB-Out diff that decides what to send to each peer. Sans-IO: the daemon feeds it
 //! events and asks it what to send and what to program.
 //!
-//! The desired state is recomputed from scratch at each flush (the daemon flushes a batch
-//! after changes settle), which keeps the logic obviously right; the dataplane receives it as
-//! one atomic `replace`.
+//! Every change marks what it touched: the destination (a VPN or IPv4 unicast prefix) of each
+//! path that came, went or changed, or the EVPN bridge state. A flush ([`Rib::changes`])
+//! recomputes only those destinations, through an index from prefix to the paths that reach
+//! it, and hands the [`Delta`] to the compiler ([`crate::fib`]): work per flush follows the
+//! change, not the size of the table. [`Rib::desired`] computes the whole state from scratch;
+//! it is the reference the incremental path is tested against.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use carrier_common::{BridgeDomainId, VrfId};
-use carrier_dataplane::tables::{IlmAction, Ipv4Prefix, Lpm, MacDest, NextHop, Tables};
+use carrier_dataplane::tables::{IlmAction, Ipv4Prefix, LabelStack, Lpm, MacDest, NextHop, Table, Tables};
 use carrier_dataplane::wire::MacAddr;
 
 use crate::bgp::msg::{
@@ -21,6 +24,7 @@ use crate::bgp::msg::{
     RouteTarget, Update, ENCAP_VXLAN,
 };
 use crate::config::{ControlConfig, LabelMode};
+use crate::fib::{Delta, EvpnState, RouteTo};
 use crate::labels::{Exhausted, LabelAllocator};
 
 /// Where a path came from.
@@ -104,6 +108,104 @@ pub struct RibStats {
     pub label_exhausted: usize,
     /// Paths swept after a graceful restart.
     pub stale_swept: usize,
+    /// VPNv4 paths not used because their label is reserved (0..=15 except 3, implicit null,
+    /// which means "no label"; RFC 3032 §2.1), counted at each flush that looked at them.
+    pub reserved_label: usize,
+}
+
+/// A destination a path leads to, as the flush recomputes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Dest {
+    /// An IPv4 unicast prefix (the underlay).
+    Unicast(Ipv4Prefix),
+    /// A VPN prefix (VPNv4 of any RD, EVPN type 5), for every VRF that imports it.
+    Vpn(Ipv4Prefix),
+}
+
+impl Dest {
+    /// The destination of a route; `None` for EVPN type 2 and 3 (bridge state).
+    fn of(n: &Nlri) -> Option<Dest> {
+        match n {
+            Nlri::Ipv4 { prefix } => Some(Dest::Unicast(*prefix)),
+            Nlri::Vpnv4 { prefix, .. } | Nlri::EvpnPrefix { prefix, .. } => Some(Dest::Vpn(*prefix)),
+            Nlri::EvpnMacIp { .. } | Nlri::EvpnImet { .. } => None,
+        }
+    }
+}
+
+/// What the changes since the last flush touched.
+#[derive(Debug, Default)]
+struct Dirty {
+    dests: HashSet<Dest>,
+    evpn: bool,
+    /// Everything (the first flush, a new policy).
+    all: bool,
+}
+
+/// How a route key changed in a peer's Adj-RIB-In.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    Added,
+    Replaced,
+    Removed,
+}
+
+/// Paths by destination: who holds a path to each prefix, under which route key.
+#[derive(Debug, Default)]
+struct PathIndex {
+    by_dest: HashMap<Dest, Vec<(Ipv4Addr, Nlri)>>,
+    dirty: Dirty,
+}
+
+impl PathIndex {
+    /// Note that `peer`'s route `key` changed.
+    fn note(&mut self, peer: Ipv4Addr, key: &Nlri, change: Change) {
+        let Some(dest) = Dest::of(key) else {
+            self.dirty.evpn = true;
+            return;
+        };
+        self.dirty.dests.insert(dest);
+        match change {
+            Change::Added => self.by_dest.entry(dest).or_default().push((peer, key.clone())),
+            Change::Replaced => {}
+            Change::Removed => {
+                if let Some(v) = self.by_dest.get_mut(&dest) {
+                    v.retain(|(p, k)| !(*p == peer && k == key));
+                    if v.is_empty() {
+                        self.by_dest.remove(&dest);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Remove the routes of `rib` for which `gone` holds, noting each.
+    fn sweep(&mut self, peer: Ipv4Addr, rib: &mut PeerRib, gone: impl Fn(&Path) -> bool) -> usize {
+        let before = rib.routes.len();
+        rib.routes.retain(|k, (_, p)| {
+            let remove = gone(p);
+            if remove {
+                self.note(peer, k, Change::Removed);
+            }
+            !remove
+        });
+        before - rib.routes.len()
+    }
+}
+
+/// What the last flush handed to the compiler, to compare the next one against.
+#[derive(Debug, Default)]
+struct Handed {
+    /// Per VPN prefix, the VRFs holding it and their next hops (sorted by VRF).
+    vpn: HashMap<Ipv4Prefix, Vec<(VrfId, Vec<NextHop>)>>,
+    /// IPv4 unicast routes: prefix → gateway.
+    underlay: BTreeMap<Ipv4Prefix, Ipv4Addr>,
+    /// The control config's static VRF routes: (VRF, prefix) → CE.
+    statics: BTreeMap<(VrfId, Ipv4Prefix), Ipv4Addr>,
+    /// Local labels.
+    labels: BTreeMap<u32, (VrfId, Option<Ipv4Addr>)>,
+    /// EVPN bridge state.
+    evpn: EvpnState,
 }
 
 /// The RIB.
@@ -115,6 +217,12 @@ pub struct Rib {
     labels: LabelAllocator<Holder>,
     /// What each peer was last sent: [`route_key`] → the NLRI as sent and its attributes.
     sent: HashMap<Ipv4Addr, HashMap<Nlri, (Nlri, Arc<PathAttributes>)>>,
+    /// Paths by destination, and what changed since the last flush.
+    index: PathIndex,
+    /// What the last flush handed on.
+    handed: Handed,
+    /// The configured VRFs that exist in the dataplane, with their import route targets.
+    imports: Vec<(VrfId, Vec<RouteTarget>)>,
     /// Counters.
     pub stats: RibStats,
 }
@@ -173,7 +281,27 @@ impl Rib {
     pub fn new(cfg: Arc<ControlConfig>, base: Arc<Tables>) -> Rib {
         let l = &cfg.labels;
         let labels = LabelAllocator::new(l.first, l.last, Duration::from_secs(l.hold_down));
-        Rib { cfg, base, peers: BTreeMap::new(), labels, sent: HashMap::new(), stats: RibStats::default() }
+        let mut rib = Rib {
+            cfg,
+            base,
+            peers: BTreeMap::new(),
+            labels,
+            sent: HashMap::new(),
+            index: PathIndex::default(),
+            handed: Handed::default(),
+            imports: vec![],
+            stats: RibStats::default(),
+        };
+        rib.policy_changed();
+        rib
+    }
+
+    /// After a new configuration: re-derive the import table, and recompute everything at
+    /// the next flush.
+    fn policy_changed(&mut self) {
+        let base = &self.base;
+        self.imports = self.cfg.vrfs.iter().filter_map(|v| Some((base.vrf_by_name(&v.name)?.id, v.import.clone()))).collect();
+        self.index.dirty.all = true;
     }
 
     /// Take a new configuration's VRF and EVPN policy (RDs, route targets, redistribution,
@@ -189,6 +317,7 @@ impl Rib {
             return Err("neighbors or the label range changed: restart carrier-control".into());
         }
         self.cfg = new;
+        self.policy_changed();
         Ok(())
     }
 
@@ -222,7 +351,7 @@ impl Rib {
                 rib.stale_deadline = Some(now + Duration::from_secs(u64::from(t)));
             }
             _ => {
-                rib.routes.clear();
+                self.index.sweep(addr, rib, |_| true);
                 rib.stale_deadline = None;
             }
         }
@@ -237,9 +366,7 @@ impl Rib {
     /// End-of-RIB from a peer: its routes still stale are gone (RFC 4724 §4.2).
     pub fn end_of_rib(&mut self, addr: Ipv4Addr) {
         if let Some((_, rib)) = self.peers.get_mut(&addr) {
-            let before = rib.routes.len();
-            rib.routes.retain(|_, (_, p)| !p.stale);
-            self.stats.stale_swept += before - rib.routes.len();
+            self.stats.stale_swept += self.index.sweep(addr, rib, |p| p.stale);
             rib.stale_deadline = None;
         }
     }
@@ -247,11 +374,9 @@ impl Rib {
     /// Sweep stale routes whose restart time passed; true if anything changed.
     pub fn expire_stale(&mut self, now: Instant) -> bool {
         let mut changed = false;
-        for (_, rib) in self.peers.values_mut() {
+        for (addr, (_, rib)) in self.peers.iter_mut() {
             if rib.stale_deadline.is_some_and(|d| now >= d) {
-                let before = rib.routes.len();
-                rib.routes.retain(|_, (_, p)| !p.stale);
-                self.stats.stale_swept += before - rib.routes.len();
+                self.stats.stale_swept += self.index.sweep(*addr, rib, |p| p.stale);
                 rib.stale_deadline = None;
                 changed = true;
             }
@@ -263,7 +388,10 @@ impl Rib {
     pub fn update(&mut self, addr: Ipv4Addr, update: Update) -> usize {
         let Some((info, rib)) = self.peers.get_mut(&addr) else { return 0 };
         for n in update.withdrawn {
-            rib.routes.remove(&route_key(&n));
+            let key = route_key(&n);
+            if rib.routes.remove(&key).is_some() {
+                self.index.note(addr, &key, Change::Removed);
+            }
         }
         if !update.announced.is_empty() {
             let mut attrs = update.attributes;
@@ -280,7 +408,10 @@ impl Rib {
             let attrs = Arc::new(attrs);
             for n in update.announced {
                 let path = Path { source: Source::Peer(addr), attrs: attrs.clone(), peer_router_id: info.router_id, ebgp: info.ebgp, stale: false };
-                rib.routes.insert(route_key(&n), (n, path));
+                let key = route_key(&n);
+                let change = if rib.routes.contains_key(&key) { Change::Replaced } else { Change::Added };
+                self.index.note(addr, &key, change);
+                rib.routes.insert(key, (n, path));
             }
         }
         rib.routes.len()
@@ -469,26 +600,241 @@ pub struct Desired {
     pub statics: BTreeMap<VrfId, BTreeMap<Ipv4Prefix, Ipv4Addr>>,
 }
 
+/// True when a path can be used at all: a VPNv4 label must be an ordinary label or implicit
+/// null (RFC 3032 §2.1); explicit null and the other reserved values cannot carry a VPN route.
+fn usable(n: &Nlri) -> bool {
+    match n {
+        Nlri::Vpnv4 { label, .. } => {
+            let l = label.as_mpls();
+            l == carrier_common::Label::IMPLICIT_NULL.value() || l > 15
+        }
+        _ => true,
+    }
+}
+
 impl Rib {
-    /// Compute the desired forwarding state.
-    pub fn desired(&mut self, now: Instant) -> Desired {
-        let mut d = Desired::default();
-        self.stats.unresolved = 0;
-        // Local labels (and static routes the control config adds).
+    /// The local labels and the control config's static VRF routes (few: recomputed whole).
+    #[expect(clippy::type_complexity, reason = "two plain maps, named where they are used")]
+    fn local_state(&mut self, now: Instant) -> (BTreeMap<u32, (VrfId, Option<Ipv4Addr>)>, BTreeMap<(VrfId, Ipv4Prefix), Ipv4Addr>) {
+        let (mut labels, mut statics) = (BTreeMap::new(), BTreeMap::new());
         for (r, label) in self.local_labels(now) {
             let Some(vrf) = self.base.vrf_by_name(&r.vrf).map(|v| v.id) else { continue };
             if let (Some(via), true) = (r.via, self.vrf_cfg(&r.vrf).is_some_and(|v| v.statics.iter().any(|s| s.prefix == r.prefix))) {
-                d.statics.entry(vrf).or_default().insert(r.prefix, via);
+                statics.insert((vrf, r.prefix), via);
             }
             if let Ok(label) = label {
                 let ce = match self.cfg.labels.mode {
                     LabelMode::PerNexthop => r.via,
                     _ => None,
                 };
-                d.labels.insert(label, (vrf, ce));
+                labels.insert(label, (vrf, ce));
             }
         }
-        let learned: Vec<(&Nlri, &Path)> = self.learned().collect();
+        (labels, statics)
+    }
+
+    /// The best IPv4 unicast path's gateway among `cands`, when it resolves in the base
+    /// underlay.
+    fn best_gateway(&self, cands: Vec<(&Nlri, &Path)>) -> Result<Option<Ipv4Addr>, ()> {
+        let Some((_, best)) = self.select(cands).first().copied() else { return Ok(None) };
+        match best.attrs.next_hop {
+            Some(nh) if self.resolves(nh) => Ok(Some(nh)),
+            _ => Err(()),
+        }
+    }
+
+    /// The next hops of one VRF's route among the paths `cands` it imports; unresolved and
+    /// unusable paths are counted in `stats`.
+    fn vrf_hops(&self, cands: Vec<(&Nlri, &Path)>, resolves: &mut impl FnMut(Ipv4Addr) -> bool, stats: &mut RibStats) -> Vec<NextHop> {
+        let (usable_paths, reserved): (Vec<_>, Vec<_>) = cands.into_iter().partition(|(n, _)| usable(n));
+        stats.reserved_label += reserved.len();
+        let mut hops = vec![];
+        for (n, p) in self.select(usable_paths) {
+            let Some(nh) = p.attrs.next_hop else { continue };
+            if !resolves(nh) {
+                stats.unresolved += 1;
+                continue;
+            }
+            match n {
+                Nlri::Vpnv4 { label, .. } => {
+                    let label = label.as_mpls();
+                    // Implicit null: the remote PE wants the packet without a label.
+                    let stack = if label == carrier_common::Label::IMPLICIT_NULL.value() {
+                        LabelStack::new(&[])
+                    } else {
+                        carrier_common::Label::new(label).and_then(|l| LabelStack::new(&[l]))
+                    };
+                    let Some(labels) = stack else { continue };
+                    hops.push(NextHop::MplsPush { labels, tc: None, pe: nh });
+                }
+                Nlri::EvpnPrefix { label, .. } => {
+                    let Some(vni) = carrier_common::Vni::new(label.as_vni()) else { continue };
+                    hops.push(NextHop::Vxlan { vtep: nh, vni, router_mac: p.attrs.router_mac() });
+                }
+                _ => {}
+            }
+        }
+        hops
+    }
+
+    /// EVPN type 2 and 3 routes → bridge domains by import RT.
+    fn evpn_state(&self) -> EvpnState {
+        let mut e = EvpnState::default();
+        for cfg in &self.cfg.evpn {
+            let Some((bd, vni)) = self.bridge_vni(&cfg.bridge) else { continue };
+            let (import, _) = self.evpn_rts(cfg, vni);
+            for (n, p) in self.learned() {
+                if !matches!(n, Nlri::EvpnImet { .. } | Nlri::EvpnMacIp { .. }) || !p.attrs.route_targets().any(|rt| import.contains(&rt)) {
+                    continue;
+                }
+                match n {
+                    Nlri::EvpnImet { originator, .. } => {
+                        let vtep = p.attrs.pmsi_tunnel.map_or(*originator, |t| t.endpoint);
+                        e.flood.entry(bd).or_default().insert(vtep);
+                    }
+                    Nlri::EvpnMacIp { mac, ip, .. } => {
+                        let Some(nh) = p.attrs.next_hop else { continue };
+                        e.macs.insert((bd, *mac), nh);
+                        if let Some(ip) = ip {
+                            e.arp.insert((bd, *ip), *mac);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        e
+    }
+
+    /// The paths to `dest`, through the index.
+    fn paths_to(&self, dest: Dest) -> Vec<(&Nlri, &Path)> {
+        let Some(keys) = self.index.by_dest.get(&dest) else { return vec![] };
+        keys.iter().filter_map(|(peer, key)| self.peers.get(peer)?.1.routes.get(key).map(|(n, p)| (n, p))).collect()
+    }
+
+    /// What changed since the last call, for the destinations the changes touched: the
+    /// incremental counterpart of [`Rib::desired`]. Statics, local labels and (when an EVPN
+    /// route changed) the bridge state are few and recomputed whole.
+    pub fn changes(&mut self, now: Instant) -> Delta {
+        let mut delta = Delta::default();
+        let dirty = std::mem::take(&mut self.index.dirty);
+        let mut dests = dirty.dests;
+        self.stats.unresolved = 0;
+        self.stats.reserved_label = 0;
+        let (labels, statics) = self.local_state(now);
+        let mut touched: BTreeSet<(VrfId, Ipv4Prefix)> = BTreeSet::new();
+        for (k, ce) in &statics {
+            if self.handed.statics.get(k) != Some(ce) {
+                touched.insert(*k);
+            }
+        }
+        touched.extend(self.handed.statics.keys().filter(|k| !statics.contains_key(k)));
+        if labels != self.handed.labels {
+            delta.labels = Some(labels.clone());
+            self.handed.labels = labels;
+        }
+        let vpn_dests = |rib: &Rib| rib.index.by_dest.keys().copied().chain(rib.handed.vpn.keys().map(|p| Dest::Vpn(*p))).collect::<Vec<_>>();
+        if dirty.all {
+            dests.extend(vpn_dests(self));
+            dests.extend(self.handed.underlay.keys().map(|p| Dest::Unicast(*p)));
+        }
+        // The underlay first: VPN next hops resolve over it.
+        let mut underlay_changed = false;
+        for dest in &dests {
+            let Dest::Unicast(prefix) = *dest else { continue };
+            let new = match self.best_gateway(self.paths_to(*dest)) {
+                Ok(gw) => gw,
+                Err(()) => {
+                    self.stats.unresolved += 1;
+                    None
+                }
+            };
+            if new != self.handed.underlay.get(&prefix).copied() {
+                underlay_changed = true;
+                match new {
+                    Some(gw) => self.handed.underlay.insert(prefix, gw),
+                    None => self.handed.underlay.remove(&prefix),
+                };
+                delta.routes.push((Table::Underlay, prefix, new.map(RouteTo::Via)));
+            }
+        }
+        if underlay_changed {
+            dests.extend(vpn_dests(self));
+        }
+        let mut resolved: HashMap<Ipv4Addr, bool> = HashMap::new();
+        let mut stats = std::mem::take(&mut self.stats);
+        let imports = std::mem::take(&mut self.imports);
+        for dest in &dests {
+            let Dest::Vpn(prefix) = *dest else { continue };
+            let paths: Vec<(Nlri, Path)> = self.paths_to(*dest).into_iter().map(|(n, p)| (n.clone(), p.clone())).collect();
+            let mut new: Vec<(VrfId, Vec<NextHop>)> = vec![];
+            for (vrf, import) in &imports {
+                let cands: Vec<(&Nlri, &Path)> = paths.iter().filter(|(_, p)| p.attrs.route_targets().any(|rt| import.contains(&rt))).map(|(n, p)| (n, p)).collect();
+                if cands.is_empty() {
+                    continue;
+                }
+                let underlay = &self.handed.underlay;
+                let base = &self.base;
+                let mut resolves = |nh: Ipv4Addr| *resolved.entry(nh).or_insert_with(|| base.underlay.lookup(nh).is_some() || underlay.keys().any(|u| u.contains(nh)));
+                let hops = self.vrf_hops(cands, &mut resolves, &mut stats);
+                if !hops.is_empty() {
+                    new.push((*vrf, hops));
+                }
+            }
+            new.sort_by_key(|(v, _)| *v);
+            let old = self.handed.vpn.remove(&prefix).unwrap_or_default();
+            for (vrf, hops) in &new {
+                if old.iter().find(|(v, _)| v == vrf).map(|(_, h)| h) != Some(hops) {
+                    touched.insert((*vrf, prefix));
+                }
+            }
+            touched.extend(old.iter().filter(|(v, _)| !new.iter().any(|(n, _)| n == v)).map(|(v, _)| (*v, prefix)));
+            if !new.is_empty() {
+                self.handed.vpn.insert(prefix, new);
+            }
+        }
+        self.imports = imports;
+        self.stats = stats;
+        // A static route of the control config wins over BGP for the same prefix.
+        for (vrf, prefix) in touched {
+            let to = match statics.get(&(vrf, prefix)) {
+                Some(ce) => Some(RouteTo::Via(*ce)),
+                None => self.handed.vpn.get(&prefix).and_then(|v| v.iter().find(|(x, _)| *x == vrf)).map(|(_, h)| RouteTo::Hops(h.clone())),
+            };
+            delta.routes.push((Table::Vrf(vrf), prefix, to));
+        }
+        self.handed.statics = statics;
+        if dirty.evpn || dirty.all {
+            let e = self.evpn_state();
+            if e != self.handed.evpn {
+                delta.evpn = Some(e.clone());
+                self.handed.evpn = e;
+            }
+        }
+        delta
+    }
+
+    /// Destinations waiting for the next flush.
+    pub fn pending(&self) -> usize {
+        self.index.dirty.dests.len()
+    }
+}
+
+impl Rib {
+    /// The whole desired forwarding state, computed from scratch over every path: the
+    /// reference for [`Rib::changes`]. A static route of the control config for a prefix
+    /// leaves that prefix out of `vrf_routes` (the static wins).
+    pub fn desired(&mut self, now: Instant) -> Desired {
+        let mut d = Desired::default();
+        self.stats.unresolved = 0;
+        self.stats.reserved_label = 0;
+        let (labels, statics) = self.local_state(now);
+        d.labels = labels;
+        for ((vrf, prefix), ce) in &statics {
+            d.statics.entry(*vrf).or_default().insert(*prefix, *ce);
+        }
+        let peers = std::mem::take(&mut self.peers);
+        let learned: Vec<(&Nlri, &Path)> = peers.values().flat_map(|(_, rib)| rib.routes.values().map(|(n, p)| (n, p))).collect();
         // IPv4 unicast → underlay (next hop must be on a connected core subnet).
         let mut v4: BTreeMap<Ipv4Prefix, Vec<(&Nlri, &Path)>> = BTreeMap::new();
         for (n, p) in &learned {
@@ -496,84 +842,45 @@ impl Rib {
                 v4.entry(*prefix).or_default().push((n, p));
             }
         }
-        let mut unresolved = 0;
         for (prefix, cands) in v4 {
-            if let Some((_, best)) = self.select(cands).first() {
-                match best.attrs.next_hop {
-                    Some(nh) if self.resolves(nh) => {
-                        d.underlay.insert(prefix, nh);
-                    }
-                    _ => unresolved += 1,
+            match self.best_gateway(cands) {
+                Ok(Some(gw)) => {
+                    d.underlay.insert(prefix, gw);
                 }
+                Ok(None) => {}
+                Err(()) => self.stats.unresolved += 1,
             }
         }
         // VPNv4 and EVPN type 5 → VRFs by import RT.
-        for v in &self.cfg.vrfs {
-            let Some(vrf) = self.base.vrf_by_name(&v.name).map(|x| x.id) else { continue };
+        let mut stats = std::mem::take(&mut self.stats);
+        for (vrf, import) in self.imports.clone() {
             let mut by_prefix: BTreeMap<Ipv4Prefix, Vec<(&Nlri, &Path)>> = BTreeMap::new();
             for (n, p) in &learned {
                 let prefix = match n {
                     Nlri::Vpnv4 { prefix, .. } | Nlri::EvpnPrefix { prefix, .. } => *prefix,
                     _ => continue,
                 };
-                if p.attrs.route_targets().any(|rt| v.import.contains(&rt)) {
+                if p.attrs.route_targets().any(|rt| import.contains(&rt)) {
                     by_prefix.entry(prefix).or_default().push((n, p));
                 }
             }
             for (prefix, cands) in by_prefix {
-                let mut hops = vec![];
-                for (n, p) in self.select(cands) {
-                    let Some(nh) = p.attrs.next_hop else { continue };
-                    if !self.resolves(nh) && !d.underlay.keys().any(|u| u.contains(nh)) {
-                        unresolved += 1;
-                        continue;
-                    }
-                    match n {
-                        Nlri::Vpnv4 { label, .. } => {
-                            let Some(labels) = carrier_common::Label::new(label.as_mpls())
-                                .and_then(|l| carrier_dataplane::tables::LabelStack::new(&[l]))
-                            else {
-                                continue;
-                            };
-                            hops.push(NextHop::MplsPush { labels, tc: None, pe: nh });
-                        }
-                        Nlri::EvpnPrefix { label, .. } => {
-                            let Some(vni) = carrier_common::Vni::new(label.as_vni()) else { continue };
-                            hops.push(NextHop::Vxlan { vtep: nh, vni, router_mac: p.attrs.router_mac() });
-                        }
-                        _ => {}
-                    }
+                if statics.contains_key(&(vrf, prefix)) {
+                    continue;
                 }
+                let (base, underlay) = (&self.base, &d.underlay);
+                let mut resolves = |nh: Ipv4Addr| base.underlay.lookup(nh).is_some() || underlay.keys().any(|u| u.contains(nh));
+                let hops = self.vrf_hops(cands, &mut resolves, &mut stats);
                 if !hops.is_empty() {
                     d.vrf_routes.entry(vrf).or_default().insert(prefix, hops);
                 }
             }
         }
-        // EVPN type 2 and 3 → bridge domains by import RT.
-        for e in &self.cfg.evpn {
-            let Some((bd, vni)) = self.bridge_vni(&e.bridge) else { continue };
-            let (import, _) = self.evpn_rts(e, vni);
-            for (n, p) in &learned {
-                if !p.attrs.route_targets().any(|rt| import.contains(&rt)) {
-                    continue;
-                }
-                match n {
-                    Nlri::EvpnImet { originator, .. } => {
-                        let vtep = p.attrs.pmsi_tunnel.map_or(*originator, |t| t.endpoint);
-                        d.flood.entry(bd).or_default().insert(vtep);
-                    }
-                    Nlri::EvpnMacIp { mac, ip, .. } => {
-                        let Some(nh) = p.attrs.next_hop else { continue };
-                        d.macs.insert((bd, *mac), nh);
-                        if let Some(ip) = ip {
-                            d.arp.insert((bd, *ip), *mac);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        self.stats.unresolved = unresolved;
+        self.stats = stats;
+        drop(learned);
+        self.peers = peers;
+        let e = self.evpn_state();
+        (d.flood, d.macs, d.arp) = (e.flood, e.macs, e.arp);
         d
     }
 

@@ -129,7 +129,9 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
                 if !self.push_labels(frame, &mut off, labels.as_slice(), true, tc, ttl) {
                     return Verdict::Drop(DropReason::NoHeadroom);
                 }
-                self.send_underlay(frame, off, *pe, EtherType::Mpls, tc, ttl, info.hash, depth + 1)
+                // No label (the remote PE advertised implicit null, RFC 3032 §2.1): plain IPv4.
+                let ethertype = if labels.as_slice().is_empty() { EtherType::Ipv4 } else { EtherType::Mpls };
+                self.send_underlay(frame, off, *pe, ethertype, tc, ttl, info.hash, depth + 1)
             }
             NextHop::Vxlan { vtep, vni, router_mac } => {
                 let mut off = ip_off;
@@ -198,7 +200,9 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
                     if !self.push_labels(frame, &mut off, labels.as_slice(), ethertype == EtherType::Ipv4, tc, ttl) {
                         return Verdict::Drop(DropReason::NoHeadroom);
                     }
-                    ethertype = EtherType::Mpls;
+                    if !labels.as_slice().is_empty() {
+                        ethertype = EtherType::Mpls;
+                    }
                     dst = *next;
                     depth += 1;
                 }

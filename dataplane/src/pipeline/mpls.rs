@@ -11,9 +11,21 @@ const MAX_STACK: usize = 8;
 
 impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
     /// A labelled packet on a core port; the top label is at `off`.
-    pub(crate) fn mpls_input(&mut self, frame: &mut F, off: usize) -> Verdict {
-        let Ok(lse) = LabelStackEntry::parse(&frame.data()[off..]) else {
-            return Verdict::Drop(DropReason::MplsMalformed);
+    pub(crate) fn mpls_input(&mut self, frame: &mut F, mut off: usize) -> Verdict {
+        // IPv4 explicit null is popped (RFC 3032 §2.1, RFC 4182): what is under it is handled
+        // as if it had come without it.
+        let lse = loop {
+            let Ok(lse) = LabelStackEntry::parse(&frame.data()[off..]) else {
+                return Verdict::Drop(DropReason::MplsMalformed);
+            };
+            if lse.label != carrier_common::Label::IPV4_EXPLICIT_NULL {
+                break lse;
+            }
+            trace!(self.tracer, "pop explicit null (s {})", lse.bottom);
+            off += mpls::LSE_LEN;
+            if lse.bottom {
+                return self.core_ipv4_input(frame, off);
+            }
         };
         let len = frame.len();
         self.worker.counters.labels_in.entry(lse.label.value()).or_default().add(len);

@@ -104,7 +104,7 @@ pub struct Port {
 }
 
 /// Up to three labels, outermost first.
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct LabelStack {
     labels: [Label; 3],
     len: u8,
@@ -151,7 +151,7 @@ impl<'de> Deserialize<'de> for LabelStack {
 }
 
 /// A next hop in the arena. Routes and ILM entries point at these by [`NextHopId`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum NextHop {
     /// Send out `port` to the neighbour `via`, or — for a connected subnet, `via` absent — to
@@ -275,7 +275,7 @@ pub struct Vrf {
 }
 
 /// Which FIB a route command addresses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Table {
     /// A customer VRF.
@@ -403,6 +403,13 @@ pub enum TableCommand {
         ip: Ipv4Addr,
         /// MAC.
         mac: MacAddr,
+    },
+    /// Remove an ARP suppression binding.
+    RemoveArpBinding {
+        /// Bridge domain.
+        bridge: BridgeDomainId,
+        /// IP.
+        ip: Ipv4Addr,
     },
     /// Map a VNI arriving from the core.
     VniMap {
@@ -707,6 +714,9 @@ impl Tables {
             }
             TableCommand::ArpBinding { bridge, ip, mac } => {
                 self.bridge_mut(bridge)?.arp.insert(ip, mac);
+            }
+            TableCommand::RemoveArpBinding { bridge, ip } => {
+                self.bridge_mut(bridge)?.arp.remove(&ip);
             }
             TableCommand::VniMap { vni, target } => {
                 match target {
