@@ -231,7 +231,8 @@ pub struct TargetConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MplsTarget {
-    /// Labels, outermost first (usually the VPN label alone).
+    /// Labels, outermost first (usually the VPN label alone); 3 (implicit null) is not
+    /// pushed.
     pub labels: Vec<Label>,
     /// Remote PE, resolved in the underlay.
     pub pe: Ipv4Addr,
@@ -505,9 +506,13 @@ impl<'c> Compiler<'c> {
             if m.tc.is_some_and(|tc| tc > 7) {
                 return Err(invalid(section, "mpls tc must be 0..=7"));
             }
-            let labels = LabelStack::new(&m.labels)
-                .filter(|l| !l.as_slice().is_empty())
-                .ok_or_else(|| invalid(section, "mpls needs 1 to 3 labels"))?;
+            // Implicit null (3) stands for "no label here" (RFC 3032 §2.1), as in BGP: it is
+            // never put on the wire, so `labels = [3]` sends the packet unlabelled to the PE.
+            if m.labels.is_empty() {
+                return Err(invalid(section, "mpls needs 1 to 3 labels (3, implicit null, for none)"));
+            }
+            let pushed: Vec<Label> = m.labels.iter().copied().filter(|l| *l != Label::IMPLICIT_NULL).collect();
+            let labels = LabelStack::new(&pushed).ok_or_else(|| invalid(section, "mpls needs 1 to 3 labels"))?;
             return Ok(NextHop::MplsPush { labels, tc: m.tc, pe: m.pe });
         }
         if let Some(v) = &t.vxlan {

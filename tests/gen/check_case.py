@@ -495,6 +495,30 @@ def mpls_pipe(r):
     )
 
 
+@case("mpls-reserved")
+def mpls_reserved(r):
+    core = r.out("core0", 2)
+    # Implicit null (RFC 3032 §2.1) is never put on the wire: toward pe2 the packet leaves
+    # unlabelled (ethertype IPv4), toward pe3 with the transport label alone, which then is
+    # the bottom of the stack.
+    routed(core[0], r.input(1, 1), "implicit null toward pe2", src=CORE0_MAC, dst=P0_MAC)
+    off = labelled(core[1], "implicit null over transport 300", src=CORE0_MAC, dst=P0_MAC, stack=[(300, 0, 1, 63)])
+    same_ip(ipv4(core[1][off:], "implicit null over transport 300")[1], r.input(1, 2)[14:], "implicit null over transport 300", ttl=63)
+    # Explicit null alone over IPv4 (RFC 4182): popped, routed in the underlay toward pe2 —
+    # back out core0, where it came from (the replay files such frames with the replies).
+    (back,) = r.replies("core0")
+    routed(back, r.input(2, 2), "explicit null over IPv4", src=CORE0_MAC, dst=P0_MAC, in_off=18)
+    # Explicit null over label 100: popped, then 100 pops into red (uniform: min(IP, label - 1)).
+    red = r.out("ce-red", 2)
+    popped(red[0], r.input(2, 1), "explicit null over label 100", dst_mac=RED_HOST_MAC, ttl=59)
+    popped(red[1], r.input(2, 3), "two explicit nulls over label 100", dst_mac=RED_HOST_MAC, ttl=63)
+    r.counters(
+        vrfs={"red": 4, "blue": 0},
+        labels_in={100: 2},
+        labels_out={300: 1},
+    )
+
+
 @case("vrf-isolation")
 def vrf_isolation(r):
     core = r.out("core0", 2)

@@ -501,6 +501,33 @@ def mpls_pipe():
     ]
 
 
+@case("mpls-reserved")
+def mpls_reserved():
+    return [
+        (
+            "ce-red",
+            [
+                # 1. route with implicit null toward pe2 (directly over core0): plain IPv4 out core0
+                from_red("10.12.0.5", b"reserved 1 implicit null"),
+                # 2. implicit null toward pe3, whose underlay route pushes transport label 300:
+                #    only 300, with the bottom-of-stack bit
+                from_red("10.13.0.5", b"reserved 2 implicit null over transport"),
+            ],
+        ),
+        (
+            "core0",
+            [
+                # 3. explicit null over red's per-VRF label 100: popped, then 100 as usual
+                from_core0([(0, 0, 0, 64), (100, 0, 1, 60)], udp_ip("10.2.0.5", RED_HOST, b"reserved 3")),
+                # 4. explicit null alone over IPv4 for pe2: routed in the underlay, out core0
+                from_core0([(0, 0, 1, 64)], udp_ip("10.7.0.9", "10.255.0.2", b"reserved 4")),
+                # 5. two explicit nulls over label 100
+                from_core0([(0, 0, 0, 64), (0, 0, 0, 64), (100, 0, 1, 64)], udp_ip("10.2.0.5", RED_HOST, b"reserved 5")),
+            ],
+        ),
+    ]
+
+
 @case("vlan-ports")
 def vlan_ports():
     red = lambda p, vlan=10: Ether(src=RED_HOST_MAC, dst=CE_RED_MAC) / Dot1Q(vlan=vlan) / p  # noqa: E731

@@ -265,6 +265,7 @@ golden_cases! {
     mpls_push => "mpls-push",
     mpls_pop => "mpls-pop",
     mpls_pipe => "mpls-pipe",
+    mpls_reserved => "mpls-reserved",
     vrf_isolation => "vrf-isolation",
     vxlan => "vxlan",
     proxy_arp => "proxy-arp",
