@@ -566,8 +566,13 @@ impl Rib {
     }
 
     /// The best path(s) per destination among paths whose route targets match `import`.
-    fn select<'a>(&self, candidates: Vec<(&'a Nlri, &'a Path)>) -> Vec<(&'a Nlri, &'a Path)> {
-        let Some(best) = candidates.iter().min_by_key(|(_, p)| p.rank()).copied() else { return vec![] };
+    ///
+    /// Deterministic whatever the order of `candidates`: equal ranks fall to the lower peer
+    /// address (RFC 4271 §9.1.2.2 g), then to the lower route (RD, label); multipath members
+    /// come in that order too.
+    fn select<'a>(&self, mut candidates: Vec<(&'a Nlri, &'a Path)>) -> Vec<(&'a Nlri, &'a Path)> {
+        candidates.sort_by(|(an, ap), (bn, bp)| ap.rank().cmp(&bp.rank()).then(ap.source.cmp(&bp.source)).then(an.cmp(bn)));
+        let Some(best) = candidates.first().copied() else { return vec![] };
         if !self.cfg.bgp.multipath {
             return vec![best];
         }
