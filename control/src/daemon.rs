@@ -96,6 +96,8 @@ pub enum PeerCommand {
     /// Reset the session with this NOTIFICATION (e.g. Cease/Maximum Number of Prefixes
     /// Reached, RFC 4486); it restarts after the usual backoff.
     Reset(crate::bgp::msg::Notification),
+    /// ManualStop: Cease/Administrative Shutdown (RFC 4486 §4), no restart.
+    Stop,
 }
 
 /// Run until SIGINT/SIGTERM.
@@ -173,17 +175,25 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
     }
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
     let deadline = restarting.then(|| Instant::now() + Duration::from_secs(u64::from(cfg.bgp.graceful_restart.unwrap_or(120))));
-    tokio::select! {
-        r = rib_task(rib, Compiler::new(base), (events_rx, reload_rx), peer_cmds, dataplane, deadline) => r,
-        _ = tokio::signal::ctrl_c() => {
-            log::info!("stopping (SIGINT)");
-            Ok(())
-        }
-        _ = terminate.recv() => {
-            log::info!("stopping (SIGTERM)");
-            Ok(())
-        }
+    let stoppers: Vec<mpsc::Sender<PeerCommand>> = peer_cmds.values().cloned().collect();
+    let signal = tokio::select! {
+        r = rib_task(rib, Compiler::new(base), (events_rx, reload_rx), peer_cmds, dataplane, deadline) => return r,
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    };
+    if cfg.bgp.graceful_restart.is_some() {
+        // RFC 4724: the peers keep our routes while we are away; a NOTIFICATION would make
+        // them drop them (RFC 8538 §3), so the sessions just close.
+        log::info!("stopping ({signal}); graceful restart: sessions closed without NOTIFICATION");
+        return Ok(());
     }
+    log::info!("stopping ({signal}): Cease/Administrative Shutdown to every peer");
+    for tx in &stoppers {
+        let _ = tx.send(PeerCommand::Stop).await;
+    }
+    // The peer tasks write the NOTIFICATION as soon as they run.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(())
 }
 
 fn peer_config(cfg: &ControlConfig, n: &NeighborConfig, restarting: bool) -> Result<PeerConfig> {
@@ -634,6 +644,7 @@ async fn peer_task(
                     Some(PeerCommand::Reset(n)) => {
                         pending.extend(session.process(Input::DecodeError(codec::DecodeError::Reset(n)), Instant::now()));
                     }
+                    Some(PeerCommand::Stop) => pending.extend(session.process(Input::Stop, Instant::now())),
                     Some(PeerCommand::Send(updates, eors)) => {
                         let now = Instant::now();
                         for u in updates {
