@@ -387,6 +387,18 @@ async fn rib_task(
                             eor_from.entry(addr).or_default().push(f);
                             rib.end_of_rib(addr);
                         } else {
+                            // Routes of a family the session did not negotiate are not used
+                            // (RFC 4760 §6, RFC 5492 §3).
+                            let mut update = update;
+                            let negotiated = up.get(&addr).map(|(f, _, _)| f.clone()).unwrap_or_default();
+                            let before = update.announced.len() + update.withdrawn.len();
+                            update.announced.retain(|n| negotiated.contains(&n.family()));
+                            update.withdrawn.retain(|n| negotiated.contains(&n.family()));
+                            let ignored = before - update.announced.len() - update.withdrawn.len();
+                            if ignored > 0 {
+                                rib.stats.wrong_family += ignored;
+                                log::warn!("peer {addr}: {ignored} routes of a family not negotiated on the session ignored ({} so far)", rib.stats.wrong_family);
+                            }
                             let n = rib.update(addr, update);
                             let max = rib.config().neighbors.iter().find(|x| x.address == addr).and_then(|x| x.max_prefixes);
                             if max.is_some_and(|m| n > m) {

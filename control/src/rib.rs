@@ -111,6 +111,8 @@ pub struct RibStats {
     /// VPNv4 paths not used because their label is reserved (0..=15 except 3, implicit null,
     /// which means "no label"; RFC 3032 §2.1), counted at each flush that looked at them.
     pub reserved_label: usize,
+    /// Routes received in a family their session did not negotiate, ignored (all peers).
+    pub wrong_family: usize,
 }
 
 /// A destination a path leads to, as the flush recomputes it.

@@ -620,6 +620,24 @@ families = ["vpnv4"]
     raw.send(&update(&raw_good_attrs()));
     wait_vpn_route(&dp, &control, RAW_PREFIX, RAW_LABEL, RAW_NEXT_HOP);
 
+    // (d4) A reserved label (7, the entropy label indicator) cannot carry a VPN route: the
+    //      path is unusable and the route leaves the FIB; the good label brings it back.
+    raw.send(&update(&raw_attrs(7)));
+    wait_no_route(&dp, &control, RAW_PREFIX);
+    raw.send(&update(&raw_good_attrs()));
+    wait_vpn_route(&dp, &control, RAW_PREFIX, RAW_LABEL, RAW_NEXT_HOP);
+
+    // (d5) IPv4 unicast on a session that negotiated VPNv4 only: ignored and counted
+    //      (RFC 4760 §6, RFC 5492 §3), never installed in the underlay.
+    let attrs = [ORIGIN_IGP.to_vec(), attr(0x40, 2, &[]), attr(0x40, 3, &[192, 0, 2, 2]), attr(0x40, 5, &[0, 0, 0, 100])].concat();
+    let mut body = vec![0, 0];
+    body.extend_from_slice(&u16::try_from(attrs.len()).expect("short").to_be_bytes());
+    body.extend_from_slice(&attrs);
+    body.extend_from_slice(&[16, 10, 91]);
+    raw.send(&bgp_message(2, &body));
+    wait_log("control", control_log, "peer 10.0.0.253: 1 routes of a family not negotiated on the session ignored", 1, Duration::from_secs(5));
+    assert!(dp.route("underlay", "10.91.0.0/16").is_none(), "an IPv4 route of a VPNv4-only session was installed");
+
     // After all that: no session went down, no NOTIFICATION either way, ExaBGP's (c) route is
     // still there and carrier-control still runs.
     let log = control_log();
