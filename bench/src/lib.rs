@@ -116,3 +116,42 @@ pub fn paths() -> Vec<Path> {
         },
     ]
 }
+
+/// What the end-to-end harnesses share about the run itself: being stopped by a signal, running
+/// as root, the machine's load.
+pub mod run {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Set by SIGINT/SIGTERM: waits stop early, and the harness's guards clean up.
+    static STOP: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn on_stop_signal(_signal: libc::c_int) {
+        STOP.store(true, Ordering::Relaxed);
+    }
+
+    /// Make SIGINT and SIGTERM set the flag [`stopped`] reads instead of killing the process.
+    pub fn install_stop_handler() {
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+            unsafe {
+                libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t);
+            }
+        }
+    }
+
+    /// True once SIGINT or SIGTERM arrived.
+    pub fn stopped() -> bool {
+        STOP.load(Ordering::Relaxed)
+    }
+
+    /// True when running as root.
+    pub fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    /// The 1/5/15-minute load averages.
+    pub fn loadavg() -> String {
+        std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    }
+}

@@ -76,6 +76,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use carrier_bench::run::{install_stop_handler, loadavg, stopped};
 use carrier_control::bgp::codec::{decode, encode, frame_len, CodecContext};
 use carrier_control::bgp::msg::{
     Family, LabelField, Message, Nlri, Notification, Open, PathAttributes, RouteDistinguisher,
@@ -1795,32 +1796,6 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// The 1/5/15-minute load averages.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-/// Set by SIGINT/SIGTERM: every wait stops early, and the guards clean up.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_signal: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_stop_handler() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t);
-        }
-    }
-}
-
-fn stopped() -> bool {
-    STOP.load(Ordering::Relaxed)
-}
 
 #[cfg(test)]
 mod tests {

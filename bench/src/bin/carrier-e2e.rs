@@ -51,6 +51,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
+use carrier_bench::run::{install_stop_handler, is_root, loadavg, stopped};
 use carrier_bench::{mpls_frame, udp_frame};
 use clap::{Parser, ValueEnum};
 
@@ -2159,32 +2160,14 @@ fn write_section(path: &Path, section: &str) -> Result<()> {
 
 // --- small system helpers -----------------------------------------------------------------
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
-/// Set by SIGINT/SIGTERM: the run stops at the next sleep, and the guards clean up.
-static STOP: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_stop_signal(_signal: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_stop_handler() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t);
-        }
-    }
-}
 
 /// Sleeps, failing early when the run is interrupted.
 fn sleep(total: Duration) -> Result<()> {
     let end = Instant::now() + total;
     loop {
-        ensure!(!STOP.load(Ordering::Relaxed), "interrupted");
+        ensure!(!stopped(), "interrupted");
         let now = Instant::now();
         if now >= end {
             return Ok(());
@@ -2302,9 +2285,4 @@ fn online_cpus() -> usize {
     usize::try_from(n).unwrap_or(1).max(1)
 }
 
-/// The 1/5/15-minute load averages.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
+
