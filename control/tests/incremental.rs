@@ -4,6 +4,7 @@
 //! withdrawals, session losses and graceful restarts over overlapping prefixes, RDs, route
 //! targets, reserved labels and next hops that resolve only through learned IPv4 routes.
 //! And: a flush after one UPDATE sends commands for that UPDATE only, whatever the table size.
+#![expect(clippy::manual_is_multiple_of, reason = "rust-version 1.85 predates is_multiple_of")]
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -139,7 +140,7 @@ fn step(rib: &mut Rib, rng: &mut Rng, now: Instant) {
         6 => {
             // The underlay route through which 10.99.1.1 resolves, or its withdrawal.
             let v4 = Nlri::Ipv4 { prefix: "10.99.0.0/16".parse().unwrap() };
-            if rng.next().is_multiple_of(2) {
+            if rng.next() % 2 == 0 {
                 Update { announced: vec![v4], attributes: attrs(rng.pick(&["192.0.2.2".parse().unwrap(), "192.0.2.6".parse().unwrap()]), rt, 100), ..Default::default() }
             } else {
                 Update { withdrawn: vec![v4], ..Default::default() }
@@ -147,7 +148,7 @@ fn step(rib: &mut Rib, rng: &mut Rng, now: Instant) {
         }
         7 => {
             let n = Nlri::EvpnPrefix { rd, esi: [0; 10], eth_tag: 0, prefix, gateway: Ipv4Addr::UNSPECIFIED, label: LabelField::vni(5000 + label) };
-            if rng.next().is_multiple_of(2) {
+            if rng.next() % 2 == 0 {
                 Update { announced: vec![n], attributes: attrs(nh, rt, 100), ..Default::default() }
             } else {
                 Update { withdrawn: vec![n], ..Default::default() }
@@ -159,7 +160,7 @@ fn step(rib: &mut Rib, rng: &mut Rng, now: Instant) {
             let imet = Nlri::EvpnImet { rd, eth_tag: 0, originator: nh };
             let mut a = attrs(nh, "65000:100", 100);
             a.pmsi_tunnel = Some(PmsiTunnel { tunnel_type: 6, label: LabelField::vni(100), endpoint: nh });
-            if rng.next().is_multiple_of(2) {
+            if rng.next() % 2 == 0 {
                 Update { announced: vec![n, imet], attributes: a, ..Default::default() }
             } else {
                 Update { withdrawn: vec![n, imet], ..Default::default() }
@@ -174,7 +175,7 @@ fn step(rib: &mut Rib, rng: &mut Rng, now: Instant) {
             // A graceful restart of the first peer: stale, then its End-of-RIB sweeps them.
             rib.peer_down(PEERS[0], true, now);
             rib.peer_up(PEERS[0], PeerInfo { asn: 65000, router_id: PEERS[0], ebgp: false, local_pref: None, restart_time: Some(120) });
-            if rng.next().is_multiple_of(2) {
+            if rng.next() % 2 == 0 {
                 rib.end_of_rib(PEERS[0]);
             }
             return;
@@ -199,7 +200,7 @@ fn incremental_flushes_match_the_from_scratch_state() {
         let mut checked = 0;
         for i in 0..600 {
             step(&mut rib, &mut rng, now);
-            if !rng.next().is_multiple_of(3) {
+            if rng.next() % 3 != 0 {
                 continue;
             }
             let cmds = compiler.apply(&rib.changes(now));

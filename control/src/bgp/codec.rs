@@ -444,6 +444,8 @@ pub(crate) mod attr {
     pub const AS4_PATH: u8 = 17;
     pub const AS4_AGGREGATOR: u8 = 18;
     pub const PMSI_TUNNEL: u8 = 22;
+    /// LARGE_COMMUNITY (RFC 8092).
+    pub const LARGE_COMMUNITIES: u8 = 32;
 }
 
 fn message(ty: u8, body: &[u8]) -> Vec<u8> {

@@ -1049,10 +1049,20 @@ fn rfc7606_treat_as_withdraw() {
         (a(0x80, 10, &[1, 2, 3, 4, 5, 6]), "CLUSTER_LIST"),
         (a(0xc0, 16, &[0; 12]), "EXTENDED_COMMUNITIES"),
         (a(0xc0, 22, &[0, 6, 0]), "PMSI_TUNNEL"),
+        // RFC 8092 §6: LARGE_COMMUNITY not a multiple of 12 (or empty).
+        (a(0xc0, 32, &[0; 13]), "LARGE_COMMUNITY"),
+        (a(0xc0, 32, &[]), "LARGE_COMMUNITY"),
     ] {
         let mut attrs = good.to_vec();
         attrs.push(attr);
         expect_withdraw(&upd(&[], &attrs, NLRI), vec![nlri_24()], why);
+    }
+    // A well-formed LARGE_COMMUNITY is kept, to be passed on as it came.
+    let mut attrs = good.to_vec();
+    attrs.push(a(0xc0, 32, &[0, 0, 0xfd, 0xe8, 0, 0, 0, 1, 0, 0, 0, 2]));
+    match d(&upd(&[], &attrs, NLRI)) {
+        Ok(Message::Update(u)) => assert!(u.attributes.unknown.iter().any(|r| r.code == 32 && r.value.len() == 12), "{u:?}"),
+        other => panic!("a good LARGE_COMMUNITY: {other:?}"),
     }
     // §3 c: flags in conflict (ORIGIN marked optional, MED marked well-known).
     expect_withdraw(

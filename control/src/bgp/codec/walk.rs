@@ -341,9 +341,8 @@ fn expected_flags(code: u8) -> Option<u8> {
     match code {
         ORIGIN | AS_PATH | NEXT_HOP | LOCAL_PREF | ATOMIC_AGGREGATE => Some(0x40),
         MED | ORIGINATOR_ID | CLUSTER_LIST | MP_REACH | MP_UNREACH => Some(0x80),
-        AGGREGATOR | COMMUNITIES | EXT_COMMUNITIES | AS4_PATH | AS4_AGGREGATOR | PMSI_TUNNEL => {
-            Some(0xc0)
-        }
+        AGGREGATOR | COMMUNITIES | EXT_COMMUNITIES | AS4_PATH | AS4_AGGREGATOR | PMSI_TUNNEL
+        | LARGE_COMMUNITIES => Some(0xc0),
         _ => None,
     }
 }
@@ -367,6 +366,7 @@ fn attr_name(code: u8) -> String {
         AS4_PATH => "AS4_PATH".into(),
         AS4_AGGREGATOR => "AS4_AGGREGATOR".into(),
         PMSI_TUNNEL => "PMSI_TUNNEL".into(),
+        LARGE_COMMUNITIES => "LARGE_COMMUNITY".into(),
         c => format!("attribute {c}"),
     }
 }
@@ -495,10 +495,16 @@ impl State {
                 Some(p) => self.attrs.pmsi_tunnel = Some(p),
                 None => log::debug!("PMSI_TUNNEL with a non-IPv4 tunnel identifier ignored"),
             },
+            // RFC 8092: not used here, passed on as it came (like an unrecognized one).
+            LARGE_COMMUNITIES if len > 0 && len % 12 == 0 => {
+                self.attrs.unknown.push(RawAttribute { flags, code, value: v.to_vec() });
+            }
             MP_REACH => self.mp_reach(v)?,
             MP_UNREACH => self.mp_unreach(v)?,
+            // RFC 8092 §6: a LARGE_COMMUNITY length that is no multiple of 12 is treat-as-withdraw.
             NEXT_HOP | MED | LOCAL_PREF | ATOMIC_AGGREGATE | AGGREGATOR | COMMUNITIES
-            | ORIGINATOR_ID | CLUSTER_LIST | EXT_COMMUNITIES | AS4_AGGREGATOR | PMSI_TUNNEL => {
+            | ORIGINATOR_ID | CLUSTER_LIST | EXT_COMMUNITIES | AS4_AGGREGATOR | PMSI_TUNNEL
+            | LARGE_COMMUNITIES => {
                 return self.malformed(code, &format!("length {len}"));
             }
             _ if flags & 0x80 == 0 => {
