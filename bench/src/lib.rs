@@ -150,6 +150,14 @@ pub mod run {
         unsafe { libc::geteuid() == 0 }
     }
 
+    /// The CPU's model name, as /proc/cpuinfo gives it.
+    pub fn cpu_model() -> String {
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_owned()))
+            .unwrap_or_default()
+    }
+
     /// The 1/5/15-minute load averages.
     pub fn loadavg() -> String {
         std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()

@@ -76,7 +76,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use carrier_bench::run::{install_stop_handler, loadavg, stopped};
+use carrier_bench::run::{cpu_model, install_stop_handler, loadavg, stopped};
 use carrier_control::bgp::codec::{decode, encode, frame_len, CodecContext};
 use carrier_control::bgp::msg::{
     Family, LabelField, Message, Nlri, Notification, Open, PathAttributes, RouteDistinguisher,
@@ -1683,15 +1683,7 @@ impl Report {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default();
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split(':').nth(1))
-                    .map(|s| s.trim().to_owned())
-            })
-            .unwrap_or_default();
+        let cpu = cpu_model();
         // SAFETY: sysconf has no preconditions.
         let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
         let sizes: Vec<String> = self

@@ -51,7 +51,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
-use carrier_bench::run::{install_stop_handler, is_root, loadavg, stopped};
+use carrier_bench::run::{cpu_model, install_stop_handler, is_root, loadavg, stopped};
 use carrier_bench::{mpls_frame, udp_frame};
 use clap::{Parser, ValueEnum};
 
@@ -1945,15 +1945,7 @@ impl Report<'_> {
         let cli = self.cli;
         let date = sh(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default();
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split(':').nth(1))
-                    .map(|s| s.trim().to_owned())
-            })
-            .unwrap_or_default();
+        let cpu = cpu_model();
         let cpus = online_cpus();
         let mut command = format!(
             "target/release/carrier-e2e --secs {} --runs {} --warmup {} --flows {} --gen-cpu {} --dut-cpu {} --gen-batch {}",
