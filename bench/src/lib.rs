@@ -158,6 +158,14 @@ pub mod run {
             .unwrap_or_default()
     }
 
+    /// Where the section headed `heading` (a `## ` line) lies in a results file: from the
+    /// heading to the next `## ` heading (just after its newline) or the end.
+    pub fn section_range(text: &str, heading: &str) -> Option<std::ops::Range<usize>> {
+        let start = text.find(heading)?;
+        let after = start + heading.len();
+        Some(start..text[after..].find("\n## ").map_or(text.len(), |i| after + i + 1))
+    }
+
     /// The 1/5/15-minute load averages.
     pub fn loadavg() -> String {
         std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()

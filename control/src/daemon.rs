@@ -390,7 +390,7 @@ async fn rib_task(
                             // Routes of a family the session did not negotiate are not used
                             // (RFC 4760 §6, RFC 5492 §3).
                             let mut update = update;
-                            let negotiated = up.get(&addr).map(|(f, _, _)| f.clone()).unwrap_or_default();
+                            let negotiated: &[Family] = up.get(&addr).map_or(&[], |(f, _, _)| f);
                             let before = update.announced.len() + update.withdrawn.len();
                             update.announced.retain(|n| negotiated.contains(&n.family()));
                             update.withdrawn.retain(|n| negotiated.contains(&n.family()));

@@ -719,6 +719,27 @@ impl Rib {
         keys.iter().filter_map(|(peer, key)| self.peers.get(peer)?.1.routes.get(key).map(|(n, p)| (n, p))).collect()
     }
 
+    /// The VRFs that import a path to VPN destination `dest`, with their next hops, sorted by
+    /// VRF. `resolved` remembers which next hops resolve, for the rest of the flush.
+    fn vpn_routes(&self, dest: Dest, resolved: &mut HashMap<Ipv4Addr, bool>, stats: &mut RibStats) -> Vec<(VrfId, Vec<NextHop>)> {
+        let paths = self.paths_to(dest);
+        let (base, underlay) = (&self.base, &self.handed.underlay);
+        let mut resolves = |nh: Ipv4Addr| *resolved.entry(nh).or_insert_with(|| base.underlay.lookup(nh).is_some() || underlay.keys().any(|u| u.contains(nh)));
+        let mut out = vec![];
+        for (vrf, import) in &self.imports {
+            let cands: Vec<(&Nlri, &Path)> = paths.iter().filter(|(_, p)| p.attrs.route_targets().any(|rt| import.contains(&rt))).copied().collect();
+            if cands.is_empty() {
+                continue;
+            }
+            let hops = self.vrf_hops(cands, &mut resolves, stats);
+            if !hops.is_empty() {
+                out.push((*vrf, hops));
+            }
+        }
+        out.sort_by_key(|(v, _)| *v);
+        out
+    }
+
     /// What changed since the last call, for the destinations the changes touched: the
     /// incremental counterpart of [`Rib::desired`]. Statics, local labels and (when an EVPN
     /// route changed) the bridge state are few and recomputed whole.
@@ -740,10 +761,13 @@ impl Rib {
             delta.labels = Some(labels.clone());
             self.handed.labels = labels;
         }
-        let vpn_dests = |rib: &Rib| rib.index.by_dest.keys().copied().chain(rib.handed.vpn.keys().map(|p| Dest::Vpn(*p))).collect::<Vec<_>>();
+        // Every destination the RIB has a path to or handed on (both kinds).
+        let known = |rib: &Rib| {
+            let handed = rib.handed.vpn.keys().map(|p| Dest::Vpn(*p)).chain(rib.handed.underlay.keys().map(|p| Dest::Unicast(*p)));
+            rib.index.by_dest.keys().copied().chain(handed).collect::<Vec<_>>()
+        };
         if dirty.all {
-            dests.extend(vpn_dests(self));
-            dests.extend(self.handed.underlay.keys().map(|p| Dest::Unicast(*p)));
+            dests.extend(known(self));
         }
         // The underlay first: VPN next hops resolve over it.
         let mut underlay_changed = false;
@@ -766,29 +790,13 @@ impl Rib {
             }
         }
         if underlay_changed {
-            dests.extend(vpn_dests(self));
+            dests.extend(known(self));
         }
         let mut resolved: HashMap<Ipv4Addr, bool> = HashMap::new();
         let mut stats = std::mem::take(&mut self.stats);
-        let imports = std::mem::take(&mut self.imports);
         for dest in &dests {
             let Dest::Vpn(prefix) = *dest else { continue };
-            let paths: Vec<(Nlri, Path)> = self.paths_to(*dest).into_iter().map(|(n, p)| (n.clone(), p.clone())).collect();
-            let mut new: Vec<(VrfId, Vec<NextHop>)> = vec![];
-            for (vrf, import) in &imports {
-                let cands: Vec<(&Nlri, &Path)> = paths.iter().filter(|(_, p)| p.attrs.route_targets().any(|rt| import.contains(&rt))).map(|(n, p)| (n, p)).collect();
-                if cands.is_empty() {
-                    continue;
-                }
-                let underlay = &self.handed.underlay;
-                let base = &self.base;
-                let mut resolves = |nh: Ipv4Addr| *resolved.entry(nh).or_insert_with(|| base.underlay.lookup(nh).is_some() || underlay.keys().any(|u| u.contains(nh)));
-                let hops = self.vrf_hops(cands, &mut resolves, &mut stats);
-                if !hops.is_empty() {
-                    new.push((*vrf, hops));
-                }
-            }
-            new.sort_by_key(|(v, _)| *v);
+            let new = self.vpn_routes(*dest, &mut resolved, &mut stats);
             let old = self.handed.vpn.remove(&prefix).unwrap_or_default();
             for (vrf, hops) in &new {
                 if old.iter().find(|(v, _)| v == vrf).map(|(_, h)| h) != Some(hops) {
@@ -800,7 +808,6 @@ impl Rib {
                 self.handed.vpn.insert(prefix, new);
             }
         }
-        self.imports = imports;
         self.stats = stats;
         // A static route of the control config wins over BGP for the same prefix.
         for (vrf, prefix) in touched {

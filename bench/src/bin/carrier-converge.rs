@@ -76,7 +76,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use carrier_bench::run::{cpu_model, install_stop_handler, loadavg, stopped};
+use carrier_bench::run::{cpu_model, install_stop_handler, loadavg, section_range, stopped};
 use carrier_control::bgp::codec::{decode, encode, frame_len, CodecContext};
 use carrier_control::bgp::msg::{
     Family, LabelField, Message, Nlri, Notification, Open, PathAttributes, RouteDistinguisher,
@@ -1750,13 +1750,9 @@ same UPDATE bytes from the same speaker in the same run; its time is until `gobg
 fn append_section(path: &Path, subsection: &str) -> Result<()> {
     let old = std::fs::read_to_string(path)
         .unwrap_or_else(|_| "# carrier benchmark results\n".to_owned());
-    let new = match old.find(RESULTS_HEADING) {
-        Some(start) => {
-            let after = start + RESULTS_HEADING.len();
-            let end = old[after..]
-                .find("\n## ")
-                .map_or(old.len(), |i| after + i + 1);
-            let (head, tail) = old.split_at(end);
+    let new = match section_range(&old, RESULTS_HEADING) {
+        Some(range) => {
+            let (head, tail) = old.split_at(range.end);
             let mut s = head.trim_end_matches('\n').to_owned();
             s.push_str("\n\n");
             s.push_str(subsection.trim_end_matches('\n'));

@@ -51,7 +51,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
-use carrier_bench::run::{cpu_model, install_stop_handler, is_root, loadavg, stopped};
+use carrier_bench::run::{cpu_model, install_stop_handler, is_root, loadavg, section_range, stopped};
 use carrier_bench::{mpls_frame, udp_frame};
 use clap::{Parser, ValueEnum};
 
@@ -2121,12 +2121,8 @@ rate.
 fn write_section(path: &Path, section: &str) -> Result<()> {
     let old = std::fs::read_to_string(path)
         .unwrap_or_else(|_| "# carrier benchmark results\n\n".to_owned());
-    let new = match old.find(RESULTS_HEADING) {
-        Some(start) => {
-            let after = start + RESULTS_HEADING.len();
-            let end = old[after..]
-                .find("\n## ")
-                .map_or(old.len(), |i| after + i + 1);
+    let new = match section_range(&old, RESULTS_HEADING) {
+        Some(std::ops::Range { start, end }) => {
             format!(
                 "{}{}{}",
                 &old[..start],

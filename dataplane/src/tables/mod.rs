@@ -631,11 +631,11 @@ impl Tables {
                 if i >= self.nexthops.len() {
                     self.nexthops.resize(i + 1, None);
                 }
-                for m in Self::ecmp_members(Some(&nexthop)).to_vec() {
+                for &m in Self::ecmp_members(Some(&nexthop)) {
                     self.hold(m);
                 }
                 let old = self.nexthops[i].replace(nexthop);
-                for m in Self::ecmp_members(old.as_ref()).to_vec() {
+                for &m in Self::ecmp_members(old.as_ref()) {
                     self.release(Some(m));
                 }
             }
@@ -645,7 +645,7 @@ impl Tables {
                     return Err(TableError::NextHopInUse(id));
                 }
                 let old = self.nexthops[id.index()].take();
-                for m in Self::ecmp_members(old.as_ref()).to_vec() {
+                for &m in Self::ecmp_members(old.as_ref()) {
                     self.release(Some(m));
                 }
             }
