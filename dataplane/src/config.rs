@@ -93,10 +93,26 @@ pub struct RouterConfig {
     pub vxlan_ttl: u8,
     /// Router MAC for routed VXLAN (default: the first core port's MAC).
     pub router_mac: Option<MacAddr>,
-    /// Addresses the host's kernel owns (e.g. the BGP session's): the XDP program passes
-    /// BGP (TCP 179) to or from them, and ARP replies to them, to the kernel.
+    /// Addresses the host's kernel owns on the ports themselves (e.g. the BGP session's, on a
+    /// port without a mirror): the XDP program passes BGP (TCP 179) to or from them, and ARP
+    /// replies to them, to the kernel.
     #[serde(default)]
     pub host_addresses: Vec<Ipv4Addr>,
+    /// The host path: a kernel mirror (`cp-<port>`) per routed port, see `docs/host-path.md`
+    /// (default true; `run` only).
+    #[serde(default = "yes")]
+    pub host_path: bool,
+    /// Most frames per second given to the host stack per port (default 20000; 0: no limit).
+    #[serde(default = "default_host_rate")]
+    pub host_rate: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_host_rate() -> u32 {
+    20_000
 }
 
 fn unspecified() -> Ipv4Addr {
@@ -109,7 +125,7 @@ fn default_vxlan_ttl() -> u8 {
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        RouterConfig { router_id: unspecified(), vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: default_vxlan_ttl(), router_mac: None, host_addresses: vec![] }
+        RouterConfig { router_id: unspecified(), vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: default_vxlan_ttl(), router_mac: None, host_addresses: vec![], host_path: true, host_rate: default_host_rate() }
     }
 }
 
@@ -193,6 +209,9 @@ pub struct PortConfig {
     /// MTU (default 1500).
     #[serde(default = "default_mtu")]
     pub mtu: u16,
+    /// Most frames per second to the host stack from this port (default: `[router] host_rate`;
+    /// 0: no limit).
+    pub host_rate: Option<u32>,
 }
 
 fn default_mtu() -> u16 {
@@ -413,6 +432,8 @@ impl<'c> Compiler<'c> {
                 anti_spoof: p.anti_spoof,
                 vlan: p.vlan,
                 mtu: p.mtu,
+                host: false,
+                host_rate: p.host_rate.unwrap_or(self.config.router.host_rate),
             }));
         }
         Ok(())

@@ -210,7 +210,7 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
     use carrier_dataplane::xdp::XdpDataplane;
 
     let parsed = Config::load(config).with_context(|| format!("config {}", config.display()))?;
-    let tables = parsed.tables().with_context(|| format!("config {}", config.display()))?;
+    let mut tables = parsed.tables().with_context(|| format!("config {}", config.display()))?;
     if !signals::is_root() {
         bail!("carrier-dataplane run needs root (CAP_NET_ADMIN and CAP_BPF) to attach XDP programs and open AF_XDP sockets");
     }
@@ -230,6 +230,24 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
     }
     let ports: Vec<_> = tables.ports.iter().map(|p| (p.id, p.name.clone())).collect();
     let mut xsk = XskPorts::open(&ports).context("opening AF_XDP sockets")?;
+    let mut host = None;
+    if parsed.router.host_path {
+        let prefix = carrier_dataplane::host::own_netns_name().unwrap_or_else(|| "carrier".to_string());
+        let plan = carrier_dataplane::host::plan(&tables, &prefix);
+        let (path, taps) = carrier_dataplane::host::HostPath::create(&plan).context("creating the host path (kernel mirrors of the ports)")?;
+        for m in &plan {
+            log::info!("port {}: host path through {} in {}", m.port_name, m.name, m.netns.as_deref().unwrap_or("this namespace"));
+        }
+        for (port, tap) in taps {
+            xsk.attach_host(port, tap);
+            if let Some(p) = tables.ports.get_mut(port.index()) {
+                p.host = true;
+            }
+        }
+        host = Some(path);
+    } else {
+        log::info!("host path off: traffic for the router's own addresses is counted as to_host and dropped");
+    }
     if let Err(e) = xsk.prefer_busy_poll() {
         log::info!("busy polling not enabled ({e}): the worker waits in poll() when idle");
     }
@@ -248,6 +266,11 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
     let xdp_board = board.clone();
     let xdp_thread = std::thread::Builder::new().name("xdp".into()).spawn(move || -> Result<()> {
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(h) = host.as_mut() {
+                for (port, up) in h.follow_links() {
+                    log::info!("port {port}: link {}, its mirror follows", if up { "up" } else { "down" });
+                }
+            }
             let stats = xdp_ports.iter().filter_map(|(slot, name)| xdp.port_stats(*slot).ok().map(|s| (name.clone(), s))).collect();
             xdp_board.publish_xdp(stats);
             std::thread::sleep(io::PUBLISH_EVERY);
@@ -258,6 +281,7 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
             }
         }
         xdp.detach_all()?;
+        drop(host);
         Ok(())
     })?;
     if let Some(cpu) = cpu {

@@ -72,7 +72,7 @@ impl<'t> Replayer<'t> {
             let key = match p.verdict {
                 Verdict::Forward(port) => self.port_name(port),
                 Verdict::Reply => REPLIES.to_string(),
-                Verdict::ToHost => TO_HOST.to_string(),
+                Verdict::ToHost(_) => TO_HOST.to_string(),
                 Verdict::Drop(r) => {
                     self.drops.push((first + i, r));
                     continue;

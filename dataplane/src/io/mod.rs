@@ -6,6 +6,7 @@
 //! [`FakePorts`] implements it over queues of byte vectors, for tests without root.
 
 pub mod signals;
+pub mod tap;
 pub mod xsk;
 
 use std::collections::VecDeque;
@@ -15,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use carrier_common::PortId;
 
-use crate::pipeline::{self, Batch, Counters, Frame, FramePool, VecFrame, VecPool, Verdict, Worker};
-use crate::tables::TableHandle;
+use crate::pipeline::{self, Batch, Counters, DropReason, Frame, FramePool, VecFrame, VecPool, Verdict, Worker};
+use crate::tables::{TableHandle, Tables};
 
 /// Frames per receive batch (256 beat 64 by ~25% flooded on veth: bench/RESULTS.md).
 pub const BATCH: usize = 256;
@@ -31,8 +32,10 @@ pub trait Ports {
     /// Append up to `max` received frames to `batch`; housekeeping (refilling receive buffers,
     /// reaping transmit completions) happens here too. Returns how many were received.
     fn receive(&mut self, batch: &mut Batch<Self::Frame>, max: usize) -> usize;
-    /// Send every packet of `batch` whose verdict says so, recycle the rest; empties `batch`.
-    fn transmit(&mut self, batch: &mut Batch<Self::Frame>);
+    /// Send every packet of `batch` whose verdict says so (to the host stack too), recycle the
+    /// rest; empties `batch`. A frame the host stack's queue refuses is counted in `counters`
+    /// as a `host-queue-full` drop on its ingress port.
+    fn transmit(&mut self, batch: &mut Batch<Self::Frame>, counters: &mut Counters);
     /// The pool for replicas.
     fn pool(&mut self) -> &mut Self::Pool;
     /// Block until a frame may be there, at most `timeout`.
@@ -107,6 +110,7 @@ impl CounterBoard {
 pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBool, board: &CounterBoard, slot: usize) -> Worker {
     let mut worker = Worker::default();
     let mut batch = Batch::default();
+    let mut policer = HostPolicer::default();
     let mut idle_rounds = 0u32;
     let mut last_publish = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -120,7 +124,8 @@ pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBo
             idle_rounds = 0;
             let snapshot = tables.load();
             pipeline::process(&snapshot, &mut batch, &mut worker, ports.pool());
-            ports.transmit(&mut batch);
+            policer.police(&snapshot, &mut batch, &mut worker.counters, Instant::now());
+            ports.transmit(&mut batch, &mut worker.counters);
         }
         if last_publish.elapsed() >= PUBLISH_EVERY {
             board.publish(slot, &worker.counters);
@@ -129,6 +134,47 @@ pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBo
     }
     board.publish(slot, &worker.counters);
     worker
+}
+
+/// The host path's rate limit: a token bucket per mirrored port ([`crate::tables::Port`]'s
+/// `host_rate` frames a second, a burst of a tenth of a second, at least 32), so a flood toward
+/// the router's addresses cannot starve the host stack or the worker. A frame over the rate
+/// becomes a `host-rate-limited` drop on its ingress port instead of a to-host frame.
+#[derive(Debug, Default)]
+pub struct HostPolicer {
+    /// Per port: (tokens, when they were last topped up).
+    buckets: Vec<(f64, Option<Instant>)>,
+}
+
+impl HostPolicer {
+    /// Police the to-host verdicts of `batch` at time `now`.
+    pub fn police<F>(&mut self, tables: &Tables, batch: &mut Batch<F>, counters: &mut Counters, now: Instant) {
+        for pkt in &mut batch.packets {
+            let Verdict::ToHost(port) = pkt.verdict else { continue };
+            let Some(p) = tables.port(port) else { continue };
+            if !p.host || p.host_rate == 0 {
+                continue;
+            }
+            if self.buckets.len() <= port.index() {
+                self.buckets.resize(port.index() + 1, (0.0, None));
+            }
+            let rate = f64::from(p.host_rate);
+            let burst = (rate / 10.0).max(32.0);
+            let (tokens, last) = &mut self.buckets[port.index()];
+            let elapsed = last.map_or(f64::INFINITY, |l| now.saturating_duration_since(l).as_secs_f64());
+            *tokens = (*tokens + elapsed * rate).min(burst);
+            *last = Some(now);
+            if *tokens >= 1.0 {
+                *tokens -= 1.0;
+                continue;
+            }
+            pkt.verdict = Verdict::Drop(DropReason::HostRateLimited);
+            if let Some(c) = counters.port(pkt.ingress) {
+                c.to_host = c.to_host.saturating_sub(1);
+                c.drops[DropReason::HostRateLimited as usize] += 1;
+            }
+        }
+    }
 }
 
 /// [`Ports`] over in-memory queues: frames to receive go in `rx`, sent frames come out in
@@ -141,6 +187,10 @@ pub struct FakePorts {
     pub tx: Vec<(PortId, Vec<u8>)>,
     /// Verdicts of everything processed, in order.
     pub verdicts: Vec<Verdict>,
+    /// Frames the host stack sent on a port's mirror, waiting to be received.
+    pub host_rx: VecDeque<(Vec<u8>, PortId)>,
+    /// Frames given to the host stack, with the port whose mirror got them.
+    pub host_tx: Vec<(PortId, Vec<u8>)>,
     pool: VecPool,
 }
 
@@ -155,15 +205,21 @@ impl Ports for FakePorts {
             batch.push(VecFrame::new(&frame), port);
             n += 1;
         }
+        while n < max {
+            let Some((frame, port)) = self.host_rx.pop_front() else { break };
+            batch.push_from_host(VecFrame::new(&frame), port);
+            n += 1;
+        }
         n
     }
 
-    fn transmit(&mut self, batch: &mut Batch<VecFrame>) {
+    fn transmit(&mut self, batch: &mut Batch<VecFrame>, _counters: &mut Counters) {
         for p in batch.packets.drain(..) {
             self.verdicts.push(p.verdict);
             match p.verdict {
                 Verdict::Forward(port) => self.tx.push((port, p.frame.data().to_vec())),
                 Verdict::Reply => self.tx.push((p.ingress, p.frame.data().to_vec())),
+                Verdict::ToHost(port) => self.host_tx.push((port, p.frame.data().to_vec())),
                 _ => {}
             }
         }
@@ -236,7 +292,7 @@ mod tests {
         ports.receive(&mut batch, BATCH);
         let mut w = Worker::default();
         pipeline::process(&handle.load(), &mut batch, &mut w, ports.pool());
-        ports.transmit(&mut batch);
+        ports.transmit(&mut batch, &mut w.counters);
         assert_eq!(ports.verdicts, vec![Verdict::Reply]);
         assert_eq!(ports.tx[0].1[14 + 20], 3, "ICMP destination unreachable");
         let _ = stop;

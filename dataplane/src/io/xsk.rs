@@ -16,8 +16,9 @@ use carrier_common::PortId;
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
 
+use super::tap::Tap;
 use super::Ports;
-use crate::pipeline::{Batch, Frame, FramePool, Verdict};
+use crate::pipeline::{Batch, Counters, DropReason, Frame, FramePool, Verdict};
 
 /// Bytes per UMEM chunk.
 pub const FRAME_SIZE: u32 = 4096;
@@ -192,7 +193,16 @@ pub struct XskStats {
     pub tx_ring_full: u64,
     /// Receive buffers not given to the kernel because the free list was empty.
     pub fill_starved: u64,
+    /// Frames given to the host stack (written to a port's mirror).
+    pub to_host: u64,
+    /// Frames read from the host stack (a port's mirror).
+    pub from_host: u64,
+    /// Frames not written to a mirror (its queue full, or another error).
+    pub host_write_failed: u64,
 }
+
+/// Most frames read from one mirror per receive call.
+const HOST_BUDGET: usize = 64;
 
 struct XskPort {
     port: PortId,
@@ -214,6 +224,8 @@ pub struct XskPorts {
     by_id: Vec<Option<usize>>,
     pool: UmemPool,
     pollfds: Vec<libc::pollfd>,
+    /// The host path: a kernel mirror per port (by port index), see `crate::host`.
+    taps: Vec<Option<Tap>>,
     /// I/O counters.
     pub stats: XskStats,
     umem: Umem,
@@ -272,7 +284,17 @@ impl XskPorts {
             out.push(p);
         }
         let pollfds = out.iter().map(|p| libc::pollfd { fd: p.rx.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-        Ok(XskPorts { ports: out, by_id, pool, pollfds, stats: XskStats::default(), umem, _area: area })
+        Ok(XskPorts { ports: out, by_id, pool, pollfds, taps: vec![], stats: XskStats::default(), umem, _area: area })
+    }
+
+    /// Give `port` its kernel mirror: to-host verdicts for it are written there, and what the
+    /// host stack sends on it is received as from-host frames of `port`.
+    pub fn attach_host(&mut self, port: PortId, tap: Tap) {
+        self.pollfds.push(libc::pollfd { fd: tap.raw_fd(), events: libc::POLLIN, revents: 0 });
+        if self.taps.len() <= port.index() {
+            self.taps.resize_with(port.index() + 1, || None);
+        }
+        self.taps[port.index()] = Some(tap);
     }
 
     /// The socket of each port, for the XSKMAP: (port, queue, fd).
@@ -390,14 +412,50 @@ impl Ports for XskPorts {
                 p.device.wake();
             }
         }
+        for (i, tap) in self.taps.iter().enumerate() {
+            let Some(tap) = tap else { continue };
+            for _ in 0..HOST_BUDGET {
+                if got >= max {
+                    break;
+                }
+                let Some(chunk) = self.pool.free.pop() else { break };
+                let mut f = UmemFrame { base: self.pool.base, chunk, start: POOL_HEADROOM, end: FRAME_SIZE };
+                match tap.read(f.data_mut()) {
+                    Ok(Some(n)) if n > 0 => {
+                        f.end = POOL_HEADROOM + n as u32;
+                        batch.push_from_host(f, PortId(i as u16));
+                        self.stats.from_host += 1;
+                        got += 1;
+                    }
+                    _ => {
+                        self.pool.free.push(chunk);
+                        break;
+                    }
+                }
+            }
+        }
         got
     }
 
-    fn transmit(&mut self, batch: &mut Batch<UmemFrame>) {
+    fn transmit(&mut self, batch: &mut Batch<UmemFrame>, counters: &mut Counters) {
         for pkt in batch.packets.drain(..) {
             let egress = match pkt.verdict {
                 Verdict::Forward(port) => Some(port),
                 Verdict::Reply => Some(pkt.ingress),
+                Verdict::ToHost(port) => {
+                    if let Some(tap) = self.taps.get(port.index()).and_then(Option::as_ref) {
+                        if tap.write(pkt.frame.data()).is_ok() {
+                            self.stats.to_host += 1;
+                        } else {
+                            self.stats.host_write_failed += 1;
+                            if let Some(c) = counters.port(pkt.ingress) {
+                                c.to_host = c.to_host.saturating_sub(1);
+                                c.drops[DropReason::HostQueueFull as usize] += 1;
+                            }
+                        }
+                    }
+                    None
+                }
                 _ => None,
             };
             match egress.and_then(|e| self.by_id.get(e.index()).copied().flatten()) {

@@ -114,6 +114,10 @@ named_enum! {
         IcmpBadChecksum = "icmp-bad-checksum",
         /// Traffic for the router that it does not serve and no host path exists.
         ToHostUnsupported = "to-host-unsupported",
+        /// Over the port's host-path rate (`host_rate`): not given to the host stack.
+        HostRateLimited = "host-rate-limited",
+        /// The host stack's queue (the kernel mirror) took no more.
+        HostQueueFull = "host-queue-full",
     }
 }
 
@@ -172,13 +176,15 @@ pub struct PortCounters {
     pub tx: PacketBytes,
     /// Frames received here that were handed to the host.
     pub to_host: u64,
+    /// Frames the host stack sent on this port's kernel mirror.
+    pub from_host: u64,
     /// Frames received here that were dropped, by [`DropReason`] index.
     pub drops: [u64; DropReason::COUNT],
 }
 
 impl Default for PortCounters {
     fn default() -> Self {
-        PortCounters { rx: PacketBytes::default(), tx: PacketBytes::default(), to_host: 0, drops: [0; DropReason::COUNT] }
+        PortCounters { rx: PacketBytes::default(), tx: PacketBytes::default(), to_host: 0, from_host: 0, drops: [0; DropReason::COUNT] }
     }
 }
 
@@ -249,6 +255,7 @@ impl Counters {
             a.tx.packets += b.tx.packets;
             a.tx.bytes += b.tx.bytes;
             a.to_host += b.to_host;
+            a.from_host += b.from_host;
             for (x, y) in a.drops.iter_mut().zip(&b.drops) {
                 *x += y;
             }
@@ -282,7 +289,11 @@ impl Counters {
                 .filter(|r| p.drops[**r as usize] > 0)
                 .map(|r| (r.name().to_string(), json!(p.drops[*r as usize])))
                 .collect();
-            ports.insert(named(port_names, i), json!({"rx": p.rx, "tx": p.tx, "to_host": p.to_host, "drops": drops}));
+            let mut port = json!({"rx": p.rx, "tx": p.tx, "to_host": p.to_host, "drops": drops});
+            if p.from_host > 0 {
+                port["from_host"] = json!(p.from_host);
+            }
+            ports.insert(named(port_names, i), port);
         }
         let vrfs: Map<String, Value> =
             self.vrfs.iter().enumerate().map(|(i, v)| (named(vrf_names, i), json!(v))).collect();

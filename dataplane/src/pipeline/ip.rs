@@ -99,7 +99,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         trace!(self.tracer, "matched {} → next hop {}: {:?}", prefix, nh_id, nh);
         match nh {
             NextHop::Receive => return self.local_input(frame, table, ip_off, depth),
-            NextHop::ToHost => return Verdict::ToHost,
+            NextHop::ToHost => return self.to_host(frame, table, ip_off, info.dst),
             NextHop::Blackhole => return Verdict::Drop(DropReason::Blackhole),
             _ => {}
         }
@@ -294,8 +294,9 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             && !ip.more_frags()
             && Icmpv4Packet::new_checked(ip.payload()).is_ok_and(|i| i.msg_type() == icmpv4::ECHO_REQUEST);
         if !is_echo {
+            let dst = ip.dst_addr();
             trace!(self.tracer, "for the router itself: to host");
-            return Verdict::ToHost;
+            return self.to_host(frame, table, ip_off, dst);
         }
         if !Icmpv4Packet::new_unchecked(ip.payload()).verify_checksum() {
             return Verdict::Drop(DropReason::IcmpBadChecksum);
@@ -405,11 +406,15 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         if !is_static && !spa.is_unspecified() && sha.is_unicast() && port.addrs.iter().any(|a| a.prefix.contains(spa)) {
             self.worker.learn_neighbour(self.ingress, spa, sha);
         }
+        // With a kernel mirror, the host stack sees the replies (it may be waiting for one:
+        // both sides learn from it) and the requests the dataplane does not answer (for
+        // addresses only the kernel owns; it answers only for its own, `arp_ignore = 1`).
+        let host = port.host;
         if op == ArpPacket::<&[u8]>::REPLY {
-            return Verdict::Consumed;
+            return if host { self.arp_to_host(frame, l2len) } else { Verdict::Consumed };
         }
         if op != ArpPacket::<&[u8]>::REQUEST || spa == tpa {
-            return Verdict::Drop(DropReason::ArpNotAnswered);
+            return if host { self.arp_to_host(frame, l2len) } else { Verdict::Drop(DropReason::ArpNotAnswered) };
         }
         let own = port.addrs.iter().any(|a| a.addr == tpa);
         let proxy = !own
@@ -420,7 +425,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             };
         if !own && !proxy {
             trace!(self.tracer, "not answering for {}", tpa);
-            return Verdict::Drop(DropReason::ArpNotAnswered);
+            return if host { self.arp_to_host(frame, l2len) } else { Verdict::Drop(DropReason::ArpNotAnswered) };
         }
         let mac = port.mac;
         let mut a = ArpPacket::new_unchecked(&mut frame.data_mut()[l2len..]);
@@ -432,6 +437,56 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         self.worker.counters.event(if own { Event::ArpReplyOwn } else { Event::ArpReplyProxy });
         trace!(self.tracer, "{} is-at {} ({})", tpa, mac, if own { "own address" } else { "proxy" });
         self.transmit(frame, l2len, self.ingress, sha, EtherType::Arp)
+    }
+
+    /// An ARP frame for the ingress port's kernel mirror: untagged, MACs as received.
+    fn arp_to_host(&mut self, frame: &mut F, l2len: usize) -> Verdict {
+        trace!(self.tracer, "arp to the host stack");
+        let (dst, src) = {
+            let d = frame.data();
+            (MacAddr(d[0..6].try_into().unwrap_or_default()), MacAddr(d[6..12].try_into().unwrap_or_default()))
+        };
+        if !super::set_front(frame, l2len, 14) {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        }
+        super::l2::write_ethernet(frame.data_mut(), dst, src, EtherType::Arp, None);
+        Verdict::ToHost(self.ingress)
+    }
+
+    /// A packet for the host stack, found by a lookup in `table`: to the kernel mirror of the
+    /// port of `table` that owns `dst`, else of the ingress port when it is in `table`, else of
+    /// any mirrored port of `table`. The frame becomes untagged Ethernet to that port's MAC
+    /// (it stays as received when it came untagged to that port).
+    /// Without a mirror (e.g. in `replay`) the frame stays as received, for the ingress port.
+    pub(crate) fn to_host(&mut self, frame: &mut F, table: Table, ip_off: usize, dst: Ipv4Addr) -> Verdict {
+        let ports = &self.tables.ports;
+        let in_table = |p: &&crate::tables::Port| {
+            p.host
+                && match table {
+                    Table::Vrf(v) => p.role == PortRole::Vrf(v),
+                    Table::Underlay => p.role == PortRole::Core,
+                }
+        };
+        let target = ports
+            .iter()
+            .filter(in_table)
+            .find(|p| p.addrs.iter().any(|a| a.addr == dst))
+            .or_else(|| self.tables.port(self.ingress).filter(in_table))
+            .or_else(|| ports.iter().find(in_table));
+        let Some(target) = target else {
+            return Verdict::ToHost(self.ingress);
+        };
+        let (id, mac) = (target.id, target.mac);
+        if id == self.ingress && ip_off == 14 && frame.data().get(12..14) == Some(&[0x08, 0x00]) {
+            trace!(self.tracer, "to the host stack through the mirror of {}, as received", target.name);
+            return Verdict::ToHost(id);
+        }
+        if !super::set_front(frame, ip_off, 14) {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        }
+        super::l2::write_ethernet(frame.data_mut(), mac, mac, EtherType::Ipv4, None);
+        trace!(self.tracer, "to the host stack through the mirror of {}", target.name);
+        Verdict::ToHost(id)
     }
 
     /// True when `vrf` routes `addr` somewhere other than back out of the ingress port.

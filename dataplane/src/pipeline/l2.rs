@@ -173,7 +173,8 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         let ip = Ipv4Packet::new_unchecked(&frame.data()[ip_off..]);
         let udp_off = ip_off + ip.header_len();
         if ip.frag_offset() != 0 || ip.more_frags() {
-            return Verdict::ToHost;
+            let dst = ip.dst_addr();
+            return self.to_host(frame, Table::Underlay, ip_off, dst);
         }
         let Ok(udp) = UdpPacket::new_checked(ip.payload()) else {
             return Verdict::Drop(DropReason::UdpMalformed);

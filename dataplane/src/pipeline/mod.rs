@@ -35,8 +35,9 @@ pub enum Verdict {
     Forward(PortId),
     /// Send back on the ingress port (ARP reply, ICMP from the router to a neighbour).
     Reply,
-    /// Give to the host stack.
-    ToHost,
+    /// Give to the host stack through this port's kernel mirror (see `crate::host`); without
+    /// a mirror the frame is only counted.
+    ToHost(PortId),
     /// Absorbed by the dataplane (an ARP reply it learned from); nothing to send.
     Consumed,
     /// Dropped, with the reason.
@@ -52,6 +53,9 @@ pub struct Packet<F> {
     pub ingress: PortId,
     /// Set by [`process`].
     pub verdict: Verdict,
+    /// Written by the host stack on `ingress`'s kernel mirror, to be sent out of that port
+    /// (routed by the pipeline when addressed to the port's own MAC).
+    pub from_host: bool,
 }
 
 /// A batch of packets. [`process`] may append head-end replicas after the received packets;
@@ -71,7 +75,12 @@ impl<F> Default for Batch<F> {
 impl<F: Frame> Batch<F> {
     /// Add a received frame.
     pub fn push(&mut self, frame: F, ingress: PortId) {
-        self.packets.push(Packet { frame, ingress, verdict: Verdict::Pending });
+        self.packets.push(Packet { frame, ingress, verdict: Verdict::Pending, from_host: false });
+    }
+
+    /// Add a frame the host stack sent on `port`'s kernel mirror.
+    pub fn push_from_host(&mut self, frame: F, port: PortId) {
+        self.packets.push(Packet { frame, ingress: port, verdict: Verdict::Pending, from_host: true });
     }
 }
 
@@ -211,14 +220,14 @@ pub fn process_traced<F: Frame, P: FramePool<F>, T: Tracer>(
         }
         let mut ctx =
             Ctx { tables, worker: &mut *worker, pool: &mut *pool, tracer: &mut *tracer, replicas: Vec::new(), vrf: None, ingress: pkt.ingress, labels_out: [0; 6], labels_out_len: 0, decremented: false };
-        let verdict = ctx.input(&mut pkt.frame);
+        let verdict = if pkt.from_host { ctx.host_output(&mut pkt.frame) } else { ctx.input(&mut pkt.frame) };
         let replicas = std::mem::take(&mut ctx.replicas);
         let (vrf, ingress) = (ctx.vrf, pkt.ingress);
         account(worker, ingress, vrf, verdict, pkt.frame.len());
         pkt.verdict = verdict;
         for (frame, verdict) in replicas {
             account_tx(worker, ingress, verdict, frame.len());
-            batch.packets.push(Packet { frame, ingress, verdict });
+            batch.packets.push(Packet { frame, ingress, verdict, from_host: false });
         }
     }
 }
@@ -234,7 +243,7 @@ fn account(worker: &mut Worker, ingress: PortId, vrf: Option<VrfId>, verdict: Ve
                 v.drops += 1;
             }
         }
-        Verdict::ToHost => {
+        Verdict::ToHost(_) => {
             if let Some(p) = c.port(ingress) {
                 p.to_host += 1;
             }
@@ -290,6 +299,36 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             (EtherType::Mpls, _) => Verdict::Drop(DropReason::MplsOnCustomerPort),
             _ => Verdict::Drop(DropReason::UnknownEthertype),
         }
+    }
+
+    /// A frame the host stack sent on a port's kernel mirror. Addressed to the port's own MAC
+    /// (the kernel's route through the dataplane, see `crate::host`) it is routed in the port's
+    /// table as a packet the router originates; anything else (ARP, frames to a neighbour the
+    /// kernel resolved itself) goes straight out of the port, tagged as the port is.
+    fn host_output(&mut self, frame: &mut F) -> Verdict {
+        let Some(port) = self.tables.port(self.ingress) else {
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        if let Some(c) = self.worker.counters.port(self.ingress) {
+            c.from_host += 1;
+        }
+        let Ok(eth) = EthernetFrame::new_checked(frame.data()) else {
+            return Verdict::Drop(DropReason::EthTruncated);
+        };
+        let (dst, ethertype, vlan) = (eth.dst_addr(), eth.ethertype(), eth.vlan_id());
+        trace!(self.tracer, "from the host stack on {}: → {}, ethertype {:?}, {} bytes", port.name, dst, ethertype, frame.len());
+        if vlan.is_some() {
+            return Verdict::Drop(DropReason::VlanMismatch);
+        }
+        if dst != port.mac {
+            return self.transmit(frame, 14, port.id, dst, ethertype);
+        }
+        let table = match (ethertype, port.role) {
+            (EtherType::Ipv4, PortRole::Vrf(v)) => crate::tables::Table::Vrf(v),
+            (EtherType::Ipv4, PortRole::Core) => crate::tables::Table::Underlay,
+            _ => return Verdict::Drop(DropReason::NotForUs),
+        };
+        self.route(frame, table, 14, ip::Hop::Originated, 0)
     }
 
     /// Rewrite the L2 header in front of the network header at `net_off` for `port`: the

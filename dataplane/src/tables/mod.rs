@@ -101,6 +101,13 @@ pub struct Port {
     pub vlan: Option<u16>,
     /// Largest IP packet (plus labels) this port sends.
     pub mtu: u16,
+    /// The port has a kernel mirror (the host path, `crate::host`): traffic for the host stack
+    /// goes there. Set by `carrier-dataplane run` once the mirror exists.
+    #[serde(default)]
+    pub host: bool,
+    /// Most frames per second given to the host stack through this port's mirror (0: no limit).
+    #[serde(default)]
+    pub host_rate: u32,
 }
 
 /// Up to three labels, outermost first.
@@ -788,6 +795,8 @@ mod tests {
             anti_spoof: false,
             vlan: None,
             mtu: 1500,
+            host: false,
+            host_rate: 0,
         }
     }
 
