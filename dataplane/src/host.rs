@@ -159,8 +159,8 @@ fn ip_in(netns: Option<&str>, args: &[&str]) -> Result<(), HostError> {
 
 /// A sysctl of one interface in `netns`, written through `ip netns exec` (sysctls under
 /// /proc/sys/net are the writer's namespace's).
-fn if_sysctl(netns: Option<&str>, ifname: &str, key: &str, value: &str) -> Result<(), HostError> {
-    let path = format!("/proc/sys/net/ipv4/conf/{ifname}/{key}");
+fn if_sysctl(netns: Option<&str>, family: &str, ifname: &str, key: &str, value: &str) -> Result<(), HostError> {
+    let path = format!("/proc/sys/net/{family}/conf/{ifname}/{key}");
     match netns {
         Some(ns) => ip(&["netns", "exec", ns, "sh", "-c", &format!("echo {value} > {path}")]),
         None => std::fs::write(&path, value).map_err(|e| HostError::Ip { command: format!("write {path}"), stderr: e.to_string() }),
@@ -185,6 +185,11 @@ impl HostPath {
         for m in plan {
             if let Some(ns) = &m.netns {
                 if !host.namespaces.contains(ns) {
+                    // Reuse one a dead run left, unless it is only the empty file a
+                    // namespace made in a private mount namespace leaves behind.
+                    if std::path::Path::new("/run/netns").join(ns).exists() && ip_in(Some(ns), &["link", "show", "lo"]).is_err() {
+                        let _ = ip(&["netns", "del", ns]);
+                    }
                     if !std::path::Path::new("/run/netns").join(ns).exists() {
                         ip(&["netns", "add", ns])?;
                     }
@@ -203,8 +208,13 @@ impl HostPath {
             let ns = m.netns.as_deref();
             // Answer ARP only for addresses on this mirror; accept what the dataplane hands
             // over whatever the reverse path (it arrives on the mirror of the owning port).
-            if_sysctl(ns, &m.name, "arp_ignore", "1")?;
-            if_sysctl(ns, &m.name, "rp_filter", "0")?;
+            if_sysctl(ns, "ipv4", &m.name, "arp_ignore", "1")?;
+            if_sysctl(ns, "ipv4", &m.name, "rp_filter", "0")?;
+            // The dataplane forwards IPv4 only: no router solicitations, MLD or DAD from the
+            // mirror onto the port (a kernel without IPv6 has nothing to turn off).
+            if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+                if_sysctl(ns, "ipv6", &m.name, "disable_ipv6", "1")?;
+            }
             for a in &m.addrs {
                 let addr = format!("{}/{}", a.addr, a.prefix.prefix_len());
                 ip_in(ns, &["addr", "replace", &addr, "dev", &m.name])?;
@@ -221,12 +231,12 @@ impl HostPath {
         Ok((host, taps))
     }
 
-    /// Set each mirror's carrier from its port's (`/sys/class/net/<port>/carrier`); called
+    /// Set each mirror's carrier from its port's (up and running); called
     /// periodically. Returns the changes made: (port, up).
     pub fn follow_links(&mut self) -> Vec<(String, bool)> {
         let mut changed = vec![];
         for (port, fd, last) in &mut self.links {
-            let up = std::fs::read_to_string(format!("/sys/class/net/{port}/carrier")).is_ok_and(|s| s.trim() == "1");
+            let up = tap::is_running(port).unwrap_or(false);
             if *last != Some(up) && tap::set_carrier(fd.as_raw_fd(), up).is_ok() {
                 *last = Some(up);
                 changed.push((port.clone(), up));

@@ -23,11 +23,21 @@ pub struct Daemon {
 impl Daemon {
     /// Start `args` in `ns` with stdout and stderr to `dir/name.log`.
     pub fn spawn(ns: &NetNs, dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::spawn_env(ns.name(), dir, name, args, env)
+    }
+
+    /// [`Daemon::spawn`] in a namespace this test did not make (e.g. a VRF's host namespace,
+    /// which the dataplane makes), by name.
+    pub fn spawn_in(ns: &str, dir: &Path, name: &str, args: &[&str]) -> Daemon {
+        Self::spawn_env(ns, dir, name, args, &[])
+    }
+
+    fn spawn_env(ns: &str, dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("open log");
         let err = out.try_clone().expect("dup log");
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns.name()]).args(args).current_dir(dir).stdin(Stdio::null()).stdout(out).stderr(err);
+        cmd.args(["netns", "exec", ns]).args(args).current_dir(dir).stdin(Stdio::null()).stdout(out).stderr(err);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -59,8 +59,12 @@ impl Dataplane {
         let _ = std::fs::remove_file(socket);
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open log");
         let err = out.try_clone().expect("dup log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns.name()])
+        // `nsenter --net`, not `ip netns exec`: the latter gives the process a private mount
+        // namespace, where the VRF namespaces the dataplane makes for its host path
+        // (`ip netns add`) would be invisible to the test.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", ns.name()))
+            .arg("--")
             .arg(dataplane_bin())
             .args(["run", "--config"])
             .arg(config)

@@ -125,6 +125,15 @@ impl Drop for NetNs {
         let _ignored = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
+        // A dataplane in this namespace makes `<name>-<vrf>` for its VRFs' host path and
+        // deletes them when it stops; after a SIGKILL they are left: delete them here.
+        let prefix = format!("{}-", self.name);
+        for entry in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) {
+                let _ignored = Command::new("ip").args(["netns", "del", &name]).output();
+            }
+        }
     }
 }
 

@@ -1420,8 +1420,11 @@ impl Dataplane {
             .create(true)
             .append(true)
             .open(&log)?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, "taskset", "-c", &cpu.to_string()])
+        // `nsenter --net` (not `ip netns exec`, whose private mount namespace would hide the
+        // VRF namespaces of the dataplane's host path from everyone else).
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", ns.name))
+            .args(["--", "taskset", "-c", &cpu.to_string()])
             .arg(binary)
             .args(["run", "--config"])
             .arg(&config_path)
