@@ -41,8 +41,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::bgp::codec::{self, CodecContext};
-use crate::bgp::fsm::{Input, Output, PeerConfig, Session, Timer};
-use crate::bgp::msg::{Family, Message, Update};
+use crate::bgp::fsm::{cease_subcode, collision_keep_existing, Input, Output, PeerConfig, Session, State, Timer};
+use crate::bgp::msg::{error_code, Family, Message, Notification, Update};
 use crate::config::{ControlConfig, NeighborConfig};
 use crate::fib::Compiler;
 use crate::rib::{PeerInfo, Rib};
@@ -507,6 +507,12 @@ async fn peer_task(
     let mut timers: HashMap<Timer, tokio::time::Instant> = HashMap::new();
     let mut buf: Vec<u8> = Vec::with_capacity(65536);
     let (conn_tx, mut conn_rx) = mpsc::channel::<Option<TcpStream>>(2);
+    // Connection collisions (RFC 4271 §6.8): a second connection is held until its OPEN says
+    // the peer's BGP identifier; then one of the two is closed with Cease/Connection Collision
+    // Resolution. `handover` is the winner waiting for the loser to be closed.
+    let (cand_tx, mut cand_rx) = mpsc::channel::<(TcpStream, Vec<u8>, Option<Ipv4Addr>)>(2);
+    let mut handover: Option<(TcpStream, Vec<u8>)> = None;
+    let mut existing_outgoing = false;
     let mut pending = session.process(Input::Start, Instant::now());
     loop {
         // Carry out what the FSM said.
@@ -578,6 +584,18 @@ async fn peer_task(
                 }
             }
         }
+        // The loser of a collision is closed now: go on with the winner.
+        if stream.is_none() {
+            if let Some((s, bytes)) = handover.take() {
+                log::info!("peer {addr}: continuing on the peer's connection, which won the collision");
+                stream = Some(s);
+                existing_outgoing = false;
+                buf = bytes;
+                pending = session.process(Input::TcpConnected, Instant::now());
+                feed(&mut buf, &mut session, &ctx, &mut pending);
+                continue;
+            }
+        }
         let next_timer = timers.iter().min_by_key(|(_, at)| **at).map(|(t, at)| (*t, *at));
         let sleep = async {
             match next_timer {
@@ -604,25 +622,7 @@ async fn peer_task(
             r = read => match r {
                 Ok(bytes) if !bytes.is_empty() => {
                     buf.extend_from_slice(&bytes);
-                    loop {
-                        match codec::frame_len(&buf) {
-                            Ok(Some(len)) if buf.len() >= len => {
-                                let frame: Vec<u8> = buf.drain(..len).collect();
-                                let input = match codec::decode(&frame, &ctx) {
-                                    Ok(m) => Input::Message(m),
-                                    Err(e) => Input::DecodeError(e),
-                                };
-                                let now = Instant::now();
-                                pending.extend(session.process(input, now));
-                            }
-                            Ok(_) => break,
-                            Err(notification) => {
-                                pending.extend(session.process(Input::DecodeError(codec::DecodeError::Reset(notification)), Instant::now()));
-                                buf.clear();
-                                break;
-                            }
-                        }
-                    }
+                    feed(&mut buf, &mut session, &ctx, &mut pending);
                 }
                 _ => {
                     stream = None;
@@ -634,6 +634,7 @@ async fn peer_task(
                 match c.flatten() {
                     Some(s) if stream.is_none() => {
                         stream = Some(s);
+                        existing_outgoing = true;
                         pending = session.process(Input::TcpConnected, Instant::now());
                     }
                     Some(_) => {}
@@ -642,13 +643,51 @@ async fn peer_task(
             }
             a = accepted.recv() => {
                 if let Some(s) = a {
-                    if stream.is_none() {
+                    if stream.is_none() && handover.is_none() {
                         log::info!("peer {addr}: accepted incoming connection");
                         stream = Some(s);
+                        existing_outgoing = false;
                         pending = session.process(Input::TcpConnected, Instant::now());
                     } else {
-                        log::info!("peer {addr}: a second connection while one is up: refused (collision)");
+                        log::info!("peer {addr}: a second connection while one is up: reading its OPEN (collision, RFC 4271 §6.8)");
+                        let tx = cand_tx.clone();
+                        tokio::spawn(async move {
+                            let (s, bytes, id) = read_open(s).await;
+                            let _ = tx.send((s, bytes, id)).await;
+                        });
                     }
+                }
+            }
+            c = cand_rx.recv() => {
+                let Some((mut s, bytes, remote_id)) = c else { continue };
+                let state = session.state();
+                let local_id = session.config().router_id;
+                let keep_existing = match remote_id {
+                    _ if handover.is_some() => true,
+                    None => true,
+                    Some(_) if stream.is_none() => false,
+                    Some(_) if state == State::Established => true,
+                    Some(_) if !matches!(state, State::OpenSent | State::OpenConfirm) => true,
+                    Some(id) => collision_keep_existing(local_id, id, existing_outgoing),
+                };
+                if keep_existing {
+                    log::info!(
+                        "peer {addr}: collision: keeping the {} connection ({state:?}; identifiers local {local_id}, peer {}); closing the new one",
+                        if existing_outgoing { "outgoing" } else { "incoming" },
+                        remote_id.map_or_else(|| "unknown".to_string(), |i| i.to_string())
+                    );
+                    let n = Notification::new(error_code::CEASE, cease_subcode::CONNECTION_COLLISION);
+                    let _ = s.write_all(&codec::encode(&Message::Notification(n), &CodecContext::default())).await;
+                    let _ = s.shutdown().await;
+                } else {
+                    log::info!(
+                        "peer {addr}: collision: the peer's connection wins (identifiers local {local_id}, peer {}); closing ours",
+                        remote_id.map_or_else(String::new, |i| i.to_string())
+                    );
+                    if stream.is_some() {
+                        pending.extend(session.process(Input::CollisionLost, Instant::now()));
+                    }
+                    handover = Some((s, bytes));
                 }
             }
             c = cmds.recv() => {
@@ -669,6 +708,57 @@ async fn peer_task(
                     None => return,
                 }
             }
+        }
+    }
+}
+
+/// Decode every whole message in `buf` and feed it to `session`.
+fn feed(buf: &mut Vec<u8>, session: &mut Session, ctx: &CodecContext, pending: &mut Vec<Output>) {
+    loop {
+        match codec::frame_len(buf) {
+            Ok(Some(len)) if buf.len() >= len => {
+                let frame: Vec<u8> = buf.drain(..len).collect();
+                let input = match codec::decode(&frame, ctx) {
+                    Ok(m) => Input::Message(m),
+                    Err(e) => Input::DecodeError(e),
+                };
+                pending.extend(session.process(input, Instant::now()));
+            }
+            Ok(_) => break,
+            Err(notification) => {
+                pending.extend(session.process(Input::DecodeError(codec::DecodeError::Reset(notification)), Instant::now()));
+                buf.clear();
+                break;
+            }
+        }
+    }
+}
+
+/// How long a colliding connection gets to send its OPEN.
+const COLLISION_OPEN_WAIT: Duration = Duration::from_secs(10);
+
+/// Read a colliding connection's first message; returns the connection, every byte read (to
+/// be fed to the session if this connection wins) and the BGP identifier of its OPEN, if the
+/// first message was a well-formed OPEN in time.
+async fn read_open(mut s: TcpStream) -> (TcpStream, Vec<u8>, Option<Ipv4Addr>) {
+    let mut bytes = Vec::with_capacity(4096);
+    let deadline = tokio::time::Instant::now() + COLLISION_OPEN_WAIT;
+    loop {
+        match codec::frame_len(&bytes) {
+            Ok(Some(len)) if bytes.len() >= len => {
+                let id = match codec::decode(&bytes[..len], &CodecContext::default()) {
+                    Ok(Message::Open(open)) => Some(open.router_id),
+                    _ => None,
+                };
+                return (s, bytes, id);
+            }
+            Ok(_) => {}
+            Err(_) => return (s, bytes, None),
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => bytes.extend_from_slice(&chunk[..n]),
+            _ => return (s, bytes, None),
         }
     }
 }

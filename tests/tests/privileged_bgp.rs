@@ -242,3 +242,106 @@ fn tcp_md5_and_gtsm_with_gobgp() {
         gobgp.cli(&["global", "rib", "-a", "vpnv4"]).contains("65000:1:10.1.0.0/24").then_some(())
     });
 }
+
+/// A scripted peer for connection collisions (RFC 4271 §6.8), run in the reflector's
+/// namespace: it accepts carrier's connection and reads its OPEN, then opens its own
+/// connection with an OPEN carrying `argv[1]` as BGP identifier, and reports what happened on
+/// each: `ours: notification 6/7` (closed by carrier with Cease/Connection Collision
+/// Resolution) or `ours: established` (OPEN, KEEPALIVE both ways), and the same for
+/// `carriers` (the connection carrier opened).
+const COLLIDING_PEER: &str = r#"
+import socket, struct, sys, time
+my_id = socket.inet_aton(sys.argv[1])
+def msg(t, body=b""):
+    return b"\xff" * 16 + struct.pack("!HB", 19 + len(body), t) + body
+def open_msg():
+    caps = bytes([1, 4, 0, 1, 0, 128]) + bytes([65, 4]) + struct.pack("!I", 65000)
+    params = bytes([2, len(caps)]) + caps
+    return msg(1, struct.pack("!BHH", 4, 65000, 90) + my_id + bytes([len(params)]) + params)
+def read_msg(s, timeout):
+    s.settimeout(timeout)
+    head = b""
+    while len(head) < 19:
+        d = s.recv(19 - len(head))
+        if not d:
+            return None
+        head += d
+    length, t = struct.unpack("!HB", head[16:19])
+    body = b""
+    while len(body) < length - 19:
+        d = s.recv(length - 19 - len(body))
+        if not d:
+            return None
+        body += d
+    return t, body
+def finish(name, s, send_open):
+    try:
+        if send_open:
+            try:
+                first = read_msg(s, 3)
+            except socket.timeout:
+                first = (0, b"")  # nothing: carrier waits for our OPEN
+            if first is None or first[0] == 3:
+                print(f"{name}: " + ("closed" if first is None else f"notification {first[1][0]}/{first[1][1]}"))
+                return
+            s.sendall(open_msg())
+        while True:
+            m = read_msg(s, 10)
+            if m is None:
+                print(f"{name}: closed"); return
+            if m[0] == 3:
+                print(f"{name}: notification {m[1][0]}/{m[1][1]}"); return
+            if m[0] == 1:
+                s.sendall(msg(4))
+            if m[0] == 4:
+                s.sendall(msg(4)); print(f"{name}: established"); return
+    except socket.timeout:
+        print(f"{name}: silent")
+listener = socket.socket(); listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("10.0.0.254", 179)); listener.listen(1); listener.settimeout(30)
+carriers, _ = listener.accept()
+assert read_msg(carriers, 10)[0] == 1, "carrier's first message is its OPEN"
+for attempt in range(50):  # carrier may listen a moment after it connects
+    ours = socket.socket(); ours.bind(("10.0.0.254", 0)); ours.settimeout(10)
+    try:
+        ours.connect(("10.0.0.1", 179)); break
+    except ConnectionRefusedError:
+        ours.close(); time.sleep(0.1)
+ours.sendall(open_msg())
+if sys.argv[2] == "carriers-first":
+    finish("carriers", carriers, True); finish("ours", ours, False)
+else:
+    finish("ours", ours, False); finish("carriers", carriers, True)
+"#;
+
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn connection_collision_is_resolved_by_bgp_identifier() {
+    // carrier's identifier is 10.255.0.1. A peer with a higher one keeps the connection it
+    // opened; with a lower one, carrier's connection survives. Either way exactly one session
+    // comes up and the other connection gets Cease 6/7.
+    for (peer_id, order, expected) in [
+        ("10.255.255.254", "ours-first", ["ours: established", "carriers: notification 6/7"]),
+        ("10.0.0.9", "carriers-first", ["carriers: established", "ours: notification 6/7"]),
+    ] {
+        let lab = lab();
+        let dp = Dataplane::start(&lab.pe, PE_DATAPLANE);
+        let peer = std::thread::spawn({
+            let rr = lab.rr.name().to_string();
+            move || {
+                let out = std::process::Command::new("ip")
+                    .args(["netns", "exec", &rr, "python3", "-c", COLLIDING_PEER, peer_id, order])
+                    .output()
+                    .expect("run the scripted peer");
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let config = control_config(&dp).replace("hold_time = 30", "hold_time = 30\nlisten = \"10.0.0.1\"");
+        let control = start_control(&lab.pe, &config);
+        let out = peer.join().unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines, expected, "peer {peer_id}:\n{out}\ncontrol log:\n{}", control.log());
+        assert!(control.log().contains("collision"), "{}", control.log());
+    }
+}

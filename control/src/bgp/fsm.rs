@@ -31,17 +31,17 @@
 //!   whose only attribute is an empty MP_UNREACH_NLRI for that AFI/SAFI (RFC 4724 §2). The
 //!   IPv4 unicast End-of-RIB is an empty UPDATE and comes out as a plain `Send`.
 //!
-//! Connection collisions (§6.8), simplified: the session is given one connection at a time.
-//! When another connection for the same peer arrives, the daemon decides:
-//! - session Idle: the session answers `TcpConnected` with `Close` (Idle refuses connections,
-//!   also while it waits out the backoff);
-//! - Connect or Active: abort the pending connect, hand the new one over (`TcpConnected`);
-//! - OpenSent: close the new connection (the peer's BGP identifier is not known yet; if both
-//!   sides did this at once both sessions fail and retry with backoff);
-//! - OpenConfirm: [`collision_keep_existing`] with [`Session::peer_router_id`]; if the existing
-//!   connection loses, `Input::CollisionLost` (NOTIFICATION Cease/Connection Collision
-//!   Resolution, → Active) then `TcpConnected` for the new one;
-//! - Established: close the new connection (§6.8: an Established session always wins).
+//! Connection collisions (§6.8): the session is given one connection at a time. When another
+//! connection for the same peer arrives while one is in use, the daemon reads the new one's
+//! OPEN (nothing is sent on it yet) and decides with the peer's BGP identifier from it:
+//! - no connection in use (session Idle, Connect or Active): hand the new one over
+//!   (`TcpConnected`; Idle answers it with `Close`);
+//! - OpenSent or OpenConfirm: [`collision_keep_existing`]; if the existing connection loses,
+//!   `Input::CollisionLost` (NOTIFICATION Cease/Connection Collision Resolution, → Active),
+//!   then `TcpConnected` for the new one and the OPEN already read from it as input; if it
+//!   wins, the new one gets the NOTIFICATION and is closed;
+//! - Established: the new connection gets the NOTIFICATION and is closed (§6.8: an
+//!   Established session wins); so does one whose first message is not an OPEN in time.
 //!
 //! Reconnection: after the session goes down (not after `Stop`) it waits in Idle for the
 //! ConnectRetry timer, which here plays the IdleHoldTimer of §8.1.1 (DampPeerOscillations,
