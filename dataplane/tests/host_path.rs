@@ -104,9 +104,21 @@ fn vpn_traffic_for_a_vrf_address_goes_to_that_vrfs_mirror_only() {
 
 #[test]
 fn without_mirrors_to_host_traffic_is_only_counted_as_before() {
-    let (out, w) = run(&plain(), &[(&labelled(100, [10, 2, 0, 5], [10, 1, 0, 1]), CORE0, false)]);
-    assert_eq!(out[0].0, Verdict::ToHost(CORE0));
-    assert_eq!(w.counters.ports[CORE0.index()].to_host, 1);
+    let probe = udp(CE_MAC, CE_RED_MAC, [10, 1, 0, 2], [10, 1, 0, 1], 64);
+    let (out, w) = run(&plain(), &[(&probe, CE_RED, false)]);
+    assert_eq!(out[0], (Verdict::ToHost(CE_RED), probe));
+    assert_eq!(w.counters.ports[CE_RED.index()].to_host, 1);
+}
+
+#[test]
+fn a_vrfs_host_traffic_never_reaches_another_tables_mirror() {
+    // Found by the VRF isolation property test: red without a mirror, core0 with one; a
+    // packet for red's address that came over MPLS on core0 must not go to core0's mirror.
+    let mut t = plain();
+    t.ports[CORE0.index()].host = true;
+    let (out, w) = run(&t, &[(&labelled(100, [10, 2, 0, 5], [10, 1, 0, 1]), CORE0, false)]);
+    assert_eq!(out[0].0, Verdict::Drop(DropReason::ToHostUnsupported));
+    assert_eq!(w.counters.ports[CORE0.index()].drops[DropReason::ToHostUnsupported as usize], 1);
 }
 
 fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4], dst: [u8; 6]) -> Vec<u8> {

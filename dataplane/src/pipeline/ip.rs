@@ -460,13 +460,11 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
     /// Without a mirror (e.g. in `replay`) the frame stays as received, for the ingress port.
     pub(crate) fn to_host(&mut self, frame: &mut F, table: Table, ip_off: usize, dst: Ipv4Addr) -> Verdict {
         let ports = &self.tables.ports;
-        let in_table = |p: &&crate::tables::Port| {
-            p.host
-                && match table {
-                    Table::Vrf(v) => p.role == PortRole::Vrf(v),
-                    Table::Underlay => p.role == PortRole::Core,
-                }
+        let of_table = |p: &crate::tables::Port| match table {
+            Table::Vrf(v) => p.role == PortRole::Vrf(v),
+            Table::Underlay => p.role == PortRole::Core,
         };
+        let in_table = |p: &&crate::tables::Port| p.host && of_table(p);
         let target = ports
             .iter()
             .filter(in_table)
@@ -474,7 +472,14 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             .or_else(|| self.tables.port(self.ingress).filter(in_table))
             .or_else(|| ports.iter().find(in_table));
         let Some(target) = target else {
-            return Verdict::ToHost(self.ingress);
+            // No mirror for this table. Never another table's mirror (a VRF's packet that came
+            // over MPLS must not reach the core's host stack): counted on the ingress port
+            // when it belongs to the table, else dropped.
+            if self.tables.port(self.ingress).is_some_and(of_table) {
+                return Verdict::ToHost(self.ingress);
+            }
+            trace!(self.tracer, "no host path for {}", self.table_name(table));
+            return Verdict::Drop(DropReason::ToHostUnsupported);
         };
         let (id, mac) = (target.id, target.mac);
         if id == self.ingress && ip_off == 14 && frame.data().get(12..14) == Some(&[0x08, 0x00]) {
