@@ -99,7 +99,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         trace!(self.tracer, "matched {} → next hop {}: {:?}", prefix, nh_id, nh);
         match nh {
             NextHop::Receive => return self.local_input(frame, table, ip_off, depth),
-            NextHop::ToHost => return self.to_host(frame, table, ip_off, info.dst),
+            NextHop::ToHost => return self.host_input(frame, table, ip_off, info.dst),
             NextHop::Blackhole => return Verdict::Drop(DropReason::Blackhole),
             _ => {}
         }
@@ -296,7 +296,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         if !is_echo {
             let dst = ip.dst_addr();
             trace!(self.tracer, "for the router itself: to host");
-            return self.to_host(frame, table, ip_off, dst);
+            return self.host_input(frame, table, ip_off, dst);
         }
         if !Icmpv4Packet::new_unchecked(ip.payload()).verify_checksum() {
             return Verdict::Drop(DropReason::IcmpBadChecksum);
@@ -458,7 +458,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
     /// any mirrored port of `table`. The frame becomes untagged Ethernet to that port's MAC
     /// (it stays as received when it came untagged to that port).
     /// Without a mirror (e.g. in `replay`) the frame stays as received, for the ingress port.
-    pub(crate) fn to_host(&mut self, frame: &mut F, table: Table, ip_off: usize, dst: Ipv4Addr) -> Verdict {
+    pub(crate) fn host_input(&mut self, frame: &mut F, table: Table, ip_off: usize, dst: Ipv4Addr) -> Verdict {
         let ports = &self.tables.ports;
         let of_table = |p: &crate::tables::Port| match table {
             Table::Vrf(v) => p.role == PortRole::Vrf(v),

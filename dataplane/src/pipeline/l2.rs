@@ -174,7 +174,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         let udp_off = ip_off + ip.header_len();
         if ip.frag_offset() != 0 || ip.more_frags() {
             let dst = ip.dst_addr();
-            return self.to_host(frame, Table::Underlay, ip_off, dst);
+            return self.host_input(frame, Table::Underlay, ip_off, dst);
         }
         let Ok(udp) = UdpPacket::new_checked(ip.payload()) else {
             return Verdict::Drop(DropReason::UdpMalformed);
