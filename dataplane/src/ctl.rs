@@ -361,6 +361,11 @@ pub fn serve(path: &Path, writer: TableWriter, board: CounterBoard, stop: &'stat
     }
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
+    // Whoever can connect can rewrite every table: the owner (root) only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
     listener.set_nonblocking(true)?;
     let writer = Arc::new(Mutex::new(writer));
     let path: PathBuf = path.to_path_buf();
@@ -546,6 +551,10 @@ mod tests {
         let base = Config::parse(include_str!("../../examples/pe1.toml")).unwrap().tables().unwrap();
         let handle = TableHandle::new(Tables::default());
         let t = serve(&path, TableWriter::new(base, handle), CounterBoard::new(1), &STOP).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "the socket is the owner's only");
+        }
         let mut c = Client::connect(&path).unwrap();
         assert!(matches!(c.request(&Request::Status).unwrap(), Response::Status { ports: 6, .. }));
         // Garbage JSON gets an error and the connection stays usable.
