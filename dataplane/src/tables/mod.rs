@@ -466,7 +466,14 @@ pub enum TableError {
     /// A reserved label in the ILM.
     #[error("label {0} is reserved (0..=15)")]
     ReservedLabel(Label),
+    /// A next-hop id beyond [`MAX_NEXTHOPS`] (the arena is indexed by id).
+    #[error("next hop id {0} is out of range (the limit is {MAX_NEXTHOPS})")]
+    NextHopIdOutOfRange(NextHopId),
 }
+
+/// Most next hops (the arena is a vector indexed by id: a bound on what one command can make
+/// the writer allocate).
+pub const MAX_NEXTHOPS: usize = 1 << 22;
 
 /// An immutable snapshot of every table the pipeline reads.
 #[derive(Clone, Debug, Default)]
@@ -635,6 +642,9 @@ impl Tables {
                     _ => {}
                 }
                 let i = id.index();
+                if i >= MAX_NEXTHOPS {
+                    return Err(TableError::NextHopIdOutOfRange(id));
+                }
                 if i >= self.nexthops.len() {
                     self.nexthops.resize(i + 1, None);
                 }
@@ -821,6 +831,9 @@ mod tests {
             t.apply(TableCommand::Label { label: lbl, action: IlmAction::PopLookup { vrf: VrfId(0) } }),
             Err(TableError::ReservedLabel(lbl))
         );
+        // Found by tests/bad_input.rs: an id of 4e9 made the writer allocate 80 GB and abort.
+        let far = NextHopId(4_000_000_000);
+        assert_eq!(t.apply(TableCommand::NextHop { id: far, nexthop: NextHop::Blackhole }), Err(TableError::NextHopIdOutOfRange(far)));
     }
 
     /// The reference counts kept by `apply` equal a count over every table, through random
