@@ -41,7 +41,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::bgp::codec::{self, CodecContext};
-use crate::bgp::fsm::{cease_subcode, collision_keep_existing, Input, Output, PeerConfig, Session, State, Timer};
+use crate::bgp::fsm::{cease_subcode, Input, Output, PeerConfig, Session, Timer};
 use crate::bgp::msg::{error_code, Family, Message, Notification, Update};
 use crate::config::{ControlConfig, NeighborConfig};
 use crate::fib::Compiler;
@@ -660,15 +660,14 @@ async fn peer_task(
             }
             c = cand_rx.recv() => {
                 let Some((mut s, bytes, remote_id)) = c else { continue };
-                let state = session.state();
-                let local_id = session.config().router_id;
+                let (state, local_id) = (session.state(), session.config().router_id);
+                // A connection without an OPEN, or one arriving while another already won,
+                // always loses; with none in use the new one is taken.
                 let keep_existing = match remote_id {
-                    _ if handover.is_some() => true,
                     None => true,
+                    Some(_) if handover.is_some() => true,
                     Some(_) if stream.is_none() => false,
-                    Some(_) if state == State::Established => true,
-                    Some(_) if !matches!(state, State::OpenSent | State::OpenConfirm) => true,
-                    Some(id) => collision_keep_existing(local_id, id, existing_outgoing),
+                    Some(id) => session.keeps_connection_against(id, existing_outgoing),
                 };
                 if keep_existing {
                     log::info!(

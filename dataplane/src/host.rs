@@ -31,6 +31,7 @@ use std::process::Command;
 
 use carrier_common::PortId;
 
+use crate::io::netdev;
 use crate::io::tap::{self, Tap};
 use crate::tables::{InterfaceAddr, PortRole, Tables};
 use crate::wire::MacAddr;
@@ -236,7 +237,7 @@ impl HostPath {
     pub fn follow_links(&mut self) -> Vec<(String, bool)> {
         let mut changed = vec![];
         for (port, fd, last) in &mut self.links {
-            let up = tap::is_running(port).unwrap_or(false);
+            let up = netdev::is_running(port).unwrap_or(false);
             if *last != Some(up) && tap::set_carrier(fd.as_raw_fd(), up).is_ok() {
                 *last = Some(up);
                 changed.push((port.clone(), up));

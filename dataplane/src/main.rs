@@ -215,7 +215,7 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
         bail!("carrier-dataplane run needs root (CAP_NET_ADMIN and CAP_BPF) to attach XDP programs and open AF_XDP sockets");
     }
     for p in &tables.ports {
-        if carrier_dataplane::io::tap::ifindex(&p.name).is_none() {
+        if carrier_dataplane::io::netdev::ifindex(&p.name).is_none() {
             bail!("port {:?} of the config: there is no such interface here", p.name);
         }
     }

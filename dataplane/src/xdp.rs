@@ -19,7 +19,6 @@
 //! Everything needs root (CAP_BPF, CAP_NET_ADMIN); without it the errors say so.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::net::Ipv4Addr;
@@ -518,17 +517,7 @@ fn map_error(map: &'static str) -> impl Fn(MapError) -> XdpError {
 
 /// The ifindex of `ifname` in this process's network namespace.
 fn if_index(ifname: &str) -> Result<u32, XdpError> {
-    let unknown = || XdpError::UnknownInterface {
-        ifname: ifname.to_owned(),
-    };
-    let c_ifname = CString::new(ifname).map_err(|_| unknown())?;
-    // SAFETY: `c_ifname` is a valid NUL-terminated string that outlives the call;
-    // if_nametoindex only reads it.
-    let ifindex = unsafe { libc::if_nametoindex(c_ifname.as_ptr()) };
-    if ifindex == 0 {
-        return Err(unknown());
-    }
-    Ok(ifindex)
+    crate::io::netdev::ifindex(ifname).ok_or_else(|| XdpError::UnknownInterface { ifname: ifname.to_owned() })
 }
 
 /// The errno behind an aya program error, when there is one.

@@ -395,6 +395,19 @@ impl Session {
         &self.cfg
     }
 
+    /// §6.8 for this session's connection against a new one whose OPEN carries `remote_id`:
+    /// whether the existing connection stays. An Established session always stays; in OpenSent
+    /// and OpenConfirm the connection of the speaker with the higher identifier stays
+    /// ([`collision_keep_existing`]); in any other state the connection in hand is on its way
+    /// out or not yet used, and the new one is refused rather than raced against it.
+    pub fn keeps_connection_against(&self, remote_id: Ipv4Addr, existing_is_outgoing: bool) -> bool {
+        match self.state {
+            State::Established => true,
+            State::OpenSent | State::OpenConfirm => collision_keep_existing(self.cfg.router_id, remote_id, existing_is_outgoing),
+            _ => true,
+        }
+    }
+
     /// The peer's BGP identifier once its OPEN has been accepted (for collision detection).
     pub fn peer_router_id(&self) -> Option<Ipv4Addr> {
         self.peer_open.as_ref().map(|o| o.router_id)
@@ -1327,8 +1340,15 @@ mod tests {
         let t0 = Instant::now();
         s.process(Input::Start, t0);
         s.process(Input::TcpConnected, t0);
+        let mut fresh = Session::new(cfg.clone());
+        fresh.process(Input::Start, t0);
+        assert!(fresh.keeps_connection_against(Ipv4Addr::new(255, 0, 0, 0), false), "no connection in OpenSent/OpenConfirm: refuse");
         s.process(msg(Message::Open(peer_open())), t0);
         assert_eq!(s.peer_router_id(), Some(PEER_ID));
+        // In OpenConfirm the identifiers decide (LOCAL_ID against a higher and a lower one).
+        assert!(!s.keeps_connection_against(Ipv4Addr::new(255, 0, 0, 0), true));
+        assert!(s.keeps_connection_against(Ipv4Addr::new(255, 0, 0, 0), false));
+        assert!(s.keeps_connection_against(Ipv4Addr::new(0, 0, 0, 1), true));
         run(&mut s, t0, vec![
             Step(100, Input::CollisionLost, vec![
                 send_notif(6, 7), Close, CancelTimer(Hold), CancelTimer(Keepalive),

@@ -193,16 +193,13 @@ pub struct XskStats {
     pub tx_ring_full: u64,
     /// Receive buffers not given to the kernel because the free list was empty.
     pub fill_starved: u64,
-    /// Frames given to the host stack (written to a port's mirror).
-    pub to_host: u64,
-    /// Frames read from the host stack (a port's mirror).
-    pub from_host: u64,
-    /// Frames not written to a mirror (its queue full, or another error).
-    pub host_write_failed: u64,
 }
 
-/// Most frames read from one mirror per receive call.
+/// Most frames read from the mirrors per receive call.
 const HOST_BUDGET: usize = 64;
+/// Under load, the mirrors are polled every this many receive calls (always when the AF_XDP
+/// rings had nothing): one poll() per several batches instead of a read() per mirror per batch.
+const HOST_POLL_EVERY: u32 = 8;
 
 struct XskPort {
     port: PortId,
@@ -226,6 +223,11 @@ pub struct XskPorts {
     pollfds: Vec<libc::pollfd>,
     /// The host path: a kernel mirror per port (by port index), see `crate::host`.
     taps: Vec<Option<Tap>>,
+    /// The mirrors' descriptors for poll(), and whose they are.
+    host_pollfds: Vec<libc::pollfd>,
+    host_ports: Vec<PortId>,
+    /// Receive calls so far (for [`HOST_POLL_EVERY`]).
+    rounds: u32,
     /// I/O counters.
     pub stats: XskStats,
     umem: Umem,
@@ -284,13 +286,16 @@ impl XskPorts {
             out.push(p);
         }
         let pollfds = out.iter().map(|p| libc::pollfd { fd: p.rx.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-        Ok(XskPorts { ports: out, by_id, pool, pollfds, taps: vec![], stats: XskStats::default(), umem, _area: area })
+        Ok(XskPorts { ports: out, by_id, pool, pollfds, taps: vec![], host_pollfds: vec![], host_ports: vec![], rounds: 0, stats: XskStats::default(), umem, _area: area })
     }
 
     /// Give `port` its kernel mirror: to-host verdicts for it are written there, and what the
     /// host stack sends on it is received as from-host frames of `port`.
     pub fn attach_host(&mut self, port: PortId, tap: Tap) {
-        self.pollfds.push(libc::pollfd { fd: tap.raw_fd(), events: libc::POLLIN, revents: 0 });
+        let pollfd = libc::pollfd { fd: tap.raw_fd(), events: libc::POLLIN, revents: 0 };
+        self.pollfds.push(pollfd);
+        self.host_pollfds.push(pollfd);
+        self.host_ports.push(port);
         if self.taps.len() <= port.index() {
             self.taps.resize_with(port.index() + 1, || None);
         }
@@ -387,6 +392,47 @@ fn refill(p: &mut XskPort, pool: &mut UmemPool, stats: &mut XskStats) {
     p.in_fill += given;
 }
 
+impl XskPorts {
+    /// Read up to `max` frames the host stack sent on the mirrors that poll() says are ready.
+    fn receive_from_host(&mut self, batch: &mut Batch<UmemFrame>, max: usize) -> usize {
+        for p in &mut self.host_pollfds {
+            p.revents = 0;
+        }
+        // SAFETY: `host_pollfds` is a valid array of `len` pollfd structs owned by self; a zero
+        // timeout does not block.
+        let ready = unsafe { libc::poll(self.host_pollfds.as_mut_ptr(), self.host_pollfds.len() as libc::nfds_t, 0) };
+        if ready <= 0 {
+            return 0;
+        }
+        let mut got = 0;
+        for (pollfd, port) in self.host_pollfds.iter().zip(&self.host_ports) {
+            let Some(tap) = self.taps.get(port.index()).and_then(Option::as_ref) else { continue };
+            if pollfd.revents & libc::POLLIN == 0 {
+                continue;
+            }
+            loop {
+                if got >= max {
+                    return got;
+                }
+                let Some(chunk) = self.pool.free.pop() else { return got };
+                let mut f = UmemFrame { base: self.pool.base, chunk, start: POOL_HEADROOM, end: FRAME_SIZE };
+                match tap.read(f.data_mut()) {
+                    Ok(Some(n)) if n > 0 => {
+                        f.end = POOL_HEADROOM + n as u32;
+                        batch.push_from_host(f, *port);
+                        got += 1;
+                    }
+                    _ => {
+                        self.pool.free.push(chunk);
+                        break;
+                    }
+                }
+            }
+        }
+        got
+    }
+}
+
 impl Ports for XskPorts {
     type Frame = UmemFrame;
     type Pool = UmemPool;
@@ -412,27 +458,10 @@ impl Ports for XskPorts {
                 p.device.wake();
             }
         }
-        for (i, tap) in self.taps.iter().enumerate() {
-            let Some(tap) = tap else { continue };
-            for _ in 0..HOST_BUDGET {
-                if got >= max {
-                    break;
-                }
-                let Some(chunk) = self.pool.free.pop() else { break };
-                let mut f = UmemFrame { base: self.pool.base, chunk, start: POOL_HEADROOM, end: FRAME_SIZE };
-                match tap.read(f.data_mut()) {
-                    Ok(Some(n)) if n > 0 => {
-                        f.end = POOL_HEADROOM + n as u32;
-                        batch.push_from_host(f, PortId(i as u16));
-                        self.stats.from_host += 1;
-                        got += 1;
-                    }
-                    _ => {
-                        self.pool.free.push(chunk);
-                        break;
-                    }
-                }
-            }
+        self.rounds = self.rounds.wrapping_add(1);
+        if !self.host_pollfds.is_empty() && (got == 0 || self.rounds.is_multiple_of(HOST_POLL_EVERY)) {
+            // Not bounded by `max`: a full batch from the wire must not starve the host's frames.
+            got += self.receive_from_host(batch, HOST_BUDGET);
         }
         got
     }
@@ -444,10 +473,7 @@ impl Ports for XskPorts {
                 Verdict::Reply => Some(pkt.ingress),
                 Verdict::ToHost(port) => {
                     if let Some(tap) = self.taps.get(port.index()).and_then(Option::as_ref) {
-                        if tap.write(pkt.frame.data()).is_ok() {
-                            self.stats.to_host += 1;
-                        } else {
-                            self.stats.host_write_failed += 1;
+                        if tap.write(pkt.frame.data()).is_err() {
                             if let Some(c) = counters.port(pkt.ingress) {
                                 c.to_host = c.to_host.saturating_sub(1);
                                 c.drops[DropReason::HostQueueFull as usize] += 1;
