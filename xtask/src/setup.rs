@@ -36,6 +36,9 @@ const TEST_PACKAGES: &[&str] = &[
     "iputils-ping",
     "traceroute",
     "ethtool",
+    // nsenter: the tests start the dataplane in its namespace with it (essential, listed to
+    // say so).
+    "util-linux",
     // BGP peers for the control process's interop tests.
     "gobgpd",
     "exabgp",
