@@ -25,7 +25,7 @@ pub enum ConfigError {
 }
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ControlConfig {
     /// The BGP speaker.
@@ -44,10 +44,50 @@ pub struct ControlConfig {
     /// EVPN instances (by the dataplane config's bridge names).
     #[serde(default, rename = "evpn")]
     pub evpn: Vec<EvpnConfig>,
+    /// The control-plane API and `/metrics`.
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// `[api]`: the HTTP API (`crate::api`) and Prometheus endpoint.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Serve the API.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Address and port; a warning is logged when it is not a loopback address.
+    #[serde(default = "default_api_listen")]
+    pub listen: std::net::SocketAddr,
+    /// Bearer token that writes need; without one, writes are refused.
+    pub token: Option<String>,
+    /// Reads need the token too (default: reads are open).
+    #[serde(default)]
+    pub token_for_reads: bool,
+    /// How often the dataplane's counters are read (ms).
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+fn default_api_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT))
+}
+
+/// The API's default port (on 127.0.0.1).
+pub const DEFAULT_API_PORT: u16 = 9179;
+
+fn default_poll_ms() -> u64 {
+    1000
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { enabled: true, listen: default_api_listen(), token: None, token_for_reads: false, poll_ms: default_poll_ms() }
+    }
 }
 
 /// `[bgp]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BgpConfig {
     /// Local AS.
@@ -80,7 +120,7 @@ fn default_hold() -> u16 {
 }
 
 /// `[dataplane]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DataplaneConfig {
     /// The dataplane's table socket.
@@ -108,7 +148,7 @@ pub enum LabelMode {
 }
 
 /// `[labels]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LabelConfig {
     /// First label of the range.
@@ -142,7 +182,7 @@ impl Default for LabelConfig {
 }
 
 /// `[[neighbor]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NeighborConfig {
     /// Peer address.
@@ -195,7 +235,7 @@ impl NeighborConfig {
 }
 
 /// `[[vrf]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct VrfConfig {
     /// The dataplane VRF's name.
@@ -224,7 +264,7 @@ fn yes() -> bool {
 }
 
 /// A static VRF route.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StaticRoute {
     /// Prefix.
@@ -234,7 +274,7 @@ pub struct StaticRoute {
 }
 
 /// `[[evpn]]`: an EVPN instance over a dataplane bridge domain.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EvpnConfig {
     /// The dataplane bridge's name.
@@ -249,6 +289,42 @@ pub struct EvpnConfig {
     pub export: Vec<RouteTarget>,
 }
 
+/// What differs between two configurations, one line per difference, for operators
+/// (`carrierctl apply`, SIGHUP); empty when they are equal.
+pub fn diff(old: &ControlConfig, new: &ControlConfig) -> Vec<String> {
+    let mut out = vec![];
+    if old.bgp != new.bgp {
+        out.push("bgp settings changed".to_string());
+    }
+    if old.dataplane != new.dataplane {
+        out.push("dataplane settings changed (take effect at restart)".to_string());
+    }
+    if old.labels != new.labels {
+        out.push("label settings changed".to_string());
+    }
+    if old.api != new.api {
+        out.push("api settings changed (take effect at restart)".to_string());
+    }
+    fn keyed<'a, T: PartialEq, K: PartialEq + std::fmt::Display>(what: &str, old: &'a [T], new: &'a [T], key: impl Fn(&T) -> K, out: &mut Vec<String>) {
+        for n in new {
+            match old.iter().find(|o| key(o) == key(n)) {
+                None => out.push(format!("{what} {} added", key(n))),
+                Some(o) if o != n => out.push(format!("{what} {} changed", key(n))),
+                Some(_) => {}
+            }
+        }
+        for o in old {
+            if !new.iter().any(|n| key(n) == key(o)) {
+                out.push(format!("{what} {} removed", key(o)));
+            }
+        }
+    }
+    keyed("neighbor", &old.neighbors, &new.neighbors, |n| n.address, &mut out);
+    keyed("vrf", &old.vrfs, &new.vrfs, |v| v.name.clone(), &mut out);
+    keyed("evpn", &old.evpn, &new.evpn, |e| e.bridge.clone(), &mut out);
+    out
+}
+
 impl ControlConfig {
     /// Parse and check.
     pub fn parse(text: &str) -> Result<ControlConfig, ConfigError> {
@@ -261,6 +337,12 @@ impl ControlConfig {
             if n.ttl_security == Some(0) {
                 return Err(ConfigError::Invalid(format!("neighbor {}: ttl_security counts hops, from 1", n.address)));
             }
+        }
+        if c.api.token.as_ref().is_some_and(|t| t.len() < 8) {
+            return Err(ConfigError::Invalid("api.token: at least 8 characters".into()));
+        }
+        if c.api.poll_ms < 100 {
+            return Err(ConfigError::Invalid("api.poll_ms: at least 100".into()));
         }
         if c.labels.first < 16 || c.labels.last > carrier_common::Label::MAX || c.labels.first > c.labels.last {
             return Err(ConfigError::Invalid(format!(

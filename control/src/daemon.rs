@@ -8,6 +8,11 @@
 //!       TCP ⇄ codec ⇄ FSM    └───────────────┘ PeerCmd    └──────────────┘ applied seq, │ (std thread)│
 //!                             (runtime workers)            (runtime's own   resync asks  └─────────────┘
 //!                                                           thread)                 table socket ▶
+//!         watch<PeerStatus> ▼              watch<RibSummary> ▼ ▲ Command
+//!                     ┌──────────────────────────────────────────────┐   ┌────────────────────┐
+//!                     │ State ◀── api (axum), /metrics, carrierctl  │◀──│ dataplane poller   │
+//!                     └──────────────────────────────────────────────┘   │ (std thread)       │
+//!                                                   watch<DataplaneStatus> └────────────────────┘
 //! ```
 //! - peer task: owns one [`Session`] and its TCP stream; decodes frames, runs the FSM, encodes
 //!   what it says, keeps its timers. Peer tasks run on the runtime's worker threads, the rib
@@ -16,6 +21,9 @@
 //! - rib task: owns the [`Rib`] and the [`Compiler`]; every event marks what it touched, and
 //!   at most every [`FLUSH_EVERY`] (sooner when [`FLUSH_PENDING`] destinations wait) a flush
 //!   compiles only those into an incremental `apply`, and sends per peer the UPDATE diff;
+//! - state ([`crate::state`]): the peer tasks, the rib task and a dataplane poller publish
+//!   what operators read; the API sends commands to the rib task, which answers between
+//!   events and relays neighbour commands to the peer tasks;
 //! - dataplane writer (a std thread): keeps a table-socket connection and sends the changes in
 //!   order, in chunks. After it (re)connects — the dataplane may have restarted — or after a
 //!   refused change, it asks the rib task for the whole state and sends it as a `replace`
@@ -27,10 +35,11 @@
 //! empty table while the peers resend. It also takes over the labels the earlier run left in
 //! the dataplane's ILM ([`Rib::adopt_labels`]), so that the labels remote PEs hold stay right.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -38,7 +47,7 @@ use carrier_dataplane::ctl::{Client, Request, Response};
 use carrier_dataplane::tables::{IlmAction, TableCommand};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::bgp::codec::{self, CodecContext};
 use crate::bgp::fsm::{cease_subcode, Input, Output, PeerConfig, Session, Timer};
@@ -46,6 +55,13 @@ use crate::bgp::msg::{error_code, Family, Message, Notification, Update};
 use crate::config::{ControlConfig, NeighborConfig};
 use crate::fib::Compiler;
 use crate::rib::{PeerInfo, Rib};
+use crate::state::{
+    ApplySummary, Command, CommandError, ControlCounters, DataplaneStatus, History, InterfaceView, MessageCounters, NeighborAction, PeerStatus,
+    RibSummary, State, UPDATE_LATENCY_BUCKETS,
+};
+
+/// How often the rib task republishes its summary.
+const SUMMARY_EVERY: Duration = Duration::from_secs(1);
 
 /// Longest wait between a change and its flush.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -98,6 +114,12 @@ pub enum PeerCommand {
     Reset(crate::bgp::msg::Notification),
     /// ManualStop: Cease/Administrative Shutdown (RFC 4486 §4), no restart.
     Stop,
+    /// ManualStart after a `Stop` (operator: neighbor up).
+    Start,
+    /// Ask the peer for its routes again (soft reset in).
+    RequestRefresh,
+    /// Zero the session's message counters.
+    ClearCounters,
 }
 
 /// Run until SIGINT/SIGTERM.
@@ -106,13 +128,20 @@ pub enum PeerCommand {
 /// redistribution, statics): routes are re-imported and re-exported at the next flush.
 pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
     let cfg = Arc::new(cfg);
-    let (reload_tx, reload_rx) = mpsc::channel::<ControlConfig>(2);
+    let (commands_tx, commands_rx) = mpsc::channel::<Command>(64);
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("SIGHUP handler")?;
+    let reload_tx = commands_tx.clone();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             match ControlConfig::load(&path) {
                 Ok(c) => {
-                    let _ = reload_tx.send(c).await;
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    let _ = reload_tx.send(Command::Apply { config: Box::new(c), reply }).await;
+                    match answer.await {
+                        Ok(Ok(summary)) => log::info!("SIGHUP: applied ({})", if summary.unchanged { "no change".to_string() } else { summary.changes.join("; ") }),
+                        Ok(Err(e)) => log::error!("SIGHUP: {e}; keeping the running configuration"),
+                        Err(_) => {}
+                    }
                 }
                 Err(e) => log::error!("SIGHUP: {}: {e}; keeping the running configuration", path.display()),
             }
@@ -131,13 +160,37 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
     let (events_tx, events_rx) = mpsc::channel::<PeerEvent>(1024);
     let mut peer_cmds: HashMap<Ipv4Addr, mpsc::Sender<PeerCommand>> = HashMap::new();
     let mut accept_tx: HashMap<Ipv4Addr, mpsc::Sender<TcpStream>> = HashMap::new();
+    let mut peer_views = BTreeMap::new();
     for n in &cfg.neighbors {
         let (ctx, crx) = mpsc::channel(16);
         let (atx, arx) = mpsc::channel(4);
         peer_cmds.insert(n.address, ctx);
         accept_tx.insert(n.address, atx);
         let pc = peer_config(&cfg, n, restarting)?;
-        tokio::spawn(peer_task(pc, n.clone(), events_tx.clone(), crx, arx));
+        let (status_tx, status_rx) = watch::channel(peer_status(&Session::new(pc.clone()), false, &History::default()));
+        peer_views.insert(n.address, status_rx);
+        tokio::spawn(peer_task(pc, n.clone(), events_tx.clone(), crx, arx, status_tx));
+    }
+    let counters = Arc::new(ControlCounters::default());
+    let update_latency = prometheus_client::metrics::histogram::Histogram::new(UPDATE_LATENCY_BUCKETS);
+    let (summary_tx, summary_rx) = watch::channel(Arc::new(RibSummary::default()));
+    let state = State {
+        peers: Arc::new(RwLock::new(peer_views)),
+        rib: summary_rx,
+        dataplane: spawn_dataplane_poller(cfg.dataplane.socket.clone(), Duration::from_millis(cfg.api.poll_ms)),
+        interfaces: Arc::new(interfaces(&base)),
+        commands: commands_tx,
+        counters: counters.clone(),
+        update_latency: update_latency.clone(),
+        started: Instant::now(),
+    };
+    if cfg.api.enabled {
+        match crate::api::bind(&cfg.api).await {
+            Ok(listener) => {
+                tokio::spawn(crate::api::serve(listener, state.clone(), cfg.api.clone()));
+            }
+            Err(e) => log::error!("API: cannot listen on {}: {e}; running without it", cfg.api.listen),
+        }
     }
     if let Some(addr) = cfg.bgp.listen {
         let listener = TcpListener::bind(SocketAddrV4::new(addr, cfg.bgp.port)).await.with_context(|| format!("listening on {addr}:{}", cfg.bgp.port))?;
@@ -167,7 +220,7 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
             }
         });
     }
-    let dataplane = spawn_dataplane_writer(cfg.dataplane.socket.clone());
+    let dataplane = spawn_dataplane_writer(cfg.dataplane.socket.clone(), counters, update_latency);
     let mut rib = Rib::new(cfg.clone(), base.clone());
     if let Some(found) = found.filter(|f| f.generation > 1) {
         let kept = rib.adopt_labels(&found.ilm, Instant::now());
@@ -177,7 +230,7 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
     let deadline = restarting.then(|| Instant::now() + Duration::from_secs(u64::from(cfg.bgp.graceful_restart.unwrap_or(120))));
     let stoppers: Vec<mpsc::Sender<PeerCommand>> = peer_cmds.values().cloned().collect();
     let signal = tokio::select! {
-        r = rib_task(rib, Compiler::new(base), (events_rx, reload_rx), peer_cmds, dataplane, deadline) => return r,
+        r = rib_task(rib, Compiler::new(base), (events_rx, commands_rx), (peer_cmds, summary_tx), dataplane, deadline) => return r,
         _ = tokio::signal::ctrl_c() => "SIGINT",
         _ = terminate.recv() => "SIGTERM",
     };
@@ -194,6 +247,120 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
     // The peer tasks write the NOTIFICATION as soon as they run.
     tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
+}
+
+/// The interfaces of the dataplane config, for `show interfaces`.
+fn interfaces(base: &carrier_dataplane::tables::Tables) -> Vec<InterfaceView> {
+    use carrier_dataplane::tables::PortRole;
+    base.ports
+        .iter()
+        .map(|p| {
+            let (role, instance) = match p.role {
+                PortRole::Core => ("core", None),
+                PortRole::Vrf(v) => ("vrf", base.vrfs.iter().find(|x| x.id == v).map(|x| x.name.clone())),
+                PortRole::Bridge(b) => ("bridge", base.bridges.iter().find(|x| x.id == b).map(|x| x.name.clone())),
+            };
+            InterfaceView {
+                name: p.name.clone(),
+                role: role.into(),
+                instance,
+                mac: p.mac.to_string(),
+                addresses: p.addrs.iter().map(|a| a.to_string()).collect(),
+                vlan: p.vlan,
+                mtu: p.mtu,
+                proxy_arp: p.proxy_arp,
+                rx_packets: 0,
+                tx_packets: 0,
+                drops: 0,
+            }
+        })
+        .collect()
+}
+
+/// Reads the dataplane's status and counters every `every` and publishes them.
+fn spawn_dataplane_poller(socket: PathBuf, every: Duration) -> watch::Receiver<Arc<DataplaneStatus>> {
+    let (tx, rx) = watch::channel(Arc::new(DataplaneStatus { socket: socket.display().to_string(), ..Default::default() }));
+    std::thread::Builder::new()
+        .name("dataplane-poller".into())
+        .spawn(move || {
+            let mut client: Option<Client> = None;
+            loop {
+                let mut status = DataplaneStatus { socket: socket.display().to_string(), polled_at: crate::state::unix_now(), ..Default::default() };
+                if client.is_none() {
+                    client = Client::connect(&socket).ok();
+                }
+                let polled = client.as_mut().ok_or_else(|| "cannot connect to the table socket".to_string()).and_then(|c| {
+                    match c.request(&Request::Status).map_err(|e| e.to_string())? {
+                        Response::Status { generation, ports, vrfs, routes, labels } => {
+                            (status.generation, status.ports, status.vrfs, status.routes, status.labels) =
+                                (generation, ports as u64, vrfs as u64, routes as u64, labels as u64);
+                        }
+                        other => return Err(format!("unexpected answer {other:?}")),
+                    }
+                    match c.request(&Request::Counters).map_err(|e| e.to_string())? {
+                        Response::Counters { counters } => status.counters = counters,
+                        other => return Err(format!("unexpected answer {other:?}")),
+                    }
+                    Ok(())
+                });
+                match polled {
+                    Ok(()) => status.connected = true,
+                    Err(e) => {
+                        client = None;
+                        status.last_error = Some(e);
+                    }
+                }
+                if tx.send(Arc::new(status)).is_err() {
+                    return;
+                }
+                std::thread::sleep(every);
+            }
+        })
+        .expect("spawn dataplane poller");
+    rx
+}
+
+/// What a peer task publishes.
+fn peer_status(session: &Session, admin_down: bool, history: &History) -> PeerStatus {
+    use crate::bgp::fsm::State as S;
+    let st = session.stats();
+    let cfg = session.config();
+    let established = session.established_at();
+    let uptime = established.map(|t| t.elapsed().as_secs());
+    PeerStatus {
+        address: cfg.remote_addr.to_string(),
+        remote_as: cfg.remote_as,
+        local_as: cfg.local_as,
+        state: match session.state() {
+            S::Idle => "idle",
+            S::Connect => "connect",
+            S::Active => "active",
+            S::OpenSent => "opensent",
+            S::OpenConfirm => "openconfirm",
+            S::Established => "established",
+        }
+        .into(),
+        admin_down,
+        router_id: session.peer_open().map(|o| o.router_id.to_string()),
+        uptime_seconds: uptime,
+        established_at: uptime.map(|u| crate::state::unix_now().saturating_sub(u)),
+        hold_time: established.map(|_| session.hold_time()),
+        families: if established.is_some() { session.families().iter().map(|f| f.name().to_string()).collect() } else { vec![] },
+        last_error: st.last_error.as_ref().map(ToString::to_string),
+        flaps: st.flaps,
+        messages: MessageCounters {
+            opens_in: st.opens_in,
+            opens_out: st.opens_out,
+            updates_in: st.updates_in,
+            updates_out: st.updates_out,
+            notifications_in: st.notifications_in,
+            notifications_out: st.notifications_out,
+            keepalives_in: st.keepalives_in,
+            keepalives_out: st.keepalives_out,
+        },
+        prefixes: vec![],
+        history: history.entries(),
+    }
 }
 
 fn peer_config(cfg: &ControlConfig, n: &NeighborConfig, restarting: bool) -> Result<PeerConfig> {
@@ -260,7 +427,7 @@ struct WriterHandle {
 
 /// The dataplane writer: applies changes in order on one table-socket connection; on a new
 /// connection, or after a refused change, it drops changes until the whole state arrives.
-fn spawn_dataplane_writer(socket: PathBuf) -> WriterHandle {
+fn spawn_dataplane_writer(socket: PathBuf, counters: Arc<ControlCounters>, latency: prometheus_client::metrics::histogram::Histogram) -> WriterHandle {
     let (tx, rx) = std::sync::mpsc::channel::<ToDataplane>();
     let (applied_tx, applied) = tokio::sync::watch::channel(0u64);
     let (resync_tx, resync) = tokio::sync::watch::channel(0u64);
@@ -282,6 +449,7 @@ fn spawn_dataplane_writer(socket: PathBuf) -> WriterHandle {
                 if client.is_none() {
                     client = Client::connect(&socket).ok();
                     if client.is_some() {
+                        counters.table_socket_connects.fetch_add(1, Ordering::Relaxed);
                         log::info!("connected to the dataplane at {}", socket.display());
                         synced = false;
                         ask_resync();
@@ -300,6 +468,7 @@ fn spawn_dataplane_writer(socket: PathBuf) -> WriterHandle {
                             let started = Instant::now();
                             match c.send(true, &cmds) {
                                 Ok(Response::Applied { commands, generation }) => {
+                                    latency.observe(started.elapsed().as_secs_f64());
                                     log::info!("dataplane: whole state of {commands} commands applied in {:?} (generation {generation})", started.elapsed());
                                     synced = true;
                                     let _ = applied_tx.send(seq);
@@ -323,6 +492,7 @@ fn spawn_dataplane_writer(socket: PathBuf) -> WriterHandle {
                 let started = Instant::now();
                 match c.send(false, &changes) {
                     Ok(Response::Applied { commands, generation }) => {
+                        latency.observe(started.elapsed().as_secs_f64());
                         log::debug!("dataplane: {commands} commands applied in {:?} (generation {generation})", started.elapsed());
                         let _ = applied_tx.send(seq);
                     }
@@ -345,8 +515,8 @@ fn spawn_dataplane_writer(socket: PathBuf) -> WriterHandle {
 async fn rib_task(
     mut rib: Rib,
     mut compiler: Compiler,
-    (mut events, mut reload): (mpsc::Receiver<PeerEvent>, mpsc::Receiver<ControlConfig>),
-    peers: HashMap<Ipv4Addr, mpsc::Sender<PeerCommand>>,
+    (mut events, mut commands): (mpsc::Receiver<PeerEvent>, mpsc::Receiver<Command>),
+    (peers, summary): (HashMap<Ipv4Addr, mpsc::Sender<PeerCommand>>, watch::Sender<Arc<RibSummary>>),
     dataplane: WriterHandle,
     mut deferred_until: Option<Instant>,
 ) -> Result<()> {
@@ -362,6 +532,8 @@ async fn rib_task(
     let mut dirty = true;
     let mut due = false;
     let mut tick = tokio::time::interval(FLUSH_EVERY);
+    let (mut updates_processed, mut flushes) = (0u64, 0u64);
+    let mut summary_due = Instant::now();
     loop {
         tokio::select! {
             ev = events.recv() => {
@@ -382,6 +554,7 @@ async fn rib_task(
                     }
                     PeerEvent::Refresh { addr } => rib.resend(addr),
                     PeerEvent::Update { addr, update, eor } => {
+                        updates_processed += 1;
                         if let Some(f) = eor {
                             log::info!("peer {addr}: End-of-RIB {f:?}");
                             eor_from.entry(addr).or_default().push(f);
@@ -426,17 +599,21 @@ async fn rib_task(
                     due = true;
                 }
             }
-            c = reload.recv() => {
+            c = commands.recv() => {
                 if let Some(c) = c {
-                    match rib.reconfigure(Arc::new(c)) {
-                        Ok(()) => {
-                            log::info!("SIGHUP: VRF and EVPN policy reloaded");
-                            dirty = true;
-                        }
-                        Err(e) => log::error!("SIGHUP: {e}"),
+                    if command(&mut rib, &peers, c).await {
+                        dirty = true;
+                        due = true;
+                        summary_due = Instant::now();
                     }
                 }
             }
+        }
+        if Instant::now() >= summary_due {
+            let mut s = rib.summary();
+            (s.counters.updates_processed, s.counters.flushes) = (updates_processed, flushes);
+            summary.send_replace(Arc::new(s));
+            summary_due = Instant::now() + SUMMARY_EVERY;
         }
         if advertise_after.is_some_and(|b| *applied.borrow() >= b) {
             advertise_after = None;
@@ -480,6 +657,7 @@ async fn rib_task(
         };
         if let Some(message) = message {
             batch += 1;
+            flushes += 1;
             let n = match &message {
                 ToDataplane::Change(_, c) | ToDataplane::Full(_, c) => c.len(),
             };
@@ -491,6 +669,74 @@ async fn rib_task(
     }
 }
 
+/// Carry out an operator's command in the rib task; true when the RIB changed (flush soon).
+async fn command(rib: &mut Rib, peers: &HashMap<Ipv4Addr, mpsc::Sender<PeerCommand>>, c: Command) -> bool {
+    match c {
+        Command::Routes { vrf, reply } => {
+            let _ = reply.send(rib.show_routes(vrf.as_deref()));
+            false
+        }
+        Command::Labels { reply } => {
+            let _ = reply.send(rib.show_labels());
+            false
+        }
+        Command::Evpn { reply } => {
+            let _ = reply.send(rib.show_evpn());
+            false
+        }
+        Command::Neighbor { addr, action, reply } => {
+            let Some(tx) = peers.get(&addr) else {
+                let _ = reply.send(Err(CommandError::NotFound(format!("no neighbor {addr}"))));
+                return false;
+            };
+            log::info!("operator: neighbor {addr} {action:?}");
+            let cmd = match action {
+                NeighborAction::Up => PeerCommand::Start,
+                NeighborAction::Down => PeerCommand::Stop,
+                NeighborAction::SoftResetIn => PeerCommand::RequestRefresh,
+                NeighborAction::ClearCounters => PeerCommand::ClearCounters,
+                NeighborAction::SoftResetOut => {
+                    rib.resend(addr);
+                    let _ = reply.send(Ok(()));
+                    return true;
+                }
+            };
+            let r = tx.send(cmd).await.map_err(|_| CommandError::Unavailable);
+            let _ = reply.send(r);
+            false
+        }
+        Command::AddStatic { vrf, prefix, via, reply } => {
+            let r = rib.with_static(&vrf, prefix, Some(via)).and_then(|cfg| rib.reconfigure(Arc::new(cfg)).map_err(CommandError::Conflict));
+            let changed = r.is_ok();
+            if changed {
+                log::info!("operator: static route {prefix} via {via} in VRF {vrf}");
+            }
+            let _ = reply.send(r);
+            changed
+        }
+        Command::DelStatic { vrf, prefix, reply } => {
+            let r = rib.with_static(&vrf, prefix, None).and_then(|cfg| rib.reconfigure(Arc::new(cfg)).map_err(CommandError::Conflict));
+            let changed = r.is_ok();
+            if changed {
+                log::info!("operator: static route {prefix} removed from VRF {vrf}");
+            }
+            let _ = reply.send(r);
+            changed
+        }
+        Command::Apply { config, reply } => {
+            let changes = crate::config::diff(rib.config(), &config);
+            if changes.is_empty() {
+                let _ = reply.send(Ok(ApplySummary { unchanged: true, changes }));
+                return false;
+            }
+            let r = rib.reconfigure(Arc::new(*config)).map_err(CommandError::Conflict);
+            let changed = r.is_ok();
+            let _ = reply.send(r.map(|()| ApplySummary { unchanged: false, changes }));
+            changed
+        }
+    }
+}
+
 /// One neighbour: connects (or waits for the listener to hand it a connection), runs the
 /// session, and relays between the socket, the FSM and the RIB.
 async fn peer_task(
@@ -499,9 +745,12 @@ async fn peer_task(
     events: mpsc::Sender<PeerEvent>,
     mut cmds: mpsc::Receiver<PeerCommand>,
     mut accepted: mpsc::Receiver<TcpStream>,
+    status: watch::Sender<PeerStatus>,
 ) {
     let addr = n.address;
     let mut session = Session::new(pc);
+    let mut history = History::default();
+    let mut admin_down = false;
     let mut stream: Option<TcpStream> = None;
     let mut ctx = CodecContext::default();
     let mut timers: HashMap<Timer, tokio::time::Instant> = HashMap::new();
@@ -563,10 +812,12 @@ async fn peer_task(
                         local_pref: n.local_pref,
                         restart_time: open.graceful_restart.as_ref().map(|g| g.restart_time),
                     };
+                    history.push("established");
                     let _ = events.send(PeerEvent::Up { addr, info, families }).await;
                 }
                 Output::Down { reason, graceful } => {
                     log::info!("peer {addr}: {reason}");
+                    history.push(format!("down: {reason}"));
                     let _ = events.send(PeerEvent::Down { addr, graceful }).await;
                 }
                 Output::Received(update) => {
@@ -584,6 +835,7 @@ async fn peer_task(
                 }
             }
         }
+        status.send_replace(peer_status(&session, admin_down, &history));
         // The loser of a collision is closed now: go on with the winner.
         if stream.is_none() {
             if let Some((s, bytes)) = handover.take() {
@@ -694,7 +946,20 @@ async fn peer_task(
                     Some(PeerCommand::Reset(n)) => {
                         pending.extend(session.process(Input::DecodeError(codec::DecodeError::Reset(n)), Instant::now()));
                     }
-                    Some(PeerCommand::Stop) => pending.extend(session.process(Input::Stop, Instant::now())),
+                    Some(PeerCommand::Stop) => {
+                        admin_down = true;
+                        history.push("admin down");
+                        pending.extend(session.process(Input::Stop, Instant::now()));
+                    }
+                    Some(PeerCommand::Start) => {
+                        if admin_down {
+                            admin_down = false;
+                            history.push("admin up");
+                        }
+                        pending.extend(session.process(Input::Start, Instant::now()));
+                    }
+                    Some(PeerCommand::RequestRefresh) => pending.extend(session.process(Input::RequestRefresh, Instant::now())),
+                    Some(PeerCommand::ClearCounters) => session.clear_counters(),
                     Some(PeerCommand::Send(updates, eors)) => {
                         let now = Instant::now();
                         for u in updates {

@@ -9,3 +9,6 @@ pub mod fib;
 pub mod rib;
 pub mod daemon;
 pub mod sys;
+pub mod state;
+pub mod api;
+pub mod metrics;

@@ -101,7 +101,7 @@ pub enum Response {
     /// Counters, with port and VRF names.
     Counters {
         /// The counters.
-        counters: serde_json::Value,
+        counters: crate::pipeline::CountersView,
     },
     /// Table summary.
     Status {
@@ -262,7 +262,7 @@ impl TableWriter {
                 let t = self.handle.load();
                 let ports: Vec<String> = t.ports.iter().map(|p| p.name.clone()).collect();
                 let vrfs: Vec<String> = t.vrfs.iter().map(|v| v.name.clone()).collect();
-                Response::Counters { counters: board.to_json(&ports, &vrfs) }
+                Response::Counters { counters: board.view(&ports, &vrfs) }
             }
             Request::Dump => dump(&self.handle.load()),
             Request::Status => {

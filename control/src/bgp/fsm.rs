@@ -166,6 +166,9 @@ pub enum Input {
     SendEndOfRib(Family),
     /// The daemon resolved a connection collision (§6.8) against this session's connection.
     CollisionLost,
+    /// An operator asked for the peer's routes again (soft reset in): send ROUTE-REFRESH for
+    /// each negotiated family, if the peer advertised the capability (RFC 2918 §3).
+    RequestRefresh,
 }
 
 /// The session's timers (§8.1.3; ConnectRetry doubles as the IdleHoldTimer in Idle).
@@ -408,6 +411,31 @@ impl Session {
         }
     }
 
+    /// The peer's OPEN, from OpenSent on.
+    pub fn peer_open(&self) -> Option<&Open> {
+        self.peer_open.as_ref()
+    }
+
+    /// The negotiated families (from OpenConfirm on).
+    pub fn families(&self) -> &[Family] {
+        &self.families
+    }
+
+    /// The negotiated hold time (s).
+    pub fn hold_time(&self) -> u16 {
+        self.hold_time
+    }
+
+    /// Since when the session is Established.
+    pub fn established_at(&self) -> Option<Instant> {
+        self.established_at.filter(|_| self.state == State::Established)
+    }
+
+    /// Zero the message counters (`clear bgp counters`); flaps and the last error stay.
+    pub fn clear_counters(&mut self) {
+        self.stats = SessionStats { flaps: self.stats.flaps, last_error: self.stats.last_error.clone(), ..SessionStats::default() };
+    }
+
     /// The peer's BGP identifier once its OPEN has been accepted (for collision detection).
     pub fn peer_router_id(&self) -> Option<Ipv4Addr> {
         self.peer_open.as_ref().map(|o| o.router_id)
@@ -444,6 +472,17 @@ impl Session {
                     });
                 } else {
                     out.push(Output::Counted("eor-dropped"));
+                }
+            }
+            Input::RequestRefresh => {
+                let supported = self.peer_open.as_ref().is_some_and(|o| o.route_refresh);
+                if self.state == State::Established && supported {
+                    for f in self.families.clone() {
+                        self.last_tx = now;
+                        out.push(Output::Send(Message::RouteRefresh(f)));
+                    }
+                } else {
+                    out.push(Output::Counted("route-refresh-not-possible"));
                 }
             }
             Input::CollisionLost => {

@@ -32,6 +32,15 @@ impl Family {
         }
     }
 
+    /// The name operators see (the config's spelling; GoBGP's for the long forms).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Family::Ipv4Unicast => "ipv4-unicast",
+            Family::Vpnv4 => "l3vpn-ipv4-unicast",
+            Family::Evpn => "l2vpn-evpn",
+        }
+    }
+
     /// The family for an (AFI, SAFI), if carrier speaks it.
     pub const fn from_afi_safi(afi: u16, safi: u8) -> Option<Family> {
         match (afi, safi) {

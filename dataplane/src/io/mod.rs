@@ -77,20 +77,17 @@ impl CounterBoard {
         }
     }
 
-    /// The workers' counters as JSON (see [`Counters::to_json`]) with the XDP program's
-    /// per-port counters added under `xdp`.
-    pub fn to_json(&self, port_names: &[String], vrf_names: &[String]) -> serde_json::Value {
-        let mut json = self.total().to_json(port_names, vrf_names);
+    /// The workers' counters with names (see [`Counters::view`]) and the XDP program's
+    /// per-port counters.
+    pub fn view(&self, port_names: &[String], vrf_names: &[String]) -> crate::pipeline::CountersView {
+        let mut view = self.total().view(port_names, vrf_names);
         if let Ok(x) = self.xdp.lock() {
-            let xdp: serde_json::Map<String, serde_json::Value> = x
+            view.xdp = x
                 .iter()
-                .map(|(name, s)| {
-                    (name.clone(), serde_json::json!({"redirected": s.redirected, "passed": s.passed, "dropped": s.dropped}))
-                })
+                .map(|(name, s)| (name.clone(), crate::pipeline::XdpView { redirected: s.redirected, passed: s.passed, dropped: s.dropped }))
                 .collect();
-            json["xdp"] = serde_json::Value::Object(xdp);
         }
-        json
+        view
     }
 
     /// The sum over workers.

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 use carrier_common::{PortId, VrfId};
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 macro_rules! named_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
@@ -150,7 +152,7 @@ named_enum! {
 }
 
 /// Packets and bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PacketBytes {
     /// Packets.
     pub packets: u64,
@@ -189,7 +191,7 @@ impl Default for PortCounters {
 }
 
 /// One VRF's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VrfCounters {
     /// Packets looked up in the VRF.
     pub lookups: PacketBytes,
@@ -277,44 +279,87 @@ impl Counters {
         }
     }
 
-    /// A JSON view with names: ports and VRFs keyed by the names in `names`, drop reasons and
-    /// events by their counter names, zero counts left out.
-    pub fn to_json(&self, port_names: &[String], vrf_names: &[String]) -> serde_json::Value {
-        use serde_json::{json, Map, Value};
+    /// The view with names: ports and VRFs keyed by the names given, drop reasons and events
+    /// by their counter names, zero counts left out.
+    pub fn view(&self, port_names: &[String], vrf_names: &[String]) -> CountersView {
         let named = |names: &[String], i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
-        let mut ports = Map::new();
-        for (i, p) in self.ports.iter().enumerate() {
-            let drops: Map<String, Value> = DropReason::ALL
-                .iter()
-                .filter(|r| p.drops[**r as usize] > 0)
-                .map(|r| (r.name().to_string(), json!(p.drops[*r as usize])))
-                .collect();
-            let mut port = json!({"rx": p.rx, "tx": p.tx, "to_host": p.to_host, "drops": drops});
-            if p.from_host > 0 {
-                port["from_host"] = json!(p.from_host);
-            }
-            ports.insert(named(port_names, i), port);
-        }
-        let vrfs: Map<String, Value> =
-            self.vrfs.iter().enumerate().map(|(i, v)| (named(vrf_names, i), json!(v))).collect();
-        let labels = |m: &HashMap<u32, PacketBytes>| -> Map<String, Value> {
-            let mut v: Vec<_> = m.iter().collect();
-            v.sort_by_key(|(l, _)| **l);
-            v.into_iter().map(|(l, c)| (l.to_string(), json!(c))).collect()
-        };
-        let events: Map<String, Value> = Event::ALL
+        let ports = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let drops = DropReason::ALL
+                    .iter()
+                    .filter(|r| p.drops[**r as usize] > 0)
+                    .map(|r| (r.name().to_string(), p.drops[*r as usize]))
+                    .collect();
+                (named(port_names, i), PortView { rx: p.rx, tx: p.tx, to_host: p.to_host, from_host: p.from_host, drops })
+            })
+            .collect();
+        let vrfs = self.vrfs.iter().enumerate().map(|(i, v)| (named(vrf_names, i), *v)).collect();
+        let labels = |m: &HashMap<u32, PacketBytes>| m.iter().map(|(l, c)| (*l, *c)).collect();
+        let events = Event::ALL
             .iter()
             .filter(|e| self.events[**e as usize] > 0)
-            .map(|e| (e.name().to_string(), json!(self.events[*e as usize])))
+            .map(|e| (e.name().to_string(), self.events[*e as usize]))
             .collect();
-        json!({
-            "ports": ports,
-            "vrfs": vrfs,
-            "labels_in": labels(&self.labels_in),
-            "labels_out": labels(&self.labels_out),
-            "events": events,
-        })
+        CountersView { ports, vrfs, labels_in: labels(&self.labels_in), labels_out: labels(&self.labels_out), events, xdp: BTreeMap::new() }
     }
+
+    /// [`Counters::view`] as JSON.
+    pub fn to_json(&self, port_names: &[String], vrf_names: &[String]) -> serde_json::Value {
+        serde_json::to_value(self.view(port_names, vrf_names)).unwrap_or_default()
+    }
+}
+
+/// One port's counters by name (see [`CountersView`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortView {
+    /// Frames received.
+    pub rx: PacketBytes,
+    /// Frames sent.
+    pub tx: PacketBytes,
+    /// Frames handed to the host stack.
+    pub to_host: u64,
+    /// Frames the host stack sent (left out of the JSON when zero).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub from_host: u64,
+    /// Drops by reason name, nonzero only.
+    pub drops: BTreeMap<String, u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The XDP program's counters of one port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XdpView {
+    /// Frames redirected to the AF_XDP socket.
+    pub redirected: u64,
+    /// Frames passed to the kernel.
+    pub passed: u64,
+    /// Frames dropped.
+    pub dropped: u64,
+}
+
+/// The counters summed over workers, with names: what `ctl counters` prints and the control
+/// process reads (typed on both sides, one JSON shape).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountersView {
+    /// By port name.
+    pub ports: BTreeMap<String, PortView>,
+    /// By VRF name.
+    pub vrfs: BTreeMap<String, VrfCounters>,
+    /// By incoming top label.
+    pub labels_in: BTreeMap<u32, PacketBytes>,
+    /// By pushed label.
+    pub labels_out: BTreeMap<u32, PacketBytes>,
+    /// Events by name, nonzero only.
+    pub events: BTreeMap<String, u64>,
+    /// The XDP program's counters by port name (absent without the XDP program).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub xdp: BTreeMap<String, XdpView>,
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::net::Ipv4Addr;
 
 use carrier_common::{BridgeDomainId, PortId, VrfId};
 
-pub use counters::{Counters, DropReason, Event, PacketBytes, PortCounters, VrfCounters};
+pub use counters::{Counters, CountersView, DropReason, Event, PacketBytes, PortCounters, PortView, VrfCounters, XdpView};
 pub use frame::{Frame, FramePool, VecFrame, VecPool};
 
 use crate::tables::{MacDest, PortRole, Tables};

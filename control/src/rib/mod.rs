@@ -27,6 +27,9 @@ use crate::config::{ControlConfig, LabelMode};
 use crate::fib::{Delta, EvpnState, RouteTo};
 use crate::labels::{Exhausted, LabelAllocator};
 
+mod show;
+pub use show::label_mode_name;
+
 /// Where a path came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Source {

@@ -1,0 +1,557 @@
+//! The control-plane API: HTTP/JSON over axum, described by an OpenAPI 3 document generated
+//! from these handlers (utoipa), served at `/openapi.json` and checked into `docs/openapi.json`
+//! (a test keeps the two equal).
+//!
+//! Reads are open unless `api.token_for_reads` is set; writes need `Authorization: Bearer
+//! <api.token>` (401 without it, 403 with another token, compared in constant time; with no
+//! token configured, writes are refused). Every error is a JSON [`ErrorBody`] with a stable
+//! `code`; bad input is a 4xx, never a 500. Handlers read only the state layer
+//! ([`crate::state`]) and change things only through its commands.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State as AxState};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use carrier_dataplane::tables::Ipv4Prefix;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::config::{ApiConfig, ControlConfig};
+use crate::state::{
+    ApplySummary, Command, CommandError, DataplaneStatus, EvpnView, InterfaceView, LabelView, NeighborAction, PeerStatus, RouteView, State, VrfInfo,
+};
+
+/// Largest request body (bytes).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// An error answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code: `bad-request`, `invalid-json`, `not-found`, `unauthorized`,
+    /// `forbidden`, `conflict`, `payload-too-large`, `method-not-allowed`, `unavailable`.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+/// An error, as a status and an [`ErrorBody`].
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad-request", message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(ErrorBody { code: self.code.into(), message: self.message })).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        let (status, code) = match e {
+            CommandError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+            CommandError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            CommandError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            CommandError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+            _ => "invalid-json",
+        };
+        // Axum answers 422 for JSON of the wrong shape; to clients it is bad input all the same.
+        let status = if status.is_client_error() { status } else { StatusCode::BAD_REQUEST };
+        ApiError::new(status, code, r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// `/health`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` when the dataplane does not answer or a configured session is not
+    /// Established (then the status code is 503).
+    pub status: String,
+    /// The dataplane's table socket answered the last poll.
+    pub dataplane_connected: bool,
+    /// Sessions Established.
+    pub sessions_established: usize,
+    /// Sessions configured (and not administratively down).
+    pub sessions_configured: usize,
+    /// The last error seen: the dataplane poll's, else the most recent session's.
+    pub last_error: Option<String>,
+    /// Seconds since the control process started.
+    pub uptime_seconds: u64,
+}
+
+/// One port's counters.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PortStats {
+    /// Port.
+    pub port: String,
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames given to the host stack.
+    pub to_host: u64,
+    /// Frames from the host stack.
+    pub from_host: u64,
+    /// Drops by reason.
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// One label's counters (OpenConfig AFT: packets-forwarded, octets-forwarded).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LabelStats {
+    /// Label.
+    pub label: u32,
+    /// `in` (popped here, top of the stack on arrival) or `out` (pushed here).
+    pub direction: String,
+    /// Packets.
+    pub packets_forwarded: u64,
+    /// Bytes.
+    pub octets_forwarded: u64,
+}
+
+/// One VRF's counters.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VrfStats {
+    /// VRF (network instance).
+    pub vrf: String,
+    /// Packets looked up.
+    pub lookups_packets: u64,
+    /// Bytes looked up.
+    pub lookups_bytes: u64,
+    /// Packets dropped after the lookup.
+    pub drops: u64,
+}
+
+/// Drops of one reason on one port.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DropStats {
+    /// Port.
+    pub port: String,
+    /// The drop reason's name.
+    pub reason: String,
+    /// Packets.
+    pub packets: u64,
+}
+
+/// `?vrf=` of `/rib`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RibQuery {
+    /// A VRF name, or `underlay`; absent: every VRF and the underlay.
+    pub vrf: Option<String>,
+}
+
+/// Body of `POST /neighbors/{address}`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborRequest {
+    /// What to do.
+    pub action: NeighborAction,
+}
+
+/// Body of `POST /vrfs/{name}/routes`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRouteRequest {
+    /// Prefix, e.g. `10.9.0.0/24` (host bits must be zero).
+    pub prefix: String,
+    /// CE next hop in a connected subnet of the VRF.
+    pub via: String,
+}
+
+/// A write's answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Done {
+    /// Always true.
+    pub ok: bool,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "carrier control-plane API", description = "Read the PE's BGP, RIB, label, EVPN and dataplane state; change neighbours, static routes and the configuration."),
+    paths(
+        health, peers, peer, interfaces, vrfs, vrf, rib, mpls, evpn, stats_ports, stats_labels, stats_vrfs, stats_drops, dataplane,
+        metrics, neighbor, add_route, del_route, apply
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        if let Some(c) = openapi.components.as_mut() {
+            c.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        }
+    }
+}
+
+/// The OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Bind the API's listener; a warning when it is not on loopback.
+pub async fn bind(cfg: &ApiConfig) -> std::io::Result<tokio::net::TcpListener> {
+    if !cfg.listen.ip().is_loopback() {
+        log::warn!("API listening on {}, not a loopback address: reads are open to that network unless api.token_for_reads is set", cfg.listen);
+    }
+    tokio::net::TcpListener::bind(cfg.listen).await
+}
+
+/// Serve the API until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, state: State, cfg: ApiConfig) {
+    log::info!("API and /metrics on http://{}", cfg.listen);
+    if let Err(e) = axum::serve(listener, router(state, &cfg)).await {
+        log::error!("API: {e}");
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    state: State,
+    token: Option<String>,
+}
+
+/// The API's routes.
+pub fn router(state: State, cfg: &ApiConfig) -> Router {
+    let ctx = Ctx { state, token: cfg.token.clone() };
+    let writes = Router::new()
+        .route("/neighbors/{address}", post(neighbor))
+        .route("/vrfs/{name}/routes", post(add_route))
+        .route("/vrfs/{name}/routes/{addr}/{len}", axum::routing::delete(del_route))
+        .route("/config", axum::routing::put(apply))
+        .route_layer(axum::middleware::from_fn_with_state(ctx.clone(), require_token));
+    let mut reads = Router::new()
+        .route("/health", get(health))
+        .route("/peers", get(peers))
+        .route("/peers/{address}", get(peer))
+        .route("/interfaces", get(interfaces))
+        .route("/vrfs", get(vrfs))
+        .route("/vrfs/{name}", get(vrf))
+        .route("/rib", get(rib))
+        .route("/mpls", get(mpls))
+        .route("/evpn", get(evpn))
+        .route("/stats/ports", get(stats_ports))
+        .route("/stats/labels", get(stats_labels))
+        .route("/stats/vrfs", get(stats_vrfs))
+        .route("/stats/drops", get(stats_drops))
+        .route("/dataplane", get(dataplane))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { Json(openapi()) }));
+    if cfg.token_for_reads {
+        reads = reads.route_layer(axum::middleware::from_fn_with_state(ctx.clone(), require_token));
+    }
+    reads
+        .merge(writes)
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "method not allowed here") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(ctx)
+}
+
+/// Equal without leaking where two byte strings differ through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff));
+    }
+    diff == 0
+}
+
+async fn require_token(AxState(ctx): AxState<Ctx>, headers: HeaderMap, request: Request, next: Next) -> Response {
+    let Some(token) = ctx.token.as_deref() else {
+        return ApiError::new(StatusCode::FORBIDDEN, "forbidden", "writes are disabled: no api.token is configured").into_response();
+    };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "an Authorization: Bearer token is needed").into_response(),
+        Some(g) if !constant_time_eq(g.as_bytes(), token.as_bytes()) => {
+            ApiError::new(StatusCode::FORBIDDEN, "forbidden", "wrong token").into_response()
+        }
+        Some(_) => next.run(request).await,
+    }
+}
+
+fn parse_addr(s: &str) -> Result<Ipv4Addr, ApiError> {
+    s.parse().map_err(|_| ApiError::bad_request(format!("{s:?} is not an IPv4 address")))
+}
+
+fn parse_prefix(s: &str) -> Result<Ipv4Prefix, ApiError> {
+    let p: Ipv4Prefix = s.parse().map_err(|e| ApiError::bad_request(format!("{s:?}: {e}")))?;
+    // The prefix parser masks host bits; a route given with them set is a typo, not a route.
+    if p.to_string() != s {
+        return Err(ApiError::bad_request(format!("{s:?} has host bits set (did you mean {p}?)")));
+    }
+    Ok(p)
+}
+
+#[utoipa::path(get, path = "/health", responses((status = 200, body = Health), (status = 503, description = "degraded", body = Health)))]
+async fn health(AxState(ctx): AxState<Ctx>) -> (StatusCode, Json<Health>) {
+    let dp = ctx.state.dataplane.borrow().clone();
+    let peers = ctx.state.peers();
+    let configured = peers.iter().filter(|p| !p.admin_down).count();
+    let established = peers.iter().filter(|p| p.state == "established").count();
+    let last_error = dp.last_error.clone().or_else(|| peers.iter().filter_map(|p| p.last_error.clone()).next());
+    let ok = dp.connected && established >= configured;
+    let h = Health {
+        status: if ok { "ok" } else { "degraded" }.into(),
+        dataplane_connected: dp.connected,
+        sessions_established: established,
+        sessions_configured: configured,
+        last_error,
+        uptime_seconds: ctx.state.started.elapsed().as_secs(),
+    };
+    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(h))
+}
+
+#[utoipa::path(get, path = "/peers", responses((status = 200, body = Vec<PeerStatus>)))]
+async fn peers(AxState(ctx): AxState<Ctx>) -> Json<Vec<PeerStatus>> {
+    Json(ctx.state.peers())
+}
+
+#[utoipa::path(get, path = "/peers/{address}", params(("address" = String, Path, description = "neighbour address")),
+    responses((status = 200, body = PeerStatus), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn peer(AxState(ctx): AxState<Ctx>, address: Result<Path<String>, PathRejection>) -> ApiResult<PeerStatus> {
+    let addr = parse_addr(&address?.0)?;
+    ctx.state.peers().into_iter().find(|p| p.address == addr.to_string()).map(Json).ok_or_else(|| ApiError::not_found(format!("no neighbor {addr}")))
+}
+
+#[utoipa::path(get, path = "/interfaces", responses((status = 200, body = Vec<InterfaceView>)))]
+async fn interfaces(AxState(ctx): AxState<Ctx>) -> Json<Vec<InterfaceView>> {
+    let dp = ctx.state.dataplane.borrow().clone();
+    let mut list = (*ctx.state.interfaces).clone();
+    for i in &mut list {
+        if let Some(c) = dp.counters.ports.get(&i.name) {
+            (i.rx_packets, i.tx_packets, i.drops) = (c.rx.packets, c.tx.packets, c.drops.values().sum());
+        }
+    }
+    Json(list)
+}
+
+#[utoipa::path(get, path = "/vrfs", responses((status = 200, body = Vec<VrfInfo>)))]
+async fn vrfs(AxState(ctx): AxState<Ctx>) -> Json<Vec<VrfInfo>> {
+    Json(ctx.state.rib.borrow().vrfs.clone())
+}
+
+#[utoipa::path(get, path = "/vrfs/{name}", params(("name" = String, Path, description = "VRF name")),
+    responses((status = 200, body = VrfInfo), (status = 404, body = ErrorBody)))]
+async fn vrf(AxState(ctx): AxState<Ctx>, name: Result<Path<String>, PathRejection>) -> ApiResult<VrfInfo> {
+    let name = name?.0;
+    ctx.state.rib.borrow().vrfs.iter().find(|v| v.name == name).cloned().map(Json).ok_or_else(|| ApiError::not_found(format!("no VRF {name:?}")))
+}
+
+#[utoipa::path(get, path = "/rib", params(RibQuery), responses((status = 200, body = Vec<RouteView>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn rib(AxState(ctx): AxState<Ctx>, q: Result<Query<RibQuery>, QueryRejection>) -> ApiResult<Vec<RouteView>> {
+    let vrf = q?.0.vrf;
+    Ok(Json(ctx.state.ask(|reply| Command::Routes { vrf, reply }).await??))
+}
+
+#[utoipa::path(get, path = "/mpls", responses((status = 200, body = Vec<LabelView>)))]
+async fn mpls(AxState(ctx): AxState<Ctx>) -> ApiResult<Vec<LabelView>> {
+    let mut labels = ctx.state.ask(|reply| Command::Labels { reply }).await?;
+    let dp = ctx.state.dataplane.borrow().clone();
+    for l in &mut labels {
+        if let Some(c) = dp.counters.labels_in.get(&l.label) {
+            (l.packets_in, l.bytes_in) = (c.packets, c.bytes);
+        }
+    }
+    Ok(Json(labels))
+}
+
+#[utoipa::path(get, path = "/evpn", responses((status = 200, body = Vec<EvpnView>)))]
+async fn evpn(AxState(ctx): AxState<Ctx>) -> ApiResult<Vec<EvpnView>> {
+    Ok(Json(ctx.state.ask(|reply| Command::Evpn { reply }).await?))
+}
+
+#[utoipa::path(get, path = "/stats/ports", responses((status = 200, body = Vec<PortStats>)))]
+async fn stats_ports(AxState(ctx): AxState<Ctx>) -> Json<Vec<PortStats>> {
+    let dp = ctx.state.dataplane.borrow().clone();
+    Json(
+        dp.counters
+            .ports
+            .iter()
+            .map(|(port, c)| PortStats {
+                port: port.clone(),
+                rx_packets: c.rx.packets,
+                rx_bytes: c.rx.bytes,
+                tx_packets: c.tx.packets,
+                tx_bytes: c.tx.bytes,
+                to_host: c.to_host,
+                from_host: c.from_host,
+                drops: c.drops.clone(),
+            })
+            .collect(),
+    )
+}
+
+#[utoipa::path(get, path = "/stats/labels", responses((status = 200, body = Vec<LabelStats>)))]
+async fn stats_labels(AxState(ctx): AxState<Ctx>) -> Json<Vec<LabelStats>> {
+    let dp = ctx.state.dataplane.borrow().clone();
+    let mut out = vec![];
+    for (dir, map) in [("in", &dp.counters.labels_in), ("out", &dp.counters.labels_out)] {
+        out.extend(map.iter().map(|(l, c)| LabelStats { label: *l, direction: dir.into(), packets_forwarded: c.packets, octets_forwarded: c.bytes }));
+    }
+    Json(out)
+}
+
+#[utoipa::path(get, path = "/stats/vrfs", responses((status = 200, body = Vec<VrfStats>)))]
+async fn stats_vrfs(AxState(ctx): AxState<Ctx>) -> Json<Vec<VrfStats>> {
+    let dp = ctx.state.dataplane.borrow().clone();
+    Json(
+        dp.counters
+            .vrfs
+            .iter()
+            .map(|(vrf, c)| VrfStats { vrf: vrf.clone(), lookups_packets: c.lookups.packets, lookups_bytes: c.lookups.bytes, drops: c.drops })
+            .collect(),
+    )
+}
+
+#[utoipa::path(get, path = "/stats/drops", responses((status = 200, body = Vec<DropStats>)))]
+async fn stats_drops(AxState(ctx): AxState<Ctx>) -> Json<Vec<DropStats>> {
+    let dp = ctx.state.dataplane.borrow().clone();
+    let mut out = vec![];
+    for (port, c) in &dp.counters.ports {
+        out.extend(c.drops.iter().map(|(reason, n)| DropStats { port: port.clone(), reason: reason.clone(), packets: *n }));
+    }
+    Json(out)
+}
+
+#[utoipa::path(get, path = "/dataplane", responses((status = 200, body = DataplaneStatus)))]
+async fn dataplane(AxState(ctx): AxState<Ctx>) -> Json<DataplaneStatus> {
+    Json((*ctx.state.dataplane.borrow().clone()).clone())
+}
+
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
+async fn metrics(AxState(ctx): AxState<Ctx>) -> Response {
+    let text = crate::metrics::render(&ctx.state).await;
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+#[utoipa::path(post, path = "/neighbors/{address}", request_body = NeighborRequest, security(("bearer" = [])),
+    params(("address" = String, Path, description = "neighbour address")),
+    responses((status = 200, body = Done), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+async fn neighbor(
+    AxState(ctx): AxState<Ctx>,
+    address: Result<Path<String>, PathRejection>,
+    body: Result<Json<NeighborRequest>, JsonRejection>,
+) -> ApiResult<Done> {
+    let addr = parse_addr(&address?.0)?;
+    let action = body?.0.action;
+    ctx.state.ask(|reply| Command::Neighbor { addr, action, reply }).await??;
+    Ok(Json(Done { ok: true }))
+}
+
+#[utoipa::path(post, path = "/vrfs/{name}/routes", request_body = StaticRouteRequest, security(("bearer" = [])),
+    params(("name" = String, Path, description = "VRF name")),
+    responses((status = 201, body = Done), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn add_route(
+    AxState(ctx): AxState<Ctx>,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Json<StaticRouteRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Done>), ApiError> {
+    let vrf = name?.0;
+    let body = body?.0;
+    let (prefix, via) = (parse_prefix(&body.prefix)?, parse_addr(&body.via)?);
+    ctx.state.ask(|reply| Command::AddStatic { vrf, prefix, via, reply }).await??;
+    Ok((StatusCode::CREATED, Json(Done { ok: true })))
+}
+
+#[utoipa::path(delete, path = "/vrfs/{name}/routes/{addr}/{len}", security(("bearer" = [])),
+    params(("name" = String, Path, description = "VRF name"), ("addr" = String, Path, description = "prefix address"), ("len" = u8, Path, description = "prefix length")),
+    responses((status = 200, body = Done), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn del_route(AxState(ctx): AxState<Ctx>, path: Result<Path<(String, String, String)>, PathRejection>) -> ApiResult<Done> {
+    let (vrf, addr, len) = path?.0;
+    let prefix = parse_prefix(&format!("{addr}/{len}"))?;
+    ctx.state.ask(|reply| Command::DelStatic { vrf, prefix, reply }).await??;
+    Ok(Json(Done { ok: true }))
+}
+
+#[utoipa::path(put, path = "/config", security(("bearer" = [])),
+    request_body(content = String, description = "the control config (TOML)", content_type = "text/plain"),
+    responses((status = 200, body = ApplySummary), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn apply(AxState(ctx): AxState<Ctx>, body: Result<String, axum::extract::rejection::StringRejection>) -> ApiResult<ApplySummary> {
+    let text = body.map_err(|r| {
+        let status = r.status();
+        ApiError::new(status, if status == StatusCode::PAYLOAD_TOO_LARGE { "payload-too-large" } else { "bad-request" }, r.body_text())
+    })?;
+    let config = ControlConfig::parse(&text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(ctx.state.ask(|reply| Command::Apply { config: Box::new(config), reply }).await??))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_is_eq() {
+        assert!(constant_time_eq(b"secret-token", b"secret-token"));
+        assert!(!constant_time_eq(b"secret-token", b"secret-tokem"));
+        assert!(!constant_time_eq(b"secret-token", b"secret-token-"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}
