@@ -235,7 +235,7 @@ pub struct RouteView {
     pub vrf: String,
     /// Prefix.
     pub prefix: String,
-    /// `connected`, `static` or `bgp`.
+    /// `connected`, `local` (the router's own address), `static` or `bgp`.
     pub protocol: String,
     /// The paths (BGP); a connected or static route has one.
     pub paths: Vec<PathView>,

@@ -43,6 +43,8 @@ const TEST_PACKAGES: &[&str] = &[
     "gobgpd",
     "exabgp",
     "frr",
+    // The metrics tests: `promtool check metrics`, and a real server scraping carrier.
+    "prometheus",
 ];
 
 /// The nightly toolchain the eBPF crate is built with.

@@ -1024,7 +1024,7 @@ mod tests {
     /// The example PE (red: two connected subnets, blue: one) under a control config with the
     /// VRF sections in `order` and labels 5000..=5009 in `mode`.
     fn rib(order: [&str; 2], mode: &str) -> Rib {
-        let base = Arc::new(carrier_dataplane::config::Config::parse(include_str!("../../examples/pe1.toml")).unwrap().tables().unwrap());
+        let base = Arc::new(carrier_dataplane::config::Config::parse(include_str!("../../../examples/pe1.toml")).unwrap().tables().unwrap());
         let mut text = format!(
             "[bgp]\nasn = 65000\nrouter_id = \"10.255.0.1\"\n[dataplane]\nconfig = \"pe1.toml\"\n\
              [labels]\nfirst = 5000\nlast = 5009\nmode = \"{mode}\"\n"

@@ -185,7 +185,7 @@ impl Rib {
     /// with `None` of every configured VRF and the underlay.
     pub fn show_routes(&self, vrf: Option<&str>) -> Result<Vec<RouteView>, CommandError> {
         let names: Vec<String> = match vrf {
-            Some(v) if v == "underlay" => vec![],
+            Some("underlay") => vec![],
             Some(v) => {
                 if self.base.vrf_by_name(v).is_none() {
                     return Err(CommandError::NotFound(format!("no VRF {v:?}")));
@@ -211,6 +211,9 @@ impl Rib {
             let view = match self.base.nexthop(nh) {
                 Some(NextHop::Adjacency { via: None, .. }) => local_route(name, prefix, "connected", None),
                 Some(NextHop::Adjacency { via: Some(via), .. }) => local_route(name, prefix, "static", Some(*via)),
+                Some(NextHop::Receive) => local_route(name, prefix, "local", None),
+                Some(NextHop::MplsPush { pe, .. }) => local_route(name, prefix, "static", Some(*pe)),
+                Some(NextHop::Vxlan { vtep, .. }) => local_route(name, prefix, "static", Some(*vtep)),
                 _ => local_route(name, prefix, "static", None),
             };
             routes.insert(prefix, view);
