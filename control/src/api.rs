@@ -480,10 +480,17 @@ async fn dataplane(AxState(ctx): AxState<Ctx>) -> Json<DataplaneStatus> {
     Json((*ctx.state.dataplane.borrow().clone()).clone())
 }
 
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
-async fn metrics(AxState(ctx): AxState<Ctx>) -> Response {
+#[utoipa::path(get, path = "/metrics", responses((status = 200,
+    description = "OpenMetrics text when the Accept header asks for it (as Prometheus does), else the classic Prometheus text format",
+    content_type = "text/plain")))]
+async fn metrics(AxState(ctx): AxState<Ctx>, headers: HeaderMap) -> Response {
     let text = crate::metrics::render(&ctx.state).await;
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+    let openmetrics = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/openmetrics-text"));
+    if openmetrics {
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::metrics::to_classic(&text)).into_response()
+    }
 }
 
 #[utoipa::path(post, path = "/neighbors/{address}", request_body = NeighborRequest, security(("bearer" = [])),

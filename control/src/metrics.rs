@@ -140,3 +140,40 @@ pub async fn render(state: &State) -> String {
     }
     text
 }
+
+/// The OpenMetrics text `prometheus-client` encodes, for clients of the classic Prometheus text
+/// format (0.0.4, what `promtool check metrics` reads): there a counter's HELP and TYPE name the
+/// sample (`x_total`), not the family (`x`), and `# UNIT` and `# EOF` do not exist. Only those
+/// comment lines change; every sample is the encoder's.
+pub fn to_classic(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 64 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
+            let rest = line.strip_prefix(tag)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{tag}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn classic_names_counters_by_their_samples() {
+        let om = "# HELP carrier_x Things.\n# TYPE carrier_x counter\ncarrier_x_total{a=\"1\"} 3\n# HELP carrier_y_bytes Size.\n# TYPE carrier_y_bytes gauge\n# UNIT carrier_y_bytes bytes\ncarrier_y_bytes 5\n# EOF\n";
+        assert_eq!(
+            super::to_classic(om),
+            "# HELP carrier_x_total Things.\n# TYPE carrier_x_total counter\ncarrier_x_total{a=\"1\"} 3\n# HELP carrier_y_bytes Size.\n# TYPE carrier_y_bytes gauge\ncarrier_y_bytes 5\n"
+        );
+    }
+}

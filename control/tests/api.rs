@@ -168,7 +168,11 @@ fn reads_show_the_configured_router() {
     assert!(m.contains("carrier_bgp_peer_state{peer=\"192.0.2.2\"}"), "{m}");
     assert!(m.contains("carrier_dataplane_connected 0"), "{m}");
     assert!(m.contains("carrier_label_in_packets_total{label="), "{m}");
-    assert!(m.trim_end().ends_with("# EOF"));
+    assert!(m.contains("# TYPE carrier_bgp_peer_flaps_total counter"), "classic format: {m}");
+    let om = ureq::get(&format!("{}/metrics", c.base)).set("Accept", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5").call().unwrap();
+    assert!(om.content_type().starts_with("application/openmetrics-text"));
+    let om = om.into_string().unwrap();
+    assert!(om.contains("# TYPE carrier_bgp_peer_flaps counter") && om.trim_end().ends_with("# EOF"), "{om}");
 }
 
 #[test]

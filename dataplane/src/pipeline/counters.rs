@@ -343,6 +343,14 @@ pub struct XdpView {
     pub dropped: u64,
 }
 
+/// A label-keyed map from JSON, whose keys are strings. (serde_json turns string keys into
+/// integers itself, but not inside an internally tagged enum such as the table socket's
+/// `Response`, which buffers the map first.)
+fn label_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<u32, PacketBytes>, D::Error> {
+    let m = BTreeMap::<String, PacketBytes>::deserialize(d)?;
+    m.into_iter().map(|(k, v)| k.parse().map(|l| (l, v)).map_err(|_| serde::de::Error::custom(format!("label {k:?} is not a number")))).collect()
+}
+
 /// The counters summed over workers, with names: what `ctl counters` prints and the control
 /// process reads (typed on both sides, one JSON shape).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -352,8 +360,10 @@ pub struct CountersView {
     /// By VRF name.
     pub vrfs: BTreeMap<String, VrfCounters>,
     /// By incoming top label.
+    #[serde(deserialize_with = "label_map")]
     pub labels_in: BTreeMap<u32, PacketBytes>,
     /// By pushed label.
+    #[serde(deserialize_with = "label_map")]
     pub labels_out: BTreeMap<u32, PacketBytes>,
     /// Events by name, nonzero only.
     pub events: BTreeMap<String, u64>,
@@ -375,6 +385,18 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n);
         assert!(names.iter().all(|s| s.chars().all(|c| c.is_ascii_lowercase() || c == '-' || c.is_ascii_digit())));
+    }
+
+    #[test]
+    fn view_round_trips_through_the_table_socket_response() {
+        let mut c = Counters::default();
+        c.ensure(1, 1);
+        c.labels_in.entry(100_000).or_default().add(60);
+        c.labels_out.entry(5000).or_default().add(70);
+        c.ports[0].drops[DropReason::NoRoute as usize] = 3;
+        let view = c.view(&["p".into()], &["red".into()]);
+        let text = serde_json::to_string(&crate::ctl::Response::Counters { counters: view.clone() }).unwrap();
+        assert_eq!(serde_json::from_str::<crate::ctl::Response>(&text).unwrap(), crate::ctl::Response::Counters { counters: view });
     }
 
     #[test]

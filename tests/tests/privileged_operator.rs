@@ -1,0 +1,245 @@
+//! Operator surfaces against a running PE (privileged, run by `cargo xtask test`): carrierctl's
+//! tables (golden files), `/metrics` checked by `promtool`, and a real Prometheus server that
+//! scrapes carrier and answers a PromQL query for the packets that crossed a local label.
+//!
+//! ```text
+//!   red 10.1.0.2 ─ce-red─ PE (dataplane + control, API on the PE's 127.0.0.1:9179)
+//!                          └─core0─ core: gobgpd 192.0.2.2, scapy sends MPLS to red's label
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use carrier_tests::bgp::{eventually, start_control, Daemon, GoBgp};
+use carrier_tests::carrier::{scratch_dir, workspace, Dataplane};
+use carrier_tests::netns::{veth_between, NetNs};
+
+const TOKEN: &str = "operator-test-token";
+
+const PE_DATAPLANE: &str = r#"
+[router]
+router_id = "10.255.0.1"
+
+[[vrf]]
+name = "red"
+
+[[port]]
+name = "ce-red"
+mac = "02:00:00:00:01:01"
+addresses = ["10.1.0.1/24"]
+vrf = "red"
+
+[[port]]
+name = "core0"
+mac = "02:00:00:00:00:01"
+addresses = ["192.0.2.1/24"]
+core = true
+"#;
+
+fn control_config(dp: &Dataplane) -> String {
+    format!(
+        r#"
+[bgp]
+asn = 65000
+router_id = "10.255.0.1"
+
+[dataplane]
+socket = "{}"
+config = "{}"
+
+[labels]
+first = 100000
+last = 100999
+
+[api]
+token = "{TOKEN}"
+poll_ms = 200
+
+[[neighbor]]
+address = "192.0.2.2"
+remote_as = 65000
+families = ["vpnv4"]
+
+[[vrf]]
+name = "red"
+rd = "65000:1"
+import = ["target:65000:1"]
+export = ["target:65000:1"]
+"#,
+        dp.socket.display(),
+        dp.config.display()
+    )
+}
+
+fn carrierctl(ns: &NetNs, args: &[&str]) -> (i32, String) {
+    let bin = workspace().join("target/debug/carrierctl");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns.name()])
+        .arg(&bin)
+        .args(if args.contains(&"--token") { &[][..] } else { &["--token", TOKEN][..] })
+        .args(args)
+        .output()
+        .expect("run carrierctl");
+    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// `GET url` from inside `ns`.
+fn http_get(ns: &NetNs, url: &str) -> String {
+    let script = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode(), end='')";
+    let out = std::process::Command::new("ip").args(["netns", "exec", ns.name(), "python3", "-c", script, url]).output().expect("python3");
+    assert!(out.status.success(), "GET {url}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An aligned table as `cell | cell | ...` lines, cut at the header's column starts, with the
+/// cells of the `masked` columns replaced by `*`: what varies run to run (uptimes, traffic
+/// counters) and the column widths that follow from it, out of a golden comparison.
+fn cells(table: &str, headers: &[&str], masked: &[&str]) -> String {
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or_default();
+    let mut starts = vec![];
+    let mut from = 0;
+    for h in headers {
+        let at = from + header[from..].find(h).unwrap_or_else(|| panic!("column {h:?} not in {header:?}"));
+        starts.push(at);
+        from = at + h.len();
+    }
+    let row = |line: &str, mask: bool| {
+        let cut: Vec<String> = starts
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let e = starts.get(i + 1).copied().unwrap_or(usize::MAX).min(line.len());
+                let cell = line.get((*s).min(line.len())..e).unwrap_or("").trim();
+                if mask && masked.contains(&headers[i]) { "*".to_string() } else { cell.to_string() }
+            })
+            .collect();
+        cut.join(" | ") + "\n"
+    };
+    let mut out = row(header, false);
+    for line in lines {
+        out += &row(line, true);
+    }
+    out
+}
+
+/// Compare with `tests/fixtures/cli/NAME.txt` (written when UPDATE_GOLDEN is set).
+fn golden(name: &str, got: &str) {
+    let path = workspace().join("tests/fixtures/cli").join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(got, want, "carrierctl {name} differs from {} (UPDATE_GOLDEN=1 rewrites it)", path.display());
+}
+
+fn prometheus_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("prometheus.yml");
+    std::fs::write(
+        &path,
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: carrier\n    static_configs:\n      - targets: ['127.0.0.1:9179']\n",
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn carrierctl_metrics_and_a_real_prometheus_see_the_pe() {
+    let pe = NetNs::new("ope");
+    let core = NetNs::new("oco");
+    let red = NetNs::new("ord");
+    veth_between(&pe, "ce-red", &red, "eth0");
+    veth_between(&pe, "core0", &core, "eth0");
+    red.run(&["ip", "addr", "add", "10.1.0.2/24", "dev", "eth0"]);
+    red.run(&["ip", "route", "add", "default", "via", "10.1.0.1"]);
+    red.sh("ethtool -K eth0 tx off");
+    core.run(&["ip", "addr", "add", "192.0.2.2/24", "dev", "eth0"]);
+    // Over veth the kernel leaves TX checksums to a device that never fills them, and the
+    // dataplane hands frames on as they are.
+    core.sh("ethtool -K eth0 tx off");
+    let scratch = scratch_dir("oper");
+
+    let dp = Dataplane::start(&pe, PE_DATAPLANE);
+    let gobgp = GoBgp::start(&core, 65000, "192.0.2.2", &["192.0.2.1"]);
+    let control = start_control(&pe, &control_config(&dp));
+    gobgp.wait_established("192.0.2.1", Duration::from_secs(30));
+    gobgp.cli(&["global", "rib", "-a", "vpnv4", "add", "10.9.0.0/24", "label", "5000", "rd", "65000:9", "rt", "65000:1", "nexthop", "192.0.2.2"]);
+    eventually("10.9.0.0/24 in vrf red", Duration::from_secs(15), || dp.route("red", "10.9.0.0/24"));
+
+    // 1. carrierctl over the API, compared with golden tables (uptime and counters masked).
+    eventually("the peer's prefixes in the summary", Duration::from_secs(10), || {
+        let (_, out) = carrierctl(&pe, &["--json", "show", "peers"]);
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        (v[0]["prefixes"][0]["received"] == 1 && v[0]["prefixes"][0]["advertised"] == 1).then_some(())
+    });
+    let (code, peers) = carrierctl(&pe, &["show", "peers"]);
+    assert_eq!(code, 0, "{peers}");
+    let peer_cols = ["Peer", "AS", "Up/Down", "State", "#Received", "Accepted", "Advertised", "Flaps", "Last error"];
+    golden("show-peers", &cells(&peers, &peer_cols, &["Up/Down"]));
+    let (code, rib) = carrierctl(&pe, &["show", "rib", "--vrf", "red"]);
+    assert_eq!(code, 0, "{rib}\n{}", control.log());
+    golden("show-rib-red", &rib);
+    let (_, vrf) = carrierctl(&pe, &["show", "vrf"]);
+    golden("show-vrf", &vrf);
+    let (_, mpls) = carrierctl(&pe, &["show", "mpls"]);
+    let mpls_cols = ["Inbound Label", "Type", "Nexthop", "Outbound Label", "Packets", "Bytes"];
+    golden("show-mpls", &cells(&mpls, &mpls_cols, &["Packets", "Bytes"]));
+    let (_, ifs) = carrierctl(&pe, &["show", "interfaces"]);
+    let if_cols = ["Interface", "Role", "Instance", "Addresses", "MAC", "VLAN", "MTU", "RX", "TX", "Drops"];
+    golden("show-interfaces", &cells(&ifs, &if_cols, &["RX", "TX", "Drops"]));
+    let (code, json) = carrierctl(&pe, &["--json", "show", "mpls"]);
+    assert_eq!(code, 0);
+    let labels: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let red_label = labels[0]["label"].as_u64().expect("red's label");
+    assert_eq!(labels[0]["vrf"], "red");
+    // Exit codes say what failed.
+    assert_eq!(carrierctl(&pe, &["show", "vrf", "green"]).0, 4);
+    assert_eq!(carrierctl(&pe, &["--token", "not-the-token", "route", "add", "red", "10.7.0.0/24", "10.1.0.2"]).0, 5);
+    assert_eq!(carrierctl(&pe, &["--api", "http://127.0.0.1:1", "show", "peers"]).0, 3);
+
+    // 2. Traffic across red's label from the core (scapy) and toward gobgp's label 5000.
+    let pe_mac = "02:00:00:00:00:01";
+    let scapy = format!(
+        "from scapy.all import *\nfrom scapy.contrib.mpls import MPLS\n\
+         sendp(Ether(dst='{pe_mac}')/MPLS(label={red_label}, s=1, ttl=64)/IP(src='10.9.0.5', dst='10.1.0.2')/UDP(sport=1234, dport=5678)/Raw(b'x'*20), iface='eth0', count=25, verbose=False)"
+    );
+    let out = std::process::Command::new("ip").args(["netns", "exec", core.name(), "/usr/bin/python3", "-c", &scapy]).output().unwrap();
+    assert!(out.status.success(), "scapy: {}", String::from_utf8_lossy(&out.stderr));
+
+    // 3. promtool on what /metrics serves, once the poller has read the counters.
+    let metrics = eventually("the label counter in /metrics", Duration::from_secs(10), || {
+        let m = http_get(&pe, "http://127.0.0.1:9179/metrics");
+        m.lines().any(|l| l.starts_with(&format!("carrier_label_in_packets_total{{label=\"{red_label}\"")) && l.ends_with(" 25")).then_some(m)
+    });
+    let file = scratch.join("metrics.txt");
+    std::fs::write(&file, &metrics).unwrap();
+    let check = std::process::Command::new("sh").arg("-c").arg(format!("promtool check metrics < {}", file.display())).output().expect("promtool");
+    assert!(check.status.success(), "promtool check metrics: {}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+    for name in ["carrier_bgp_peer_state{peer=\"192.0.2.2\"} 6", "carrier_bgp_routes_received{peer=\"192.0.2.2\",family=\"l3vpn-ipv4-unicast\"} 1", "carrier_dataplane_connected 1"] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+
+    // 4. A real Prometheus scrapes the PE; PromQL over its HTTP API returns the label's packets.
+    let config = prometheus_config(&scratch);
+    let tsdb = scratch.join("tsdb");
+    let _prom = Daemon::spawn(
+        &pe,
+        &scratch,
+        "prometheus",
+        &["prometheus", "--config.file", config.to_str().unwrap(), "--storage.tsdb.path", tsdb.to_str().unwrap(), "--web.listen-address", "127.0.0.1:9090"],
+        &[],
+    );
+    let query = format!("http://127.0.0.1:9090/api/v1/query?query=carrier_label_in_packets_total%7Blabel%3D%22{red_label}%22%7D");
+    let answer = eventually("Prometheus has scraped the label counter", Duration::from_secs(30), || {
+        let script = "import sys, urllib.request\ntry:\n print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())\nexcept Exception as e:\n print('')";
+        let out = std::process::Command::new("ip").args(["netns", "exec", pe.name(), "python3", "-c", script, &query]).output().ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v["data"]["result"].as_array()?.len() == 1).then_some(v)
+    });
+    let sample = &answer["data"]["result"][0];
+    assert_eq!(sample["metric"]["vrf"], "red", "{answer}");
+    assert_eq!(sample["metric"]["type"], "per-vrf", "{answer}");
+    assert_eq!(sample["value"][1], "25", "{answer}");
+}
