@@ -475,6 +475,22 @@ pub struct State {
 pub const UPDATE_LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
 impl State {
+    /// A state with no tasks behind it (tests, fuzzing): empty views, and every command
+    /// answered [`CommandError::Unavailable`].
+    pub fn detached() -> State {
+        let (commands, _) = mpsc::channel(1);
+        State {
+            peers: Arc::default(),
+            rib: watch::channel(Arc::new(RibSummary::default())).1,
+            dataplane: watch::channel(Arc::new(DataplaneStatus::default())).1,
+            interfaces: Arc::default(),
+            commands,
+            counters: Arc::default(),
+            update_latency: prometheus_client::metrics::histogram::Histogram::new(UPDATE_LATENCY_BUCKETS),
+            started: Instant::now(),
+        }
+    }
+
     /// Every neighbour's status, with the RIB's prefix counts filled in, by address.
     pub fn peers(&self) -> Vec<PeerStatus> {
         let rib = self.rib.borrow().clone();
