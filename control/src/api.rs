@@ -116,7 +116,7 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     /// `ok`, or `degraded` when the dataplane does not answer or a configured session is not
-    /// Established (then the status code is 503).
+    /// Established. (The answer is a 200 either way: the API itself is healthy.)
     pub status: String,
     /// The dataplane's table socket answered the last poll.
     pub dataplane_connected: bool,
@@ -196,6 +196,37 @@ pub struct RibQuery {
     pub vrf: Option<String>,
 }
 
+/// `{address}` in a path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AddressPath {
+    /// The neighbour's address.
+    #[param(format = Ipv4)]
+    pub address: String,
+}
+
+/// `{name}` in a path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct VrfPath {
+    /// The VRF's name.
+    pub name: String,
+}
+
+/// `{name}/routes/{addr}/{len}` in a path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RoutePath {
+    /// The VRF's name.
+    pub name: String,
+    /// The prefix's address.
+    #[param(format = Ipv4)]
+    pub addr: String,
+    /// The prefix's length.
+    #[param(minimum = 0, maximum = 32)]
+    pub len: u8,
+}
+
 /// Body of `POST /neighbors/{address}`.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -209,8 +240,10 @@ pub struct NeighborRequest {
 #[serde(deny_unknown_fields)]
 pub struct StaticRouteRequest {
     /// Prefix, e.g. `10.9.0.0/24` (host bits must be zero).
+    #[schema(pattern = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])/(3[0-2]|[12]?[0-9])$")]
     pub prefix: String,
     /// CE next hop in a connected subnet of the VRF.
+    #[schema(format = Ipv4)]
     pub via: String,
 }
 
@@ -344,8 +377,8 @@ fn parse_prefix(s: &str) -> Result<Ipv4Prefix, ApiError> {
     Ok(p)
 }
 
-#[utoipa::path(get, path = "/health", responses((status = 200, body = Health), (status = 503, description = "degraded", body = Health)))]
-async fn health(AxState(ctx): AxState<Ctx>) -> (StatusCode, Json<Health>) {
+#[utoipa::path(get, path = "/health", responses((status = 200, body = Health)))]
+async fn health(AxState(ctx): AxState<Ctx>) -> Json<Health> {
     let dp = ctx.state.dataplane.borrow().clone();
     let peers = ctx.state.peers();
     let configured = peers.iter().filter(|p| !p.admin_down).count();
@@ -360,7 +393,7 @@ async fn health(AxState(ctx): AxState<Ctx>) -> (StatusCode, Json<Health>) {
         last_error,
         uptime_seconds: ctx.state.started.elapsed().as_secs(),
     };
-    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(h))
+    Json(h)
 }
 
 #[utoipa::path(get, path = "/peers", responses((status = 200, body = Vec<PeerStatus>)))]
@@ -368,7 +401,7 @@ async fn peers(AxState(ctx): AxState<Ctx>) -> Json<Vec<PeerStatus>> {
     Json(ctx.state.peers())
 }
 
-#[utoipa::path(get, path = "/peers/{address}", params(("address" = String, Path, description = "neighbour address")),
+#[utoipa::path(get, path = "/peers/{address}", params(AddressPath),
     responses((status = 200, body = PeerStatus), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn peer(AxState(ctx): AxState<Ctx>, address: Result<Path<String>, PathRejection>) -> ApiResult<PeerStatus> {
     let addr = parse_addr(&address?.0)?;
@@ -392,7 +425,7 @@ async fn vrfs(AxState(ctx): AxState<Ctx>) -> Json<Vec<VrfInfo>> {
     Json(ctx.state.rib.borrow().vrfs.clone())
 }
 
-#[utoipa::path(get, path = "/vrfs/{name}", params(("name" = String, Path, description = "VRF name")),
+#[utoipa::path(get, path = "/vrfs/{name}", params(VrfPath),
     responses((status = 200, body = VrfInfo), (status = 404, body = ErrorBody)))]
 async fn vrf(AxState(ctx): AxState<Ctx>, name: Result<Path<String>, PathRejection>) -> ApiResult<VrfInfo> {
     let name = name?.0;
@@ -494,9 +527,9 @@ async fn metrics(AxState(ctx): AxState<Ctx>, headers: HeaderMap) -> Response {
 }
 
 #[utoipa::path(post, path = "/neighbors/{address}", request_body = NeighborRequest, security(("bearer" = [])),
-    params(("address" = String, Path, description = "neighbour address")),
+    params(AddressPath),
     responses((status = 200, body = Done), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn neighbor(
     AxState(ctx): AxState<Ctx>,
     address: Result<Path<String>, PathRejection>,
@@ -509,7 +542,7 @@ async fn neighbor(
 }
 
 #[utoipa::path(post, path = "/vrfs/{name}/routes", request_body = StaticRouteRequest, security(("bearer" = [])),
-    params(("name" = String, Path, description = "VRF name")),
+    params(VrfPath),
     responses((status = 201, body = Done), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
@@ -526,7 +559,7 @@ async fn add_route(
 }
 
 #[utoipa::path(delete, path = "/vrfs/{name}/routes/{addr}/{len}", security(("bearer" = [])),
-    params(("name" = String, Path, description = "VRF name"), ("addr" = String, Path, description = "prefix address"), ("len" = u8, Path, description = "prefix length")),
+    params(RoutePath),
     responses((status = 200, body = Done), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn del_route(AxState(ctx): AxState<Ctx>, path: Result<Path<(String, String, String)>, PathRejection>) -> ApiResult<Done> {

@@ -243,3 +243,40 @@ fn carrierctl_metrics_and_a_real_prometheus_see_the_pe() {
     assert_eq!(sample["metric"]["type"], "per-vrf", "{answer}");
     assert_eq!(sample["value"][1], "25", "{answer}");
 }
+
+/// schemathesis (`cargo xtask setup` installs it): the API against its own OpenAPI document,
+/// every check but positive data acceptance (the schema cannot say that a next hop must lie in
+/// a connected subnet, or that a prefix's host bits must be zero), bounded in examples and time.
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn schemathesis_finds_no_server_error_or_schema_violation() {
+    let st = std::env::var_os("CARRIER_SCHEMATHESIS").map_or_else(|| workspace().join("target/tools/schemathesis/bin/st"), Into::into);
+    assert!(st.exists(), "{} is missing: run `cargo xtask setup`", st.display());
+    let pe = NetNs::new("ost");
+    let scratch = scratch_dir("st");
+    let dp_config = scratch.join("carrier.toml");
+    std::fs::write(&dp_config, PE_DATAPLANE).unwrap();
+    let config = format!(
+        "[bgp]\nasn = 65000\nrouter_id = \"10.255.0.1\"\n[dataplane]\nsocket = \"{}\"\nconfig = \"{}\"\n[api]\ntoken = \"{TOKEN}\"\n\
+         [[neighbor]]\naddress = \"192.0.2.2\"\nremote_as = 65000\nfamilies = [\"vpnv4\"]\npassive = true\n\
+         [[vrf]]\nname = \"red\"\nrd = \"65000:1\"\nimport = [\"65000:1\"]\nexport = [\"65000:1\"]\n",
+        scratch.join("absent.sock").display(),
+        dp_config.display()
+    );
+    let control = start_control(&pe, &config);
+    eventually("the API", Duration::from_secs(10), || {
+        let out = std::process::Command::new("ip").args(["netns", "exec", pe.name(), "python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9179/peers', timeout=1)"]).output().ok()?;
+        out.status.success().then_some(())
+    });
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", pe.name(), "timeout", "240"])
+        .arg(&st)
+        .args(["run", "http://127.0.0.1:9179/openapi.json", "--checks", "all", "--exclude-checks", "positive_data_acceptance"])
+        .args(["-n", "40", "--max-response-time", "5", "--seed", "1", "-H", &format!("Authorization: Bearer {TOKEN}")])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .expect("run schemathesis");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "schemathesis found failures:\n{report}\ncontrol log:\n{}", control.log());
+    assert!(report.contains("passed"), "{report}");
+}

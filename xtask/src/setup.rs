@@ -67,8 +67,33 @@ pub fn setup(paths: &Paths) -> Result<Toolchain> {
     apt_packages(paths, toolchain.llvm_major)?;
     rust_src(&toolchain)?;
     bpf_linker(paths, toolchain.llvm_major)?;
+    schemathesis(paths)?;
     println!("xtask setup: all set");
     Ok(toolchain)
+}
+
+/// The schemathesis release the API test runs (PyPI).
+pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
+
+/// Where schemathesis is installed: a virtualenv of its own under the target directory.
+pub fn schemathesis_venv(paths: &Paths) -> std::path::PathBuf {
+    paths.target.join("tools/schemathesis")
+}
+
+/// schemathesis in a virtualenv (PyPI), for the API test; reinstalled when the version differs.
+fn schemathesis(paths: &Paths) -> Result<()> {
+    let venv = schemathesis_venv(paths);
+    let st = venv.join("bin/st");
+    let want = format!("version {SCHEMATHESIS_VERSION}");
+    if probe_stdout(Command::new(&st).arg("--version")).is_some_and(|v| v.contains(&want)) {
+        println!("xtask setup: schemathesis {SCHEMATHESIS_VERSION} present");
+        return Ok(());
+    }
+    println!("xtask setup: installing schemathesis {SCHEMATHESIS_VERSION} into {}", venv.display());
+    run(Command::new("python3").arg("-m").arg("venv").arg("--clear").arg(&venv))?;
+    run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", &format!("schemathesis=={SCHEMATHESIS_VERSION}")]))
+        .context("pip install schemathesis")?;
+    Ok(())
 }
 
 /// True when running as root.

@@ -381,7 +381,6 @@ fn show(api: &Api, what: Show, json: bool) -> Result<String, Failure> {
             table(&["Port", "Reason", "Packets"], rows)
         }
         Show::Health => {
-            // 503 carries the same body: a degraded router still says why.
             let (code, text) = api.call_status("GET", "/health", None)?;
             let h: Health = serde_json::from_str(&text).map_err(|e| Failure(6, format!("unexpected answer: {e}")))?;
             let out = if json {
@@ -398,8 +397,11 @@ fn show(api: &Api, what: Show, json: bool) -> Result<String, Failure> {
             )
             };
             if code != 200 {
+                return Err(Failure(6, format!("GET /health: {code}: {out}")));
+            }
+            if h.status != "ok" {
                 print!("{out}");
-                return Err(Failure(6, format!("degraded (HTTP {code})")));
+                return Err(Failure(6, "degraded".into()));
             }
             out
         }
