@@ -332,3 +332,4 @@ fn openapi_document_is_served_and_checked_in() {
         assert!(served["paths"][p].is_object(), "{p} missing");
     }
 }
+

@@ -134,6 +134,26 @@ fn golden(name: &str, got: &str) {
     assert_eq!(got, want, "carrierctl {name} differs from {} (UPDATE_GOLDEN=1 rewrites it)", path.display());
 }
 
+/// The Grafana dashboard (docs/grafana-carrier.json) queries only metric families that
+/// `metrics` (a full scrape: a peer up, labels, traffic) declares.
+fn dashboard_queries_served_metrics(metrics: &str) {
+    let served: std::collections::HashSet<&str> = metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    let text = std::fs::read_to_string(workspace().join("docs/grafana-carrier.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_')).filter(|w| w.starts_with("carrier_")) {
+                let name = word.trim_end_matches("_bucket");
+                assert!(served.contains(name), "{:?} queries {name}, which /metrics does not serve", panel["title"]);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 12, "{checked}");
+}
+
 fn prometheus_config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("prometheus.yml");
     std::fs::write(
@@ -220,6 +240,8 @@ fn carrierctl_metrics_and_a_real_prometheus_see_the_pe() {
     for name in ["carrier_bgp_peer_state{peer=\"192.0.2.2\"} 6", "carrier_bgp_routes_received{peer=\"192.0.2.2\",family=\"l3vpn-ipv4-unicast\"} 1", "carrier_dataplane_connected 1"] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
+
+    dashboard_queries_served_metrics(&metrics);
 
     // 4. A real Prometheus scrapes the PE; PromQL over its HTTP API returns the label's packets.
     let config = prometheus_config(&scratch);
