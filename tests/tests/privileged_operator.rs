@@ -123,9 +123,9 @@ fn cells(table: &str, headers: &[&str], masked: &[&str]) -> String {
     out
 }
 
-/// Compare with `tests/fixtures/cli/NAME.txt` (written when UPDATE_GOLDEN is set).
+/// Compare with `tests/cli-golden/NAME.txt` (written when UPDATE_GOLDEN is set).
 fn golden(name: &str, got: &str) {
-    let path = workspace().join("tests/fixtures/cli").join(format!("{name}.txt"));
+    let path = workspace().join("tests/cli-golden").join(format!("{name}.txt"));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, got).unwrap();
