@@ -572,14 +572,14 @@ async fn del_route(AxState(ctx): AxState<Ctx>, path: Result<Path<(String, String
 #[utoipa::path(put, path = "/config", security(("bearer" = [])),
     request_body(content = String, description = "the control config (TOML)", content_type = "text/plain"),
     responses((status = 200, body = ApplySummary), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn apply(AxState(ctx): AxState<Ctx>, body: Result<String, axum::extract::rejection::StringRejection>) -> ApiResult<ApplySummary> {
     let text = body.map_err(|r| {
         let status = r.status();
         ApiError::new(status, if status == StatusCode::PAYLOAD_TOO_LARGE { "payload-too-large" } else { "bad-request" }, r.body_text())
     })?;
     let config = ControlConfig::parse(&text).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(Json(ctx.state.ask(|reply| Command::Apply { config: Box::new(config), reply }).await??))
+    Ok(Json(ctx.state.ask(|reply| Command::Apply { config: Box::new(config), text, reply }).await??))
 }
 
 #[cfg(test)]

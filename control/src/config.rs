@@ -10,6 +10,8 @@ use serde::Deserialize;
 
 use crate::bgp::msg::{Family, RouteDistinguisher, RouteTarget};
 
+mod check;
+
 /// A configuration that cannot be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -22,6 +24,18 @@ pub enum ConfigError {
     /// Well-formed but inconsistent.
     #[error("{0}")]
     Invalid(String),
+    /// Well-formed but inconsistent, at a place in the file.
+    #[error("line {line}, column {column}: {field}: {message}")]
+    At {
+        /// 1-based line (0: not found in the text).
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The field's path, e.g. `vrf[1].rd`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// The whole file.
@@ -326,33 +340,17 @@ pub fn diff(old: &ControlConfig, new: &ControlConfig) -> Vec<String> {
 }
 
 impl ControlConfig {
-    /// Parse and check.
+    /// Parse and check (see [`check`] for what is checked beyond the types).
     pub fn parse(text: &str) -> Result<ControlConfig, ConfigError> {
         let c: ControlConfig = toml::from_str(text)?;
-        for n in &c.neighbors {
-            n.families()?;
-            if n.password.as_ref().is_some_and(|p| p.is_empty() || p.len() > crate::sys::MD5_MAX_KEY) {
-                return Err(ConfigError::Invalid(format!("neighbor {}: password must be 1 to {} bytes", n.address, crate::sys::MD5_MAX_KEY)));
-            }
-            if n.ttl_security == Some(0) {
-                return Err(ConfigError::Invalid(format!("neighbor {}: ttl_security counts hops, from 1", n.address)));
-            }
-        }
-        if c.api.token.as_ref().is_some_and(|t| t.len() < 8) {
-            return Err(ConfigError::Invalid("api.token: at least 8 characters".into()));
-        }
-        if c.api.poll_ms < 100 {
-            return Err(ConfigError::Invalid("api.poll_ms: at least 100".into()));
-        }
-        if c.labels.first < 16 || c.labels.last > carrier_common::Label::MAX || c.labels.first > c.labels.last {
-            return Err(ConfigError::Invalid(format!(
-                "labels: the range {}..={} must lie within 16..={}",
-                c.labels.first,
-                c.labels.last,
-                carrier_common::Label::MAX
-            )));
-        }
+        check::check(&c, &check::Source::new(text))?;
         Ok(c)
+    }
+
+    /// Check this config (parsed from `text`) against the dataplane's tables: the VRFs and
+    /// bridges it names exist there, its label range leaves the dataplane's own labels alone.
+    pub fn check_against(&self, text: &str, tables: &carrier_dataplane::tables::Tables) -> Result<(), ConfigError> {
+        check::check_against(self, &check::Source::new(text), tables)
     }
 
     /// Read, parse, and resolve the dataplane config path against this file's directory.
@@ -397,5 +395,65 @@ mod tests {
         assert_eq!(c.vrfs[0].import, c.vrfs[0].export);
         assert!(ControlConfig::parse("[bgp]\nasn=1\nrouter_id=\"1.1.1.1\"\n[dataplane]\nconfig=\"x\"\n[labels]\nfirst=3").is_err());
         assert!(ControlConfig::parse("[bgp]\nasn=1\nrouter_id=\"1.1.1.1\"\n[dataplane]\nconfig=\"x\"\n[[neighbor]]\naddress=\"1.1.1.2\"\nremote_as=1\nfamilies=[\"ipv6\"]").is_err());
+    }
+
+    const HEAD: &str = "[bgp]\nasn = 65000\nrouter_id = \"10.255.0.1\"\n[dataplane]\nconfig = \"pe1.toml\"\n";
+
+    /// The error for `HEAD + tail`, as (line, column, field, message).
+    fn error(tail: &str) -> (usize, usize, String, String) {
+        match ControlConfig::parse(&format!("{HEAD}{tail}")) {
+            Err(ConfigError::At { line, column, field, message }) => (line, column, field, message),
+            other => panic!("{tail}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_error_class_names_its_place() {
+        let vrf = |name: &str, rd: &str| format!("[[vrf]]\nname = \"{name}\"\nrd = \"{rd}\"\n");
+        // Lines: HEAD is 5 lines; the second [[vrf]] starts at line 9, its rd on line 11.
+        let (l, c, f, m) = error(&(vrf("red", "65000:1") + &vrf("blue", "65000:1")));
+        assert_eq!((l, c, f.as_str()), (11, 6, "vrf[1].rd"));
+        assert!(m.contains("65000:1") && m.contains("\"red\""), "{m}");
+        let (l, _, f, m) = error(&(vrf("red", "65000:1") + &vrf("red", "65000:2")));
+        assert_eq!((l, f.as_str()), (10, "vrf[1].name"));
+        assert!(m.contains("twice"), "{m}");
+        let (l, c, f, m) = error(&(vrf("red", "65000:1") + "static = [{ prefix = \"10.9.0.1/24\", via = \"10.1.0.2\" }]\n"));
+        assert_eq!((l, f.as_str()), (9, "vrf[0].static[0].prefix"));
+        assert_eq!(c, 22, "{m}");
+        assert!(m.contains("not on its mask") && m.contains("10.9.0.0/24"), "{m}");
+        let (l, _, f, _) = error("[[neighbor]]\naddress = \"192.0.2.2\"\nremote_as = 1\nfamilies = [\"ipv6\"]\n");
+        assert_eq!((l, f.as_str()), (9, "neighbor[0].families"));
+        let n = "[[neighbor]]\naddress = \"192.0.2.2\"\nremote_as = 1\n";
+        let (l, _, f, _) = error(&format!("{n}{n}"));
+        assert_eq!((l, f.as_str()), (10, "neighbor[1].address"));
+        let (l, _, f, m) = error("[labels]\nfirst = 3\n");
+        assert_eq!((l, f.as_str()), (7, "labels.first"));
+        assert!(m.contains("16"), "{m}");
+        let (_, _, f, _) = error("[api]\ntoken = \"short\"\n");
+        assert_eq!(f, "api.token");
+        // A bad route target is a type error, placed by toml itself.
+        let e = ControlConfig::parse(&format!("{HEAD}[[vrf]]\nname = \"red\"\nrd = \"65000:1\"\nimport = [\"target:x\"]\n")).unwrap_err();
+        assert!(e.to_string().contains("line 9"), "{e}");
+    }
+
+    #[test]
+    fn names_unknown_to_the_dataplane_are_placed() {
+        let base = carrier_dataplane::config::Config::parse(include_str!("../../examples/pe1.toml")).unwrap().tables().unwrap();
+        let text = format!("{HEAD}[[vrf]]\nname = \"red\"\nrd = \"65000:1\"\n[[vrf]]\nname = \"green\"\nrd = \"65000:3\"\n");
+        let c = ControlConfig::parse(&text).unwrap();
+        match c.check_against(&text, &base) {
+            Err(ConfigError::At { line: 10, field, message, .. }) => {
+                assert_eq!(field, "vrf[1].name");
+                assert!(message.contains("green") && message.contains("dataplane"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = format!("{HEAD}[[evpn]]\nbridge = \"bd999\"\nrd = \"65000:9\"\n");
+        let c = ControlConfig::parse(&text).unwrap();
+        assert!(matches!(c.check_against(&text, &base), Err(ConfigError::At { line: 7, .. })));
+        let ilm = base.ilm.keys().next().map(|l| l.value()).expect("pe1.toml has static labels");
+        let text = format!("{HEAD}[labels]\nfirst = {ilm}\nlast = {}\n", ilm + 10);
+        let c = ControlConfig::parse(&text).unwrap();
+        assert!(matches!(c.check_against(&text, &base), Err(ConfigError::At { line: 7, .. })), "{:?}", c.check_against(&text, &base));
     }
 }

@@ -131,25 +131,29 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
     let (commands_tx, commands_rx) = mpsc::channel::<Command>(64);
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("SIGHUP handler")?;
     let reload_tx = commands_tx.clone();
+    let config_path = path.clone();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            match ControlConfig::load(&path) {
+            let text = std::fs::read_to_string(&config_path).unwrap_or_default();
+            match ControlConfig::load(&config_path) {
                 Ok(c) => {
                     let (reply, answer) = tokio::sync::oneshot::channel();
-                    let _ = reload_tx.send(Command::Apply { config: Box::new(c), reply }).await;
+                    let _ = reload_tx.send(Command::Apply { config: Box::new(c), text, reply }).await;
                     match answer.await {
                         Ok(Ok(summary)) => log::info!("SIGHUP: applied ({})", if summary.unchanged { "no change".to_string() } else { summary.changes.join("; ") }),
                         Ok(Err(e)) => log::error!("SIGHUP: {e}; keeping the running configuration"),
                         Err(_) => {}
                     }
                 }
-                Err(e) => log::error!("SIGHUP: {}: {e}; keeping the running configuration", path.display()),
+                Err(e) => log::error!("SIGHUP: {}: {e}; keeping the running configuration", config_path.display()),
             }
         }
     });
     let dp_config = carrier_dataplane::config::Config::load(&cfg.dataplane.config)
         .with_context(|| format!("dataplane config {}", cfg.dataplane.config.display()))?;
     let base = Arc::new(dp_config.tables().context("dataplane config")?);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("control config {}", path.display()))?;
+    cfg.check_against(&text, &base).with_context(|| format!("control config {}", path.display()))?;
     let found = dataplane_state(&cfg.dataplane.socket);
     // Graceful restart only when configured: without it the peers drop our routes at once and
     // resend theirs without End-of-RIB guarantees, so deferring would only delay convergence.
@@ -279,7 +283,8 @@ fn interfaces(base: &carrier_dataplane::tables::Tables) -> Vec<InterfaceView> {
 
 /// Reads the dataplane's status and counters every `every` and publishes them.
 fn spawn_dataplane_poller(socket: PathBuf, every: Duration) -> watch::Receiver<Arc<DataplaneStatus>> {
-    let (tx, rx) = watch::channel(Arc::new(DataplaneStatus { socket: socket.display().to_string(), ..Default::default() }));
+    let first = DataplaneStatus { socket: socket.display().to_string(), last_error: Some("not read yet".into()), ..Default::default() };
+    let (tx, rx) = watch::channel(Arc::new(first));
     std::thread::Builder::new()
         .name("dataplane-poller".into())
         .spawn(move || {
@@ -723,7 +728,17 @@ async fn command(rib: &mut Rib, peers: &HashMap<Ipv4Addr, mpsc::Sender<PeerComma
             let _ = reply.send(r);
             changed
         }
-        Command::Apply { config, reply } => {
+        Command::Apply { mut config, text, reply } => {
+            // A relative dataplane path names the running one (the API has no file to resolve
+            // it against).
+            let running = &rib.config().dataplane.config;
+            if config.dataplane.config.is_relative() && running.ends_with(&config.dataplane.config) {
+                config.dataplane.config = running.clone();
+            }
+            if let Err(e) = config.check_against(&text, rib.base()) {
+                let _ = reply.send(Err(CommandError::Invalid(e.to_string())));
+                return false;
+            }
             let changes = crate::config::diff(rib.config(), &config);
             if changes.is_empty() {
                 let _ = reply.send(Ok(ApplySummary { unchanged: true, changes }));

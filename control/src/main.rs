@@ -43,12 +43,8 @@ fn main() -> Result<()> {
             let cfg = ControlConfig::load(&config).with_context(|| format!("control config {}", config.display()))?;
             let dp = carrier_dataplane::config::Config::load(&cfg.dataplane.config)?;
             let tables = dp.tables()?;
-            for v in &cfg.vrfs {
-                anyhow::ensure!(tables.vrf_by_name(&v.name).is_some(), "vrf {:?} is not in the dataplane config", v.name);
-            }
-            for e in &cfg.evpn {
-                anyhow::ensure!(tables.bridges.iter().any(|b| b.name == e.bridge), "evpn bridge {:?} is not in the dataplane config", e.bridge);
-            }
+            let text = std::fs::read_to_string(&config)?;
+            cfg.check_against(&text, &tables).with_context(|| format!("control config {}", config.display()))?;
             println!("ok: {} neighbors, {} vrfs, {} evpn instances", cfg.neighbors.len(), cfg.vrfs.len(), cfg.evpn.len());
             Ok(())
         }

@@ -443,8 +443,10 @@ pub enum Command {
     },
     /// Take a new configuration (`carrierctl apply`, SIGHUP).
     Apply {
-        /// The configuration, already parsed and checked.
+        /// The configuration, already parsed and checked on its own.
         config: Box<ControlConfig>,
+        /// Its text, to place errors found against the dataplane's tables.
+        text: String,
         /// Answer.
         reply: oneshot::Sender<Result<ApplySummary, CommandError>>,
     },

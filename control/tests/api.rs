@@ -121,8 +121,15 @@ fn reads_show_the_configured_router() {
     let (s, one) = get(&c, "/peers/192.0.2.2");
     assert_eq!((s, &one["address"]), (200, &json!("192.0.2.2")));
 
-    // No dataplane: degraded, and it says why.
-    let (s, h) = get(&c, "/health");
+    // No dataplane: degraded, and it says why (once the poller has tried).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (s, h) = loop {
+        let (s, h) = get(&c, "/health");
+        if h["last_error"].as_str().is_some_and(|e| e.contains("table socket")) || Instant::now() > deadline {
+            break (s, h);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(s, 200);
     assert_eq!((h["status"].as_str(), h["dataplane_connected"].as_bool()), (Some("degraded"), Some(false)));
     assert!(h["last_error"].as_str().is_some_and(|e| e.contains("table socket")), "{h}");
