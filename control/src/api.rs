@@ -413,6 +413,12 @@ async fn interfaces(AxState(ctx): AxState<Ctx>) -> Json<Vec<InterfaceView>> {
     let dp = ctx.state.dataplane.borrow().clone();
     let mut list = (*ctx.state.interfaces).clone();
     for i in &mut list {
+        i.link = match carrier_dataplane::io::netdev::is_running(&i.name) {
+            Ok(true) => "up",
+            Ok(false) => "down",
+            Err(_) => "unknown",
+        }
+        .into();
         if let Some(c) = dp.counters.ports.get(&i.name) {
             (i.rx_packets, i.tx_packets, i.drops) = (c.rx.packets, c.tx.packets, c.drops.values().sum());
         }

@@ -273,6 +273,7 @@ fn interfaces(base: &carrier_dataplane::tables::Tables) -> Vec<InterfaceView> {
                 vlan: p.vlan,
                 mtu: p.mtu,
                 proxy_arp: p.proxy_arp,
+                link: String::new(),
                 rx_packets: 0,
                 tx_packets: 0,
                 drops: 0,

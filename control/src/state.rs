@@ -309,6 +309,9 @@ pub struct InterfaceView {
     pub mtu: u16,
     /// Proxy ARP (routed mode).
     pub proxy_arp: bool,
+    /// Link state of the Linux interface as this process sees it (`up`, `down`, or `unknown`
+    /// when it is not in this process's namespace).
+    pub link: String,
     /// Received packets (dataplane counters).
     pub rx_packets: u64,
     /// Sent packets.

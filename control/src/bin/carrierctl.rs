@@ -255,6 +255,7 @@ fn show(api: &Api, what: Show, json: bool) -> Result<String, Failure> {
                     vec![
                         i.name.clone(),
                         i.role.clone(),
+                        i.link.clone(),
                         opt(&i.instance),
                         i.addresses.join(","),
                         i.mac.clone(),
@@ -266,7 +267,7 @@ fn show(api: &Api, what: Show, json: bool) -> Result<String, Failure> {
                     ]
                 })
                 .collect();
-            table(&["Interface", "Role", "Instance", "Addresses", "MAC", "VLAN", "MTU", "RX", "TX", "Drops"], rows)
+            table(&["Interface", "Role", "Link", "Instance", "Addresses", "MAC", "VLAN", "MTU", "RX", "TX", "Drops"], rows)
         }
         Show::Vrf { name: None } => {
             let vrfs = fetch!(Vec<VrfInfo>, "/vrfs");
