@@ -56,7 +56,7 @@ use crate::config::{ControlConfig, NeighborConfig};
 use crate::fib::Compiler;
 use crate::rib::{PeerInfo, Rib};
 use crate::state::{
-    ApplySummary, Command, CommandError, ControlCounters, DataplaneStatus, History, InterfaceView, MessageCounters, NeighborAction, PeerStatus,
+    ApplySummary, Command, CommandError, ControlCounters, DataplaneStatus, History, InterfaceView, NeighborAction, PeerStatus,
     RibSummary, State, UPDATE_LATENCY_BUCKETS,
 };
 
@@ -354,16 +354,7 @@ fn peer_status(session: &Session, admin_down: bool, history: &History) -> PeerSt
         families: if established.is_some() { session.families().iter().map(|f| f.name().to_string()).collect() } else { vec![] },
         last_error: st.last_error.as_ref().map(ToString::to_string),
         flaps: st.flaps,
-        messages: MessageCounters {
-            opens_in: st.opens_in,
-            opens_out: st.opens_out,
-            updates_in: st.updates_in,
-            updates_out: st.updates_out,
-            notifications_in: st.notifications_in,
-            notifications_out: st.notifications_out,
-            keepalives_in: st.keepalives_in,
-            keepalives_out: st.keepalives_out,
-        },
+        messages: st.messages.clone(),
         prefixes: vec![],
         history: history.entries(),
     }

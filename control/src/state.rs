@@ -27,32 +27,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use utoipa::ToSchema;
 
+pub use crate::bgp::fsm::MessageCounters;
 use crate::config::ControlConfig;
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Message counters of one session.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct MessageCounters {
-    /// OPENs received.
-    pub opens_in: u64,
-    /// OPENs sent.
-    pub opens_out: u64,
-    /// UPDATEs received.
-    pub updates_in: u64,
-    /// UPDATEs sent (End-of-RIB included).
-    pub updates_out: u64,
-    /// NOTIFICATIONs received.
-    pub notifications_in: u64,
-    /// NOTIFICATIONs sent.
-    pub notifications_out: u64,
-    /// KEEPALIVEs received.
-    pub keepalives_in: u64,
-    /// KEEPALIVEs sent.
-    pub keepalives_out: u64,
 }
 
 /// Prefix counts of one peer in one family.

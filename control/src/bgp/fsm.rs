@@ -299,9 +299,9 @@ pub enum State {
     Established,
 }
 
-/// Message and session counters (one writer: the peer's task).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SessionStats {
+/// Messages in and out of one session, by type.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct MessageCounters {
     /// OPENs received.
     pub opens_in: u64,
     /// OPENs sent.
@@ -318,6 +318,13 @@ pub struct SessionStats {
     pub keepalives_in: u64,
     /// KEEPALIVEs sent.
     pub keepalives_out: u64,
+}
+
+/// Message and session counters (one writer: the peer's task).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Messages by type.
+    pub messages: MessageCounters,
     /// Times an Established session went down.
     pub flaps: u64,
     /// Why the session last went down.
@@ -433,7 +440,7 @@ impl Session {
 
     /// Zero the message counters (`clear bgp counters`); flaps and the last error stay.
     pub fn clear_counters(&mut self) {
-        self.stats = SessionStats { flaps: self.stats.flaps, last_error: self.stats.last_error.clone(), ..SessionStats::default() };
+        self.stats.messages = MessageCounters::default();
     }
 
     /// The peer's BGP identifier once its OPEN has been accepted (for collision detection).
@@ -454,7 +461,7 @@ impl Session {
             Input::Timer(t) => self.timer(t, now, &mut out),
             Input::Send(update) => {
                 if self.state == State::Established {
-                    self.stats.updates_out += 1;
+                    self.stats.messages.updates_out += 1;
                     self.last_tx = now;
                     out.push(Output::Send(Message::Update(update)));
                 } else {
@@ -463,7 +470,7 @@ impl Session {
             }
             Input::SendEndOfRib(family) => {
                 if self.state == State::Established && self.families.contains(&family) {
-                    self.stats.updates_out += 1;
+                    self.stats.messages.updates_out += 1;
                     self.last_tx = now;
                     out.push(if family == Family::Ipv4Unicast {
                         Output::Send(Message::Update(Update::default()))
@@ -563,7 +570,7 @@ impl Session {
         match self.state {
             State::Connect | State::Active => {
                 self.cancel_timer(Timer::ConnectRetry, out);
-                self.stats.opens_out += 1;
+                self.stats.messages.opens_out += 1;
                 out.push(Output::Send(Message::Open(self.our_open())));
                 self.set_timer(Timer::Hold, OPEN_HOLD_TIME, now, out);
                 self.state = State::OpenSent;
@@ -605,10 +612,10 @@ impl Session {
             return;
         }
         match &msg {
-            Message::Open(_) => self.stats.opens_in += 1,
-            Message::Update(_) => self.stats.updates_in += 1,
-            Message::Notification(_) => self.stats.notifications_in += 1,
-            Message::Keepalive => self.stats.keepalives_in += 1,
+            Message::Open(_) => self.stats.messages.opens_in += 1,
+            Message::Update(_) => self.stats.messages.updates_in += 1,
+            Message::Notification(_) => self.stats.messages.notifications_in += 1,
+            Message::Keepalive => self.stats.messages.keepalives_in += 1,
             Message::RouteRefresh(_) => {}
         }
         match (self.state, msg) {
@@ -680,7 +687,7 @@ impl Session {
         self.hold_time = self.our_hold_time().min(open.hold_time);
         self.peer_open = Some(open);
 
-        self.stats.keepalives_out += 1;
+        self.stats.messages.keepalives_out += 1;
         self.last_tx = now;
         self.last_rx = now;
         out.push(Output::Send(Message::Keepalive));
@@ -704,7 +711,7 @@ impl Session {
                 self.teardown(Some(n.clone()), DownReason::NotificationSent(n), true, now, out);
             }
             DecodeError::TreatAsWithdraw { update, reason } => {
-                self.stats.updates_in += 1;
+                self.stats.messages.updates_in += 1;
                 if self.state != State::Established {
                     return self.fsm_error(now, out);
                 }
@@ -716,7 +723,7 @@ impl Session {
                 out.push(Output::Counted("update-treat-as-withdraw"));
             }
             DecodeError::AttributeDiscard { update, reason } => {
-                self.stats.updates_in += 1;
+                self.stats.messages.updates_in += 1;
                 if self.state != State::Established {
                     return self.fsm_error(now, out);
                 }
@@ -763,7 +770,7 @@ impl Session {
                 if now < due {
                     self.set_timer(Timer::Keepalive, due - now, now, out);
                 } else {
-                    self.stats.keepalives_out += 1;
+                    self.stats.messages.keepalives_out += 1;
                     self.last_tx = now;
                     out.push(Output::Send(Message::Keepalive));
                     self.set_timer(Timer::Keepalive, self.keepalive(), now, out);
@@ -801,7 +808,7 @@ impl Session {
         out: &mut Vec<Output>,
     ) {
         if let Some(n) = notify {
-            self.stats.notifications_out += 1;
+            self.stats.messages.notifications_out += 1;
             out.push(Output::Send(Message::Notification(n)));
         }
         out.push(Output::Close);
@@ -1007,8 +1014,9 @@ mod tests {
         ]);
         assert_eq!(s.state(), State::Idle);
         let st = s.stats();
-        assert_eq!((st.opens_out, st.opens_in, st.keepalives_out, st.keepalives_in), (1, 1, 2, 2));
-        assert_eq!((st.updates_in, st.notifications_out, st.flaps), (1, 1, 1));
+        let m = &st.messages;
+        assert_eq!((m.opens_out, m.opens_in, m.keepalives_out, m.keepalives_in), (1, 1, 2, 2));
+        assert_eq!((st.messages.updates_in, st.messages.notifications_out, st.flaps), (1, 1, 1));
         assert_eq!(st.last_error, Some(DownReason::NotificationSent(notif(4, 0))));
     }
 
@@ -1103,7 +1111,7 @@ mod tests {
                         SetTimer(ConnectRetry, secs(5)),
                     ], "{case}");
                     assert_eq!(s.state(), State::Idle, "{case}");
-                    assert_eq!(s.stats().notifications_out, 1, "{case}");
+                    assert_eq!(s.stats().messages.notifications_out, 1, "{case}");
                 }
                 None => assert_eq!(s.state(), State::OpenConfirm, "{case}: {got:?}"),
             }
@@ -1131,7 +1139,7 @@ mod tests {
             // 3. The backoff expires: connect again (the attempt timer is the doubled backoff).
             Step(5_200, Input::Timer(ConnectRetry), vec![Connect, SetTimer(ConnectRetry, secs(10))]),
         ]);
-        assert_eq!(s.stats().notifications_in, 1);
+        assert_eq!(s.stats().messages.notifications_in, 1);
         // Each further flap doubles the wait before reconnecting, up to 60 s.
         let mut now = t0 + secs(6);
         let mut waits = vec![];
@@ -1226,7 +1234,7 @@ mod tests {
                 SetTimer(ConnectRetry, secs(5)),
             ]),
         ]);
-        assert_eq!((s.stats().updates_in, s.stats().notifications_out), (2, 1));
+        assert_eq!((s.stats().messages.updates_in, s.stats().messages.notifications_out), (2, 1));
         // 4. Treat-as-withdraw before Established is an UPDATE in the wrong state (5/2).
         let mut s = Session::new(cfg());
         s.process(Input::Start, t0);
@@ -1357,7 +1365,7 @@ mod tests {
                 Counted("route-refresh-unnegotiated-family"),
             ]),
         ]);
-        assert_eq!(s.stats().updates_out, 2);
+        assert_eq!(s.stats().messages.updates_out, 2);
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl<'a> Source<'a> {
             .collect::<String>()
             .trim_start_matches('.')
             .to_string();
-        let (line, column) = self.offset(path).map_or((0, 0), |at| self.line_column(at));
+        let (line, column) = self.walk(path).1.map_or((0, 0), |at| self.line_column(at));
         ConfigError::At { line, column, field, message: message.into() }
     }
 
@@ -62,10 +62,6 @@ impl<'a> Source<'a> {
             }
         }
         (Some(node), at)
-    }
-
-    fn offset(&self, path: &[Step<'_>]) -> Option<usize> {
-        self.walk(path).1
     }
 
     /// 1-based line and column of a byte offset.

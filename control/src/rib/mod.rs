@@ -576,7 +576,7 @@ impl Rib {
     /// address (RFC 4271 §9.1.2.2 g), then to the lower route (RD, label); multipath members
     /// come in that order too.
     fn select<'a>(&self, mut candidates: Vec<(&'a Nlri, &'a Path)>) -> Vec<(&'a Nlri, &'a Path)> {
-        candidates.sort_by(|(an, ap), (bn, bp)| ap.rank().cmp(&bp.rank()).then(ap.source.cmp(&bp.source)).then(an.cmp(bn)));
+        decision_order(&mut candidates);
         let Some(best) = candidates.first().copied() else { return vec![] };
         if !self.cfg.bgp.multipath {
             return vec![best];
@@ -589,6 +589,18 @@ impl Rib {
     pub fn resolves(&self, addr: Ipv4Addr) -> bool {
         self.base.underlay.lookup(addr).is_some()
     }
+
+    /// True when `addr` resolves in the dataplane's underlay or over an IPv4 unicast route the
+    /// last flush handed on.
+    fn resolves_now(&self, addr: Ipv4Addr) -> bool {
+        self.resolves(addr) || self.handed.underlay.keys().any(|u| u.contains(addr))
+    }
+}
+
+/// Sort paths best first: by the decision process's rank, then (deterministic whatever the
+/// order they came in) by peer address and route.
+fn decision_order(candidates: &mut [(&Nlri, &Path)]) {
+    candidates.sort_by(|(an, ap), (bn, bp)| ap.rank().cmp(&bp.rank()).then(ap.source.cmp(&bp.source)).then(an.cmp(bn)));
 }
 
 /// The desired state compiled from the RIB.
@@ -726,8 +738,7 @@ impl Rib {
     /// VRF. `resolved` remembers which next hops resolve, for the rest of the flush.
     fn vpn_routes(&self, dest: Dest, resolved: &mut HashMap<Ipv4Addr, bool>, stats: &mut RibStats) -> Vec<(VrfId, Vec<NextHop>)> {
         let paths = self.paths_to(dest);
-        let (base, underlay) = (&self.base, &self.handed.underlay);
-        let mut resolves = |nh: Ipv4Addr| *resolved.entry(nh).or_insert_with(|| base.underlay.lookup(nh).is_some() || underlay.keys().any(|u| u.contains(nh)));
+        let mut resolves = |nh: Ipv4Addr| *resolved.entry(nh).or_insert_with(|| self.resolves_now(nh));
         let mut out = vec![];
         for (vrf, import) in &self.imports {
             let cands: Vec<(&Nlri, &Path)> = paths.iter().filter(|(_, p)| p.attrs.route_targets().any(|rt| import.contains(&rt))).copied().collect();

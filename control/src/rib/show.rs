@@ -261,8 +261,8 @@ impl Rib {
 
     /// The paths in decision order; the installed ones marked best, the first with why.
     fn decide_view(&self, cands: Vec<(&Nlri, &Path)>, vrf: Option<carrier_common::VrfId>, prefix: Ipv4Prefix) -> Vec<PathView> {
-        let mut sorted = cands.clone();
-        sorted.sort_by(|(an, ap), (bn, bp)| ap.rank().cmp(&bp.rank()).then(ap.source.cmp(&bp.source)).then(an.cmp(bn)));
+        let mut sorted = cands;
+        super::decision_order(&mut sorted);
         let installed_gw = match vrf {
             None => self.handed.underlay.get(&prefix).copied().into_iter().collect::<Vec<_>>(),
             Some(id) => self
@@ -292,7 +292,7 @@ impl Rib {
                 first_best = false;
             } else if !super::usable(n) {
                 v.reason = Some("reserved label".into());
-            } else if nh.is_none_or(|a| !self.resolves(a) && !self.handed.underlay.keys().any(|u| u.contains(a))) {
+            } else if nh.is_none_or(|a| !self.resolves_now(a)) {
                 v.reason = Some("next hop unresolved".into());
             }
             views.push(v);

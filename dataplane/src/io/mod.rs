@@ -167,10 +167,7 @@ impl HostPolicer {
                 continue;
             }
             pkt.verdict = Verdict::Drop(DropReason::HostRateLimited);
-            if let Some(c) = counters.port(pkt.ingress) {
-                c.to_host = c.to_host.saturating_sub(1);
-                c.drops[DropReason::HostRateLimited as usize] += 1;
-            }
+            counters.host_refused(pkt.ingress, DropReason::HostRateLimited);
         }
     }
 }

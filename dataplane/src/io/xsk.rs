@@ -474,10 +474,7 @@ impl Ports for XskPorts {
                 Verdict::ToHost(port) => {
                     if let Some(tap) = self.taps.get(port.index()).and_then(Option::as_ref) {
                         if tap.write(pkt.frame.data()).is_err() {
-                            if let Some(c) = counters.port(pkt.ingress) {
-                                c.to_host = c.to_host.saturating_sub(1);
-                                c.drops[DropReason::HostQueueFull as usize] += 1;
-                            }
+                            counters.host_refused(pkt.ingress, DropReason::HostQueueFull);
                         }
                     }
                     None

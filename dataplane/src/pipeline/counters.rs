@@ -243,6 +243,15 @@ impl Counters {
         self.events[event as usize] += 1;
     }
 
+    /// A frame counted as handed to the host (on `ingress`) that did not reach it after all
+    /// (policed, or the mirror's queue was full): it becomes a drop for `reason`.
+    pub fn host_refused(&mut self, ingress: PortId, reason: DropReason) {
+        if let Some(c) = self.port(ingress) {
+            c.to_host = c.to_host.saturating_sub(1);
+            c.drops[reason as usize] += 1;
+        }
+    }
+
     /// Drops by reason summed over ports.
     pub fn drops_total(&self, reason: DropReason) -> u64 {
         self.ports.iter().map(|p| p.drops[reason as usize]).sum()
