@@ -45,6 +45,8 @@ const TEST_PACKAGES: &[&str] = &[
     "frr",
     // The metrics tests: `promtool check metrics`, and a real server scraping carrier.
     "prometheus",
+    // A virtualenv for schemathesis (PyPI), should `python3` be Debian's.
+    "python3-venv",
 ];
 
 /// The nightly toolchain the eBPF crate is built with.
