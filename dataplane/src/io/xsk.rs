@@ -22,12 +22,21 @@ use crate::pipeline::{Batch, Counters, DropReason, Frame, FramePool, Verdict};
 
 /// Bytes per UMEM chunk.
 pub const FRAME_SIZE: u32 = 4096;
-/// Chunks in the UMEM (64 MiB): fill rings of 3072 per port plus frames in flight.
+/// Chunks in the UMEM (64 MiB): the ports' fill rings, and as many again for frames in flight
+/// (transmit rings, the host path, replicas).
 pub const FRAMES: u32 = 16384;
 /// Descriptors per ring.
 const RING_SIZE: u32 = 4096;
-/// Receive buffers kept in each port's fill ring.
+/// Most receive buffers kept in one port's fill ring.
 const FILL_TARGET: u32 = 3072;
+
+/// Receive buffers kept in each fill ring with `ports` ports: at most [`FILL_TARGET`], and all
+/// fill rings together at most half the UMEM. With more, the fill rings swallowed the whole
+/// pool and nothing was left to transmit or to read the host path into (seen with 6 ports).
+fn fill_target(ports: usize) -> u32 {
+    let share = FRAMES / 2 / (ports.max(1) as u32);
+    share.min(FILL_TARGET)
+}
 /// Headroom of frames the pool makes (replicas).
 const POOL_HEADROOM: u32 = 256;
 
@@ -210,6 +219,8 @@ struct XskPort {
     user: User,
     /// Chunks in this port's fill ring.
     in_fill: u32,
+    /// Receive buffers to keep in the fill ring ([`fill_target`]).
+    fill_target: u32,
     /// Frames staged for transmit in this batch.
     staged: Vec<XdpDesc>,
 }
@@ -277,7 +288,7 @@ impl XskPorts {
             let rx = user.map_rx().map_err(|e| sock_err("rx ring mmap", ifname, e))?;
             let tx = user.map_tx().map_err(|e| sock_err("tx ring mmap", ifname, e))?;
             umem.bind(&user).map_err(|e| sock_err("bind", ifname, e))?;
-            let mut p = XskPort { port: *port, ifname: ifname.clone(), device, rx, tx, user, in_fill: 0, staged: Vec::with_capacity(64) };
+            let mut p = XskPort { port: *port, ifname: ifname.clone(), device, rx, tx, user, in_fill: 0, fill_target: fill_target(ports.len()), staged: Vec::with_capacity(64) };
             refill(&mut p, &mut pool, &mut XskStats::default());
             if by_id.len() <= port.index() {
                 by_id.resize(port.index() + 1, None);
@@ -358,7 +369,7 @@ fn refill(p: &mut XskPort, pool: &mut UmemPool, stats: &mut XskStats) {
         }
         done.release();
     }
-    let want = FILL_TARGET.saturating_sub(p.in_fill);
+    let want = p.fill_target.saturating_sub(p.in_fill);
     if want == 0 {
         return;
     }
@@ -538,6 +549,17 @@ impl Ports for XskPorts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fill_rings_leave_half_the_umem_in_flight() {
+        assert_eq!(fill_target(1), FILL_TARGET);
+        assert_eq!(fill_target(2), FILL_TARGET);
+        for ports in 1..=64 {
+            let t = fill_target(ports);
+            assert!(t > 0 && t <= FILL_TARGET, "{ports} ports: {t}");
+            assert!(t * ports as u32 <= FRAMES / 2, "{ports} ports × {t} fill buffers leave less than half of {FRAMES}");
+        }
+    }
 
     #[test]
     fn umem_frame_bounds() {
