@@ -37,6 +37,7 @@ pub fn scratch_dir(prefix: &str) -> PathBuf {
 pub struct Dataplane {
     child: Option<Child>,
     ns: String,
+    bin: PathBuf,
     /// Its table socket.
     pub socket: PathBuf,
     /// Its config file.
@@ -55,6 +56,11 @@ impl Dataplane {
 
     /// Start on an existing config file and socket path (for restarts).
     pub fn start_with(ns: &NetNs, config: &Path, socket: &Path, log: &Path) -> Dataplane {
+        Self::start_with_bin(&dataplane_bin(), ns, config, socket, log)
+    }
+
+    /// [`Dataplane::start_with`] with the binary `bin` (the demo runs the release build).
+    pub fn start_with_bin(bin: &Path, ns: &NetNs, config: &Path, socket: &Path, log: &Path) -> Dataplane {
         // A socket file left by a killed dataplane would look like the new one being up.
         let _ = std::fs::remove_file(socket);
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open log");
@@ -65,7 +71,7 @@ impl Dataplane {
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", ns.name()))
             .arg("--")
-            .arg(dataplane_bin())
+            .arg(bin)
             .args(["run", "--config"])
             .arg(config)
             .arg("--socket")
@@ -76,7 +82,7 @@ impl Dataplane {
             .stderr(err)
             .spawn()
             .expect("start carrier-dataplane");
-        let mut dp = Dataplane { child: Some(child), ns: ns.name().to_string(), socket: socket.to_path_buf(), config: config.to_path_buf(), log: log.to_path_buf() };
+        let mut dp = Dataplane { child: Some(child), ns: ns.name().to_string(), bin: bin.to_path_buf(), socket: socket.to_path_buf(), config: config.to_path_buf(), log: log.to_path_buf() };
         let deadline = Instant::now() + Duration::from_secs(15);
         while !dp.socket.exists() {
             if let Some(status) = dp.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
@@ -100,7 +106,7 @@ impl Dataplane {
 
     /// Run `carrier-dataplane ctl --socket S <args>`; panics unless it succeeds. Returns stdout.
     pub fn ctl(&self, args: &[&str]) -> String {
-        let out = Command::new(dataplane_bin()).arg("ctl").arg("--socket").arg(&self.socket).args(args).output().expect("run ctl");
+        let out = Command::new(&self.bin).arg("ctl").arg("--socket").arg(&self.socket).args(args).output().expect("run ctl");
         assert!(out.status.success(), "ctl {args:?} failed:\n{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }

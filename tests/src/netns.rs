@@ -93,6 +93,15 @@ impl NetNs {
         ns
     }
 
+    /// Creates a namespace with exactly this name (the demo's, which a later run must find to
+    /// clean up after a crash); panics if it exists.
+    pub fn named(name: &str) -> NetNs {
+        run(&["ip", "netns", "add", name]);
+        let ns = NetNs { name: name.to_string() };
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
     /// The namespace's name, as `ip netns` knows it.
     pub fn name(&self) -> &str {
         &self.name

@@ -8,8 +8,10 @@
 //!   the dataplane embeds it.
 //! - `test`: setup, the unprivileged suite (`cargo test --workspace`), build, then
 //!   the privileged tests (`tests/tests/privileged_*.rs`, network namespaces, root).
-//! - `run [--config FILE]`: release build, then runs `carrier-dataplane run` on the config,
-//!   or, without one, the built-in demo network (`carrier-demo`).
+//! - `run [--config FILE] [--keep | --check]`: release build, then runs `carrier-dataplane run`
+//!   on the config, or, without one, the pseudo-WAN demo (`carrier-demo`, `tests/src/demo.rs`);
+//!   `--check` asserts every claim of the demo and exits non-zero if one fails. `test` ends
+//!   with `run --check`.
 //!
 //! Every command it runs is printed first, prefixed with `+`.
 
@@ -48,9 +50,12 @@ enum Task {
         /// The dataplane configuration file; without one, the built-in demo network runs.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Demo only: leave the network up until Enter is pressed.
-        #[arg(long)]
+        /// Demo only: leave the network up until Ctrl-C.
+        #[arg(long, conflicts_with = "check")]
         keep: bool,
+        /// Demo only: assert every claim, tear down, exit non-zero if one failed.
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -101,10 +106,13 @@ fn main() -> Result<()> {
             build(&paths, &toolchain, release)?;
         }
         Task::Test => test(&paths)?,
-        Task::Run { config, keep } => {
+        Task::Run { config, keep, check } => {
             let toolchain = setup::setup(&paths)?;
             build(&paths, &toolchain, true)?;
-            run_dataplane(&paths, config, keep)?;
+            let mut command = run_command(&paths, config, keep, check);
+            print_command(&command);
+            let error = std::os::unix::process::CommandExt::exec(&mut command);
+            return Err(error).with_context(|| format!("executing {:?}", command.get_program()));
         }
     }
     Ok(())
@@ -232,6 +240,21 @@ fn test(paths: &Paths) -> Result<()> {
         }
     }
 
+    // The README's main command, as a test: `cargo xtask run --check`.
+    println!("xtask: the demo (cargo xtask run --check)");
+    let demo_ok = build(paths, &toolchain, true).is_ok() && {
+        let mut demo = run_command(paths, None, false, true);
+        print_command(&demo);
+        demo.status().is_ok_and(|s| s.success())
+    };
+    if demo_ok {
+        counts.passed += 1;
+        println!("xtask: demo check passed");
+    } else {
+        counts.failed += 1;
+        failures.push("the demo (cargo xtask run --check)");
+    }
+
     // A failed step that printed no failing test (a compile error) still counts once.
     let failed = counts.failed.max(failures.len() as u64);
     println!("xtask: {} passed, {} failed", counts.passed, failed);
@@ -241,27 +264,25 @@ fn test(paths: &Paths) -> Result<()> {
     Ok(())
 }
 
-/// Runs the release dataplane binary in place of this process.
-fn run_dataplane(paths: &Paths, config: Option<PathBuf>, keep: bool) -> Result<()> {
-    use std::os::unix::process::CommandExt;
-
-    let mut command = match config {
+/// The release binary `run` executes: the dataplane on `config`, or the demo.
+fn run_command(paths: &Paths, config: Option<PathBuf>, keep: bool, check: bool) -> Command {
+    let release = paths.target.join("release");
+    match config {
         Some(config) => {
-            let mut dataplane = Command::new(paths.target.join("release").join("carrier-dataplane"));
+            let mut dataplane = Command::new(release.join("carrier-dataplane"));
             dataplane.arg("run").arg("--config").arg(config);
             dataplane
         }
         None => {
-            // No config: the built-in demo network (two PEs, two VPNs, an MPLS core).
-            let mut demo = Command::new(paths.target.join("release").join("carrier-demo"));
-            demo.env("CARRIER_DATAPLANE_BIN", paths.target.join("release").join("carrier-dataplane"));
+            // The demo finds carrier-dataplane, carrier-control and carrierctl next to itself.
+            let mut demo = Command::new(release.join("carrier-demo"));
             if keep {
                 demo.arg("--keep");
             }
+            if check {
+                demo.arg("--check");
+            }
             demo
         }
-    };
-    print_command(&command);
-    let error = command.exec();
-    Err(error).with_context(|| format!("executing {:?}", command.get_program()))
+    }
 }

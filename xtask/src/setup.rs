@@ -45,6 +45,8 @@ const TEST_PACKAGES: &[&str] = &[
     "frr",
     // The metrics tests: `promtool check metrics`, and a real server scraping carrier.
     "prometheus",
+    // The demo queries Prometheus and prints curl commands to try.
+    "curl",
     // A virtualenv for schemathesis (PyPI), should `python3` be Debian's.
     "python3-venv",
 ];
