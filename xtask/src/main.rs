@@ -8,6 +8,10 @@
 //!   the dataplane embeds it.
 //! - `test`: setup, the unprivileged suite (`cargo test --workspace`), build, then
 //!   the privileged tests (`tests/tests/privileged_*.rs`, network namespaces, root).
+//! - `fuzz [--seconds N] [TARGET...]`: builds the cargo-fuzz targets (`fuzz/`) and runs each
+//!   for N seconds (default 60) from its seeds (`fuzz/seeds/`) and the corpus it grew before
+//!   (`target/fuzz/corpus/`); crashes land in `target/fuzz/artifacts/`. `test` runs every
+//!   target for [`TEST_FUZZ_SECONDS`].
 //! - `run [--config FILE] [--keep | --check]`: release build, then runs `carrier-dataplane run`
 //!   on the config, or, without one, the pseudo-WAN demo (`carrier-demo`, `tests/src/demo.rs`);
 //!   `--check` asserts every claim of the demo and exits non-zero if one fails. `test` ends
@@ -45,6 +49,14 @@ enum Task {
     },
     /// Setup, unprivileged tests, build, then the privileged tests (as root).
     Test,
+    /// Run the fuzz targets, each for a bounded time.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+        /// The targets (default: all of `cargo fuzz list`).
+        targets: Vec<String>,
+    },
     /// Release build, then run the dataplane.
     Run {
         /// The dataplane configuration file; without one, the built-in demo network runs.
@@ -106,6 +118,12 @@ fn main() -> Result<()> {
             build(&paths, &toolchain, release)?;
         }
         Task::Test => test(&paths)?,
+        Task::Fuzz { seconds, targets } => {
+            let toolchain = setup::setup(&paths)?;
+            if !fuzz(&paths, &toolchain, seconds, &targets)? {
+                bail!("a fuzz target failed (crash inputs in {})", paths.target.join("fuzz/artifacts").display());
+            }
+        }
         Task::Run { config, keep, check } => {
             let toolchain = setup::setup(&paths)?;
             build(&paths, &toolchain, true)?;
@@ -240,6 +258,20 @@ fn test(paths: &Paths) -> Result<()> {
         }
     }
 
+    // Every fuzz target, briefly (longer runs: `cargo xtask fuzz`, tests/FUZZING.md).
+    println!("xtask: fuzz targets, {TEST_FUZZ_SECONDS} s each");
+    match fuzz(paths, &toolchain, TEST_FUZZ_SECONDS, &[]) {
+        Ok(true) => counts.passed += 1,
+        Ok(false) => {
+            counts.failed += 1;
+            failures.push("a fuzz target");
+        }
+        Err(error) => {
+            println!("xtask: fuzzing did not run: {error:#}");
+            failures.push("the fuzz build");
+        }
+    }
+
     // The README's main command, as a test: `cargo xtask run --check`.
     println!("xtask: the demo (cargo xtask run --check)");
     let demo_ok = build(paths, &toolchain, true).is_ok() && {
@@ -262,6 +294,41 @@ fn test(paths: &Paths) -> Result<()> {
         bail!("failed: {}", failures.join(", "));
     }
     Ok(())
+}
+
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const TEST_FUZZ_SECONDS: u32 = 20;
+
+/// Builds the fuzz targets and runs each of `targets` (all when empty) for `seconds`; false
+/// when one found a crash.
+fn fuzz(paths: &Paths, toolchain: &setup::Toolchain, seconds: u32, targets: &[String]) -> Result<bool> {
+    let dir = paths.root.join("fuzz");
+    let cargo_fuzz = || {
+        let mut c = Command::new("cargo");
+        c.current_dir(&dir).arg(format!("+{}", toolchain.name)).arg("fuzz").env("PATH", setup::path_with_cargo_bin()).env_remove("RUSTUP_TOOLCHAIN").env_remove("CARGO_TARGET_DIR");
+        c
+    };
+    run(cargo_fuzz().arg("build"))?;
+    let targets: Vec<String> = if targets.is_empty() {
+        let list = cmd::probe_stdout(cargo_fuzz().arg("list")).context("cargo fuzz list")?;
+        list.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
+    } else {
+        targets.to_vec()
+    };
+    let mut ok = true;
+    for target in &targets {
+        let corpus = paths.target.join("fuzz/corpus").join(target);
+        let artifacts = paths.target.join("fuzz/artifacts").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        std::fs::create_dir_all(&artifacts)?;
+        let mut command = cargo_fuzz();
+        command.args(["run", target]).arg(&corpus).arg(dir.join("seeds").join(target)).arg("--").arg(format!("-max_total_time={seconds}")).arg(format!("-artifact_prefix={}/", artifacts.display())).arg("-print_final_stats=1");
+        if run(&mut command).is_err() {
+            println!("xtask: fuzz target {target} failed: crash inputs in {}", artifacts.display());
+            ok = false;
+        }
+    }
+    Ok(ok)
 }
 
 /// The release binary `run` executes: the dataplane on `config`, or the demo.

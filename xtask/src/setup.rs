@@ -8,7 +8,7 @@
 //!    privileged tests use) and the test tools (scapy, tshark, tcpdump, iproute2,
 //!    ping, traceroute, ethtool). `apt-get update` runs only when one is missing.
 //! 3. `rust-src` for the nightly (`-Z build-std=core`).
-//! 4. `bpf-linker` built against LLVM N; rebuilt when the installed one links a
+//! 4. `cargo-fuzz` (the fuzz targets in `fuzz/`), and `bpf-linker` built against LLVM N; rebuilt when the installed one links a
 //!    different LLVM (a mismatch fails the eBPF link with "Invalid record").
 
 use std::collections::BTreeSet;
@@ -23,6 +23,9 @@ use crate::Paths;
 /// The nightly used when `nightly` is missing or broken: rustc 1.97 with LLVM 22,
 /// which aya-ebpf 0.2.1 builds with.
 pub const PINNED_NIGHTLY: &str = "nightly-2026-05-20";
+
+/// The cargo-fuzz release installed (the fuzz targets' runner).
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// The bpf-linker release installed (it has `llvm-21` and `llvm-22` features).
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -71,6 +74,7 @@ pub fn setup(paths: &Paths) -> Result<Toolchain> {
     apt_packages(paths, toolchain.llvm_major)?;
     rust_src(&toolchain)?;
     bpf_linker(paths, toolchain.llvm_major)?;
+    cargo_fuzz(paths)?;
     schemathesis(paths)?;
     println!("xtask setup: all set");
     Ok(toolchain)
@@ -244,6 +248,23 @@ fn rust_src(toolchain: &Toolchain) -> Result<()> {
         "--toolchain",
         &toolchain.name,
     ]))
+}
+
+/// cargo-fuzz, which builds the fuzz targets (`fuzz/`) with libFuzzer and runs them.
+fn cargo_fuzz(paths: &Paths) -> Result<()> {
+    let version = probe_stdout(Command::new("cargo").args(["fuzz", "--version"]).env("PATH", path_with_cargo_bin()));
+    if version.as_deref().is_some_and(|v| v.contains(CARGO_FUZZ_VERSION)) {
+        println!("xtask setup: cargo-fuzz {CARGO_FUZZ_VERSION} present");
+        return Ok(());
+    }
+    println!("xtask setup: installing cargo-fuzz {CARGO_FUZZ_VERSION}");
+    let tmp = paths.tmp()?;
+    run(Command::new("cargo")
+        .current_dir(&tmp)
+        .args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION, "--locked", "--force"])
+        .env("TMPDIR", &tmp)
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO_TARGET_DIR"))
 }
 
 fn bpf_linker(paths: &Paths, llvm_major: u32) -> Result<()> {
