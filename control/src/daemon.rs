@@ -120,6 +120,78 @@ pub enum PeerCommand {
     RequestRefresh,
     /// Zero the session's message counters.
     ClearCounters,
+    /// The neighbor was removed from the configuration: Cease/Peer De-configured (RFC 4486
+    /// §4), then the task ends.
+    Deconfigure,
+}
+
+/// A neighbor's task and how to reach it.
+#[derive(Debug)]
+struct PeerHandle {
+    cmds: mpsc::Sender<PeerCommand>,
+    accept: mpsc::Sender<TcpStream>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The neighbors' tasks. The rib task adds and removes them when a configuration is applied,
+/// the listener hands them the connections it accepts, the shutdown stops them all.
+#[derive(Clone, Debug)]
+struct PeerSet {
+    tasks: Arc<std::sync::Mutex<HashMap<Ipv4Addr, PeerHandle>>>,
+    events: mpsc::Sender<PeerEvent>,
+    views: Arc<RwLock<BTreeMap<Ipv4Addr, watch::Receiver<PeerStatus>>>>,
+    /// The BGP listener's socket, which needs each neighbor's TCP MD5 key and the GTSM hops.
+    listener: Option<std::os::fd::RawFd>,
+}
+
+impl PeerSet {
+    /// Starts the task of neighbor `n` of `cfg`.
+    fn spawn(&self, cfg: &ControlConfig, n: &NeighborConfig, restarting: bool) -> Result<()> {
+        if let Some(fd) = self.listener {
+            if let Some(p) = &n.password {
+                crate::sys::set_md5(fd, n.address, p.as_bytes()).with_context(|| format!("TCP MD5 for {}", n.address))?;
+            }
+            if let Some(hops) = cfg.neighbors.iter().filter_map(|n| n.ttl_security).max() {
+                crate::sys::set_gtsm(fd, hops).context("GTSM on the listener")?;
+            }
+        }
+        let pc = peer_config(cfg, n, restarting)?;
+        let (ctx, crx) = mpsc::channel(16);
+        let (atx, arx) = mpsc::channel(4);
+        let (status_tx, status_rx) = watch::channel(peer_status(&Session::new(pc.clone()), false, &History::default()));
+        self.views.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(n.address, status_rx);
+        let task = tokio::spawn(peer_task(pc, n.clone(), self.events.clone(), crx, arx, status_tx));
+        self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(n.address, PeerHandle { cmds: ctx, accept: atx, task });
+        Ok(())
+    }
+
+    /// Stops neighbor `addr`'s task with Cease/Peer De-configured and waits (up to 2 s) until
+    /// it ended, so that its last events reach the rib task before a successor's.
+    async fn remove(&self, addr: Ipv4Addr) {
+        let handle = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&addr);
+        self.views.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&addr);
+        if let Some(h) = handle {
+            let _ = h.cmds.send(PeerCommand::Deconfigure).await;
+            if tokio::time::timeout(Duration::from_secs(2), h.task).await.is_err() {
+                log::warn!("peer {addr}: its task did not end in 2 s after being de-configured");
+            }
+        }
+    }
+
+    /// The command channel of neighbor `addr`.
+    fn cmds(&self, addr: Ipv4Addr) -> Option<mpsc::Sender<PeerCommand>> {
+        self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&addr).map(|h| h.cmds.clone())
+    }
+
+    /// Where a connection accepted from `addr` goes.
+    fn acceptor(&self, addr: Ipv4Addr) -> Option<mpsc::Sender<TcpStream>> {
+        self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&addr).map(|h| h.accept.clone())
+    }
+
+    /// Every neighbor's command channel.
+    fn all(&self) -> Vec<mpsc::Sender<PeerCommand>> {
+        self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().map(|h| h.cmds.clone()).collect()
+    }
 }
 
 /// Run until SIGINT/SIGTERM.
@@ -162,24 +234,24 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
         log::info!("the dataplane already holds state: restarting speaker, first flush deferred until End-of-RIB");
     }
     let (events_tx, events_rx) = mpsc::channel::<PeerEvent>(1024);
-    let mut peer_cmds: HashMap<Ipv4Addr, mpsc::Sender<PeerCommand>> = HashMap::new();
-    let mut accept_tx: HashMap<Ipv4Addr, mpsc::Sender<TcpStream>> = HashMap::new();
-    let mut peer_views = BTreeMap::new();
+    let listener = match cfg.bgp.listen {
+        Some(addr) => Some(TcpListener::bind(SocketAddrV4::new(addr, cfg.bgp.port)).await.with_context(|| format!("listening on {addr}:{}", cfg.bgp.port))?),
+        None => None,
+    };
+    let peers = PeerSet {
+        tasks: Arc::default(),
+        events: events_tx,
+        views: Arc::new(RwLock::new(BTreeMap::new())),
+        listener: listener.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+    };
     for n in &cfg.neighbors {
-        let (ctx, crx) = mpsc::channel(16);
-        let (atx, arx) = mpsc::channel(4);
-        peer_cmds.insert(n.address, ctx);
-        accept_tx.insert(n.address, atx);
-        let pc = peer_config(&cfg, n, restarting)?;
-        let (status_tx, status_rx) = watch::channel(peer_status(&Session::new(pc.clone()), false, &History::default()));
-        peer_views.insert(n.address, status_rx);
-        tokio::spawn(peer_task(pc, n.clone(), events_tx.clone(), crx, arx, status_tx));
+        peers.spawn(&cfg, n, restarting)?;
     }
     let counters = Arc::new(ControlCounters::default());
     let update_latency = prometheus_client::metrics::histogram::Histogram::new(UPDATE_LATENCY_BUCKETS);
     let (summary_tx, summary_rx) = watch::channel(Arc::new(RibSummary::default()));
     let state = State {
-        peers: Arc::new(RwLock::new(peer_views)),
+        peers: peers.views.clone(),
         rib: summary_rx,
         dataplane: spawn_dataplane_poller(cfg.dataplane.socket.clone(), Duration::from_millis(cfg.api.poll_ms)),
         interfaces: Arc::new(interfaces(&base)),
@@ -196,26 +268,14 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
             Err(e) => log::error!("API: cannot listen on {}: {e}; running without it", cfg.api.listen),
         }
     }
-    if let Some(addr) = cfg.bgp.listen {
-        let listener = TcpListener::bind(SocketAddrV4::new(addr, cfg.bgp.port)).await.with_context(|| format!("listening on {addr}:{}", cfg.bgp.port))?;
-        {
-            use std::os::fd::AsRawFd;
-            let fd = listener.as_raw_fd();
-            for n in &cfg.neighbors {
-                if let Some(p) = &n.password {
-                    crate::sys::set_md5(fd, n.address, p.as_bytes()).with_context(|| format!("TCP MD5 for {}", n.address))?;
-                }
-            }
-            if let Some(hops) = cfg.neighbors.iter().filter_map(|n| n.ttl_security).max() {
-                crate::sys::set_gtsm(fd, hops).context("GTSM on the listener")?;
-            }
-        }
-        log::info!("listening for BGP on {addr}:{}", cfg.bgp.port);
+    if let Some(listener) = listener {
+        log::info!("listening for BGP on {}", listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()));
+        let peers = peers.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, from)) = listener.accept().await else { continue };
                 let SocketAddr::V4(from) = from else { continue };
-                match accept_tx.get(from.ip()) {
+                match peers.acceptor(*from.ip()) {
                     Some(tx) => {
                         let _ = tx.send(stream).await;
                     }
@@ -232,9 +292,8 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
     }
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
     let deadline = restarting.then(|| Instant::now() + Duration::from_secs(u64::from(cfg.bgp.graceful_restart.unwrap_or(120))));
-    let stoppers: Vec<mpsc::Sender<PeerCommand>> = peer_cmds.values().cloned().collect();
     let signal = tokio::select! {
-        r = rib_task(rib, Compiler::new(base), (events_rx, commands_rx), (peer_cmds, summary_tx), dataplane, deadline) => return r,
+        r = rib_task(rib, Compiler::new(base), (events_rx, commands_rx), (peers.clone(), summary_tx), dataplane, deadline) => return r,
         _ = tokio::signal::ctrl_c() => "SIGINT",
         _ = terminate.recv() => "SIGTERM",
     };
@@ -245,7 +304,7 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
         return Ok(());
     }
     log::info!("stopping ({signal}): Cease/Administrative Shutdown to every peer");
-    for tx in &stoppers {
+    for tx in peers.all() {
         let _ = tx.send(PeerCommand::Stop).await;
     }
     // The peer tasks write the NOTIFICATION as soon as they run.
@@ -513,7 +572,7 @@ async fn rib_task(
     mut rib: Rib,
     mut compiler: Compiler,
     (mut events, mut commands): (mpsc::Receiver<PeerEvent>, mpsc::Receiver<Command>),
-    (peers, summary): (HashMap<Ipv4Addr, mpsc::Sender<PeerCommand>>, watch::Sender<Arc<RibSummary>>),
+    (peers, summary): (PeerSet, watch::Sender<Arc<RibSummary>>),
     dataplane: WriterHandle,
     mut deferred_until: Option<Instant>,
 ) -> Result<()> {
@@ -574,7 +633,7 @@ async fn rib_task(
                             if max.is_some_and(|m| n > m) {
                                 log::warn!("peer {addr}: {n} prefixes exceed the limit: Cease/Maximum Number of Prefixes Reached, its routes are dropped");
                                 rib.peer_down(addr, false, Instant::now());
-                                if let Some(tx) = peers.get(&addr) {
+                                if let Some(tx) = peers.cmds(addr) {
                                     let _ = tx.send(PeerCommand::Reset(crate::bgp::msg::Notification::new(crate::bgp::msg::error_code::CEASE, 1))).await;
                                 }
                             }
@@ -622,7 +681,7 @@ async fn rib_task(
                 if updates.is_empty() && eor.is_empty() {
                     continue;
                 }
-                if let Some(tx) = peers.get(addr) {
+                if let Some(tx) = peers.cmds(*addr) {
                     let _ = tx.send(PeerCommand::Send(updates, eor)).await;
                 }
             }
@@ -667,7 +726,7 @@ async fn rib_task(
 }
 
 /// Carry out an operator's command in the rib task; true when the RIB changed (flush soon).
-async fn command(rib: &mut Rib, peers: &HashMap<Ipv4Addr, mpsc::Sender<PeerCommand>>, c: Command) -> bool {
+async fn command(rib: &mut Rib, peers: &PeerSet, c: Command) -> bool {
     match c {
         Command::Routes { vrf, reply } => {
             let _ = reply.send(rib.show_routes(vrf.as_deref()));
@@ -682,7 +741,7 @@ async fn command(rib: &mut Rib, peers: &HashMap<Ipv4Addr, mpsc::Sender<PeerComma
             false
         }
         Command::Neighbor { addr, action, reply } => {
-            let Some(tx) = peers.get(&addr) else {
+            let Some(tx) = peers.cmds(addr) else {
                 let _ = reply.send(Err(CommandError::NotFound(format!("no neighbor {addr}"))));
                 return false;
             };
@@ -736,10 +795,35 @@ async fn command(rib: &mut Rib, peers: &HashMap<Ipv4Addr, mpsc::Sender<PeerComma
                 let _ = reply.send(Ok(ApplySummary { unchanged: true, changes }));
                 return false;
             }
-            let r = rib.reconfigure(Arc::new(*config)).map_err(CommandError::Conflict);
-            let changed = r.is_ok();
-            let _ = reply.send(r.map(|()| ApplySummary { unchanged: false, changes }));
-            changed
+            let old = rib.config().neighbors.clone();
+            let config = Arc::new(*config);
+            if let Err(e) = rib.reconfigure(config.clone()) {
+                let _ = reply.send(Err(CommandError::Conflict(e)));
+                return false;
+            }
+            // Neighbors: removed ones are de-configured and forgotten with their routes; a
+            // changed one is removed and started again with its new settings; new ones start.
+            // The others' sessions are not touched.
+            let now = Instant::now();
+            for n in &old {
+                let kept = config.neighbors.iter().find(|x| x.address == n.address);
+                if kept != Some(n) {
+                    log::info!("config: neighbor {} {}", n.address, if kept.is_some() { "changed: restarting its session" } else { "removed" });
+                    peers.remove(n.address).await;
+                    rib.forget_peer(n.address, now);
+                }
+            }
+            let mut failed = vec![];
+            for n in &config.neighbors {
+                if old.iter().find(|x| x.address == n.address) != Some(n) {
+                    if let Err(e) = peers.spawn(&config, n, false) {
+                        log::warn!("config: neighbor {}: {e:#}", n.address);
+                        failed.push(format!("neighbor {}: {e:#}", n.address));
+                    }
+                }
+            }
+            let _ = reply.send(if failed.is_empty() { Ok(ApplySummary { unchanged: false, changes }) } else { Err(CommandError::Conflict(failed.join("; "))) });
+            true
         }
     }
 }
@@ -770,6 +854,7 @@ async fn peer_task(
     let mut handover: Option<(TcpStream, Vec<u8>)> = None;
     let mut existing_outgoing = false;
     let mut pending = session.process(Input::Start, Instant::now());
+    let mut deconfigured = false;
     loop {
         // Carry out what the FSM said.
         for out in pending.drain(..) {
@@ -843,6 +928,9 @@ async fn peer_task(
             }
         }
         status.send_replace(peer_status(&session, admin_down, &history));
+        if deconfigured {
+            return;
+        }
         // The loser of a collision is closed now: go on with the winner.
         if stream.is_none() {
             if let Some((s, bytes)) = handover.take() {
@@ -967,6 +1055,12 @@ async fn peer_task(
                     }
                     Some(PeerCommand::RequestRefresh) => pending.extend(session.process(Input::RequestRefresh, Instant::now())),
                     Some(PeerCommand::ClearCounters) => session.clear_counters(),
+                    Some(PeerCommand::Deconfigure) => {
+                        history.push("de-configured");
+                        let cease = Notification::new(error_code::CEASE, cease_subcode::PEER_DECONFIGURED);
+                        pending.extend(session.process(Input::DecodeError(codec::DecodeError::Reset(cease)), Instant::now()));
+                        deconfigured = true;
+                    }
                     Some(PeerCommand::Send(updates, eors)) => {
                         let now = Instant::now();
                         for u in updates {

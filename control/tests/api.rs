@@ -311,10 +311,19 @@ fn apply_changes_only_what_differs() {
     assert_eq!(v["changes"], json!(["vrf blue changed"]));
     let (_, rib) = get(&c, "/rib?vrf=blue");
     assert!(rib.as_array().unwrap().iter().any(|r| r["prefix"] == "10.8.0.0/16" && r["protocol"] == "static"), "{rib}");
-    // A neighbour change cannot be applied live yet: refused, nothing applied.
-    let (s, v) = put(&config(c.port, "").replace("192.0.2.2", "192.0.2.3"));
-    assert_eq!((s, code(&v)), (409, "conflict"), "{v}");
+    // A neighbor replaced by another: the old one is gone, the new one is there.
+    let (s, v) = put(&config(c.port, extra).replace("192.0.2.2", "192.0.2.3"));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["changes"], json!(["neighbor 192.0.2.3 added", "neighbor 192.0.2.2 removed"]), "{v}");
     let (s, _) = get(&c, "/peers/192.0.2.2");
+    assert_eq!(s, 404);
+    let (s, p) = get(&c, "/peers/192.0.2.3");
+    assert_eq!(s, 200, "{p}");
+    // A label range change cannot be applied live: refused, nothing applied.
+    let (s, v) = put(&config(c.port, &format!("{extra}[labels]\nfirst = 5000\nlast = 5999\n")).replace("192.0.2.2", "192.0.2.3"));
+    assert_eq!((s, code(&v)), (409, "conflict"), "{v}");
+    assert!(v["message"].as_str().unwrap_or_default().contains("label range"), "{v}");
+    let (s, _) = get(&c, "/peers/192.0.2.3");
     assert_eq!(s, 200);
     let (s, v) = put("[bgp]\nasn = \"x\"");
     assert_eq!((s, code(&v)), (400, "bad-request"));

@@ -304,3 +304,110 @@ fn schemathesis_finds_no_server_error_or_schema_violation() {
     assert!(out.status.success(), "schemathesis found failures:\n{report}\ncontrol log:\n{}", control.log());
     assert!(report.contains("passed"), "{report}");
 }
+
+/// gobgpd's count of NOTIFICATIONs received from `peer` (`gobgp neighbor PEER`).
+fn notifications_from(gobgp: &GoBgp, peer: &str) -> u32 {
+    gobgp
+        .cli(&["neighbor", peer])
+        .lines()
+        .find(|l| l.trim_start().starts_with("Notifications:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `carrierctl --json show peers`: address → entry.
+fn peers_by_address(pe: &NetNs) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let (_, out) = carrierctl(pe, &["--json", "show", "peers"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    v.as_array().into_iter().flatten().filter_map(|p| Some((p["address"].as_str()?.to_string(), p.clone()))).collect()
+}
+
+fn is_established(p: Option<&serde_json::Value>) -> bool {
+    p.and_then(|p| p["state"].as_str()).is_some_and(|s| s.eq_ignore_ascii_case("established"))
+}
+
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn apply_adds_removes_and_changes_neighbors_without_touching_the_others() {
+    // PE on a management switch with two gobgpd route reflectors, A and B; data ports as above.
+    let pe = NetNs::new("npe");
+    let sw = NetNs::new("nsw");
+    let (a_ns, b_ns) = (NetNs::new("nga"), NetNs::new("ngb"));
+    let (red, core) = (NetNs::new("nrd"), NetNs::new("nco"));
+    veth_between(&pe, "ce-red", &red, "eth0");
+    veth_between(&pe, "core0", &core, "eth0");
+    sw.sh("ip link add br0 type bridge");
+    for (ns, port, addr) in [(&pe, "s0", "10.0.0.1"), (&a_ns, "s1", "10.0.0.254"), (&b_ns, "s2", "10.0.0.253")] {
+        veth_between(ns, "mgmt", &sw, port);
+        ns.sh(&format!("ip addr add {addr}/24 dev mgmt"));
+        sw.sh(&format!("ip link set {port} master br0"));
+    }
+    sw.sh("ip link set br0 up");
+    let dp = Dataplane::start(&pe, PE_DATAPLANE);
+    let a = GoBgp::start(&a_ns, 65000, "10.0.0.254", &["10.0.0.1"]);
+    let b = GoBgp::start(&b_ns, 65000, "10.0.0.253", &["10.0.0.1"]);
+    let neighbor = |addr: &str, families: &str| format!("\n[[neighbor]]\naddress = \"{addr}\"\nremote_as = 65000\nfamilies = [{families}]\n");
+    // The operator test's config with its neighbor (on the core) replaced by `neighbors`.
+    let config = |neighbors: &str| {
+        let base = control_config(&dp);
+        let start = base.find("[[neighbor]]").expect("a neighbor section");
+        let end = base.find("[[vrf]]").expect("a vrf section");
+        format!("{}{neighbors}\n{}", &base[..start], &base[end..])
+    };
+    let control = start_control(&pe, &config(&neighbor("10.0.0.254", "\"vpnv4\"")));
+    let dir = scratch_dir("nbr");
+    let apply = |text: &str| {
+        let file = dir.join("control.toml");
+        std::fs::write(&file, text).unwrap();
+        carrierctl(&pe, &["--json", "apply", file.to_str().unwrap()])
+    };
+    let context = || format!("control log:\n{}", control.log());
+
+    a.wait_established("10.0.0.1", Duration::from_secs(30));
+    a.cli(&["global", "rib", "-a", "vpnv4", "add", "10.50.0.0/16", "label", "3000", "rd", "65000:9", "rt", "65000:1", "nexthop", "192.0.2.2"]);
+    eventually("A's route", Duration::from_secs(15), || dp.route("red", "10.50.0.0/16"));
+    let a_before = peers_by_address(&pe)["10.0.0.254"].clone();
+
+    // 1. Add B: it comes up and its route is installed; A's session is not touched.
+    let (code, out) = apply(&config(&format!("{}{}", neighbor("10.0.0.254", "\"vpnv4\""), neighbor("10.0.0.253", "\"vpnv4\""))));
+    assert_eq!(code, 0, "{out}\n{}", context());
+    assert!(out.contains("neighbor 10.0.0.253 added"), "{out}");
+    b.wait_established("10.0.0.1", Duration::from_secs(30));
+    b.cli(&["global", "rib", "-a", "vpnv4", "add", "10.51.0.0/16", "label", "3001", "rd", "65000:8", "rt", "65000:1", "nexthop", "192.0.2.2"]);
+    eventually("B's route", Duration::from_secs(15), || dp.route("red", "10.51.0.0/16"));
+    let peers = peers_by_address(&pe);
+    let a_now = &peers["10.0.0.254"];
+    assert!(is_established(Some(a_now)), "{a_now}");
+    assert_eq!((&a_now["flaps"], &a_now["established_at"]), (&a_before["flaps"], &a_before["established_at"]), "A's session was touched: {a_before} → {a_now}");
+    assert_eq!(notifications_from(&a, "10.0.0.1"), 0, "A got a NOTIFICATION");
+
+    // 2. Remove A: it gets Cease/Peer De-configured, its route goes, B's stays, A is no
+    //    longer listed.
+    let (code, out) = apply(&config(&neighbor("10.0.0.253", "\"vpnv4\"")));
+    assert_eq!(code, 0, "{out}\n{}", context());
+    eventually("A's NOTIFICATION", Duration::from_secs(10), || (notifications_from(&a, "10.0.0.1") == 1).then_some(()));
+    assert!(a.daemon.log().contains("code 6(cease) subcode 3(peer deconfigured)"), "A was not told Cease/Peer De-configured:\n{}", a.daemon.log());
+    eventually("A's route withdrawn", Duration::from_secs(10), || dp.route("red", "10.50.0.0/16").is_none().then_some(()));
+    assert!(dp.route("red", "10.51.0.0/16").is_some(), "B's route went with A's");
+    let peers = peers_by_address(&pe);
+    assert_eq!(peers.keys().collect::<Vec<_>>(), ["10.0.0.253"], "{peers:?}");
+    let b_before = peers["10.0.0.253"].clone();
+    assert!(control.log().contains("config: neighbor 10.0.0.254 removed"), "{}", context());
+
+    // 3. Change B (a family more): its session restarts with the new families.
+    let (code, out) = apply(&config(&neighbor("10.0.0.253", "\"vpnv4\", \"evpn\"")));
+    assert_eq!(code, 0, "{out}\n{}", context());
+    assert!(out.contains("neighbor 10.0.0.253 changed"), "{out}");
+    let b_now = eventually("B back with EVPN", Duration::from_secs(30), || {
+        let p = peers_by_address(&pe).remove("10.0.0.253")?;
+        (is_established(Some(&p)) && p["families"].as_array()?.iter().any(|f| f == "l2vpn-evpn")).then_some(p)
+    });
+    assert_ne!(b_now["established_at"], b_before["established_at"], "B's session was not restarted");
+    eventually("B's route after the restart", Duration::from_secs(15), || dp.route("red", "10.51.0.0/16"));
+
+    // 4. The same file again changes nothing.
+    let (code, out) = apply(&config(&neighbor("10.0.0.253", "\"vpnv4\", \"evpn\"")));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"unchanged\": true") || out.contains("\"unchanged\":true"), "{out}");
+}

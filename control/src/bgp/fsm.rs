@@ -89,6 +89,8 @@ pub mod fsm_subcode {
 pub mod cease_subcode {
     /// Administrative Shutdown.
     pub const ADMINISTRATIVE_SHUTDOWN: u8 = 2;
+    /// Peer De-configured.
+    pub const PEER_DECONFIGURED: u8 = 3;
     /// Connection Collision Resolution.
     pub const CONNECTION_COLLISION: u8 = 7;
 }

@@ -317,9 +317,11 @@ impl Rib {
         if old.bgp.asn != newc.bgp.asn || old.bgp.router_id != newc.bgp.router_id {
             return Err("the BGP AS or router id changed: restart carrier-control".into());
         }
-        let neighbors = |c: &ControlConfig| c.neighbors.iter().map(|n| (n.address, n.remote_as, n.families.clone())).collect::<Vec<_>>();
-        if neighbors(old) != neighbors(newc) || old.labels.first != newc.labels.first || old.labels.last != newc.labels.last {
-            return Err("neighbors or the label range changed: restart carrier-control".into());
+        if old.labels.first != newc.labels.first || old.labels.last != newc.labels.last {
+            return Err("the label range changed: restart carrier-control".into());
+        }
+        if old.bgp.listen != newc.bgp.listen || old.bgp.port != newc.bgp.port {
+            return Err("the BGP listen address or port changed: restart carrier-control".into());
         }
         self.cfg = new;
         self.policy_changed();
@@ -360,6 +362,13 @@ impl Rib {
                 rib.stale_deadline = None;
             }
         }
+    }
+
+    /// A neighbor was removed from the configuration: its routes are withdrawn (no graceful
+    /// restart for a peer that is gone) and the RIB forgets it.
+    pub fn forget_peer(&mut self, addr: Ipv4Addr, now: Instant) {
+        self.peer_down(addr, false, now);
+        self.peers.remove(&addr);
     }
 
     /// Forget what a peer was sent, so that the next flush sends it everything again
