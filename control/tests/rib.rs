@@ -294,7 +294,10 @@ fn route_targets_change_live() {
     let diff = rib.updates_for(RR, &[Family::Vpnv4], false, &ads);
     let red_rt: RouteTarget = "target:65000:8".parse().unwrap();
     assert!(diff.iter().any(|u| u.attributes.route_targets().any(|rt| rt == red_rt)), "re-export with the new RT: {diff:?}");
-    // A neighbor change is refused.
-    let bad = CONTROL.replace("10.255.0.254", "10.255.0.250");
+    // A neighbor change is taken (the daemon restarts that neighbor's session); a label range
+    // change is refused.
+    let other = CONTROL.replace("10.255.0.254", "10.255.0.250");
+    assert!(rib.reconfigure(Arc::new(ControlConfig::parse(&other).unwrap())).is_ok());
+    let bad = other.replace("last = 5009", "last = 5019");
     assert!(rib.reconfigure(Arc::new(ControlConfig::parse(&bad).unwrap())).is_err());
 }
