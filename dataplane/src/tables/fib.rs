@@ -1,9 +1,11 @@
 //! Per-VRF IPv4 forwarding information base: longest-prefix match from an address to a
 //! [`NextHopId`].
 //!
-//! The structure sits behind [`Lpm`] so that a faster one (poptrie, DIR-24-8) can replace the
-//! binary trie later without touching the pipeline. Each VRF owns its own [`Fib`]: two VRFs
-//! with the same prefix are two different entries in two different tries, so they never collide.
+//! The structure sits behind [`Lpm`]: [`Fib`] is the 16-8-8 multibit trie of `mtrie.rs` (at
+//! most three array reads per lookup); [`TrieFib`], the binary prefix trie it replaced, stays as
+//! the reference the differential test and the FIB benchmark compare it with. Each VRF owns its
+//! own [`Fib`]: two VRFs with the same prefix are two different entries in two different
+//! tables, so they never collide.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -152,27 +154,30 @@ pub trait Lpm {
     }
 }
 
-/// The FIB of one VRF: a binary prefix trie (`prefix-trie`).
+/// The FIB of one VRF.
+pub type Fib = super::mtrie::Mtrie;
+
+/// A binary prefix trie (`prefix-trie`): the FIB before [`Fib`], kept as a reference.
 #[derive(Clone, Default)]
-pub struct Fib {
+pub struct TrieFib {
     trie: PrefixMap<(u32, u8), NextHopId>,
     routes: usize,
 }
 
-impl fmt::Debug for Fib {
+impl fmt::Debug for TrieFib {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Fib").field("routes", &self.routes).finish()
+        f.debug_struct("TrieFib").field("routes", &self.routes).finish()
     }
 }
 
-impl Fib {
+impl TrieFib {
     /// Every route, in prefix order.
     pub fn routes(&self) -> impl Iterator<Item = (Ipv4Prefix, NextHopId)> + '_ {
         self.trie.iter().map(|(p, nh)| (Ipv4Prefix { addr: p.0, len: p.1 }, *nh))
     }
 }
 
-impl Lpm for Fib {
+impl Lpm for TrieFib {
     fn insert(&mut self, prefix: Ipv4Prefix, nexthop: NextHopId) -> Option<NextHopId> {
         let old = self.trie.insert((prefix.addr, prefix.len), nexthop);
         if old.is_none() {

@@ -9,6 +9,7 @@
 //! [`TableError`] and changes nothing.
 
 mod fib;
+mod mtrie;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -18,7 +19,8 @@ use arc_swap::ArcSwap;
 use carrier_common::{BridgeDomainId, Label, NextHopId, PortId, Vni, VrfId};
 use serde::{Deserialize, Serialize};
 
-pub use fib::{Fib, InterfaceAddr, Ipv4Prefix, Lpm, PrefixParseError};
+pub use fib::{Fib, InterfaceAddr, Ipv4Prefix, Lpm, PrefixParseError, TrieFib};
+pub use mtrie::Mtrie;
 
 use crate::wire::MacAddr;
 
