@@ -226,14 +226,18 @@ pub struct RouteView {
 pub struct LabelView {
     /// The label.
     pub label: u32,
-    /// `per-vrf`, `per-nexthop` or `per-prefix`.
+    /// `per-vrf`, `per-nexthop` or `per-prefix` (allocated by the control process), or
+    /// `static` (the dataplane config's own `[[label]]`).
     pub kind: String,
-    /// The VRF it pops into.
+    /// The VRF it pops into (`underlay` for a swap).
     pub vrf: String,
-    /// The CE it forwards to (per-next-hop labels).
+    /// The CE it forwards to (per-next-hop labels), or the next LSR of a swap.
     pub next_hop: Option<String>,
     /// The prefix it stands for (per-prefix labels).
     pub prefix: Option<String>,
+    /// The label it is swapped to (static swap entries); none: popped.
+    #[serde(default)]
+    pub out_label: Option<u32>,
     /// Packets received with it on top (dataplane counters).
     pub packets_in: u64,
     /// Bytes received with it on top.

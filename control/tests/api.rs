@@ -162,11 +162,24 @@ fn reads_show_the_configured_router() {
     let (_, all) = get(&c, "/rib");
     assert!(all.as_array().unwrap().iter().any(|r| r["vrf"] == "underlay" && r["prefix"] == "192.0.2.0/30"), "{all}");
 
-    // One label for red, one for blue (per-VRF), each popping into its VRF.
+    // One label for red, one for blue (per-VRF), each popping into its VRF; then the
+    // dataplane config's own labels (pe1.toml: 100, 101, 200, 500).
     let (_, mpls) = get(&c, "/mpls");
-    let vrfs_of: Vec<&str> = mpls.as_array().unwrap().iter().map(|l| l["vrf"].as_str().unwrap()).collect();
-    assert_eq!(vrfs_of, vec!["red", "blue"], "{mpls}");
+    let allocated: Vec<&str> = mpls.as_array().unwrap().iter().filter(|l| l["kind"] == "per-vrf").map(|l| l["vrf"].as_str().unwrap()).collect();
+    assert_eq!(allocated, vec!["red", "blue"], "{mpls}");
     assert!(mpls[0]["label"].as_u64().unwrap() >= 16);
+    let fixed: Vec<(u64, &str, Option<&str>, Option<u64>)> = mpls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == "static")
+        .map(|l| (l["label"].as_u64().unwrap(), l["vrf"].as_str().unwrap(), l["next_hop"].as_str(), l["out_label"].as_u64()))
+        .collect();
+    assert_eq!(
+        fixed,
+        vec![(100, "red", None, None), (101, "red", Some("10.1.0.2"), None), (200, "blue", None, None), (500, "underlay", Some("10.255.0.2"), Some(600))],
+        "{mpls}"
+    );
 
     for path in ["/evpn", "/stats/ports", "/stats/labels", "/stats/vrfs", "/stats/drops", "/dataplane"] {
         assert_eq!(get(&c, path).0, 200, "{path}");

@@ -331,7 +331,8 @@ fn show(api: &Api, what: Show, json: bool) -> Result<String, Failure> {
                         (None, Some(p)) => format!("{p} ({})", l.vrf),
                         (None, None) => format!("{} (lookup)", l.vrf),
                     };
-                    vec![l.label.to_string(), l.kind.clone(), nh, "pop".into(), l.packets_in.to_string(), l.bytes_in.to_string()]
+                    let out = l.out_label.map_or_else(|| "pop".to_string(), |o| o.to_string());
+                    vec![l.label.to_string(), l.kind.clone(), nh, out, l.packets_in.to_string(), l.bytes_in.to_string()]
                 })
                 .collect();
             table(&["Inbound Label", "Type", "Nexthop", "Outbound Label", "Packets", "Bytes"], rows)

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use carrier_dataplane::tables::{Ipv4Prefix, NextHop};
+use carrier_dataplane::tables::{IlmAction, Ipv4Prefix, NextHop};
 
 use super::{Dest, LabelKey, Nlri, Path, Rib, Source};
 use crate::bgp::msg::{Family, Origin, RouteTarget};
@@ -307,17 +307,37 @@ impl Rib {
             LabelKey::NextHop(..) => "per-nexthop",
             LabelKey::Prefix(..) => "per-prefix",
         };
-        self.labels_in_use()
-            .into_iter()
-            .map(|(k, label)| {
-                let (vrf, next_hop, prefix) = match &k {
-                    LabelKey::Vrf(v) => (v.clone(), None, None),
-                    LabelKey::NextHop(v, nh) => (v.clone(), Some(nh.to_string()), None),
-                    LabelKey::Prefix(v, p) => (v.clone(), None, Some(p.to_string())),
+        let allocated = self.labels_in_use().into_iter().map(|(k, label)| {
+            let (vrf, next_hop, prefix) = match &k {
+                LabelKey::Vrf(v) => (v.clone(), None, None),
+                LabelKey::NextHop(v, nh) => (v.clone(), Some(nh.to_string()), None),
+                LabelKey::Prefix(v, p) => (v.clone(), None, Some(p.to_string())),
+            };
+            LabelView { label, kind: mode(&k).into(), vrf, next_hop, prefix, out_label: None, packets_in: 0, bytes_in: 0 }
+        });
+        // The dataplane config's own labels, which the control process programs as they are.
+        let vrf_name = |id| self.base.vrfs.iter().find(|v| v.id == id).map_or_else(|| id.to_string(), |v| v.name.clone());
+        let mut fixed: Vec<LabelView> = self
+            .base
+            .ilm
+            .iter()
+            .map(|(label, action)| {
+                let (vrf, next_hop, out_label) = match action {
+                    IlmAction::PopLookup { vrf } => (vrf_name(*vrf), None, None),
+                    IlmAction::PopForward { vrf, nexthop } => {
+                        let via = match self.base.nexthop(*nexthop) {
+                            Some(NextHop::Adjacency { via: Some(via), .. }) => Some(via.to_string()),
+                            _ => None,
+                        };
+                        (vrf_name(*vrf), via, None)
+                    }
+                    IlmAction::Swap { out, pe } => ("underlay".to_string(), Some(pe.to_string()), Some(out.value())),
                 };
-                LabelView { label, kind: mode(&k).into(), vrf, next_hop, prefix, packets_in: 0, bytes_in: 0 }
+                LabelView { label: label.value(), kind: "static".into(), vrf, next_hop, prefix: None, out_label, packets_in: 0, bytes_in: 0 }
             })
-            .collect()
+            .collect();
+        fixed.sort_by_key(|l| l.label);
+        allocated.chain(fixed).collect()
     }
 
     /// The EVPN instances with what the last flush handed to the dataplane.
