@@ -422,6 +422,9 @@ async fn interfaces(AxState(ctx): AxState<Ctx>) -> Json<Vec<InterfaceView>> {
         if let Some(c) = dp.counters.ports.get(&i.name) {
             (i.rx_packets, i.tx_packets, i.drops) = (c.rx.packets, c.tx.packets, c.drops.values().sum());
         }
+        if let Some(x) = dp.counters.xdp.get(&i.name) {
+            i.xdp.clone_from(&x.mode);
+        }
     }
     Json(list)
 }

@@ -333,6 +333,7 @@ fn interfaces(base: &carrier_dataplane::tables::Tables) -> Vec<InterfaceView> {
                 mtu: p.mtu,
                 proxy_arp: p.proxy_arp,
                 link: String::new(),
+                xdp: String::new(),
                 rx_packets: 0,
                 tx_packets: 0,
                 drops: 0,

@@ -296,6 +296,10 @@ pub struct InterfaceView {
     /// Link state of the Linux interface as this process sees it (`up`, `down`, or `unknown`
     /// when it is not in this process's namespace).
     pub link: String,
+    /// How the XDP program is attached to it: `native` (driver) or `skb` (generic); empty
+    /// while the dataplane has not said.
+    #[serde(default)]
+    pub xdp: String,
     /// Received packets (dataplane counters).
     pub rx_packets: u64,
     /// Sent packets.

@@ -220,9 +220,11 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
         }
     }
     let mut xdp = XdpDataplane::load().context("loading the XDP program")?;
+    let mut modes = std::collections::HashMap::new();
     for p in &tables.ports {
         let mode = xdp.attach(&p.name, u32::from(p.id.0)).with_context(|| format!("attaching XDP to {}", p.name))?;
         log::info!("port {} ({}): XDP attached in {mode} mode", p.name, p.id);
+        modes.insert(p.id, mode.name());
     }
     for a in &parsed.router.host_addresses {
         xdp.add_host_addr(*a)?;
@@ -262,7 +264,7 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
     log::info!("forwarding on {} ports; table socket {}", ports.len(), socket.display());
     println!("carrier-dataplane: forwarding on {}; table socket {}", ports.iter().map(|p| p.1.as_str()).collect::<Vec<_>>().join(", "), socket.display());
     // The XDP program's owner: publishes its per-port counters until stop, then detaches.
-    let xdp_ports: Vec<(u32, String)> = tables.ports.iter().map(|p| (u32::from(p.id.0), p.name.clone())).collect();
+    let xdp_ports: Vec<(u32, String, &'static str)> = tables.ports.iter().map(|p| (u32::from(p.id.0), p.name.clone(), modes.get(&p.id).copied().unwrap_or(""))).collect();
     let xdp_board = board.clone();
     let xdp_thread = std::thread::Builder::new().name("xdp".into()).spawn(move || -> Result<()> {
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -271,11 +273,11 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
                     log::info!("port {port}: link {}, its mirror follows", if up { "up" } else { "down" });
                 }
             }
-            let stats = xdp_ports.iter().filter_map(|(slot, name)| xdp.port_stats(*slot).ok().map(|s| (name.clone(), s))).collect();
+            let stats = xdp_ports.iter().filter_map(|(slot, name, mode)| xdp.port_stats(*slot).ok().map(|s| (name.clone(), *mode, s))).collect();
             xdp_board.publish_xdp(stats);
             std::thread::sleep(io::PUBLISH_EVERY);
         }
-        for (slot, name) in &xdp_ports {
+        for (slot, name, _) in &xdp_ports {
             if let Ok(s) = xdp.port_stats(*slot) {
                 log::info!("port {name}: xdp redirected {} passed {} dropped {}", s.redirected, s.passed, s.dropped);
             }

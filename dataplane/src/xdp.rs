@@ -63,6 +63,16 @@ pub enum AttachMode {
     Skb,
 }
 
+impl AttachMode {
+    /// `native` or `skb`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachMode::Native => "native",
+            AttachMode::Skb => "skb",
+        }
+    }
+}
+
 impl fmt::Display for AttachMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -207,7 +207,7 @@ fn carrierctl_metrics_and_a_real_prometheus_see_the_pe() {
     let mpls_cols = ["Inbound Label", "Type", "Nexthop", "Outbound Label", "Packets", "Bytes"];
     golden("show-mpls", &cells(&mpls, &mpls_cols, &["Packets", "Bytes"]));
     let (_, ifs) = carrierctl(&pe, &["show", "interfaces"]);
-    let if_cols = ["Interface", "Role", "Link", "Instance", "Addresses", "MAC", "VLAN", "MTU", "RX", "TX", "Drops"];
+    let if_cols = ["Interface", "Role", "Link", "XDP", "Instance", "Addresses", "MAC", "VLAN", "MTU", "RX", "TX", "Drops"];
     golden("show-interfaces", &cells(&ifs, &if_cols, &["RX", "TX", "Drops"]));
     let (code, json) = carrierctl(&pe, &["--json", "show", "mpls"]);
     assert_eq!(code, 0);

@@ -256,6 +256,7 @@ fn show(api: &Api, what: Show, json: bool) -> Result<String, Failure> {
                         i.name.clone(),
                         i.role.clone(),
                         i.link.clone(),
+                        if i.xdp.is_empty() { "-".into() } else { i.xdp.clone() },
                         opt(&i.instance),
                         i.addresses.join(","),
                         i.mac.clone(),
@@ -267,7 +268,7 @@ fn show(api: &Api, what: Show, json: bool) -> Result<String, Failure> {
                     ]
                 })
                 .collect();
-            table(&["Interface", "Role", "Link", "Instance", "Addresses", "MAC", "VLAN", "MTU", "RX", "TX", "Drops"], rows)
+            table(&["Interface", "Role", "Link", "XDP", "Instance", "Addresses", "MAC", "VLAN", "MTU", "RX", "TX", "Drops"], rows)
         }
         Show::Vrf { name: None } => {
             let vrfs = fetch!(Vec<VrfInfo>, "/vrfs");

@@ -50,7 +50,7 @@ pub struct CounterBoard {
     slots: Arc<Mutex<Vec<Counters>>>,
     /// The XDP program's per-port counters (redirected, passed, dropped), by port name;
     /// written by the thread that owns the XDP program.
-    xdp: Arc<Mutex<Vec<(String, carrier_common::XdpPortStats)>>>,
+    xdp: Arc<Mutex<Vec<(String, &'static str, carrier_common::XdpPortStats)>>>,
 }
 
 /// How often a worker publishes its counters.
@@ -70,8 +70,8 @@ impl CounterBoard {
         }
     }
 
-    /// Replace the XDP counters.
-    pub fn publish_xdp(&self, stats: Vec<(String, carrier_common::XdpPortStats)>) {
+    /// Replace the XDP counters: (port, attach mode, counters).
+    pub fn publish_xdp(&self, stats: Vec<(String, &'static str, carrier_common::XdpPortStats)>) {
         if let Ok(mut x) = self.xdp.lock() {
             *x = stats;
         }
@@ -84,7 +84,7 @@ impl CounterBoard {
         if let Ok(x) = self.xdp.lock() {
             view.xdp = x
                 .iter()
-                .map(|(name, s)| (name.clone(), crate::pipeline::XdpView { redirected: s.redirected, passed: s.passed, dropped: s.dropped }))
+                .map(|(name, mode, s)| (name.clone(), crate::pipeline::XdpView { mode: (*mode).to_string(), redirected: s.redirected, passed: s.passed, dropped: s.dropped }))
                 .collect();
         }
         view

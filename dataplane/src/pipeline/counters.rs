@@ -341,9 +341,12 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// The XDP program's counters of one port.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The XDP program's counters of one port, and how it is attached there.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct XdpView {
+    /// `native` (driver) or `skb` (generic) mode; empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mode: String,
     /// Frames redirected to the AF_XDP socket.
     pub redirected: u64,
     /// Frames passed to the kernel.
