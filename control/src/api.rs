@@ -151,6 +151,19 @@ pub struct PortStats {
     pub drops: BTreeMap<String, u64>,
 }
 
+/// A neighbour of the dataplane: an address's MAC on a port.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NeighbourView {
+    /// Port.
+    pub port: String,
+    /// The neighbour's address.
+    pub ip: String,
+    /// Its MAC.
+    pub mac: String,
+    /// `static` (the dataplane config) or `learned` (ARP).
+    pub source: String,
+}
+
 /// One label's counters (OpenConfig AFT: packets-forwarded, octets-forwarded).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LabelStats {
@@ -258,7 +271,7 @@ pub struct Done {
 #[openapi(
     info(title = "carrier control-plane API", description = "Read the PE's BGP, RIB, label, EVPN and dataplane state; change neighbours, static routes and the configuration."),
     paths(
-        health, peers, peer, interfaces, vrfs, vrf, rib, mpls, evpn, stats_ports, stats_labels, stats_vrfs, stats_drops, dataplane,
+        health, peers, peer, interfaces, neighbours, vrfs, vrf, rib, mpls, evpn, stats_ports, stats_labels, stats_vrfs, stats_drops, dataplane,
         metrics, neighbor, add_route, del_route, apply
     ),
     components(schemas(ErrorBody)),
@@ -318,6 +331,7 @@ pub fn router(state: State, cfg: &ApiConfig) -> Router {
         .route("/peers", get(peers))
         .route("/peers/{address}", get(peer))
         .route("/interfaces", get(interfaces))
+        .route("/neighbours", get(neighbours))
         .route("/vrfs", get(vrfs))
         .route("/vrfs/{name}", get(vrf))
         .route("/rib", get(rib))
@@ -427,6 +441,25 @@ async fn interfaces(AxState(ctx): AxState<Ctx>) -> Json<Vec<InterfaceView>> {
         }
     }
     Json(list)
+}
+
+#[utoipa::path(get, path = "/neighbours", responses((status = 200, body = Vec<NeighbourView>), (status = 503, body = ErrorBody)))]
+async fn neighbours(AxState(ctx): AxState<Ctx>) -> ApiResult<Vec<NeighbourView>> {
+    use carrier_dataplane::ctl::{Client, Request as DpRequest, Response as DpResponse};
+    let socket = ctx.state.dataplane.borrow().socket.clone();
+    let unavailable = |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the dataplane's table socket {socket}: {e}"));
+    let asked = {
+        let socket = socket.clone();
+        tokio::task::spawn_blocking(move || Client::connect(std::path::Path::new(&socket))?.request(&DpRequest::Neighbours)).await
+    };
+    match asked {
+        Ok(Ok(DpResponse::Neighbours { neighbours })) => {
+            Ok(Json(neighbours.into_iter().map(|n| NeighbourView { port: n.port, ip: n.ip.to_string(), mac: n.mac, source: n.source }).collect()))
+        }
+        Ok(Ok(other)) => Err(unavailable(format!("unexpected answer {other:?}"))),
+        Ok(Err(e)) => Err(unavailable(e.to_string())),
+        Err(e) => Err(unavailable(e.to_string())),
+    }
 }
 
 #[utoipa::path(get, path = "/vrfs", responses((status = 200, body = Vec<VrfInfo>)))]

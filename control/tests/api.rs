@@ -184,6 +184,9 @@ fn reads_show_the_configured_router() {
     for path in ["/evpn", "/stats/ports", "/stats/labels", "/stats/vrfs", "/stats/drops", "/dataplane"] {
         assert_eq!(get(&c, path).0, 200, "{path}");
     }
+    // No dataplane behind this control process: its neighbours are unavailable, said as JSON.
+    let (s, v) = get(&c, "/neighbours");
+    assert_eq!((s, code(&v)), (503, "unavailable"), "{v}");
     let (s, m) = get(&c, "/metrics");
     assert_eq!(s, 200);
     let m = m.as_str().unwrap();
@@ -359,7 +362,7 @@ fn openapi_document_is_served_and_checked_in() {
     assert!(checked_in == generated, "docs/openapi.json is out of date: run `UPDATE_OPENAPI=1 cargo test -p carrier-control --test api`");
     assert_eq!(serde_json::from_str::<Value>(&checked_in).unwrap(), served);
     // Every route the router serves is in the document.
-    for p in ["/health", "/peers", "/peers/{address}", "/rib", "/mpls", "/metrics", "/neighbors/{address}", "/vrfs/{name}/routes", "/config"] {
+    for p in ["/health", "/peers", "/peers/{address}", "/neighbours", "/rib", "/mpls", "/metrics", "/neighbors/{address}", "/vrfs/{name}/routes", "/config"] {
         assert!(served["paths"][p].is_object(), "{p} missing");
     }
 }

@@ -73,6 +73,21 @@ pub enum Request {
     Status,
     /// Every route, label, flood list and bridge MAC, for operators and tests.
     Dump,
+    /// The neighbours: configured, and learned from ARP by the workers.
+    Neighbours,
+}
+
+/// A neighbour (an IP's MAC on a port).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighbourEntry {
+    /// The port.
+    pub port: String,
+    /// The neighbour's address.
+    pub ip: std::net::Ipv4Addr,
+    /// Its MAC.
+    pub mac: String,
+    /// `static` (the config) or `learned` (ARP).
+    pub source: String,
 }
 
 /// The dataplane's answer.
@@ -124,6 +139,11 @@ pub enum Response {
         labels: Vec<serde_json::Value>,
         /// `{bridge, flood, macs}` per bridge domain.
         bridges: Vec<serde_json::Value>,
+    },
+    /// The neighbours, by port and address.
+    Neighbours {
+        /// Configured ones first where both exist.
+        neighbours: Vec<NeighbourEntry>,
     },
     /// The request was not understood.
     Error {
@@ -265,6 +285,7 @@ impl TableWriter {
                 Response::Counters { counters: board.view(&ports, &vrfs) }
             }
             Request::Dump => dump(&self.handle.load()),
+            Request::Neighbours => neighbours(&self.handle.load(), board),
             Request::Status => {
                 use crate::tables::Lpm;
                 let t = self.handle.load();
@@ -278,6 +299,23 @@ impl TableWriter {
             }
         }
     }
+}
+
+/// The configured neighbours and those the workers learned, sorted by port and address.
+fn neighbours(t: &Tables, board: &CounterBoard) -> Response {
+    let name = |p: carrier_common::PortId| t.port(p).map_or_else(|| p.to_string(), |p| p.name.clone());
+    let mut list: Vec<(carrier_common::PortId, std::net::Ipv4Addr, u8, NeighbourEntry)> = t
+        .neighbours
+        .iter()
+        .map(|(&(port, ip), mac)| (port, ip, 0, NeighbourEntry { port: name(port), ip, mac: mac.to_string(), source: "static".into() }))
+        .collect();
+    for (port, ip, mac) in board.learned().neighbours {
+        if t.neighbours.get(&(port, ip)) != Some(&mac) {
+            list.push((port, ip, 1, NeighbourEntry { port: name(port), ip, mac: mac.to_string(), source: "learned".into() }));
+        }
+    }
+    list.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    Response::Neighbours { neighbours: list.into_iter().map(|(_, _, _, e)| e).collect() }
 }
 
 /// One connection's chunked change being assembled: whether it is a replace, and its commands.
@@ -490,6 +528,33 @@ mod tests {
         assert!(matches!(r, Response::Applied { .. }));
         assert!(handle.load().vrfs[red.index()].fib.lookup("10.77.1.1".parse().unwrap()).is_none(), "replace keeps only base");
         assert!(handle.load().vrfs[red.index()].fib.lookup("10.2.0.1".parse().unwrap()).is_some(), "base routes stay");
+    }
+
+    /// `neighbours` lists the config's neighbours and what the workers learned (a learned entry
+    /// equal to a configured one once, as static), sorted by port and address.
+    #[test]
+    fn neighbours_merge_config_and_what_workers_learned() {
+        let base = Config::parse(include_str!("../../examples/pe1.toml")).unwrap().tables().unwrap();
+        let handle = TableHandle::new(Tables::default());
+        let mut w = TableWriter::new(base.clone(), handle);
+        let board = CounterBoard::new(2);
+        let ce_red2 = base.ports.iter().find(|p| p.name == "ce-red2").unwrap().id;
+        let ce_red = base.ports.iter().find(|p| p.name == "ce-red").unwrap().id;
+        let mac = |s: &str| s.parse::<crate::wire::MacAddr>().unwrap();
+        let mut worker = crate::pipeline::Worker::default();
+        worker.neighbours.insert((ce_red2, "10.3.0.9".parse().unwrap()), mac("02:aa:00:00:00:09"));
+        worker.neighbours.insert((ce_red, "10.1.0.2".parse().unwrap()), mac("02:aa:00:00:00:02")); // = the config's
+        board.publish_learned(1, &worker);
+        let Response::Neighbours { neighbours } = w.handle(Request::Neighbours, &board) else { panic!("not a neighbours answer") };
+        let rows: Vec<(String, String, String, String)> = neighbours.iter().map(|n| (n.port.clone(), n.ip.to_string(), n.mac.clone(), n.source.clone())).collect();
+        let row = |p: &str, ip: &str, m: &str, s: &str| (p.to_string(), ip.to_string(), m.to_string(), s.to_string());
+        assert!(rows.contains(&row("ce-red2", "10.3.0.9", "02:aa:00:00:00:09", "learned")), "{rows:?}");
+        assert!(rows.contains(&row("ce-red", "10.1.0.2", "02:aa:00:00:00:02", "static")), "{rows:?}");
+        assert_eq!(rows.iter().filter(|r| r.1 == "10.1.0.2" && r.0 == "ce-red").count(), 1, "{rows:?}");
+        assert_eq!(rows.len(), base.neighbours.len() + 1, "{rows:?}");
+        // As JSON on the socket.
+        let json = serde_json::to_value(Response::Neighbours { neighbours }).unwrap();
+        assert_eq!(json["response"], "neighbours");
     }
 
     /// Many small changes, each applied to the reused spare snapshot, end in the same tables as

@@ -96,6 +96,8 @@ enum CtlAction {
     Status,
     /// Print every route, label and bridge entry (JSON).
     Dump,
+    /// The neighbours: configured and learned from ARP.
+    Neighbours,
     /// Apply the table commands of a config file on top of the current tables.
     Apply {
         /// Config file whose compiled commands are sent (its `clear` is left out).
@@ -311,6 +313,7 @@ fn ctl(socket: &std::path::Path, action: CtlAction) -> Result<()> {
         CtlAction::Counters => (Request::Counters, false),
         CtlAction::Status => (Request::Status, false),
         CtlAction::Dump => (Request::Dump, false),
+        CtlAction::Neighbours => (Request::Neighbours, false),
         CtlAction::Apply { config } => {
             let mut commands = Config::load(&config)?.commands()?;
             commands.retain(|c| !matches!(c, carrier_dataplane::tables::TableCommand::Clear));

@@ -209,6 +209,20 @@ fn carrierctl_metrics_and_a_real_prometheus_see_the_pe() {
     let (_, ifs) = carrierctl(&pe, &["show", "interfaces"]);
     let if_cols = ["Interface", "Role", "Link", "XDP", "Instance", "Addresses", "MAC", "VLAN", "MTU", "RX", "TX", "Drops"];
     golden("show-interfaces", &cells(&ifs, &if_cols, &["RX", "TX", "Drops"]));
+    // Neighbours: red's host, learned from its ARP when it pings the PE; its MAC as its own
+    // kernel reports it.
+    let _ = red.exec(&["ping", "-c", "1", "-W", "1", "10.1.0.1"]);
+    let red_mac = red.run(&["cat", "/sys/class/net/eth0/address"]).trim().to_string();
+    let learned = eventually("red's host among the neighbours", Duration::from_secs(5), || {
+        let (code, out) = carrierctl(&pe, &["--json", "show", "neighbours"]);
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        (code == 0).then_some(())?;
+        v.as_array()?.iter().find(|n| n["ip"] == "10.1.0.2").cloned()
+    });
+    assert_eq!((&learned["port"], &learned["mac"], &learned["source"]), (&serde_json::json!("ce-red"), &serde_json::json!(red_mac), &serde_json::json!("learned")), "{learned}");
+    let (code, table) = carrierctl(&pe, &["show", "neighbours"]);
+    assert_eq!(code, 0, "{table}");
+    assert!(table.starts_with("Port") && table.contains(&red_mac), "{table}");
     let (code, json) = carrierctl(&pe, &["--json", "show", "mpls"]);
     assert_eq!(code, 0);
     let labels: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));

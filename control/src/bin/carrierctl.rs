@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use carrier_control::api::{DropStats, ErrorBody, Health, LabelStats, PortStats, VrfStats};
+use carrier_control::api::{DropStats, ErrorBody, Health, LabelStats, NeighbourView, PortStats, VrfStats};
 use carrier_control::state::{DataplaneStatus, EvpnView, InterfaceView, LabelView, PeerStatus, RouteView, VrfInfo};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
@@ -60,6 +60,9 @@ enum Show {
     Peers,
     /// Dataplane interfaces.
     Interfaces,
+    /// Neighbours (ARP): configured and learned.
+    #[command(alias = "neighbors")]
+    Neighbours,
     /// VRFs, or one VRF.
     Vrf {
         /// VRF name.
@@ -269,6 +272,11 @@ fn show(api: &Api, what: Show, json: bool) -> Result<String, Failure> {
                 })
                 .collect();
             table(&["Interface", "Role", "Link", "XDP", "Instance", "Addresses", "MAC", "VLAN", "MTU", "RX", "TX", "Drops"], rows)
+        }
+        Show::Neighbours => {
+            let list = fetch!(Vec<NeighbourView>, "/neighbours");
+            let rows = list.iter().map(|n| vec![n.port.clone(), n.ip.clone(), n.mac.clone(), n.source.clone()]).collect();
+            table(&["Port", "Address", "MAC", "Source"], rows)
         }
         Show::Vrf { name: None } => {
             let vrfs = fetch!(Vec<VrfInfo>, "/vrfs");

@@ -51,6 +51,17 @@ pub struct CounterBoard {
     /// The XDP program's per-port counters (redirected, passed, dropped), by port name;
     /// written by the thread that owns the XDP program.
     xdp: Arc<Mutex<Vec<(String, &'static str, carrier_common::XdpPortStats)>>>,
+    /// Per worker: the neighbours and MACs it learned, republished when they change.
+    learned: Arc<Mutex<Vec<Learned>>>,
+}
+
+/// What one worker learned from traffic.
+#[derive(Debug, Default, Clone)]
+pub struct Learned {
+    /// (port, IP) → MAC, from ARP.
+    pub neighbours: Vec<(PortId, std::net::Ipv4Addr, crate::wire::MacAddr)>,
+    /// (bridge domain, MAC) → where it lives.
+    pub macs: Vec<(carrier_common::BridgeDomainId, crate::wire::MacAddr, crate::tables::MacDest)>,
 }
 
 /// How often a worker publishes its counters.
@@ -59,7 +70,7 @@ pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 impl CounterBoard {
     /// A board with one slot per worker.
     pub fn new(workers: usize) -> Self {
-        CounterBoard { slots: Arc::new(Mutex::new(vec![Counters::default(); workers])), xdp: Arc::default() }
+        CounterBoard { slots: Arc::new(Mutex::new(vec![Counters::default(); workers])), xdp: Arc::default(), learned: Arc::new(Mutex::new(vec![Learned::default(); workers])) }
     }
 
     fn publish(&self, slot: usize, counters: &Counters) {
@@ -68,6 +79,36 @@ impl CounterBoard {
                 c.clone_from(counters);
             }
         }
+    }
+
+    /// Replace what worker `slot` learned.
+    pub fn publish_learned(&self, slot: usize, worker: &Worker) {
+        let learned = Learned {
+            neighbours: worker.neighbours.iter().map(|(&(port, ip), &mac)| (port, ip, mac)).collect(),
+            macs: worker.macs.iter().map(|(&(bd, mac), &dest)| (bd, mac, dest)).collect(),
+        };
+        if let Ok(mut l) = self.learned.lock() {
+            if let Some(s) = l.get_mut(slot) {
+                *s = learned;
+            }
+        }
+    }
+
+    /// What every worker learned (a neighbour learned by two workers appears twice when they
+    /// disagree on its MAC, once otherwise).
+    pub fn learned(&self) -> Learned {
+        let mut all = Learned::default();
+        if let Ok(l) = self.learned.lock() {
+            for w in l.iter() {
+                all.neighbours.extend(w.neighbours.iter().copied());
+                all.macs.extend(w.macs.iter().copied());
+            }
+        }
+        all.neighbours.sort_by_key(|&(p, ip, mac)| (p, ip, mac.0));
+        all.neighbours.dedup();
+        all.macs.sort_by_key(|&(bd, mac, _)| (bd, mac.0));
+        all.macs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        all
     }
 
     /// Replace the XDP counters: (port, attach mode, counters).
@@ -111,6 +152,7 @@ pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBo
     let mut policer = HostPolicer::default();
     let mut idle_rounds = 0u32;
     let mut last_publish = Instant::now();
+    let mut published_learned = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let n = ports.receive(&mut batch, BATCH);
         if n == 0 {
@@ -127,10 +169,15 @@ pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBo
         }
         if last_publish.elapsed() >= PUBLISH_EVERY {
             board.publish(slot, &worker.counters);
+            if worker.learned_changes != published_learned {
+                board.publish_learned(slot, &worker);
+                published_learned = worker.learned_changes;
+            }
             last_publish = Instant::now();
         }
     }
     board.publish(slot, &worker.counters);
+    board.publish_learned(slot, &worker);
     worker
 }
 

@@ -97,6 +97,8 @@ pub struct Worker {
     pub neighbours: HashMap<(PortId, Ipv4Addr), MacAddr>,
     /// MACs learned in bridge domains.
     pub macs: HashMap<(BridgeDomainId, MacAddr), MacDest>,
+    /// Bumped whenever `neighbours` or `macs` change, so the worker republishes them only then.
+    pub learned_changes: u64,
     /// IPv4 identification for packets the router originates.
     ident: u16,
 }
@@ -107,10 +109,12 @@ impl Worker {
             Some(m) if *m == mac => {}
             Some(_) => {
                 self.neighbours.insert((port, ip), mac);
+                self.learned_changes += 1;
             }
             None if self.neighbours.len() >= LEARN_LIMIT => self.counters.event(Event::LearnTableFull),
             None => {
                 self.neighbours.insert((port, ip), mac);
+                self.learned_changes += 1;
                 self.counters.event(Event::NeighbourLearned);
             }
         }
@@ -121,10 +125,12 @@ impl Worker {
             Some(d) if *d == dest => {}
             Some(_) => {
                 self.macs.insert((bd, mac), dest);
+                self.learned_changes += 1;
             }
             None if self.macs.len() >= LEARN_LIMIT => self.counters.event(Event::LearnTableFull),
             None => {
                 self.macs.insert((bd, mac), dest);
+                self.learned_changes += 1;
                 self.counters.event(Event::MacLearned);
             }
         }
