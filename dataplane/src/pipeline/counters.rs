@@ -4,7 +4,6 @@
 //! Every drop has a [`DropReason`] with a stable name, and the per-port drop array is indexed
 //! by it, so no drop is ever silent.
 
-use std::collections::HashMap;
 
 use carrier_common::{PortId, VrfId};
 use std::collections::BTreeMap;
@@ -207,9 +206,9 @@ pub struct Counters {
     /// By [`VrfId`].
     pub vrfs: Vec<VrfCounters>,
     /// By incoming top label value.
-    pub labels_in: HashMap<u32, PacketBytes>,
+    pub labels_in: crate::tables::FastMap<u32, PacketBytes>,
     /// By pushed (or swapped-in) label value.
-    pub labels_out: HashMap<u32, PacketBytes>,
+    pub labels_out: crate::tables::FastMap<u32, PacketBytes>,
     /// By [`Event`] index.
     pub events: [u64; Event::COUNT],
 }
@@ -306,7 +305,7 @@ impl Counters {
             })
             .collect();
         let vrfs = self.vrfs.iter().enumerate().map(|(i, v)| (named(vrf_names, i), *v)).collect();
-        let labels = |m: &HashMap<u32, PacketBytes>| m.iter().map(|(l, c)| (*l, *c)).collect();
+        let labels = |m: &crate::tables::FastMap<u32, PacketBytes>| m.iter().map(|(l, c)| (*l, *c)).collect();
         let events = Event::ALL
             .iter()
             .filter(|e| self.events[**e as usize] > 0)

@@ -9,9 +9,9 @@
 //! [`TableError`] and changes nothing.
 
 mod fib;
+pub mod hash;
 mod mtrie;
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ use carrier_common::{BridgeDomainId, Label, NextHopId, PortId, Vni, VrfId};
 use serde::{Deserialize, Serialize};
 
 pub use fib::{Fib, InterfaceAddr, Ipv4Prefix, Lpm, PrefixParseError, TrieFib};
+pub use hash::FastMap;
 pub use mtrie::Mtrie;
 
 use crate::wire::MacAddr;
@@ -255,9 +256,9 @@ pub struct BridgeDomain {
     /// replication).
     pub flood: Vec<Ipv4Addr>,
     /// Static and EVPN type-2 MACs.
-    pub macs: HashMap<MacAddr, MacDest>,
+    pub macs: FastMap<MacAddr, MacDest>,
     /// Known IP→MAC bindings for ARP suppression.
-    pub arp: HashMap<Ipv4Addr, MacAddr>,
+    pub arp: FastMap<Ipv4Addr, MacAddr>,
 }
 
 /// What a VNI arriving from the core maps to.
@@ -491,13 +492,13 @@ pub struct Tables {
     /// The next-hop arena by [`NextHopId`].
     pub nexthops: Vec<Option<NextHop>>,
     /// The incoming label map.
-    pub ilm: HashMap<Label, IlmAction>,
+    pub ilm: FastMap<Label, IlmAction>,
     /// Bridge domains by [`BridgeDomainId`].
     pub bridges: Vec<BridgeDomain>,
     /// VNIs arriving from the core.
-    pub vnis: HashMap<Vni, VniTarget>,
+    pub vnis: FastMap<Vni, VniTarget>,
     /// Static neighbours.
-    pub neighbours: HashMap<(PortId, Ipv4Addr), MacAddr>,
+    pub neighbours: FastMap<(PortId, Ipv4Addr), MacAddr>,
     /// References to each next hop by [`NextHopId`]: routes, ILM entries and ECMP groups that
     /// point at it. Kept by [`Tables::apply`], so that removing a next hop costs O(1), not a
     /// scan of every table.

@@ -17,33 +17,8 @@ use carrier_common::NextHopId;
 
 use super::fib::{Ipv4Prefix, Lpm};
 
-/// The prefix index's hasher: FxHash's rotate-xor-multiply over the prefix's two fields. Keys
-/// are prefixes we install (not chosen by a packet's sender), so collision attacks are not a
-/// concern here, and SipHash cost a fifth of an update (a removal probes up to 32 lengths).
-#[derive(Clone, Copy, Default)]
-struct PrefixHasher(u64);
-
-impl std::hash::Hasher for PrefixHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_u8(&mut self, n: u8) {
-        self.write_u64(u64::from(n));
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-type PrefixIndex = HashMap<Ipv4Prefix, u32, std::hash::BuildHasherDefault<PrefixHasher>>;
+/// The prefix index: keys are prefixes the control plane installs, so the fast hasher fits.
+type PrefixIndex = HashMap<Ipv4Prefix, u32, std::hash::BuildHasherDefault<super::hash::FxHasher>>;
 
 /// Marks a leaf that points to a ply.
 const PLY: u32 = 1 << 31;
