@@ -394,6 +394,11 @@ fn dump(t: &Tables) -> Response {
 /// Serve the table socket at `path` until `stop` is set. Each client gets a thread; requests
 /// are applied one at a time through the shared [`TableWriter`].
 pub fn serve(path: &Path, writer: TableWriter, board: CounterBoard, stop: &'static AtomicBool) -> Result<std::thread::JoinHandle<()>, CtlError> {
+    serve_on(bind(path)?, path, writer, board, stop)
+}
+
+/// Make the table socket at `path` (its directory too), root-only (0600).
+pub fn bind(path: &Path) -> Result<UnixListener, CtlError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -404,6 +409,11 @@ pub fn serve(path: &Path, writer: TableWriter, board: CounterBoard, stop: &'stat
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
+    Ok(listener)
+}
+
+/// [`serve`] on a socket [`bind`] made (so that the process can drop privileges in between).
+pub fn serve_on(listener: UnixListener, path: &Path, writer: TableWriter, board: CounterBoard, stop: &'static AtomicBool) -> Result<std::thread::JoinHandle<()>, CtlError> {
     listener.set_nonblocking(true)?;
     let writer = Arc::new(Mutex::new(writer));
     let path: PathBuf = path.to_path_buf();

@@ -206,7 +206,7 @@ fn main() -> Result<()> {
 }
 
 fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -> Result<()> {
-    use carrier_dataplane::ctl::{serve, TableWriter};
+    use carrier_dataplane::ctl::{bind, serve_on, TableWriter};
     use carrier_dataplane::io::{self, signals, xsk::XskPorts, CounterBoard};
     use carrier_dataplane::tables::TableHandle;
     use carrier_dataplane::xdp::XdpDataplane;
@@ -258,10 +258,17 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
     for (port, queue, fd) in xsk.sockets() {
         xdp.bind_socket(u32::from(port.0), queue, fd)?;
     }
+    let listener = bind(socket).with_context(|| format!("table socket {}", socket.display()))?;
+    // Everything privileged that starts the dataplane is done (threads come after: capabilities
+    // are per thread, and they inherit these).
+    match carrier_dataplane::io::caps::drop_all_but_kept() {
+        Ok(kept) => log::info!("capabilities dropped but {} (also from the bounding set)", kept.join(", ")),
+        Err(e) => log::warn!("could not drop capabilities ({e}): running with all of them"),
+    }
     let stop = signals::install();
     let handle = TableHandle::new(tables.clone());
     let board = CounterBoard::new(1);
-    let server = serve(socket, TableWriter::new(tables.clone(), handle.clone()), board.clone(), stop)
+    let server = serve_on(listener, socket, TableWriter::new(tables.clone(), handle.clone()), board.clone(), stop)
         .with_context(|| format!("table socket {}", socket.display()))?;
     log::info!("forwarding on {} ports; table socket {}", ports.len(), socket.display());
     println!("carrier-dataplane: forwarding on {}; table socket {}", ports.iter().map(|p| p.1.as_str()).collect::<Vec<_>>().join(", "), socket.display());

@@ -219,6 +219,31 @@ fn host_path_serves_the_router_and_carries_bgp_over_the_core_port() {
         assert!(v[0]["addr_info"].as_array().is_some_and(|a| a.iter().any(|a| a["local"] == "10.1.0.1")), "{v}");
     }
 
+    // 1b. Running, the dataplane holds only what it needs: CAP_NET_ADMIN 12, CAP_NET_RAW 13,
+    //     CAP_IPC_LOCK 14, CAP_SYS_ADMIN 21, CAP_SYS_RESOURCE 24, CAP_PERFMON 38, CAP_BPF 39
+    //     (capabilities(7)), in every thread, also in the bounding set; nothing inheritable.
+    //     Of those, the ones this (root) test process has: a container may withhold some.
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let own_bounding = own.lines().find(|l| l.starts_with("CapBnd:")).and_then(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok()).unwrap();
+    let kept: u64 = [12u32, 13, 14, 21, 24, 38, 39].iter().fold(0, |m, c| m | 1 << c) & own_bounding;
+    assert!(own_bounding & !kept != 0, "this test runs with no more than the kept capabilities: it proves nothing");
+    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{}/task", dp.pid())).unwrap().flatten().collect();
+    assert!(tasks.len() >= 3, "the dataplane's threads: {}", tasks.len());
+    for task in tasks {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap();
+        let cap = |name: &str| {
+            let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}"));
+            u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+        };
+        let thread = status.lines().next().unwrap_or_default().to_string();
+        for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
+            assert_eq!(cap(set), kept, "{thread} {set} {:#x}, want {kept:#x}", cap(set));
+        }
+        assert_eq!((cap("CapInh:"), cap("CapAmb:")), (0, 0), "{thread}");
+    }
+    let line = dp.log().lines().find(|l| l.contains("capabilities dropped but")).map(str::to_string).unwrap_or_else(|| panic!("no capability log line:\n{}", dp.log()));
+    assert!(line.contains("net_admin") && line.contains("bpf") && line.contains("bounding set"), "{line}");
+
     // 2. BGP from gobgpd over the core link the dataplane owns.
     let gobgp = GoBgp::start(&core, 65000, "192.0.2.2", &["192.0.2.1"]);
     let _control = start_control(&pe, &control_config(&dp));

@@ -5,6 +5,7 @@
 //! implements it over AF_XDP sockets sharing one UMEM (forwarding between ports needs no copy);
 //! [`FakePorts`] implements it over queues of byte vectors, for tests without root.
 
+pub mod caps;
 pub mod netdev;
 pub mod signals;
 pub mod tap;
