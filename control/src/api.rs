@@ -443,23 +443,12 @@ async fn interfaces(AxState(ctx): AxState<Ctx>) -> Json<Vec<InterfaceView>> {
     Json(list)
 }
 
-#[utoipa::path(get, path = "/neighbours", responses((status = 200, body = Vec<NeighbourView>), (status = 503, body = ErrorBody)))]
-async fn neighbours(AxState(ctx): AxState<Ctx>) -> ApiResult<Vec<NeighbourView>> {
-    use carrier_dataplane::ctl::{Client, Request as DpRequest, Response as DpResponse};
-    let socket = ctx.state.dataplane.borrow().socket.clone();
-    let unavailable = |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the dataplane's table socket {socket}: {e}"));
-    let asked = {
-        let socket = socket.clone();
-        tokio::task::spawn_blocking(move || Client::connect(std::path::Path::new(&socket))?.request(&DpRequest::Neighbours)).await
-    };
-    match asked {
-        Ok(Ok(DpResponse::Neighbours { neighbours })) => {
-            Ok(Json(neighbours.into_iter().map(|n| NeighbourView { port: n.port, ip: n.ip.to_string(), mac: n.mac, source: n.source }).collect()))
-        }
-        Ok(Ok(other)) => Err(unavailable(format!("unexpected answer {other:?}"))),
-        Ok(Err(e)) => Err(unavailable(e.to_string())),
-        Err(e) => Err(unavailable(e.to_string())),
-    }
+#[utoipa::path(get, path = "/neighbours", responses((status = 200, body = Vec<NeighbourView>)))]
+async fn neighbours(AxState(ctx): AxState<Ctx>) -> Json<Vec<NeighbourView>> {
+    // As of the dataplane poller's last read (none while it cannot reach the dataplane: see
+    // /dataplane and /health).
+    let dp = ctx.state.dataplane.borrow().clone();
+    Json(dp.neighbours.iter().map(|n| NeighbourView { port: n.port.clone(), ip: n.ip.to_string(), mac: n.mac.clone(), source: n.source.clone() }).collect())
 }
 
 #[utoipa::path(get, path = "/vrfs", responses((status = 200, body = Vec<VrfInfo>)))]

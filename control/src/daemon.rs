@@ -367,6 +367,10 @@ fn spawn_dataplane_poller(socket: PathBuf, every: Duration) -> watch::Receiver<A
                         Response::Counters { counters } => status.counters = counters,
                         other => return Err(format!("unexpected answer {other:?}")),
                     }
+                    match c.request(&Request::Neighbours).map_err(|e| e.to_string())? {
+                        Response::Neighbours { neighbours } => status.neighbours = neighbours,
+                        other => return Err(format!("unexpected answer {other:?}")),
+                    }
                     Ok(())
                 });
                 match polled {

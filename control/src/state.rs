@@ -332,6 +332,9 @@ pub struct DataplaneStatus {
     /// Counters summed over workers.
     #[schema(value_type = Object)]
     pub counters: CountersView,
+    /// The neighbours, configured and learned (served by `/neighbours`, not here).
+    #[serde(skip)]
+    pub neighbours: Vec<carrier_dataplane::ctl::NeighbourEntry>,
 }
 
 /// Counters of the control process's own work, shared by the tasks that count.
