@@ -399,11 +399,12 @@ pub fn serve(path: &Path, writer: TableWriter, board: CounterBoard, stop: &'stat
 
 /// Make the table socket at `path` (its directory too), root-only (0600).
 pub fn bind(path: &Path) -> Result<UnixListener, CtlError> {
+    let said = |what: String| move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"));
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(said(format!("cannot create its directory {}", dir.display())))?;
     }
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
+    let listener = UnixListener::bind(path).map_err(said(format!("cannot make the socket {}", path.display())))?;
     // Whoever can connect can rewrite every table: the owner (root) only.
     {
         use std::os::unix::fs::PermissionsExt;

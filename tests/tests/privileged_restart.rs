@@ -518,3 +518,31 @@ fn stale_program_after_kill9() {
         "the echoes did not go through the new dataplane: {after:#}"
     );
 }
+
+/// A table socket that cannot be made (its directory cannot be created): the dataplane says which
+/// directory and why, exits non-zero, and leaves no XDP program on its port.
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn unusable_socket_directory_is_a_clear_error_and_leaves_nothing_attached() {
+    let ns = NetNs::new("rsk");
+    let peer = NetNs::new("rsp");
+    veth_between(&ns, "core0", &peer, "eth0");
+    let dir = carrier_tests::carrier::scratch_dir("sock");
+    let config = dir.join("carrier.toml");
+    std::fs::write(&config, "[router]\nrouter_id = \"10.255.0.1\"\n\n[[port]]\nname = \"core0\"\nmac = \"02:00:00:00:00:01\"\naddresses = [\"192.0.2.1/24\"]\ncore = true\n").unwrap();
+    // /proc/sys accepts no new directory, even from root.
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", ns.name()))
+        .arg("--")
+        .arg(dataplane_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--socket", "/proc/sys/carrier-test/dp.sock"])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run carrier-dataplane");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it ran: {stderr}");
+    assert!(stderr.contains("table socket /proc/sys/carrier-test/dp.sock") && stderr.contains("cannot create its directory /proc/sys/carrier-test"), "{stderr}");
+    assert_eq!(netns::xdp_programs(Some(&ns), "core0"), Vec::new(), "XDP left attached:\n{stderr}");
+}
