@@ -314,7 +314,7 @@ fn neighbours(t: &Tables, board: &CounterBoard) -> Response {
             list.push((port, ip, 1, NeighbourEntry { port: name(port), ip, mac: mac.to_string(), source: "learned".into() }));
         }
     }
-    list.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    list.sort_by_key(|a| (a.0, a.1, a.2));
     Response::Neighbours { neighbours: list.into_iter().map(|(_, _, _, e)| e).collect() }
 }
 

@@ -51,10 +51,13 @@ pub struct CounterBoard {
     slots: Arc<Mutex<Vec<Counters>>>,
     /// The XDP program's per-port counters (redirected, passed, dropped), by port name;
     /// written by the thread that owns the XDP program.
-    xdp: Arc<Mutex<Vec<(String, &'static str, carrier_common::XdpPortStats)>>>,
+    xdp: Arc<Mutex<Vec<XdpPort>>>,
     /// Per worker: the neighbours and MACs it learned, republished when they change.
     learned: Arc<Mutex<Vec<Learned>>>,
 }
+
+/// One port's XDP counters as the XDP thread publishes them: (port, attach mode, counters).
+pub type XdpPort = (String, &'static str, carrier_common::XdpPortStats);
 
 /// What one worker learned from traffic.
 #[derive(Debug, Default, Clone)]
@@ -113,7 +116,7 @@ impl CounterBoard {
     }
 
     /// Replace the XDP counters: (port, attach mode, counters).
-    pub fn publish_xdp(&self, stats: Vec<(String, &'static str, carrier_common::XdpPortStats)>) {
+    pub fn publish_xdp(&self, stats: Vec<XdpPort>) {
         if let Ok(mut x) = self.xdp.lock() {
             *x = stats;
         }
