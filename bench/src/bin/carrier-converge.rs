@@ -61,6 +61,11 @@
 //! binaries are taken from `target/release/`. gobgpd, gobgp, tcpdump and tshark come with
 //! `cargo xtask setup`. `--write` appends the results under
 //! `## Convergence on the wire (BGP VPNv4)` in `bench/RESULTS.md`.
+//!
+//! `--kill-control` measures nothing: for each N it kills carrier-control with SIGKILL once
+//! half the routes are installed, checks the dataplane keeps and forwards them while control is
+//! away, restarts it (graceful restart configured) and checks the dataplane never holds fewer
+//! and ends with exactly N; one table row per N (`tests/RELIABILITY.md` records them).
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -155,6 +160,12 @@ struct Cli {
     /// Append the results to bench/RESULTS.md.
     #[arg(long)]
     write: bool,
+    /// Instead of timing: kill -9 carrier-control once half the routes are installed, check
+    /// that the dataplane keeps them and forwards while it is away, restart it (graceful
+    /// restart configured, so it defers its first update until End-of-RIB), and check that the
+    /// dataplane ends with exactly the N routes, never having held fewer than at the kill.
+    #[arg(long)]
+    kill_control: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -266,6 +277,12 @@ fn run(cli: &Cli) -> Result<()> {
                 updates.withdraw_messages,
                 mib(updates.withdraw.len() as u64)
             );
+            if cli.kill_control {
+                eprintln!("carrier-converge: N = {n}, labels {}: kill -9 of carrier-control half-way", mode.name());
+                let report = kill_control_run(&lab, cli, &updates, timeout)?;
+                println!("{report}");
+                continue;
+            }
             eprintln!("carrier-converge: N = {n}, labels {}: carrier", mode.name());
             let carrier = carrier_run(&lab, cli, &updates, timeout)?;
             eprintln!("carrier-converge:   {}", carrier.summary(n));
@@ -281,6 +298,9 @@ fn run(cli: &Cli) -> Result<()> {
         }
     }
     drop(lab);
+    if cli.kill_control {
+        return Ok(());
+    }
     let report = Report {
         rows,
         command,
@@ -542,8 +562,8 @@ impl Updates {
     }
 
     /// An address in the last route's prefix, and that route's label.
-    fn probe_target(&self) -> (Ipv4Addr, u32) {
-        let i = self.n - 1;
+    /// A host in route `i`'s prefix, and its label.
+    fn probe_target_of(&self, i: usize) -> (Ipv4Addr, u32) {
         (Ipv4Addr::from(route_base(i) + 1), self.mode.label(i))
     }
 }
@@ -1428,10 +1448,15 @@ fn carrier_run(lab: &Lab, cli: &Cli, updates: &Updates, timeout: Duration) -> Re
 /// One UDP packet from the customer host to the last route's prefix, captured on the core
 /// neighbour and decoded by tshark: the label on the wire against the route's.
 fn probe(lab: &Lab, updates: &Updates) -> String {
-    let (dst, want) = updates.probe_target();
+    probe_route(lab, updates, updates.n - 1)
+}
+
+/// One UDP packet to a host of route `i`, captured on the core side: is it sent with the label?
+fn probe_route(lab: &Lab, updates: &Updates, i: usize) -> String {
+    let (dst, want) = updates.probe_target_of(i);
     let pcap = lab
         .scratch
-        .join(format!("probe-{}-{}.pcap", updates.n, updates.mode.name()));
+        .join(format!("probe-{}-{}-{i}.pcap", updates.n, updates.mode.name()));
     let capture = Capture::start(&lab.core, "eth0", &pcap, &["mpls"]);
     let sent = in_netns(&lab.ce, || {
         let socket = UdpSocket::bind(SocketAddrV4::new(CE_HOST, 0))?;
@@ -1450,6 +1475,67 @@ fn probe(lab: &Lab, updates: &Updates) -> String {
         [frame] if frame[..] == expected[..] => format!("label {want} to {dst} on the wire"),
         _ => format!("wrong: {frames:?} on the wire, expected label {want} to {dst}"),
     }
+}
+
+/// `--kill-control`: kill -9 carrier-control half-way through learning N routes, restart it,
+/// and say what the dataplane held and forwarded meanwhile.
+fn kill_control_run(lab: &Lab, cli: &Cli, updates: &Updates, timeout: Duration) -> Result<String> {
+    let n = updates.n;
+    let listener = lab.listen()?;
+    let dp = Dataplane::start(&lab.pe, &dataplane_config());
+    let config = control_config(&dp, cli.hold_time).replacen("[dataplane]", "graceful_restart = 120\n\n[dataplane]", 1);
+    let mut control = start_control(&lab.pe, &config);
+    let session = Session::accept(&listener, SPEAKER_PE_SIDE, PE_MGMT, cli.hold_time, Duration::from_secs(30))
+        .with_context(|| format!("carrier-control's session\n--- control log ---\n{}", control.log()))?;
+    let mut status = TableStatus { socket: dp.socket.clone(), stream: None };
+    let base = status.settled(Duration::from_secs(30))?;
+    let count = |status: &mut TableStatus| status.get(Instant::now() + Duration::from_secs(5)).map(|(r, _)| r.saturating_sub(base));
+
+    // 1. Announce; kill -9 once half is installed.
+    let half = run_phase(&session, &updates.announce, timeout, |d| status.get(d).map(|(r, _)| r.saturating_sub(base)), |c| c >= n / 2);
+    ensure!(matches!(half.outcome, Outcome::Converged(_)), "half the routes never got installed: {:?}", half.outcome);
+    control.kill9();
+    let at_kill = count(&mut status).context("the table socket after the kill")?;
+    // 2. Control away for 2 s: the dataplane keeps what it has, and forwards it.
+    let mut least_away = at_kill;
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(200));
+        least_away = least_away.min(count(&mut status).unwrap_or(0));
+    }
+    let probe_away = probe_route(lab, updates, 0);
+    drop(session);
+    // 3. Restart: the speaker sends everything again on the new session.
+    let control = start_control(&lab.pe, &config);
+    let session = Session::accept(&listener, SPEAKER_PE_SIDE, PE_MGMT, cli.hold_time, Duration::from_secs(30))
+        .with_context(|| format!("carrier-control's session after the restart\n--- control log ---\n{}", control.log()))?;
+    let mut least_back = usize::MAX;
+    let back = run_phase(
+        &session,
+        &updates.announce,
+        timeout,
+        |d| {
+            let c = status.get(d).map(|(r, _)| r.saturating_sub(base));
+            if let Some(c) = c {
+                least_back = least_back.min(c);
+            }
+            c
+        },
+        |c| c == n,
+    );
+    // Settled: nothing more, nothing less.
+    std::thread::sleep(Duration::from_secs(1));
+    let end = count(&mut status).unwrap_or(0);
+    let probe_back = probe_route(lab, updates, n - 1);
+    let back_time = match back.outcome {
+        Outcome::Converged(d) => format!("{:.2} s from the first UPDATE of the new session", d.as_secs_f64()),
+        other => format!("{other:?}"),
+    };
+    let ok = least_away >= at_kill && least_back >= at_kill && end == n && probe_away.starts_with("label") && probe_back.starts_with("label");
+    Ok(format!(
+        "| {n} | {} | {at_kill} | {least_away} | {probe_away} | {least_back} | {end} ({back_time}) | {probe_back} | {} |",
+        updates.mode.name(),
+        if ok { "nothing lost" } else { "LOST OR WRONG" }
+    ))
 }
 
 // --- gobgpd ---------------------------------------------------------------------------------
@@ -1831,7 +1917,7 @@ mod tests {
             (label.as_mpls(), prefix.to_string()),
             (16_999, "10.3.231.0/24".to_string())
         );
-        assert_eq!(u.probe_target(), ("10.3.231.1".parse().unwrap(), 16_999));
+        assert_eq!(u.probe_target_of(u.n - 1), ("10.3.231.1".parse().unwrap(), 16_999));
     }
 
     #[test]
