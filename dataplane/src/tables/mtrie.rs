@@ -43,6 +43,9 @@ pub struct Mtrie {
     free_slots: Vec<u32>,
     /// Prefix → slot.
     index: PrefixIndex,
+    /// How many routes of each length: a removal looks for the covering route only at the
+    /// shorter lengths that exist (a VPN table has a handful), not at all of them.
+    by_len: [u32; 33],
 }
 
 impl Default for Mtrie {
@@ -55,6 +58,7 @@ impl Default for Mtrie {
             slots: Vec::new(),
             free_slots: Vec::new(),
             index: PrefixIndex::default(),
+            by_len: [0; 33],
         }
     }
 }
@@ -213,6 +217,7 @@ impl Mtrie {
     fn covering(&self, prefix: Ipv4Prefix) -> (u32, u8) {
         (0..prefix.prefix_len())
             .rev()
+            .filter(|&l| self.by_len[usize::from(l)] > 0)
             .find_map(|l| {
                 let p = Ipv4Prefix::new(prefix.addr(), l)?;
                 self.index.get(&p).map(|s| (s + 1, l))
@@ -257,6 +262,7 @@ impl Lpm for Mtrie {
         };
         self.index.insert(prefix, slot);
         let len = prefix.prefix_len();
+        self.by_len[usize::from(len)] += 1;
         if let Some((parent, first, count)) = self.span(prefix, true) {
             for i in first..first + count {
                 let at = parent.map_or(At::Root(i), |p| At::Ply(p, i));
@@ -270,8 +276,9 @@ impl Lpm for Mtrie {
         let slot = self.index.remove(&prefix)?;
         let (_, nexthop) = self.slots[slot as usize].take()?;
         self.free_slots.push(slot);
-        let (with, with_len) = self.covering(prefix);
         let len = prefix.prefix_len();
+        self.by_len[usize::from(len)] -= 1;
+        let (with, with_len) = self.covering(prefix);
         if let Some((parent, first, count)) = self.span(prefix, false) {
             for i in first..first + count {
                 let at = parent.map_or(At::Root(i), |p| At::Ply(p, i));
