@@ -218,7 +218,7 @@ fn demo(dir: &std::path::Path, bins: &Bins, keep: bool, check: bool) -> Claims {
     }
 
     step("the operator's view on PE1 (carrierctl over the control API)");
-    for args in [&["show", "peers"][..], &["show", "vrf"], &["show", "mpls"], &["show", "evpn"], &["show", "stats", "labels"]] {
+    for args in [&["show", "peers"][..], &["show", "interfaces"], &["show", "neighbours"], &["show", "vrf"], &["show", "mpls"], &["show", "evpn"], &["show", "stats", "labels"]] {
         println!("\n$ ip netns exec {PREFIX}pe1 carrierctl {}", args.join(" "));
         let (code, out) = net.carrierctl(1, args);
         print!("{out}");
@@ -226,6 +226,19 @@ fn demo(dir: &std::path::Path, bins: &Bins, keep: bool, check: bool) -> Claims {
     }
     let peers = net.carrierctl_json(1, &["show", "peers"]).unwrap_or_default();
     claims.check(peers.as_array().is_some_and(|p| p.iter().any(|p| p["state"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("established")))), "carrierctl: PE1's session with the reflector is Established", || peers.to_string());
+    let interfaces = net.carrierctl_json(1, &["show", "interfaces"]).unwrap_or_default();
+    claims.check(
+        interfaces.as_array().is_some_and(|l| l.len() == 6 && l.iter().all(|i| i["link"] == "up" && i["xdp"] == "native")),
+        "carrierctl: PE1's 6 ports are up, each with the XDP program attached in native mode",
+        || interfaces.to_string(),
+    );
+    let neighbours = net.carrierctl_json(1, &["show", "neighbours"]).unwrap_or_default();
+    let red1_mac = net.host("red", 1).run(&["cat", "/sys/class/net/eth0/address"]).trim().to_string();
+    claims.check(
+        neighbours.as_array().is_some_and(|l| l.iter().any(|n| n["port"] == "ce-red" && n["ip"] == host_addr(1) && n["mac"] == red1_mac.as_str())),
+        &format!("carrierctl: PE1 learned red1 ({}) at its own MAC {red1_mac} on ce-red", host_addr(1)),
+        || neighbours.to_string(),
+    );
     let labels = net.carrierctl_json(1, &["show", "mpls"]).unwrap_or_default();
     let counted: Vec<(String, u64)> = labels.as_array().into_iter().flatten().map(|l| (l["vrf"].as_str().unwrap_or("").to_string(), l["packets_in"].as_u64().unwrap_or(0))).collect();
     claims.check(
