@@ -166,6 +166,12 @@ struct Cli {
     /// dataplane ends with exactly the N routes, never having held fewer than at the kill.
     #[arg(long)]
     kill_control: bool,
+    /// Correctness only (the test suite's mode): no gobgpd reference and no report; exit 1
+    /// unless every announce and withdraw completed — the dataplane's route count back to its
+    /// base after the withdraw, nothing stale — and every probe went out with its route's label
+    /// (with `--kill-control`: unless nothing was lost).
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -281,6 +287,20 @@ fn run(cli: &Cli) -> Result<()> {
                 eprintln!("carrier-converge: N = {n}, labels {}: kill -9 of carrier-control half-way", mode.name());
                 let report = kill_control_run(&lab, cli, &updates, timeout)?;
                 println!("{report}");
+                ensure!(!cli.check || report.ends_with("| nothing lost |"), "N = {n}: routes lost or wrong across the kill: {report}");
+                continue;
+            }
+            if cli.check {
+                eprintln!("carrier-converge: N = {n}, labels {}: carrier (check)", mode.name());
+                let carrier = carrier_run(&lab, cli, &updates, timeout)?;
+                let summary = carrier.summary(n);
+                eprintln!("carrier-converge:   {summary}");
+                let done = |p: &Phase| matches!(p.outcome, Outcome::Converged(_));
+                ensure!(
+                    done(&carrier.announce) && done(&carrier.withdraw) && carrier.probe.starts_with("label "),
+                    "N = {n}, labels {}: {summary}",
+                    mode.name()
+                );
                 continue;
             }
             eprintln!("carrier-converge: N = {n}, labels {}: carrier", mode.name());
@@ -298,7 +318,7 @@ fn run(cli: &Cli) -> Result<()> {
         }
     }
     drop(lab);
-    if cli.kill_control {
+    if cli.kill_control || cli.check {
         return Ok(());
     }
     let report = Report {
