@@ -157,6 +157,7 @@ pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBo
     let mut idle_rounds = 0u32;
     let mut last_publish = Instant::now();
     let mut published_learned = 0u64;
+    let mut pruned_for = 0usize;
     while !stop.load(Ordering::Relaxed) {
         let n = ports.receive(&mut batch, BATCH);
         if n == 0 {
@@ -172,6 +173,14 @@ pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBo
             ports.transmit(&mut batch, &mut worker.counters);
         }
         if last_publish.elapsed() >= PUBLISH_EVERY {
+            // Out-label counters of labels nothing pushes any more go, once per new snapshot
+            // (by address: holding the old snapshot would keep the writer from reusing it).
+            let snapshot = tables.load();
+            if Arc::as_ptr(&snapshot) as usize != pruned_for {
+                forget_unpushed(&mut worker.counters, &snapshot);
+                pruned_for = Arc::as_ptr(&snapshot) as usize;
+            }
+            drop(snapshot);
             board.publish(slot, &worker.counters);
             if worker.learned_changes != published_learned {
                 board.publish_learned(slot, &worker);
@@ -183,6 +192,11 @@ pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBo
     board.publish(slot, &worker.counters);
     board.publish_learned(slot, &worker);
     worker
+}
+
+/// Drops the out-label counters of labels that `tables` no longer pushes or swaps in.
+pub fn forget_unpushed(counters: &mut Counters, tables: &Tables) {
+    counters.labels_out.retain(|l, _| tables.is_pushed(*l));
 }
 
 /// The host path's rate limit: a token bucket per mirrored port ([`crate::tables::Port`]'s
@@ -285,6 +299,27 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::tables::{Lpm, TableCommand};
+
+    /// Out-label counters live as long as something pushes (or swaps in) the label.
+    #[test]
+    fn out_label_counters_go_with_the_last_push() {
+        let mut t = Config::parse(include_str!("../../../examples/pe1.toml")).unwrap().tables().unwrap();
+        let mut c = Counters::default();
+        for l in [1000, 600, 77_777] {
+            c.labels_out.entry(l).or_default().add(100);
+        }
+        forget_unpushed(&mut c, &t);
+        let kept = |c: &Counters| {
+            let mut k: Vec<u32> = c.labels_out.keys().copied().collect();
+            k.sort_unstable();
+            k
+        };
+        // 1000: a VPN route's push; 600: the swap of label 500; 77777: nothing.
+        assert_eq!(kept(&c), vec![600, 1000]);
+        t.apply(TableCommand::RemoveLabel { label: carrier_common::Label::new(500).unwrap() }).unwrap();
+        forget_unpushed(&mut c, &t);
+        assert_eq!(kept(&c), vec![1000]);
+    }
 
     fn pe() -> crate::tables::Tables {
         Config::parse(include_str!("../../../examples/pe1.toml")).unwrap().tables().unwrap()

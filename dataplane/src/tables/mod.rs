@@ -503,9 +503,46 @@ pub struct Tables {
     /// point at it. Kept by [`Tables::apply`], so that removing a next hop costs O(1), not a
     /// scan of every table.
     refs: Vec<u32>,
+    /// Labels some next hop pushes or some ILM entry swaps in, with how many do: a worker
+    /// forgets the out-counters of labels no longer here (a label per route would otherwise
+    /// leave a counter, and a metric series, behind for every route that ever existed).
+    pushed: FastMap<u32, u32>,
 }
 
 impl Tables {
+    /// True when a next hop pushes `label` or an ILM entry swaps it in.
+    pub fn is_pushed(&self, label: u32) -> bool {
+        self.pushed.contains_key(&label)
+    }
+
+    /// The labels a next hop puts on, or an ILM entry swaps in.
+    fn out_labels<'a>(nexthop: Option<&'a NextHop>, action: Option<&'a IlmAction>) -> impl Iterator<Item = u32> + 'a {
+        let pushed = match nexthop {
+            Some(NextHop::MplsPush { labels, .. }) => labels.as_slice(),
+            _ => &[],
+        };
+        let swapped = match action {
+            Some(IlmAction::Swap { out, .. }) => Some(out.value()),
+            _ => None,
+        };
+        pushed.iter().map(|l| l.value()).chain(swapped)
+    }
+
+    /// Counts the out labels of what comes in and uncounts those of what it replaces.
+    fn track_pushed(&mut self, new: impl Iterator<Item = u32>, old: impl Iterator<Item = u32>) {
+        for l in new {
+            *self.pushed.entry(l).or_insert(0) += 1;
+        }
+        for l in old {
+            if let Some(n) = self.pushed.get_mut(&l) {
+                *n -= 1;
+                if *n == 0 {
+                    self.pushed.remove(&l);
+                }
+            }
+        }
+    }
+
     /// A port by id.
     pub fn port(&self, id: PortId) -> Option<&Port> {
         self.ports.get(id.index())
@@ -654,10 +691,13 @@ impl Tables {
                 for &m in Self::ecmp_members(Some(&nexthop)) {
                     self.hold(m);
                 }
+                let new_labels: Vec<u32> = Self::out_labels(Some(&nexthop), None).collect();
                 let old = self.nexthops[i].replace(nexthop);
                 for &m in Self::ecmp_members(old.as_ref()) {
                     self.release(Some(m));
                 }
+                let old_labels: Vec<u32> = Self::out_labels(old.as_ref(), None).collect();
+                self.track_pushed(new_labels.into_iter(), old_labels.into_iter());
             }
             TableCommand::RemoveNextHop { id } => {
                 self.check_nexthop(id)?;
@@ -668,6 +708,8 @@ impl Tables {
                 for &m in Self::ecmp_members(old.as_ref()) {
                     self.release(Some(m));
                 }
+                let old_labels: Vec<u32> = Self::out_labels(old.as_ref(), None).collect();
+                self.track_pushed(std::iter::empty(), old_labels.into_iter());
             }
             TableCommand::Route { table, prefix, nexthop } => {
                 self.check_nexthop(nexthop)?;
@@ -694,12 +736,17 @@ impl Tables {
                 if let Some(nh) = Self::ilm_nexthop(Some(&action)) {
                     self.hold(nh);
                 }
+                let new_labels: Vec<u32> = Self::out_labels(None, Some(&action)).collect();
                 let old = self.ilm.insert(label, action);
                 self.release(Self::ilm_nexthop(old.as_ref()));
+                let old_labels: Vec<u32> = Self::out_labels(None, old.as_ref()).collect();
+                self.track_pushed(new_labels.into_iter(), old_labels.into_iter());
             }
             TableCommand::RemoveLabel { label } => {
                 let old = self.ilm.remove(&label);
                 self.release(Self::ilm_nexthop(old.as_ref()));
+                let old_labels: Vec<u32> = Self::out_labels(None, old.as_ref()).collect();
+                self.track_pushed(std::iter::empty(), old_labels.into_iter());
             }
             TableCommand::Neighbour { port, ip, mac } => {
                 self.check_port(port)?;
@@ -867,14 +914,25 @@ mod tests {
                 0 | 1 => TableCommand::Route { table, prefix, nexthop: nh },
                 2 => TableCommand::Withdraw { table, prefix },
                 3 => TableCommand::Label { label, action: IlmAction::PopForward { vrf: VrfId(0), nexthop: nh } },
+                4 if x & 0x40000 != 0 => TableCommand::Label { label, action: IlmAction::Swap { out: Label::new(500 + (x >> 22) % 4).unwrap(), pe: Ipv4Addr::new(10, 255, 0, 2) } },
                 4 => TableCommand::RemoveLabel { label },
-                5 => TableCommand::NextHop { id: NextHopId(4 + x % 2), nexthop: NextHop::Ecmp { members: vec![nh, NextHopId((x >> 3) % 4)] } },
+                5 if x & 0x20000 == 0 => TableCommand::NextHop { id: NextHopId(4 + x % 2), nexthop: NextHop::Ecmp { members: vec![nh, NextHopId((x >> 3) % 4)] } },
+                5 => TableCommand::NextHop {
+                    id: NextHopId(x % 4),
+                    nexthop: NextHop::MplsPush { labels: LabelStack::new(&[Label::new(500 + (x >> 21) % 4).unwrap()]).unwrap(), pe: Ipv4Addr::new(10, 255, 0, 2), tc: None },
+                },
+
                 _ => TableCommand::RemoveNextHop { id: NextHopId(4 + x % 2) },
             };
             let _ = t.apply(cmd);
             for id in 0..6 {
                 assert_eq!(t.nexthop_refs(NextHopId(id)), scan(&t, NextHopId(id)), "next hop {id}");
             }
+            let mut pushed: std::collections::BTreeMap<u32, u32> = std::collections::BTreeMap::new();
+            for l in t.nexthops.iter().flatten().flat_map(|nh| Tables::out_labels(Some(nh), None).collect::<Vec<_>>()).chain(t.ilm.values().flat_map(|a| Tables::out_labels(None, Some(a)).collect::<Vec<_>>())) {
+                *pushed.entry(l).or_default() += 1;
+            }
+            assert_eq!(pushed, t.pushed.iter().map(|(l, n)| (*l, *n)).collect(), "pushed labels");
         }
         let used = (0..4).map(NextHopId).find(|id| t.nexthop_refs(*id) > 0).unwrap();
         assert_eq!(t.apply(TableCommand::RemoveNextHop { id: used }), Err(TableError::NextHopInUse(used)));
