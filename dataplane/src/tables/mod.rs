@@ -478,6 +478,26 @@ pub enum TableError {
 /// the writer allocate).
 pub const MAX_NEXTHOPS: usize = 1 << 22;
 
+/// Up to four labels, without allocating (a next hop's stack, or a swap's out label).
+#[derive(Clone, Copy, Debug, Default)]
+struct OutLabels {
+    labels: [u32; 4],
+    len: usize,
+}
+
+impl OutLabels {
+    fn push(&mut self, label: u32) {
+        if self.len < self.labels.len() {
+            self.labels[self.len] = label;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        &self.labels[..self.len]
+    }
+}
+
 /// An immutable snapshot of every table the pipeline reads.
 #[derive(Clone, Debug, Default)]
 pub struct Tables {
@@ -515,25 +535,26 @@ impl Tables {
         self.pushed.contains_key(&label)
     }
 
-    /// The labels a next hop puts on, or an ILM entry swaps in.
-    fn out_labels<'a>(nexthop: Option<&'a NextHop>, action: Option<&'a IlmAction>) -> impl Iterator<Item = u32> + 'a {
-        let pushed = match nexthop {
-            Some(NextHop::MplsPush { labels, .. }) => labels.as_slice(),
-            _ => &[],
-        };
-        let swapped = match action {
-            Some(IlmAction::Swap { out, .. }) => Some(out.value()),
-            _ => None,
-        };
-        pushed.iter().map(|l| l.value()).chain(swapped)
+    /// The labels a next hop puts on, or an ILM entry swaps in (at most three and one).
+    fn out_labels(nexthop: Option<&NextHop>, action: Option<&IlmAction>) -> OutLabels {
+        let mut out = OutLabels::default();
+        if let Some(NextHop::MplsPush { labels, .. }) = nexthop {
+            for l in labels.as_slice() {
+                out.push(l.value());
+            }
+        }
+        if let Some(IlmAction::Swap { out: l, .. }) = action {
+            out.push(l.value());
+        }
+        out
     }
 
     /// Counts the out labels of what comes in and uncounts those of what it replaces.
-    fn track_pushed(&mut self, new: impl Iterator<Item = u32>, old: impl Iterator<Item = u32>) {
-        for l in new {
+    fn track_pushed(&mut self, new: OutLabels, old: OutLabels) {
+        for &l in new.as_slice() {
             *self.pushed.entry(l).or_insert(0) += 1;
         }
-        for l in old {
+        for &l in old.as_slice() {
             if let Some(n) = self.pushed.get_mut(&l) {
                 *n -= 1;
                 if *n == 0 {
@@ -691,13 +712,13 @@ impl Tables {
                 for &m in Self::ecmp_members(Some(&nexthop)) {
                     self.hold(m);
                 }
-                let new_labels: Vec<u32> = Self::out_labels(Some(&nexthop), None).collect();
+                let new_labels = Self::out_labels(Some(&nexthop), None);
                 let old = self.nexthops[i].replace(nexthop);
                 for &m in Self::ecmp_members(old.as_ref()) {
                     self.release(Some(m));
                 }
-                let old_labels: Vec<u32> = Self::out_labels(old.as_ref(), None).collect();
-                self.track_pushed(new_labels.into_iter(), old_labels.into_iter());
+                let old_labels = Self::out_labels(old.as_ref(), None);
+                self.track_pushed(new_labels, old_labels);
             }
             TableCommand::RemoveNextHop { id } => {
                 self.check_nexthop(id)?;
@@ -708,8 +729,8 @@ impl Tables {
                 for &m in Self::ecmp_members(old.as_ref()) {
                     self.release(Some(m));
                 }
-                let old_labels: Vec<u32> = Self::out_labels(old.as_ref(), None).collect();
-                self.track_pushed(std::iter::empty(), old_labels.into_iter());
+                let old_labels = Self::out_labels(old.as_ref(), None);
+                self.track_pushed(OutLabels::default(), old_labels);
             }
             TableCommand::Route { table, prefix, nexthop } => {
                 self.check_nexthop(nexthop)?;
@@ -736,17 +757,17 @@ impl Tables {
                 if let Some(nh) = Self::ilm_nexthop(Some(&action)) {
                     self.hold(nh);
                 }
-                let new_labels: Vec<u32> = Self::out_labels(None, Some(&action)).collect();
+                let new_labels = Self::out_labels(None, Some(&action));
                 let old = self.ilm.insert(label, action);
                 self.release(Self::ilm_nexthop(old.as_ref()));
-                let old_labels: Vec<u32> = Self::out_labels(None, old.as_ref()).collect();
-                self.track_pushed(new_labels.into_iter(), old_labels.into_iter());
+                let old_labels = Self::out_labels(None, old.as_ref());
+                self.track_pushed(new_labels, old_labels);
             }
             TableCommand::RemoveLabel { label } => {
                 let old = self.ilm.remove(&label);
                 self.release(Self::ilm_nexthop(old.as_ref()));
-                let old_labels: Vec<u32> = Self::out_labels(None, old.as_ref()).collect();
-                self.track_pushed(std::iter::empty(), old_labels.into_iter());
+                let old_labels = Self::out_labels(None, old.as_ref());
+                self.track_pushed(OutLabels::default(), old_labels);
             }
             TableCommand::Neighbour { port, ip, mac } => {
                 self.check_port(port)?;
@@ -929,7 +950,7 @@ mod tests {
                 assert_eq!(t.nexthop_refs(NextHopId(id)), scan(&t, NextHopId(id)), "next hop {id}");
             }
             let mut pushed: std::collections::BTreeMap<u32, u32> = std::collections::BTreeMap::new();
-            for l in t.nexthops.iter().flatten().flat_map(|nh| Tables::out_labels(Some(nh), None).collect::<Vec<_>>()).chain(t.ilm.values().flat_map(|a| Tables::out_labels(None, Some(a)).collect::<Vec<_>>())) {
+            for l in t.nexthops.iter().flatten().flat_map(|nh| Tables::out_labels(Some(nh), None).as_slice().to_vec()).chain(t.ilm.values().flat_map(|a| Tables::out_labels(None, Some(a)).as_slice().to_vec())) {
                 *pushed.entry(l).or_default() += 1;
             }
             assert_eq!(pushed, t.pushed.iter().map(|(l, n)| (*l, *n)).collect(), "pushed labels");
