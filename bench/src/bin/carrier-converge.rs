@@ -168,8 +168,9 @@ struct Cli {
     kill_control: bool,
     /// Correctness only (the test suite's mode): no gobgpd reference and no report; exit 1
     /// unless every announce and withdraw completed — the dataplane's route count back to its
-    /// base after the withdraw, nothing stale — and every probe went out with its route's label
-    /// (with `--kill-control`: unless nothing was lost).
+    /// base after the withdraw, nothing stale —, every probe went out with its route's label,
+    /// and no KEEPALIVE from carrier was missed meanwhile (with `--kill-control`: unless nothing
+    /// was lost).
     #[arg(long)]
     check: bool,
 }
@@ -300,6 +301,16 @@ fn run(cli: &Cli) -> Result<()> {
                     done(&carrier.announce) && done(&carrier.withdraw) && carrier.probe.starts_with("label "),
                     "N = {n}, labels {}: {summary}",
                     mode.name()
+                );
+                // Timers never starve while the RIB is busy: no KEEPALIVE from carrier missed
+                // (a gap of two intervals would be one missed; the peer drops at three).
+                let interval = Duration::from_secs(u64::from(cli.hold_time / 3));
+                ensure!(
+                    cli.hold_time == 0 || carrier.keepalive.max_gap < 2 * interval,
+                    "N = {n}, labels {}: a KEEPALIVE from carrier came {:.1} s after the one before (one is due every {} s)",
+                    mode.name(),
+                    carrier.keepalive.max_gap.as_secs_f64(),
+                    interval.as_secs()
                 );
                 continue;
             }
