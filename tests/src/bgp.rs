@@ -159,6 +159,16 @@ impl GoBgp {
         self.try_cli(args).unwrap_or_else(|| panic!("gobgp {args:?} failed; gobgpd log:\n{}", self.daemon.log()))
     }
 
+    /// How many NOTIFICATIONs gobgpd received from the neighbor at `addr` (`gobgp neighbor`).
+    pub fn notifications_from(&self, addr: &str) -> u32 {
+        self.cli(&["neighbor", addr])
+            .lines()
+            .find(|l| l.trim_start().starts_with("Notifications:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Wait until the neighbor at `addr` is established.
     pub fn wait_established(&self, addr: &str, within: Duration) {
         let deadline = Instant::now() + within;

@@ -173,22 +173,11 @@ fn gobgp_route_reflector_programs_vpnv4_and_evpn() {
 
     // 5. SIGTERM without graceful restart: carrier says Cease/Administrative Shutdown
     //    (RFC 4486) before it closes the session.
-    let before = notifications_received(&gobgp);
+    let before = gobgp.notifications_from("10.0.0.1");
     let mut control = control;
     control.stop();
-    eventually("gobgp received carrier's NOTIFICATION", Duration::from_secs(10), || (notifications_received(&gobgp) > before).then_some(()));
+    eventually("gobgp received carrier's NOTIFICATION", Duration::from_secs(10), || (gobgp.notifications_from("10.0.0.1") > before).then_some(()));
     assert!(control.log().contains("Cease/Administrative Shutdown"), "{}", control.log());
-}
-
-/// NOTIFICATIONs gobgp received from carrier (`gobgp neighbor`: sent, then received).
-fn notifications_received(gobgp: &GoBgp) -> u32 {
-    let neighbor = gobgp.cli(&["neighbor", "10.0.0.1"]);
-    neighbor
-        .lines()
-        .find(|l| l.trim_start().starts_with("Notifications:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]
@@ -209,7 +198,7 @@ fn max_prefixes_resets_with_cease_and_drops_the_routes() {
     gobgp.cli(&["global", "rib", "-a", "vpnv4", "add", "10.52.0.0/16", "label", "3002", "rd", "65000:9", "rt", "65000:1", "nexthop", "10.255.0.2"]);
     eventually("routes dropped after the limit", Duration::from_secs(15), || dp.route("red", "10.50.0.0/16").is_none().then_some(()));
     eventually("Cease logged", Duration::from_secs(10), || control.log().contains("Maximum Number of Prefixes Reached").then_some(()));
-    let received = notifications_received(&gobgp);
+    let received = gobgp.notifications_from("10.0.0.1");
     assert!(received >= 1, "gobgp received no NOTIFICATION:\n{}", gobgp.cli(&["neighbor", "10.0.0.1"]));
 }
 

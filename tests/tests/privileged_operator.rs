@@ -319,17 +319,6 @@ fn schemathesis_finds_no_server_error_or_schema_violation() {
     assert!(report.contains("passed"), "{report}");
 }
 
-/// gobgpd's count of NOTIFICATIONs received from `peer` (`gobgp neighbor PEER`).
-fn notifications_from(gobgp: &GoBgp, peer: &str) -> u32 {
-    gobgp
-        .cli(&["neighbor", peer])
-        .lines()
-        .find(|l| l.trim_start().starts_with("Notifications:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// `carrierctl --json show peers`: address → entry.
 fn peers_by_address(pe: &NetNs) -> std::collections::BTreeMap<String, serde_json::Value> {
     let (_, out) = carrierctl(pe, &["--json", "show", "peers"]);
@@ -394,13 +383,13 @@ fn apply_adds_removes_and_changes_neighbors_without_touching_the_others() {
     let a_now = &peers["10.0.0.254"];
     assert!(is_established(Some(a_now)), "{a_now}");
     assert_eq!((&a_now["flaps"], &a_now["established_at"]), (&a_before["flaps"], &a_before["established_at"]), "A's session was touched: {a_before} → {a_now}");
-    assert_eq!(notifications_from(&a, "10.0.0.1"), 0, "A got a NOTIFICATION");
+    assert_eq!(a.notifications_from("10.0.0.1"), 0, "A got a NOTIFICATION");
 
     // 2. Remove A: it gets Cease/Peer De-configured, its route goes, B's stays, A is no
     //    longer listed.
     let (code, out) = apply(&config(&neighbor("10.0.0.253", "\"vpnv4\"")));
     assert_eq!(code, 0, "{out}\n{}", context());
-    eventually("A's NOTIFICATION", Duration::from_secs(10), || (notifications_from(&a, "10.0.0.1") == 1).then_some(()));
+    eventually("A's NOTIFICATION", Duration::from_secs(10), || (a.notifications_from("10.0.0.1") == 1).then_some(()));
     assert!(a.daemon.log().contains("code 6(cease) subcode 3(peer deconfigured)"), "A was not told Cease/Peer De-configured:\n{}", a.daemon.log());
     eventually("A's route withdrawn", Duration::from_secs(10), || dp.route("red", "10.50.0.0/16").is_none().then_some(()));
     assert!(dp.route("red", "10.51.0.0/16").is_some(), "B's route went with A's");

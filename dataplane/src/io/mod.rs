@@ -108,7 +108,7 @@ impl CounterBoard {
                 all.macs.extend(w.macs.iter().copied());
             }
         }
-        all.neighbours.sort_by_key(|&(p, ip, mac)| (p, ip, mac.0));
+        all.neighbours.sort();
         all.neighbours.dedup();
         all.macs.sort_by_key(|&(bd, mac, _)| (bd, mac.0));
         all.macs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
