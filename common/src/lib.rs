@@ -225,87 +225,244 @@ pub mod xdp_maps {
 }
 
 // ---------------------------------------------------------------------------
-// The express tier: map layouts for moving the hottest paths into XDP.
-//
-// A later XDP fast path mirrors the dataplane's table commands into maps of these types
-// (one writer: the dataplane's table socket thread, on the same `TableCommand`s the
-// userspace snapshot applies), and handles in the kernel what they cover: VRF forward,
-// MPLS push and pop, VXLAN encap and decap, proxy ARP. A miss in any map sends the frame to
-// the AF_XDP path, which handles everything. Nothing here is used yet.
+// The express tier: the XDP program forwards what it can itself (VRF forward, MPLS push,
+// per-VRF label pop) from a compiled copy of the tables, and redirects everything else to
+// the AF_XDP path ("punts"), which handles everything. The dataplane's mirror
+// (`dataplane/src/express.rs`) is the only writer of these maps; the program only reads
+// them, and writes only its per-CPU counters.
 // ---------------------------------------------------------------------------
 
-/// Key of the per-VRF FIB, a `BPF_MAP_TYPE_LPM_TRIE`: `prefix_len` counts the bits of
-/// `vrf` and `addr` that must match, so it is 16 (the VRF) + the IPv4 prefix length.
-/// `vrf` is big-endian so that the VRF id is the trie's most significant bits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C)]
-pub struct FibKey {
-    /// 16 + IPv4 prefix length.
-    pub prefix_len: u32,
-    /// VRF id, big-endian.
-    pub vrf: [u8; 2],
-    /// IPv4 address, network order.
-    pub addr: [u8; 4],
-    /// Zero.
-    pub pad: [u8; 2],
-}
+/// The express tier's maps, their sizes and record layouts. Host byte order unless said
+/// otherwise.
+pub mod express {
+    use crate::VrfId;
 
-impl FibKey {
-    /// The key for `addr/len` in `vrf`.
-    pub const fn new(vrf: VrfId, addr: [u8; 4], len: u8) -> FibKey {
-        FibKey { prefix_len: 16 + len as u32, vrf: vrf.0.to_be_bytes(), addr, pad: [0; 2] }
+    /// `Array<ExConfig>` with one entry: whether the tier is on, and router-wide settings.
+    pub const CONFIG: &str = "EX_CONFIG";
+    /// `Array<ExPort>` by port slot.
+    pub const PORTS: &str = "EX_PORTS";
+    /// `LpmTrie<FibKey, u32>`: (VRF, prefix) → next-hop id (an index into [`NH`]).
+    pub const FIB: &str = "EX_FIB";
+    /// `Array<u32>` by next-hop id: 0 when the next hop has no record, else the index of
+    /// its [`ExAdj`] in [`ADJ`] plus one. Flipped (a 4-byte store) after the new record is
+    /// written, so a reader never sees a record half-written.
+    pub const NH: &str = "EX_NH";
+    /// `Array<ExAdj>` by adjacency slot.
+    pub const ADJ: &str = "EX_ADJ";
+    /// `Array<ExIlm>` by incoming label (labels below [`MAX_LABEL`]).
+    pub const ILM: &str = "EX_ILM";
+    /// `DevMap` by port slot: the egress interfaces.
+    pub const EGRESS: &str = "EX_EGRESS";
+    /// `PerCpuArray<ExPortStats>` by port slot.
+    pub const PORT_STATS: &str = "EX_PORT_STATS";
+    /// `PerCpuArray<ExBytes>` by VRF id: packets looked up in the VRF.
+    pub const VRF_STATS: &str = "EX_VRF_STATS";
+    /// `PerCpuArray<ExBytes>` by incoming label: packets received with that top label.
+    pub const LABEL_STATS: &str = "EX_LABEL_STATS";
+    /// `PerCpuArray<ExBytes>` by adjacency slot: packets sent through it (the out-label
+    /// counters are derived from these and the record's labels).
+    pub const ADJ_STATS: &str = "EX_ADJ_STATS";
+
+    /// Next-hop ids the tier can hold; a route over a higher id is punted.
+    pub const MAX_NEXTHOPS: u32 = 1 << 20;
+    /// Adjacency records the tier can hold.
+    pub const MAX_ADJ: u32 = 1 << 18;
+    /// Labels below this are in [`ILM`]; higher ones are punted.
+    pub const MAX_LABEL: u32 = 1 << 18;
+    /// VRFs the tier serves; packets of higher VRF ids are punted.
+    pub const MAX_VRFS: u32 = 4096;
+    /// Routes (prefixes over all VRFs) the LPM trie holds.
+    pub const MAX_ROUTES: u32 = 1 << 21;
+    /// Labels one adjacency pushes (VPN label and transport labels).
+    pub const MAX_PUSH: usize = 4;
+
+    /// `ExConfig::flags`: the tier is on.
+    pub const CONFIG_ON: u32 = 1;
+    /// `ExConfig::flags`: MPLS TTL mode pipe (label TTL 255 on push; IP TTL kept on pop).
+    pub const CONFIG_PIPE: u32 = 2;
+
+    /// Router-wide settings.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct ExConfig {
+        /// [`CONFIG_ON`], [`CONFIG_PIPE`].
+        pub flags: u32,
     }
-}
 
-/// What a fast-path next hop does (`FastNextHop::kind`).
-pub mod fast_kind {
-    /// Rewrite MACs, decrement TTL, send on `port`.
-    pub const ADJACENCY: u8 = 1;
-    /// Also push `labels[..label_count]` (outermost first).
-    pub const MPLS_PUSH: u8 = 2;
-    /// Encapsulate in VXLAN to `vtep` with `vni`.
-    pub const VXLAN: u8 = 3;
-    /// Leave to the AF_XDP path.
-    pub const SLOW_PATH: u8 = 0;
-}
+    /// `ExPort::kind`: the program punts everything from this port.
+    pub const PORT_PUNT: u8 = 0;
+    /// `ExPort::kind`: a customer port routed in `vrf`.
+    pub const PORT_VRF: u8 = 1;
+    /// `ExPort::kind`: a core port (labelled packets arrive here).
+    pub const PORT_CORE: u8 = 2;
+    /// `ExPort::flags`: check the source address (anti-spoof, uRPF) on this port.
+    pub const PORT_ANTI_SPOOF: u8 = 1;
 
-/// A fully resolved next hop as the XDP fast path needs it (the userspace arena entry after
-/// recursive resolution through the underlay). Host byte order unless said otherwise.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C)]
-pub struct FastNextHop {
-    /// One of [`fast_kind`].
-    pub kind: u8,
-    /// Labels used in `labels`.
-    pub label_count: u8,
-    /// Egress port slot.
-    pub port: u16,
-    /// Egress ifindex (for `bpf_redirect`).
-    pub ifindex: u32,
-    /// Labels to push, outermost first (20-bit values).
-    pub labels: [u32; 3],
-    /// Destination MAC.
-    pub dst_mac: [u8; 6],
-    /// Source MAC (the egress port's).
-    pub src_mac: [u8; 6],
-    /// Remote VTEP, network order (VXLAN).
-    pub vtep: [u8; 4],
-    /// Local VTEP, network order (VXLAN).
-    pub local_vtep: [u8; 4],
-    /// VNI (VXLAN).
-    pub vni: u32,
-}
+    /// One port as the express tier sees it.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct ExPort {
+        /// [`PORT_PUNT`], [`PORT_VRF`] or [`PORT_CORE`].
+        pub kind: u8,
+        /// [`PORT_ANTI_SPOOF`].
+        pub flags: u8,
+        /// The VRF of a [`PORT_VRF`] port.
+        pub vrf: u16,
+        /// The port's MAC: frames to another destination are punted.
+        pub mac: [u8; 6],
+        /// Largest IP packet plus labels the port sends.
+        pub mtu: u16,
+    }
 
-/// Value of the incoming label map for the fast path: what to do with a top label.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C)]
-pub struct FastIlmEntry {
-    /// 1: pop and look up in `vrf`; 2: pop and forward to `nexthop`; 0: slow path.
-    pub action: u32,
-    /// VRF for a pop-and-lookup label.
-    pub vrf: u32,
-    /// Index into the fast next-hop array for a per-CE label.
-    pub nexthop: u32,
+    /// No port: `ExAdj::port` of a record that only serves the source check.
+    pub const NO_PORT: u16 = u16::MAX;
+    /// `ExAdj::tc`: copy the IP precedence into the labels' traffic class.
+    pub const TC_FROM_IP: u8 = 0xff;
+
+    /// A compiled next hop: everything the program needs to send a packet there, recursion
+    /// through the underlay and the neighbour's MAC already resolved.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct ExAdj {
+        /// Egress port slot; [`NO_PORT`] when the program cannot forward over this next
+        /// hop (the packet is punted) but the record still answers the source check.
+        pub port: u16,
+        /// The port a source routed over this next hop must arrive on; [`NO_PORT`] when
+        /// no port passes the check.
+        pub rpf_port: u16,
+        /// Labels to push (in `labels[..nlabels]`, outermost first).
+        pub nlabels: u8,
+        /// Traffic class of the pushed labels, or [`TC_FROM_IP`].
+        pub tc: u8,
+        /// Egress MTU (IP packet plus labels).
+        pub mtu: u16,
+        /// Destination MAC.
+        pub dst: [u8; 6],
+        /// Source MAC (the egress port's).
+        pub src: [u8; 6],
+        /// Label stack entries without TC and TTL: `label << 12 | S << 8`.
+        pub labels: [u32; MAX_PUSH],
+    }
+
+    /// `ExIlm::action`: punt.
+    pub const ILM_PUNT: u32 = 0;
+    /// `ExIlm::action`: pop (bottom of stack) and look the IPv4 packet up in `vrf`.
+    pub const ILM_POP_LOOKUP: u32 = 1;
+
+    /// What the program does with a top label.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct ExIlm {
+        /// [`ILM_PUNT`] or [`ILM_POP_LOOKUP`].
+        pub action: u32,
+        /// The VRF of [`ILM_POP_LOOKUP`].
+        pub vrf: u32,
+    }
+
+    /// Packets and bytes.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct ExBytes {
+        /// Packets.
+        pub packets: u64,
+        /// Bytes (the whole frame).
+        pub bytes: u64,
+    }
+
+    /// Why the program left a frame to the AF_XDP path. The names are the counter names.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[repr(u32)]
+    pub enum Punt {
+        /// The tier is off, or the port is not one it serves (bridge, VLAN, host mirror).
+        Port = 0,
+        /// Not unicast to the port's MAC, or an EtherType the tier does not handle.
+        L2,
+        /// An IPv4 header with options, a bad length or checksum, or not version 4.
+        Ipv4,
+        /// TTL (or label TTL) expiring here: ICMP is the pipeline's.
+        Ttl,
+        /// No route in the express FIB.
+        NoRoute,
+        /// A next hop the tier does not compile (ECMP, VXLAN, unresolved neighbour, local).
+        NextHop,
+        /// Too big for the egress MTU.
+        Mtu,
+        /// A label the tier does not pop (unknown, not bottom of stack, swap, per-CE).
+        Label,
+        /// The source check failed or could not be decided.
+        AntiSpoof,
+        /// The frame could not be resized.
+        Headroom,
+    }
+
+    impl Punt {
+        /// How many reasons there are.
+        pub const COUNT: usize = 10;
+        /// Every reason, in index order.
+        pub const ALL: [Punt; Punt::COUNT] = [
+            Punt::Port,
+            Punt::L2,
+            Punt::Ipv4,
+            Punt::Ttl,
+            Punt::NoRoute,
+            Punt::NextHop,
+            Punt::Mtu,
+            Punt::Label,
+            Punt::AntiSpoof,
+            Punt::Headroom,
+        ];
+
+        /// The counter name.
+        pub const fn name(self) -> &'static str {
+            match self {
+                Punt::Port => "port",
+                Punt::L2 => "l2",
+                Punt::Ipv4 => "ipv4",
+                Punt::Ttl => "ttl",
+                Punt::NoRoute => "no-route",
+                Punt::NextHop => "next-hop",
+                Punt::Mtu => "mtu",
+                Punt::Label => "label",
+                Punt::AntiSpoof => "anti-spoof",
+                Punt::Headroom => "headroom",
+            }
+        }
+    }
+
+    /// Per-port counters of the express tier (one copy per CPU).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct ExPortStats {
+        /// Frames received and forwarded by the tier.
+        pub rx: ExBytes,
+        /// Frames the tier sent out of this port.
+        pub tx: ExBytes,
+        /// Frames received here and punted, by [`Punt`].
+        pub punts: [u64; Punt::COUNT],
+    }
+
+    /// Key of [`FIB`], a `BPF_MAP_TYPE_LPM_TRIE`: `prefix_len` counts the bits of `vrf`
+    /// and `addr` that must match, so it is 16 (the VRF) + the IPv4 prefix length. `vrf` is
+    /// big-endian so that the VRF id is the trie's most significant bits.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    #[repr(C)]
+    pub struct FibKey {
+        /// 16 + IPv4 prefix length.
+        pub prefix_len: u32,
+        /// VRF id, big-endian.
+        pub vrf: [u8; 2],
+        /// IPv4 address, network order.
+        pub addr: [u8; 4],
+        /// Zero.
+        pub pad: [u8; 2],
+    }
+
+    impl FibKey {
+        /// The key for `addr/len` in `vrf`.
+        pub const fn new(vrf: VrfId, addr: [u8; 4], len: u8) -> FibKey {
+            FibKey { prefix_len: 16 + len as u32, vrf: vrf.0.to_be_bytes(), addr, pad: [0; 2] }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -321,11 +478,17 @@ mod tests {
     }
 
     #[test]
-    fn fib_key_layout_is_lpm_trie_shaped() {
+    fn express_layouts() {
+        use express::*;
         assert_eq!(core::mem::size_of::<FibKey>(), 12);
         let k = FibKey::new(VrfId(0x0102), [10, 1, 0, 0], 24);
         assert_eq!((k.prefix_len, k.vrf, k.addr), (40, [1, 2], [10, 1, 0, 0]));
-        assert_eq!(core::mem::size_of::<FastNextHop>() % 4, 0);
+        assert_eq!(core::mem::size_of::<ExAdj>(), 40);
+        assert_eq!(core::mem::size_of::<ExPort>(), 12);
+        assert_eq!(core::mem::size_of::<ExPortStats>(), 32 + 8 * Punt::COUNT);
+        for (i, p) in Punt::ALL.iter().enumerate() {
+            assert_eq!(*p as usize, i);
+        }
     }
 
     #[test]

@@ -105,6 +105,14 @@ pub struct RouterConfig {
     /// Most frames per second given to the host stack per port (default 20000; 0: no limit).
     #[serde(default = "default_host_rate")]
     pub host_rate: u32,
+    /// The XDP express tier: the XDP program forwards VRF, MPLS push and per-VRF pop
+    /// itself and leaves the rest to the AF_XDP path (`run` only; see `docs/express.md`).
+    #[serde(default = "default_express")]
+    pub express: bool,
+}
+
+fn default_express() -> bool {
+    false
 }
 
 fn yes() -> bool {
@@ -125,7 +133,7 @@ fn default_vxlan_ttl() -> u8 {
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        RouterConfig { router_id: unspecified(), vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: default_vxlan_ttl(), router_mac: None, host_addresses: vec![], host_path: true, host_rate: default_host_rate() }
+        RouterConfig { router_id: unspecified(), vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: default_vxlan_ttl(), router_mac: None, host_addresses: vec![], host_path: true, host_rate: default_host_rate(), express: default_express() }
     }
 }
 

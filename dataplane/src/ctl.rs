@@ -215,13 +215,22 @@ pub struct TableWriter {
     spare: Option<Arc<Tables>>,
     /// The change published since `spare` was current.
     behind: Vec<TableCommand>,
+    /// The express tier's mirror, told of every commit before it is acknowledged.
+    mirror: Option<crate::express::MirrorLink>,
 }
 
 impl TableWriter {
     /// A writer publishing `base` through `handle`.
     pub fn new(base: Tables, handle: TableHandle) -> Self {
         handle.publish(base.clone());
-        TableWriter { base, handle, generation: 1, spare: None, behind: vec![] }
+        TableWriter { base, handle, generation: 1, spare: None, behind: vec![], mirror: None }
+    }
+
+    /// Tell `mirror` of every commit, and wait for it, before acknowledging the commit: once
+    /// a withdraw is acknowledged, neither tier forwards over it.
+    pub fn with_mirror(mut self, mirror: crate::express::MirrorLink) -> Self {
+        self.mirror = Some(mirror);
+        self
     }
 
     /// The spare snapshot, owned again and brought up to date; `None` when it cannot be had.
@@ -260,7 +269,13 @@ impl TableWriter {
             // `next` is half-changed: dropped; the next commit copies the published snapshot.
             return Response::Rejected { index, error: e.to_string() };
         }
-        let previous = self.handle.swap(Arc::new(next));
+        let next = Arc::new(next);
+        let previous = self.handle.swap(next.clone());
+        if let Some(m) = &self.mirror {
+            m.sync(next, (!replace).then(|| commands.clone()));
+        } else {
+            drop(next);
+        }
         if !replace {
             self.spare = Some(previous);
             self.behind = commands;

@@ -2,6 +2,7 @@
 //! library that runs the same in `cargo test` and in the AF_XDP workers.
 pub mod config;
 pub mod ctl;
+pub mod express;
 pub mod host;
 pub mod io;
 pub mod pipeline;

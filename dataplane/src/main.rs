@@ -268,15 +268,72 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
     let stop = signals::install();
     let handle = TableHandle::new(tables.clone());
     let board = CounterBoard::new(1);
-    let server = serve_on(listener, socket, TableWriter::new(tables.clone(), handle.clone()), board.clone(), stop)
+    // CARRIER_EXPRESS=1 / 0 overrides the config (the test suite runs the end-to-end tests
+    // both ways).
+    let express_on = match std::env::var("CARRIER_EXPRESS").as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => parsed.router.express,
+    };
+    let (writer, mirror_rx) = if express_on {
+        let (link, rx) = carrier_dataplane::express::MirrorLink::channel();
+        (TableWriter::new(tables.clone(), handle.clone()).with_mirror(link), Some(rx))
+    } else {
+        (TableWriter::new(tables.clone(), handle.clone()), None)
+    };
+    let server = serve_on(listener, socket, writer, board.clone(), stop)
         .with_context(|| format!("table socket {}", socket.display()))?;
     log::info!("forwarding on {} ports; table socket {}", ports.len(), socket.display());
     println!("carrier-dataplane: forwarding on {}; table socket {}", ports.iter().map(|p| p.1.as_str()).collect::<Vec<_>>().join(", "), socket.display());
-    // The XDP program's owner: publishes its per-port counters until stop, then detaches.
+    // The XDP program's owner: mirrors the tables into the express tier, publishes the
+    // program's counters until stop, then detaches.
     let xdp_ports: Vec<(u32, String, &'static str)> = tables.ports.iter().map(|p| (u32::from(p.id.0), p.name.clone(), modes.get(&p.id).copied().unwrap_or(""))).collect();
     let xdp_board = board.clone();
+    let xdp_handle = handle.clone();
     let xdp_thread = std::thread::Builder::new().name("xdp".into()).spawn(move || -> Result<()> {
+        use carrier_dataplane::express::{Change, Mirror};
+        let mut mirror = Mirror::new(express_on);
+        let mut learned = xdp_board.learned().neighbours;
+        let mut resync = false;
+        if let Err(e) = mirror.sync(&mut xdp, &xdp_handle.load(), &learned, Change::All) {
+            log::warn!("express tier: writing its tables failed ({e}); retrying");
+            resync = true;
+        }
+        if express_on {
+            log::info!("express tier on: the XDP program forwards VRF, MPLS push and per-VRF pop itself");
+        }
+        let mut next_publish = std::time::Instant::now();
+        let mut rounds = 0u64;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(rx) = &mirror_rx {
+                match rx.recv_timeout(std::time::Duration::from_millis(20)) {
+                    Ok(job) => {
+                        learned = xdp_board.learned().neighbours;
+                        let change = match &job.commands {
+                            Some(c) if !resync => Change::Commands(c),
+                            _ => Change::All,
+                        };
+                        resync = match mirror.sync(&mut xdp, &job.tables, &learned, change) {
+                            Ok(()) => false,
+                            Err(e) => {
+                                log::warn!("express tier: writing its tables failed ({e}); resyncing");
+                                true
+                            }
+                        };
+                        drop(job.tables);
+                        let _ = job.done.send(());
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            } else {
+                std::thread::sleep(io::PUBLISH_EVERY);
+            }
+            if std::time::Instant::now() < next_publish {
+                continue;
+            }
+            next_publish = std::time::Instant::now() + io::PUBLISH_EVERY;
+            rounds += 1;
             if let Some(h) = host.as_mut() {
                 for (port, up) in h.follow_links() {
                     log::info!("port {port}: link {}, its mirror follows", if up { "up" } else { "down" });
@@ -284,7 +341,23 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
             }
             let stats = xdp_ports.iter().filter_map(|(slot, name, mode)| xdp.port_stats(*slot).ok().map(|s| (name.clone(), *mode, s))).collect();
             xdp_board.publish_xdp(stats);
-            std::thread::sleep(io::PUBLISH_EVERY);
+            if !express_on {
+                continue;
+            }
+            let snapshot = xdp_handle.load();
+            let now_learned = xdp_board.learned().neighbours;
+            if now_learned != learned || resync {
+                learned = now_learned;
+                let change = if resync { Change::All } else { Change::Neighbours };
+                resync = mirror.sync(&mut xdp, &snapshot, &learned, change).is_err();
+            }
+            // Ports and VRFs every round; labels and adjacencies (one batch read each) every
+            // tenth.
+            let (labels, slots) = if rounds % 10 == 1 { (mirror.labels().collect::<Vec<_>>(), mirror.slots_used()) } else { (vec![], 0) };
+            match xdp.express_counters(snapshot.vrfs.len() as u32, &labels, slots) {
+                Ok(c) => publish_express(&xdp_board, &mut mirror, &snapshot, &c, slots > 0),
+                Err(e) => log::debug!("express counters: {e}"),
+            }
         }
         for (slot, name, _) in &xdp_ports {
             if let Ok(s) = xdp.port_stats(*slot) {
@@ -311,6 +384,70 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
     }
     let _ = server.join();
     Ok(())
+}
+
+/// Publish the express tier's counters in the workers' terms. `full`: labels and
+/// adjacencies were read this round; otherwise the last ones are kept.
+fn publish_express(
+    board: &carrier_dataplane::io::CounterBoard,
+    mirror: &mut carrier_dataplane::express::Mirror,
+    tables: &carrier_dataplane::tables::Tables,
+    c: &carrier_dataplane::xdp::ExpressCounters,
+    full: bool,
+) {
+    use carrier_common::express::Punt;
+    use carrier_dataplane::pipeline::{Counters, PacketBytes};
+    thread_local! {
+        static LAST_LABELS: std::cell::RefCell<(Vec<(u32, PacketBytes)>, Vec<(u32, PacketBytes)>)> = Default::default();
+    }
+    let pb = |b: carrier_common::express::ExBytes| PacketBytes { packets: b.packets, bytes: b.bytes };
+    let mut out = Counters::default();
+    out.ensure(tables.ports.len(), tables.vrfs.len());
+    for (i, s) in c.ports.iter().enumerate() {
+        if let Some(p) = out.ports.get_mut(i) {
+            p.rx = pb(s.rx);
+            p.tx = pb(s.tx);
+        }
+    }
+    for (i, v) in c.vrfs.iter().enumerate() {
+        if let Some(o) = out.vrfs.get_mut(i) {
+            o.lookups = pb(*v);
+        }
+    }
+    LAST_LABELS.with(|last| {
+        let mut last = last.borrow_mut();
+        if full {
+            mirror.prune_retired(tables);
+            let slots = mirror.slot_labels();
+            let mut outs: carrier_dataplane::tables::FastMap<u32, PacketBytes> = Default::default();
+            for (slot, b) in &c.adjacencies {
+                for l in slots.get(slot).into_iter().flatten() {
+                    let e = outs.entry(*l).or_default();
+                    e.packets += b.packets;
+                    e.bytes += b.bytes;
+                }
+            }
+            for (l, (p, b)) in &mirror.retired_labels_out {
+                let e = outs.entry(*l).or_default();
+                e.packets += p;
+                e.bytes += b;
+            }
+            last.0 = c.labels_in.iter().map(|(l, b)| (*l, pb(*b))).collect();
+            last.1 = outs.into_iter().collect();
+        }
+        out.labels_in.extend(last.0.iter().copied());
+        out.labels_out.extend(last.1.iter().copied());
+    });
+    let ports = tables
+        .ports
+        .iter()
+        .zip(&c.ports)
+        .map(|(p, s)| {
+            let punts = Punt::ALL.iter().filter(|r| s.punts[**r as usize] > 0).map(|r| (r.name().to_string(), s.punts[*r as usize])).collect();
+            (p.name.clone(), s.rx.packets, punts)
+        })
+        .collect();
+    board.publish_express(out, ports);
 }
 
 fn ctl(socket: &std::path::Path, action: CtlAction) -> Result<()> {

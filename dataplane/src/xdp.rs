@@ -25,12 +25,12 @@ use std::net::Ipv4Addr;
 use std::os::fd::BorrowedFd;
 use std::process::Command;
 
-use aya::maps::{HashMap, Map, MapData, MapError, PerCpuArray, XskMap};
+use aya::maps::{Array, DevMap, HashMap, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray, XskMap};
 use aya::programs::xdp::{XdpError as AyaXdpError, XdpLinkId};
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, Pod};
 use carrier_common::{
-    xdp_maps, xsk_index, XdpPortStats, HOST_ADDR_LOCAL, MAX_PORTS, MAX_QUEUES, XDP_PROGRAM_NAME,
+    express, xdp_maps, xsk_index, XdpPortStats, HOST_ADDR_LOCAL, MAX_PORTS, MAX_QUEUES, XDP_PROGRAM_NAME,
 };
 
 /// The eBPF object `build.rs` copied into `OUT_DIR`, when the build had one.
@@ -194,6 +194,7 @@ pub enum XdpError {
 #[derive(Debug)]
 struct Port {
     ifindex: u32,
+    slot: u32,
     link: XdpLinkId,
 }
 
@@ -260,12 +261,15 @@ impl XdpDataplane {
                 .and_then(|()| self.attach_link(ifname, ifindex)),
             other => other,
         };
+        if let Err(error) = self.set_egress(slot, ifindex) {
+            log::warn!("express tier: no egress entry for {ifname}: {}", error_chain(&error));
+        }
         match attached {
             Ok((link, mode)) => {
                 log::info!(
                     "attached {XDP_PROGRAM_NAME} to {ifname} (ifindex {ifindex}, port slot {slot}) in {mode} mode"
                 );
-                self.ports.insert(ifname.to_owned(), Port { ifindex, link });
+                self.ports.insert(ifname.to_owned(), Port { ifindex, slot, link });
                 Ok(mode)
             }
             Err(error) => {
@@ -501,6 +505,208 @@ impl Drop for XdpDataplane {
             log::warn!("detaching XDP on shutdown: {}", error_chain(&error));
         }
     }
+}
+
+/// Express-tier map values as aya reads and writes them.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct Raw<T>(T);
+
+/// Plain `#[repr(C)]` records of integers and byte arrays without padding: any bit pattern
+/// is a valid value.
+///
+/// # Safety
+/// Implement only for such types.
+unsafe trait Plain: Copy + 'static {}
+// SAFETY: `#[repr(C)]` records of integers and byte arrays, no padding (their sizes are
+// checked in `carrier_common`'s tests).
+unsafe impl Plain for express::ExConfig {}
+// SAFETY: as above.
+unsafe impl Plain for express::ExPort {}
+// SAFETY: as above.
+unsafe impl Plain for express::ExAdj {}
+// SAFETY: as above.
+unsafe impl Plain for express::ExIlm {}
+// SAFETY: as above.
+unsafe impl Plain for express::ExBytes {}
+// SAFETY: as above.
+unsafe impl Plain for express::ExPortStats {}
+// SAFETY: `Raw` is transparent over a `Plain` type.
+unsafe impl<T: Plain> Pod for Raw<T> {}
+
+/// The express tier's counters, summed over CPUs.
+#[derive(Debug, Default, Clone)]
+pub struct ExpressCounters {
+    /// By port slot.
+    pub ports: Vec<express::ExPortStats>,
+    /// By VRF id.
+    pub vrfs: Vec<express::ExBytes>,
+    /// (label, counters) of the labels asked for, nonzero only.
+    pub labels_in: Vec<(u32, express::ExBytes)>,
+    /// (adjacency slot, counters), nonzero only.
+    pub adjacencies: Vec<(u32, express::ExBytes)>,
+}
+
+impl XdpDataplane {
+    fn set_egress(&mut self, slot: u32, ifindex: u32) -> std::io::Result<()> {
+        let mut map = DevMap::try_from(self.map_mut(express::EGRESS).map_err(io_error(express::EGRESS))?).map_err(|e| std::io::Error::other(e.to_string()))?;
+        map.set(slot, ifindex, None, 0).map_err(|e| std::io::Error::other(format!("express map {}: {e}", express::EGRESS)))
+    }
+
+    fn array<T: Plain>(&mut self, name: &'static str) -> Result<Array<&mut MapData, Raw<T>>, XdpError> {
+        Array::try_from(self.map_mut(name)?).map_err(map_error(name))
+    }
+
+    /// The per-CPU sums of `count` entries of per-CPU array `name` from `first`, read in
+    /// batches (one system call per batch, not per entry).
+    fn per_cpu_sums(&self, name: &'static str, first: u32, count: u32) -> Result<Vec<express::ExBytes>, XdpError> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let map = self.ebpf.map(name).ok_or(XdpError::MapMissing(name))?;
+        let arr: PerCpuArray<&MapData, Raw<express::ExBytes>> = PerCpuArray::try_from(map).map_err(map_error(name))?;
+        let fd = arr.map().fd().as_fd().as_raw_fd();
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| XdpError::Map { map: name, source: Box::new(MapError::SyscallError(aya::sys::SyscallError { call: "nr_cpus", io_error: e })) })?;
+        let mut out = Vec::with_capacity(count as usize);
+        const BATCH: u32 = 4096;
+        let mut next = first;
+        let end = first.saturating_add(count);
+        while next < end {
+            let n = BATCH.min(end - next);
+            let mut keys = vec![0u32; n as usize];
+            let mut values = vec![express::ExBytes::default(); n as usize * cpus];
+            let mut in_batch: u32 = next.wrapping_sub(1);
+            let mut out_batch: u32 = 0;
+            let mut attr = BatchAttr {
+                in_batch: if next == 0 { 0 } else { &mut in_batch as *mut u32 as u64 },
+                out_batch: &mut out_batch as *mut u32 as u64,
+                keys: keys.as_mut_ptr() as u64,
+                values: values.as_mut_ptr() as u64,
+                count: n,
+                map_fd: fd as u32,
+                elem_flags: 0,
+                flags: 0,
+            };
+            // SAFETY: `attr` is the kernel's `bpf_attr.batch` layout; the buffers hold `n`
+            // keys and `n * cpus` values of the map's value size (16 bytes, a multiple of 8).
+            let r = unsafe { libc::syscall(libc::SYS_bpf, 24 /* BPF_MAP_LOOKUP_BATCH */, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>()) };
+            if r != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(XdpError::Map { map: name, source: Box::new(MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error: e })) });
+                }
+            }
+            let got = attr.count as usize;
+            for i in 0..got {
+                let mut sum = express::ExBytes::default();
+                for c in &values[i * cpus..(i + 1) * cpus] {
+                    sum.packets += c.packets;
+                    sum.bytes += c.bytes;
+                }
+                out.push(sum);
+            }
+            if got < n as usize {
+                break;
+            }
+            next += n;
+        }
+        Ok(out)
+    }
+
+    /// The express tier's counters: ports and VRFs (`vrfs` of them), the labels in
+    /// `labels`, and adjacency slots below `slots`.
+    pub fn express_counters(&self, vrfs: u32, labels: &[u32], slots: u32) -> Result<ExpressCounters, XdpError> {
+        let mut c = ExpressCounters::default();
+        let map = self.ebpf.map(express::PORT_STATS).ok_or(XdpError::MapMissing(express::PORT_STATS))?;
+        let ports: PerCpuArray<&MapData, Raw<express::ExPortStats>> = PerCpuArray::try_from(map).map_err(map_error(express::PORT_STATS))?;
+        for slot in 0..self.ports.values().map(|p| p.slot + 1).max().unwrap_or(0) {
+            let per_cpu = ports.get(&slot, 0).map_err(map_error(express::PORT_STATS))?;
+            let mut sum = express::ExPortStats::default();
+            for Raw(s) in per_cpu.iter() {
+                sum.rx.packets += s.rx.packets;
+                sum.rx.bytes += s.rx.bytes;
+                sum.tx.packets += s.tx.packets;
+                sum.tx.bytes += s.tx.bytes;
+                for (a, b) in sum.punts.iter_mut().zip(&s.punts) {
+                    *a += b;
+                }
+            }
+            c.ports.push(sum);
+        }
+        c.vrfs = self.per_cpu_sums(express::VRF_STATS, 0, vrfs.min(express::MAX_VRFS))?;
+        if let (Some(lo), Some(hi)) = (labels.iter().min(), labels.iter().max()) {
+            let all = self.per_cpu_sums(express::LABEL_STATS, *lo, hi - lo + 1)?;
+            c.labels_in = labels.iter().filter_map(|l| all.get((l - lo) as usize).filter(|b| b.packets > 0).map(|b| (*l, *b))).collect();
+        }
+        if slots > 0 {
+            c.adjacencies = self.per_cpu_sums(express::ADJ_STATS, 0, slots.min(express::MAX_ADJ))?.into_iter().enumerate().filter(|(_, b)| b.packets > 0).map(|(i, b)| (i as u32, b)).collect();
+        }
+        Ok(c)
+    }
+}
+
+/// `bpf_attr` for the `BPF_MAP_*_BATCH` commands.
+#[repr(C)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+fn io_error(name: &'static str) -> impl Fn(XdpError) -> std::io::Error {
+    move |e| std::io::Error::other(format!("express map {name}: {}", error_chain(&e)))
+}
+
+impl crate::express::ExpressMaps for XdpDataplane {
+    fn set_config(&mut self, config: express::ExConfig) -> std::io::Result<()> {
+        self.array(express::CONFIG).and_then(|mut m| m.set(0, Raw(config), 0).map_err(map_error(express::CONFIG))).map_err(io_error(express::CONFIG))
+    }
+    fn set_port(&mut self, slot: u32, port: express::ExPort) -> std::io::Result<()> {
+        self.array(express::PORTS).and_then(|mut m| m.set(slot, Raw(port), 0).map_err(map_error(express::PORTS))).map_err(io_error(express::PORTS))
+    }
+    fn set_route(&mut self, key: express::FibKey, nexthop: u32) -> std::io::Result<()> {
+        let k = lpm_key(&key);
+        LpmTrie::<&mut MapData, [u8; 8], u32>::try_from(self.map_mut(express::FIB).map_err(io_error(express::FIB))?)
+            .and_then(|mut m| m.insert(&k, nexthop, 0))
+            .map_err(|e| std::io::Error::other(format!("express map {}: {e}", express::FIB)))
+    }
+    fn remove_route(&mut self, key: express::FibKey) -> std::io::Result<()> {
+        let k = lpm_key(&key);
+        match LpmTrie::<&mut MapData, [u8; 8], u32>::try_from(self.map_mut(express::FIB).map_err(io_error(express::FIB))?).and_then(|mut m| m.remove(&k)) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(e) => Err(std::io::Error::other(format!("express map {}: {e}", express::FIB))),
+        }
+    }
+    fn set_nexthop(&mut self, nexthop: u32, at: u32) -> std::io::Result<()> {
+        Array::<&mut MapData, u32>::try_from(self.map_mut(express::NH).map_err(io_error(express::NH))?)
+            .and_then(|mut m| m.set(nexthop, at, 0))
+            .map_err(|e| std::io::Error::other(format!("express map {}: {e}", express::NH)))
+    }
+    fn set_adj(&mut self, slot: u32, adj: express::ExAdj) -> std::io::Result<()> {
+        self.array(express::ADJ).and_then(|mut m| m.set(slot, Raw(adj), 0).map_err(map_error(express::ADJ))).map_err(io_error(express::ADJ))
+    }
+    fn set_ilm(&mut self, label: u32, entry: express::ExIlm) -> std::io::Result<()> {
+        self.array(express::ILM).and_then(|mut m| m.set(label, Raw(entry), 0).map_err(map_error(express::ILM))).map_err(io_error(express::ILM))
+    }
+    fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        let mut map: PerCpuArray<&mut MapData, Raw<express::ExBytes>> =
+            PerCpuArray::try_from(self.map_mut(express::ADJ_STATS).map_err(io_error(express::ADJ_STATS))?).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let per_cpu = map.get(&slot, 0).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let (p, b) = per_cpu.iter().fold((0, 0), |(p, b), Raw(c)| (p + c.packets, b + c.bytes));
+        let zeros = aya::maps::PerCpuValues::try_from(vec![Raw(express::ExBytes::default()); cpus]).map_err(|e| std::io::Error::other(e.to_string()))?;
+        map.set(slot, zeros, 0).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok((p, b))
+    }
+}
+
+fn lpm_key(key: &express::FibKey) -> aya::maps::lpm_trie::Key<[u8; 8]> {
+    let a = key.addr;
+    aya::maps::lpm_trie::Key::new(key.prefix_len, [key.vrf[0], key.vrf[1], a[0], a[1], a[2], a[3], 0, 0])
 }
 
 /// `PORT_STATS` values as aya reads them.

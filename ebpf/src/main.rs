@@ -5,6 +5,7 @@
 //! - drops frames shorter than an Ethernet header (`dropped`);
 //! - passes the router's own control traffic to the kernel (`passed`, see
 //!   [`classify`]);
+//! - forwards what the express tier can forward itself (see [`express`]);
 //! - redirects the rest to the AF_XDP socket in `XSKS` at
 //!   `slot * MAX_QUEUES + rx_queue` (`redirected`), or passes it to the kernel when
 //!   no socket is bound there (`passed`).
@@ -18,6 +19,7 @@
 #![no_main]
 
 mod classify;
+mod express;
 mod parse;
 mod sink;
 
@@ -72,7 +74,10 @@ pub fn carrier_xdp(ctx: XdpContext) -> u32 {
             count(slot, |stats| stats.passed += 1);
             xdp_action::XDP_PASS
         }
-        Verdict::Steer => steer(&ctx, slot),
+        Verdict::Steer => match express::run(&ctx, slot) {
+            Some(action) => action,
+            None => steer(&ctx, slot),
+        },
     }
 }
 

@@ -7,9 +7,8 @@
 //! (alignment 1, no padding): multi-byte fields are read with `from_be_bytes`, never
 //! assumed aligned or in host order.
 //!
-//! The fast paths still to come (VRF forward, MPLS push / pop, VXLAN) add their
-//! headers here and a `header_mut` beside [`Frame::header`]; the program logic in
-//! `classify.rs` stays free of pointer arithmetic.
+//! The express tier (`express.rs`) writes through [`Frame::header_mut`], checked the
+//! same way; the program logic stays free of pointer arithmetic.
 
 use core::mem::size_of;
 
@@ -58,6 +57,25 @@ impl Frame {
         // above), the kernel keeps the frame alive and unchanged while the program
         // runs, and `T: Header` has alignment 1 and accepts any bit pattern.
         Some(unsafe { &*(at as *const T) })
+    }
+
+    /// [`Frame::header`] for writing.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref, reason = "packet memory, not the Frame, is handed out; one writer per program run")]
+    pub fn header_mut<T: Header>(&self, offset: usize) -> Option<&mut T> {
+        let at = self.start + offset;
+        if at + size_of::<T>() > self.end {
+            return None;
+        }
+        // SAFETY: as in `header`; the program is the only one touching this frame while it
+        // runs, and callers hold one header reference at a time.
+        Some(unsafe { &mut *(at as *mut T) })
+    }
+
+    /// The frame's length in bytes.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.end - self.start
     }
 }
 
@@ -156,6 +174,8 @@ unsafe impl Header for Ipv4Hdr {}
 unsafe impl Header for L4Ports {}
 // SAFETY: as above.
 unsafe impl Header for ArpIpv4 {}
+// SAFETY: a byte array.
+unsafe impl<const N: usize> Header for [u8; N] {}
 
 impl Ipv4Hdr {
     /// The IP version field (4 for a valid header).

@@ -277,6 +277,9 @@ fn veth_between(a: &NetNs, a_name: &str, a_mac: &str, b: &NetNs, b_name: &str) {
     a.run(&["ip", "link", "set", "dev", a_name, "address", a_mac]);
     a.run(&["ip", "link", "set", "dev", a_name, "up"]);
     b.run(&["ip", "link", "set", "dev", b_name, "up"]);
+    // A veth delivers frames an XDP program redirects into it (the express tier) only when
+    // its peer runs NAPI: GRO on, as a real NIC always has a receive path.
+    b.sh(&format!("ethtool -K {b_name} gro on"));
 }
 
 /// Configures a host on its `eth0`: address, default gateway, no TX checksum offload.

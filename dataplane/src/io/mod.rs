@@ -54,6 +54,9 @@ pub struct CounterBoard {
     xdp: Arc<Mutex<Vec<XdpPort>>>,
     /// Per worker: the neighbours and MACs it learned, republished when they change.
     learned: Arc<Mutex<Vec<Learned>>>,
+    /// What the XDP express tier forwarded, in the workers' terms (merged into the totals),
+    /// and its per-port punts by reason name; written by the thread that owns the program.
+    express: Arc<Mutex<(Counters, Vec<(String, u64, std::collections::BTreeMap<String, u64>)>)>>,
 }
 
 /// One port's XDP counters as the XDP thread publishes them: (port, attach mode, counters).
@@ -74,7 +77,12 @@ pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 impl CounterBoard {
     /// A board with one slot per worker.
     pub fn new(workers: usize) -> Self {
-        CounterBoard { slots: Arc::new(Mutex::new(vec![Counters::default(); workers])), xdp: Arc::default(), learned: Arc::new(Mutex::new(vec![Learned::default(); workers])) }
+        CounterBoard {
+            slots: Arc::new(Mutex::new(vec![Counters::default(); workers])),
+            xdp: Arc::default(),
+            learned: Arc::new(Mutex::new(vec![Learned::default(); workers])),
+            express: Arc::default(),
+        }
     }
 
     fn publish(&self, slot: usize, counters: &Counters) {
@@ -115,6 +123,14 @@ impl CounterBoard {
         all
     }
 
+    /// Replace the express tier's counters: what it forwarded, and per port (name, frames
+    /// forwarded, punts by reason).
+    pub fn publish_express(&self, counters: Counters, ports: Vec<(String, u64, std::collections::BTreeMap<String, u64>)>) {
+        if let Ok(mut e) = self.express.lock() {
+            *e = (counters, ports);
+        }
+    }
+
     /// Replace the XDP counters: (port, attach mode, counters).
     pub fn publish_xdp(&self, stats: Vec<XdpPort>) {
         if let Ok(mut x) = self.xdp.lock() {
@@ -129,8 +145,16 @@ impl CounterBoard {
         if let Ok(x) = self.xdp.lock() {
             view.xdp = x
                 .iter()
-                .map(|(name, mode, s)| (name.clone(), crate::pipeline::XdpView { mode: (*mode).to_string(), redirected: s.redirected, passed: s.passed, dropped: s.dropped }))
+                .map(|(name, mode, s)| (name.clone(), crate::pipeline::XdpView { mode: (*mode).to_string(), redirected: s.redirected, passed: s.passed, dropped: s.dropped, ..Default::default() }))
                 .collect();
+        }
+        if let Ok(e) = self.express.lock() {
+            for (name, forwarded, punts) in &e.1 {
+                if let Some(v) = view.xdp.get_mut(name) {
+                    v.express_forwarded = *forwarded;
+                    v.express_punts = punts.clone();
+                }
+            }
         }
         view
     }
@@ -142,6 +166,9 @@ impl CounterBoard {
             for c in s.iter() {
                 total.merge(c);
             }
+        }
+        if let Ok(e) = self.express.lock() {
+            total.merge(&e.0);
         }
         total
     }

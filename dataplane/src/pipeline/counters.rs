@@ -352,6 +352,13 @@ pub struct XdpView {
     pub passed: u64,
     /// Frames dropped.
     pub dropped: u64,
+    /// Frames the express tier forwarded itself (they are in the port, VRF and label
+    /// counters too).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub express_forwarded: u64,
+    /// Frames the express tier left to the AF_XDP path, by reason (nonzero only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub express_punts: BTreeMap<String, u64>,
 }
 
 /// A label-keyed map from JSON, whose keys are strings. (serde_json turns string keys into

@@ -1,0 +1,721 @@
+//! The express tier's mirror: compiles the tables into the XDP program's express maps
+//! (`carrier_common::express`), so the program forwards the common cases itself (see
+//! `ebpf/src/express.rs`) and punts the rest to the AF_XDP path.
+//!
+//! # What is compiled
+//! - Ports: customer ports routed in a VRF and core ports, untagged; any other port is
+//!   punted whole.
+//! - Every VRF route, keyed by (VRF, prefix), to its next-hop id; every next hop to an
+//!   adjacency record with recursion through the underlay and the neighbour's MAC already
+//!   resolved (egress port, MACs, the whole label stack with the bottom-of-stack bit, TC,
+//!   MTU) — or to a record that only answers the source check (`port` = `NO_PORT`) when
+//!   the program cannot forward over it: ECMP, VXLAN, local, blackhole, an unresolved
+//!   neighbour, a connected subnet.
+//! - A connected subnet forwards to the packet's own destination: for every neighbour known
+//!   on a VRF port (configured or learned) whose address the VRF routes over that subnet,
+//!   a /32 to a record of its own (ids from [`SYNTHETIC_BASE`] up).
+//! - Per-VRF labels (pop and look up) below `MAX_LABEL`.
+//!
+//! # Updates cost what they change, make before break
+//! [`Mirror::sync`] takes the commands of one commit: route commands touch their keys,
+//! next-hop commands their records, label commands their ILM entries. A change that can
+//! move resolution anywhere (ports, router settings, underlay routes, neighbours) recompiles
+//! every record, and a `replace` (or the first sync) diffs everything against what the maps
+//! hold. A changed record is written into a free slot and then the next hop's 4-byte index
+//! is flipped to it, so the program never reads a half-written record; the old slot is
+//! reused only after [`QUARANTINE`]. A next hop is unlinked (punted) before routes that
+//! still point at it are withdrawn; punting is always safe, since the AF_XDP path has the
+//! new tables already.
+//!
+//! # Who writes what
+//! The thread that owns the XDP program is the only caller, and [`ExpressMaps`] its only way
+//! into the maps; tests use [`MemMaps`].
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use carrier_common::express::{
+    ExAdj, ExConfig, ExIlm, ExPort, FibKey, CONFIG_ON, CONFIG_PIPE, ILM_POP_LOOKUP, MAX_ADJ, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
+    MAX_VRFS, NO_PORT, PORT_ANTI_SPOOF, PORT_CORE, PORT_PUNT, PORT_VRF, TC_FROM_IP,
+};
+use carrier_common::{Label, NextHopId, PortId, VrfId, MAX_PORTS};
+
+use crate::tables::{FastMap, IlmAction, Ipv4Prefix, Lpm, NextHop, PortRole, Table, TableCommand, Tables, TtlMode};
+use crate::wire::MacAddr;
+
+/// Next-hop ids from here up are the mirror's own (neighbours on connected subnets); a
+/// route over a control-plane id this high is punted.
+pub const SYNTHETIC_BASE: u32 = MAX_NEXTHOPS - 65_536;
+
+/// How long a replaced adjacency slot rests before it is reused (the program may still be
+/// reading it: an XDP run lasts microseconds).
+pub const QUARANTINE: Duration = Duration::from_millis(20);
+
+/// Deepest next-hop recursion, as in the pipeline.
+const MAX_DEPTH: u8 = 4;
+
+/// The express maps as the mirror writes them.
+pub trait ExpressMaps {
+    /// Write the router-wide entry.
+    fn set_config(&mut self, config: ExConfig) -> std::io::Result<()>;
+    /// Write a port's entry.
+    fn set_port(&mut self, slot: u32, port: ExPort) -> std::io::Result<()>;
+    /// Insert or replace a route.
+    fn set_route(&mut self, key: FibKey, nexthop: u32) -> std::io::Result<()>;
+    /// Remove a route (absent is fine).
+    fn remove_route(&mut self, key: FibKey) -> std::io::Result<()>;
+    /// Point a next hop at an adjacency slot + 1, or 0.
+    fn set_nexthop(&mut self, nexthop: u32, at: u32) -> std::io::Result<()>;
+    /// Write an adjacency record.
+    fn set_adj(&mut self, slot: u32, adj: ExAdj) -> std::io::Result<()>;
+    /// Write a label's entry.
+    fn set_ilm(&mut self, label: u32, entry: ExIlm) -> std::io::Result<()>;
+    /// An adjacency slot is about to be reused: its packet counters so far belong to the
+    /// record it held; return them and start from zero.
+    fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)>;
+}
+
+/// What one commit changed, as the mirror needs to know it.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// Everything may have changed (a replace, a restart, the first sync).
+    All,
+    /// These commands were applied.
+    Commands(&'a [TableCommand]),
+    /// Only the learned neighbours changed.
+    Neighbours,
+}
+
+/// Map writes one sync made, by kind (what a test checks to see that a change costs what
+/// it changes).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Writes {
+    /// Routes set or removed.
+    pub routes: usize,
+    /// Adjacency records written.
+    pub adjacencies: usize,
+    /// Next-hop indices flipped.
+    pub nexthops: usize,
+    /// ILM entries written.
+    pub labels: usize,
+    /// Port and config entries written.
+    pub ports: usize,
+}
+
+/// One installed adjacency: its slot and record.
+#[derive(Debug, Clone, Copy)]
+struct Installed {
+    slot: u32,
+    adj: ExAdj,
+}
+
+/// The mirror's picture of what the maps hold. See the module documentation.
+#[derive(Debug)]
+pub struct Mirror {
+    on: bool,
+    config: Option<ExConfig>,
+    ports: Vec<Option<ExPort>>,
+    /// Real routes in the maps: (VRF, prefix) → next hop.
+    routes: FastMap<(u16, Ipv4Prefix), u32>,
+    /// Neighbour /32s in the maps: (VRF, address) → synthetic next-hop id.
+    neighbour_routes: FastMap<(u16, Ipv4Addr), u32>,
+    /// Next hop → its installed adjacency.
+    installed: FastMap<u32, Installed>,
+    ilm: FastMap<u32, ExIlm>,
+    free: Vec<u32>,
+    quarantine: Vec<(u32, Instant)>,
+    next_slot: u32,
+    free_synthetic: Vec<u32>,
+    next_synthetic: u32,
+    /// Labels of the records in resting slots.
+    resting_labels: FastMap<u32, Vec<u32>>,
+    /// Packets and bytes sent through slots since reused, by the labels they pushed.
+    pub retired_labels_out: FastMap<u32, (u64, u64)>,
+    /// What the last sync wrote.
+    pub last: Writes,
+}
+
+impl Mirror {
+    /// A mirror of empty maps; `on` says whether the tier forwards at all.
+    pub fn new(on: bool) -> Mirror {
+        Mirror {
+            on,
+            config: None,
+            ports: Vec::new(),
+            routes: FastMap::default(),
+            neighbour_routes: FastMap::default(),
+            installed: FastMap::default(),
+            ilm: FastMap::default(),
+            free: Vec::new(),
+            quarantine: Vec::new(),
+            next_slot: 0,
+            free_synthetic: Vec::new(),
+            next_synthetic: SYNTHETIC_BASE,
+            resting_labels: FastMap::default(),
+            retired_labels_out: FastMap::default(),
+            last: Writes::default(),
+        }
+    }
+
+    /// Whether the tier forwards.
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// The adjacency records in use: (slot, record), for counters.
+    pub fn adjacencies(&self) -> impl Iterator<Item = (u32, &ExAdj)> + '_ {
+        self.installed.values().map(|i| (i.slot, &i.adj))
+    }
+
+    /// The labels each adjacency slot's record pushes: the records in use and those resting
+    /// in quarantine (whose counters are not taken yet).
+    pub fn slot_labels(&self) -> FastMap<u32, Vec<u32>> {
+        let mut m: FastMap<u32, Vec<u32>> = self.installed.values().map(|i| (i.slot, record_labels(&i.adj).collect())).collect();
+        for (slot, labels) in &self.resting_labels {
+            m.insert(*slot, labels.clone());
+        }
+        m
+    }
+
+    /// Forget the retired counters of labels no longer pushed by anything (as the workers
+    /// forget theirs).
+    pub fn prune_retired(&mut self, tables: &Tables) {
+        self.retired_labels_out.retain(|l, _| tables.is_pushed(*l));
+    }
+
+    /// Slots handed out so far (every slot in use is below this).
+    pub fn slots_used(&self) -> u32 {
+        self.next_slot
+    }
+
+    /// Labels the tier pops.
+    pub fn labels(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ilm.iter().filter(|(_, e)| e.action == ILM_POP_LOOKUP).map(|(l, _)| *l)
+    }
+
+    /// Bring the maps in line with `tables` after `change`; `learned` are the neighbours the
+    /// workers learned. On error the maps may be half-updated: the caller resyncs with
+    /// [`Change::All`] (and the tier punts what it cannot decide meanwhile).
+    pub fn sync(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, learned: &[(PortId, Ipv4Addr, MacAddr)], change: Change<'_>) -> std::io::Result<()> {
+        self.last = Writes::default();
+        let now = Instant::now();
+        let (ready, resting): (Vec<_>, Vec<_>) = self.quarantine.drain(..).partition(|(_, t)| now.duration_since(*t) >= QUARANTINE);
+        self.quarantine = resting;
+        self.free.extend(ready.into_iter().map(|(s, _)| s));
+
+        let config = ExConfig {
+            flags: if self.on { CONFIG_ON } else { 0 } | if tables.router.ttl_mode == TtlMode::Pipe { CONFIG_PIPE } else { 0 },
+        };
+        // Switching off (or changing the TTL mode) takes effect before anything else changes.
+        if self.config.is_some_and(|c| c != config) {
+            maps.set_config(ExConfig { flags: 0 })?;
+            self.config = Some(ExConfig { flags: 0 });
+            self.last.ports += 1;
+        }
+        let neighbours = Neighbours { tables, learned: learned.iter().map(|(p, i, m)| ((*p, *i), *m)).collect() };
+
+        let mut all_records = false;
+        let mut dirty_nh: HashSet<u32> = HashSet::new();
+        let mut dirty_labels: HashSet<u32> = HashSet::new();
+        let mut route_cmds: Vec<&TableCommand> = Vec::new();
+        let everything = matches!(change, Change::All);
+        match change {
+            Change::All => all_records = true,
+            Change::Neighbours => all_records = true,
+            Change::Commands(cmds) => {
+                for c in cmds {
+                    match c {
+                        TableCommand::Route { table: Table::Vrf(_), .. } | TableCommand::Withdraw { table: Table::Vrf(_), .. } => route_cmds.push(c),
+                        TableCommand::NextHop { id, .. } | TableCommand::RemoveNextHop { id } => {
+                            dirty_nh.insert(id.0);
+                        }
+                        TableCommand::Label { label, .. } | TableCommand::RemoveLabel { label } => {
+                            dirty_labels.insert(label.value());
+                        }
+                        TableCommand::Vrf { .. }
+                        | TableCommand::Bridge { .. }
+                        | TableCommand::FloodList { .. }
+                        | TableCommand::BridgeMac { .. } => {}
+                        _ => all_records = true,
+                    }
+                }
+            }
+        }
+        if everything || self.ports.len() != tables.ports.len() || all_records {
+            self.sync_ports(maps, tables)?;
+        }
+
+        // Records first (make), then routes, then what is gone (break).
+        let ids: Vec<u32> = if all_records {
+            let mut ids: Vec<u32> = (0..tables.nexthops.len() as u32).filter(|i| tables.nexthops[*i as usize].is_some()).collect();
+            ids.extend(self.installed.keys().filter(|id| **id < SYNTHETIC_BASE && tables.nexthop(NextHopId(**id)).is_none()));
+            ids
+        } else {
+            dirty_nh.into_iter().collect()
+        };
+        for id in ids {
+            if id >= SYNTHETIC_BASE {
+                continue;
+            }
+            let record = compile_nexthop(tables, &neighbours, NextHopId(id));
+            self.install(maps, id, record)?;
+        }
+
+        if everything {
+            let mut want: FastMap<(u16, Ipv4Prefix), u32> = FastMap::default();
+            for v in &tables.vrfs {
+                if u32::from(v.id.0) >= MAX_VRFS {
+                    continue;
+                }
+                for (prefix, nh) in v.fib.routes() {
+                    want.insert((v.id.0, prefix), nh.0);
+                }
+            }
+            for (key, nh) in &want {
+                if self.routes.get(key) != Some(nh) {
+                    maps.set_route(fib_key(key.0, key.1), *nh)?;
+                    self.last.routes += 1;
+                }
+            }
+            let gone: Vec<_> = self.routes.keys().filter(|k| !want.contains_key(*k)).copied().collect();
+            for key in gone {
+                maps.remove_route(fib_key(key.0, key.1))?;
+                self.last.routes += 1;
+            }
+            self.routes = want;
+        } else {
+            // The last command for a key wins.
+            let mut last: FastMap<(u16, Ipv4Prefix), Option<u32>> = FastMap::default();
+            for c in route_cmds {
+                match c {
+                    TableCommand::Route { table: Table::Vrf(v), prefix, nexthop } => {
+                        last.insert((v.0, *prefix), Some(nexthop.0));
+                    }
+                    TableCommand::Withdraw { table: Table::Vrf(v), prefix } => {
+                        last.insert((v.0, *prefix), None);
+                    }
+                    _ => {}
+                }
+            }
+            for (key, nh) in last {
+                if u32::from(key.0) >= MAX_VRFS {
+                    continue;
+                }
+                match nh {
+                    Some(nh) => {
+                        if self.routes.insert(key, nh) != Some(nh) {
+                            maps.set_route(fib_key(key.0, key.1), nh)?;
+                            self.last.routes += 1;
+                        }
+                    }
+                    None => {
+                        if self.routes.remove(&key).is_some() {
+                            maps.remove_route(fib_key(key.0, key.1))?;
+                            self.last.routes += 1;
+                        }
+                    }
+                }
+            }
+        }
+        self.sync_neighbour_routes(maps, tables, &neighbours)?;
+
+        let labels: Vec<u32> = if everything || all_records {
+            let mut l: Vec<u32> = tables.ilm.keys().map(|l| l.value()).collect();
+            l.extend(self.ilm.keys().copied());
+            l.sort_unstable();
+            l.dedup();
+            l
+        } else {
+            dirty_labels.into_iter().collect()
+        };
+        for label in labels {
+            if label >= MAX_LABEL {
+                continue;
+            }
+            let entry = match Label::new(label).and_then(|l| tables.ilm.get(&l)) {
+                Some(IlmAction::PopLookup { vrf }) if u32::from(vrf.0) < MAX_VRFS => ExIlm { action: ILM_POP_LOOKUP, vrf: u32::from(vrf.0) },
+                _ => ExIlm::default(),
+            };
+            let old = self.ilm.get(&label).copied().unwrap_or_default();
+            if old != entry {
+                maps.set_ilm(label, entry)?;
+                self.last.labels += 1;
+            }
+            if entry == ExIlm::default() {
+                self.ilm.remove(&label);
+            } else {
+                self.ilm.insert(label, entry);
+            }
+        }
+
+        if self.config != Some(config) {
+            maps.set_config(config)?;
+            self.config = Some(config);
+            self.last.ports += 1;
+        }
+        Ok(())
+    }
+
+    fn sync_ports(&mut self, maps: &mut impl ExpressMaps, tables: &Tables) -> std::io::Result<()> {
+        let n = tables.ports.len().max(self.ports.len()).min(MAX_PORTS as usize);
+        self.ports.resize(n, None);
+        for slot in 0..n {
+            let want = tables.ports.get(slot).map(compile_port).unwrap_or_default();
+            if self.ports[slot] != Some(want) {
+                maps.set_port(slot as u32, want)?;
+                self.ports[slot] = Some(want);
+                self.last.ports += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Point next hop `id` at `record` (a new slot when it changed), or unlink it.
+    fn install(&mut self, maps: &mut impl ExpressMaps, id: u32, record: Option<ExAdj>) -> std::io::Result<()> {
+        let old = self.installed.get(&id).copied();
+        match record {
+            Some(adj) => {
+                if old.is_some_and(|o| o.adj == adj) {
+                    return Ok(());
+                }
+                let Some(slot) = self.alloc_slot(maps)? else {
+                    // Full: the next hop stays punted.
+                    if let Some(o) = old {
+                        maps.set_nexthop(id, 0)?;
+                        self.installed.remove(&id);
+                        self.rest(o);
+                    }
+                    log::warn!("express tier: all {MAX_ADJ} adjacency slots in use; next hop {id} is left to the AF_XDP path");
+                    return Ok(());
+                };
+                maps.set_adj(slot, adj)?;
+                maps.set_nexthop(id, slot + 1)?;
+                self.last.adjacencies += 1;
+                self.last.nexthops += 1;
+                self.installed.insert(id, Installed { slot, adj });
+                if let Some(o) = old {
+                    self.rest(o);
+                }
+            }
+            None => {
+                if let Some(o) = old {
+                    maps.set_nexthop(id, 0)?;
+                    self.last.nexthops += 1;
+                    self.installed.remove(&id);
+                    self.rest(o);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn alloc_slot(&mut self, maps: &mut impl ExpressMaps) -> std::io::Result<Option<u32>> {
+        if let Some(slot) = self.free.pop() {
+            // The counters of the record the slot held go to that record's labels.
+            let (packets, bytes) = maps.take_adj_counters(slot)?;
+            self.retire(slot, packets, bytes);
+            return Ok(Some(slot));
+        }
+        if self.next_slot < MAX_ADJ {
+            self.next_slot += 1;
+            return Ok(Some(self.next_slot - 1));
+        }
+        Ok(None)
+    }
+
+    /// A slot no next hop points at any more rests in quarantine; its labels are kept for
+    /// its counters.
+    fn rest(&mut self, old: Installed) {
+        self.quarantine.push((old.slot, Instant::now()));
+        self.resting_labels.insert(old.slot, record_labels(&old.adj).collect());
+    }
+
+    fn retire(&mut self, slot: u32, packets: u64, bytes: u64) {
+        if let Some(labels) = self.resting_labels.remove(&slot) {
+            if packets == 0 {
+                return;
+            }
+            for l in labels {
+                let e = self.retired_labels_out.entry(l).or_default();
+                e.0 += packets;
+                e.1 += bytes;
+            }
+        }
+    }
+
+    fn sync_neighbour_routes(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, neighbours: &Neighbours<'_>) -> std::io::Result<()> {
+        let mut want: FastMap<(u16, Ipv4Addr), ExAdj> = FastMap::default();
+        for ((port, ip), mac) in neighbours.all() {
+            let Some(p) = tables.port(port) else { continue };
+            let PortRole::Vrf(vrf) = p.role else { continue };
+            if u32::from(vrf.0) >= MAX_VRFS {
+                continue;
+            }
+            let Some((prefix, nh)) = tables.vrfs.get(vrf.index()).and_then(|v| v.fib.lookup(ip)) else { continue };
+            if prefix.prefix_len() == 32 {
+                continue;
+            }
+            if let Some(NextHop::Adjacency { port: on, via: None }) = tables.nexthop(nh) {
+                if *on == port {
+                    if let Some(adj) = adjacency(tables, port, mac, &[], TC_FROM_IP) {
+                        want.insert((vrf.0, ip), adj);
+                    }
+                }
+            }
+        }
+        for (key, adj) in &want {
+            let id = match self.neighbour_routes.get(key) {
+                Some(id) => *id,
+                None => {
+                    let Some(id) = self.free_synthetic.pop().or_else(|| {
+                        (self.next_synthetic < MAX_NEXTHOPS).then(|| {
+                            self.next_synthetic += 1;
+                            self.next_synthetic - 1
+                        })
+                    }) else {
+                        continue;
+                    };
+                    id
+                }
+            };
+            self.install(maps, id, Some(*adj))?;
+            if !self.neighbour_routes.contains_key(key) {
+                maps.set_route(fib_key(key.0, Ipv4Prefix::host(key.1)), id)?;
+                self.last.routes += 1;
+                self.neighbour_routes.insert(*key, id);
+            }
+        }
+        let gone: Vec<_> = self.neighbour_routes.keys().filter(|k| !want.contains_key(*k)).copied().collect();
+        for key in gone {
+            let Some(id) = self.neighbour_routes.remove(&key) else { continue };
+            // A real /32 may own the key now: then the route command already rewrote it.
+            if !self.routes.contains_key(&(key.0, Ipv4Prefix::host(key.1))) {
+                maps.remove_route(fib_key(key.0, Ipv4Prefix::host(key.1)))?;
+                self.last.routes += 1;
+            }
+            self.install(maps, id, None)?;
+            self.free_synthetic.push(id);
+        }
+        Ok(())
+    }
+}
+
+/// Static neighbours first, then learned ones, as the pipeline resolves them.
+struct Neighbours<'a> {
+    tables: &'a Tables,
+    learned: FastMap<(PortId, Ipv4Addr), MacAddr>,
+}
+
+impl Neighbours<'_> {
+    fn get(&self, port: PortId, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.tables.neighbours.get(&(port, ip)).or_else(|| self.learned.get(&(port, ip))).copied()
+    }
+
+    fn all(&self) -> Vec<((PortId, Ipv4Addr), MacAddr)> {
+        let mut v: Vec<_> = self.learned.iter().map(|(k, m)| (*k, *m)).collect();
+        v.retain(|(k, _)| !self.tables.neighbours.contains_key(k));
+        v.extend(self.tables.neighbours.iter().map(|(k, m)| (*k, *m)));
+        v
+    }
+}
+
+fn fib_key(vrf: u16, prefix: Ipv4Prefix) -> FibKey {
+    FibKey::new(VrfId(vrf), prefix.addr().octets(), prefix.prefix_len())
+}
+
+/// A port as the tier sees it.
+fn compile_port(p: &crate::tables::Port) -> ExPort {
+    let (kind, vrf) = match p.role {
+        _ if p.vlan.is_some() => (PORT_PUNT, 0),
+        PortRole::Vrf(v) if u32::from(v.0) < MAX_VRFS => (PORT_VRF, v.0),
+        PortRole::Core => (PORT_CORE, 0),
+        _ => (PORT_PUNT, 0),
+    };
+    ExPort { kind, flags: if p.anti_spoof { PORT_ANTI_SPOOF } else { 0 }, vrf, mac: p.mac.0, mtu: p.mtu }
+}
+
+/// The record of next hop `id`: forwarding when the program can send over it, else only
+/// the source check; `None` when the next hop does not exist.
+fn compile_nexthop(tables: &Tables, neighbours: &Neighbours<'_>, id: NextHopId) -> Option<ExAdj> {
+    let nh = tables.nexthop(id)?;
+    let punt = ExAdj { port: NO_PORT, rpf_port: rpf_port(tables, nh), ..ExAdj::default() };
+    let forward = match nh {
+        NextHop::Adjacency { port, via: Some(gw) } => neighbours.get(*port, *gw).and_then(|mac| adjacency(tables, *port, mac, &[], TC_FROM_IP)),
+        NextHop::MplsPush { labels, tc, pe } => resolve(tables, neighbours, *pe, labels.as_slice(), tc.unwrap_or(TC_FROM_IP)),
+        _ => None,
+    };
+    Some(forward.map_or(punt, |a| ExAdj { rpf_port: punt.rpf_port, ..a }))
+}
+
+/// The one port a source routed over `nh` must arrive on (the pipeline accepts any port of
+/// an adjacency, or of any member of an ECMP group); `NO_PORT` when none or several.
+fn rpf_port(tables: &Tables, nh: &NextHop) -> u16 {
+    match nh {
+        NextHop::Adjacency { port, .. } => port.0,
+        NextHop::Ecmp { members } => {
+            let ports: HashSet<u16> = members
+                .iter()
+                .filter_map(|m| match tables.nexthop(*m) {
+                    Some(NextHop::Adjacency { port, .. }) => Some(port.0),
+                    _ => None,
+                })
+                .collect();
+            if ports.len() == 1 {
+                ports.into_iter().next().unwrap_or(NO_PORT)
+            } else {
+                NO_PORT
+            }
+        }
+        _ => NO_PORT,
+    }
+}
+
+/// Push `labels` (inner) toward `pe` through the underlay, as `send_underlay` does.
+fn resolve(tables: &Tables, neighbours: &Neighbours<'_>, pe: Ipv4Addr, labels: &[Label], tc: u8) -> Option<ExAdj> {
+    let mut stack: Vec<Label> = labels.to_vec();
+    let mut dst = pe;
+    let mut depth = 1;
+    loop {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let (_, nh) = tables.underlay.lookup(dst)?;
+        match tables.nexthop(nh)? {
+            NextHop::Adjacency { port, via } => {
+                let mac = neighbours.get(*port, via.unwrap_or(dst))?;
+                return adjacency(tables, *port, mac, &stack, tc);
+            }
+            NextHop::MplsPush { labels, pe: next, .. } => {
+                let mut s = labels.as_slice().to_vec();
+                s.extend_from_slice(&stack);
+                stack = s;
+                dst = *next;
+                depth += 1;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// A forwarding record out of `port` to `mac` with `stack` (outermost first).
+fn adjacency(tables: &Tables, port: PortId, mac: MacAddr, stack: &[Label], tc: u8) -> Option<ExAdj> {
+    let p = tables.port(port)?;
+    if p.vlan.is_some() || u32::from(port.0) >= MAX_PORTS || stack.len() > MAX_PUSH {
+        return None;
+    }
+    let mut labels = [0u32; MAX_PUSH];
+    for (i, l) in stack.iter().enumerate() {
+        let bottom = if i == stack.len() - 1 { 1 << 8 } else { 0 };
+        labels[i] = l.value() << 12 | bottom;
+    }
+    Some(ExAdj { port: port.0, rpf_port: NO_PORT, nlabels: stack.len() as u8, tc, mtu: p.mtu, dst: mac.0, src: p.mac.0, labels })
+}
+
+/// The labels an adjacency record pushes (for its counters).
+pub fn record_labels(adj: &ExAdj) -> impl Iterator<Item = u32> + '_ {
+    adj.labels[..usize::from(adj.nlabels).min(MAX_PUSH)].iter().map(|l| l >> 12)
+}
+
+/// A commit for the mirror: the tables published and the commands applied (`None`: a
+/// replace). `done` is signalled once the maps are written.
+#[derive(Debug)]
+pub struct MirrorJob {
+    /// The published snapshot.
+    pub tables: std::sync::Arc<Tables>,
+    /// The commands, or `None` for a replace.
+    pub commands: Option<Vec<TableCommand>>,
+    /// Signalled when done.
+    pub done: std::sync::mpsc::SyncSender<()>,
+}
+
+/// The table writer's end of the mirror: see [`crate::ctl::TableWriter::with_mirror`].
+#[derive(Debug, Clone)]
+pub struct MirrorLink(std::sync::mpsc::SyncSender<MirrorJob>);
+
+/// Longest a commit waits for the mirror.
+const MIRROR_WAIT: Duration = Duration::from_secs(120);
+
+impl MirrorLink {
+    /// A link and the receiver the mirror's thread reads jobs from.
+    pub fn channel() -> (MirrorLink, std::sync::mpsc::Receiver<MirrorJob>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        (MirrorLink(tx), rx)
+    }
+
+    /// Hand a commit to the mirror and wait until its maps are written.
+    pub fn sync(&self, tables: std::sync::Arc<Tables>, commands: Option<Vec<TableCommand>>) {
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        if self.0.send(MirrorJob { tables, commands, done }).is_ok() && wait.recv_timeout(MIRROR_WAIT).is_err() {
+            log::warn!("express tier: the mirror did not confirm a commit within {MIRROR_WAIT:?}");
+        }
+    }
+}
+
+/// Express maps in memory, for tests and the tier's own checks.
+#[derive(Debug, Default, Clone)]
+pub struct MemMaps {
+    /// The config entry.
+    pub config: ExConfig,
+    /// Ports by slot.
+    pub ports: FastMap<u32, ExPort>,
+    /// Routes.
+    pub routes: FastMap<FibKey, u32>,
+    /// Next hop → slot + 1.
+    pub nexthops: FastMap<u32, u32>,
+    /// Adjacencies by slot.
+    pub adjs: FastMap<u32, ExAdj>,
+    /// ILM by label.
+    pub ilm: FastMap<u32, ExIlm>,
+}
+
+impl ExpressMaps for MemMaps {
+    fn set_config(&mut self, config: ExConfig) -> std::io::Result<()> {
+        self.config = config;
+        Ok(())
+    }
+    fn set_port(&mut self, slot: u32, port: ExPort) -> std::io::Result<()> {
+        self.ports.insert(slot, port);
+        Ok(())
+    }
+    fn set_route(&mut self, key: FibKey, nexthop: u32) -> std::io::Result<()> {
+        self.routes.insert(key, nexthop);
+        Ok(())
+    }
+    fn remove_route(&mut self, key: FibKey) -> std::io::Result<()> {
+        self.routes.remove(&key);
+        Ok(())
+    }
+    fn set_nexthop(&mut self, nexthop: u32, at: u32) -> std::io::Result<()> {
+        self.nexthops.insert(nexthop, at);
+        Ok(())
+    }
+    fn set_adj(&mut self, slot: u32, adj: ExAdj) -> std::io::Result<()> {
+        self.adjs.insert(slot, adj);
+        Ok(())
+    }
+    fn set_ilm(&mut self, label: u32, entry: ExIlm) -> std::io::Result<()> {
+        self.ilm.insert(label, entry);
+        Ok(())
+    }
+    fn take_adj_counters(&mut self, _slot: u32) -> std::io::Result<(u64, u64)> {
+        Ok((0, 0))
+    }
+}
+
+impl MemMaps {
+    /// The record a packet to `addr` in `vrf` would use: longest match, then the next hop's
+    /// slot (the program's lookup, for tests).
+    pub fn lookup(&self, vrf: VrfId, addr: Ipv4Addr) -> Option<ExAdj> {
+        let a = u32::from(addr);
+        let best = (0..=32u8).rev().find_map(|len| {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            self.routes.get(&FibKey::new(vrf, (a & mask).to_be_bytes(), len))
+        })?;
+        let at = *self.nexthops.get(best)?;
+        if at == 0 {
+            return None;
+        }
+        self.adjs.get(&(at - 1)).copied()
+    }
+}

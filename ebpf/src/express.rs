@@ -1,0 +1,358 @@
+//! The express tier: the XDP program forwards the common cases itself and leaves the rest
+//! to the AF_XDP path.
+//!
+//! The contract: [`run`] either forwards the frame — rewritten exactly as the userspace
+//! pipeline (`dataplane/src/pipeline`) would have rewritten it, counted in this tier's
+//! per-CPU counters, and redirected through `EX_EGRESS` — or leaves the frame as it was
+//! received (at most trimmed of Ethernet padding, which the pipeline trims too) and counts
+//! why, in which case the caller steers it to the AF_XDP socket as before. Every check that
+//! could make the pipeline drop a packet, answer it with ICMP, or do anything else than
+//! forward it is made before the frame is touched; when any is in doubt, the frame is
+//! punted. The tier handles:
+//! - IPv4 on a customer port routed in its VRF (optionally source-checked): out of a local
+//!   port to a resolved neighbour, or with a pushed label stack (VPN label, transport
+//!   labels) toward the core;
+//! - on a core port, a bottom-of-stack per-VRF label: pop (uniform or pipe TTL), then the
+//!   same VRF lookup.
+//!
+//! Who writes what: the dataplane's mirror (`dataplane/src/express.rs`) is the only writer
+//! of the tables (`EX_CONFIG`, `EX_PORTS`, `EX_FIB`, `EX_NH`, `EX_ADJ`, `EX_ILM`,
+//! `EX_EGRESS`); this program only reads them, and is the only writer of the counters (one
+//! copy per CPU).
+
+use aya_ebpf::{
+    helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    macros::map,
+    maps::{lpm_trie::Key, Array, DevMap, LpmTrie, PerCpuArray},
+    programs::XdpContext,
+};
+use carrier_common::express::{
+    ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, CONFIG_PIPE,
+    ILM_POP_LOOKUP, MAX_ADJ, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VRFS, NO_PORT,
+    PORT_ANTI_SPOOF, PORT_CORE, PORT_VRF, TC_FROM_IP,
+};
+use carrier_common::MAX_PORTS;
+
+use crate::parse::{EthHdr, Frame, Ipv4Hdr, ETH_P_IPV4};
+
+/// EtherType of MPLS unicast (RFC 3032).
+const ETH_P_MPLS_UC: u16 = 0x8847;
+/// Length of an Ethernet header.
+const ETH_LEN: usize = 14;
+
+#[map(name = "EX_CONFIG")]
+static CONFIG: Array<ExConfig> = Array::with_max_entries(1, 0);
+#[map(name = "EX_PORTS")]
+static PORTS: Array<ExPort> = Array::with_max_entries(MAX_PORTS, 0);
+#[map(name = "EX_FIB")]
+static FIB: LpmTrie<[u8; 8], u32> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
+#[map(name = "EX_NH")]
+static NH: Array<u32> = Array::with_max_entries(MAX_NEXTHOPS, 0);
+#[map(name = "EX_ADJ")]
+static ADJ: Array<ExAdj> = Array::with_max_entries(MAX_ADJ, 0);
+#[map(name = "EX_ILM")]
+static ILM: Array<ExIlm> = Array::with_max_entries(MAX_LABEL, 0);
+#[map(name = "EX_EGRESS")]
+static EGRESS: DevMap = DevMap::with_max_entries(MAX_PORTS, 0);
+#[map(name = "EX_PORT_STATS")]
+static PORT_STATS: PerCpuArray<ExPortStats> = PerCpuArray::with_max_entries(MAX_PORTS, 0);
+#[map(name = "EX_VRF_STATS")]
+static VRF_STATS: PerCpuArray<ExBytes> = PerCpuArray::with_max_entries(MAX_VRFS, 0);
+#[map(name = "EX_LABEL_STATS")]
+static LABEL_STATS: PerCpuArray<ExBytes> = PerCpuArray::with_max_entries(MAX_LABEL, 0);
+#[map(name = "EX_ADJ_STATS")]
+static ADJ_STATS: PerCpuArray<ExBytes> = PerCpuArray::with_max_entries(MAX_ADJ, 0);
+
+/// Everything decided about a frame before it is touched.
+struct Plan {
+    /// Offset of the IPv4 header in the frame as received.
+    ip_off: usize,
+    /// The IPv4 total length.
+    total: usize,
+    /// Where it goes.
+    adj: ExAdj,
+    /// The adjacency's slot in `EX_ADJ`.
+    adj_slot: u32,
+    /// The IPv4 TTL and header checksum to write.
+    ttl: u8,
+    checksum: u16,
+    /// Traffic class and TTL of the pushed labels.
+    tc: u8,
+    label_ttl: u8,
+    /// The VRF looked up, and the length of the frame at the lookup.
+    vrf: u32,
+    lookup_len: usize,
+    /// The label popped, or `None`.
+    label_in: Option<u32>,
+}
+
+/// Forward the frame of port `slot` if the tier can: `Some(action)`. `None` when the tier
+/// is off or leaves the frame to the AF_XDP path (counted by reason when the tier is on).
+#[inline(always)]
+pub fn run(ctx: &XdpContext, slot: u32) -> Option<u32> {
+    let flags = CONFIG.get(0).map_or(0, |c| c.flags);
+    if flags & CONFIG_ON == 0 {
+        return None;
+    }
+    let frame = Frame::new(ctx);
+    let orig_len = frame.len();
+    let result = match plan(&frame, slot, flags) {
+        Ok(plan) => apply(ctx, slot, orig_len, &plan),
+        Err(p) => Err(p),
+    };
+    match result {
+        Ok(action) => Some(action),
+        Err(reason) => {
+            if let Some(s) = PORT_STATS.get_ptr_mut(slot) {
+                let i = reason as usize;
+                // SAFETY: a per-CPU array value: only this program on this CPU writes it.
+                let s = unsafe { &mut *s };
+                if i < s.punts.len() {
+                    s.punts[i] += 1;
+                }
+            }
+            None
+        }
+    }
+}
+
+#[inline(always)]
+fn plan(frame: &Frame, slot: u32, flags: u32) -> Result<Plan, Punt> {
+    let port = *PORTS.get(slot).ok_or(Punt::Port)?;
+    let eth: &EthHdr = frame.header(0).ok_or(Punt::L2)?;
+    if eth.dst != port.mac {
+        return Err(Punt::L2);
+    }
+    let ether_type = u16::from_be_bytes(eth.ether_type);
+    if port.kind == PORT_VRF && ether_type == ETH_P_IPV4 {
+        plan_routed(frame, &port, slot)
+    } else if port.kind == PORT_CORE && ether_type == ETH_P_MPLS_UC {
+        plan_pop(frame, flags)
+    } else {
+        Err(Punt::L2)
+    }
+}
+
+/// The facts of a checked IPv4 header.
+struct Ip {
+    total: usize,
+    ttl: u8,
+    protocol: u8,
+    tos: u8,
+    checksum: u16,
+    /// The ones-complement sum of the header's words but the checksum, unfolded.
+    sum_rest: u32,
+    src: [u8; 4],
+    dst: [u8; 4],
+}
+
+/// A 20-byte IPv4 header (no options) at `off` whose lengths fit the frame and whose
+/// checksum is right; anything else is the pipeline's.
+#[inline(always)]
+fn checked_ipv4(frame: &Frame, off: usize) -> Result<Ip, Punt> {
+    let ip: &Ipv4Hdr = frame.header(off).ok_or(Punt::Ipv4)?;
+    if ip.version_ihl != 0x45 {
+        return Err(Punt::Ipv4);
+    }
+    let total = usize::from(u16::from_be_bytes(ip.total_len));
+    if total < 20 || off + total > frame.len() {
+        return Err(Punt::Ipv4);
+    }
+    let w = |a: u8, b: u8| u32::from(u16::from_be_bytes([a, b]));
+    let sum_rest = w(ip.version_ihl, ip.tos)
+        + w(ip.total_len[0], ip.total_len[1])
+        + w(ip.id[0], ip.id[1])
+        + w(ip.frag[0], ip.frag[1])
+        + w(ip.ttl, ip.protocol)
+        + w(ip.src[0], ip.src[1])
+        + w(ip.src[2], ip.src[3])
+        + w(ip.dst[0], ip.dst[1])
+        + w(ip.dst[2], ip.dst[3]);
+    let checksum = u16::from_be_bytes(ip.checksum);
+    if fold(sum_rest + u32::from(checksum)) != 0 {
+        return Err(Punt::Ipv4);
+    }
+    Ok(Ip { total, ttl: ip.ttl, protocol: ip.protocol, tos: ip.tos, checksum, sum_rest, src: ip.src, dst: ip.dst })
+}
+
+/// Folds the carries of a partial ones-complement sum and returns its complement (what
+/// goes into a checksum field); as `checksum::fold` in the dataplane.
+#[inline(always)]
+fn fold(sum: u32) -> u16 {
+    let mut acc = (sum & 0xffff) + (sum >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    !(acc as u16)
+}
+
+/// RFC 1624 eq. 3, as `checksum::update` in the dataplane.
+#[inline(always)]
+fn update(checksum: u16, old_word: u16, new_word: u16) -> u16 {
+    fold(u32::from(!checksum) + u32::from(!old_word) + u32::from(new_word))
+}
+
+/// The adjacency a route in `vrf` gives for `addr`: (record, slot).
+#[inline(always)]
+fn lookup(vrf: u32, addr: [u8; 4]) -> Option<(ExAdj, u32)> {
+    let v = (vrf as u16).to_be_bytes();
+    let key = Key::new(48, [v[0], v[1], addr[0], addr[1], addr[2], addr[3], 0, 0]);
+    let nh = *FIB.get(&key)?;
+    let at = *NH.get(nh)?;
+    if at == 0 {
+        return None;
+    }
+    let slot = at - 1;
+    ADJ.get(slot).map(|a| (*a, slot))
+}
+
+/// IPv4 from a customer port: anti-spoof, lookup, TTL.
+#[inline(always)]
+fn plan_routed(frame: &Frame, port: &ExPort, slot: u32) -> Result<Plan, Punt> {
+    let ip = checked_ipv4(frame, ETH_LEN)?;
+    let vrf = u32::from(port.vrf);
+    if port.flags & PORT_ANTI_SPOOF != 0 {
+        match lookup(vrf, ip.src) {
+            Some((a, _)) if u32::from(a.rpf_port) == slot => {}
+            _ => return Err(Punt::AntiSpoof),
+        }
+    }
+    let (adj, adj_slot) = lookup(vrf, ip.dst).ok_or(Punt::NoRoute)?;
+    if ip.ttl <= 1 {
+        return Err(Punt::Ttl);
+    }
+    let ttl = ip.ttl - 1;
+    let checksum = update(ip.checksum, u16::from_be_bytes([ip.ttl, ip.protocol]), u16::from_be_bytes([ttl, ip.protocol]));
+    finish(ETH_LEN, &ip, adj, adj_slot, ttl, checksum, vrf, None)
+}
+
+/// A labelled packet from the core: a bottom-of-stack per-VRF label is popped.
+#[inline(always)]
+fn plan_pop(frame: &Frame, flags: u32) -> Result<Plan, Punt> {
+    let lse: &[u8; 4] = frame.header(ETH_LEN).ok_or(Punt::Label)?;
+    let lse = u32::from_be_bytes(*lse);
+    let label = lse >> 12;
+    let bottom = lse & 0x100 != 0;
+    let label_ttl = (lse & 0xff) as u8;
+    // Explicit null (0) and the other reserved labels are the pipeline's.
+    if label < 16 || label >= MAX_LABEL || !bottom {
+        return Err(Punt::Label);
+    }
+    let ilm = *ILM.get(label).ok_or(Punt::Label)?;
+    if ilm.action != ILM_POP_LOOKUP {
+        return Err(Punt::Label);
+    }
+    let ip_off = ETH_LEN + 4;
+    let ip = checked_ipv4(frame, ip_off)?;
+    let (ttl, checksum) = if flags & CONFIG_PIPE == 0 {
+        // Uniform (RFC 3443): the label TTL, decremented by this hop, comes back into the IP
+        // header when lower; the pop was the hop, so no further decrement.
+        let t = label_ttl.saturating_sub(1);
+        if t == 0 {
+            return Err(Punt::Ttl);
+        }
+        if t < ip.ttl {
+            let old = u32::from(u16::from_be_bytes([ip.ttl, ip.protocol]));
+            let new = u32::from(u16::from_be_bytes([t, ip.protocol]));
+            (t, fold(ip.sum_rest - old + new))
+        } else {
+            (ip.ttl, ip.checksum)
+        }
+    } else {
+        if ip.ttl <= 1 {
+            return Err(Punt::Ttl);
+        }
+        let t = ip.ttl - 1;
+        (t, update(ip.checksum, u16::from_be_bytes([ip.ttl, ip.protocol]), u16::from_be_bytes([t, ip.protocol])))
+    };
+    let (adj, adj_slot) = lookup(ilm.vrf, ip.dst).ok_or(Punt::NoRoute)?;
+    finish(ip_off, &ip, adj, adj_slot, ttl, checksum, ilm.vrf, Some(label))
+}
+
+/// The checks common to both paths once the adjacency is known.
+#[allow(clippy::too_many_arguments, reason = "one plan's worth of facts")]
+#[inline(always)]
+fn finish(ip_off: usize, ip: &Ip, adj: ExAdj, adj_slot: u32, ttl: u8, checksum: u16, vrf: u32, label_in: Option<u32>) -> Result<Plan, Punt> {
+    let n = usize::from(adj.nlabels);
+    if adj.port == NO_PORT || n > MAX_PUSH || EGRESS.get(u32::from(adj.port)).is_none() {
+        return Err(Punt::NextHop);
+    }
+    if n * 4 + ip.total > usize::from(adj.mtu) {
+        return Err(Punt::Mtu);
+    }
+    let tc = if adj.tc == TC_FROM_IP { ip.tos >> 5 } else { adj.tc & 7 };
+    let label_ttl = if CONFIG.get(0).map_or(0, |c| c.flags) & CONFIG_PIPE != 0 { 255 } else { ttl };
+    Ok(Plan { ip_off, total: ip.total, adj, adj_slot, ttl, checksum, tc, label_ttl, vrf, lookup_len: ip_off + ip.total, label_in })
+}
+
+/// Rewrite the frame as planned, count, and redirect.
+#[inline(always)]
+fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan) -> Result<u32, Punt> {
+    // Ethernet padding goes, as in the pipeline.
+    let want = plan.ip_off + plan.total;
+    if orig_len > want {
+        // SAFETY: a helper call on the program's own context.
+        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((orig_len - want) as i32)) } != 0 {
+            return Err(Punt::Headroom);
+        }
+    }
+    let n = usize::from(plan.adj.nlabels);
+    let new_ip_off = ETH_LEN + 4 * n;
+    let delta = plan.ip_off as i32 - new_ip_off as i32;
+    // SAFETY: as above.
+    if delta != 0 && unsafe { bpf_xdp_adjust_head(ctx.ctx, delta) } != 0 {
+        return Err(Punt::Headroom);
+    }
+    let frame = Frame::new(ctx);
+    let final_len = frame.len();
+    let Some(eth) = frame.header_mut::<EthHdr>(0) else {
+        return Err(Punt::Headroom);
+    };
+    eth.dst = plan.adj.dst;
+    eth.src = plan.adj.src;
+    eth.ether_type = if n > 0 { ETH_P_MPLS_UC.to_be_bytes() } else { ETH_P_IPV4.to_be_bytes() };
+    let mut i = 0;
+    while i < MAX_PUSH {
+        if i < n {
+            let lse = plan.adj.labels[i] | u32::from(plan.tc) << 9 | u32::from(plan.label_ttl);
+            if let Some(at) = frame.header_mut::<[u8; 4]>(ETH_LEN + 4 * i) {
+                *at = lse.to_be_bytes();
+            }
+        }
+        i += 1;
+    }
+    let Some(ip) = frame.header_mut::<Ipv4Hdr>(new_ip_off) else {
+        return Err(Punt::Headroom);
+    };
+    ip.ttl = plan.ttl;
+    ip.checksum = plan.checksum.to_be_bytes();
+
+    let egress = u32::from(plan.adj.port);
+    if let Some(s) = PORT_STATS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU values, written only by this program on this CPU.
+        let s = unsafe { &mut *s };
+        s.rx.packets += 1;
+        s.rx.bytes += orig_len as u64;
+    }
+    if let Some(s) = PORT_STATS.get_ptr_mut(egress) {
+        // SAFETY: as above.
+        let s = unsafe { &mut *s };
+        s.tx.packets += 1;
+        s.tx.bytes += final_len as u64;
+    }
+    bump(&VRF_STATS, plan.vrf, plan.lookup_len);
+    bump(&ADJ_STATS, plan.adj_slot, final_len);
+    if let Some(label) = plan.label_in {
+        bump(&LABEL_STATS, label, orig_len);
+    }
+    Ok(EGRESS.redirect(egress, 0).unwrap_or_else(|a| a))
+}
+
+#[inline(always)]
+fn bump(map: &PerCpuArray<ExBytes>, index: u32, len: usize) {
+    if let Some(c) = map.get_ptr_mut(index) {
+        // SAFETY: per-CPU values, written only by this program on this CPU.
+        let c = unsafe { &mut *c };
+        c.packets += 1;
+        c.bytes += len as u64;
+    }
+}
