@@ -643,6 +643,71 @@ impl XdpDataplane {
     }
 }
 
+impl XdpDataplane {
+    /// Runs `carrier_xdp` once on `frame` as if it had arrived on interface `ifindex`, RX
+    /// queue 0 (`BPF_PROG_TEST_RUN`): the program's action and the frame as it left it.
+    /// Maps are read and written as for a real frame; a redirect is only returned, not
+    /// done. For tests.
+    pub fn test_run(&self, ifindex: u32, frame: &[u8]) -> std::io::Result<(u32, Vec<u8>)> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let program: &Xdp = self
+            .ebpf
+            .program(XDP_PROGRAM_NAME)
+            .and_then(|p| p.try_into().ok())
+            .ok_or_else(|| std::io::Error::other("no carrier_xdp program"))?;
+        let fd = program.fd().map_err(|e| std::io::Error::other(e.to_string()))?.as_fd().as_raw_fd();
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut ctx = [0u32; 6];
+        ctx[1] = frame.len() as u32; // data_end
+        ctx[3] = ifindex; // ingress_ifindex
+        let mut attr = TestRunAttr {
+            prog_fd: fd as u32,
+            retval: 0,
+            data_size_in: frame.len() as u32,
+            data_size_out: out.len() as u32,
+            data_in: frame.as_ptr() as u64,
+            data_out: out.as_mut_ptr() as u64,
+            repeat: 1,
+            duration: 0,
+            ctx_size_in: std::mem::size_of_val(&ctx) as u32,
+            ctx_size_out: 0,
+            ctx_in: ctx.as_ptr() as u64,
+            ctx_out: 0,
+            flags: 0,
+            cpu: 0,
+            batch_size: 0,
+        };
+        // SAFETY: `attr` is the kernel's `bpf_attr.test` layout; the buffers outlive the call
+        // and their sizes are the ones given.
+        let r = unsafe { libc::syscall(libc::SYS_bpf, 10 /* BPF_PROG_TEST_RUN */, &mut attr as *mut TestRunAttr, std::mem::size_of::<TestRunAttr>()) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        out.truncate(attr.data_size_out as usize);
+        Ok((attr.retval, out))
+    }
+}
+
+/// `bpf_attr` for `BPF_PROG_TEST_RUN`.
+#[repr(C)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+}
+
 /// `bpf_attr` for the `BPF_MAP_*_BATCH` commands.
 #[repr(C)]
 struct BatchAttr {

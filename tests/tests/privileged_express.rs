@@ -1,0 +1,566 @@
+//! Privileged differential test of the XDP express tier (`ebpf/src/express.rs`, mirrored by
+//! `dataplane/src/express.rs`) against the userspace pipeline.
+//!
+//! Random tables (VRF ports with and without anti-spoof, a tagged port, core ports with small
+//! and normal MTUs, adjacencies with known and unknown neighbours, connected subnets, label
+//! pushes with and without transport labels and implicit null, ECMP, blackholes, local
+//! addresses, per-VRF / per-CE / swap labels, uniform and pipe TTL) are installed in the
+//! pipeline's `Tables` and mirrored into the loaded XDP program's maps; then random frames
+//! (every path, TTLs that expire, bad checksums, IP options, padding, truncation, other
+//! MACs and EtherTypes) run through `carrier_xdp` with `BPF_PROG_TEST_RUN` and through
+//! `pipeline::process`. For every frame the program either punts it (no express counter but
+//! one punt reason moves; the frame as received, at most trimmed of padding) or forwards it:
+//! then the pipeline forwarded it too, out of the same port, byte for byte the same, and the
+//! tier's counters moved exactly as the pipeline's did (ports, VRF lookups, labels in and out).
+//! Routes then change incrementally (installs, withdrawals, next-hop changes) and the corpus
+//! runs again. Seeded and reproducible: `EXPRESS_SEED=n` reruns one seed; a failure prints
+//! the seed, the frame and the trace of the pipeline.
+//!
+//! The carrier ports are veths with unique names in the test's own namespace (the program
+//! looks ports up by ifindex), their peers in a namespace the test deletes.
+
+use std::net::Ipv4Addr;
+
+use carrier_common::express::{Punt, MAX_ADJ};
+use carrier_common::{Label, NextHopId, PortId, Vni, VrfId};
+use carrier_dataplane::express::{Change, Mirror};
+use carrier_dataplane::pipeline::{self, Batch, Counters, Frame, StepTrace, VecFrame, VecPool, Verdict, Worker};
+use carrier_dataplane::tables::{IlmAction, InterfaceAddr, Ipv4Prefix, LabelStack, NextHop, Port, PortRole, RouterSettings, Table, TableCommand, Tables, TtlMode};
+use carrier_dataplane::wire::MacAddr;
+use carrier_dataplane::xdp::{self, ExpressCounters, XdpDataplane};
+use carrier_tests::netns::{self, NetNs};
+
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
+
+/// xorshift64*: small, seeded, reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len() as u64) as usize]
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// The ports: (role, anti-spoof, VLAN, MTU).
+const PORTS: [(PortRole, bool, Option<u16>, u16); 6] = [
+    (PortRole::Vrf(VrfId(0)), false, None, 1500),
+    (PortRole::Vrf(VrfId(0)), true, None, 1500),
+    (PortRole::Vrf(VrfId(1)), false, None, 120),
+    (PortRole::Core, false, None, 1500),
+    (PortRole::Core, false, None, 100),
+    (PortRole::Vrf(VrfId(1)), false, Some(10), 1500),
+];
+
+fn port_mac(i: usize) -> MacAddr {
+    MacAddr([0x02, 0xca, 0, 0, 0, i as u8])
+}
+
+fn neighbour_mac(i: u32) -> MacAddr {
+    MacAddr([0x02, 0xbb, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8])
+}
+
+/// The port's subnet: 10.<port>.0.0/16 on customer ports, 192.0.<port>.0/24 on core ports.
+fn port_subnet(i: usize) -> Ipv4Prefix {
+    match PORTS[i].0 {
+        PortRole::Core => Ipv4Prefix::new(Ipv4Addr::new(192, 0, i as u8, 0), 24).unwrap(),
+        _ => Ipv4Prefix::new(Ipv4Addr::new(10, i as u8, 0, 0), 16).unwrap(),
+    }
+}
+
+fn host_in(prefix: Ipv4Prefix, rng: &mut Rng) -> Ipv4Addr {
+    let bits = 32 - u32::from(prefix.prefix_len());
+    let host = if bits == 0 { 0 } else { (rng.next() as u32) & ((1u64 << bits) - 1) as u32 };
+    Ipv4Addr::from(u32::from(prefix.addr()) | host)
+}
+
+/// What a random table set is made of, for making frames and changes.
+struct World {
+    tables: Tables,
+    prefixes: Vec<(VrfId, Ipv4Prefix)>,
+    nexthops: Vec<NextHopId>,
+    labels: Vec<u32>,
+    neighbours: Vec<(PortId, Ipv4Addr)>,
+}
+
+fn apply(world: &mut World, cmds: Vec<TableCommand>) {
+    world.tables.apply_all(cmds).map_err(|(i, e)| format!("command {i}: {e}")).unwrap();
+}
+
+fn build_world(rng: &mut Rng, ifnames: &[String]) -> World {
+    let mut w = World { tables: Tables::default(), prefixes: vec![], nexthops: vec![], labels: vec![], neighbours: vec![] };
+    let ttl_mode = if rng.chance(30) { TtlMode::Pipe } else { TtlMode::Uniform };
+    let mut cmds = vec![TableCommand::Router(RouterSettings { router_id: Ipv4Addr::new(10, 255, 0, 1), ttl_mode, ..RouterSettings::default() })];
+    for v in 0..3u16 {
+        cmds.push(TableCommand::Vrf { id: VrfId(v), name: format!("v{v}"), source: None });
+    }
+    for (i, (role, anti_spoof, vlan, mtu)) in PORTS.iter().enumerate() {
+        let subnet = port_subnet(i);
+        let addr = Ipv4Addr::from(u32::from(subnet.addr()) + 1);
+        cmds.push(TableCommand::Port(Port {
+            id: PortId(i as u16),
+            name: ifnames[i].clone(),
+            mac: port_mac(i),
+            addrs: vec![InterfaceAddr { addr, prefix: subnet }],
+            role: *role,
+            proxy_arp: false,
+            anti_spoof: *anti_spoof,
+            vlan: *vlan,
+            mtu: *mtu,
+            host: false,
+            host_rate: 0,
+        }));
+    }
+    apply(&mut w, cmds);
+    let mut cmds = vec![];
+    // Neighbours: some addresses on every port have a static MAC, others none.
+    let mut n = 0u32;
+    for i in 0..PORTS.len() {
+        for _ in 0..6 {
+            let ip = host_in(port_subnet(i), rng);
+            if ip == Ipv4Addr::from(u32::from(port_subnet(i).addr()) + 1) {
+                continue;
+            }
+            n += 1;
+            w.neighbours.push((PortId(i as u16), ip));
+            if rng.chance(75) {
+                cmds.push(TableCommand::Neighbour { port: PortId(i as u16), ip, mac: neighbour_mac(n) });
+            }
+        }
+    }
+    // Next hops 0..: connected subnets, then random ones.
+    let mut next = 0u32;
+    let mut nh = |cmds: &mut Vec<TableCommand>, nexthop: NextHop| {
+        let id = NextHopId(next);
+        next += 1;
+        cmds.push(TableCommand::NextHop { id, nexthop });
+        id
+    };
+    let core_ports: Vec<usize> = (0..PORTS.len()).filter(|i| PORTS[*i].0 == PortRole::Core).collect();
+    // The underlay: each core subnet connected, four PEs behind core neighbours, one of them
+    // through a transport label, one through ECMP.
+    for &c in &core_ports {
+        let id = nh(&mut cmds, NextHop::Adjacency { port: PortId(c as u16), via: None });
+        cmds.push(TableCommand::Route { table: Table::Underlay, prefix: port_subnet(c), nexthop: id });
+    }
+    let core_neighbours: Vec<(PortId, Ipv4Addr)> = w.neighbours.iter().filter(|(p, _)| core_ports.contains(&p.index())).copied().collect();
+    let mut pe_nhs = vec![];
+    for k in 0..4u8 {
+        let pe = Ipv4Addr::new(10, 255, 1, k);
+        let (port, gw) = *rng.pick(&core_neighbours);
+        let adj = nh(&mut cmds, NextHop::Adjacency { port, via: Some(gw) });
+        let id = match k {
+            1 => nh(&mut cmds, NextHop::MplsPush { labels: LabelStack::new(&[Label::new(16_000 + rng.below(1000) as u32).unwrap()]).unwrap(), tc: None, pe: gw }),
+            2 => {
+                let (port2, gw2) = *rng.pick(&core_neighbours);
+                let other = nh(&mut cmds, NextHop::Adjacency { port: port2, via: Some(gw2) });
+                nh(&mut cmds, NextHop::Ecmp { members: vec![adj, other] })
+            }
+            _ => adj,
+        };
+        pe_nhs.push(id);
+        cmds.push(TableCommand::Route { table: Table::Underlay, prefix: Ipv4Prefix::host(pe), nexthop: id });
+    }
+    // VRF routes: the customer subnets connected, plus random prefixes over random next hops.
+    for (i, (role, _, _, _)) in PORTS.iter().enumerate() {
+        if let PortRole::Vrf(v) = role {
+            let id = nh(&mut cmds, NextHop::Adjacency { port: PortId(i as u16), via: None });
+            cmds.push(TableCommand::Route { table: Table::Vrf(*v), prefix: port_subnet(i), nexthop: id });
+            w.prefixes.push((*v, port_subnet(i)));
+            let own = Ipv4Addr::from(u32::from(port_subnet(i).addr()) + 1);
+            let recv = nh(&mut cmds, NextHop::Receive);
+            cmds.push(TableCommand::Route { table: Table::Vrf(*v), prefix: Ipv4Prefix::host(own), nexthop: recv });
+        }
+    }
+    let customer_neighbours: Vec<(PortId, Ipv4Addr)> = w.neighbours.iter().filter(|(p, _)| !core_ports.contains(&p.index())).copied().collect();
+    let mut pool = vec![];
+    for _ in 0..24 {
+        let kind = rng.below(10);
+        let nexthop = match kind {
+            0..=2 => {
+                let (port, gw) = *rng.pick(&customer_neighbours);
+                NextHop::Adjacency { port, via: Some(gw) }
+            }
+            3..=6 => {
+                let n = rng.below(3) as usize;
+                let labels: Vec<Label> = (0..n).map(|_| Label::new(20_000 + rng.below(50_000) as u32).unwrap()).collect();
+                let tc = if rng.chance(50) { None } else { Some(rng.below(8) as u8) };
+                NextHop::MplsPush { labels: LabelStack::new(&labels).unwrap(), tc, pe: Ipv4Addr::new(10, 255, 1, rng.below(5) as u8) }
+            }
+            7 if pool.len() >= 2 => NextHop::Ecmp { members: vec![*rng.pick(&pool), *rng.pick(&pool)] },
+            8 => NextHop::Blackhole,
+            _ => NextHop::Vxlan { vtep: Ipv4Addr::new(10, 255, 1, 0), vni: Vni::new(100).unwrap(), router_mac: None },
+        };
+        let ecmp = matches!(nexthop, NextHop::Ecmp { .. });
+        let id = nh(&mut cmds, nexthop);
+        if !ecmp && matches!(kind, 0..=2) {
+            pool.push(id);
+        }
+        w.nexthops.push(id);
+    }
+    apply(&mut w, cmds);
+    let mut cmds = vec![];
+    for _ in 0..120 {
+        let v = VrfId(rng.below(3) as u16);
+        let len = 8 + rng.below(25) as u8;
+        let base = if rng.chance(50) { Ipv4Addr::new(172, 16 + rng.below(4) as u8, rng.below(256) as u8, rng.below(256) as u8) } else { host_in(port_subnet(rng.below(3) as usize), rng) };
+        let prefix = Ipv4Prefix::new(base, len).unwrap();
+        cmds.push(TableCommand::Route { table: Table::Vrf(v), prefix, nexthop: *rng.pick(&w.nexthops) });
+        w.prefixes.push((v, prefix));
+    }
+    // Labels: per-VRF (pop and look up), per-CE, swap, one reserved.
+    for (k, label) in (100_000u32..100_012).enumerate() {
+        let action = match k % 4 {
+            0 | 1 => IlmAction::PopLookup { vrf: VrfId(rng.below(3) as u16) },
+            2 => IlmAction::PopForward { vrf: VrfId(0), nexthop: *rng.pick(&w.nexthops) },
+            _ => IlmAction::Swap { out: Label::new(30_000 + k as u32).unwrap(), pe: Ipv4Addr::new(10, 255, 1, 0) },
+        };
+        cmds.push(TableCommand::Label { label: Label::new(label).unwrap(), action });
+        w.labels.push(label);
+    }
+    apply(&mut w, cmds);
+    w
+}
+
+/// An IPv4 packet (header and payload) with quirks chosen by `rng`.
+fn ipv4_packet(rng: &mut Rng, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let options = rng.chance(4);
+    let hl = if options { 24 } else { 20 };
+    let payload = rng.below(90) as usize;
+    let total = hl + payload;
+    let mut p = vec![0u8; total];
+    p[0] = 0x40 | (hl / 4) as u8;
+    p[1] = rng.below(256) as u8;
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p[4..6].copy_from_slice(&(rng.below(65536) as u16).to_be_bytes());
+    if rng.chance(5) {
+        p[6] = 0x20; // more fragments
+    }
+    p[8] = *rng.pick(&[0u8, 1, 2, 3, 64, 64, 64, 255]);
+    p[9] = *rng.pick(&[1u8, 6, 17, 17, 47]);
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    for b in &mut p[hl..] {
+        *b = rng.below(256) as u8;
+    }
+    if p[9] == 1 && payload >= 8 {
+        p[hl] = 8; // echo request
+    }
+    let c = carrier_dataplane::wire::checksum::checksum(&p[..hl]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    if rng.chance(4) {
+        p[10] ^= 0x5a; // bad checksum
+    }
+    if rng.chance(3) {
+        p[2..4].copy_from_slice(&((total + 30) as u16).to_be_bytes()); // longer than the frame
+    }
+    if rng.chance(2) {
+        p[0] = 0x65; // version 6
+    }
+    p
+}
+
+fn random_addr(rng: &mut Rng, w: &World) -> Ipv4Addr {
+    if rng.chance(85) {
+        let (_, p) = *rng.pick(&w.prefixes);
+        host_in(p, rng)
+    } else {
+        Ipv4Addr::from(rng.next() as u32)
+    }
+}
+
+/// A random frame arriving on a random port: (port, bytes).
+fn random_frame(rng: &mut Rng, w: &World) -> (usize, Vec<u8>) {
+    let port = rng.below(PORTS.len() as u64) as usize;
+    let dst_mac = match rng.below(20) {
+        0 => [0xff; 6],
+        1 => [0x02, 0x99, 0, 0, 0, 1],
+        _ => port_mac(port).0,
+    };
+    let mut f = dst_mac.to_vec();
+    f.extend_from_slice(&[0x02, 0xaa, 0, 0, 0, 9]);
+    if PORTS[port].2.is_some() && rng.chance(80) {
+        f.extend_from_slice(&[0x81, 0x00, 0x00, PORTS[port].2.unwrap_or(0) as u8]);
+    }
+    let core = PORTS[port].0 == PortRole::Core;
+    match rng.below(20) {
+        0 => {
+            f.extend_from_slice(&[0x08, 0x06]);
+            f.extend((0..28).map(|_| rng.below(256) as u8));
+        }
+        1..=10 if !core => {
+            f.extend_from_slice(&[0x08, 0x00]);
+            let (src, dst) = (random_addr(rng, w), random_addr(rng, w));
+            f.extend(ipv4_packet(rng, src, dst));
+        }
+        _ if core || rng.chance(20) => {
+            f.extend_from_slice(&[0x88, 0x47]);
+            let label = match rng.below(10) {
+                0 => 0,
+                1 => 3,
+                2 => rng.below(1 << 20) as u32,
+                _ => *rng.pick(&w.labels),
+            };
+            let bottom = !rng.chance(8);
+            if !bottom {
+                f.extend_from_slice(&((label << 12) | 64).to_be_bytes());
+            }
+            let ttl = *rng.pick(&[0u32, 1, 2, 3, 64, 64, 255]);
+            f.extend_from_slice(&((label << 12) | 0x100 | (rng.below(8) as u32) << 9 | ttl).to_be_bytes());
+            let (src, dst) = (random_addr(rng, w), random_addr(rng, w));
+            f.extend(ipv4_packet(rng, src, dst));
+        }
+        _ => {
+            f.extend_from_slice(&[0x08, 0x00]);
+            let (src, dst) = (random_addr(rng, w), random_addr(rng, w));
+            f.extend(ipv4_packet(rng, src, dst));
+        }
+    }
+    if f.len() < 60 && rng.chance(90) {
+        f.resize(60, 0); // Ethernet padding
+    }
+    if rng.chance(3) {
+        let cut = rng.below(f.len() as u64) as usize;
+        f.truncate(cut.max(14)); // BPF_PROG_TEST_RUN takes at least an Ethernet header
+    }
+    (port, f)
+}
+
+fn label_counters(m: &carrier_dataplane::tables::FastMap<u32, pipeline::PacketBytes>) -> Vec<(u32, u64, u64)> {
+    let mut v: Vec<_> = m.iter().filter(|(_, c)| c.packets > 0).map(|(l, c)| (*l, c.packets, c.bytes)).collect();
+    v.sort_unstable();
+    v
+}
+
+/// The express counters in the pipeline's terms: (ports rx/tx, VRF lookups, labels in, labels
+/// out), for comparing deltas.
+type Flat = (Vec<(u64, u64, u64, u64)>, Vec<(u64, u64)>, Vec<(u32, u64, u64)>, Vec<(u32, u64, u64)>, Vec<u64>);
+
+fn flat_express(c: &ExpressCounters, mirror: &Mirror) -> Flat {
+    let ports = c.ports.iter().map(|p| (p.rx.packets, p.rx.bytes, p.tx.packets, p.tx.bytes)).collect();
+    let vrfs = c.vrfs.iter().map(|v| (v.packets, v.bytes)).collect();
+    let mut labels_in: Vec<_> = c.labels_in.iter().map(|(l, b)| (*l, b.packets, b.bytes)).collect();
+    labels_in.sort_unstable();
+    let slots = mirror.slot_labels();
+    let mut out: std::collections::BTreeMap<u32, (u64, u64)> = Default::default();
+    for (slot, b) in &c.adjacencies {
+        for l in slots.get(slot).into_iter().flatten() {
+            let e = out.entry(*l).or_default();
+            e.0 += b.packets;
+            e.1 += b.bytes;
+        }
+    }
+    let punts = c.ports.iter().map(|p| p.punts.iter().sum()).collect();
+    (ports, vrfs, labels_in, out.into_iter().map(|(l, (p, b))| (l, p, b)).collect(), punts)
+}
+
+fn flat_pipeline(c: &Counters) -> Flat {
+    let ports = c.ports.iter().map(|p| (p.rx.packets, p.rx.bytes, p.tx.packets, p.tx.bytes)).collect();
+    let vrfs = c.vrfs.iter().map(|v| (v.lookups.packets, v.lookups.bytes)).collect();
+    (ports, vrfs, label_counters(&c.labels_in), label_counters(&c.labels_out), vec![])
+}
+
+/// Per-key difference of two label lists.
+fn label_delta(after: &[(u32, u64, u64)], before: &[(u32, u64, u64)]) -> Vec<(u32, u64, u64)> {
+    after
+        .iter()
+        .map(|(l, p, b)| {
+            let (p0, b0) = before.iter().find(|x| x.0 == *l).map_or((0, 0), |x| (x.1, x.2));
+            (*l, p - p0, b - b0)
+        })
+        .filter(|x| x.1 > 0)
+        .collect()
+}
+
+fn delta(after: &Flat, before: &Flat) -> (Vec<(u64, u64, u64, u64)>, Vec<(u64, u64)>, Vec<(u32, u64, u64)>, Vec<(u32, u64, u64)>) {
+    let ports = after.0.iter().enumerate().map(|(i, a)| {
+        let b = before.0.get(i).copied().unwrap_or_default();
+        (a.0 - b.0, a.1 - b.1, a.2 - b.2, a.3 - b.3)
+    });
+    let vrfs = after.1.iter().enumerate().map(|(i, a)| {
+        let b = before.1.get(i).copied().unwrap_or_default();
+        (a.0 - b.0, a.1 - b.1)
+    });
+    (ports.collect(), vrfs.collect(), label_delta(&after.2, &before.2), label_delta(&after.3, &before.3))
+}
+
+struct Harness {
+    xdp: XdpDataplane,
+    ifindex: Vec<u32>,
+    mirror: Mirror,
+    worker: Worker,
+    pool: VecPool,
+    learned_seen: u64,
+    /// (forwarded by the tier, punted) over the run, and forwarded frames by output kind.
+    forwarded: usize,
+    punted: usize,
+    kinds: std::collections::BTreeMap<&'static str, usize>,
+}
+
+impl Harness {
+    fn counters(&self, w: &World) -> ExpressCounters {
+        let labels: Vec<u32> = w.labels.clone();
+        self.xdp.express_counters(w.tables.vrfs.len() as u32, &labels, self.mirror.slots_used().min(MAX_ADJ)).unwrap()
+    }
+
+    fn learned(&self) -> Vec<(PortId, Ipv4Addr, MacAddr)> {
+        let mut v: Vec<_> = self.worker.neighbours.iter().map(|(&(p, i), &m)| (p, i, m)).collect();
+        v.sort();
+        v
+    }
+
+    /// One frame through both; panics with the details on any difference.
+    fn check(&mut self, seed: u64, w: &World, port: usize, frame: &[u8]) {
+        let before_x = flat_express(&self.counters(w), &self.mirror);
+        let before_p = flat_pipeline(&self.worker.counters);
+        let (action, out) = self.xdp.test_run(self.ifindex[port], frame).unwrap();
+        let after_x = flat_express(&self.counters(w), &self.mirror);
+
+        let mut batch: Batch<VecFrame> = Batch::default();
+        batch.push(VecFrame::new(frame), PortId(port as u16));
+        pipeline::process(&w.tables, &mut batch, &mut self.worker, &mut self.pool);
+        let pkt = &batch.packets[0];
+        let after_p = flat_pipeline(&self.worker.counters);
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let explain = || {
+            let mut t = StepTrace::default();
+            let mut b: Batch<VecFrame> = Batch::default();
+            b.push(VecFrame::new(frame), PortId(port as u16));
+            let mut worker = Worker::default();
+            pipeline::process_traced(&w.tables, &mut b, &mut worker, &mut VecPool::default(), &mut t);
+            format!("seed {seed}, port {port}, frame {}\nxdp action {action}, out {}\npipeline verdict {:?}, out {}\ntrace:\n  {}", hex(frame), hex(&out), pkt.verdict, hex(pkt.frame.data()), t.steps.join("\n  "))
+        };
+        let punts_moved = after_x.4.iter().zip(&before_x.4).map(|(a, b)| a - b).sum::<u64>();
+        if action == XDP_REDIRECT {
+            self.forwarded += 1;
+            let egress = match pkt.verdict {
+                Verdict::Forward(p) => p.index(),
+                Verdict::Reply => port,
+                v => panic!("the express tier forwarded what the pipeline did not ({v:?})\n{}", explain()),
+            };
+            assert_eq!(hex(&out), hex(pkt.frame.data()), "output frames differ\n{}", explain());
+            let (dx, dp) = (delta(&after_x, &before_x), delta(&after_p, &before_p));
+            assert_eq!(dx.0[egress].2, 1, "the tier's tx counter of port {egress} did not move\n{}", explain());
+            assert_eq!(dx, dp, "counters moved differently (ports rx/tx, VRF lookups, labels in, labels out: express, then pipeline)\n{}", explain());
+            assert_eq!(punts_moved, 0, "{}", explain());
+            let kind = match (frame.get(12..14), out.get(12..14)) {
+                (Some([0x88, 0x47]), _) => "pop",
+                (_, Some([0x88, 0x47])) if out.len() >= frame.len() + 8 => "push-2+",
+                (_, Some([0x88, 0x47])) => "push",
+                _ => "vrf",
+            };
+            *self.kinds.entry(kind).or_default() += 1;
+        } else {
+            self.punted += 1;
+            assert_eq!(action, XDP_PASS, "a punt with no socket bound passes the frame\n{}", explain());
+            assert_eq!(punts_moved, 1, "a punt counts one reason\n{}", explain());
+            assert!(frame.starts_with(&out) && out.len() <= frame.len(), "a punted frame is left as received (at most trimmed)\n{}", explain());
+            assert_eq!(&after_x.0, &before_x.0, "a punt moves no forwarding counter\n{}", explain());
+        }
+        // The pipeline may have learned a neighbour (from ARP): the mirror follows, as the
+        // XDP thread does.
+        if self.worker.learned_changes != self.learned_seen {
+            self.learned_seen = self.worker.learned_changes;
+            let learned = self.learned();
+            self.mirror.sync(&mut self.xdp, &w.tables, &learned, Change::Neighbours).unwrap();
+        }
+    }
+}
+
+/// Random route changes: installs, withdrawals and next-hop replacements.
+fn random_changes(rng: &mut Rng, w: &mut World) -> Vec<TableCommand> {
+    let mut cmds = vec![];
+    for _ in 0..30 {
+        match rng.below(4) {
+            0 if !w.prefixes.is_empty() => {
+                let i = rng.below(w.prefixes.len() as u64) as usize;
+                let (v, p) = w.prefixes[i];
+                if p.prefix_len() < 16 || !matches!(p.addr().octets()[0], 10) {
+                    w.prefixes.swap_remove(i);
+                    cmds.push(TableCommand::Withdraw { table: Table::Vrf(v), prefix: p });
+                }
+            }
+            1 => {
+                let id = *rng.pick(&w.nexthops);
+                let labels = [Label::new(40_000 + rng.below(1000) as u32).unwrap()];
+                cmds.push(TableCommand::NextHop { id, nexthop: NextHop::MplsPush { labels: LabelStack::new(&labels).unwrap(), tc: None, pe: Ipv4Addr::new(10, 255, 1, 3) } });
+            }
+            _ => {
+                let v = VrfId(rng.below(3) as u16);
+                let prefix = Ipv4Prefix::new(Ipv4Addr::new(172, 20, rng.below(256) as u8, 0), 24).unwrap();
+                cmds.push(TableCommand::Route { table: Table::Vrf(v), prefix, nexthop: *rng.pick(&w.nexthops) });
+                w.prefixes.push((v, prefix));
+            }
+        }
+    }
+    cmds
+}
+
+#[test]
+#[ignore = "needs root: run with cargo xtask test"]
+fn express_tier_matches_the_pipeline() {
+    netns::require_root();
+    assert!(xdp::has_embedded_object(), "the dataplane was built without the XDP object: run `cargo xtask test`");
+    let peer = NetNs::new("cxe");
+    // Nothing but the test's frames may reach the ports' counters: no IPv6 chatter.
+    peer.sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+    let mut ifnames = vec![];
+    for i in 0..PORTS.len() {
+        let name = netns::unique_name(&format!("cxe{i}"));
+        netns::veth_pair(None, &name, Some(&peer), &format!("peer{i}"));
+        netns::sh(&format!("sysctl -qw net.ipv6.conf.{name}.disable_ipv6=1"));
+        ifnames.push(name);
+    }
+    let mut xdp = XdpDataplane::load().unwrap();
+    let mut ifindex = vec![];
+    for (i, name) in ifnames.iter().enumerate() {
+        xdp.attach(name, i as u32).unwrap();
+        ifindex.push(carrier_dataplane::io::netdev::ifindex(name).unwrap());
+    }
+    let seeds: Vec<u64> = match std::env::var("EXPRESS_SEED") {
+        Ok(s) => vec![s.parse().unwrap()],
+        Err(_) => (1..=8).collect(),
+    };
+    let mut h = Harness { xdp, ifindex, mirror: Mirror::new(true), worker: Worker::default(), pool: VecPool::default(), learned_seen: 0, forwarded: 0, punted: 0, kinds: Default::default() };
+    for seed in seeds {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut w = build_world(&mut rng, &ifnames);
+        // A fresh pipeline worker per seed, and a mirror that resyncs everything (as after
+        // a replace).
+        h.worker = Worker::default();
+        h.learned_seen = 0;
+        h.mirror.sync(&mut h.xdp, &w.tables, &[], Change::All).unwrap();
+        for round in 0..3 {
+            for _ in 0..400 {
+                let (port, frame) = random_frame(&mut rng, &w);
+                h.check(seed, &w, port, &frame);
+            }
+            if round < 2 {
+                let cmds = random_changes(&mut rng, &mut w);
+                w.tables.apply_all(cmds.clone()).map_err(|(i, e)| format!("change {i}: {e}")).unwrap();
+                let learned = h.learned();
+                h.mirror.sync(&mut h.xdp, &w.tables, &learned, Change::Commands(&cmds)).unwrap();
+            }
+        }
+    }
+    eprintln!("express differential: {} frames forwarded by the tier ({:?}), {} punted", h.forwarded, h.kinds, h.punted);
+    // The corpus must exercise the tier, not only its punts.
+    for kind in ["vrf", "push", "push-2+", "pop"] {
+        assert!(h.kinds.get(kind).copied().unwrap_or(0) >= 10, "too few {kind} frames forwarded by the tier: {:?}", h.kinds);
+    }
+    let _ = Punt::ALL;
+    drop(h);
+    drop(peer);
+}
