@@ -213,6 +213,14 @@ impl Mirror {
             self.config = Some(ExConfig { flags: 0 });
             self.last.ports += 1;
         }
+        if !self.on {
+            if self.config != Some(config) {
+                maps.set_config(config)?;
+                self.config = Some(config);
+                self.last.ports += 1;
+            }
+            return Ok(());
+        }
         let neighbours = Neighbours { tables, learned: learned.iter().map(|(p, i, m)| ((*p, *i), *m)).collect() };
 
         let mut all_records = false;
@@ -717,5 +725,143 @@ impl MemMaps {
             return None;
         }
         self.adjs.get(&(at - 1)).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::{InterfaceAddr, LabelStack, Port, RouterSettings};
+
+    fn p(s: &str) -> Ipv4Prefix {
+        s.parse().unwrap()
+    }
+
+    fn mac(last: u8) -> MacAddr {
+        MacAddr([2, 0, 0, 0, 0, last])
+    }
+
+    /// A customer port (0, VRF 0), a core port (1), a PE behind a core neighbour, and
+    /// `routes` VPN routes over one push next hop (label 5000).
+    fn tables(routes: u32) -> Tables {
+        let mut t = Tables::default();
+        let port = |id: u16, role| {
+            TableCommand::Port(Port {
+                id: PortId(id),
+                name: format!("p{id}"),
+                mac: mac(id as u8),
+                addrs: vec![InterfaceAddr { addr: Ipv4Addr::new(10, id as u8, 0, 1), prefix: p(&format!("10.{id}.0.0/24")) }],
+                role,
+                proxy_arp: false,
+                anti_spoof: false,
+                vlan: None,
+                mtu: 1500,
+                host: false,
+                host_rate: 0,
+            })
+        };
+        let mut cmds = vec![
+            TableCommand::Router(RouterSettings::default()),
+            TableCommand::Vrf { id: VrfId(0), name: "red".into(), source: None },
+            port(0, PortRole::Vrf(VrfId(0))),
+            port(1, PortRole::Core),
+            TableCommand::Neighbour { port: PortId(1), ip: Ipv4Addr::new(10, 1, 0, 2), mac: mac(0x42) },
+            TableCommand::NextHop { id: NextHopId(0), nexthop: NextHop::Adjacency { port: PortId(1), via: Some(Ipv4Addr::new(10, 1, 0, 2)) } },
+            TableCommand::Route { table: Table::Underlay, prefix: p("10.255.0.2/32"), nexthop: NextHopId(0) },
+            TableCommand::NextHop {
+                id: NextHopId(1),
+                nexthop: NextHop::MplsPush { labels: LabelStack::new(&[Label::new(5000).unwrap()]).unwrap(), tc: None, pe: Ipv4Addr::new(10, 255, 0, 2) },
+            },
+            TableCommand::NextHop { id: NextHopId(2), nexthop: NextHop::Adjacency { port: PortId(0), via: None } },
+            TableCommand::Route { table: Table::Vrf(VrfId(0)), prefix: p("10.0.0.0/24"), nexthop: NextHopId(2) },
+            TableCommand::Neighbour { port: PortId(0), ip: Ipv4Addr::new(10, 0, 0, 7), mac: mac(0x07) },
+            TableCommand::Label { label: Label::new(100_000).unwrap(), action: IlmAction::PopLookup { vrf: VrfId(0) } },
+        ];
+        for i in 0..routes {
+            cmds.push(TableCommand::Route { table: Table::Vrf(VrfId(0)), prefix: Ipv4Prefix::new(Ipv4Addr::from(0xac10_0000 + (i << 8)), 24).unwrap(), nexthop: NextHopId(1) });
+        }
+        t.apply_all(cmds).unwrap();
+        t
+    }
+
+    #[test]
+    fn compiles_push_through_the_underlay_and_connected_neighbours() {
+        let t = tables(3);
+        let mut maps = MemMaps::default();
+        let mut m = Mirror::new(true);
+        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        let push = maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 1, 9)).expect("a route to 172.16.1.0/24");
+        assert_eq!((push.port, push.nlabels, push.dst, push.src, push.mtu), (1, 1, mac(0x42).0, mac(1).0, 1500));
+        assert_eq!(push.labels[0], 5000 << 12 | 1 << 8, "label 5000, bottom of stack");
+        assert_eq!(push.tc, TC_FROM_IP);
+        // The connected subnet itself is punted; its known neighbour has a /32 of its own.
+        let subnet = maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 99)).unwrap();
+        assert_eq!((subnet.port, subnet.rpf_port), (NO_PORT, 0));
+        let host = maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 7)).unwrap();
+        assert_eq!((host.port, host.dst, host.nlabels), (0, mac(7).0, 0));
+        assert_eq!(maps.ilm.get(&100_000), Some(&ExIlm { action: ILM_POP_LOOKUP, vrf: 0 }));
+        assert_eq!(maps.config.flags, CONFIG_ON);
+        assert_eq!(maps.ports.get(&1).map(|p| p.kind), Some(PORT_CORE));
+    }
+
+    #[test]
+    fn an_update_writes_what_it_changes() {
+        let mut t = tables(10_000);
+        let mut maps = MemMaps::default();
+        let mut m = Mirror::new(true);
+        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        assert!(m.last.routes >= 10_000);
+        // One route in, one out.
+        let cmds = vec![
+            TableCommand::Route { table: Table::Vrf(VrfId(0)), prefix: p("192.168.1.0/24"), nexthop: NextHopId(1) },
+            TableCommand::Withdraw { table: Table::Vrf(VrfId(0)), prefix: p("172.16.0.0/24") },
+        ];
+        t.apply_all(cmds.clone()).unwrap();
+        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        assert_eq!(m.last, Writes { routes: 2, ..Writes::default() });
+        assert!(maps.lookup(VrfId(0), Ipv4Addr::new(192, 168, 1, 1)).is_some());
+        assert!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)).is_none());
+        // A next hop changes: one record (a new slot), one index flip, no route.
+        let cmds = vec![TableCommand::NextHop {
+            id: NextHopId(1),
+            nexthop: NextHop::MplsPush { labels: LabelStack::new(&[Label::new(6000).unwrap()]).unwrap(), tc: Some(5), pe: Ipv4Addr::new(10, 255, 0, 2) },
+        }];
+        let before = maps.nexthops[&1];
+        t.apply_all(cmds.clone()).unwrap();
+        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        assert_eq!(m.last, Writes { adjacencies: 1, nexthops: 1, ..Writes::default() });
+        assert_ne!(maps.nexthops[&1], before, "a changed record goes to a new slot");
+        let adj = maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 5, 1)).unwrap();
+        assert_eq!((adj.labels[0] >> 12, adj.tc), (6000, 5));
+        // A replace with nothing changed writes nothing.
+        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        assert_eq!(m.last, Writes::default());
+    }
+
+    #[test]
+    fn learned_neighbours_resolve_and_unresolve() {
+        let mut t = tables(1);
+        // The PE's neighbour only learned, not configured.
+        t.apply(TableCommand::RemoveNeighbour { port: PortId(1), ip: Ipv4Addr::new(10, 1, 0, 2) }).unwrap();
+        let mut maps = MemMaps::default();
+        let mut m = Mirror::new(true);
+        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)).map(|a| a.port), Some(NO_PORT), "unresolved: punted (the pipeline sends ARP)");
+        let learned = [(PortId(1), Ipv4Addr::new(10, 1, 0, 2), mac(0x99)), (PortId(0), Ipv4Addr::new(10, 0, 0, 8), mac(8))];
+        m.sync(&mut maps, &t, &learned, Change::Neighbours).unwrap();
+        let adj = maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)).unwrap();
+        assert_eq!((adj.port, adj.dst), (1, mac(0x99).0));
+        assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 8)).map(|a| a.dst), Some(mac(8).0));
+        m.sync(&mut maps, &t, &[], Change::Neighbours).unwrap();
+        assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)).map(|a| a.port), Some(NO_PORT));
+        assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 8)).map(|a| a.port), Some(NO_PORT), "back to the punted subnet");
+    }
+
+    #[test]
+    fn off_writes_the_tier_off() {
+        let t = tables(1);
+        let mut maps = MemMaps::default();
+        Mirror::new(false).sync(&mut maps, &t, &[], Change::All).unwrap();
+        assert_eq!(maps.config.flags & CONFIG_ON, 0);
     }
 }
