@@ -351,9 +351,9 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
                 let change = if resync { Change::All } else { Change::Neighbours };
                 resync = mirror.sync(&mut xdp, &snapshot, &learned, change).is_err();
             }
-            // Ports and VRFs every round; labels and adjacencies (one batch read each) every
-            // tenth.
-            let (labels, slots) = if rounds % 10 == 1 { (mirror.labels().collect::<Vec<_>>(), mirror.slots_used()) } else { (vec![], 0) };
+            // Ports and VRFs every round; labels and adjacencies (batch reads of 4096) every
+            // round while there are few, else every tenth.
+            let (labels, slots) = if mirror.slots_used() <= 16_384 || rounds % 10 == 1 { (mirror.labels().collect::<Vec<_>>(), mirror.slots_used()) } else { (vec![], 0) };
             match xdp.express_counters(snapshot.vrfs.len() as u32, &labels, slots) {
                 Ok(c) => publish_express(&xdp_board, &mut mirror, &snapshot, &c, slots > 0),
                 Err(e) => log::debug!("express counters: {e}"),
