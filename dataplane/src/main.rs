@@ -293,6 +293,13 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
     let xdp_thread = std::thread::Builder::new().name("xdp".into()).spawn(move || -> Result<()> {
         use carrier_dataplane::express::{Change, Mirror};
         let mut mirror = Mirror::new(express_on);
+        if express_on {
+            for (port, takes) in xdp.refresh_egress() {
+                if !takes {
+                    log::warn!("express tier: port {port} does not take redirected frames (a veth whose peer has neither GRO nor an XDP program): frames out of it go through the AF_XDP path; `ethtool -K <peer> gro on` lets the XDP program send them");
+                }
+            }
+        }
         let mut learned = xdp_board.learned().neighbours;
         let mut resync = false;
         if let Err(e) = mirror.sync(&mut xdp, &xdp_handle.load(), &learned, Change::All) {
@@ -343,6 +350,13 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
             xdp_board.publish_xdp(stats);
             if !express_on {
                 continue;
+            }
+            for (port, takes) in xdp.refresh_egress() {
+                if takes {
+                    log::info!("express tier: port {port} takes redirected frames: the XDP program sends out of it");
+                } else {
+                    log::warn!("express tier: port {port} does not take redirected frames (a veth whose peer has neither GRO nor an XDP program): frames out of it go through the AF_XDP path; `ethtool -K <peer> gro on` lets the XDP program send them");
+                }
             }
             let snapshot = xdp_handle.load();
             let now_learned = xdp_board.learned().neighbours;

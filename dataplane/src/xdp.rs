@@ -195,6 +195,8 @@ pub enum XdpError {
 struct Port {
     ifindex: u32,
     slot: u32,
+    /// The port takes redirected frames, so the express tier may send out of it.
+    egress: bool,
     link: XdpLinkId,
 }
 
@@ -269,7 +271,7 @@ impl XdpDataplane {
                 log::info!(
                     "attached {XDP_PROGRAM_NAME} to {ifname} (ifindex {ifindex}, port slot {slot}) in {mode} mode"
                 );
-                self.ports.insert(ifname.to_owned(), Port { ifindex, slot, link });
+                self.ports.insert(ifname.to_owned(), Port { ifindex, slot, egress: true, link });
                 Ok(mode)
             }
             Err(error) => {
@@ -551,6 +553,65 @@ impl XdpDataplane {
     fn set_egress(&mut self, slot: u32, ifindex: u32) -> std::io::Result<()> {
         let mut map = DevMap::try_from(self.map_mut(express::EGRESS).map_err(io_error(express::EGRESS))?).map_err(|e| std::io::Error::other(e.to_string()))?;
         map.set(slot, ifindex, None, 0).map_err(|e| std::io::Error::other(format!("express map {}: {e}", express::EGRESS)))
+    }
+
+    /// Follows whether each port takes frames an XDP program redirects into it (the kernel's
+    /// `NETDEV_XDP_ACT_NDO_XMIT`; a veth does only while its peer runs NAPI) and keeps the
+    /// express tier's egress entry only for ports that do, so it never sends a frame the
+    /// kernel would drop: a frame to any other port is punted to the AF_XDP path, which
+    /// transmits through the stack. Returns the ports whose state changed, with the new one.
+    pub fn refresh_egress(&mut self) -> Vec<(String, bool)> {
+        let mut changed = vec![];
+        let ports: Vec<(String, u32, u32, bool)> = self.ports.iter().map(|(n, p)| (n.clone(), p.ifindex, p.slot, p.egress)).collect();
+        for (name, ifindex, slot, was) in ports {
+            let takes = match crate::io::netdev::xdp_features(ifindex) {
+                Ok(Some(f)) => f & crate::io::netdev::XDP_ACT_NDO_XMIT != 0,
+                // A kernel without the netdev family cannot say: assume the port does.
+                Ok(None) => true,
+                Err(_) => was,
+            };
+            if takes == was {
+                continue;
+            }
+            let done = if takes { self.set_egress(slot, ifindex) } else { self.clear_egress(slot) };
+            match done {
+                Ok(()) => {
+                    if let Some(p) = self.ports.get_mut(&name) {
+                        p.egress = takes;
+                    }
+                    changed.push((name, takes));
+                }
+                Err(e) => log::warn!("express tier: egress entry of {name}: {e}"),
+            }
+        }
+        changed
+    }
+
+    fn clear_egress(&mut self, slot: u32) -> std::io::Result<()> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let map = self.ebpf.map(express::EGRESS).ok_or_else(|| std::io::Error::other("no EX_EGRESS map"))?;
+        let devmap = DevMap::try_from(map).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let fd = devmap.map().fd().as_fd().as_raw_fd();
+        #[repr(C)]
+        struct DeleteAttr {
+            map_fd: u32,
+            pad: u32,
+            key: u64,
+            value: u64,
+            flags: u64,
+        }
+        let key = slot;
+        let attr = DeleteAttr { map_fd: fd as u32, pad: 0, key: &key as *const u32 as u64, value: 0, flags: 0 };
+        // SAFETY: BPF_MAP_DELETE_ELEM (3) reads `attr` and the 4-byte key it points at, both
+        // alive for the call.
+        let r = unsafe { libc::syscall(libc::SYS_bpf, 3, &attr as *const DeleteAttr, std::mem::size_of::<DeleteAttr>()) };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn array<T: Plain>(&mut self, name: &'static str) -> Result<Array<&mut MapData, Raw<T>>, XdpError> {

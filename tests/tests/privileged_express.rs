@@ -564,3 +564,23 @@ fn express_tier_matches_the_pipeline() {
     drop(h);
     drop(peer);
 }
+
+/// The express tier sends out of a port only when the kernel says the port takes redirected
+/// frames (`NETDEV_XDP_ACT_NDO_XMIT`): a veth does only while its peer runs NAPI.
+#[test]
+#[ignore = "needs root: run with cargo xtask test"]
+fn veth_takes_redirects_only_with_a_napi_peer() {
+    use carrier_dataplane::io::netdev::{ifindex, xdp_features, XDP_ACT_NDO_XMIT};
+    netns::require_root();
+    let peer = NetNs::new("cxf");
+    let name = netns::unique_name("cxf");
+    netns::veth_pair(None, &name, Some(&peer), "peer0");
+    let index = ifindex(&name).unwrap();
+    let takes = || xdp_features(index).unwrap().expect("kernel 6.3 or later has the netdev family") & XDP_ACT_NDO_XMIT != 0;
+    peer.sh("ethtool -K peer0 gro off");
+    assert!(!takes(), "a veth whose peer has neither GRO nor XDP drops redirected frames");
+    peer.sh("ethtool -K peer0 gro on");
+    assert!(takes(), "with GRO on at the peer it takes them");
+    peer.sh("ethtool -K peer0 gro off");
+    assert!(!takes());
+}
