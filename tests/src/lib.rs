@@ -3,5 +3,6 @@
 pub mod carrier;
 pub mod demo;
 pub mod netns;
+pub mod routed;
 pub mod bgp;
 pub mod capture;

@@ -584,3 +584,84 @@ fn veth_takes_redirects_only_with_a_napi_peer() {
     peer.sh("ethtool -K peer0 gro off");
     assert!(!takes());
 }
+
+/// Table updates under traffic: with the tier on, 10,000 route updates a second (installs,
+/// withdrawals, next-hop changes between a resolved and an unresolved neighbour) for 3 s
+/// while a 20,000 packet/s UDP stream crosses an unchanged route: every datagram arrives, and
+/// the tier forwarded them. Then a withdrawn route: once the withdraw is acknowledged, not
+/// one datagram sent to it arrives.
+#[test]
+#[ignore = "needs root: run with cargo xtask test"]
+fn updates_under_traffic_lose_nothing_and_withdraws_hold() {
+    use carrier_dataplane::ctl::{Client, Response};
+    use carrier_tests::carrier::Dataplane;
+    use carrier_tests::routed::{base_config, RoutedLab, Traffic, FED_DST, HOST_B};
+    use std::time::{Duration, Instant};
+
+    let lab = RoutedLab::new();
+    for host in [&lab.host_a, &lab.host_b] {
+        host.sh("ethtool -K eth0 gro on");
+    }
+    lab.host_b.sh("ip addr add 10.8.0.2/32 dev lo");
+    let config = format!(
+        "{}\n[[route]]\nvrf = \"red\"\nprefix = \"10.9.0.0/24\"\nvia = \"{HOST_B}\"\n\n[[route]]\nvrf = \"red\"\nprefix = \"10.8.0.0/24\"\nvia = \"{HOST_B}\"\n",
+        base_config().replacen("[router]\n", "[router]\nexpress = true\n", 1)
+    );
+    let dp = Dataplane::start(&lab.pe, &config);
+    assert!(lab.a_reaches(FED_DST), "A reaches {FED_DST} before the test\n{}", dp.log());
+    assert!(lab.a_reaches("10.8.0.2"), "A reaches 10.8.0.2 before the test\n{}", dp.log());
+
+    let mut recv = Traffic::start(&lab.host_b, "recv", &["--bind", &format!("{FED_DST}:7000"), "--secs", "15", "--idle-secs", "2"]);
+    recv.wait_listening();
+    let send = Traffic::start(&lab.host_a, "send", &["--dst", &format!("{FED_DST}:7000"), "--pps", "20000", "--secs", "4"]);
+
+    let mut client = Client::connect(&dp.socket).unwrap();
+    let (red, ce_b) = (VrfId(0), PortId(1));
+    let nh = |via: [u8; 4]| TableCommand::NextHop { id: NextHopId(1000), nexthop: NextHop::Adjacency { port: ce_b, via: Some(Ipv4Addr::from(via)) } };
+    let ok = |r: Response| assert!(matches!(r, Response::Applied { .. }), "{r:?}");
+    ok(client.send(false, &[nh([10, 2, 0, 2])]).unwrap());
+    let start = Instant::now();
+    let mut updates = 0usize;
+    let mut round = 0u32;
+    while start.elapsed() < Duration::from_secs(3) {
+        let due = start + Duration::from_millis(100 * u64::from(round));
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        // 1,000 updates each 100 ms: 500 routes in, the 500 of the round before out, and the
+        // next hop they use moved to another neighbour (every other round one not resolved).
+        let mut cmds = vec![nh(if round % 2 == 0 { [10, 2, 0, 2] } else { [10, 2, 0, 77] })];
+        for i in 0..500u32 {
+            let prefix = |r: u32| Ipv4Prefix::new(Ipv4Addr::from(0xac10_0000 + ((r % 2) << 16) + (i << 7)), 25).unwrap();
+            cmds.push(TableCommand::Route { table: Table::Vrf(red), prefix: prefix(round), nexthop: NextHopId(1000) });
+            if round > 0 {
+                cmds.push(TableCommand::Withdraw { table: Table::Vrf(red), prefix: prefix(round + 1) });
+            }
+        }
+        updates += cmds.len();
+        ok(client.send(false, &cmds).unwrap());
+        round += 1;
+    }
+    let took = start.elapsed().as_secs_f64();
+    let rate = updates as f64 / took;
+    let sent = send.report();
+    let received = recv.report();
+    let counters = dp.counters();
+    eprintln!("updates: {updates} in {took:.2} s ({rate:.0}/s); sent {sent}; received {received}");
+    assert!(rate >= 9_000.0, "the test applied only {rate:.0} updates/s");
+    let n = sent["sent"].as_u64().unwrap();
+    assert!(n >= 60_000, "sent {n}");
+    assert_eq!(received["unique"].as_u64(), Some(n), "every datagram arrives: sent {sent}, received {received}");
+    let forwarded = counters["xdp"]["ce-a"]["express_forwarded"].as_u64().unwrap_or(0);
+    assert!(forwarded >= n * 9 / 10, "the tier forwarded {forwarded} of {n}\n{counters:#}");
+
+    // Withdraw 10.8.0.0/24; once acknowledged, nothing sent to it arrives.
+    let mut recv = Traffic::start(&lab.host_b, "recv", &["--bind", "10.8.0.2:7001", "--secs", "6", "--idle-secs", "3"]);
+    recv.wait_listening();
+    ok(client.send(false, &[TableCommand::Withdraw { table: Table::Vrf(red), prefix: Ipv4Prefix::new(Ipv4Addr::new(10, 8, 0, 0), 24).unwrap() }]).unwrap());
+    let send = Traffic::start(&lab.host_a, "send", &["--dst", "10.8.0.2:7001", "--pps", "2000", "--secs", "1"]);
+    let sent = send.report();
+    let received = recv.report();
+    assert!(sent["sent"].as_u64().unwrap() >= 1000, "{sent}");
+    assert_eq!(received["received"].as_u64(), Some(0), "after the withdraw was acknowledged: {received}");
+}
