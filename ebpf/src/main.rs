@@ -74,10 +74,16 @@ pub fn carrier_xdp(ctx: XdpContext) -> u32 {
             count(slot, |stats| stats.passed += 1);
             xdp_action::XDP_PASS
         }
-        Verdict::Steer => match express::run(&ctx, slot) {
-            Some(action) => action,
-            None => steer(&ctx, slot),
-        },
+        Verdict::Steer => {
+            // The express tier forwards only while the dataplane is alive, i.e. its AF_XDP
+            // socket for this queue is bound (the kernel unbinds it when the process dies):
+            // a program left behind by a crashed dataplane forwards nothing on stale maps.
+            let live = xsk_index(slot, ctx.rx_queue_index()).is_some_and(|i| XSKS.get(i).is_some());
+            match if live { express::run(&ctx, slot) } else { None } {
+                Some(action) => action,
+                None => steer(&ctx, slot),
+            }
+        }
     }
 }
 

@@ -30,7 +30,6 @@ use carrier_dataplane::wire::MacAddr;
 use carrier_dataplane::xdp::{self, ExpressCounters, XdpDataplane};
 use carrier_tests::netns::{self, NetNs};
 
-const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;
 
 /// xorshift64*: small, seeded, reproducible.
@@ -407,6 +406,8 @@ struct Harness {
     forwarded: usize,
     punted: usize,
     kinds: std::collections::BTreeMap<&'static str, usize>,
+    /// The last frame the tier forwarded: (port, frame).
+    last_forwarded: Option<(usize, Vec<u8>)>,
 }
 
 impl Harness {
@@ -443,7 +444,11 @@ impl Harness {
             format!("seed {seed}, port {port}, frame {}\nxdp action {action}, out {}\npipeline verdict {:?}, out {}\ntrace:\n  {}", hex(frame), hex(&out), pkt.verdict, hex(pkt.frame.data()), t.steps.join("\n  "))
         };
         let punts_moved = after_x.4.iter().zip(&before_x.4).map(|(a, b)| a - b).sum::<u64>();
-        if action == XDP_REDIRECT {
+        // Forwards and punts both redirect (to the egress port, or to the bound AF_XDP
+        // socket): the tier's receive counter of the ingress port says which.
+        assert_eq!(action, XDP_REDIRECT, "{}", explain());
+        let rx_moved = after_x.0[port].0 - before_x.0[port].0;
+        if rx_moved == 1 {
             self.forwarded += 1;
             let egress = match pkt.verdict {
                 Verdict::Forward(p) => p.index(),
@@ -462,9 +467,9 @@ impl Harness {
                 _ => "vrf",
             };
             *self.kinds.entry(kind).or_default() += 1;
+            self.last_forwarded = Some((port, frame.to_vec()));
         } else {
             self.punted += 1;
-            assert_eq!(action, XDP_PASS, "a punt with no socket bound passes the frame\n{}", explain());
             assert_eq!(punts_moved, 1, "a punt counts one reason\n{}", explain());
             assert!(frame.starts_with(&out) && out.len() <= frame.len(), "a punted frame is left as received (at most trimmed)\n{}", explain());
             assert_eq!(&after_x.0, &before_x.0, "a punt moves no forwarding counter\n{}", explain());
@@ -529,11 +534,17 @@ fn express_tier_matches_the_pipeline() {
         xdp.attach(name, i as u32).unwrap();
         ifindex.push(carrier_dataplane::io::netdev::ifindex(name).unwrap());
     }
+    // The tier forwards only while AF_XDP sockets are bound (a live dataplane): bind them.
+    let ports: Vec<(PortId, String)> = ifnames.iter().enumerate().map(|(i, n)| (PortId(i as u16), n.clone())).collect();
+    let xsk = carrier_dataplane::io::xsk::XskPorts::open(&ports).unwrap();
+    for (port, queue, fd) in xsk.sockets() {
+        xdp.bind_socket(u32::from(port.0), queue, fd).unwrap();
+    }
     let seeds: Vec<u64> = match std::env::var("EXPRESS_SEED") {
         Ok(s) => vec![s.parse().unwrap()],
         Err(_) => (1..=8).collect(),
     };
-    let mut h = Harness { xdp, ifindex, mirror: Mirror::new(true), worker: Worker::default(), pool: VecPool::default(), learned_seen: 0, forwarded: 0, punted: 0, kinds: Default::default() };
+    let mut h = Harness { xdp, ifindex, mirror: Mirror::new(true), worker: Worker::default(), pool: VecPool::default(), learned_seen: 0, forwarded: 0, punted: 0, kinds: Default::default(), last_forwarded: None };
     for seed in seeds {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut w = build_world(&mut rng, &ifnames);
@@ -555,6 +566,14 @@ fn express_tier_matches_the_pipeline() {
             }
         }
     }
+    // No socket bound (the dataplane died): the program forwards nothing itself, it passes
+    // the frame to the kernel as without the tier.
+    drop(xsk);
+    let (port, frame) = h.last_forwarded.clone().expect("the tier forwarded something");
+    let before = h.xdp.express_counters(3, &[], 0).unwrap().ports[port].rx.packets;
+    let (action, _) = h.xdp.test_run(h.ifindex[port], &frame).unwrap();
+    assert_eq!(action, 2, "XDP_PASS without a live dataplane");
+    assert_eq!(h.xdp.express_counters(3, &[], 0).unwrap().ports[port].rx.packets, before);
     eprintln!("express differential: {} frames forwarded by the tier ({:?}), {} punted", h.forwarded, h.kinds, h.punted);
     // The corpus must exercise the tier, not only its punts.
     for kind in ["vrf", "push", "push-2+", "pop"] {
