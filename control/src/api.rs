@@ -438,6 +438,7 @@ async fn interfaces(AxState(ctx): AxState<Ctx>) -> Json<Vec<InterfaceView>> {
         }
         if let Some(x) = dp.counters.xdp.get(&i.name) {
             i.xdp.clone_from(&x.mode);
+            (i.express_forwarded, i.express_punted) = (x.express_forwarded, x.express_punts.values().sum());
         }
     }
     Json(list)

@@ -337,6 +337,8 @@ fn interfaces(base: &carrier_dataplane::tables::Tables) -> Vec<InterfaceView> {
                 rx_packets: 0,
                 tx_packets: 0,
                 drops: 0,
+                express_forwarded: 0,
+                express_punted: 0,
             }
         })
         .collect()

@@ -97,6 +97,14 @@ pub async fn render(state: &State) -> String {
         None,
         c.ports.iter().flat_map(|(p, v)| v.drops.iter().map(move |(r, n)| (vec![("port", p.clone()), ("reason", r.clone())], *n))),
     );
+    counters(&mut registry, "express_forwarded_packets", "Frames received on the port that the XDP express tier forwarded itself (also in the port, VRF and label counters)", None, c.xdp.iter().map(|(p, v)| (port(p), v.express_forwarded)));
+    counters(
+        &mut registry,
+        "express_punts",
+        "Frames received on the port that the XDP express tier left to the AF_XDP path, by reason",
+        None,
+        c.xdp.iter().flat_map(|(p, v)| v.express_punts.iter().map(move |(r, n)| (vec![("port", p.clone()), ("reason", r.clone())], *n))),
+    );
     counters(&mut registry, "vrf_lookups", "Packets looked up in the VRF", None, c.vrfs.iter().map(|(v, n)| (vec![("vrf", v.clone())], n.lookups.packets)));
     counters(&mut registry, "vrf_drops", "Packets dropped after entering the VRF", None, c.vrfs.iter().map(|(v, n)| (vec![("vrf", v.clone())], n.drops)));
 

@@ -306,6 +306,12 @@ pub struct InterfaceView {
     pub tx_packets: u64,
     /// Dropped packets (all reasons).
     pub drops: u64,
+    /// Received frames the XDP express tier forwarded itself (0 with the tier off).
+    #[serde(default)]
+    pub express_forwarded: u64,
+    /// Received frames the express tier left to the AF_XDP path (all reasons).
+    #[serde(default)]
+    pub express_punted: u64,
 }
 
 /// What the dataplane poller publishes.

@@ -123,7 +123,9 @@ pub fn dataplane_config(me: u8) -> String {
     let mut c = format!(
         "# carrier pseudo-WAN demo: PE{me}'s dataplane. VPN routes, labels and EVPN state come\n\
          # from carrier-control over the table socket.\n\
-         [router]\nrouter_id = \"{rid}\"\nvtep = \"{core}\"\nttl_mode = \"uniform\"\n",
+         [router]\nrouter_id = \"{rid}\"\nvtep = \"{core}\"\nttl_mode = \"uniform\"\n\
+         # The XDP express tier: VRF forward, MPLS push and pop in the XDP program itself.\n\
+         express = true\n",
         rid = router_id(me),
         core = core_addr(me)
     );
@@ -234,11 +236,12 @@ fn bridge(ns: &NetNs, name: &str, members: &[&str]) {
 
 /// A customer host on `eth0`: its address, its route, TX checksum offload off (over veth the
 /// kernel leaves checksums to a "device" that never fills them; carrier forwards frames as
-/// they are).
+/// they are), GRO on (a veth takes frames the XDP express tier redirects into it only while
+/// its peer runs NAPI).
 fn host(ns: &NetNs, addr: &str, route: &str) {
     ns.run(&["ip", "addr", "add", addr, "dev", "eth0"]);
     ns.sh(&format!("ip route add {route}"));
-    ns.sh("ethtool -K eth0 tx off");
+    ns.sh("ethtool -K eth0 tx off gro on");
 }
 
 /// One PE: processes first (dropped in this order), then its namespace.
@@ -351,6 +354,10 @@ impl PseudoWan {
             }
         }
         bridge(&core, "br0", &["rr", "vtep", "pe1", "pe2"]);
+        // The core link's far ends run NAPI, so the express tier sends to the core too.
+        for pe in ["pe1", "pe2"] {
+            core.sh(&format!("ethtool -K {pe} gro on"));
+        }
         bridge(&ops, "br0", &["pe1", "pe2"]);
         ops.sh(&format!("ip addr add {OPS}/24 dev br0"));
 

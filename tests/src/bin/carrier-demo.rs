@@ -232,6 +232,8 @@ fn demo(dir: &std::path::Path, bins: &Bins, keep: bool, check: bool) -> Claims {
         "carrierctl: PE1's 6 ports are up, each with the XDP program attached in native mode",
         || interfaces.to_string(),
     );
+    let express: u64 = interfaces.as_array().map_or(0, |l| l.iter().filter_map(|i| i["express_forwarded"].as_u64()).sum());
+    claims.check(express > 0, &format!("carrierctl: PE1's XDP express tier forwarded {express} frames itself (VRF, push, pop), counted with the rest"), || interfaces.to_string());
     let neighbours = net.carrierctl_json(1, &["show", "neighbours"]).unwrap_or_default();
     let red1_mac = net.host("red", 1).run(&["cat", "/sys/class/net/eth0/address"]).trim().to_string();
     claims.check(
