@@ -311,6 +311,7 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
         }
         let mut next_publish = std::time::Instant::now();
         let mut rounds = 0u64;
+        let mut last_labels = ExpressLabels::default();
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             if let Some(rx) = &mirror_rx {
                 match rx.recv_timeout(std::time::Duration::from_millis(20)) {
@@ -369,7 +370,7 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
             // round while there are few, else every tenth.
             let (labels, slots) = if mirror.slots_used() <= 16_384 || rounds % 10 == 1 { (mirror.labels().collect::<Vec<_>>(), mirror.slots_used()) } else { (vec![], 0) };
             match xdp.express_counters(snapshot.vrfs.len() as u32, &labels, slots) {
-                Ok(c) => publish_express(&xdp_board, &mut mirror, &snapshot, &c, slots > 0),
+                Ok(c) => publish_express(&xdp_board, &mut mirror, &snapshot, &c, slots > 0, &mut last_labels),
                 Err(e) => log::debug!("express counters: {e}"),
             }
         }
@@ -400,20 +401,25 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
     Ok(())
 }
 
+/// The express tier's label counters as last read: (label, counters) in and out.
+#[derive(Default)]
+struct ExpressLabels {
+    inbound: Vec<(u32, carrier_dataplane::pipeline::PacketBytes)>,
+    outbound: Vec<(u32, carrier_dataplane::pipeline::PacketBytes)>,
+}
+
 /// Publish the express tier's counters in the workers' terms. `full`: labels and
-/// adjacencies were read this round; otherwise the last ones are kept.
+/// adjacencies were read this round; otherwise the last ones (`last`) are kept.
 fn publish_express(
     board: &carrier_dataplane::io::CounterBoard,
     mirror: &mut carrier_dataplane::express::Mirror,
     tables: &carrier_dataplane::tables::Tables,
     c: &carrier_dataplane::xdp::ExpressCounters,
     full: bool,
+    last: &mut ExpressLabels,
 ) {
     use carrier_common::express::Punt;
     use carrier_dataplane::pipeline::{Counters, PacketBytes};
-    thread_local! {
-        static LAST_LABELS: std::cell::RefCell<(Vec<(u32, PacketBytes)>, Vec<(u32, PacketBytes)>)> = Default::default();
-    }
     let pb = |b: carrier_common::express::ExBytes| PacketBytes { packets: b.packets, bytes: b.bytes };
     let mut out = Counters::default();
     out.ensure(tables.ports.len(), tables.vrfs.len());
@@ -428,8 +434,7 @@ fn publish_express(
             o.lookups = pb(*v);
         }
     }
-    LAST_LABELS.with(|last| {
-        let mut last = last.borrow_mut();
+    {
         if full {
             mirror.prune_retired(tables);
             let slots = mirror.slot_labels();
@@ -446,12 +451,12 @@ fn publish_express(
                 e.packets += p;
                 e.bytes += b;
             }
-            last.0 = c.labels_in.iter().map(|(l, b)| (*l, pb(*b))).collect();
-            last.1 = outs.into_iter().collect();
+            last.inbound = c.labels_in.iter().map(|(l, b)| (*l, pb(*b))).collect();
+            last.outbound = outs.into_iter().collect();
         }
-        out.labels_in.extend(last.0.iter().copied());
-        out.labels_out.extend(last.1.iter().copied());
-    });
+        out.labels_in.extend(last.inbound.iter().copied());
+        out.labels_out.extend(last.outbound.iter().copied());
+    }
     let ports = tables
         .ports
         .iter()

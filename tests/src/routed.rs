@@ -75,6 +75,12 @@ pub struct RoutedLab {
     pub host_b: NetNs,
 }
 
+impl Default for RoutedLab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RoutedLab {
     /// Makes the namespaces, veths and host addresses.
     pub fn new() -> RoutedLab {

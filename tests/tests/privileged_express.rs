@@ -383,7 +383,11 @@ fn label_delta(after: &[(u32, u64, u64)], before: &[(u32, u64, u64)]) -> Vec<(u3
         .collect()
 }
 
-fn delta(after: &Flat, before: &Flat) -> (Vec<(u64, u64, u64, u64)>, Vec<(u64, u64)>, Vec<(u32, u64, u64)>, Vec<(u32, u64, u64)>) {
+/// Counter deltas: ports (rx packets, rx bytes, tx packets, tx bytes), VRF lookups, labels in,
+/// labels out.
+type Delta = (Vec<(u64, u64, u64, u64)>, Vec<(u64, u64)>, Vec<(u32, u64, u64)>, Vec<(u32, u64, u64)>);
+
+fn delta(after: &Flat, before: &Flat) -> Delta {
     let ports = after.0.iter().enumerate().map(|(i, a)| {
         let b = before.0.get(i).copied().unwrap_or_default();
         (a.0 - b.0, a.1 - b.1, a.2 - b.2, a.3 - b.3)
@@ -440,7 +444,7 @@ impl Harness {
             let mut b: Batch<VecFrame> = Batch::default();
             b.push(VecFrame::new(frame), PortId(port as u16));
             let mut worker = Worker::default();
-            pipeline::process_traced(&w.tables, &mut b, &mut worker, &mut VecPool::default(), &mut t);
+            pipeline::process_traced(&w.tables, &mut b, &mut worker, &mut VecPool, &mut t);
             format!("seed {seed}, port {port}, frame {}\nxdp action {action}, out {}\npipeline verdict {:?}, out {}\ntrace:\n  {}", hex(frame), hex(&out), pkt.verdict, hex(pkt.frame.data()), t.steps.join("\n  "))
         };
         let punts_moved = after_x.4.iter().zip(&before_x.4).map(|(a, b)| a - b).sum::<u64>();
@@ -544,7 +548,7 @@ fn express_tier_matches_the_pipeline() {
         Ok(s) => vec![s.parse().unwrap()],
         Err(_) => (1..=8).collect(),
     };
-    let mut h = Harness { xdp, ifindex, mirror: Mirror::new(true), worker: Worker::default(), pool: VecPool::default(), learned_seen: 0, forwarded: 0, punted: 0, kinds: Default::default(), last_forwarded: None };
+    let mut h = Harness { xdp, ifindex, mirror: Mirror::new(true), worker: Worker::default(), pool: VecPool, learned_seen: 0, forwarded: 0, punted: 0, kinds: Default::default(), last_forwarded: None };
     for seed in seeds {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut w = build_world(&mut rng, &ifnames);
@@ -649,7 +653,7 @@ fn updates_under_traffic_lose_nothing_and_withdraws_hold() {
         }
         // 1,000 updates each 100 ms: 500 routes in, the 500 of the round before out, and the
         // next hop they use moved to another neighbour (every other round one not resolved).
-        let mut cmds = vec![nh(if round % 2 == 0 { [10, 2, 0, 2] } else { [10, 2, 0, 77] })];
+        let mut cmds = vec![nh(if round.is_multiple_of(2) { [10, 2, 0, 2] } else { [10, 2, 0, 77] })];
         for i in 0..500u32 {
             let prefix = |r: u32| Ipv4Prefix::new(Ipv4Addr::from(0xac10_0000 + ((r % 2) << 16) + (i << 7)), 25).unwrap();
             cmds.push(TableCommand::Route { table: Table::Vrf(red), prefix: prefix(round), nexthop: NextHopId(1000) });

@@ -56,8 +56,12 @@ pub struct CounterBoard {
     learned: Arc<Mutex<Vec<Learned>>>,
     /// What the XDP express tier forwarded, in the workers' terms (merged into the totals),
     /// and its per-port punts by reason name; written by the thread that owns the program.
-    express: Arc<Mutex<(Counters, Vec<(String, u64, std::collections::BTreeMap<String, u64>)>)>>,
+    express: Arc<Mutex<(Counters, Vec<ExpressPort>)>>,
 }
+
+/// One port's express-tier figures as the XDP thread publishes them: (port, frames the tier
+/// forwarded, punts by reason name).
+pub type ExpressPort = (String, u64, std::collections::BTreeMap<String, u64>);
 
 /// One port's XDP counters as the XDP thread publishes them: (port, attach mode, counters).
 pub type XdpPort = (String, &'static str, carrier_common::XdpPortStats);
@@ -125,7 +129,7 @@ impl CounterBoard {
 
     /// Replace the express tier's counters: what it forwarded, and per port (name, frames
     /// forwarded, punts by reason).
-    pub fn publish_express(&self, counters: Counters, ports: Vec<(String, u64, std::collections::BTreeMap<String, u64>)>) {
+    pub fn publish_express(&self, counters: Counters, ports: Vec<ExpressPort>) {
         if let Ok(mut e) = self.express.lock() {
             *e = (counters, ports);
         }
