@@ -483,7 +483,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<FibKey>(), 12);
         let k = FibKey::new(VrfId(0x0102), [10, 1, 0, 0], 24);
         assert_eq!((k.prefix_len, k.vrf, k.addr), (40, [1, 2], [10, 1, 0, 0]));
-        assert_eq!(core::mem::size_of::<ExAdj>(), 40);
+        assert_eq!(core::mem::size_of::<ExAdj>(), 36);
         assert_eq!(core::mem::size_of::<ExPort>(), 12);
         assert_eq!(core::mem::size_of::<ExPortStats>(), 32 + 8 * Punt::COUNT);
         for (i, p) in Punt::ALL.iter().enumerate() {
