@@ -105,14 +105,15 @@ pub struct RouterConfig {
     /// Most frames per second given to the host stack per port (default 20000; 0: no limit).
     #[serde(default = "default_host_rate")]
     pub host_rate: u32,
-    /// The XDP express tier: the XDP program forwards VRF, MPLS push and per-VRF pop
-    /// itself and leaves the rest to the AF_XDP path (`run` only; see `docs/express.md`).
+    /// The XDP express tier (default true): the XDP program forwards VRF, MPLS push and
+    /// per-VRF pop itself and leaves the rest to the AF_XDP path (`run` only, on ports where
+    /// the program runs in native mode; see `docs/express.md`).
     #[serde(default = "default_express")]
     pub express: bool,
 }
 
 fn default_express() -> bool {
-    false
+    true
 }
 
 fn yes() -> bool {
@@ -220,6 +221,8 @@ pub struct PortConfig {
     /// Most frames per second to the host stack from this port (default: `[router] host_rate`;
     /// 0: no limit).
     pub host_rate: Option<u32>,
+    /// The XDP express tier on frames received here (default: `[router] express`).
+    pub express: Option<bool>,
 }
 
 fn default_mtu() -> u16 {
@@ -323,6 +326,12 @@ pub struct VniConfig {
 }
 
 impl Config {
+    /// Whether the express tier serves frames received on port `name` (its own setting, else
+    /// the router's).
+    pub fn express_on(&self, name: &str) -> bool {
+        self.ports.iter().find(|p| p.name == name).and_then(|p| p.express).unwrap_or(self.router.express)
+    }
+
     /// Parse TOML text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         Ok(toml::from_str(text)?)

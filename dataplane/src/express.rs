@@ -134,6 +134,8 @@ pub struct Mirror {
     pub retired_labels_out: FastMap<u32, (u64, u64)>,
     /// What the last sync wrote.
     pub last: Writes,
+    /// Port slots whose received frames the tier leaves to the AF_XDP path.
+    not_served: HashSet<u32>,
 }
 
 impl Mirror {
@@ -155,7 +157,15 @@ impl Mirror {
             resting_labels: FastMap::default(),
             retired_labels_out: FastMap::default(),
             last: Writes::default(),
+            not_served: HashSet::new(),
         }
+    }
+
+    /// The tier leaves frames received on these port slots to the AF_XDP path (ports with the
+    /// tier off, or where the program runs in skb mode); takes effect at the next sync.
+    pub fn not_serving(mut self, slots: impl IntoIterator<Item = u32>) -> Mirror {
+        self.not_served = slots.into_iter().collect();
+        self
     }
 
     /// Whether the tier forwards.
@@ -369,7 +379,11 @@ impl Mirror {
         let n = tables.ports.len().max(self.ports.len()).min(MAX_PORTS as usize);
         self.ports.resize(n, None);
         for slot in 0..n {
-            let want = tables.ports.get(slot).map(compile_port).unwrap_or_default();
+            let want = match tables.ports.get(slot) {
+                Some(_) if self.not_served.contains(&(slot as u32)) => ExPort::default(),
+                Some(p) => compile_port(p),
+                None => ExPort::default(),
+            };
             if self.ports[slot] != Some(want) {
                 maps.set_port(slot as u32, want)?;
                 self.ports[slot] = Some(want);

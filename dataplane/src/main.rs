@@ -281,6 +281,31 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
     } else {
         (TableWriter::new(tables.clone(), handle.clone()), None)
     };
+    // Which tier serves each port's received frames, and why.
+    let mut not_served = vec![];
+    for p in &tables.ports {
+        let mode = modes.get(&p.id).copied().unwrap_or("");
+        let why = if !express_on {
+            Some("the express tier is off")
+        } else if !parsed.express_on(&p.name) {
+            Some("express = false on the port")
+        } else if mode != "native" {
+            Some("the XDP program runs in skb mode here")
+        } else if p.vlan.is_some() {
+            Some("the port is tagged")
+        } else if matches!(p.role, carrier_dataplane::tables::PortRole::Bridge(_)) {
+            Some("bridge ports are the AF_XDP path's")
+        } else {
+            None
+        };
+        match why {
+            None => log::info!("port {}: express tier (VRF forward, MPLS push and pop in the XDP program), the rest on AF_XDP", p.name),
+            Some(why) => {
+                log::info!("port {}: AF_XDP path only ({why})", p.name);
+                not_served.push(u32::from(p.id.0));
+            }
+        }
+    }
     let server = serve_on(listener, socket, writer, board.clone(), stop)
         .with_context(|| format!("table socket {}", socket.display()))?;
     log::info!("forwarding on {} ports; table socket {}", ports.len(), socket.display());
@@ -292,7 +317,7 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
     let xdp_handle = handle.clone();
     let xdp_thread = std::thread::Builder::new().name("xdp".into()).spawn(move || -> Result<()> {
         use carrier_dataplane::express::{Change, Mirror};
-        let mut mirror = Mirror::new(express_on);
+        let mut mirror = Mirror::new(express_on).not_serving(not_served);
         if express_on {
             for (port, takes) in xdp.refresh_egress() {
                 if !takes {
