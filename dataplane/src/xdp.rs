@@ -710,6 +710,11 @@ impl XdpDataplane {
     /// Maps are read and written as for a real frame; a redirect is only returned, not
     /// done. For tests.
     pub fn test_run(&self, ifindex: u32, frame: &[u8]) -> std::io::Result<(u32, Vec<u8>)> {
+        self.test_run_on_queue(ifindex, 0, frame)
+    }
+
+    /// [`XdpDataplane::test_run`] on RX queue `queue`.
+    pub fn test_run_on_queue(&self, ifindex: u32, queue: u32, frame: &[u8]) -> std::io::Result<(u32, Vec<u8>)> {
         use std::os::fd::{AsFd, AsRawFd};
         let program: &Xdp = self
             .ebpf
@@ -721,6 +726,7 @@ impl XdpDataplane {
         let mut ctx = [0u32; 6];
         ctx[1] = frame.len() as u32; // data_end
         ctx[3] = ifindex; // ingress_ifindex
+        ctx[4] = queue; // rx_queue_index
         let mut attr = TestRunAttr {
             prog_fd: fd as u32,
             retval: 0,

@@ -75,10 +75,12 @@ pub fn carrier_xdp(ctx: XdpContext) -> u32 {
             xdp_action::XDP_PASS
         }
         Verdict::Steer => {
-            // The express tier forwards only while the dataplane is alive, i.e. its AF_XDP
-            // socket for this queue is bound (the kernel unbinds it when the process dies):
-            // a program left behind by a crashed dataplane forwards nothing on stale maps.
-            let live = xsk_index(slot, ctx.rx_queue_index()).is_some_and(|i| XSKS.get(i).is_some());
+            // The express tier forwards only while the dataplane is alive, i.e. the port's
+            // AF_XDP socket (queue 0) is bound — the kernel unbinds it when the process dies:
+            // a program left behind by a crashed dataplane forwards nothing on stale maps. It
+            // forwards on every RX queue (the program runs on each queue's CPU); what it punts
+            // from a queue without a socket goes to the kernel, as without the tier.
+            let live = xsk_index(slot, 0).is_some_and(|i| XSKS.get(i).is_some());
             match if live { express::run(&ctx, slot) } else { None } {
                 Some(action) => action,
                 None => steer(&ctx, slot),

@@ -30,6 +30,7 @@ use carrier_dataplane::wire::MacAddr;
 use carrier_dataplane::xdp::{self, ExpressCounters, XdpDataplane};
 use carrier_tests::netns::{self, NetNs};
 
+const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;
 
 /// xorshift64*: small, seeded, reproducible.
@@ -410,6 +411,8 @@ struct Harness {
     forwarded: usize,
     punted: usize,
     kinds: std::collections::BTreeMap<&'static str, usize>,
+    /// Frames the tier forwarded from RX queue 1.
+    on_queue_1: usize,
     /// The last frame the tier forwarded: (port, frame).
     last_forwarded: Option<(usize, Vec<u8>)>,
 }
@@ -430,7 +433,9 @@ impl Harness {
     fn check(&mut self, seed: u64, w: &World, port: usize, frame: &[u8]) {
         let before_x = flat_express(&self.counters(w), &self.mirror);
         let before_p = flat_pipeline(&self.worker.counters);
-        let (action, out) = self.xdp.test_run(self.ifindex[port], frame).unwrap();
+        // Every third frame on RX queue 1, which has no AF_XDP socket.
+        let queue = u32::from(frame.len() % 3 == 0);
+        let (action, out) = self.xdp.test_run_on_queue(self.ifindex[port], queue, frame).unwrap();
         let after_x = flat_express(&self.counters(w), &self.mirror);
 
         let mut batch: Batch<VecFrame> = Batch::default();
@@ -448,12 +453,17 @@ impl Harness {
             format!("seed {seed}, port {port}, frame {}\nxdp action {action}, out {}\npipeline verdict {:?}, out {}\ntrace:\n  {}", hex(frame), hex(&out), pkt.verdict, hex(pkt.frame.data()), t.steps.join("\n  "))
         };
         let punts_moved = after_x.4.iter().zip(&before_x.4).map(|(a, b)| a - b).sum::<u64>();
-        // Forwards and punts both redirect (to the egress port, or to the bound AF_XDP
-        // socket): the tier's receive counter of the ingress port says which.
-        assert_eq!(action, XDP_REDIRECT, "{}", explain());
+        // Forwards redirect to the egress port, punts to the AF_XDP socket of queue 0 — or,
+        // from queue 1, which has none, pass to the kernel; the tier's receive counter of the
+        // ingress port says which.
+        let punt_action = if queue == 0 { XDP_REDIRECT } else { XDP_PASS };
         let rx_moved = after_x.0[port].0 - before_x.0[port].0;
         if rx_moved == 1 {
+            assert_eq!(action, XDP_REDIRECT, "{}", explain());
             self.forwarded += 1;
+            if queue == 1 {
+                self.on_queue_1 += 1;
+            }
             let egress = match pkt.verdict {
                 Verdict::Forward(p) => p.index(),
                 Verdict::Reply => port,
@@ -474,6 +484,7 @@ impl Harness {
             self.last_forwarded = Some((port, frame.to_vec()));
         } else {
             self.punted += 1;
+            assert_eq!(action, punt_action, "{}", explain());
             assert_eq!(punts_moved, 1, "a punt counts one reason\n{}", explain());
             assert!(frame.starts_with(&out) && out.len() <= frame.len(), "a punted frame is left as received (at most trimmed)\n{}", explain());
             assert_eq!(&after_x.0, &before_x.0, "a punt moves no forwarding counter\n{}", explain());
@@ -528,7 +539,10 @@ fn express_tier_matches_the_pipeline() {
     let mut ifnames = vec![];
     for i in 0..PORTS.len() {
         let name = netns::unique_name(&format!("cxe{i}"));
-        netns::veth_pair(None, &name, Some(&peer), &format!("peer{i}"));
+        // Two RX queues: the tier forwards on every queue, the AF_XDP socket is on queue 0.
+        netns::sh(&format!("ip link add {name} numrxqueues 2 numtxqueues 2 type veth peer name peer{i} numrxqueues 2 numtxqueues 2 netns {}", peer.name()));
+        netns::sh(&format!("ip link set {name} up"));
+        peer.sh(&format!("ip link set peer{i} up"));
         netns::sh(&format!("sysctl -qw net.ipv6.conf.{name}.disable_ipv6=1"));
         ifnames.push(name);
     }
@@ -548,7 +562,7 @@ fn express_tier_matches_the_pipeline() {
         Ok(s) => vec![s.parse().unwrap()],
         Err(_) => (1..=8).collect(),
     };
-    let mut h = Harness { xdp, ifindex, mirror: Mirror::new(true), worker: Worker::default(), pool: VecPool, learned_seen: 0, forwarded: 0, punted: 0, kinds: Default::default(), last_forwarded: None };
+    let mut h = Harness { xdp, ifindex, mirror: Mirror::new(true), worker: Worker::default(), pool: VecPool, learned_seen: 0, forwarded: 0, punted: 0, kinds: Default::default(), on_queue_1: 0, last_forwarded: None };
     for seed in seeds {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut w = build_world(&mut rng, &ifnames);
@@ -578,7 +592,8 @@ fn express_tier_matches_the_pipeline() {
     let (action, _) = h.xdp.test_run(h.ifindex[port], &frame).unwrap();
     assert_eq!(action, 2, "XDP_PASS without a live dataplane");
     assert_eq!(h.xdp.express_counters(3, &[], 0).unwrap().ports[port].rx.packets, before);
-    eprintln!("express differential: {} frames forwarded by the tier ({:?}), {} punted", h.forwarded, h.kinds, h.punted);
+    eprintln!("express differential: {} frames forwarded by the tier ({:?}; {} on RX queue 1), {} punted", h.forwarded, h.kinds, h.on_queue_1, h.punted);
+    assert!(h.on_queue_1 >= 10, "the tier forwards on RX queue 1 too: {}", h.on_queue_1);
     // The corpus must exercise the tier, not only its punts.
     for kind in ["vrf", "push", "push-2+", "pop"] {
         assert!(h.kinds.get(kind).copied().unwrap_or(0) >= 10, "too few {kind} frames forwarded by the tier: {:?}", h.kinds);
