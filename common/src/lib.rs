@@ -262,6 +262,10 @@ pub mod express {
     /// `PerCpuArray<ExBytes>` by adjacency slot: packets sent through it (the out-label
     /// counters are derived from these and the record's labels).
     pub const ADJ_STATS: &str = "EX_ADJ_STATS";
+    /// `HashMap<u32, u32>`: L3 VNI (EVPN type-5) → VRF id, for VXLAN decapsulation.
+    pub const VNI: &str = "EX_VNI";
+    /// Entries of [`VNI`].
+    pub const MAX_VNIS: u32 = 65_536;
 
     /// Next-hop ids the tier can hold; a route over a higher id is punted.
     pub const MAX_NEXTHOPS: u32 = 1 << 20;
@@ -287,6 +291,8 @@ pub mod express {
     pub struct ExConfig {
         /// [`CONFIG_ON`], [`CONFIG_PIPE`].
         pub flags: u32,
+        /// The local VTEP address (network order; zero: none): VXLAN to it is decapsulated.
+        pub vtep: [u8; 4],
     }
 
     /// `ExPort::kind`: the program punts everything from this port.
@@ -389,6 +395,9 @@ pub mod express {
         Mtu,
         /// A label the tier does not pop (unknown, not bottom of stack, swap, per-CE).
         Label,
+        /// VXLAN the tier does not decapsulate (an L2 VNI, an unknown one, a malformed or
+        /// fragmented outer packet, a tagged inner frame).
+        Vxlan,
         /// The source check failed or could not be decided.
         AntiSpoof,
         /// The frame could not be resized.
@@ -397,7 +406,7 @@ pub mod express {
 
     impl Punt {
         /// How many reasons there are.
-        pub const COUNT: usize = 10;
+        pub const COUNT: usize = 11;
         /// Every reason, in index order.
         pub const ALL: [Punt; Punt::COUNT] = [
             Punt::Port,
@@ -408,6 +417,7 @@ pub mod express {
             Punt::NextHop,
             Punt::Mtu,
             Punt::Label,
+            Punt::Vxlan,
             Punt::AntiSpoof,
             Punt::Headroom,
         ];
@@ -423,6 +433,7 @@ pub mod express {
                 Punt::NextHop => "next-hop",
                 Punt::Mtu => "mtu",
                 Punt::Label => "label",
+                Punt::Vxlan => "vxlan",
                 Punt::AntiSpoof => "anti-spoof",
                 Punt::Headroom => "headroom",
             }

@@ -14,7 +14,7 @@
 //! - A connected subnet forwards to the packet's own destination: for every neighbour known
 //!   on a VRF port (configured or learned) whose address the VRF routes over that subnet,
 //!   a /32 to a record of its own (ids from [`SYNTHETIC_BASE`] up).
-//! - Per-VRF labels (pop and look up) below `MAX_LABEL`.
+//! - Per-VRF labels (pop and look up) below `MAX_LABEL`; L3 VNIs (EVPN type-5) to their VRF.
 //!
 //! # Updates cost what they change, make before break
 //! [`Mirror::sync`] takes the commands of one commit: route commands touch their keys,
@@ -71,6 +71,8 @@ pub trait ExpressMaps {
     fn set_adj(&mut self, slot: u32, adj: ExAdj) -> std::io::Result<()>;
     /// Write a label's entry.
     fn set_ilm(&mut self, label: u32, entry: ExIlm) -> std::io::Result<()>;
+    /// Map an L3 VNI to a VRF, or remove it (`None`).
+    fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()>;
     /// An adjacency slot is about to be reused: its packet counters so far belong to the
     /// record it held; return them and start from zero.
     fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)>;
@@ -123,6 +125,8 @@ pub struct Mirror {
     /// Next hop → its installed adjacency.
     installed: FastMap<u32, Installed>,
     ilm: FastMap<u32, ExIlm>,
+    /// L3 VNIs in the maps → VRF.
+    vnis: FastMap<u32, u32>,
     free: Vec<u32>,
     quarantine: Vec<(u32, Instant)>,
     next_slot: u32,
@@ -149,6 +153,7 @@ impl Mirror {
             neighbour_routes: FastMap::default(),
             installed: FastMap::default(),
             ilm: FastMap::default(),
+            vnis: FastMap::default(),
             free: Vec::new(),
             quarantine: Vec::new(),
             next_slot: 0,
@@ -216,11 +221,12 @@ impl Mirror {
 
         let config = ExConfig {
             flags: if self.on { CONFIG_ON } else { 0 } | if tables.router.ttl_mode == TtlMode::Pipe { CONFIG_PIPE } else { 0 },
+            vtep: tables.router.vtep.map_or([0; 4], |v| v.octets()),
         };
         // Switching off (or changing the TTL mode) takes effect before anything else changes.
         if self.config.is_some_and(|c| c != config) {
-            maps.set_config(ExConfig { flags: 0 })?;
-            self.config = Some(ExConfig { flags: 0 });
+            maps.set_config(ExConfig::default())?;
+            self.config = Some(ExConfig::default());
             self.last.ports += 1;
         }
         if !self.on {
@@ -236,6 +242,7 @@ impl Mirror {
         let mut all_records = false;
         let mut dirty_nh: HashSet<u32> = HashSet::new();
         let mut dirty_labels: HashSet<u32> = HashSet::new();
+        let mut dirty_vnis = false;
         let mut route_cmds: Vec<&TableCommand> = Vec::new();
         let everything = matches!(change, Change::All);
         match change {
@@ -251,6 +258,7 @@ impl Mirror {
                         TableCommand::Label { label, .. } | TableCommand::RemoveLabel { label } => {
                             dirty_labels.insert(label.value());
                         }
+                        TableCommand::VniMap { .. } | TableCommand::RemoveVni { .. } => dirty_vnis = true,
                         TableCommand::Vrf { .. }
                         | TableCommand::Bridge { .. }
                         | TableCommand::FloodList { .. }
@@ -365,6 +373,28 @@ impl Mirror {
             } else {
                 self.ilm.insert(label, entry);
             }
+        }
+
+        if everything || all_records || dirty_vnis {
+            let want: FastMap<u32, u32> = tables
+                .vnis
+                .iter()
+                .filter_map(|(vni, t)| match t {
+                    crate::tables::VniTarget::Vrf(v) if u32::from(v.0) < MAX_VRFS => Some((vni.value(), u32::from(v.0))),
+                    _ => None,
+                })
+                .collect();
+            for (vni, vrf) in &want {
+                if self.vnis.get(vni) != Some(vrf) {
+                    maps.set_vni(*vni, Some(*vrf))?;
+                    self.last.labels += 1;
+                }
+            }
+            for vni in self.vnis.keys().filter(|v| !want.contains_key(*v)).copied().collect::<Vec<_>>() {
+                maps.set_vni(vni, None)?;
+                self.last.labels += 1;
+            }
+            self.vnis = want;
         }
 
         if self.config != Some(config) {
@@ -689,6 +719,8 @@ pub struct MemMaps {
     pub adjs: FastMap<u32, ExAdj>,
     /// ILM by label.
     pub ilm: FastMap<u32, ExIlm>,
+    /// L3 VNI → VRF.
+    pub vnis: FastMap<u32, u32>,
 }
 
 impl ExpressMaps for MemMaps {
@@ -718,6 +750,13 @@ impl ExpressMaps for MemMaps {
     }
     fn set_ilm(&mut self, label: u32, entry: ExIlm) -> std::io::Result<()> {
         self.ilm.insert(label, entry);
+        Ok(())
+    }
+    fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()> {
+        match vrf {
+            Some(v) => self.vnis.insert(vni, v),
+            None => self.vnis.remove(&vni),
+        };
         Ok(())
     }
     fn take_adj_counters(&mut self, _slot: u32) -> std::io::Result<(u64, u64)> {

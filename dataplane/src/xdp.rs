@@ -824,6 +824,17 @@ impl crate::express::ExpressMaps for XdpDataplane {
     fn set_ilm(&mut self, label: u32, entry: express::ExIlm) -> std::io::Result<()> {
         self.array(express::ILM).and_then(|mut m| m.set(label, Raw(entry), 0).map_err(map_error(express::ILM))).map_err(io_error(express::ILM))
     }
+    fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()> {
+        let mut map = HashMap::<&mut MapData, u32, u32>::try_from(self.map_mut(express::VNI).map_err(io_error(express::VNI))?).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let r = match vrf {
+            Some(v) => map.insert(vni, v, 0),
+            None => match map.remove(&vni) {
+                Err(MapError::KeyNotFound) => Ok(()),
+                other => other,
+            },
+        };
+        r.map_err(|e| std::io::Error::other(format!("express map {}: {e}", express::VNI)))
+    }
     fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
         let mut map: PerCpuArray<&mut MapData, Raw<express::ExBytes>> =

@@ -13,22 +13,24 @@
 //!   port to a resolved neighbour, or with a pushed label stack (VPN label, transport
 //!   labels) toward the core;
 //! - on a core port, a bottom-of-stack per-VRF label: pop (uniform or pipe TTL), then the
-//!   same VRF lookup.
+//!   same VRF lookup;
+//! - on a core port, VXLAN to the local VTEP with an L3 VNI (EVPN type-5): decapsulate,
+//!   then the same VRF lookup.
 //!
 //! Who writes what: the dataplane's mirror (`dataplane/src/express.rs`) is the only writer
 //! of the tables (`EX_CONFIG`, `EX_PORTS`, `EX_FIB`, `EX_NH`, `EX_ADJ`, `EX_ILM`,
-//! `EX_EGRESS`); this program only reads them, and is the only writer of the counters (one
+//! `EX_VNI`, `EX_EGRESS`); this program only reads them, and is the only writer of the counters (one
 //! copy per CPU).
 
 use aya_ebpf::{
     helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     macros::map,
-    maps::{lpm_trie::Key, Array, DevMap, LpmTrie, PerCpuArray},
+    maps::{lpm_trie::Key, Array, DevMap, HashMap, LpmTrie, PerCpuArray},
     programs::XdpContext,
 };
 use carrier_common::express::{
     ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, CONFIG_PIPE,
-    ILM_POP_LOOKUP, MAX_ADJ, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VRFS, NO_PORT,
+    ILM_POP_LOOKUP, MAX_ADJ, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VNIS, MAX_VRFS, NO_PORT,
     PORT_ANTI_SPOOF, PORT_CORE, PORT_VRF, TC_FROM_IP,
 };
 use carrier_common::MAX_PORTS;
@@ -37,6 +39,10 @@ use crate::parse::{EthHdr, Frame, Ipv4Hdr, ETH_P_IPV4};
 
 /// EtherType of MPLS unicast (RFC 3032).
 const ETH_P_MPLS_UC: u16 = 0x8847;
+/// The IANA VXLAN port (RFC 7348).
+const VXLAN_PORT: u16 = 4789;
+/// Outer IPv4 (no options), UDP and VXLAN headers.
+const VXLAN_OUTER: usize = 20 + 8 + 8;
 /// Length of an Ethernet header.
 const ETH_LEN: usize = 14;
 
@@ -54,6 +60,8 @@ static ADJ: Array<ExAdj> = Array::with_max_entries(MAX_ADJ, 0);
 static ILM: Array<ExIlm> = Array::with_max_entries(MAX_LABEL, 0);
 #[map(name = "EX_EGRESS")]
 static EGRESS: DevMap = DevMap::with_max_entries(MAX_PORTS, 0);
+#[map(name = "EX_VNI")]
+static VNI: HashMap<u32, u32> = HashMap::with_max_entries(MAX_VNIS, 0);
 #[map(name = "EX_PORT_STATS")]
 static PORT_STATS: PerCpuArray<ExPortStats> = PerCpuArray::with_max_entries(MAX_PORTS, 0);
 #[map(name = "EX_VRF_STATS")]
@@ -128,6 +136,8 @@ fn plan(frame: &Frame, slot: u32, flags: u32) -> Result<Plan, Punt> {
         plan_routed(frame, &port, slot)
     } else if port.kind == PORT_CORE && ether_type == ETH_P_MPLS_UC {
         plan_pop(frame, flags)
+    } else if port.kind == PORT_CORE && ether_type == ETH_P_IPV4 {
+        plan_decap(frame)
     } else {
         Err(Punt::L2)
     }
@@ -222,7 +232,7 @@ fn plan_routed(frame: &Frame, port: &ExPort, slot: u32) -> Result<Plan, Punt> {
     }
     let ttl = ip.ttl - 1;
     let checksum = update(ip.checksum, u16::from_be_bytes([ip.ttl, ip.protocol]), u16::from_be_bytes([ttl, ip.protocol]));
-    finish(ETH_LEN, &ip, adj, adj_slot, ttl, checksum, vrf, None)
+    finish(ETH_LEN, 0, &ip, adj, adj_slot, ttl, checksum, vrf, None)
 }
 
 /// A labelled packet from the core: a bottom-of-stack per-VRF label is popped.
@@ -265,13 +275,58 @@ fn plan_pop(frame: &Frame, flags: u32) -> Result<Plan, Punt> {
         (t, update(ip.checksum, u16::from_be_bytes([ip.ttl, ip.protocol]), u16::from_be_bytes([t, ip.protocol])))
     };
     let (adj, adj_slot) = lookup(ilm.vrf, ip.dst).ok_or(Punt::NoRoute)?;
-    finish(ip_off, &ip, adj, adj_slot, ttl, checksum, ilm.vrf, Some(label))
+    finish(ip_off, 0, &ip, adj, adj_slot, ttl, checksum, ilm.vrf, Some(label))
+}
+
+/// IPv4 on a core port: VXLAN to the local VTEP with an L3 VNI (EVPN type-5) is
+/// decapsulated and its inner IPv4 packet routed in the VNI's VRF. Anything else on a core
+/// port (L2 VNIs, transit IPv4, the router's own traffic) is the pipeline's.
+#[inline(always)]
+fn plan_decap(frame: &Frame) -> Result<Plan, Punt> {
+    let outer = checked_ipv4(frame, ETH_LEN)?;
+    let vtep = CONFIG.get(0).map_or([0; 4], |c| c.vtep);
+    if vtep == [0; 4] || outer.dst != vtep || outer.protocol != 17 {
+        return Err(Punt::L2);
+    }
+    let o: &Ipv4Hdr = frame.header(ETH_LEN).ok_or(Punt::Vxlan)?;
+    if u16::from_be_bytes(o.frag) & 0x3fff != 0 {
+        return Err(Punt::Vxlan);
+    }
+    let udp: &[u8; 16] = frame.header(ETH_LEN + 20).ok_or(Punt::Vxlan)?;
+    if u16::from_be_bytes([udp[2], udp[3]]) != VXLAN_PORT {
+        return Err(Punt::L2);
+    }
+    // The UDP length covers exactly the rest of the outer packet, and the I flag is set.
+    if usize::from(u16::from_be_bytes([udp[4], udp[5]])) != outer.total - 20 || udp[8] & 0x08 == 0 {
+        return Err(Punt::Vxlan);
+    }
+    let vni = u32::from_be_bytes([0, udp[12], udp[13], udp[14]]);
+    // SAFETY: a hash map value read once (userspace replaces entries whole, 4 bytes).
+    let vrf = unsafe { VNI.get(&vni) }.copied().ok_or(Punt::Vxlan)?;
+    let inner_l2 = ETH_LEN + VXLAN_OUTER;
+    let inner: &EthHdr = frame.header(inner_l2).ok_or(Punt::Vxlan)?;
+    if u16::from_be_bytes(inner.ether_type) != ETH_P_IPV4 {
+        return Err(Punt::Vxlan);
+    }
+    let ip_off = inner_l2 + ETH_LEN;
+    let ip = checked_ipv4(frame, ip_off)?;
+    // The inner packet ends inside the outer one.
+    if ip_off + ip.total > ETH_LEN + outer.total {
+        return Err(Punt::Ipv4);
+    }
+    let (adj, adj_slot) = lookup(vrf, ip.dst).ok_or(Punt::NoRoute)?;
+    if ip.ttl <= 1 {
+        return Err(Punt::Ttl);
+    }
+    let ttl = ip.ttl - 1;
+    let checksum = update(ip.checksum, u16::from_be_bytes([ip.ttl, ip.protocol]), u16::from_be_bytes([ttl, ip.protocol]));
+    finish(ip_off, inner_l2, &ip, adj, adj_slot, ttl, checksum, vrf, None)
 }
 
 /// The checks common to both paths once the adjacency is known.
 #[allow(clippy::too_many_arguments, reason = "one plan's worth of facts")]
 #[inline(always)]
-fn finish(ip_off: usize, ip: &Ip, adj: ExAdj, adj_slot: u32, ttl: u8, checksum: u16, vrf: u32, label_in: Option<u32>) -> Result<Plan, Punt> {
+fn finish(ip_off: usize, l2_start: usize, ip: &Ip, adj: ExAdj, adj_slot: u32, ttl: u8, checksum: u16, vrf: u32, label_in: Option<u32>) -> Result<Plan, Punt> {
     let n = usize::from(adj.nlabels);
     if adj.port == NO_PORT || n > MAX_PUSH || EGRESS.get(u32::from(adj.port)).is_none() {
         return Err(Punt::NextHop);
@@ -281,7 +336,7 @@ fn finish(ip_off: usize, ip: &Ip, adj: ExAdj, adj_slot: u32, ttl: u8, checksum: 
     }
     let tc = if adj.tc == TC_FROM_IP { ip.tos >> 5 } else { adj.tc & 7 };
     let label_ttl = if CONFIG.get(0).map_or(0, |c| c.flags) & CONFIG_PIPE != 0 { 255 } else { ttl };
-    Ok(Plan { ip_off, total: ip.total, adj, adj_slot, ttl, checksum, tc, label_ttl, vrf, lookup_len: ip_off + ip.total, label_in })
+    Ok(Plan { ip_off, total: ip.total, adj, adj_slot, ttl, checksum, tc, label_ttl, vrf, lookup_len: ip_off - l2_start + ip.total, label_in })
 }
 
 /// Rewrite the frame as planned, count, and redirect.

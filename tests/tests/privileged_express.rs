@@ -54,6 +54,9 @@ impl Rng {
     }
 }
 
+/// The router's VTEP address.
+const VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 3, 1);
+
 /// The ports: (role, anti-spoof, VLAN, MTU).
 const PORTS: [(PortRole, bool, Option<u16>, u16); 6] = [
     (PortRole::Vrf(VrfId(0)), false, None, 1500),
@@ -102,7 +105,7 @@ fn apply(world: &mut World, cmds: Vec<TableCommand>) {
 fn build_world(rng: &mut Rng, ifnames: &[String]) -> World {
     let mut w = World { tables: Tables::default(), prefixes: vec![], nexthops: vec![], labels: vec![], neighbours: vec![] };
     let ttl_mode = if rng.chance(30) { TtlMode::Pipe } else { TtlMode::Uniform };
-    let mut cmds = vec![TableCommand::Router(RouterSettings { router_id: Ipv4Addr::new(10, 255, 0, 1), ttl_mode, ..RouterSettings::default() })];
+    let mut cmds = vec![TableCommand::Router(RouterSettings { router_id: Ipv4Addr::new(10, 255, 0, 1), ttl_mode, vtep: Some(VTEP), ..RouterSettings::default() })];
     for v in 0..3u16 {
         cmds.push(TableCommand::Vrf { id: VrfId(v), name: format!("v{v}"), source: None });
     }
@@ -220,6 +223,12 @@ fn build_world(rng: &mut Rng, ifnames: &[String]) -> World {
         cmds.push(TableCommand::Route { table: Table::Vrf(v), prefix, nexthop: *rng.pick(&w.nexthops) });
         w.prefixes.push((v, prefix));
     }
+    // VNIs: two L3 (EVPN type-5) to VRFs, one L2 to a bridge domain.
+    cmds.push(TableCommand::Bridge { id: carrier_common::BridgeDomainId(0), name: "bd".into(), vni: Vni::new(300).unwrap(), ports: vec![] });
+    cmds.push(TableCommand::VniMap { vni: Vni::new(300).unwrap(), target: carrier_dataplane::tables::VniTarget::Bridge(carrier_common::BridgeDomainId(0)) });
+    for (vni, vrf) in [(100u32, 0u16), (200, 2)] {
+        cmds.push(TableCommand::VniMap { vni: Vni::new(vni).unwrap(), target: carrier_dataplane::tables::VniTarget::Vrf(VrfId(vrf)) });
+    }
     // Labels: per-VRF (pop and look up), per-CE, swap, one reserved.
     for (k, label) in (100_000u32..100_012).enumerate() {
         let action = match k % 4 {
@@ -304,6 +313,38 @@ fn random_frame(rng: &mut Rng, w: &World) -> (usize, Vec<u8>) {
             f.extend_from_slice(&[0x08, 0x00]);
             let (src, dst) = (random_addr(rng, w), random_addr(rng, w));
             f.extend(ipv4_packet(rng, src, dst));
+        }
+        _ if core && rng.chance(35) => {
+            // VXLAN: mostly to the VTEP on 4789 with a known VNI, sometimes not.
+            f.extend_from_slice(&[0x08, 0x00]);
+            let mut inner = if rng.chance(90) { port_mac(port).0.to_vec() } else { vec![0xff; 6] };
+            inner.extend_from_slice(&[0x02, 0xcc, 0, 0, 0, 1]);
+            inner.extend_from_slice(if rng.chance(92) { &[0x08, 0x00] } else { &[0x08, 0x06] });
+            let (src, dst) = (random_addr(rng, w), random_addr(rng, w));
+            inner.extend(ipv4_packet(rng, src, dst));
+            let vni = *rng.pick(&[100u32, 100, 200, 200, 300, 999]);
+            let mut udp = vec![0u8; 16];
+            udp[0..2].copy_from_slice(&(49152 + rng.below(16384) as u16).to_be_bytes());
+            udp[2..4].copy_from_slice(&(if rng.chance(95) { 4789u16 } else { 4790 }).to_be_bytes());
+            udp[4..6].copy_from_slice(&((16 + inner.len()) as u16).to_be_bytes());
+            udp[8] = if rng.chance(95) { 0x08 } else { 0 };
+            udp[12..15].copy_from_slice(&vni.to_be_bytes()[1..]);
+            udp.extend(inner);
+            let dst = if rng.chance(90) { VTEP } else { random_addr(rng, w) };
+            let mut ip = vec![0u8; 20];
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&((20 + udp.len()) as u16).to_be_bytes());
+            if rng.chance(4) {
+                ip[6] = 0x20;
+            }
+            ip[8] = 64;
+            ip[9] = 17;
+            ip[12..16].copy_from_slice(&Ipv4Addr::new(192, 0, 3, 9).octets());
+            ip[16..20].copy_from_slice(&dst.octets());
+            let c = carrier_dataplane::wire::checksum::checksum(&ip);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            f.extend(ip);
+            f.extend(udp);
         }
         _ if core || rng.chance(20) => {
             f.extend_from_slice(&[0x88, 0x47]);
@@ -476,6 +517,7 @@ impl Harness {
             assert_eq!(punts_moved, 0, "{}", explain());
             let kind = match (frame.get(12..14), out.get(12..14)) {
                 (Some([0x88, 0x47]), _) => "pop",
+                (Some([0x08, 0x00]), _) if PORTS[port].0 == PortRole::Core => "decap",
                 (_, Some([0x88, 0x47])) if out.len() >= frame.len() + 8 => "push-2+",
                 (_, Some([0x88, 0x47])) => "push",
                 _ => "vrf",
@@ -595,7 +637,7 @@ fn express_tier_matches_the_pipeline() {
     eprintln!("express differential: {} frames forwarded by the tier ({:?}; {} on RX queue 1), {} punted", h.forwarded, h.kinds, h.on_queue_1, h.punted);
     assert!(h.on_queue_1 >= 10, "the tier forwards on RX queue 1 too: {}", h.on_queue_1);
     // The corpus must exercise the tier, not only its punts.
-    for kind in ["vrf", "push", "push-2+", "pop"] {
+    for kind in ["vrf", "push", "push-2+", "pop", "decap"] {
         assert!(h.kinds.get(kind).copied().unwrap_or(0) >= 10, "too few {kind} frames forwarded by the tier: {:?}", h.kinds);
     }
     let _ = Punt::ALL;
