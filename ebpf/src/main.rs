@@ -18,6 +18,7 @@
 #![no_main]
 
 mod classify;
+mod gen;
 mod parse;
 mod sink;
 

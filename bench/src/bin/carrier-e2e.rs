@@ -5,9 +5,12 @@
 //!  gen ns                    DUT ns                         sink ns
 //!  e2g ──veth── e2i  [carrier-dataplane | Linux forwarding]  e2o ──veth── e2s
 //!  generator thread          threaded NAPI of e2i, and the   carrier_sink (XDP, native):
-//!  (AF_XDP copy-mode TX or   carrier process: both on the    counts by EtherType, drops;
-//!  AF_PACKET sendmmsg),      DUT CPU                         its NAPI on the generator CPU
-//!  on the generator CPU
+//!  (carrier_gen's XDP_TX     carrier process: both on the    counts by EtherType, drops;
+//!  through BPF_PROG_TEST_RUN DUT CPU                         its NAPI on the generator CPU
+//!  live frames, or AF_XDP
+//!  copy-mode TX, or AF_PACKET
+//!  sendmmsg), on the
+//!  generator CPU
 //! ```
 //!
 //! The contract: as root, `carrier-e2e` builds the three namespaces (named with its pid),
@@ -31,6 +34,7 @@
 //! with XDP attached or GRO on; with `threaded` NAPI each receive queue is a kthread that can
 //! be pinned, so the DUT's receive work runs on the DUT CPU and not on the sender's.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::fmt::Write as _;
@@ -38,7 +42,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::num::NonZeroU32;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::ptr::NonNull;
@@ -110,16 +114,17 @@ struct Cli {
     /// Seconds of traffic before each measurement.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
-    /// Paths to measure, in this order within a round.
+    /// Paths to measure, in this order within a round. The `express-*` paths need a dataplane
+    /// with the express tier (`express` under `[router]`); leave them out for one without.
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "kernel,vrf-forward,mpls-push,mpls-pop"
+        default_value = DEFAULT_PATHS
     )]
     paths: Vec<PathKind>,
-    /// Generator: `auto` measures both on the kernel path first and keeps the faster.
-    #[arg(long, value_enum, default_value_t = GenChoice::Auto)]
+    /// Generator: `auto` measures each on the Linux path first and keeps the fastest.
+    #[arg(long, alias = "gen", value_enum, default_value_t = GenChoice::Auto)]
     generator: GenChoice,
     /// Seconds each generator runs in the `auto` comparison.
     #[arg(long, default_value_t = 3.0)]
@@ -129,8 +134,10 @@ struct Cli {
     #[arg(long = "load", value_delimiter = ',', default_value = "max")]
     loads: Vec<Load>,
     /// Frames the generator hands the kernel per system call (AF_XDP: per `sendto`, 32 or
-    /// more; AF_PACKET: per `sendmmsg`). The kernel here is not preemptible: a long call keeps
-    /// the sink's NAPI (on the same CPU) from running, and the sink's ring overflows.
+    /// more; AF_PACKET: per `sendmmsg`) or, for the live generator, per batch of
+    /// `BPF_PROG_TEST_RUN` (at most 256) and the least it sends at once when paced. The kernel
+    /// here is not preemptible: a long call keeps the sink's NAPI (on the same CPU) from
+    /// running, and the sink's ring overflows.
     #[arg(long, default_value_t = 64)]
     gen_batch: u32,
     /// Distinct flows (UDP source ports) in the generated traffic.
@@ -145,7 +152,8 @@ struct Cli {
     /// The dataplane binary (built by `cargo xtask build --release`).
     #[arg(long)]
     dataplane: Option<PathBuf>,
-    /// The eBPF object holding `carrier_sink` (written by `cargo xtask build`).
+    /// The eBPF object holding `carrier_sink` and `carrier_gen` (written by `cargo xtask
+    /// build`).
     #[arg(long)]
     object: Option<PathBuf>,
     /// Write the table into bench/RESULTS.md.
@@ -155,6 +163,9 @@ struct Cli {
     #[arg(long)]
     keep_logs: bool,
 }
+
+/// Every path, in the order of a round: the baseline first.
+const DEFAULT_PATHS: &str = "kernel,vrf-forward,mpls-push,mpls-pop";
 
 /// One forwarding path through the DUT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
@@ -172,6 +183,7 @@ enum PathKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum GenChoice {
     Auto,
+    Live,
     Xsk,
     Packet,
 }
@@ -179,6 +191,8 @@ enum GenChoice {
 /// How the generator sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum GenKind {
+    /// `BPF_PROG_TEST_RUN` of `carrier_gen` in live-frames mode: XDP_TX out of the gen veth.
+    Live,
     /// AF_XDP in copy mode: a TX ring over a UMEM of pre-built frames.
     Xsk,
     /// AF_PACKET raw socket with PACKET_QDISC_BYPASS and sendmmsg.
@@ -188,6 +202,7 @@ enum GenKind {
 impl GenKind {
     fn name(self) -> &'static str {
         match self {
+            GenKind::Live => "XDP live frames (BPF_PROG_TEST_RUN)",
             GenKind::Xsk => "AF_XDP copy-mode TX",
             GenKind::Packet => "AF_PACKET sendmmsg (qdisc bypass)",
         }
@@ -302,6 +317,7 @@ fn run(cli: &Cli) -> Result<()> {
     );
 
     install_stop_handler();
+    install_wake_handler()?;
     // The harness itself stays off the DUT CPU.
     pin_thread(cli.gen_cpu)?;
     let load_before = loadavg();
@@ -313,14 +329,26 @@ fn run(cli: &Cli) -> Result<()> {
         net.gen.name, net.dut.name, net.sink.name
     );
 
+    // The live generator's program: required for `--generator live`, tried for `auto`.
+    let live = match cli.generator {
+        GenChoice::Live => Some(LiveGen::load(&object)?),
+        GenChoice::Auto => LiveGen::load(&object)
+            .map_err(|e| println!("carrier-e2e: no live generator: {e:#}"))
+            .ok(),
+        GenChoice::Xsk | GenChoice::Packet => None,
+    }
+    .map(RefCell::new);
+
     let bench = Bench {
         cli,
         net: &net,
         sink: &sink,
         scratch: &scratch,
         dataplane: &dataplane,
+        live: live.as_ref(),
     };
     let (gen_kind, comparison) = match cli.generator {
+        GenChoice::Live => (GenKind::Live, vec![]),
         GenChoice::Xsk => (GenKind::Xsk, vec![]),
         GenChoice::Packet => (GenKind::Packet, vec![]),
         GenChoice::Auto => bench.compare_generators()?,
@@ -453,11 +481,19 @@ impl PathKind {
         }
     }
 
+    /// Where the UDP source port is in this path's frames (the live generator writes it).
+    fn sport_offset(self) -> u32 {
+        match self {
+            PathKind::MplsPop => 14 + 4 + 20,
+            _ => 14 + 20,
+        }
+    }
+
     /// One frame per flow, as the generator sends them to the DUT's ingress veth.
     fn frames(self, flows: u16) -> Vec<Vec<u8>> {
         (0..flows)
             .map(|flow| {
-                let sport = 1024 + flow;
+                let sport = FIRST_PORT + flow;
                 match self {
                     PathKind::Kernel | PathKind::VrfForward => {
                         udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, SINK_DST, sport, 18)
@@ -657,10 +693,15 @@ impl Topology {
             ])?;
             // TSO off on both ends: a veth hands frames to its peer's NAPI only then.
             // GRO on: the receiving end has a NAPI (so a pinnable kthread) even without XDP.
+            // Both ends get their features before either comes up: a veth takes XDP frames
+            // from `ndo_xdp_xmit` (an XDP redirect, the live generator's XDP_TX) only if its
+            // peer wanted GRO (or had XDP) when the veth came up.
             for (ns, dev) in [(a_ns, a), (b_ns, b)] {
                 ns.run(&[
                     "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "on",
                 ])?;
+            }
+            for (ns, dev) in [(a_ns, a), (b_ns, b)] {
                 ns.run(&["ip", "link", "set", dev, "up"])?;
             }
         }
@@ -872,6 +913,7 @@ impl Generator {
         rate: Option<f64>,
         batch: u32,
         limit: Duration,
+        live: Option<OwnedFd>,
     ) -> Result<Generator> {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
@@ -887,6 +929,11 @@ impl Generator {
                 tid2.store(gettid(), Ordering::Relaxed);
                 let setup = setns(&ns).and_then(|()| pin_thread(cpu));
                 let sender: Result<Box<dyn Sender>> = setup.and_then(|()| match kind {
+                    GenKind::Live => {
+                        let program = live.context("no carrier_gen for the live generator")?;
+                        LiveSender::open(GEN_IF, &frames[0], program, batch)
+                            .map(|s| Box::new(s) as Box<dyn Sender>)
+                    }
                     GenKind::Xsk => XskSender::open(GEN_IF, &frames, batch)
                         .map(|s| Box::new(s) as Box<dyn Sender>),
                     GenKind::Packet => PacketSender::open(GEN_IF, &frames, batch)
@@ -914,6 +961,9 @@ impl Generator {
                     let n = sender.send_some(max);
                     if n > 0 {
                         sent2.fetch_add(n, Ordering::Relaxed);
+                    }
+                    if let Some(e) = sender.take_error() {
+                        return Err(e);
                     }
                     rounds = rounds.wrapping_add(1);
                     if rounds & 1023 == 0 && Instant::now() > deadline {
@@ -952,10 +1002,26 @@ impl Generator {
         self.tid.load(Ordering::Relaxed)
     }
 
-    /// Stops the thread and waits for it.
+    /// Stops the thread and waits for it. A thread inside a long system call (the live
+    /// generator's `BPF_PROG_TEST_RUN`) is interrupted with [`WAKE_SIGNAL`].
     fn finish(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
+            let tid = self.tid();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !thread.is_finished() && tid > 0 && Instant::now() < deadline {
+                // SAFETY: tgkill to a thread of this process (it has not been joined, so its
+                // id is not reused); WAKE_SIGNAL's handler does nothing.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_tgkill,
+                        libc::getpid(),
+                        tid,
+                        WAKE_SIGNAL,
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
             match thread.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => eprintln!("carrier-e2e: generator: {e:#}"),
@@ -971,6 +1037,23 @@ impl Drop for Generator {
     }
 }
 
+/// The signal that interrupts the generator thread's system call when it is stopped.
+const WAKE_SIGNAL: libc::c_int = libc::SIGUSR1;
+
+extern "C" fn on_wake_signal(_signal: libc::c_int) {}
+
+/// Makes [`WAKE_SIGNAL`] interrupt a system call (no `SA_RESTART`) and do nothing else.
+fn install_wake_handler() -> Result<()> {
+    // SAFETY: sigaction is plain old data; zero is a valid value (empty mask, no flags).
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_wake_signal as *const () as libc::sighandler_t;
+    // SAFETY: `action` is a valid sigaction whose handler is async-signal-safe (it does
+    // nothing).
+    let rc = unsafe { libc::sigaction(WAKE_SIGNAL, &action, std::ptr::null_mut()) };
+    ensure!(rc == 0, "sigaction: {}", std::io::Error::last_os_error());
+    Ok(())
+}
+
 /// One way of sending frames.
 trait Sender {
     /// Sends a batch of at most `max` new frames; returns how many frames the kernel took
@@ -980,6 +1063,10 @@ trait Sender {
     fn submitted(&self) -> u64;
     /// How it is set up, for the report.
     fn note(&self) -> String;
+    /// An error that stops the generator, once.
+    fn take_error(&mut self) -> Option<anyhow::Error> {
+        None
+    }
 }
 
 /// Bytes per UMEM chunk of the AF_XDP generator, and chunks (more than may be in flight).
@@ -1324,6 +1411,274 @@ impl Sender for PacketSender {
     }
 }
 
+// --- the live-frames generator ------------------------------------------------------------
+
+/// `BPF_PROG_TEST_RUN` (`enum bpf_cmd`, include/uapi/linux/bpf.h).
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+/// `BPF_F_TEST_XDP_LIVE_FRAMES` (include/uapi/linux/bpf.h, Linux 5.18).
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+/// Most frames per batch in live-frames mode (`TEST_XDP_MAX_BATCH`, net/bpf/test_run.c).
+const LIVE_MAX_BATCH: u32 = 256;
+/// Program runs per `BPF_PROG_TEST_RUN` call (several seconds here): each call sets up and
+/// tears down a page pool, which here costs around 20 ms (the CPU idles meanwhile), so calls
+/// must be long. The harness stops the generator by interrupting the call ([`WAKE_SIGNAL`]);
+/// the bound keeps a call from running for minutes if that fails.
+const LIVE_REPEAT: u32 = 1 << 26;
+/// The generator's program and maps in the eBPF object (`ebpf/src/gen.rs`).
+const GEN_PROGRAM: &str = "carrier_gen";
+const GEN_CONFIG: &str = "GEN_CONFIG";
+const GEN_FRAMES: &str = "GEN_FRAMES";
+const GEN_TEMPLATE: &str = "GEN_TEMPLATE";
+/// Bytes of `GEN_TEMPLATE` (`ebpf/src/gen.rs`: `TEMPLATE_LEN`): the headers the program
+/// writes back into every frame.
+const GEN_TEMPLATE_LEN: usize = 48;
+/// `GEN_CONFIG` indexes (`ebpf/src/gen.rs`: `CONFIG_*`).
+const GEN_CONFIG_SPORT_OFFSET: u32 = 0;
+const GEN_CONFIG_FLOWS: u32 = 1;
+const GEN_CONFIG_FIRST_PORT: u32 = 2;
+const GEN_CONFIG_INTERVAL: u32 = 3;
+/// UDP source port of the first flow (the rest follow it).
+const FIRST_PORT: u16 = 1024;
+
+/// The `test` member of `union bpf_attr` (include/uapi/linux/bpf.h), as of Linux 5.18.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct BpfTestRun {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    /// The struct's tail padding, named so that it is zero (the kernel checks that every
+    /// byte past the last field it knows is zero).
+    _pad: u32,
+}
+
+/// `struct xdp_md` (include/uapi/linux/bpf.h): the context `BPF_PROG_TEST_RUN` takes for
+/// XDP. `data` 0 and `data_end` the frame's length (no metadata), `egress_ifindex` 0.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+/// `carrier_gen` loaded (not attached), with its maps: the harness sets what it sends before
+/// each run and reads how many frames it sent.
+struct LiveGen {
+    ebpf: Ebpf,
+}
+
+impl std::fmt::Debug for LiveGen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveGen")
+    }
+}
+
+impl LiveGen {
+    fn load(object: &Path) -> Result<LiveGen> {
+        let mut ebpf =
+            Ebpf::load_file(object).with_context(|| format!("loading {}", object.display()))?;
+        let program: &mut Xdp = ebpf
+            .program_mut(GEN_PROGRAM)
+            .with_context(|| {
+                format!(
+                    "{} has no {GEN_PROGRAM}: rebuild with `cargo xtask build --release`",
+                    object.display()
+                )
+            })?
+            .try_into()
+            .context("carrier_gen is not an XDP program")?;
+        program.load().context("loading carrier_gen")?;
+        Ok(LiveGen { ebpf })
+    }
+
+    /// Sets what it sends: `frame`'s headers, and `flows` UDP source ports from [`FIRST_PORT`]
+    /// written at `sport_offset`; and how fast: as fast as it goes, or `rate` Mpps.
+    fn configure(
+        &mut self,
+        frame: &[u8],
+        sport_offset: u32,
+        flows: u16,
+        rate: Option<f64>,
+    ) -> Result<()> {
+        let template: [u8; GEN_TEMPLATE_LEN] = frame
+            .get(..GEN_TEMPLATE_LEN)
+            .and_then(|head| head.try_into().ok())
+            .context("frame shorter than the generator's template")?;
+        Array::<&mut MapData, [u8; GEN_TEMPLATE_LEN]>::try_from(
+            self.ebpf
+                .map_mut(GEN_TEMPLATE)
+                .context("the object has no GEN_TEMPLATE")?,
+        )?
+        .set(0, template, 0)
+        .context("writing GEN_TEMPLATE")?;
+        let mut config = Array::<&mut MapData, u64>::try_from(
+            self.ebpf
+                .map_mut(GEN_CONFIG)
+                .context("the object has no GEN_CONFIG")?,
+        )?;
+        // The time between frames in 1/16 ns (the program's unit): 1e3 / rate ns.
+        let interval = rate.map_or(0, |mpps| (16e3 / mpps).round() as u64);
+        for (index, value) in [
+            (GEN_CONFIG_SPORT_OFFSET, u64::from(sport_offset)),
+            (GEN_CONFIG_FLOWS, u64::from(flows)),
+            (GEN_CONFIG_FIRST_PORT, u64::from(FIRST_PORT)),
+            (GEN_CONFIG_INTERVAL, interval),
+        ] {
+            config
+                .set(index, value, 0)
+                .context("writing GEN_CONFIG")?;
+        }
+        Ok(())
+    }
+
+    /// A descriptor of the loaded program for the generator thread.
+    fn program_fd(&self) -> Result<OwnedFd> {
+        let program: &Xdp = self
+            .ebpf
+            .program(GEN_PROGRAM)
+            .context("no carrier_gen")?
+            .try_into()
+            .context("carrier_gen is not an XDP program")?;
+        let fd = program.fd().context("carrier_gen is not loaded")?;
+        fd.as_fd()
+            .try_clone_to_owned()
+            .context("duplicating carrier_gen's descriptor")
+    }
+
+    /// Frames the program has sent so far, on all CPUs.
+    fn frames(&self) -> Result<u64> {
+        let map = self
+            .ebpf
+            .map(GEN_FRAMES)
+            .context("the object has no GEN_FRAMES")?;
+        let frames: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map).context("GEN_FRAMES")?;
+        Ok(frames.get(&0, 0).context("reading GEN_FRAMES")?.iter().sum())
+    }
+}
+
+/// `BPF_PROG_TEST_RUN` of `carrier_gen` in live-frames mode with the generator's veth as the
+/// ingress interface: each call runs the program `repeat` times over one frame, and the
+/// program's `XDP_TX` sends each copy out of the veth, to the DUT's receive ring.
+struct LiveSender {
+    program: OwnedFd,
+    frame: Vec<u8>,
+    ctx: XdpMd,
+    /// Frames per batch inside the kernel.
+    batch: u32,
+    /// Frames handed to the kernel so far.
+    submitted: u64,
+    /// A failed call, reported once by [`Sender::take_error`].
+    error: Option<anyhow::Error>,
+}
+
+impl LiveSender {
+    fn open(ifname: &str, frame: &[u8], program: OwnedFd, batch: u32) -> Result<LiveSender> {
+        let name = CString::new(ifname)?;
+        // SAFETY: a valid NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        ensure!(ifindex != 0, "no interface {ifname}");
+        let mut sender = LiveSender {
+            program,
+            frame: frame.to_vec(),
+            ctx: XdpMd {
+                data_end: u32::try_from(frame.len())?,
+                ingress_ifindex: ifindex,
+                ..XdpMd::default()
+            },
+            batch: batch.clamp(1, LIVE_MAX_BATCH),
+            submitted: 0,
+            error: None,
+        };
+        // One frame, to fail here (old kernel, wrong layout) rather than in the loop.
+        sender
+            .run(1)
+            .context("BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (Linux 5.18 or later)")?;
+        Ok(sender)
+    }
+
+    /// Sends `repeat` frames; returns when the kernel has run the program for all of them.
+    fn run(&mut self, repeat: u32) -> std::io::Result<()> {
+        let mut attr = BpfTestRun {
+            prog_fd: self.program.as_raw_fd() as u32,
+            data_size_in: self.frame.len() as u32,
+            data_in: self.frame.as_ptr() as u64,
+            repeat,
+            ctx_size_in: std::mem::size_of::<XdpMd>() as u32,
+            ctx_in: std::ptr::from_ref(&self.ctx) as u64,
+            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+            batch_size: self.batch,
+            ..BpfTestRun::default()
+        };
+        // SAFETY: `attr` is a valid `bpf_attr` prefix for BPF_PROG_TEST_RUN whose pointers
+        // (the frame and the context) are live for the call; the kernel only reads them
+        // (no `data_out` / `ctx_out` in live mode) and writes `retval` / `duration` in `attr`.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                std::ptr::from_mut(&mut attr),
+                std::mem::size_of::<BpfTestRun>(),
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Sender for LiveSender {
+    fn send_some(&mut self, max: u32) -> u64 {
+        // Paced, the program drops what is not due yet (see `ebpf/src/gen.rs`); the count
+        // returned is of program runs, the frames sent are in GEN_FRAMES.
+        let repeat = max.min(LIVE_REPEAT);
+        match self.run(repeat) {
+            Ok(()) => {
+                self.submitted += u64::from(repeat);
+                u64::from(repeat)
+            }
+            // Interrupted: the harness is stopping the generator (or Ctrl-C). What was sent
+            // is in GEN_FRAMES.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+            Err(e) => {
+                self.error = Some(anyhow!("BPF_PROG_TEST_RUN: {e}"));
+                0
+            }
+        }
+    }
+
+    fn submitted(&self) -> u64 {
+        self.submitted
+    }
+
+    fn note(&self) -> String {
+        format!(
+            "`carrier_gen` returning XDP_TX (paced: XDP_DROP until a frame is due), batches of {}, {LIVE_REPEAT} runs per call",
+            self.batch
+        )
+    }
+
+    fn take_error(&mut self) -> Option<anyhow::Error> {
+        self.error.take()
+    }
+}
+
 fn setsockopt(
     fd: libc::c_int,
     level: libc::c_int,
@@ -1577,6 +1932,8 @@ struct Bench<'a> {
     sink: &'a Sink,
     scratch: &'a Scratch,
     dataplane: &'a Path,
+    /// The live generator's program, when it loaded.
+    live: Option<&'a RefCell<LiveGen>>,
 }
 
 /// One run: a path at a load.
@@ -1612,6 +1969,7 @@ impl Bench<'_> {
             sink,
             scratch,
             dataplane,
+            live,
         } = *self;
         let Run {
             path,
@@ -1628,21 +1986,45 @@ impl Bench<'_> {
             Dut::Kernel(_) => vec![],
         };
         let limit = Duration::from_secs_f64(warmup + secs + 30.0);
+        let frames = path.frames(cli.flows);
+        let live = match (gen, live) {
+            (GenKind::Live, Some(live)) => {
+                live.borrow_mut().configure(
+                    &frames[0],
+                    path.sport_offset(),
+                    cli.flows,
+                    load.rate(),
+                )?;
+                Some(live.borrow().program_fd()?)
+            }
+            (GenKind::Live, None) => bail!("the live generator is not loaded"),
+            _ => None,
+        };
         let mut generator = Generator::start(
             net,
             gen,
-            path.frames(cli.flows),
-            load.rate(),
+            frames,
+            // The live generator's program paces itself.
+            load.rate().filter(|_| gen != GenKind::Live),
             cli.gen_batch,
             limit,
+            live,
         )?;
+        // Frames offered so far: the live generator's program counts them exactly; the
+        // others count what each system call took.
+        let offered = |generator: &Generator| -> Result<u64> {
+            match (gen, self.live) {
+                (GenKind::Live, Some(live)) => live.borrow().frames(),
+                _ => Ok(generator.sent()),
+            }
+        };
         sleep(Duration::from_secs_f64(warmup))?;
         // What runs on the generator CPU on our behalf: the generator, the sink, this thread.
         let mut gen_tasks = sink_tasks;
         gen_tasks.extend([generator.tid(), gettid()].into_iter().filter(|t| *t > 0));
         let drops0 = net.ring_drops();
         let (sent0, sink0, cpu0, gcpu0, t0) = (
-            generator.sent(),
+            offered(&generator)?,
             sink.counts()?,
             (
                 cpu_ticks(&napi_tasks)?,
@@ -1654,7 +2036,7 @@ impl Bench<'_> {
         );
         sleep(Duration::from_secs_f64(secs))?;
         let (sent1, sink1, cpu1, gcpu1, t1) = (
-            generator.sent(),
+            offered(&generator)?,
             sink.counts()?,
             (
                 cpu_ticks(&napi_tasks)?,
@@ -1704,11 +2086,17 @@ impl Bench<'_> {
         })
     }
 
-    /// Runs both generators on the kernel path for `--compare-secs` each, as fast as they go;
-    /// returns the faster (by offered rate) and both samples.
-    fn compare_generators(&self) -> Result<(GenKind, Vec<(GenKind, Sample)>)> {
-        let mut samples = vec![];
-        for kind in [GenKind::Xsk, GenKind::Packet] {
+    /// Runs each generator (the live one when it loaded) on the kernel path for
+    /// `--compare-secs`, as fast as it goes; returns the fastest (by offered rate) and every
+    /// outcome (a generator that fails to start is left out of the choice, with its error).
+    fn compare_generators(&self) -> Result<(GenKind, Comparison)> {
+        let mut outcomes = vec![];
+        let kinds = [GenKind::Live, GenKind::Xsk, GenKind::Packet];
+        for kind in kinds {
+            if kind == GenKind::Live && self.live.is_none() {
+                outcomes.push((kind, Err("carrier_gen did not load".to_owned())));
+                continue;
+            }
             let run = Run {
                 path: PathKind::Kernel,
                 gen: kind,
@@ -1716,24 +2104,35 @@ impl Bench<'_> {
                 warmup: 1.0,
                 secs: self.cli.compare_secs,
             };
-            let sample = self
-                .measure(run)
-                .with_context(|| format!("generator comparison: {}", kind.name()))?;
-            println!(
-                "  generator {:<34} offered {:>5.3} Mpps  (Linux forwarded {:.3} Mpps)",
-                kind.name(),
-                sample.offered_mpps,
-                sample.forwarded_mpps
-            );
-            samples.push((kind, sample));
+            match self.measure(run) {
+                Ok(sample) => {
+                    println!(
+                        "  generator {:<38} offered {:>6.3} Mpps  (Linux forwarded {:.3} Mpps)",
+                        kind.name(),
+                        sample.offered_mpps,
+                        sample.forwarded_mpps
+                    );
+                    outcomes.push((kind, Ok(sample)));
+                }
+                Err(e) if !stopped() => {
+                    println!("  generator {:<38} unavailable: {e:#}", kind.name());
+                    outcomes.push((kind, Err(format!("{e:#}"))));
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let best = samples
+        let best = outcomes
             .iter()
-            .max_by(|a, b| a.1.offered_mpps.total_cmp(&b.1.offered_mpps))
-            .map_or(GenKind::Xsk, |(k, _)| *k);
-        Ok((best, samples))
+            .filter_map(|(kind, outcome)| Some((*kind, outcome.as_ref().ok()?.offered_mpps)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(kind, _)| kind)
+            .context("no generator works")?;
+        Ok((best, outcomes))
     }
 }
+
+/// Each generator's run on the Linux path, or why it did not run.
+type Comparison = Vec<(GenKind, Result<Sample, String>)>;
 
 /// The dataplane's own counters over one whole run (warm-up, window and stop), from what
 /// `carrier-dataplane run` prints when it stops: the counters JSON and the I/O statistics line.
@@ -1798,7 +2197,7 @@ impl CarrierStats {
 struct Report<'a> {
     cli: &'a Cli,
     gen_kind: GenKind,
-    comparison: Vec<(GenKind, Sample)>,
+    comparison: Comparison,
     results: Vec<LoadResults>,
     load_before: String,
     load_after: String,
@@ -2042,19 +2441,22 @@ impl Report<'_> {
             );
         }
         if !self.comparison.is_empty() {
-            let _ = writeln!(s, "Generator choice (each on the Linux path for {} s; the faster one is used above):\n", cli.compare_secs);
+            let _ = writeln!(s, "Generator choice (each on the Linux path for {} s; the fastest one is used above):\n", cli.compare_secs);
             let _ = writeln!(
                 s,
                 "| generator | offered Mpps | Linux forwarded Mpps |\n|---|---:|---:|"
             );
-            for (kind, sample) in &self.comparison {
-                let _ = writeln!(
-                    s,
-                    "| {} | {:.3} | {:.3} |",
-                    kind.name(),
-                    sample.offered_mpps,
-                    sample.forwarded_mpps
-                );
+            for (kind, outcome) in &self.comparison {
+                let _ = match outcome {
+                    Ok(sample) => writeln!(
+                        s,
+                        "| {} | {:.3} | {:.3} |",
+                        kind.name(),
+                        sample.offered_mpps,
+                        sample.forwarded_mpps
+                    ),
+                    Err(e) => writeln!(s, "| {} | unavailable: {e} | – |", kind.name()),
+                };
             }
             let _ = writeln!(s);
         }
@@ -2090,11 +2492,24 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   60-byte IPv4/UDP frames (64 bytes with a label), built by `carrier_bench::udp_frame` /
   `mpls_frame`. The configs are written next to the dataplane's log (`--keep-logs` keeps them).
 - Generator: a thread of the harness in the gen namespace, pinned to the generator CPU, sending
-  pre-built frames as fast as it goes (or paced, `--load`): AF_XDP copy-mode TX (a UMEM of
-  pre-built frames, TX ring, need-wakeup, `XDP_MAX_TX_SKB_BUDGET` for more than 32 frames per
-  `sendto`) or AF_PACKET with `PACKET_QDISC_BYPASS` and `sendmmsg`; by default the harness
-  measures both and keeps the faster. `--gen-batch` frames per system call: this kernel runs
-  with `preempt=none`, so one long call (2048 frames) keeps the sink's NAPI off the CPU long
+  as fast as it goes (or paced, `--load`). By default the harness measures each kind on the
+  Linux path and keeps the fastest (the table below). Live frames (`--generator live`):
+  `BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES` runs `carrier_gen`
+  (`ebpf/src/gen.rs`) over one frame with the gen veth as the ingress interface; its
+  `XDP_TX` sends each frame out of that veth as an XDP redirect, straight into the DUT's
+  receive ring, with no skb and no socket. The kernel reuses the pages of a page pool, so the
+  program writes the frame's first 48 bytes (every header) back from a template each time,
+  then the UDP source port of the frame's flow; paced, it sends a frame only when one is due by
+  `bpf_ktime_get_ns` and drops the rest at once, so the frames are spread evenly within one
+  long call (each call sets up and tears down a page pool, around 20 ms here; the harness
+  interrupts the call with a signal to stop). Its offered rate is what the program counted.
+  The DUT then receives XDP frames, as from a NIC driver: Linux builds the skb on the DUT
+  CPU. The older generators: AF_XDP copy-mode TX (a UMEM of pre-built frames, TX ring,
+  need-wakeup, `XDP_MAX_TX_SKB_BUDGET` for more than 32 frames per `sendto`) and AF_PACKET
+  with `PACKET_QDISC_BYPASS` and `sendmmsg` top out around 1.1 and 0.7 Mpps here; their
+  frames reach the DUT as skbs built on the generator CPU. `--gen-batch` frames per system
+  call (per batch inside the kernel for live frames, at most 256): this kernel runs with
+  `preempt=none`, so one long call (2048 frames) keeps the sink's NAPI off the CPU long
   enough for the sink's 256-frame ring to overflow.
 - Offered loads: `max` floods the DUT. carrier then loses most of the DUT CPU to its own
   ingress NAPI kthread (XDP, and the copy into the UMEM of frames that are then dropped for
