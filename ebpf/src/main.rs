@@ -19,6 +19,7 @@
 
 mod classify;
 mod gen;
+mod minfwd;
 mod parse;
 mod sink;
 

@@ -52,7 +52,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use aya::maps::{Array, MapData, PerCpuArray};
+use aya::maps::{Array, DevMap, MapData, PerCpuArray};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 use carrier_bench::run::{cpu_model, install_stop_handler, is_root, loadavg, section_range, stopped};
@@ -134,12 +134,13 @@ struct Cli {
     #[arg(long = "load", value_delimiter = ',', default_value = "max")]
     loads: Vec<Load>,
     /// Frames the generator hands the kernel per system call (AF_XDP: per `sendto`, 32 or
-    /// more; AF_PACKET: per `sendmmsg`) or, for the live generator, per batch of
-    /// `BPF_PROG_TEST_RUN` (at most 256) and the least it sends at once when paced. The kernel
-    /// here is not preemptible: a long call keeps the sink's NAPI (on the same CPU) from
-    /// running, and the sink's ring overflows.
-    #[arg(long, default_value_t = 64)]
-    gen_batch: u32,
+    /// more; AF_PACKET: per `sendmmsg`; default 64) or, for the live generator, per batch
+    /// inside `BPF_PROG_TEST_RUN` (at most 256, the default; it is also the size of the call's
+    /// page pool, and a smaller pool recycles fewer of the pages the sink frees, which slows
+    /// the generator). The kernel here is not preemptible: a long call keeps the sink's NAPI
+    /// (on the same CPU) from running, and the sink's ring overflows.
+    #[arg(long)]
+    gen_batch: Option<u32>,
     /// Distinct flows (UDP source ports) in the generated traffic.
     #[arg(long, default_value_t = 1024)]
     flows: u16,
@@ -164,20 +165,44 @@ struct Cli {
     keep_logs: bool,
 }
 
-/// Every path, in the order of a round: the baseline first.
-const DEFAULT_PATHS: &str = "kernel,vrf-forward,mpls-push,mpls-pop";
+impl Cli {
+    /// Frames per system call (per batch for the live generator) of generator `kind`.
+    fn gen_batch(&self, kind: GenKind) -> u32 {
+        self.gen_batch.unwrap_or(match kind {
+            GenKind::Live => LIVE_MAX_BATCH,
+            GenKind::Xsk | GenKind::Packet => 64,
+        })
+    }
+}
+
+/// Every path, in the order of a round: the baselines first.
+const DEFAULT_PATHS: &str = "kernel,xdp-min,vrf-forward,mpls-push,mpls-pop";
 
 /// One forwarding path through the DUT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
 enum PathKind {
     /// Linux IPv4 forwarding (the baseline), same frames as `vrf-forward`.
     Kernel,
+    /// `carrier_minfwd` (baseline): XDP on the ingress veth rewrites the MACs, decrements the
+    /// TTL and redirects to the egress veth; the ceiling of any XDP forwarder here.
+    XdpMin,
     /// carrier: customer port to customer port in one VRF.
     VrfForward,
     /// carrier: customer port to core port, pushing the VPN label.
     MplsPush,
     /// carrier: core port to customer port, popping a per-VRF label.
     MplsPop,
+}
+
+/// What a path does to a frame, whoever forwards it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// IPv4 in, IPv4 out (VRF forward, or plain IPv4 forwarding).
+    Ipv4,
+    /// IPv4 in, MPLS out (VPN label pushed).
+    Push,
+    /// MPLS in (per-VRF label), IPv4 out.
+    Pop,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -302,7 +327,7 @@ fn run(cli: &Cli) -> Result<()> {
         .object
         .clone()
         .unwrap_or_else(|| root.join("target/bpf/carrier-xdp.o"));
-    let needs_carrier = cli.paths.iter().any(|p| *p != PathKind::Kernel);
+    let needs_carrier = cli.paths.iter().any(|p| !p.is_baseline());
     if needs_carrier {
         ensure!(
             dataplane.is_file(),
@@ -345,6 +370,7 @@ fn run(cli: &Cli) -> Result<()> {
         sink: &sink,
         scratch: &scratch,
         dataplane: &dataplane,
+        object: &object,
         live: live.as_ref(),
     };
     let (gen_kind, comparison) = match cli.generator {
@@ -451,25 +477,41 @@ impl PathKind {
     fn name(self) -> &'static str {
         match self {
             PathKind::Kernel => "Linux IPv4 forwarding",
+            PathKind::XdpMin => "XDP minimal forwarder",
             PathKind::VrfForward => "carrier VRF forward",
             PathKind::MplsPush => "carrier MPLS push",
             PathKind::MplsPop => "carrier MPLS pop",
         }
     }
 
+    /// What the path does to a frame.
+    fn route(self) -> Route {
+        match self {
+            PathKind::Kernel | PathKind::XdpMin | PathKind::VrfForward => Route::Ipv4,
+            PathKind::MplsPush => Route::Push,
+            PathKind::MplsPop => Route::Pop,
+        }
+    }
+
     fn describe(self) -> &'static str {
         match self {
             PathKind::Kernel => "IPv4/UDP 60 B in, IPv4 60 B out (baseline)",
+            PathKind::XdpMin => "IPv4/UDP 60 B in, IPv4 60 B out (baseline: MACs, TTL, redirect)",
             PathKind::VrfForward => "IPv4/UDP 60 B in, IPv4 60 B out, one VRF",
             PathKind::MplsPush => "IPv4/UDP 60 B in, MPLS (label 1000) 64 B out",
             PathKind::MplsPop => "MPLS (label 100) 64 B in, IPv4 60 B out",
         }
     }
 
+    /// A baseline (no carrier), against which the carrier paths are put.
+    fn is_baseline(self) -> bool {
+        matches!(self, PathKind::Kernel | PathKind::XdpMin)
+    }
+
     fn expected_class(self) -> usize {
-        match self {
-            PathKind::MplsPush => CLASS_MPLS,
-            _ => CLASS_IPV4,
+        match self.route() {
+            Route::Push => CLASS_MPLS,
+            Route::Ipv4 | Route::Pop => CLASS_IPV4,
         }
     }
 
@@ -483,9 +525,9 @@ impl PathKind {
 
     /// Where the UDP source port is in this path's frames (the live generator writes it).
     fn sport_offset(self) -> u32 {
-        match self {
-            PathKind::MplsPop => 14 + 4 + 20,
-            _ => 14 + 20,
+        match self.route() {
+            Route::Pop => 14 + 4 + 20,
+            Route::Ipv4 | Route::Push => 14 + 20,
         }
     }
 
@@ -494,14 +536,14 @@ impl PathKind {
         (0..flows)
             .map(|flow| {
                 let sport = FIRST_PORT + flow;
-                match self {
-                    PathKind::Kernel | PathKind::VrfForward => {
+                match self.route() {
+                    Route::Ipv4 => {
                         udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, SINK_DST, sport, 18)
                     }
-                    PathKind::MplsPush => {
+                    Route::Push => {
                         udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, REMOTE_DST, sport, 18)
                     }
-                    PathKind::MplsPop => {
+                    Route::Pop => {
                         let inner = udp_frame(DUT_IN_MAC, GEN_MAC, REMOTE_DST, SINK_DST, sport, 18);
                         mpls_frame(DUT_IN_MAC, GEN_MAC, POP_LABEL, 64, &inner[14..])
                     }
@@ -510,7 +552,7 @@ impl PathKind {
             .collect()
     }
 
-    /// The dataplane's config for this path (docs/config.md); `None` for the kernel.
+    /// The dataplane's config for this path (docs/config.md); `None` for the baselines.
     fn carrier_config(self) -> Option<String> {
         let head = "# written by carrier-e2e\n[router]\nrouter_id = \"10.255.0.1\"\n\n[[vrf]]\nname = \"red\"\n";
         let customer_in = port(DUT_IN, DUT_IN_MAC, "10.1.0.1/24", "vrf = \"red\"")
@@ -518,7 +560,7 @@ impl PathKind {
         let customer_out = port(DUT_OUT, DUT_OUT_MAC, "10.3.0.1/24", "vrf = \"red\"")
             + &neighbour(DUT_OUT, &SINK_DST.to_string(), SINK_MAC);
         let config = match self {
-            PathKind::Kernel => return None,
+            PathKind::Kernel | PathKind::XdpMin => return None,
             PathKind::VrfForward => format!("{head}{customer_in}{customer_out}"),
             PathKind::MplsPush => {
                 let core_out = port(DUT_OUT, DUT_OUT_MAC, "192.0.2.1/30", "core = true")
@@ -1716,26 +1758,95 @@ fn errno(what: &str, e: xdpilone::Errno) -> anyhow::Error {
 #[derive(Debug)]
 enum Dut<'a> {
     Kernel(&'a NetNs),
+    XdpMin(#[expect(dead_code, reason = "held for its drop, which detaches the program")] MinFwd),
     Carrier(Dataplane),
 }
 
 impl Dut<'_> {
-    fn start<'a>(
-        net: &'a Topology,
-        scratch: &Scratch,
-        dataplane: &Path,
-        path: PathKind,
-        cpu: usize,
-    ) -> Result<Dut<'a>> {
+    fn start<'a>(bench: &Bench<'a>, path: PathKind) -> Result<Dut<'a>> {
+        let net = bench.net;
         match path.carrier_config() {
+            None if path == PathKind::XdpMin => {
+                Ok(Dut::XdpMin(MinFwd::attach(&net.dut, bench.object)?))
+            }
             None => {
                 net.dut.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
                 Ok(Dut::Kernel(&net.dut))
             }
             Some(config) => Ok(Dut::Carrier(Dataplane::start(
-                &net.dut, scratch, dataplane, path, &config, cpu,
+                &net.dut,
+                bench.scratch,
+                bench.dataplane,
+                path,
+                &config,
+                bench.cli.dut_cpu,
             )?)),
         }
+    }
+}
+
+/// `carrier_minfwd` attached in native mode to the DUT's ingress veth, redirecting to its
+/// egress veth with the sink's MAC; detached when dropped.
+struct MinFwd {
+    _ebpf: Ebpf,
+}
+
+impl std::fmt::Debug for MinFwd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MinFwd")
+    }
+}
+
+/// The minimal forwarder's program and maps in the eBPF object (`ebpf/src/minfwd.rs`).
+const MINFWD_PROGRAM: &str = "carrier_minfwd";
+const MINFWD_MACS: &str = "MINFWD_MACS";
+const MINFWD_PORTS: &str = "MINFWD_PORTS";
+
+impl MinFwd {
+    fn attach(ns: &NetNs, object: &Path) -> Result<MinFwd> {
+        let mut ebpf =
+            Ebpf::load_file(object).with_context(|| format!("loading {}", object.display()))?;
+        let mac = |s: &str| {
+            s.parse::<carrier_dataplane::wire::MacAddr>()
+                .map_err(|e| anyhow!("{e:?}"))
+        };
+        let mut macs = [0u8; 12];
+        macs[..6].copy_from_slice(&mac(SINK_MAC)?.0);
+        macs[6..].copy_from_slice(&mac(DUT_OUT_MAC)?.0);
+        Array::<&mut MapData, [u8; 12]>::try_from(
+            ebpf.map_mut(MINFWD_MACS)
+                .context("the object has no MINFWD_MACS")?,
+        )?
+        .set(0, macs, 0)
+        .context("writing MINFWD_MACS")?;
+        // Interface names are looked up, the DEVMAP entry resolved and the link made in this
+        // thread's namespace.
+        let _inside = InNetNs::enter(ns)?;
+        let name = CString::new(DUT_OUT)?;
+        // SAFETY: a valid NUL-terminated name.
+        let egress = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        ensure!(egress != 0, "no interface {DUT_OUT}");
+        DevMap::try_from(
+            ebpf.map_mut(MINFWD_PORTS)
+                .context("the object has no MINFWD_PORTS")?,
+        )?
+        .set(0, egress, None, 0)
+        .context("writing MINFWD_PORTS")?;
+        let program: &mut Xdp = ebpf
+            .program_mut(MINFWD_PROGRAM)
+            .with_context(|| {
+                format!(
+                    "{} has no {MINFWD_PROGRAM}: rebuild with `cargo xtask build --release`",
+                    object.display()
+                )
+            })?
+            .try_into()
+            .context("carrier_minfwd is not an XDP program")?;
+        program.load().context("loading carrier_minfwd")?;
+        program
+            .attach(DUT_IN, XdpMode::Driver)
+            .context("attaching carrier_minfwd in native mode")?;
+        Ok(MinFwd { _ebpf: ebpf })
     }
 }
 
@@ -1916,11 +2027,14 @@ impl Sample {
     }
 
     /// The DUT was not what limited the rate, which is then a lower bound of what it can
-    /// forward: the sink fell behind (lost over 1% of what it counted), or the DUT forwarded
-    /// nearly all that was offered (97% or more).
+    /// forward: the sink fell behind (lost over 1% of what it counted), the DUT forwarded
+    /// nearly all that was offered (97% or more), or the DUT CPU idled for over 10% of the
+    /// window (an XDP forwarder that the generator CPU, which also runs the sink, cannot
+    /// saturate).
     fn lower_bound(&self) -> bool {
         self.sink_drop_mpps > self.forwarded_mpps * 0.01
             || self.forwarded_mpps >= self.offered_mpps * 0.97
+            || self.dut_cpu + self.other_cpu < 0.9
     }
 }
 
@@ -1932,6 +2046,8 @@ struct Bench<'a> {
     sink: &'a Sink,
     scratch: &'a Scratch,
     dataplane: &'a Path,
+    /// The eBPF object (the minimal forwarder's program).
+    object: &'a Path,
     /// The live generator's program, when it loaded.
     live: Option<&'a RefCell<LiveGen>>,
 }
@@ -1967,9 +2083,8 @@ impl Bench<'_> {
             cli,
             net,
             sink,
-            scratch,
-            dataplane,
             live,
+            ..
         } = *self;
         let Run {
             path,
@@ -1978,12 +2093,12 @@ impl Bench<'_> {
             warmup,
             secs,
         } = run;
-        let dut = Dut::start(net, scratch, dataplane, path, cli.dut_cpu)?;
+        let dut = Dut::start(self, path)?;
         // The DUT's work: its ingress NAPI kthread, and the dataplane process (all its threads).
         let (napi_tasks, sink_tasks) = net.pin_napi()?;
         let dataplane_tasks: Vec<i32> = match &dut {
             Dut::Carrier(dp) => dp.pid().into_iter().collect(),
-            Dut::Kernel(_) => vec![],
+            Dut::Kernel(_) | Dut::XdpMin(_) => vec![],
         };
         let limit = Duration::from_secs_f64(warmup + secs + 30.0);
         let frames = path.frames(cli.flows);
@@ -2006,7 +2121,7 @@ impl Bench<'_> {
             frames,
             // The live generator's program paces itself.
             load.rate().filter(|_| gen != GenKind::Live),
-            cli.gen_batch,
+            cli.gen_batch(gen),
             limit,
             live,
         )?;
@@ -2050,7 +2165,7 @@ impl Bench<'_> {
         generator.finish();
         let dataplane_log = match &dut {
             Dut::Carrier(dp) => Some(dp.log.clone()),
-            Dut::Kernel(_) => None,
+            Dut::Kernel(_) | Dut::XdpMin(_) => None,
         };
         // Stopping the dataplane makes it print its counters.
         drop(dut);
@@ -2350,9 +2465,12 @@ impl Report<'_> {
         let cpu = cpu_model();
         let cpus = online_cpus();
         let mut command = format!(
-            "target/release/carrier-e2e --secs {} --runs {} --warmup {} --flows {} --gen-cpu {} --dut-cpu {} --gen-batch {}",
-            cli.secs, cli.runs, cli.warmup, cli.flows, cli.gen_cpu, cli.dut_cpu, cli.gen_batch
+            "target/release/carrier-e2e --secs {} --runs {} --warmup {} --flows {} --gen-cpu {} --dut-cpu {}",
+            cli.secs, cli.runs, cli.warmup, cli.flows, cli.gen_cpu, cli.dut_cpu
         );
+        if let Some(batch) = cli.gen_batch {
+            let _ = write!(command, " --gen-batch {batch}");
+        }
         if cli.loads != [Load::Max] {
             let loads: Vec<String> = cli.loads.iter().map(Load::to_string).collect();
             let _ = write!(command, " --load {}", loads.join(","));
@@ -2412,7 +2530,7 @@ impl Report<'_> {
              - **offered**: frames the generator handed to the kernel per second. \
              **Refused at DUT ingress**: of those, dropped because the DUT's veth receive ring (256 frames) was full. \
              **Lost at the sink**: forwarded frames dropped because the sink's ring was full; 0 unless the sink fell behind.\n\
-             - **≥**: a lower bound, the DUT was not the limit: it forwarded 97% or more of what was offered, or the sink lost over 1%. \
+             - **≥**: a lower bound, the DUT was not the limit: it forwarded 97% or more of what was offered, the sink lost over 1%, or the DUT CPU idled for over 10% of the window. \
              Ratios over a lower bound are upper bounds (≤), a lower bound over a measured rate gives ≥, and ? when both are bounds.\n",
             cli.secs,
             cli.warmup,
@@ -2486,6 +2604,16 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   permanent neighbour for the sink (no ARP), IPv6 off, no netfilter rules. Linux has no MPLS
   forwarding here, so the baseline is plain IPv4 forwarding of the VRF path's frames. All of
   its work is in the ingress NAPI kthread.
+- DUT, XDP minimal forwarder (the second baseline, the ceiling of any XDP forwarder here):
+  `carrier_minfwd` (`ebpf/src/minfwd.rs`), attached by the harness in native mode on the DUT's
+  ingress veth, writes the sink's and the egress veth's MACs from a map, decrements the TTL
+  with an incremental checksum update (RFC 1624) and redirects through a DEVMAP to the egress
+  veth; no lookup, no pipeline. It forwards the VRF path's frames, and all of its work is in
+  the ingress NAPI kthread. It needs well under a whole DUT CPU for what the generator CPU can
+  send and sink at once, so its forwarded rate is usually a lower bound: compare it per DUT
+  CPU. Part of the frames are refused at the DUT's ingress even then: the DUT's kthread
+  idles between bursts and wakes late (an IPI to a halted vCPU), while the veth's ring holds
+  only 256 frames.
 - Paths: VRF forward (two customer ports in VRF red, static neighbours); MPLS push (customer
   port → core port, VPN label 1000 toward a PE behind a static neighbour); MPLS pop (core port
   → customer port, per-VRF label 100 looked up in VRF red). 1024 flows (UDP source ports),
@@ -2508,9 +2636,13 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   need-wakeup, `XDP_MAX_TX_SKB_BUDGET` for more than 32 frames per `sendto`) and AF_PACKET
   with `PACKET_QDISC_BYPASS` and `sendmmsg` top out around 1.1 and 0.7 Mpps here; their
   frames reach the DUT as skbs built on the generator CPU. `--gen-batch` frames per system
-  call (per batch inside the kernel for live frames, at most 256): this kernel runs with
-  `preempt=none`, so one long call (2048 frames) keeps the sink's NAPI off the CPU long
-  enough for the sink's 256-frame ring to overflow.
+  call (default 64): this kernel runs with `preempt=none`, so one long call (2048 frames)
+  keeps the sink's NAPI off the CPU long enough for the sink's 256-frame ring to overflow. For
+  live frames it is the batch inside the kernel (the kernel reschedules between batches) and
+  the size of the call's page pool (default and most, 256: a pool of 64 recycles too few of
+  the pages the sink frees, and the generator slows to allocating pages). The generator CPU
+  also runs the sink, so through a fast forwarder the generator sends less (around 3.5 Mpps
+  here) than into a DUT that refuses most frames (4 to 5 Mpps).
 - Offered loads: `max` floods the DUT. carrier then loses most of the DUT CPU to its own
   ingress NAPI kthread (XDP, and the copy into the UMEM of frames that are then dropped for
   want of fill buffers), so paced loads around carrier's capacity are measured too: they show
