@@ -176,7 +176,15 @@ impl Cli {
 }
 
 /// Every path, in the order of a round: the baselines first.
-const DEFAULT_PATHS: &str = "kernel,xdp-min,vrf-forward,mpls-push,mpls-pop";
+const DEFAULT_PATHS: &str = "kernel,xdp-min,vrf-forward,mpls-push,mpls-pop,express-vrf-forward,express-mpls-push,express-mpls-pop";
+
+/// [`DEFAULT_PATHS`], parsed.
+fn default_paths() -> Vec<PathKind> {
+    DEFAULT_PATHS
+        .split(',')
+        .filter_map(|name| PathKind::from_str(name, false).ok())
+        .collect()
+}
 
 /// One forwarding path through the DUT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
@@ -186,12 +194,18 @@ enum PathKind {
     /// `carrier_minfwd` (baseline): XDP on the ingress veth rewrites the MACs, decrements the
     /// TTL and redirects to the egress veth; the ceiling of any XDP forwarder here.
     XdpMin,
-    /// carrier: customer port to customer port in one VRF.
+    /// carrier, AF_XDP tier: customer port to customer port in one VRF.
     VrfForward,
-    /// carrier: customer port to core port, pushing the VPN label.
+    /// carrier, AF_XDP tier: customer port to core port, pushing the VPN label.
     MplsPush,
-    /// carrier: core port to customer port, popping a per-VRF label.
+    /// carrier, AF_XDP tier: core port to customer port, popping a per-VRF label.
     MplsPop,
+    /// carrier, express (XDP) tier: as `vrf-forward`.
+    ExpressVrfForward,
+    /// carrier, express (XDP) tier: as `mpls-push`.
+    ExpressMplsPush,
+    /// carrier, express (XDP) tier: as `mpls-pop`.
+    ExpressMplsPop,
 }
 
 /// What a path does to a frame, whoever forwards it.
@@ -203,6 +217,17 @@ enum Route {
     Push,
     /// MPLS in (per-VRF label), IPv4 out.
     Pop,
+}
+
+/// Who forwards: a baseline, or one of carrier's tiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tier {
+    /// Linux, or a minimal forwarder with no pipeline.
+    Baseline,
+    /// carrier's AF_XDP tier (`express = false`): XDP steers frames to the userspace pipeline.
+    AfXdp,
+    /// carrier's express tier (`express = true`): the forwarding happens in XDP.
+    Express,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -343,10 +368,26 @@ fn run(cli: &Cli) -> Result<()> {
 
     install_stop_handler();
     install_wake_handler()?;
+    let scratch = Scratch::new(&root.join("target/tmp"), cli.keep_logs)?;
+    let has_express = needs_carrier && dataplane_has_express(&dataplane, &scratch)?;
+    if needs_carrier {
+        let express: Vec<&str> = cli
+            .paths
+            .iter()
+            .filter(|p| p.tier() == Tier::Express)
+            .map(|p| p.name())
+            .collect();
+        ensure!(
+            has_express || express.is_empty(),
+            "{} has no express tier (its config refuses `express` under [router]), so it \
+             cannot run {}: leave the express paths out, e.g. --paths kernel,xdp-min,vrf-forward,mpls-push,mpls-pop",
+            dataplane.display(),
+            express.join(", ")
+        );
+    }
     // The harness itself stays off the DUT CPU.
     pin_thread(cli.gen_cpu)?;
     let load_before = loadavg();
-    let scratch = Scratch::new(&root.join("target/tmp"), cli.keep_logs)?;
     let net = Topology::up(cli)?;
     let sink = Sink::attach(&net.sink, &object)?;
     println!(
@@ -371,6 +412,7 @@ fn run(cli: &Cli) -> Result<()> {
         scratch: &scratch,
         dataplane: &dataplane,
         object: &object,
+        has_express,
         live: live.as_ref(),
     };
     let (gen_kind, comparison) = match cli.generator {
@@ -481,31 +523,49 @@ impl PathKind {
             PathKind::VrfForward => "carrier VRF forward",
             PathKind::MplsPush => "carrier MPLS push",
             PathKind::MplsPop => "carrier MPLS pop",
+            PathKind::ExpressVrfForward => "carrier express VRF forward",
+            PathKind::ExpressMplsPush => "carrier express MPLS push",
+            PathKind::ExpressMplsPop => "carrier express MPLS pop",
+        }
+    }
+
+    fn tier(self) -> Tier {
+        match self {
+            PathKind::Kernel | PathKind::XdpMin => Tier::Baseline,
+            PathKind::VrfForward | PathKind::MplsPush | PathKind::MplsPop => Tier::AfXdp,
+            PathKind::ExpressVrfForward | PathKind::ExpressMplsPush | PathKind::ExpressMplsPop => {
+                Tier::Express
+            }
         }
     }
 
     /// What the path does to a frame.
     fn route(self) -> Route {
         match self {
-            PathKind::Kernel | PathKind::XdpMin | PathKind::VrfForward => Route::Ipv4,
-            PathKind::MplsPush => Route::Push,
-            PathKind::MplsPop => Route::Pop,
+            PathKind::Kernel
+            | PathKind::XdpMin
+            | PathKind::VrfForward
+            | PathKind::ExpressVrfForward => Route::Ipv4,
+            PathKind::MplsPush | PathKind::ExpressMplsPush => Route::Push,
+            PathKind::MplsPop | PathKind::ExpressMplsPop => Route::Pop,
         }
     }
 
     fn describe(self) -> &'static str {
-        match self {
-            PathKind::Kernel => "IPv4/UDP 60 B in, IPv4 60 B out (baseline)",
-            PathKind::XdpMin => "IPv4/UDP 60 B in, IPv4 60 B out (baseline: MACs, TTL, redirect)",
-            PathKind::VrfForward => "IPv4/UDP 60 B in, IPv4 60 B out, one VRF",
-            PathKind::MplsPush => "IPv4/UDP 60 B in, MPLS (label 1000) 64 B out",
-            PathKind::MplsPop => "MPLS (label 100) 64 B in, IPv4 60 B out",
+        match (self, self.route()) {
+            (PathKind::Kernel, _) => "IPv4/UDP 60 B in, IPv4 60 B out (baseline)",
+            (PathKind::XdpMin, _) => {
+                "IPv4/UDP 60 B in, IPv4 60 B out (baseline: MACs, TTL, redirect)"
+            }
+            (_, Route::Ipv4) => "IPv4/UDP 60 B in, IPv4 60 B out, one VRF",
+            (_, Route::Push) => "IPv4/UDP 60 B in, MPLS (label 1000) 64 B out",
+            (_, Route::Pop) => "MPLS (label 100) 64 B in, IPv4 60 B out",
         }
     }
 
     /// A baseline (no carrier), against which the carrier paths are put.
     fn is_baseline(self) -> bool {
-        matches!(self, PathKind::Kernel | PathKind::XdpMin)
+        self.tier() == Tier::Baseline
     }
 
     fn expected_class(self) -> usize {
@@ -552,17 +612,24 @@ impl PathKind {
             .collect()
     }
 
-    /// The dataplane's config for this path (docs/config.md); `None` for the baselines.
-    fn carrier_config(self) -> Option<String> {
-        let head = "# written by carrier-e2e\n[router]\nrouter_id = \"10.255.0.1\"\n\n[[vrf]]\nname = \"red\"\n";
+    /// The dataplane's config for this path (docs/config.md); `None` for the baselines. The
+    /// tier is chosen by `express` under `[router]`, written only when the dataplane knows
+    /// the key (`has_express`; one that does not refuses it, and has only the AF_XDP tier).
+    fn carrier_config(self, has_express: bool) -> Option<String> {
+        let express = match self.tier() {
+            Tier::Baseline => return None,
+            _ if !has_express => "",
+            Tier::AfXdp => "express = false\n",
+            Tier::Express => "express = true\n",
+        };
+        let head = format!("# written by carrier-e2e\n[router]\nrouter_id = \"10.255.0.1\"\n{express}\n[[vrf]]\nname = \"red\"\n");
         let customer_in = port(DUT_IN, DUT_IN_MAC, "10.1.0.1/24", "vrf = \"red\"")
             + &neighbour(DUT_IN, &CUSTOMER_SRC.to_string(), GEN_MAC);
         let customer_out = port(DUT_OUT, DUT_OUT_MAC, "10.3.0.1/24", "vrf = \"red\"")
             + &neighbour(DUT_OUT, &SINK_DST.to_string(), SINK_MAC);
-        let config = match self {
-            PathKind::Kernel | PathKind::XdpMin => return None,
-            PathKind::VrfForward => format!("{head}{customer_in}{customer_out}"),
-            PathKind::MplsPush => {
+        let config = match self.route() {
+            Route::Ipv4 => format!("{head}{customer_in}{customer_out}"),
+            Route::Push => {
                 let core_out = port(DUT_OUT, DUT_OUT_MAC, "192.0.2.1/30", "core = true")
                     + &neighbour(DUT_OUT, "192.0.2.2", SINK_MAC);
                 format!(
@@ -578,7 +645,7 @@ mpls = {{ labels = [{PUSH_LABEL}], pe = "10.255.0.2" }}
 "#
                 )
             }
-            PathKind::MplsPop => {
+            Route::Pop => {
                 let core_in = port(DUT_IN, DUT_IN_MAC, "192.0.2.1/30", "core = true")
                     + &neighbour(DUT_IN, "192.0.2.2", GEN_MAC);
                 format!(
@@ -592,6 +659,40 @@ vrf = "red"
             }
         };
         Some(config)
+    }
+}
+
+/// Whether `dataplane` knows `express` under `[router]`: its `check-config` accepts the VRF
+/// forward config with `express = false`. It must accept the config without the key, or
+/// something else is wrong.
+fn dataplane_has_express(dataplane: &Path, scratch: &Scratch) -> Result<bool> {
+    let check = |has_express: bool| -> Result<std::result::Result<(), String>> {
+        let config = PathKind::VrfForward
+            .carrier_config(has_express)
+            .context("the VRF forward path has a config")?;
+        let file = scratch.dir.join("express-probe.toml");
+        std::fs::write(&file, config).with_context(|| format!("writing {}", file.display()))?;
+        let output = Command::new(dataplane)
+            .args(["check-config", "--config"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {} check-config", dataplane.display()))?;
+        Ok(if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+        })
+    };
+    if check(true)?.is_ok() {
+        return Ok(true);
+    }
+    match check(false)? {
+        Ok(()) => Ok(false),
+        Err(stderr) => bail!(
+            "{} check-config refuses the VRF forward config: {stderr}",
+            dataplane.display()
+        ),
     }
 }
 
@@ -1765,7 +1866,7 @@ enum Dut<'a> {
 impl Dut<'_> {
     fn start<'a>(bench: &Bench<'a>, path: PathKind) -> Result<Dut<'a>> {
         let net = bench.net;
-        match path.carrier_config() {
+        match path.carrier_config(bench.has_express) {
             None if path == PathKind::XdpMin => {
                 Ok(Dut::XdpMin(MinFwd::attach(&net.dut, bench.object)?))
             }
@@ -2048,6 +2149,8 @@ struct Bench<'a> {
     dataplane: &'a Path,
     /// The eBPF object (the minimal forwarder's program).
     object: &'a Path,
+    /// The dataplane knows `express` under `[router]` (it has the express tier).
+    has_express: bool,
     /// The live generator's program, when it loaded.
     live: Option<&'a RefCell<LiveGen>>,
 }
@@ -2480,14 +2583,7 @@ impl Report<'_> {
                 let _ = write!(command, " --generator {}", v.get_name());
             }
         }
-        if cli.paths
-            != [
-                PathKind::Kernel,
-                PathKind::VrfForward,
-                PathKind::MplsPush,
-                PathKind::MplsPop,
-            ]
-        {
+        if cli.paths != default_paths() {
             let names: Vec<String> = cli
                 .paths
                 .iter()
@@ -2595,11 +2691,16 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   generator CPU and runs SCHED_FIFO, so the sink keeps up even when the generator (or other
   work) keeps that CPU busy.
 - DUT, carrier: `taskset -c <dut cpu> carrier-dataplane run --config <path config>` (the
-  release build with `carrier_xdp` embedded); its XDP program runs in native mode on both
-  veths and steers every frame to the AF_XDP sockets (copy mode: veth has no zero-copy). On
-  one DUT CPU the dataplane process and the ingress NAPI kthread (XDP, copy into the UMEM)
-  share the CPU; under overload the kthread takes most of it and frames are dropped for want
-  of fill-ring buffers.
+  release build with `carrier_xdp` embedded). The tier is the config's `express` under
+  `[router]`: `false` for the AF_XDP paths, `true` for the express ones (the harness first asks
+  `carrier-dataplane check-config` whether it knows the key; a dataplane that does not has
+  only the AF_XDP tier, gets configs without the key, and cannot run the express paths). AF_XDP
+  tier: its XDP program runs in native mode on both veths and steers every frame to the
+  AF_XDP sockets (copy mode: veth has no zero-copy). On one DUT CPU the dataplane process and
+  the ingress NAPI kthread (XDP, copy into the UMEM) share the CPU; under overload the kthread
+  takes most of it and frames are dropped for want of fill-ring buffers. Express tier: the
+  same paths forwarded in XDP, in the ingress NAPI kthread; compare them with the XDP minimal
+  forwarder, their ceiling.
 - DUT, Linux: `net.ipv4.ip_forward=1`, the same two veths with 10.1.0.1/24 and 10.3.0.1/24, a
   permanent neighbour for the sink (no ARP), IPv6 off, no netfilter rules. Linux has no MPLS
   forwarding here, so the baseline is plain IPv4 forwarding of the VRF path's frames. All of
@@ -2614,7 +2715,7 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   CPU. Part of the frames are refused at the DUT's ingress even then: the DUT's kthread
   idles between bursts and wakes late (an IPI to a halted vCPU), while the veth's ring holds
   only 256 frames.
-- Paths: VRF forward (two customer ports in VRF red, static neighbours); MPLS push (customer
+- Paths (each in both tiers): VRF forward (two customer ports in VRF red, static neighbours); MPLS push (customer
   port → core port, VPN label 1000 toward a PE behind a static neighbour); MPLS pop (core port
   → customer port, per-VRF label 100 looked up in VRF red). 1024 flows (UDP source ports),
   60-byte IPv4/UDP frames (64 bytes with a label), built by `carrier_bench::udp_frame` /
