@@ -91,6 +91,13 @@ const SINK_PROGRAM: &str = "carrier_sink";
 const SINK_PACKETS: &str = "SINK_PACKETS";
 const SINK_DST_MAC: &str = "SINK_DST_MAC";
 
+/// Shortest and longest IPv4 frame (without the FCS); under a label a frame is 4 bytes longer,
+/// and the longest then just fits the veths' 1500-byte MTU.
+const MIN_FRAME: usize = 60;
+const MAX_FRAME: usize = 1510;
+/// Bytes of Ethernet, IPv4 and UDP headers in an IPv4 frame.
+const UDP_HEADERS: usize = 14 + 20 + 8;
+
 /// Share of the sink's frames that must be of the path's class for a run to count as clean.
 const MIN_CLASS_SHARE: f64 = 0.99;
 /// How long the dataplane may take to serve its socket, and to stop.
@@ -144,6 +151,11 @@ struct Cli {
     /// Distinct flows (UDP source ports) in the generated traffic.
     #[arg(long, default_value_t = 1024)]
     flows: u16,
+    /// Sizes of the IPv4 frames in bytes, without the FCS, each measured on every path at
+    /// every load, e.g. `60,512`: from 60 to 1510 (frames under a label are 4 bytes longer,
+    /// and must fit the veths' 1500-byte MTU).
+    #[arg(long = "frame-size", value_delimiter = ',', default_value = "60")]
+    frame_sizes: Vec<usize>,
     /// CPU of the generator (and of the sink's NAPI and this harness).
     #[arg(long, default_value_t = 0)]
     gen_cpu: usize,
@@ -328,6 +340,13 @@ fn run(cli: &Cli) -> Result<()> {
     ensure!((1..=20).contains(&cli.runs), "--runs must be in 1..=20");
     ensure!(cli.flows >= 1, "--flows must be at least 1");
     ensure!(!cli.loads.is_empty(), "--load is empty");
+    ensure!(!cli.frame_sizes.is_empty(), "--frame-size is empty");
+    ensure!(
+        cli.frame_sizes
+            .iter()
+            .all(|size| (MIN_FRAME..=MAX_FRAME).contains(size)),
+        "--frame-size must be in {MIN_FRAME}..={MAX_FRAME}"
+    );
     ensure!(!cli.paths.is_empty(), "--paths is empty");
     ensure!(
         cli.gen_cpu != cli.dut_cpu,
@@ -425,16 +444,24 @@ fn run(cli: &Cli) -> Result<()> {
 
     let rounds = cli.runs;
     let per_run = cli.warmup + cli.secs + 1.5;
-    let total_runs = rounds * cli.paths.len() * cli.loads.len();
+    let total_runs = rounds * cli.paths.len() * cli.loads.len() * cli.frame_sizes.len();
     println!(
-        "carrier-e2e: {} loads × {rounds} rounds × {} paths × ~{per_run:.0} s ≈ {:.0} s",
+        "carrier-e2e: {} loads × {} frame sizes × {rounds} rounds × {} paths × ~{per_run:.0} s ≈ {:.0} s",
         cli.loads.len(),
+        cli.frame_sizes.len(),
         cli.paths.len(),
         total_runs as f64 * per_run
     );
     let mut results = vec![];
-    for &load in &cli.loads {
-        println!("carrier-e2e: offered load {}", describe_load(load));
+    for (&load, &frame_size) in cli
+        .loads
+        .iter()
+        .flat_map(|load| cli.frame_sizes.iter().map(move |size| (load, size)))
+    {
+        println!(
+            "carrier-e2e: offered load {}, {frame_size}-byte frames",
+            describe_load(load)
+        );
         let mut by_path: Vec<(PathKind, Vec<Sample>)> =
             cli.paths.iter().map(|p| (*p, vec![])).collect();
         for round in 0..rounds {
@@ -443,14 +470,19 @@ fn run(cli: &Cli) -> Result<()> {
                     path: *path,
                     gen: gen_kind,
                     load,
+                    frame_size,
                     warmup: cli.warmup,
                     secs: cli.secs,
                 };
                 let sample = bench.measure(run).with_context(|| {
-                    format!("{} (load {load}, round {})", path.name(), round + 1)
+                    format!(
+                        "{} (load {load}, {frame_size}-byte frames, round {})",
+                        path.name(),
+                        round + 1
+                    )
                 })?;
                 println!(
-                    "  round {} {:<22} offered {:>5.3} Mpps  forwarded {:>5.3} Mpps{}",
+                    "  round {} {:<27} offered {:>5.3} Mpps  forwarded {:>5.3} Mpps{}",
                     round + 1,
                     path.name(),
                     sample.offered_mpps,
@@ -474,6 +506,7 @@ fn run(cli: &Cli) -> Result<()> {
         }
         results.push(LoadResults {
             load,
+            frame_size,
             paths: by_path,
         });
     }
@@ -491,8 +524,9 @@ fn run(cli: &Cli) -> Result<()> {
     };
     for load in &report.results {
         println!(
-            "\noffered load: {}\n\n{}\n{}",
+            "\noffered load: {}, {}-byte frames\n\n{}\n{}",
             describe_load(load.load),
+            load.frame_size,
             report.table(load),
             report.carrier_table(load)
         );
@@ -551,15 +585,19 @@ impl PathKind {
         }
     }
 
-    fn describe(self) -> &'static str {
+    /// The frames in and out, for `size`-byte IPv4 frames.
+    fn describe(self, size: usize) -> String {
+        let labelled = size + 4;
         match (self, self.route()) {
-            (PathKind::Kernel, _) => "IPv4/UDP 60 B in, IPv4 60 B out (baseline)",
-            (PathKind::XdpMin, _) => {
-                "IPv4/UDP 60 B in, IPv4 60 B out (baseline: MACs, TTL, redirect)"
+            (PathKind::Kernel, _) => format!("IPv4/UDP {size} B in, IPv4 {size} B out (baseline)"),
+            (PathKind::XdpMin, _) => format!(
+                "IPv4/UDP {size} B in, IPv4 {size} B out (baseline: MACs, TTL, redirect)"
+            ),
+            (_, Route::Ipv4) => format!("IPv4/UDP {size} B in, IPv4 {size} B out, one VRF"),
+            (_, Route::Push) => {
+                format!("IPv4/UDP {size} B in, MPLS (label 1000) {labelled} B out")
             }
-            (_, Route::Ipv4) => "IPv4/UDP 60 B in, IPv4 60 B out, one VRF",
-            (_, Route::Push) => "IPv4/UDP 60 B in, MPLS (label 1000) 64 B out",
-            (_, Route::Pop) => "MPLS (label 100) 64 B in, IPv4 60 B out",
+            (_, Route::Pop) => format!("MPLS (label 100) {labelled} B in, IPv4 {size} B out"),
         }
     }
 
@@ -591,20 +629,23 @@ impl PathKind {
         }
     }
 
-    /// One frame per flow, as the generator sends them to the DUT's ingress veth.
-    fn frames(self, flows: u16) -> Vec<Vec<u8>> {
+    /// One frame per flow, as the generator sends them to the DUT's ingress veth: IPv4
+    /// frames of `size` bytes (4 more under a label).
+    fn frames(self, flows: u16, size: usize) -> Vec<Vec<u8>> {
+        let payload = size - UDP_HEADERS;
         (0..flows)
             .map(|flow| {
                 let sport = FIRST_PORT + flow;
                 match self.route() {
                     Route::Ipv4 => {
-                        udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, SINK_DST, sport, 18)
+                        udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, SINK_DST, sport, payload)
                     }
                     Route::Push => {
-                        udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, REMOTE_DST, sport, 18)
+                        udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, REMOTE_DST, sport, payload)
                     }
                     Route::Pop => {
-                        let inner = udp_frame(DUT_IN_MAC, GEN_MAC, REMOTE_DST, SINK_DST, sport, 18);
+                        let inner =
+                            udp_frame(DUT_IN_MAC, GEN_MAC, REMOTE_DST, SINK_DST, sport, payload);
                         mpls_frame(DUT_IN_MAC, GEN_MAC, POP_LABEL, 64, &inner[14..])
                     }
                 }
@@ -2161,6 +2202,8 @@ struct Run {
     path: PathKind,
     gen: GenKind,
     load: Load,
+    /// Bytes of the IPv4 frames (without the FCS).
+    frame_size: usize,
     warmup: f64,
     secs: f64,
 }
@@ -2169,6 +2212,8 @@ struct Run {
 #[derive(Debug)]
 struct LoadResults {
     load: Load,
+    /// Bytes of the IPv4 frames.
+    frame_size: usize,
     paths: Vec<(PathKind, Vec<Sample>)>,
 }
 
@@ -2193,6 +2238,7 @@ impl Bench<'_> {
             path,
             gen,
             load,
+            frame_size,
             warmup,
             secs,
         } = run;
@@ -2204,7 +2250,7 @@ impl Bench<'_> {
             Dut::Kernel(_) | Dut::XdpMin(_) => vec![],
         };
         let limit = Duration::from_secs_f64(warmup + secs + 30.0);
-        let frames = path.frames(cli.flows);
+        let frames = path.frames(cli.flows, frame_size);
         let live = match (gen, live) {
             (GenKind::Live, Some(live)) => {
                 live.borrow_mut().configure(
@@ -2319,6 +2365,7 @@ impl Bench<'_> {
                 path: PathKind::Kernel,
                 gen: kind,
                 load: Load::Max,
+                frame_size: self.cli.frame_sizes[0],
                 warmup: 1.0,
                 secs: self.cli.compare_secs,
             };
@@ -2505,7 +2552,7 @@ impl Report<'_> {
                 t,
                 "| {} | {} | **{}{fwd:.3}** | {} | {} | {cpu:.2} | {other:.2} / {other_gen:.2} | {fwd_per_cpu:.3} | {} | {offered:.3} | {refused:.3} | {sink_lost:.3} |",
                 path.name(),
-                path.describe(),
+                path.describe(results.frame_size),
                 if bound { "≥ " } else { "" },
                 runs.join(", "),
                 ratio(*path, fwd, bound, baseline.map(|b| (b.0, b.2))),
@@ -2574,6 +2621,10 @@ impl Report<'_> {
         if let Some(batch) = cli.gen_batch {
             let _ = write!(command, " --gen-batch {batch}");
         }
+        if cli.frame_sizes != [MIN_FRAME] {
+            let sizes: Vec<String> = cli.frame_sizes.iter().map(usize::to_string).collect();
+            let _ = write!(command, " --frame-size {}", sizes.join(","));
+        }
         if cli.loads != [Load::Max] {
             let loads: Vec<String> = cli.loads.iter().map(Load::to_string).collect();
             let _ = write!(command, " --load {}", loads.join(","));
@@ -2604,7 +2655,12 @@ impl Report<'_> {
         );
         let _ = writeln!(s, "    cd /work/main   # the workspace root\n    cargo xtask build --release\n    cargo build --release -p carrier-bench --bin carrier-e2e\n    {command}   # as root\n");
         for load in &self.results {
-            let _ = writeln!(s, "### Offered load: {}\n", describe_load(load.load));
+            let _ = writeln!(
+                s,
+                "### Offered load: {}, {}-byte frames\n",
+                describe_load(load.load),
+                load.frame_size
+            );
             let _ = writeln!(s, "{}", self.table(load));
             let carrier = self.carrier_table(load);
             if !carrier.is_empty() {
@@ -2715,11 +2771,13 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   CPU. Part of the frames are refused at the DUT's ingress even then: the DUT's kthread
   idles between bursts and wakes late (an IPI to a halted vCPU), while the veth's ring holds
   only 256 frames.
-- Paths (each in both tiers): VRF forward (two customer ports in VRF red, static neighbours); MPLS push (customer
-  port → core port, VPN label 1000 toward a PE behind a static neighbour); MPLS pop (core port
-  → customer port, per-VRF label 100 looked up in VRF red). 1024 flows (UDP source ports),
-  60-byte IPv4/UDP frames (64 bytes with a label), built by `carrier_bench::udp_frame` /
-  `mpls_frame`. The configs are written next to the dataplane's log (`--keep-logs` keeps them).
+- Paths, each in both tiers: VRF forward (two customer ports in VRF red, static neighbours);
+  MPLS push (customer port → core port, VPN label 1000 toward a PE behind a static
+  neighbour); MPLS pop (core port → customer port, per-VRF label 100 looked up in VRF red).
+  1024 flows (UDP source ports), IPv4/UDP frames of each `--frame-size` (60 bytes by default,
+  e.g. `60,512`; 4 bytes more with a label: 64 and 516), built by `carrier_bench::udp_frame`
+  / `mpls_frame`; every path is measured at every size and load, one table each. The configs
+  are written next to the dataplane's log (`--keep-logs` keeps them).
 - Generator: a thread of the harness in the gen namespace, pinned to the generator CPU, sending
   as fast as it goes (or paced, `--load`). By default the harness measures each kind on the
   Linux path and keeps the fastest (the table below). Live frames (`--generator live`):
