@@ -169,9 +169,12 @@ struct Cli {
     /// build`).
     #[arg(long)]
     object: Option<PathBuf>,
-    /// Write the table into bench/RESULTS.md.
+    /// Write the tables into bench/RESULTS.md and the chart into bench/e2e.svg.
     #[arg(long)]
     write: bool,
+    /// Also write the chart (SVG) here.
+    #[arg(long)]
+    chart: Option<PathBuf>,
     /// Keep the scratch directory (dataplane configs and logs) under target/tmp.
     #[arg(long)]
     keep_logs: bool,
@@ -531,10 +534,18 @@ fn run(cli: &Cli) -> Result<()> {
             report.carrier_table(load)
         );
     }
+    let chart = chart(&report.results, &report.chart_title());
+    if let Some(path) = &cli.chart {
+        std::fs::write(path, &chart).with_context(|| format!("writing {}", path.display()))?;
+        println!("carrier-e2e: wrote {}", path.display());
+    }
     if cli.write {
         let section = report.section();
         let path = root.join("bench/RESULTS.md");
         write_section(&path, &section)?;
+        println!("carrier-e2e: wrote {}", path.display());
+        let path = root.join(CHART_FILE);
+        std::fs::write(&path, &chart).with_context(|| format!("writing {}", path.display()))?;
         println!("carrier-e2e: wrote {}", path.display());
     }
     Ok(())
@@ -2607,6 +2618,17 @@ impl Report<'_> {
         t
     }
 
+    /// The chart's title: what, when, where.
+    fn chart_title(&self) -> String {
+        let date = sh(&["date", "-u", "+%Y-%m-%d"]).unwrap_or_default();
+        format!(
+            "carrier end-to-end forwarding on veth, {} (runs: {} × {} s; one DUT CPU)",
+            date.trim(),
+            self.cli.runs,
+            self.cli.secs
+        )
+    }
+
     /// The whole section for bench/RESULTS.md.
     fn section(&self) -> String {
         let cli = self.cli;
@@ -2654,6 +2676,11 @@ impl Report<'_> {
             self.load_after
         );
         let _ = writeln!(s, "    cd /work/main   # the workspace root\n    cargo xtask build --release\n    cargo build --release -p carrier-bench --bin carrier-e2e\n    {command}   # as root\n");
+        let _ = writeln!(
+            s,
+            "![Forwarded Mpps per path and tier, against Linux and the XDP minimal forwarder](e2e.svg)\n\n\
+             The chart ([e2e.svg](e2e.svg), written by the same run) shows the median forwarded rate of every table below on one scale.\n"
+        );
         for load in &self.results {
             let _ = writeln!(
                 s,
@@ -2813,6 +2840,17 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   EtherType (IPv4, MPLS; frames to another MAC count as other) and drops them; the harness
   reads the counters at the start and end of each window.
 - CPU: utime + stime of the DUT's tasks from `/proc/<pid>/stat` at the window's edges.
+- Chart: `bench/e2e.svg`, hand-written SVG from the same run (`--write`; `--chart FILE` writes
+  it elsewhere): the median forwarded rate of every path, one group per offered load and frame
+  size, on one scale; Linux and the XDP minimal forwarder in greys, carrier's AF_XDP tier in
+  blue, its express tier in orange; lower bounds paler, with ≥.
+- The generator CPU also runs the sink, whose cost per frame depends on the forwarder in
+  front of it: XDP frames (Linux builds skbs the sink turns back cheaply; a redirect hands over
+  the generator's own pages) cost little, but each frame carrier sends in AF_XDP copy mode is
+  an skb the sink copies into a page for its XDP program and whose destructor takes the
+  sending socket's completion-queue lock, contended with carrier's process on the DUT CPU. So
+  behind carrier's AF_XDP tier the live generator falls short of a paced rate near 1 Mpps (it
+  offers what the offered column says), and those runs count as lower bounds.
 - Variance: past its capacity carrier's rate moves by up to ±40% between runs and between
   sessions on this machine (see the runs column), and its own counters point at its transmit
   side: frames its pipeline forwarded but lost because the AF_XDP TX ring was full. In copy
@@ -2824,6 +2862,167 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
 Performance claims are these ratios against the baseline of the same run; no test asserts a
 rate.
 ";
+
+// --- the chart ----------------------------------------------------------------------------
+
+/// Where `--write` puts the chart (from the workspace root); RESULTS.md links it by its name.
+const CHART_FILE: &str = "bench/e2e.svg";
+
+/// Fill of a tier's bars, and of Linux's (the other baseline is darker).
+fn tier_colour(path: PathKind) -> &'static str {
+    match (path, path.tier()) {
+        (PathKind::Kernel, _) => "#9e9e9e",
+        (_, Tier::Baseline) => "#555555",
+        (_, Tier::AfXdp) => "#3b75af",
+        (_, Tier::Express) => "#ef8636",
+    }
+}
+
+/// Escapes text for SVG.
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A horizontal bar chart of the median forwarded rate of every path, one group per offered
+/// load and frame size, on one scale; a lower bound is drawn paler and labelled with ≥.
+/// Hand-written SVG 1.1: no scripts, no external fonts or styles.
+fn chart(results: &[LoadResults], title: &str) -> String {
+    const WIDTH: f64 = 880.0;
+    const LABEL: f64 = 250.0;
+    const BAR_AREA: f64 = WIDTH - LABEL - 90.0;
+    const ROW: f64 = 22.0;
+    const HEADING: f64 = 30.0;
+    const TOP: f64 = 48.0;
+    let rows: Vec<(f64, bool)> = results
+        .iter()
+        .flat_map(|load| &load.paths)
+        .map(|(_, samples)| {
+            (
+                median(samples.iter().map(|s| s.forwarded_mpps).collect()),
+                samples.iter().any(Sample::lower_bound),
+            )
+        })
+        .collect();
+    let top = rows.iter().map(|r| r.0).fold(0.0, f64::max);
+    // A round scale: steps of 0.5, 1, 2 or 5 × a power of ten, four to ten of them.
+    let step = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .find(|step| top / step <= 8.0)
+        .unwrap_or(20.0);
+    let steps = (top / step).ceil().max(1.0);
+    let scale = BAR_AREA / (steps * step);
+    let body: f64 = results
+        .iter()
+        .map(|load| HEADING + ROW * load.paths.len() as f64)
+        .sum();
+    let height = TOP + body + 30.0 + 28.0;
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
+    let _ = writeln!(
+        svg,
+        r#"<text x="10" y="20" font-size="15" font-weight="bold">{}</text>"#,
+        xml(title)
+    );
+    let _ = writeln!(
+        svg,
+        r##"<text x="10" y="38" fill="#444444">Forwarded Mpps at the sink (median of the runs); paler bars with ≥ are lower bounds: the DUT was not the limit.</text>"##
+    );
+    // Grid lines and their values, over the whole body.
+    let (grid_top, grid_bottom) = (TOP, TOP + body);
+    for i in 0..=steps as usize {
+        let x = LABEL + i as f64 * step * scale;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x:.1}" y1="{grid_top}" x2="{x:.1}" y2="{grid_bottom}" stroke="#dddddd"/>"##
+        );
+        let _ = writeln!(
+            svg,
+            r##"<text x="{x:.1}" y="{:.1}" text-anchor="middle" fill="#444444">{}</text>"##,
+            grid_bottom + 14.0,
+            format_mpps(i as f64 * step)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#444444">Mpps</text>"##,
+        LABEL + BAR_AREA / 2.0,
+        grid_bottom + 28.0
+    );
+    let mut y = TOP;
+    let mut row = rows.iter();
+    for load in results {
+        let _ = writeln!(
+            svg,
+            r#"<text x="10" y="{:.1}" font-weight="bold">{}, {}-byte frames</text>"#,
+            y + 20.0,
+            xml(&describe_load(load.load)),
+            load.frame_size
+        );
+        y += HEADING;
+        for (path, _) in &load.paths {
+            let Some(&(mpps, bound)) = row.next() else {
+                break;
+            };
+            let width = mpps * scale;
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                LABEL - 8.0,
+                y + 15.0,
+                xml(path.name())
+            );
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{LABEL}" y="{:.1}" width="{width:.1}" height="{:.1}" fill="{}"{}/>"#,
+                y + 3.0,
+                ROW - 6.0,
+                tier_colour(*path),
+                if bound { r#" fill-opacity="0.55""# } else { "" }
+            );
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}">{}{mpps:.3}</text>"#,
+                LABEL + width + 5.0,
+                y + 15.0,
+                if bound { "≥ " } else { "" }
+            );
+            y += ROW;
+        }
+    }
+    // The legend.
+    let legend_y = grid_bottom + 48.0;
+    let mut x = 10.0;
+    for (name, path) in [
+        ("Linux IPv4 forwarding", PathKind::Kernel),
+        ("XDP minimal forwarder", PathKind::XdpMin),
+        ("carrier, AF_XDP tier", PathKind::VrfForward),
+        ("carrier, express tier", PathKind::ExpressVrfForward),
+    ] {
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{x:.1}" y="{:.1}" width="12" height="12" fill="{}"/><text x="{:.1}" y="{legend_y:.1}">{name}</text>"#,
+            legend_y - 10.0,
+            tier_colour(path),
+            x + 17.0
+        );
+        x += 24.0 + 7.0 * name.len() as f64;
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// A grid value: no trailing zeros.
+fn format_mpps(value: f64) -> String {
+    let text = format!("{value:.1}");
+    text.strip_suffix(".0").map_or(text.clone(), str::to_owned)
+}
 
 /// Replaces this benchmark's section of the results file (from its heading to the next `## `
 /// heading), or appends it; creates the file if needed.
