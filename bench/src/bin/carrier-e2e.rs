@@ -57,6 +57,10 @@ use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 use carrier_bench::run::{cpu_model, install_stop_handler, is_root, loadavg, section_range, stopped};
 use carrier_bench::{mpls_frame, udp_frame};
+use carrier_common::PortId;
+use carrier_dataplane::io::xsk::XskPorts;
+use carrier_dataplane::io::Ports as _;
+use carrier_dataplane::pipeline::{Batch, Counters, Frame as _, Verdict};
 use clap::{Parser, ValueEnum};
 
 // --- the topology -------------------------------------------------------------------------
@@ -191,7 +195,7 @@ impl Cli {
 }
 
 /// Every path, in the order of a round: the baselines first.
-const DEFAULT_PATHS: &str = "kernel,xdp-min,vrf-forward,mpls-push,mpls-pop,express-vrf-forward,express-mpls-push,express-mpls-pop";
+const DEFAULT_PATHS: &str = "kernel,xdp-min,afxdp-min,vrf-forward,mpls-push,mpls-pop,express-vrf-forward,express-mpls-push,express-mpls-pop";
 
 /// [`DEFAULT_PATHS`], parsed.
 fn default_paths() -> Vec<PathKind> {
@@ -209,6 +213,10 @@ enum PathKind {
     /// `carrier_minfwd` (baseline): XDP on the ingress veth rewrites the MACs, decrements the
     /// TTL and redirects to the egress veth; the ceiling of any XDP forwarder here.
     XdpMin,
+    /// The AF_XDP minimal forwarder (baseline): carrier's XDP steering and AF_XDP I/O
+    /// (`carrier_xdp`, `XskPorts`) with the same rewrite as `xdp-min` in place of the
+    /// pipeline; the ceiling of the AF_XDP tier here.
+    AfxdpMin,
     /// carrier, AF_XDP tier: customer port to customer port in one VRF.
     VrfForward,
     /// carrier, AF_XDP tier: customer port to core port, pushing the VPN label.
@@ -565,6 +573,7 @@ impl PathKind {
         match self {
             PathKind::Kernel => "Linux IPv4 forwarding",
             PathKind::XdpMin => "XDP minimal forwarder",
+            PathKind::AfxdpMin => "AF_XDP minimal forwarder",
             PathKind::VrfForward => "carrier VRF forward",
             PathKind::MplsPush => "carrier MPLS push",
             PathKind::MplsPop => "carrier MPLS pop",
@@ -576,7 +585,7 @@ impl PathKind {
 
     fn tier(self) -> Tier {
         match self {
-            PathKind::Kernel | PathKind::XdpMin => Tier::Baseline,
+            PathKind::Kernel | PathKind::XdpMin | PathKind::AfxdpMin => Tier::Baseline,
             PathKind::VrfForward | PathKind::MplsPush | PathKind::MplsPop => Tier::AfXdp,
             PathKind::ExpressVrfForward | PathKind::ExpressMplsPush | PathKind::ExpressMplsPop => {
                 Tier::Express
@@ -589,6 +598,7 @@ impl PathKind {
         match self {
             PathKind::Kernel
             | PathKind::XdpMin
+            | PathKind::AfxdpMin
             | PathKind::VrfForward
             | PathKind::ExpressVrfForward => Route::Ipv4,
             PathKind::MplsPush | PathKind::ExpressMplsPush => Route::Push,
@@ -603,6 +613,9 @@ impl PathKind {
             (PathKind::Kernel, _) => format!("IPv4/UDP {size} B in, IPv4 {size} B out (baseline)"),
             (PathKind::XdpMin, _) => format!(
                 "IPv4/UDP {size} B in, IPv4 {size} B out (baseline: MACs, TTL, redirect)"
+            ),
+            (PathKind::AfxdpMin, _) => format!(
+                "IPv4/UDP {size} B in, IPv4 {size} B out (baseline: AF_XDP, MACs, TTL)"
             ),
             (_, Route::Ipv4) => format!("IPv4/UDP {size} B in, IPv4 {size} B out, one VRF"),
             (_, Route::Push) => {
@@ -1911,6 +1924,7 @@ fn errno(what: &str, e: xdpilone::Errno) -> anyhow::Error {
 #[derive(Debug)]
 enum Dut<'a> {
     Kernel(&'a NetNs),
+    AfxdpMin(AfxdpFwd),
     XdpMin(#[expect(dead_code, reason = "held for its drop, which detaches the program")] MinFwd),
     Carrier(Dataplane),
 }
@@ -1922,6 +1936,11 @@ impl Dut<'_> {
             None if path == PathKind::XdpMin => {
                 Ok(Dut::XdpMin(MinFwd::attach(&net.dut, bench.object)?))
             }
+            None if path == PathKind::AfxdpMin => Ok(Dut::AfxdpMin(AfxdpFwd::start(
+                &net.dut,
+                bench.object,
+                bench.cli.dut_cpu,
+            )?)),
             None => {
                 net.dut.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
                 Ok(Dut::Kernel(&net.dut))
@@ -1934,6 +1953,181 @@ impl Dut<'_> {
                 &config,
                 bench.cli.dut_cpu,
             )?)),
+        }
+    }
+}
+
+/// The AF_XDP minimal forwarder: a thread of the harness in the DUT namespace, pinned to the
+/// DUT CPU, with carrier's own XDP steering (`carrier_xdp` on the ingress veth, native mode)
+/// and AF_XDP I/O (`XskPorts`: one UMEM, copy mode, the same batches, fill and completion
+/// handling and busy-poll option as `carrier-dataplane run`). Each frame gets the same rewrite
+/// as in `carrier_minfwd` (the sink's and the egress veth's MACs, TTL minus one with an RFC 1624
+/// checksum update) and goes out of the egress veth's socket: what carrier's AF_XDP tier costs
+/// without its pipeline. Stopped, with the program detached, when dropped.
+#[derive(Debug)]
+struct AfxdpFwd {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<()>>>,
+    /// The thread's id, for its CPU time.
+    tid: i32,
+}
+
+/// carrier's steering program and its maps in the eBPF object (`ebpf/src/main.rs`).
+const CARRIER_PROGRAM: &str = "carrier_xdp";
+const CARRIER_PORT_SLOTS: &str = "PORT_SLOTS";
+const CARRIER_XSKS: &str = "XSKS";
+
+impl AfxdpFwd {
+    fn start(ns: &NetNs, object: &Path, cpu: usize) -> Result<AfxdpFwd> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<i32>>();
+        let ns = format!("/var/run/netns/{}", ns.name);
+        let object = object.to_path_buf();
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("afxdp-min".into())
+            .spawn(move || {
+                let setup = setns(&ns)
+                    .and_then(|()| pin_thread(cpu))
+                    .and_then(|()| AfxdpFwd::open(&object));
+                let (ebpf, mut xsk) = match setup {
+                    Ok(opened) => {
+                        let _ = ready_tx.send(Ok(gettid()));
+                        opened
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow!("{e:#}")));
+                        return Err(e);
+                    }
+                };
+                AfxdpFwd::forward(&mut xsk, &stop2);
+                // The sockets close before the program is detached.
+                drop(xsk);
+                drop(ebpf);
+                Ok(())
+            })
+            .context("spawning the AF_XDP forwarder thread")?;
+        let mut fwd = AfxdpFwd {
+            stop,
+            thread: Some(thread),
+            tid: 0,
+        };
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(tid)) => {
+                fwd.tid = tid;
+                Ok(fwd)
+            }
+            Ok(Err(e)) => Err(e.context("starting the AF_XDP minimal forwarder")),
+            Err(_) => Err(anyhow!("the AF_XDP minimal forwarder did not come up in 10 s")),
+        }
+    }
+
+    /// In the DUT namespace: `carrier_xdp` on the ingress veth, steering to the ingress
+    /// socket of an `XskPorts` over both veths.
+    fn open(object: &Path) -> Result<(Ebpf, XskPorts)> {
+        let mut ebpf =
+            Ebpf::load_file(object).with_context(|| format!("loading {}", object.display()))?;
+        let name = CString::new(DUT_IN)?;
+        // SAFETY: a valid NUL-terminated name.
+        let ingress = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        ensure!(ingress != 0, "no interface {DUT_IN}");
+        aya::maps::HashMap::<&mut MapData, u32, u32>::try_from(
+            ebpf.map_mut(CARRIER_PORT_SLOTS)
+                .context("the object has no PORT_SLOTS")?,
+        )?
+        .insert(ingress, u32::from(AFXDP_IN.0), 0)
+        .context("writing PORT_SLOTS")?;
+        let xsk = XskPorts::open(&[(AFXDP_IN, DUT_IN.to_owned()), (AFXDP_OUT, DUT_OUT.to_owned())])
+            .context("opening the AF_XDP sockets")?;
+        // As `carrier-dataplane run`: best effort.
+        let _ = xsk.prefer_busy_poll();
+        {
+            let mut xsks = aya::maps::XskMap::try_from(
+                ebpf.map_mut(CARRIER_XSKS)
+                    .context("the object has no XSKS")?,
+            )?;
+            for (port, queue, fd) in xsk.sockets() {
+                if port == AFXDP_IN {
+                    let index = carrier_common::xsk_index(u32::from(port.0), queue)
+                        .context("queue out of range")?;
+                    xsks.set(index, fd, 0).context("writing XSKS")?;
+                }
+            }
+        }
+        let program: &mut Xdp = ebpf
+            .program_mut(CARRIER_PROGRAM)
+            .context("the object has no carrier_xdp")?
+            .try_into()
+            .context("carrier_xdp is not an XDP program")?;
+        program.load().context("loading carrier_xdp")?;
+        program
+            .attach(DUT_IN, XdpMode::Driver)
+            .context("attaching carrier_xdp in native mode")?;
+        Ok((ebpf, xsk))
+    }
+
+    /// The worker loop of `carrier_dataplane::io::run_worker`, with the rewrite in place of
+    /// the pipeline.
+    fn forward(xsk: &mut XskPorts, stop: &AtomicBool) {
+        let mac = |s: &str| s.parse::<carrier_dataplane::wire::MacAddr>().map(|m| m.0);
+        let (Ok(dst), Ok(src)) = (mac(SINK_MAC), mac(DUT_OUT_MAC)) else {
+            return;
+        };
+        let mut batch = Batch::default();
+        let mut counters = Counters::default();
+        let mut idle_rounds = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            if xsk.receive(&mut batch, carrier_dataplane::io::BATCH) == 0 {
+                idle_rounds += 1;
+                if idle_rounds > 64 {
+                    xsk.wait(Duration::from_millis(10));
+                }
+                continue;
+            }
+            idle_rounds = 0;
+            for packet in &mut batch.packets {
+                let frame = packet.frame.data_mut();
+                packet.verdict = if frame.len() >= 34 && frame[12..14] == [0x08, 0x00] && frame[22] > 1 {
+                    frame[..6].copy_from_slice(&dst);
+                    frame[6..12].copy_from_slice(&src);
+                    let old = u16::from_be_bytes([frame[22], frame[23]]);
+                    frame[22] -= 1;
+                    let new = u16::from_be_bytes([frame[22], frame[23]]);
+                    let checksum = u16::from_be_bytes([frame[24], frame[25]]);
+                    frame[24..26].copy_from_slice(&checksum_update(checksum, old, new).to_be_bytes());
+                    Verdict::Forward(AFXDP_OUT)
+                } else {
+                    // Not ours to forward (no kernel path here): the chunk is recycled.
+                    Verdict::Consumed
+                };
+            }
+            xsk.transmit(&mut batch, &mut counters);
+        }
+    }
+}
+
+/// The AF_XDP minimal forwarder's ports (as carrier numbers them: ingress first).
+const AFXDP_IN: PortId = PortId(0);
+const AFXDP_OUT: PortId = PortId(1);
+
+/// An IPv4 header checksum after one 16-bit word changed from `old` to `new`: RFC 1624
+/// equation 3, as in `ebpf/src/minfwd.rs`.
+fn checksum_update(checksum: u16, old: u16, new: u16) -> u16 {
+    let mut sum = u32::from(!checksum) + u32::from(!old) + u32::from(new);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+impl Drop for AfxdpFwd {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("carrier-e2e: AF_XDP minimal forwarder: {e:#}"),
+                Err(_) => eprintln!("carrier-e2e: the AF_XDP minimal forwarder panicked"),
+            }
         }
     }
 }
@@ -2258,6 +2452,7 @@ impl Bench<'_> {
         let (napi_tasks, sink_tasks) = net.pin_napi()?;
         let dataplane_tasks: Vec<i32> = match &dut {
             Dut::Carrier(dp) => dp.pid().into_iter().collect(),
+            Dut::AfxdpMin(fwd) => vec![fwd.tid],
             Dut::Kernel(_) | Dut::XdpMin(_) => vec![],
         };
         let limit = Duration::from_secs_f64(warmup + secs + 30.0);
@@ -2325,7 +2520,7 @@ impl Bench<'_> {
         generator.finish();
         let dataplane_log = match &dut {
             Dut::Carrier(dp) => Some(dp.log.clone()),
-            Dut::Kernel(_) | Dut::XdpMin(_) => None,
+            Dut::Kernel(_) | Dut::XdpMin(_) | Dut::AfxdpMin(_) => None,
         };
         // Stopping the dataplane makes it print its counters.
         drop(dut);
@@ -2798,6 +2993,13 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   CPU. Part of the frames are refused at the DUT's ingress even then: the DUT's kthread
   idles between bursts and wakes late (an IPI to a halted vCPU), while the veth's ring holds
   only 256 frames.
+- DUT, AF_XDP minimal forwarder (the third baseline, the ceiling of carrier's AF_XDP tier
+  here): a thread of the harness in the DUT namespace, pinned to the DUT CPU, with carrier's
+  own XDP steering (`carrier_xdp` in native mode on the ingress veth) and AF_XDP I/O
+  (`carrier_dataplane::io::xsk::XskPorts`: one UMEM, copy mode, 256-frame batches, busy-poll
+  option, the same loop as the dataplane's worker), doing `carrier_minfwd`'s rewrite on each
+  frame instead of the pipeline and sending it from the egress veth's socket. It forwards the
+  VRF path's frames; its DUT CPU is the ingress NAPI kthread plus that thread.
 - Paths, each in both tiers: VRF forward (two customer ports in VRF red, static neighbours);
   MPLS push (customer port → core port, VPN label 1000 toward a PE behind a static
   neighbour); MPLS pop (core port → customer port, per-VRF label 100 looked up in VRF red).
@@ -2842,8 +3044,9 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
 - CPU: utime + stime of the DUT's tasks from `/proc/<pid>/stat` at the window's edges.
 - Chart: `bench/e2e.svg`, hand-written SVG from the same run (`--write`; `--chart FILE` writes
   it elsewhere): the median forwarded rate of every path, one group per offered load and frame
-  size, on one scale; Linux and the XDP minimal forwarder in greys, carrier's AF_XDP tier in
-  blue, its express tier in orange; lower bounds paler, with ≥.
+  size, on one scale; Linux grey, carrier's AF_XDP tier blue and its express tier orange, each
+  tier's ceiling (the AF_XDP and the XDP minimal forwarder) a lighter shade of its colour;
+  lower bounds paler and outlined, with ≥.
 - The generator CPU also runs the sink, whose cost per frame depends on the forwarder in
   front of it: XDP frames (Linux builds skbs the sink turns back cheaply; a redirect hands over
   the generator's own pages) cost little, but each frame carrier sends in AF_XDP copy mode is
@@ -2868,13 +3071,15 @@ rate.
 /// Where `--write` puts the chart (from the workspace root); RESULTS.md links it by its name.
 const CHART_FILE: &str = "bench/e2e.svg";
 
-/// Fill of a tier's bars, and of Linux's (the other baseline is darker).
+/// Fill of a path's bars: Linux grey, each carrier tier its own hue, and the minimal forwarder
+/// that is a tier's ceiling a lighter shade of it.
 fn tier_colour(path: PathKind) -> &'static str {
     match (path, path.tier()) {
-        (PathKind::Kernel, _) => "#9e9e9e",
-        (_, Tier::Baseline) => "#555555",
-        (_, Tier::AfXdp) => "#3b75af",
-        (_, Tier::Express) => "#ef8636",
+        (PathKind::XdpMin, _) => "#f3b27a",
+        (PathKind::AfxdpMin, _) => "#9dc3e6",
+        (_, Tier::Baseline) => "#9e9e9e",
+        (_, Tier::AfXdp) => "#2f6ea8",
+        (_, Tier::Express) => "#e06c1a",
     }
 }
 
@@ -2971,6 +3176,7 @@ fn chart(results: &[LoadResults], title: &str) -> String {
                 break;
             };
             let width = mpps * scale;
+            let colour = tier_colour(*path);
             let _ = writeln!(
                 svg,
                 r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
@@ -2980,11 +3186,14 @@ fn chart(results: &[LoadResults], title: &str) -> String {
             );
             let _ = writeln!(
                 svg,
-                r#"<rect x="{LABEL}" y="{:.1}" width="{width:.1}" height="{:.1}" fill="{}"{}/>"#,
+                r#"<rect x="{LABEL}" y="{:.1}" width="{width:.1}" height="{:.1}" fill="{colour}"{}/>"#,
                 y + 3.0,
                 ROW - 6.0,
-                tier_colour(*path),
-                if bound { r#" fill-opacity="0.55""# } else { "" }
+                if bound {
+                    format!(r#" fill-opacity="0.45" stroke="{colour}""#)
+                } else {
+                    String::new()
+                },
             );
             let _ = writeln!(
                 svg,
@@ -3000,9 +3209,10 @@ fn chart(results: &[LoadResults], title: &str) -> String {
     let legend_y = grid_bottom + 48.0;
     let mut x = 10.0;
     for (name, path) in [
-        ("Linux IPv4 forwarding", PathKind::Kernel),
-        ("XDP minimal forwarder", PathKind::XdpMin),
+        ("Linux", PathKind::Kernel),
+        ("AF_XDP minimal forwarder", PathKind::AfxdpMin),
         ("carrier, AF_XDP tier", PathKind::VrfForward),
+        ("XDP minimal forwarder", PathKind::XdpMin),
         ("carrier, express tier", PathKind::ExpressVrfForward),
     ] {
         let _ = writeln!(
@@ -3012,7 +3222,7 @@ fn chart(results: &[LoadResults], title: &str) -> String {
             tier_colour(path),
             x + 17.0
         );
-        x += 24.0 + 7.0 * name.len() as f64;
+        x += 30.0 + 6.5 * name.len() as f64;
     }
     svg.push_str("</svg>\n");
     svg
@@ -3143,12 +3353,19 @@ fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
-/// utime + stime of the tasks (processes count all their threads), in clock ticks.
+/// utime + stime of the tasks, in clock ticks: a thread of this process counts alone, another
+/// process with all its threads. (`/proc/<tid>/stat` of a thread of this process would count
+/// the whole process: the generator, the harness and the AF_XDP forwarder together.)
 fn cpu_ticks(pids: &[i32]) -> Result<u64> {
     let mut total = 0;
     for pid in pids {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .with_context(|| format!("reading /proc/{pid}/stat"))?;
+        let own_thread = format!("/proc/self/task/{pid}/stat");
+        let path = if Path::new(&own_thread).exists() {
+            own_thread
+        } else {
+            format!("/proc/{pid}/stat")
+        };
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
         // Fields after the command name (which may hold spaces): state is the 3rd field,
         // utime the 14th, stime the 15th.
         let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
