@@ -1,38 +1,46 @@
-//! `carrier-e2e`: end-to-end forwarding rate of carrier on veth, against Linux IPv4
-//! forwarding measured in the same run on the same namespaces.
+//! `carrier-e2e`: end-to-end forwarding rate of carrier on veth, in both of its tiers (AF_XDP
+//! and express), against baselines measured in the same run on the same namespaces: Linux IPv4
+//! forwarding, and two minimal forwarders that are the ceilings of the tiers (`carrier_minfwd`
+//! in XDP; carrier's AF_XDP I/O with no pipeline).
 //!
 //! ```text
-//!  gen ns                    DUT ns                         sink ns
-//!  e2g ──veth── e2i  [carrier-dataplane | Linux forwarding]  e2o ──veth── e2s
-//!  generator thread          threaded NAPI of e2i, and the   carrier_sink (XDP, native):
-//!  (carrier_gen's XDP_TX     carrier process: both on the    counts by EtherType, drops;
-//!  through BPF_PROG_TEST_RUN DUT CPU                         its NAPI on the generator CPU
-//!  live frames, or AF_XDP
+//!  gen ns                    DUT ns                            sink ns
+//!  e2g ──veth── e2i  [carrier-dataplane | Linux forwarding |   e2o ──veth── e2s
+//!                     minimal XDP or AF_XDP forwarder]
+//!  generator thread          threaded NAPI of e2i, and the      carrier_sink (XDP, native):
+//!  (carrier_gen's XDP_TX     carrier process or the AF_XDP      counts by EtherType, drops;
+//!  through BPF_PROG_TEST_RUN forwarder thread: all on the DUT   its NAPI on the generator CPU
+//!  live frames, or AF_XDP    CPU
 //!  copy-mode TX, or AF_PACKET
 //!  sendmmsg), on the
 //!  generator CPU
 //! ```
 //!
 //! The contract: as root, `carrier-e2e` builds the three namespaces (named with its pid),
-//! then for each round and each path starts the DUT (`carrier-dataplane run` with the path's
-//! config, or `ip_forward=1`), starts the generator, lets it warm up, counts what the sink
-//! received over `--secs` seconds, and stops both. Rounds interleave the paths so slow drift
-//! (other load on the machine) spreads over all of them. It prints a markdown table: per path
-//! the median forwarded rate at the sink, every run, the ratio to the Linux baseline, the CPU
-//! time the DUT used in the window (so a rate per whole CPU too), the offered rate (frames the
-//! generator handed to the kernel, as fast as it goes or `--rate`), and where frames were lost
-//! on the veths; then what carrier itself counted. `--write` puts it into `bench/RESULTS.md`
-//! under `## End-to-end forwarding on veth`, replacing only that section.
+//! then for each offered load, frame size, round and path starts the DUT (`carrier-dataplane
+//! run` with the path's config, `ip_forward=1`, or a minimal forwarder), starts the generator,
+//! lets it warm up, counts what the sink received over `--secs` seconds, and stops both. Rounds
+//! interleave the paths so slow drift (other load on the machine) spreads over all of them. It
+//! prints a markdown table per load and frame size: per path the median forwarded rate at the
+//! sink, every run, the ratio to the Linux baseline, the CPU time the DUT used in the window
+//! (so a rate per whole CPU too), the offered rate (frames the generator handed to the kernel,
+//! as fast as it goes or paced by `--load`), and where frames were lost on the veths; then
+//! what carrier itself counted. `--write` puts them into `bench/RESULTS.md` under
+//! `## End-to-end forwarding on veth`, replacing only that section, and a bar chart of the
+//! forwarded rates into `bench/e2e.svg`.
 //!
 //! Only frames of the class the path must produce count as forwarded (IPv4 after a VRF
 //! forward or an MPLS pop, MPLS after a push); a run where they are under 99% of what the
-//! sink saw is marked. Every step is bounded in time; namespaces, the dataplane, the sink's
-//! program and the scratch directory are removed by guards, also on error, panic or Ctrl-C.
+//! sink saw is marked. Every step is bounded in time; namespaces, the dataplane, the XDP
+//! programs, the harness's threads and the scratch directory are removed or stopped by guards,
+//! also on error, panic or Ctrl-C.
 //!
 //! Set-up facts this relies on (kernel 6.x veth): a veth hands frames to its peer's NAPI
 //! (where native XDP runs) only when the sending end has TSO off, and has a NAPI at all only
-//! with XDP attached or GRO on; with `threaded` NAPI each receive queue is a kthread that can
-//! be pinned, so the DUT's receive work runs on the DUT CPU and not on the sender's.
+//! with XDP attached or GRO on; it takes XDP frames (a redirect, the live generator's XDP_TX)
+//! only if its peer had GRO or XDP when it came up; with `threaded` NAPI each receive queue is
+//! a kthread that can be pinned, so the DUT's receive work runs on the DUT CPU and not on the
+//! sender's.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
