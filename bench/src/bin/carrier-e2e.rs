@@ -63,7 +63,9 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use aya::maps::{Array, DevMap, MapData, PerCpuArray};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
-use carrier_bench::run::{cpu_model, install_stop_handler, is_root, loadavg, section_range, stopped};
+use carrier_bench::run::{
+    cpu_model, install_stop_handler, is_root, loadavg, section_range, stopped,
+};
 use carrier_bench::{mpls_frame, udp_frame};
 use carrier_common::PortId;
 use carrier_dataplane::io::xsk::XskPorts;
@@ -146,7 +148,7 @@ struct Cli {
     #[arg(long, alias = "gen", value_enum, default_value_t = GenChoice::Auto)]
     generator: GenChoice,
     /// Seconds each generator runs in the `auto` comparison.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = DEFAULT_COMPARE_SECS)]
     compare_secs: f64,
     /// Offered loads, each measured on every path: `max` (the generator sends as fast as it
     /// can) or a rate in Mpps, e.g. `max,0.45`.
@@ -201,6 +203,9 @@ impl Cli {
         })
     }
 }
+
+/// Seconds each generator runs in the `auto` comparison, unless told.
+const DEFAULT_COMPARE_SECS: f64 = 3.0;
 
 /// Every path, in the order of a round: the baselines first.
 const DEFAULT_PATHS: &str = "kernel,xdp-min,afxdp-min,vrf-forward,mpls-push,mpls-pop,express-vrf-forward,express-mpls-push,express-mpls-pop";
@@ -619,12 +624,12 @@ impl PathKind {
         let labelled = size + 4;
         match (self, self.route()) {
             (PathKind::Kernel, _) => format!("IPv4/UDP {size} B in, IPv4 {size} B out (baseline)"),
-            (PathKind::XdpMin, _) => format!(
-                "IPv4/UDP {size} B in, IPv4 {size} B out (baseline: MACs, TTL, redirect)"
-            ),
-            (PathKind::AfxdpMin, _) => format!(
-                "IPv4/UDP {size} B in, IPv4 {size} B out (baseline: AF_XDP, MACs, TTL)"
-            ),
+            (PathKind::XdpMin, _) => {
+                format!("IPv4/UDP {size} B in, IPv4 {size} B out (baseline: MACs, TTL, redirect)")
+            }
+            (PathKind::AfxdpMin, _) => {
+                format!("IPv4/UDP {size} B in, IPv4 {size} B out (baseline: AF_XDP, MACs, TTL)")
+            }
             (_, Route::Ipv4) => format!("IPv4/UDP {size} B in, IPv4 {size} B out, one VRF"),
             (_, Route::Push) => {
                 format!("IPv4/UDP {size} B in, MPLS (label 1000) {labelled} B out")
@@ -672,9 +677,14 @@ impl PathKind {
                     Route::Ipv4 => {
                         udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, SINK_DST, sport, payload)
                     }
-                    Route::Push => {
-                        udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, REMOTE_DST, sport, payload)
-                    }
+                    Route::Push => udp_frame(
+                        DUT_IN_MAC,
+                        GEN_MAC,
+                        CUSTOMER_SRC,
+                        REMOTE_DST,
+                        sport,
+                        payload,
+                    ),
                     Route::Pop => {
                         let inner =
                             udp_frame(DUT_IN_MAC, GEN_MAC, REMOTE_DST, SINK_DST, sport, payload);
@@ -1229,12 +1239,7 @@ impl Generator {
                 // SAFETY: tgkill to a thread of this process (it has not been joined, so its
                 // id is not reused); WAKE_SIGNAL's handler does nothing.
                 unsafe {
-                    libc::syscall(
-                        libc::SYS_tgkill,
-                        libc::getpid(),
-                        tid,
-                        WAKE_SIGNAL,
-                    );
+                    libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, WAKE_SIGNAL);
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -1756,9 +1761,7 @@ impl LiveGen {
             (GEN_CONFIG_FIRST_PORT, u64::from(FIRST_PORT)),
             (GEN_CONFIG_INTERVAL, interval),
         ] {
-            config
-                .set(index, value, 0)
-                .context("writing GEN_CONFIG")?;
+            config.set(index, value, 0).context("writing GEN_CONFIG")?;
         }
         Ok(())
     }
@@ -1783,8 +1786,13 @@ impl LiveGen {
             .ebpf
             .map(GEN_FRAMES)
             .context("the object has no GEN_FRAMES")?;
-        let frames: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map).context("GEN_FRAMES")?;
-        Ok(frames.get(&0, 0).context("reading GEN_FRAMES")?.iter().sum())
+        let frames: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).context("GEN_FRAMES")?;
+        Ok(frames
+            .get(&0, 0)
+            .context("reading GEN_FRAMES")?
+            .iter()
+            .sum())
     }
 }
 
@@ -2026,7 +2034,9 @@ impl AfxdpFwd {
                 Ok(fwd)
             }
             Ok(Err(e)) => Err(e.context("starting the AF_XDP minimal forwarder")),
-            Err(_) => Err(anyhow!("the AF_XDP minimal forwarder did not come up in 10 s")),
+            Err(_) => Err(anyhow!(
+                "the AF_XDP minimal forwarder did not come up in 10 s"
+            )),
         }
     }
 
@@ -2045,8 +2055,11 @@ impl AfxdpFwd {
         )?
         .insert(ingress, u32::from(AFXDP_IN.0), 0)
         .context("writing PORT_SLOTS")?;
-        let xsk = XskPorts::open(&[(AFXDP_IN, DUT_IN.to_owned()), (AFXDP_OUT, DUT_OUT.to_owned())])
-            .context("opening the AF_XDP sockets")?;
+        let xsk = XskPorts::open(&[
+            (AFXDP_IN, DUT_IN.to_owned()),
+            (AFXDP_OUT, DUT_OUT.to_owned()),
+        ])
+        .context("opening the AF_XDP sockets")?;
         // As `carrier-dataplane run`: best effort.
         let _ = xsk.prefer_busy_poll();
         {
@@ -2095,19 +2108,21 @@ impl AfxdpFwd {
             idle_rounds = 0;
             for packet in &mut batch.packets {
                 let frame = packet.frame.data_mut();
-                packet.verdict = if frame.len() >= 34 && frame[12..14] == [0x08, 0x00] && frame[22] > 1 {
-                    frame[..6].copy_from_slice(&dst);
-                    frame[6..12].copy_from_slice(&src);
-                    let old = u16::from_be_bytes([frame[22], frame[23]]);
-                    frame[22] -= 1;
-                    let new = u16::from_be_bytes([frame[22], frame[23]]);
-                    let checksum = u16::from_be_bytes([frame[24], frame[25]]);
-                    frame[24..26].copy_from_slice(&checksum_update(checksum, old, new).to_be_bytes());
-                    Verdict::Forward(AFXDP_OUT)
-                } else {
-                    // Not ours to forward (no kernel path here): the chunk is recycled.
-                    Verdict::Consumed
-                };
+                packet.verdict =
+                    if frame.len() >= 34 && frame[12..14] == [0x08, 0x00] && frame[22] > 1 {
+                        frame[..6].copy_from_slice(&dst);
+                        frame[6..12].copy_from_slice(&src);
+                        let old = u16::from_be_bytes([frame[22], frame[23]]);
+                        frame[22] -= 1;
+                        let new = u16::from_be_bytes([frame[22], frame[23]]);
+                        let checksum = u16::from_be_bytes([frame[24], frame[25]]);
+                        frame[24..26]
+                            .copy_from_slice(&checksum_update(checksum, old, new).to_be_bytes());
+                        Verdict::Forward(AFXDP_OUT)
+                    } else {
+                        // Not ours to forward (no kernel path here): the chunk is recycled.
+                        Verdict::Consumed
+                    };
             }
             xsk.transmit(&mut batch, &mut counters);
         }
@@ -2858,6 +2873,8 @@ impl Report<'_> {
             if let Some(v) = cli.generator.to_possible_value() {
                 let _ = write!(command, " --generator {}", v.get_name());
             }
+        } else if cli.compare_secs != DEFAULT_COMPARE_SECS {
+            let _ = write!(command, " --compare-secs {}", cli.compare_secs);
         }
         if cli.paths != default_paths() {
             let names: Vec<String> = cli
@@ -3137,7 +3154,10 @@ fn chart(results: &[LoadResults], title: &str) -> String {
         svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
     );
-    let _ = writeln!(svg, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
+    let _ = writeln!(
+        svg,
+        r##"<rect width="100%" height="100%" fill="#ffffff"/>"##
+    );
     let _ = writeln!(
         svg,
         r#"<text x="10" y="20" font-size="15" font-weight="bold">{}</text>"#,
@@ -3274,9 +3294,6 @@ fn write_section(path: &Path, section: &str) -> Result<()> {
 
 // --- small system helpers -----------------------------------------------------------------
 
-
-
-
 /// Sleeps, failing early when the run is interrupted.
 fn sleep(total: Duration) -> Result<()> {
     let end = Instant::now() + total;
@@ -3405,5 +3422,3 @@ fn online_cpus() -> usize {
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     usize::try_from(n).unwrap_or(1).max(1)
 }
-
-
