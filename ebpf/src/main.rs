@@ -18,10 +18,10 @@
 #![no_main]
 
 mod classify;
-mod gen;
-mod minfwd;
 mod parse;
 mod sink;
+mod gen;
+mod minfwd;
 
 use aya_ebpf::{
     bindings::xdp_action,
