@@ -1983,7 +1983,7 @@ impl Dut<'_> {
 #[derive(Debug)]
 struct AfxdpFwd {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<()>>>,
+    thread: Option<JoinHandle<Result<CarrierStats>>>,
     /// The thread's id, for its CPU time.
     tid: i32,
 }
@@ -2016,11 +2016,24 @@ impl AfxdpFwd {
                         return Err(e);
                     }
                 };
-                AfxdpFwd::forward(&mut xsk, &stop2);
+                let (received, forwarded) = AfxdpFwd::forward(&mut xsk, &stop2);
+                let (socket_dropped, socket_ring_full) = xsk
+                    .kernel_stats()
+                    .into_iter()
+                    .find(|(ifname, _, _)| ifname == DUT_IN)
+                    .map_or((0, 0), |(_, dropped, ring_full)| (dropped, ring_full));
+                let stats = CarrierStats {
+                    received,
+                    forwarded,
+                    drops: vec![],
+                    tx_ring_full: xsk.stats.tx_ring_full,
+                    socket_dropped,
+                    socket_ring_full,
+                };
                 // The sockets close before the program is detached.
                 drop(xsk);
                 drop(ebpf);
-                Ok(())
+                Ok(stats)
             })
             .context("spawning the AF_XDP forwarder thread")?;
         let mut fwd = AfxdpFwd {
@@ -2088,12 +2101,13 @@ impl AfxdpFwd {
     }
 
     /// The worker loop of `carrier_dataplane::io::run_worker`, with the rewrite in place of
-    /// the pipeline.
-    fn forward(xsk: &mut XskPorts, stop: &AtomicBool) {
+    /// the pipeline. Returns the frames received and those given to the egress socket.
+    fn forward(xsk: &mut XskPorts, stop: &AtomicBool) -> (u64, u64) {
         let mac = |s: &str| s.parse::<carrier_dataplane::wire::MacAddr>().map(|m| m.0);
         let (Ok(dst), Ok(src)) = (mac(SINK_MAC), mac(DUT_OUT_MAC)) else {
-            return;
+            return (0, 0);
         };
+        let (mut received, mut forwarded) = (0u64, 0u64);
         let mut batch = Batch::default();
         let mut counters = Counters::default();
         let mut idle_rounds = 0u32;
@@ -2106,27 +2120,52 @@ impl AfxdpFwd {
                 continue;
             }
             idle_rounds = 0;
+            received += batch.packets.len() as u64;
             for packet in &mut batch.packets {
-                let frame = packet.frame.data_mut();
-                packet.verdict =
-                    if frame.len() >= 34 && frame[12..14] == [0x08, 0x00] && frame[22] > 1 {
-                        frame[..6].copy_from_slice(&dst);
-                        frame[6..12].copy_from_slice(&src);
-                        let old = u16::from_be_bytes([frame[22], frame[23]]);
-                        frame[22] -= 1;
-                        let new = u16::from_be_bytes([frame[22], frame[23]]);
-                        let checksum = u16::from_be_bytes([frame[24], frame[25]]);
-                        frame[24..26]
-                            .copy_from_slice(&checksum_update(checksum, old, new).to_be_bytes());
-                        Verdict::Forward(AFXDP_OUT)
-                    } else {
-                        // Not ours to forward (no kernel path here): the chunk is recycled.
-                        Verdict::Consumed
-                    };
+                packet.verdict = if rewrite(packet.frame.data_mut(), &dst, &src) {
+                    forwarded += 1;
+                    Verdict::Forward(AFXDP_OUT)
+                } else {
+                    // Not ours to forward (no kernel path here): the chunk is recycled.
+                    Verdict::Consumed
+                };
             }
             xsk.transmit(&mut batch, &mut counters);
         }
+        (received, forwarded)
     }
+
+    /// Stops the thread; what it counted, if it ran.
+    fn stop(&mut self) -> Option<CarrierStats> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take()?.join() {
+            Ok(Ok(stats)) => Some(stats),
+            Ok(Err(e)) => {
+                eprintln!("carrier-e2e: AF_XDP minimal forwarder: {e:#}");
+                None
+            }
+            Err(_) => {
+                eprintln!("carrier-e2e: the AF_XDP minimal forwarder panicked");
+                None
+            }
+        }
+    }
+}
+
+/// `carrier_minfwd`'s rewrite of an IPv4 frame with a TTL above 1: `dst` and `src` MACs, TTL
+/// minus one, checksum updated. False, and nothing changed, for any other frame.
+fn rewrite(frame: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) -> bool {
+    if frame.len() < 34 || frame[12..14] != [0x08, 0x00] || frame[22] <= 1 {
+        return false;
+    }
+    frame[..6].copy_from_slice(dst);
+    frame[6..12].copy_from_slice(src);
+    let old = u16::from_be_bytes([frame[22], frame[23]]);
+    frame[22] -= 1;
+    let new = u16::from_be_bytes([frame[22], frame[23]]);
+    let checksum = u16::from_be_bytes([frame[24], frame[25]]);
+    frame[24..26].copy_from_slice(&checksum_update(checksum, old, new).to_be_bytes());
+    true
 }
 
 /// The AF_XDP minimal forwarder's ports (as carrier numbers them: ingress first).
@@ -2144,14 +2183,7 @@ fn checksum_update(checksum: u16, old: u16, new: u16) -> u16 {
 
 impl Drop for AfxdpFwd {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            match thread.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => eprintln!("carrier-e2e: AF_XDP minimal forwarder: {e:#}"),
-                Err(_) => eprintln!("carrier-e2e: the AF_XDP minimal forwarder panicked"),
-            }
-        }
+        let _ = self.stop();
     }
 }
 
@@ -2470,7 +2502,7 @@ impl Bench<'_> {
             warmup,
             secs,
         } = run;
-        let dut = Dut::start(self, path)?;
+        let mut dut = Dut::start(self, path)?;
         // The DUT's work: its ingress NAPI kthread, and the dataplane process (all its threads).
         let (napi_tasks, sink_tasks) = net.pin_napi()?;
         let dataplane_tasks: Vec<i32> = match &dut {
@@ -2545,10 +2577,16 @@ impl Bench<'_> {
             Dut::Carrier(dp) => Some(dp.log.clone()),
             Dut::Kernel(_) | Dut::XdpMin(_) | Dut::AfxdpMin(_) => None,
         };
+        let afxdp_stats = match &mut dut {
+            Dut::AfxdpMin(fwd) => fwd.stop(),
+            _ => None,
+        };
         // Stopping the dataplane makes it print its counters.
         drop(dut);
-        let carrier = dataplane_log.as_ref().and_then(|log| {
-            CarrierStats::from_log(&std::fs::read_to_string(log).unwrap_or_default())
+        let carrier = afxdp_stats.or_else(|| {
+            dataplane_log.as_ref().and_then(|log| {
+                CarrierStats::from_log(&std::fs::read_to_string(log).unwrap_or_default())
+            })
         });
         let elapsed = (t1 - t0).as_secs_f64();
         let cpus = |ticks0: u64, ticks1: u64| {
@@ -2941,7 +2979,9 @@ impl Report<'_> {
             "carrier's tables: its own counters in the last run of each path, as `carrier-dataplane run` prints them when it stops \
              (whole run, warm-up included). \"Dropped before the socket\" is the ingress AF_XDP socket's kernel statistics: \
              `rx_dropped` (frames redirected to it while its fill ring was empty) and `rx_ring_full`. \
-             The DUT CPU split is the median over the runs.\n"
+             The DUT CPU split is the median over the runs. The AF_XDP minimal forwarder's row is what its loop counted \
+             (its \"pipeline\" is the rewrite, its \"dataplane\" CPU its thread). The express tier's frames never reach the pipeline, \
+             and `carrier-dataplane run` does not print what the tier forwarded when it stops, so its paths have no row.\n"
         );
         if let Some(note) = self
             .results
