@@ -22,6 +22,8 @@ mod classify;
 mod express;
 mod parse;
 mod sink;
+mod gen;
+mod minfwd;
 
 use aya_ebpf::{
     bindings::xdp_action,

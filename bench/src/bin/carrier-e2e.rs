@@ -1,36 +1,48 @@
-//! `carrier-e2e`: end-to-end forwarding rate of carrier on veth, against Linux IPv4
-//! forwarding measured in the same run on the same namespaces.
+//! `carrier-e2e`: end-to-end forwarding rate of carrier on veth, in both of its tiers (AF_XDP
+//! and express), against baselines measured in the same run on the same namespaces: Linux IPv4
+//! forwarding, and two minimal forwarders that are the ceilings of the tiers (`carrier_minfwd`
+//! in XDP; carrier's AF_XDP I/O with no pipeline).
 //!
 //! ```text
-//!  gen ns                    DUT ns                         sink ns
-//!  e2g ──veth── e2i  [carrier-dataplane | Linux forwarding]  e2o ──veth── e2s
-//!  generator thread          threaded NAPI of e2i, and the   carrier_sink (XDP, native):
-//!  (AF_XDP copy-mode TX or   carrier process: both on the    counts by EtherType, drops;
-//!  AF_PACKET sendmmsg),      DUT CPU                         its NAPI on the generator CPU
-//!  on the generator CPU
+//!  gen ns                    DUT ns                            sink ns
+//!  e2g ──veth── e2i  [carrier-dataplane | Linux forwarding |   e2o ──veth── e2s
+//!                     minimal XDP or AF_XDP forwarder]
+//!  generator thread          threaded NAPI of e2i, and the      carrier_sink (XDP, native):
+//!  (carrier_gen's XDP_TX     carrier process or the AF_XDP      counts by EtherType, drops;
+//!  through BPF_PROG_TEST_RUN forwarder thread: all on the DUT   its NAPI on the generator CPU
+//!  live frames, or AF_XDP    CPU
+//!  copy-mode TX, or AF_PACKET
+//!  sendmmsg), on the
+//!  generator CPU
 //! ```
 //!
 //! The contract: as root, `carrier-e2e` builds the three namespaces (named with its pid),
-//! then for each round and each path starts the DUT (`carrier-dataplane run` with the path's
-//! config, or `ip_forward=1`), starts the generator, lets it warm up, counts what the sink
-//! received over `--secs` seconds, and stops both. Rounds interleave the paths so slow drift
-//! (other load on the machine) spreads over all of them. It prints a markdown table: per path
-//! the median forwarded rate at the sink, every run, the ratio to the Linux baseline, the CPU
-//! time the DUT used in the window (so a rate per whole CPU too), the offered rate (frames the
-//! generator handed to the kernel, as fast as it goes or `--rate`), and where frames were lost
-//! on the veths; then what carrier itself counted. `--write` puts it into `bench/RESULTS.md`
-//! under `## End-to-end forwarding on veth`, replacing only that section.
+//! then for each offered load, frame size, round and path starts the DUT (`carrier-dataplane
+//! run` with the path's config, `ip_forward=1`, or a minimal forwarder), starts the generator,
+//! lets it warm up, counts what the sink received over `--secs` seconds, and stops both. Rounds
+//! interleave the paths so slow drift (other load on the machine) spreads over all of them. It
+//! prints a markdown table per load and frame size: per path the median forwarded rate at the
+//! sink, every run, the ratio to the Linux baseline, the CPU time the DUT used in the window
+//! (so a rate per whole CPU too), the offered rate (frames the generator handed to the kernel,
+//! as fast as it goes or paced by `--load`), and where frames were lost on the veths; then
+//! what carrier itself counted. `--write` puts them into `bench/RESULTS.md` under
+//! `## End-to-end forwarding on veth`, replacing only that section, and a bar chart of the
+//! forwarded rates into `bench/e2e.svg`.
 //!
 //! Only frames of the class the path must produce count as forwarded (IPv4 after a VRF
 //! forward or an MPLS pop, MPLS after a push); a run where they are under 99% of what the
-//! sink saw is marked. Every step is bounded in time; namespaces, the dataplane, the sink's
-//! program and the scratch directory are removed by guards, also on error, panic or Ctrl-C.
+//! sink saw is marked. Every step is bounded in time; namespaces, the dataplane, the XDP
+//! programs, the harness's threads and the scratch directory are removed or stopped by guards,
+//! also on error, panic or Ctrl-C.
 //!
 //! Set-up facts this relies on (kernel 6.x veth): a veth hands frames to its peer's NAPI
 //! (where native XDP runs) only when the sending end has TSO off, and has a NAPI at all only
-//! with XDP attached or GRO on; with `threaded` NAPI each receive queue is a kthread that can
-//! be pinned, so the DUT's receive work runs on the DUT CPU and not on the sender's.
+//! with XDP attached or GRO on; it takes XDP frames (a redirect, the live generator's XDP_TX)
+//! only if its peer had GRO or XDP when it came up; with `threaded` NAPI each receive queue is
+//! a kthread that can be pinned, so the DUT's receive work runs on the DUT CPU and not on the
+//! sender's.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::fmt::Write as _;
@@ -38,7 +50,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::num::NonZeroU32;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::ptr::NonNull;
@@ -48,11 +60,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use aya::maps::{Array, MapData, PerCpuArray};
+use aya::maps::{Array, DevMap, MapData, PerCpuArray};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
-use carrier_bench::run::{cpu_model, install_stop_handler, is_root, loadavg, section_range, stopped};
+use carrier_bench::run::{
+    cpu_model, install_stop_handler, is_root, loadavg, section_range, stopped,
+};
 use carrier_bench::{mpls_frame, udp_frame};
+use carrier_common::PortId;
+use carrier_dataplane::io::xsk::XskPorts;
+use carrier_dataplane::io::Ports as _;
+use carrier_dataplane::pipeline::{Batch, Counters, Frame as _, Verdict};
 use clap::{Parser, ValueEnum};
 
 // --- the topology -------------------------------------------------------------------------
@@ -87,6 +105,13 @@ const SINK_PROGRAM: &str = "carrier_sink";
 const SINK_PACKETS: &str = "SINK_PACKETS";
 const SINK_DST_MAC: &str = "SINK_DST_MAC";
 
+/// Shortest and longest IPv4 frame (without the FCS); under a label a frame is 4 bytes longer,
+/// and the longest then just fits the veths' 1500-byte MTU.
+const MIN_FRAME: usize = 60;
+const MAX_FRAME: usize = 1510;
+/// Bytes of Ethernet, IPv4 and UDP headers in an IPv4 frame.
+const UDP_HEADERS: usize = 14 + 20 + 8;
+
 /// Share of the sink's frames that must be of the path's class for a run to count as clean.
 const MIN_CLASS_SHARE: f64 = 0.99;
 /// How long the dataplane may take to serve its socket, and to stop.
@@ -110,32 +135,41 @@ struct Cli {
     /// Seconds of traffic before each measurement.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
-    /// Paths to measure, in this order within a round.
+    /// Paths to measure, in this order within a round. The `express-*` paths need a dataplane
+    /// with the express tier (`express` under `[router]`); leave them out for one without.
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "kernel,vrf-forward,mpls-push,mpls-pop"
+        default_value = DEFAULT_PATHS
     )]
     paths: Vec<PathKind>,
-    /// Generator: `auto` measures both on the kernel path first and keeps the faster.
-    #[arg(long, value_enum, default_value_t = GenChoice::Auto)]
+    /// Generator: `auto` measures each on the Linux path first and keeps the fastest.
+    #[arg(long, alias = "gen", value_enum, default_value_t = GenChoice::Auto)]
     generator: GenChoice,
     /// Seconds each generator runs in the `auto` comparison.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = DEFAULT_COMPARE_SECS)]
     compare_secs: f64,
     /// Offered loads, each measured on every path: `max` (the generator sends as fast as it
     /// can) or a rate in Mpps, e.g. `max,0.45`.
     #[arg(long = "load", value_delimiter = ',', default_value = "max")]
     loads: Vec<Load>,
     /// Frames the generator hands the kernel per system call (AF_XDP: per `sendto`, 32 or
-    /// more; AF_PACKET: per `sendmmsg`). The kernel here is not preemptible: a long call keeps
-    /// the sink's NAPI (on the same CPU) from running, and the sink's ring overflows.
-    #[arg(long, default_value_t = 64)]
-    gen_batch: u32,
+    /// more; AF_PACKET: per `sendmmsg`; default 64) or, for the live generator, per batch
+    /// inside `BPF_PROG_TEST_RUN` (at most 256, the default; it is also the size of the call's
+    /// page pool, and a smaller pool recycles fewer of the pages the sink frees, which slows
+    /// the generator). The kernel here is not preemptible: a long call keeps the sink's NAPI
+    /// (on the same CPU) from running, and the sink's ring overflows.
+    #[arg(long)]
+    gen_batch: Option<u32>,
     /// Distinct flows (UDP source ports) in the generated traffic.
     #[arg(long, default_value_t = 1024)]
     flows: u16,
+    /// Sizes of the IPv4 frames in bytes, without the FCS, each measured on every path at
+    /// every load, e.g. `60,512`: from 60 to 1510 (frames under a label are 4 bytes longer,
+    /// and must fit the veths' 1500-byte MTU).
+    #[arg(long = "frame-size", value_delimiter = ',', default_value = "60")]
+    frame_sizes: Vec<usize>,
     /// CPU of the generator (and of the sink's NAPI and this harness).
     #[arg(long, default_value_t = 0)]
     gen_cpu: usize,
@@ -145,15 +179,43 @@ struct Cli {
     /// The dataplane binary (built by `cargo xtask build --release`).
     #[arg(long)]
     dataplane: Option<PathBuf>,
-    /// The eBPF object holding `carrier_sink` (written by `cargo xtask build`).
+    /// The eBPF object holding `carrier_sink` and `carrier_gen` (written by `cargo xtask
+    /// build`).
     #[arg(long)]
     object: Option<PathBuf>,
-    /// Write the table into bench/RESULTS.md.
+    /// Write the tables into bench/RESULTS.md and the chart into bench/e2e.svg.
     #[arg(long)]
     write: bool,
+    /// Also write the chart (SVG) here.
+    #[arg(long)]
+    chart: Option<PathBuf>,
     /// Keep the scratch directory (dataplane configs and logs) under target/tmp.
     #[arg(long)]
     keep_logs: bool,
+}
+
+impl Cli {
+    /// Frames per system call (per batch for the live generator) of generator `kind`.
+    fn gen_batch(&self, kind: GenKind) -> u32 {
+        self.gen_batch.unwrap_or(match kind {
+            GenKind::Live => LIVE_MAX_BATCH,
+            GenKind::Xsk | GenKind::Packet => 64,
+        })
+    }
+}
+
+/// Seconds each generator runs in the `auto` comparison, unless told.
+const DEFAULT_COMPARE_SECS: f64 = 3.0;
+
+/// Every path, in the order of a round: the baselines first.
+const DEFAULT_PATHS: &str = "kernel,xdp-min,afxdp-min,vrf-forward,mpls-push,mpls-pop,express-vrf-forward,express-mpls-push,express-mpls-pop";
+
+/// [`DEFAULT_PATHS`], parsed.
+fn default_paths() -> Vec<PathKind> {
+    DEFAULT_PATHS
+        .split(',')
+        .filter_map(|name| PathKind::from_str(name, false).ok())
+        .collect()
 }
 
 /// One forwarding path through the DUT.
@@ -161,17 +223,53 @@ struct Cli {
 enum PathKind {
     /// Linux IPv4 forwarding (the baseline), same frames as `vrf-forward`.
     Kernel,
-    /// carrier: customer port to customer port in one VRF.
+    /// `carrier_minfwd` (baseline): XDP on the ingress veth rewrites the MACs, decrements the
+    /// TTL and redirects to the egress veth; the ceiling of any XDP forwarder here.
+    XdpMin,
+    /// The AF_XDP minimal forwarder (baseline): carrier's XDP steering and AF_XDP I/O
+    /// (`carrier_xdp`, `XskPorts`) with the same rewrite as `xdp-min` in place of the
+    /// pipeline; the ceiling of the AF_XDP tier here.
+    AfxdpMin,
+    /// carrier, AF_XDP tier: customer port to customer port in one VRF.
     VrfForward,
-    /// carrier: customer port to core port, pushing the VPN label.
+    /// carrier, AF_XDP tier: customer port to core port, pushing the VPN label.
     MplsPush,
-    /// carrier: core port to customer port, popping a per-VRF label.
+    /// carrier, AF_XDP tier: core port to customer port, popping a per-VRF label.
     MplsPop,
+    /// carrier, express (XDP) tier: as `vrf-forward`.
+    ExpressVrfForward,
+    /// carrier, express (XDP) tier: as `mpls-push`.
+    ExpressMplsPush,
+    /// carrier, express (XDP) tier: as `mpls-pop`.
+    ExpressMplsPop,
+}
+
+/// What a path does to a frame, whoever forwards it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// IPv4 in, IPv4 out (VRF forward, or plain IPv4 forwarding).
+    Ipv4,
+    /// IPv4 in, MPLS out (VPN label pushed).
+    Push,
+    /// MPLS in (per-VRF label), IPv4 out.
+    Pop,
+}
+
+/// Who forwards: a baseline, or one of carrier's tiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tier {
+    /// Linux, or a minimal forwarder with no pipeline.
+    Baseline,
+    /// carrier's AF_XDP tier (`express = false`): XDP steers frames to the userspace pipeline.
+    AfXdp,
+    /// carrier's express tier (`express = true`): the forwarding happens in XDP.
+    Express,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum GenChoice {
     Auto,
+    Live,
     Xsk,
     Packet,
 }
@@ -179,6 +277,8 @@ enum GenChoice {
 /// How the generator sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum GenKind {
+    /// `BPF_PROG_TEST_RUN` of `carrier_gen` in live-frames mode: XDP_TX out of the gen veth.
+    Live,
     /// AF_XDP in copy mode: a TX ring over a UMEM of pre-built frames.
     Xsk,
     /// AF_PACKET raw socket with PACKET_QDISC_BYPASS and sendmmsg.
@@ -188,6 +288,7 @@ enum GenKind {
 impl GenKind {
     fn name(self) -> &'static str {
         match self {
+            GenKind::Live => "XDP live frames (BPF_PROG_TEST_RUN)",
             GenKind::Xsk => "AF_XDP copy-mode TX",
             GenKind::Packet => "AF_PACKET sendmmsg (qdisc bypass)",
         }
@@ -263,6 +364,13 @@ fn run(cli: &Cli) -> Result<()> {
     ensure!((1..=20).contains(&cli.runs), "--runs must be in 1..=20");
     ensure!(cli.flows >= 1, "--flows must be at least 1");
     ensure!(!cli.loads.is_empty(), "--load is empty");
+    ensure!(!cli.frame_sizes.is_empty(), "--frame-size is empty");
+    ensure!(
+        cli.frame_sizes
+            .iter()
+            .all(|size| (MIN_FRAME..=MAX_FRAME).contains(size)),
+        "--frame-size must be in {MIN_FRAME}..={MAX_FRAME}"
+    );
     ensure!(!cli.paths.is_empty(), "--paths is empty");
     ensure!(
         cli.gen_cpu != cli.dut_cpu,
@@ -287,7 +395,7 @@ fn run(cli: &Cli) -> Result<()> {
         .object
         .clone()
         .unwrap_or_else(|| root.join("target/bpf/carrier-xdp.o"));
-    let needs_carrier = cli.paths.iter().any(|p| *p != PathKind::Kernel);
+    let needs_carrier = cli.paths.iter().any(|p| !p.is_baseline());
     if needs_carrier {
         ensure!(
             dataplane.is_file(),
@@ -302,10 +410,27 @@ fn run(cli: &Cli) -> Result<()> {
     );
 
     install_stop_handler();
+    install_wake_handler()?;
+    let scratch = Scratch::new(&root.join("target/tmp"), cli.keep_logs)?;
+    let has_express = needs_carrier && dataplane_has_express(&dataplane, &scratch)?;
+    if needs_carrier {
+        let express: Vec<&str> = cli
+            .paths
+            .iter()
+            .filter(|p| p.tier() == Tier::Express)
+            .map(|p| p.name())
+            .collect();
+        ensure!(
+            has_express || express.is_empty(),
+            "{} has no express tier (its config refuses `express` under [router]), so it \
+             cannot run {}: leave the express paths out, e.g. --paths kernel,xdp-min,vrf-forward,mpls-push,mpls-pop",
+            dataplane.display(),
+            express.join(", ")
+        );
+    }
     // The harness itself stays off the DUT CPU.
     pin_thread(cli.gen_cpu)?;
     let load_before = loadavg();
-    let scratch = Scratch::new(&root.join("target/tmp"), cli.keep_logs)?;
     let net = Topology::up(cli)?;
     let sink = Sink::attach(&net.sink, &object)?;
     println!(
@@ -313,14 +438,28 @@ fn run(cli: &Cli) -> Result<()> {
         net.gen.name, net.dut.name, net.sink.name
     );
 
+    // The live generator's program: required for `--generator live`, tried for `auto`.
+    let live = match cli.generator {
+        GenChoice::Live => Some(LiveGen::load(&object)?),
+        GenChoice::Auto => LiveGen::load(&object)
+            .map_err(|e| println!("carrier-e2e: no live generator: {e:#}"))
+            .ok(),
+        GenChoice::Xsk | GenChoice::Packet => None,
+    }
+    .map(RefCell::new);
+
     let bench = Bench {
         cli,
         net: &net,
         sink: &sink,
         scratch: &scratch,
         dataplane: &dataplane,
+        object: &object,
+        has_express,
+        live: live.as_ref(),
     };
     let (gen_kind, comparison) = match cli.generator {
+        GenChoice::Live => (GenKind::Live, vec![]),
         GenChoice::Xsk => (GenKind::Xsk, vec![]),
         GenChoice::Packet => (GenKind::Packet, vec![]),
         GenChoice::Auto => bench.compare_generators()?,
@@ -329,16 +468,24 @@ fn run(cli: &Cli) -> Result<()> {
 
     let rounds = cli.runs;
     let per_run = cli.warmup + cli.secs + 1.5;
-    let total_runs = rounds * cli.paths.len() * cli.loads.len();
+    let total_runs = rounds * cli.paths.len() * cli.loads.len() * cli.frame_sizes.len();
     println!(
-        "carrier-e2e: {} loads × {rounds} rounds × {} paths × ~{per_run:.0} s ≈ {:.0} s",
+        "carrier-e2e: {} loads × {} frame sizes × {rounds} rounds × {} paths × ~{per_run:.0} s ≈ {:.0} s",
         cli.loads.len(),
+        cli.frame_sizes.len(),
         cli.paths.len(),
         total_runs as f64 * per_run
     );
     let mut results = vec![];
-    for &load in &cli.loads {
-        println!("carrier-e2e: offered load {}", describe_load(load));
+    for (&load, &frame_size) in cli
+        .loads
+        .iter()
+        .flat_map(|load| cli.frame_sizes.iter().map(move |size| (load, size)))
+    {
+        println!(
+            "carrier-e2e: offered load {}, {frame_size}-byte frames",
+            describe_load(load)
+        );
         let mut by_path: Vec<(PathKind, Vec<Sample>)> =
             cli.paths.iter().map(|p| (*p, vec![])).collect();
         for round in 0..rounds {
@@ -347,14 +494,19 @@ fn run(cli: &Cli) -> Result<()> {
                     path: *path,
                     gen: gen_kind,
                     load,
+                    frame_size,
                     warmup: cli.warmup,
                     secs: cli.secs,
                 };
                 let sample = bench.measure(run).with_context(|| {
-                    format!("{} (load {load}, round {})", path.name(), round + 1)
+                    format!(
+                        "{} (load {load}, {frame_size}-byte frames, round {})",
+                        path.name(),
+                        round + 1
+                    )
                 })?;
                 println!(
-                    "  round {} {:<22} offered {:>5.3} Mpps  forwarded {:>5.3} Mpps{}",
+                    "  round {} {:<27} offered {:>5.3} Mpps  forwarded {:>5.3} Mpps{}",
                     round + 1,
                     path.name(),
                     sample.offered_mpps,
@@ -378,6 +530,7 @@ fn run(cli: &Cli) -> Result<()> {
         }
         results.push(LoadResults {
             load,
+            frame_size,
             paths: by_path,
         });
     }
@@ -395,16 +548,25 @@ fn run(cli: &Cli) -> Result<()> {
     };
     for load in &report.results {
         println!(
-            "\noffered load: {}\n\n{}\n{}",
+            "\noffered load: {}, {}-byte frames\n\n{}\n{}",
             describe_load(load.load),
+            load.frame_size,
             report.table(load),
             report.carrier_table(load)
         );
+    }
+    let chart = chart(&report.results, &report.chart_title());
+    if let Some(path) = &cli.chart {
+        std::fs::write(path, &chart).with_context(|| format!("writing {}", path.display()))?;
+        println!("carrier-e2e: wrote {}", path.display());
     }
     if cli.write {
         let section = report.section();
         let path = root.join("bench/RESULTS.md");
         write_section(&path, &section)?;
+        println!("carrier-e2e: wrote {}", path.display());
+        let path = root.join(CHART_FILE);
+        std::fs::write(&path, &chart).with_context(|| format!("writing {}", path.display()))?;
         println!("carrier-e2e: wrote {}", path.display());
     }
     Ok(())
@@ -423,25 +585,68 @@ impl PathKind {
     fn name(self) -> &'static str {
         match self {
             PathKind::Kernel => "Linux IPv4 forwarding",
+            PathKind::XdpMin => "XDP minimal forwarder",
+            PathKind::AfxdpMin => "AF_XDP minimal forwarder",
             PathKind::VrfForward => "carrier VRF forward",
             PathKind::MplsPush => "carrier MPLS push",
             PathKind::MplsPop => "carrier MPLS pop",
+            PathKind::ExpressVrfForward => "carrier express VRF forward",
+            PathKind::ExpressMplsPush => "carrier express MPLS push",
+            PathKind::ExpressMplsPop => "carrier express MPLS pop",
         }
     }
 
-    fn describe(self) -> &'static str {
+    fn tier(self) -> Tier {
         match self {
-            PathKind::Kernel => "IPv4/UDP 60 B in, IPv4 60 B out (baseline)",
-            PathKind::VrfForward => "IPv4/UDP 60 B in, IPv4 60 B out, one VRF",
-            PathKind::MplsPush => "IPv4/UDP 60 B in, MPLS (label 1000) 64 B out",
-            PathKind::MplsPop => "MPLS (label 100) 64 B in, IPv4 60 B out",
+            PathKind::Kernel | PathKind::XdpMin | PathKind::AfxdpMin => Tier::Baseline,
+            PathKind::VrfForward | PathKind::MplsPush | PathKind::MplsPop => Tier::AfXdp,
+            PathKind::ExpressVrfForward | PathKind::ExpressMplsPush | PathKind::ExpressMplsPop => {
+                Tier::Express
+            }
         }
+    }
+
+    /// What the path does to a frame.
+    fn route(self) -> Route {
+        match self {
+            PathKind::Kernel
+            | PathKind::XdpMin
+            | PathKind::AfxdpMin
+            | PathKind::VrfForward
+            | PathKind::ExpressVrfForward => Route::Ipv4,
+            PathKind::MplsPush | PathKind::ExpressMplsPush => Route::Push,
+            PathKind::MplsPop | PathKind::ExpressMplsPop => Route::Pop,
+        }
+    }
+
+    /// The frames in and out, for `size`-byte IPv4 frames.
+    fn describe(self, size: usize) -> String {
+        let labelled = size + 4;
+        match (self, self.route()) {
+            (PathKind::Kernel, _) => format!("IPv4/UDP {size} B in, IPv4 {size} B out (baseline)"),
+            (PathKind::XdpMin, _) => {
+                format!("IPv4/UDP {size} B in, IPv4 {size} B out (baseline: MACs, TTL, redirect)")
+            }
+            (PathKind::AfxdpMin, _) => {
+                format!("IPv4/UDP {size} B in, IPv4 {size} B out (baseline: AF_XDP, MACs, TTL)")
+            }
+            (_, Route::Ipv4) => format!("IPv4/UDP {size} B in, IPv4 {size} B out, one VRF"),
+            (_, Route::Push) => {
+                format!("IPv4/UDP {size} B in, MPLS (label 1000) {labelled} B out")
+            }
+            (_, Route::Pop) => format!("MPLS (label 100) {labelled} B in, IPv4 {size} B out"),
+        }
+    }
+
+    /// A baseline (no carrier), against which the carrier paths are put.
+    fn is_baseline(self) -> bool {
+        self.tier() == Tier::Baseline
     }
 
     fn expected_class(self) -> usize {
-        match self {
-            PathKind::MplsPush => CLASS_MPLS,
-            _ => CLASS_IPV4,
+        match self.route() {
+            Route::Push => CLASS_MPLS,
+            Route::Ipv4 | Route::Pop => CLASS_IPV4,
         }
     }
 
@@ -453,20 +658,36 @@ impl PathKind {
         }
     }
 
-    /// One frame per flow, as the generator sends them to the DUT's ingress veth.
-    fn frames(self, flows: u16) -> Vec<Vec<u8>> {
+    /// Where the UDP source port is in this path's frames (the live generator writes it).
+    fn sport_offset(self) -> u32 {
+        match self.route() {
+            Route::Pop => 14 + 4 + 20,
+            Route::Ipv4 | Route::Push => 14 + 20,
+        }
+    }
+
+    /// One frame per flow, as the generator sends them to the DUT's ingress veth: IPv4
+    /// frames of `size` bytes (4 more under a label).
+    fn frames(self, flows: u16, size: usize) -> Vec<Vec<u8>> {
+        let payload = size - UDP_HEADERS;
         (0..flows)
             .map(|flow| {
-                let sport = 1024 + flow;
-                match self {
-                    PathKind::Kernel | PathKind::VrfForward => {
-                        udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, SINK_DST, sport, 18)
+                let sport = FIRST_PORT + flow;
+                match self.route() {
+                    Route::Ipv4 => {
+                        udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, SINK_DST, sport, payload)
                     }
-                    PathKind::MplsPush => {
-                        udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, REMOTE_DST, sport, 18)
-                    }
-                    PathKind::MplsPop => {
-                        let inner = udp_frame(DUT_IN_MAC, GEN_MAC, REMOTE_DST, SINK_DST, sport, 18);
+                    Route::Push => udp_frame(
+                        DUT_IN_MAC,
+                        GEN_MAC,
+                        CUSTOMER_SRC,
+                        REMOTE_DST,
+                        sport,
+                        payload,
+                    ),
+                    Route::Pop => {
+                        let inner =
+                            udp_frame(DUT_IN_MAC, GEN_MAC, REMOTE_DST, SINK_DST, sport, payload);
                         mpls_frame(DUT_IN_MAC, GEN_MAC, POP_LABEL, 64, &inner[14..])
                     }
                 }
@@ -474,17 +695,24 @@ impl PathKind {
             .collect()
     }
 
-    /// The dataplane's config for this path (docs/config.md); `None` for the kernel.
-    fn carrier_config(self) -> Option<String> {
-        let head = "# written by carrier-e2e\n[router]\nrouter_id = \"10.255.0.1\"\n\n[[vrf]]\nname = \"red\"\n";
+    /// The dataplane's config for this path (docs/config.md); `None` for the baselines. The
+    /// tier is chosen by `express` under `[router]`, written only when the dataplane knows
+    /// the key (`has_express`; one that does not refuses it, and has only the AF_XDP tier).
+    fn carrier_config(self, has_express: bool) -> Option<String> {
+        let express = match self.tier() {
+            Tier::Baseline => return None,
+            _ if !has_express => "",
+            Tier::AfXdp => "express = false\n",
+            Tier::Express => "express = true\n",
+        };
+        let head = format!("# written by carrier-e2e\n[router]\nrouter_id = \"10.255.0.1\"\n{express}\n[[vrf]]\nname = \"red\"\n");
         let customer_in = port(DUT_IN, DUT_IN_MAC, "10.1.0.1/24", "vrf = \"red\"")
             + &neighbour(DUT_IN, &CUSTOMER_SRC.to_string(), GEN_MAC);
         let customer_out = port(DUT_OUT, DUT_OUT_MAC, "10.3.0.1/24", "vrf = \"red\"")
             + &neighbour(DUT_OUT, &SINK_DST.to_string(), SINK_MAC);
-        let config = match self {
-            PathKind::Kernel => return None,
-            PathKind::VrfForward => format!("{head}{customer_in}{customer_out}"),
-            PathKind::MplsPush => {
+        let config = match self.route() {
+            Route::Ipv4 => format!("{head}{customer_in}{customer_out}"),
+            Route::Push => {
                 let core_out = port(DUT_OUT, DUT_OUT_MAC, "192.0.2.1/30", "core = true")
                     + &neighbour(DUT_OUT, "192.0.2.2", SINK_MAC);
                 format!(
@@ -500,7 +728,7 @@ mpls = {{ labels = [{PUSH_LABEL}], pe = "10.255.0.2" }}
 "#
                 )
             }
-            PathKind::MplsPop => {
+            Route::Pop => {
                 let core_in = port(DUT_IN, DUT_IN_MAC, "192.0.2.1/30", "core = true")
                     + &neighbour(DUT_IN, "192.0.2.2", GEN_MAC);
                 format!(
@@ -514,6 +742,40 @@ vrf = "red"
             }
         };
         Some(config)
+    }
+}
+
+/// Whether `dataplane` knows `express` under `[router]`: its `check-config` accepts the VRF
+/// forward config with `express = false`. It must accept the config without the key, or
+/// something else is wrong.
+fn dataplane_has_express(dataplane: &Path, scratch: &Scratch) -> Result<bool> {
+    let check = |has_express: bool| -> Result<std::result::Result<(), String>> {
+        let config = PathKind::VrfForward
+            .carrier_config(has_express)
+            .context("the VRF forward path has a config")?;
+        let file = scratch.dir.join("express-probe.toml");
+        std::fs::write(&file, config).with_context(|| format!("writing {}", file.display()))?;
+        let output = Command::new(dataplane)
+            .args(["check-config", "--config"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {} check-config", dataplane.display()))?;
+        Ok(if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+        })
+    };
+    if check(true)?.is_ok() {
+        return Ok(true);
+    }
+    match check(false)? {
+        Ok(()) => Ok(false),
+        Err(stderr) => bail!(
+            "{} check-config refuses the VRF forward config: {stderr}",
+            dataplane.display()
+        ),
     }
 }
 
@@ -657,10 +919,15 @@ impl Topology {
             ])?;
             // TSO off on both ends: a veth hands frames to its peer's NAPI only then.
             // GRO on: the receiving end has a NAPI (so a pinnable kthread) even without XDP.
+            // Both ends get their features before either comes up: a veth takes XDP frames
+            // from `ndo_xdp_xmit` (an XDP redirect, the live generator's XDP_TX) only if its
+            // peer wanted GRO (or had XDP) when the veth came up.
             for (ns, dev) in [(a_ns, a), (b_ns, b)] {
                 ns.run(&[
                     "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "on",
                 ])?;
+            }
+            for (ns, dev) in [(a_ns, a), (b_ns, b)] {
                 ns.run(&["ip", "link", "set", dev, "up"])?;
             }
         }
@@ -872,6 +1139,7 @@ impl Generator {
         rate: Option<f64>,
         batch: u32,
         limit: Duration,
+        live: Option<OwnedFd>,
     ) -> Result<Generator> {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
@@ -887,6 +1155,11 @@ impl Generator {
                 tid2.store(gettid(), Ordering::Relaxed);
                 let setup = setns(&ns).and_then(|()| pin_thread(cpu));
                 let sender: Result<Box<dyn Sender>> = setup.and_then(|()| match kind {
+                    GenKind::Live => {
+                        let program = live.context("no carrier_gen for the live generator")?;
+                        LiveSender::open(GEN_IF, &frames[0], program, batch)
+                            .map(|s| Box::new(s) as Box<dyn Sender>)
+                    }
                     GenKind::Xsk => XskSender::open(GEN_IF, &frames, batch)
                         .map(|s| Box::new(s) as Box<dyn Sender>),
                     GenKind::Packet => PacketSender::open(GEN_IF, &frames, batch)
@@ -914,6 +1187,9 @@ impl Generator {
                     let n = sender.send_some(max);
                     if n > 0 {
                         sent2.fetch_add(n, Ordering::Relaxed);
+                    }
+                    if let Some(e) = sender.take_error() {
+                        return Err(e);
                     }
                     rounds = rounds.wrapping_add(1);
                     if rounds & 1023 == 0 && Instant::now() > deadline {
@@ -952,10 +1228,21 @@ impl Generator {
         self.tid.load(Ordering::Relaxed)
     }
 
-    /// Stops the thread and waits for it.
+    /// Stops the thread and waits for it. A thread inside a long system call (the live
+    /// generator's `BPF_PROG_TEST_RUN`) is interrupted with [`WAKE_SIGNAL`].
     fn finish(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
+            let tid = self.tid();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !thread.is_finished() && tid > 0 && Instant::now() < deadline {
+                // SAFETY: tgkill to a thread of this process (it has not been joined, so its
+                // id is not reused); WAKE_SIGNAL's handler does nothing.
+                unsafe {
+                    libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, WAKE_SIGNAL);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
             match thread.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => eprintln!("carrier-e2e: generator: {e:#}"),
@@ -971,6 +1258,23 @@ impl Drop for Generator {
     }
 }
 
+/// The signal that interrupts the generator thread's system call when it is stopped.
+const WAKE_SIGNAL: libc::c_int = libc::SIGUSR1;
+
+extern "C" fn on_wake_signal(_signal: libc::c_int) {}
+
+/// Makes [`WAKE_SIGNAL`] interrupt a system call (no `SA_RESTART`) and do nothing else.
+fn install_wake_handler() -> Result<()> {
+    // SAFETY: sigaction is plain old data; zero is a valid value (empty mask, no flags).
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_wake_signal as *const () as libc::sighandler_t;
+    // SAFETY: `action` is a valid sigaction whose handler is async-signal-safe (it does
+    // nothing).
+    let rc = unsafe { libc::sigaction(WAKE_SIGNAL, &action, std::ptr::null_mut()) };
+    ensure!(rc == 0, "sigaction: {}", std::io::Error::last_os_error());
+    Ok(())
+}
+
 /// One way of sending frames.
 trait Sender {
     /// Sends a batch of at most `max` new frames; returns how many frames the kernel took
@@ -980,6 +1284,10 @@ trait Sender {
     fn submitted(&self) -> u64;
     /// How it is set up, for the report.
     fn note(&self) -> String;
+    /// An error that stops the generator, once.
+    fn take_error(&mut self) -> Option<anyhow::Error> {
+        None
+    }
 }
 
 /// Bytes per UMEM chunk of the AF_XDP generator, and chunks (more than may be in flight).
@@ -1324,6 +1632,277 @@ impl Sender for PacketSender {
     }
 }
 
+// --- the live-frames generator ------------------------------------------------------------
+
+/// `BPF_PROG_TEST_RUN` (`enum bpf_cmd`, include/uapi/linux/bpf.h).
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+/// `BPF_F_TEST_XDP_LIVE_FRAMES` (include/uapi/linux/bpf.h, Linux 5.18).
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+/// Most frames per batch in live-frames mode (`TEST_XDP_MAX_BATCH`, net/bpf/test_run.c).
+const LIVE_MAX_BATCH: u32 = 256;
+/// Program runs per `BPF_PROG_TEST_RUN` call (several seconds here): each call sets up and
+/// tears down a page pool, which here costs around 20 ms (the CPU idles meanwhile), so calls
+/// must be long. The harness stops the generator by interrupting the call ([`WAKE_SIGNAL`]);
+/// the bound keeps a call from running for minutes if that fails.
+const LIVE_REPEAT: u32 = 1 << 26;
+/// The generator's program and maps in the eBPF object (`ebpf/src/gen.rs`).
+const GEN_PROGRAM: &str = "carrier_gen";
+const GEN_CONFIG: &str = "GEN_CONFIG";
+const GEN_FRAMES: &str = "GEN_FRAMES";
+const GEN_TEMPLATE: &str = "GEN_TEMPLATE";
+/// Bytes of `GEN_TEMPLATE` (`ebpf/src/gen.rs`: `TEMPLATE_LEN`): the headers the program
+/// writes back into every frame.
+const GEN_TEMPLATE_LEN: usize = 48;
+/// `GEN_CONFIG` indexes (`ebpf/src/gen.rs`: `CONFIG_*`).
+const GEN_CONFIG_SPORT_OFFSET: u32 = 0;
+const GEN_CONFIG_FLOWS: u32 = 1;
+const GEN_CONFIG_FIRST_PORT: u32 = 2;
+const GEN_CONFIG_INTERVAL: u32 = 3;
+/// UDP source port of the first flow (the rest follow it).
+const FIRST_PORT: u16 = 1024;
+
+/// The `test` member of `union bpf_attr` (include/uapi/linux/bpf.h), as of Linux 5.18.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct BpfTestRun {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    /// The struct's tail padding, named so that it is zero (the kernel checks that every
+    /// byte past the last field it knows is zero).
+    _pad: u32,
+}
+
+/// `struct xdp_md` (include/uapi/linux/bpf.h): the context `BPF_PROG_TEST_RUN` takes for
+/// XDP. `data` 0 and `data_end` the frame's length (no metadata), `egress_ifindex` 0.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+/// `carrier_gen` loaded (not attached), with its maps: the harness sets what it sends before
+/// each run and reads how many frames it sent.
+struct LiveGen {
+    ebpf: Ebpf,
+}
+
+impl std::fmt::Debug for LiveGen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveGen")
+    }
+}
+
+impl LiveGen {
+    fn load(object: &Path) -> Result<LiveGen> {
+        let mut ebpf =
+            Ebpf::load_file(object).with_context(|| format!("loading {}", object.display()))?;
+        let program: &mut Xdp = ebpf
+            .program_mut(GEN_PROGRAM)
+            .with_context(|| {
+                format!(
+                    "{} has no {GEN_PROGRAM}: rebuild with `cargo xtask build --release`",
+                    object.display()
+                )
+            })?
+            .try_into()
+            .context("carrier_gen is not an XDP program")?;
+        program.load().context("loading carrier_gen")?;
+        Ok(LiveGen { ebpf })
+    }
+
+    /// Sets what it sends: `frame`'s headers, and `flows` UDP source ports from [`FIRST_PORT`]
+    /// written at `sport_offset`; and how fast: as fast as it goes, or `rate` Mpps.
+    fn configure(
+        &mut self,
+        frame: &[u8],
+        sport_offset: u32,
+        flows: u16,
+        rate: Option<f64>,
+    ) -> Result<()> {
+        let template: [u8; GEN_TEMPLATE_LEN] = frame
+            .get(..GEN_TEMPLATE_LEN)
+            .and_then(|head| head.try_into().ok())
+            .context("frame shorter than the generator's template")?;
+        Array::<&mut MapData, [u8; GEN_TEMPLATE_LEN]>::try_from(
+            self.ebpf
+                .map_mut(GEN_TEMPLATE)
+                .context("the object has no GEN_TEMPLATE")?,
+        )?
+        .set(0, template, 0)
+        .context("writing GEN_TEMPLATE")?;
+        let mut config = Array::<&mut MapData, u64>::try_from(
+            self.ebpf
+                .map_mut(GEN_CONFIG)
+                .context("the object has no GEN_CONFIG")?,
+        )?;
+        // The time between frames in 1/16 ns (the program's unit): 1e3 / rate ns.
+        let interval = rate.map_or(0, |mpps| (16e3 / mpps).round() as u64);
+        for (index, value) in [
+            (GEN_CONFIG_SPORT_OFFSET, u64::from(sport_offset)),
+            (GEN_CONFIG_FLOWS, u64::from(flows)),
+            (GEN_CONFIG_FIRST_PORT, u64::from(FIRST_PORT)),
+            (GEN_CONFIG_INTERVAL, interval),
+        ] {
+            config.set(index, value, 0).context("writing GEN_CONFIG")?;
+        }
+        Ok(())
+    }
+
+    /// A descriptor of the loaded program for the generator thread.
+    fn program_fd(&self) -> Result<OwnedFd> {
+        let program: &Xdp = self
+            .ebpf
+            .program(GEN_PROGRAM)
+            .context("no carrier_gen")?
+            .try_into()
+            .context("carrier_gen is not an XDP program")?;
+        let fd = program.fd().context("carrier_gen is not loaded")?;
+        fd.as_fd()
+            .try_clone_to_owned()
+            .context("duplicating carrier_gen's descriptor")
+    }
+
+    /// Frames the program has sent so far, on all CPUs.
+    fn frames(&self) -> Result<u64> {
+        let map = self
+            .ebpf
+            .map(GEN_FRAMES)
+            .context("the object has no GEN_FRAMES")?;
+        let frames: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).context("GEN_FRAMES")?;
+        Ok(frames
+            .get(&0, 0)
+            .context("reading GEN_FRAMES")?
+            .iter()
+            .sum())
+    }
+}
+
+/// `BPF_PROG_TEST_RUN` of `carrier_gen` in live-frames mode with the generator's veth as the
+/// ingress interface: each call runs the program `repeat` times over one frame, and the
+/// program's `XDP_TX` sends each copy out of the veth, to the DUT's receive ring.
+struct LiveSender {
+    program: OwnedFd,
+    frame: Vec<u8>,
+    ctx: XdpMd,
+    /// Frames per batch inside the kernel.
+    batch: u32,
+    /// Frames handed to the kernel so far.
+    submitted: u64,
+    /// A failed call, reported once by [`Sender::take_error`].
+    error: Option<anyhow::Error>,
+}
+
+impl LiveSender {
+    fn open(ifname: &str, frame: &[u8], program: OwnedFd, batch: u32) -> Result<LiveSender> {
+        let name = CString::new(ifname)?;
+        // SAFETY: a valid NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        ensure!(ifindex != 0, "no interface {ifname}");
+        let mut sender = LiveSender {
+            program,
+            frame: frame.to_vec(),
+            ctx: XdpMd {
+                data_end: u32::try_from(frame.len())?,
+                ingress_ifindex: ifindex,
+                ..XdpMd::default()
+            },
+            batch: batch.clamp(1, LIVE_MAX_BATCH),
+            submitted: 0,
+            error: None,
+        };
+        // One frame, to fail here (old kernel, wrong layout) rather than in the loop.
+        sender
+            .run(1)
+            .context("BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (Linux 5.18 or later)")?;
+        Ok(sender)
+    }
+
+    /// Sends `repeat` frames; returns when the kernel has run the program for all of them.
+    fn run(&mut self, repeat: u32) -> std::io::Result<()> {
+        let mut attr = BpfTestRun {
+            prog_fd: self.program.as_raw_fd() as u32,
+            data_size_in: self.frame.len() as u32,
+            data_in: self.frame.as_ptr() as u64,
+            repeat,
+            ctx_size_in: std::mem::size_of::<XdpMd>() as u32,
+            ctx_in: std::ptr::from_ref(&self.ctx) as u64,
+            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+            batch_size: self.batch,
+            ..BpfTestRun::default()
+        };
+        // SAFETY: `attr` is a valid `bpf_attr` prefix for BPF_PROG_TEST_RUN whose pointers
+        // (the frame and the context) are live for the call; the kernel only reads them
+        // (no `data_out` / `ctx_out` in live mode) and writes `retval` / `duration` in `attr`.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                std::ptr::from_mut(&mut attr),
+                std::mem::size_of::<BpfTestRun>(),
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Sender for LiveSender {
+    fn send_some(&mut self, max: u32) -> u64 {
+        // Paced, the program drops what is not due yet (see `ebpf/src/gen.rs`); the count
+        // returned is of program runs, the frames sent are in GEN_FRAMES.
+        let repeat = max.min(LIVE_REPEAT);
+        match self.run(repeat) {
+            Ok(()) => {
+                self.submitted += u64::from(repeat);
+                u64::from(repeat)
+            }
+            // Interrupted: the harness is stopping the generator (or Ctrl-C). What was sent
+            // is in GEN_FRAMES.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+            Err(e) => {
+                self.error = Some(anyhow!("BPF_PROG_TEST_RUN: {e}"));
+                0
+            }
+        }
+    }
+
+    fn submitted(&self) -> u64 {
+        self.submitted
+    }
+
+    fn note(&self) -> String {
+        format!(
+            "`carrier_gen` returning XDP_TX (paced: XDP_DROP until a frame is due), batches of {}, {LIVE_REPEAT} runs per call",
+            self.batch
+        )
+    }
+
+    fn take_error(&mut self) -> Option<anyhow::Error> {
+        self.error.take()
+    }
+}
+
 fn setsockopt(
     fd: libc::c_int,
     level: libc::c_int,
@@ -1361,26 +1940,315 @@ fn errno(what: &str, e: xdpilone::Errno) -> anyhow::Error {
 #[derive(Debug)]
 enum Dut<'a> {
     Kernel(&'a NetNs),
+    AfxdpMin(AfxdpFwd),
+    XdpMin(#[expect(dead_code, reason = "held for its drop, which detaches the program")] MinFwd),
     Carrier(Dataplane),
 }
 
 impl Dut<'_> {
-    fn start<'a>(
-        net: &'a Topology,
-        scratch: &Scratch,
-        dataplane: &Path,
-        path: PathKind,
-        cpu: usize,
-    ) -> Result<Dut<'a>> {
-        match path.carrier_config() {
+    fn start<'a>(bench: &Bench<'a>, path: PathKind) -> Result<Dut<'a>> {
+        let net = bench.net;
+        match path.carrier_config(bench.has_express) {
+            None if path == PathKind::XdpMin => {
+                Ok(Dut::XdpMin(MinFwd::attach(&net.dut, bench.object)?))
+            }
+            None if path == PathKind::AfxdpMin => Ok(Dut::AfxdpMin(AfxdpFwd::start(
+                &net.dut,
+                bench.object,
+                bench.cli.dut_cpu,
+            )?)),
             None => {
                 net.dut.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
                 Ok(Dut::Kernel(&net.dut))
             }
             Some(config) => Ok(Dut::Carrier(Dataplane::start(
-                &net.dut, scratch, dataplane, path, &config, cpu,
+                &net.dut,
+                bench.scratch,
+                bench.dataplane,
+                path,
+                &config,
+                bench.cli.dut_cpu,
             )?)),
         }
+    }
+}
+
+/// The AF_XDP minimal forwarder: a thread of the harness in the DUT namespace, pinned to the
+/// DUT CPU, with carrier's own XDP steering (`carrier_xdp` on the ingress veth, native mode)
+/// and AF_XDP I/O (`XskPorts`: one UMEM, copy mode, the same batches, fill and completion
+/// handling and busy-poll option as `carrier-dataplane run`). Each frame gets the same rewrite
+/// as in `carrier_minfwd` (the sink's and the egress veth's MACs, TTL minus one with an RFC 1624
+/// checksum update) and goes out of the egress veth's socket: what carrier's AF_XDP tier costs
+/// without its pipeline. Stopped, with the program detached, when dropped.
+#[derive(Debug)]
+struct AfxdpFwd {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<CarrierStats>>>,
+    /// The thread's id, for its CPU time.
+    tid: i32,
+}
+
+/// carrier's steering program and its maps in the eBPF object (`ebpf/src/main.rs`).
+const CARRIER_PROGRAM: &str = "carrier_xdp";
+const CARRIER_PORT_SLOTS: &str = "PORT_SLOTS";
+const CARRIER_XSKS: &str = "XSKS";
+
+impl AfxdpFwd {
+    fn start(ns: &NetNs, object: &Path, cpu: usize) -> Result<AfxdpFwd> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<i32>>();
+        let ns = format!("/var/run/netns/{}", ns.name);
+        let object = object.to_path_buf();
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("afxdp-min".into())
+            .spawn(move || {
+                let setup = setns(&ns)
+                    .and_then(|()| pin_thread(cpu))
+                    .and_then(|()| AfxdpFwd::open(&object));
+                let (ebpf, mut xsk) = match setup {
+                    Ok(opened) => {
+                        let _ = ready_tx.send(Ok(gettid()));
+                        opened
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow!("{e:#}")));
+                        return Err(e);
+                    }
+                };
+                let (received, forwarded) = AfxdpFwd::forward(&mut xsk, &stop2);
+                let (socket_dropped, socket_ring_full) = xsk
+                    .kernel_stats()
+                    .into_iter()
+                    .find(|(ifname, _, _)| ifname == DUT_IN)
+                    .map_or((0, 0), |(_, dropped, ring_full)| (dropped, ring_full));
+                let stats = CarrierStats {
+                    received,
+                    forwarded,
+                    drops: vec![],
+                    tx_ring_full: xsk.stats.tx_ring_full,
+                    socket_dropped,
+                    socket_ring_full,
+                };
+                // The sockets close before the program is detached.
+                drop(xsk);
+                drop(ebpf);
+                Ok(stats)
+            })
+            .context("spawning the AF_XDP forwarder thread")?;
+        let mut fwd = AfxdpFwd {
+            stop,
+            thread: Some(thread),
+            tid: 0,
+        };
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(tid)) => {
+                fwd.tid = tid;
+                Ok(fwd)
+            }
+            Ok(Err(e)) => Err(e.context("starting the AF_XDP minimal forwarder")),
+            Err(_) => Err(anyhow!(
+                "the AF_XDP minimal forwarder did not come up in 10 s"
+            )),
+        }
+    }
+
+    /// In the DUT namespace: `carrier_xdp` on the ingress veth, steering to the ingress
+    /// socket of an `XskPorts` over both veths.
+    fn open(object: &Path) -> Result<(Ebpf, XskPorts)> {
+        let mut ebpf =
+            Ebpf::load_file(object).with_context(|| format!("loading {}", object.display()))?;
+        let name = CString::new(DUT_IN)?;
+        // SAFETY: a valid NUL-terminated name.
+        let ingress = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        ensure!(ingress != 0, "no interface {DUT_IN}");
+        aya::maps::HashMap::<&mut MapData, u32, u32>::try_from(
+            ebpf.map_mut(CARRIER_PORT_SLOTS)
+                .context("the object has no PORT_SLOTS")?,
+        )?
+        .insert(ingress, u32::from(AFXDP_IN.0), 0)
+        .context("writing PORT_SLOTS")?;
+        let xsk = XskPorts::open(&[
+            (AFXDP_IN, DUT_IN.to_owned()),
+            (AFXDP_OUT, DUT_OUT.to_owned()),
+        ])
+        .context("opening the AF_XDP sockets")?;
+        // As `carrier-dataplane run`: best effort.
+        let _ = xsk.prefer_busy_poll();
+        {
+            let mut xsks = aya::maps::XskMap::try_from(
+                ebpf.map_mut(CARRIER_XSKS)
+                    .context("the object has no XSKS")?,
+            )?;
+            for (port, queue, fd) in xsk.sockets() {
+                if port == AFXDP_IN {
+                    let index = carrier_common::xsk_index(u32::from(port.0), queue)
+                        .context("queue out of range")?;
+                    xsks.set(index, fd, 0).context("writing XSKS")?;
+                }
+            }
+        }
+        let program: &mut Xdp = ebpf
+            .program_mut(CARRIER_PROGRAM)
+            .context("the object has no carrier_xdp")?
+            .try_into()
+            .context("carrier_xdp is not an XDP program")?;
+        program.load().context("loading carrier_xdp")?;
+        program
+            .attach(DUT_IN, XdpMode::Driver)
+            .context("attaching carrier_xdp in native mode")?;
+        Ok((ebpf, xsk))
+    }
+
+    /// The worker loop of `carrier_dataplane::io::run_worker`, with the rewrite in place of
+    /// the pipeline. Returns the frames received and those given to the egress socket.
+    fn forward(xsk: &mut XskPorts, stop: &AtomicBool) -> (u64, u64) {
+        let mac = |s: &str| s.parse::<carrier_dataplane::wire::MacAddr>().map(|m| m.0);
+        let (Ok(dst), Ok(src)) = (mac(SINK_MAC), mac(DUT_OUT_MAC)) else {
+            return (0, 0);
+        };
+        let (mut received, mut forwarded) = (0u64, 0u64);
+        let mut batch = Batch::default();
+        let mut counters = Counters::default();
+        let mut idle_rounds = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            if xsk.receive(&mut batch, carrier_dataplane::io::BATCH) == 0 {
+                idle_rounds += 1;
+                if idle_rounds > 64 {
+                    xsk.wait(Duration::from_millis(10));
+                }
+                continue;
+            }
+            idle_rounds = 0;
+            received += batch.packets.len() as u64;
+            for packet in &mut batch.packets {
+                packet.verdict = if rewrite(packet.frame.data_mut(), &dst, &src) {
+                    forwarded += 1;
+                    Verdict::Forward(AFXDP_OUT)
+                } else {
+                    // Not ours to forward (no kernel path here): the chunk is recycled.
+                    Verdict::Consumed
+                };
+            }
+            xsk.transmit(&mut batch, &mut counters);
+        }
+        (received, forwarded)
+    }
+
+    /// Stops the thread; what it counted, if it ran.
+    fn stop(&mut self) -> Option<CarrierStats> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take()?.join() {
+            Ok(Ok(stats)) => Some(stats),
+            Ok(Err(e)) => {
+                eprintln!("carrier-e2e: AF_XDP minimal forwarder: {e:#}");
+                None
+            }
+            Err(_) => {
+                eprintln!("carrier-e2e: the AF_XDP minimal forwarder panicked");
+                None
+            }
+        }
+    }
+}
+
+/// `carrier_minfwd`'s rewrite of an IPv4 frame with a TTL above 1: `dst` and `src` MACs, TTL
+/// minus one, checksum updated. False, and nothing changed, for any other frame.
+fn rewrite(frame: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) -> bool {
+    if frame.len() < 34 || frame[12..14] != [0x08, 0x00] || frame[22] <= 1 {
+        return false;
+    }
+    frame[..6].copy_from_slice(dst);
+    frame[6..12].copy_from_slice(src);
+    let old = u16::from_be_bytes([frame[22], frame[23]]);
+    frame[22] -= 1;
+    let new = u16::from_be_bytes([frame[22], frame[23]]);
+    let checksum = u16::from_be_bytes([frame[24], frame[25]]);
+    frame[24..26].copy_from_slice(&checksum_update(checksum, old, new).to_be_bytes());
+    true
+}
+
+/// The AF_XDP minimal forwarder's ports (as carrier numbers them: ingress first).
+const AFXDP_IN: PortId = PortId(0);
+const AFXDP_OUT: PortId = PortId(1);
+
+/// An IPv4 header checksum after one 16-bit word changed from `old` to `new`: RFC 1624
+/// equation 3, as in `ebpf/src/minfwd.rs`.
+fn checksum_update(checksum: u16, old: u16, new: u16) -> u16 {
+    let mut sum = u32::from(!checksum) + u32::from(!old) + u32::from(new);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+impl Drop for AfxdpFwd {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// `carrier_minfwd` attached in native mode to the DUT's ingress veth, redirecting to its
+/// egress veth with the sink's MAC; detached when dropped.
+struct MinFwd {
+    _ebpf: Ebpf,
+}
+
+impl std::fmt::Debug for MinFwd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MinFwd")
+    }
+}
+
+/// The minimal forwarder's program and maps in the eBPF object (`ebpf/src/minfwd.rs`).
+const MINFWD_PROGRAM: &str = "carrier_minfwd";
+const MINFWD_MACS: &str = "MINFWD_MACS";
+const MINFWD_PORTS: &str = "MINFWD_PORTS";
+
+impl MinFwd {
+    fn attach(ns: &NetNs, object: &Path) -> Result<MinFwd> {
+        let mut ebpf =
+            Ebpf::load_file(object).with_context(|| format!("loading {}", object.display()))?;
+        let mac = |s: &str| {
+            s.parse::<carrier_dataplane::wire::MacAddr>()
+                .map_err(|e| anyhow!("{e:?}"))
+        };
+        let mut macs = [0u8; 12];
+        macs[..6].copy_from_slice(&mac(SINK_MAC)?.0);
+        macs[6..].copy_from_slice(&mac(DUT_OUT_MAC)?.0);
+        Array::<&mut MapData, [u8; 12]>::try_from(
+            ebpf.map_mut(MINFWD_MACS)
+                .context("the object has no MINFWD_MACS")?,
+        )?
+        .set(0, macs, 0)
+        .context("writing MINFWD_MACS")?;
+        // Interface names are looked up, the DEVMAP entry resolved and the link made in this
+        // thread's namespace.
+        let _inside = InNetNs::enter(ns)?;
+        let name = CString::new(DUT_OUT)?;
+        // SAFETY: a valid NUL-terminated name.
+        let egress = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        ensure!(egress != 0, "no interface {DUT_OUT}");
+        DevMap::try_from(
+            ebpf.map_mut(MINFWD_PORTS)
+                .context("the object has no MINFWD_PORTS")?,
+        )?
+        .set(0, egress, None, 0)
+        .context("writing MINFWD_PORTS")?;
+        let program: &mut Xdp = ebpf
+            .program_mut(MINFWD_PROGRAM)
+            .with_context(|| {
+                format!(
+                    "{} has no {MINFWD_PROGRAM}: rebuild with `cargo xtask build --release`",
+                    object.display()
+                )
+            })?
+            .try_into()
+            .context("carrier_minfwd is not an XDP program")?;
+        program.load().context("loading carrier_minfwd")?;
+        program
+            .attach(DUT_IN, XdpMode::Driver)
+            .context("attaching carrier_minfwd in native mode")?;
+        Ok(MinFwd { _ebpf: ebpf })
     }
 }
 
@@ -1561,11 +2429,14 @@ impl Sample {
     }
 
     /// The DUT was not what limited the rate, which is then a lower bound of what it can
-    /// forward: the sink fell behind (lost over 1% of what it counted), or the DUT forwarded
-    /// nearly all that was offered (97% or more).
+    /// forward: the sink fell behind (lost over 1% of what it counted), the DUT forwarded
+    /// nearly all that was offered (97% or more), or the DUT CPU idled for over 10% of the
+    /// window (an XDP forwarder that the generator CPU, which also runs the sink, cannot
+    /// saturate).
     fn lower_bound(&self) -> bool {
         self.sink_drop_mpps > self.forwarded_mpps * 0.01
             || self.forwarded_mpps >= self.offered_mpps * 0.97
+            || self.dut_cpu + self.other_cpu < 0.9
     }
 }
 
@@ -1577,6 +2448,12 @@ struct Bench<'a> {
     sink: &'a Sink,
     scratch: &'a Scratch,
     dataplane: &'a Path,
+    /// The eBPF object (the minimal forwarder's program).
+    object: &'a Path,
+    /// The dataplane knows `express` under `[router]` (it has the express tier).
+    has_express: bool,
+    /// The live generator's program, when it loaded.
+    live: Option<&'a RefCell<LiveGen>>,
 }
 
 /// One run: a path at a load.
@@ -1585,6 +2462,8 @@ struct Run {
     path: PathKind,
     gen: GenKind,
     load: Load,
+    /// Bytes of the IPv4 frames (without the FCS).
+    frame_size: usize,
     warmup: f64,
     secs: f64,
 }
@@ -1593,6 +2472,8 @@ struct Run {
 #[derive(Debug)]
 struct LoadResults {
     load: Load,
+    /// Bytes of the IPv4 frames.
+    frame_size: usize,
     paths: Vec<(PathKind, Vec<Sample>)>,
 }
 
@@ -1610,39 +2491,65 @@ impl Bench<'_> {
             cli,
             net,
             sink,
-            scratch,
-            dataplane,
+            live,
+            ..
         } = *self;
         let Run {
             path,
             gen,
             load,
+            frame_size,
             warmup,
             secs,
         } = run;
-        let dut = Dut::start(net, scratch, dataplane, path, cli.dut_cpu)?;
+        let mut dut = Dut::start(self, path)?;
         // The DUT's work: its ingress NAPI kthread, and the dataplane process (all its threads).
         let (napi_tasks, sink_tasks) = net.pin_napi()?;
         let dataplane_tasks: Vec<i32> = match &dut {
             Dut::Carrier(dp) => dp.pid().into_iter().collect(),
-            Dut::Kernel(_) => vec![],
+            Dut::AfxdpMin(fwd) => vec![fwd.tid],
+            Dut::Kernel(_) | Dut::XdpMin(_) => vec![],
         };
         let limit = Duration::from_secs_f64(warmup + secs + 30.0);
+        let frames = path.frames(cli.flows, frame_size);
+        let live = match (gen, live) {
+            (GenKind::Live, Some(live)) => {
+                live.borrow_mut().configure(
+                    &frames[0],
+                    path.sport_offset(),
+                    cli.flows,
+                    load.rate(),
+                )?;
+                Some(live.borrow().program_fd()?)
+            }
+            (GenKind::Live, None) => bail!("the live generator is not loaded"),
+            _ => None,
+        };
         let mut generator = Generator::start(
             net,
             gen,
-            path.frames(cli.flows),
-            load.rate(),
-            cli.gen_batch,
+            frames,
+            // The live generator's program paces itself.
+            load.rate().filter(|_| gen != GenKind::Live),
+            cli.gen_batch(gen),
             limit,
+            live,
         )?;
+        // Frames offered so far: the live generator's program counts them exactly; the
+        // others count what each system call took.
+        let offered = |generator: &Generator| -> Result<u64> {
+            match (gen, self.live) {
+                (GenKind::Live, Some(live)) => live.borrow().frames(),
+                _ => Ok(generator.sent()),
+            }
+        };
         sleep(Duration::from_secs_f64(warmup))?;
         // What runs on the generator CPU on our behalf: the generator, the sink, this thread.
         let mut gen_tasks = sink_tasks;
         gen_tasks.extend([generator.tid(), gettid()].into_iter().filter(|t| *t > 0));
         let drops0 = net.ring_drops();
         let (sent0, sink0, cpu0, gcpu0, t0) = (
-            generator.sent(),
+            offered(&generator)?,
             sink.counts()?,
             (
                 cpu_ticks(&napi_tasks)?,
@@ -1654,7 +2561,7 @@ impl Bench<'_> {
         );
         sleep(Duration::from_secs_f64(secs))?;
         let (sent1, sink1, cpu1, gcpu1, t1) = (
-            generator.sent(),
+            offered(&generator)?,
             sink.counts()?,
             (
                 cpu_ticks(&napi_tasks)?,
@@ -1668,12 +2575,18 @@ impl Bench<'_> {
         generator.finish();
         let dataplane_log = match &dut {
             Dut::Carrier(dp) => Some(dp.log.clone()),
-            Dut::Kernel(_) => None,
+            Dut::Kernel(_) | Dut::XdpMin(_) | Dut::AfxdpMin(_) => None,
+        };
+        let afxdp_stats = match &mut dut {
+            Dut::AfxdpMin(fwd) => fwd.stop(),
+            _ => None,
         };
         // Stopping the dataplane makes it print its counters.
         drop(dut);
-        let carrier = dataplane_log.as_ref().and_then(|log| {
-            CarrierStats::from_log(&std::fs::read_to_string(log).unwrap_or_default())
+        let carrier = afxdp_stats.or_else(|| {
+            dataplane_log.as_ref().and_then(|log| {
+                CarrierStats::from_log(&std::fs::read_to_string(log).unwrap_or_default())
+            })
         });
         let elapsed = (t1 - t0).as_secs_f64();
         let cpus = |ticks0: u64, ticks1: u64| {
@@ -1704,36 +2617,54 @@ impl Bench<'_> {
         })
     }
 
-    /// Runs both generators on the kernel path for `--compare-secs` each, as fast as they go;
-    /// returns the faster (by offered rate) and both samples.
-    fn compare_generators(&self) -> Result<(GenKind, Vec<(GenKind, Sample)>)> {
-        let mut samples = vec![];
-        for kind in [GenKind::Xsk, GenKind::Packet] {
+    /// Runs each generator (the live one when it loaded) on the kernel path for
+    /// `--compare-secs`, as fast as it goes; returns the fastest (by offered rate) and every
+    /// outcome (a generator that fails to start is left out of the choice, with its error).
+    fn compare_generators(&self) -> Result<(GenKind, Comparison)> {
+        let mut outcomes = vec![];
+        let kinds = [GenKind::Live, GenKind::Xsk, GenKind::Packet];
+        for kind in kinds {
+            if kind == GenKind::Live && self.live.is_none() {
+                outcomes.push((kind, Err("carrier_gen did not load".to_owned())));
+                continue;
+            }
             let run = Run {
                 path: PathKind::Kernel,
                 gen: kind,
                 load: Load::Max,
+                frame_size: self.cli.frame_sizes[0],
                 warmup: 1.0,
                 secs: self.cli.compare_secs,
             };
-            let sample = self
-                .measure(run)
-                .with_context(|| format!("generator comparison: {}", kind.name()))?;
-            println!(
-                "  generator {:<34} offered {:>5.3} Mpps  (Linux forwarded {:.3} Mpps)",
-                kind.name(),
-                sample.offered_mpps,
-                sample.forwarded_mpps
-            );
-            samples.push((kind, sample));
+            match self.measure(run) {
+                Ok(sample) => {
+                    println!(
+                        "  generator {:<38} offered {:>6.3} Mpps  (Linux forwarded {:.3} Mpps)",
+                        kind.name(),
+                        sample.offered_mpps,
+                        sample.forwarded_mpps
+                    );
+                    outcomes.push((kind, Ok(sample)));
+                }
+                Err(e) if !stopped() => {
+                    println!("  generator {:<38} unavailable: {e:#}", kind.name());
+                    outcomes.push((kind, Err(format!("{e:#}"))));
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let best = samples
+        let best = outcomes
             .iter()
-            .max_by(|a, b| a.1.offered_mpps.total_cmp(&b.1.offered_mpps))
-            .map_or(GenKind::Xsk, |(k, _)| *k);
-        Ok((best, samples))
+            .filter_map(|(kind, outcome)| Some((*kind, outcome.as_ref().ok()?.offered_mpps)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(kind, _)| kind)
+            .context("no generator works")?;
+        Ok((best, outcomes))
     }
 }
+
+/// Each generator's run on the Linux path, or why it did not run.
+type Comparison = Vec<(GenKind, Result<Sample, String>)>;
 
 /// The dataplane's own counters over one whole run (warm-up, window and stop), from what
 /// `carrier-dataplane run` prints when it stops: the counters JSON and the I/O statistics line.
@@ -1798,7 +2729,7 @@ impl CarrierStats {
 struct Report<'a> {
     cli: &'a Cli,
     gen_kind: GenKind,
-    comparison: Vec<(GenKind, Sample)>,
+    comparison: Comparison,
     results: Vec<LoadResults>,
     load_before: String,
     load_after: String,
@@ -1888,7 +2819,7 @@ impl Report<'_> {
                 t,
                 "| {} | {} | **{}{fwd:.3}** | {} | {} | {cpu:.2} | {other:.2} / {other_gen:.2} | {fwd_per_cpu:.3} | {} | {offered:.3} | {refused:.3} | {sink_lost:.3} |",
                 path.name(),
-                path.describe(),
+                path.describe(results.frame_size),
                 if bound { "≥ " } else { "" },
                 runs.join(", "),
                 ratio(*path, fwd, bound, baseline.map(|b| (b.0, b.2))),
@@ -1943,6 +2874,17 @@ impl Report<'_> {
         t
     }
 
+    /// The chart's title: what, when, where.
+    fn chart_title(&self) -> String {
+        let date = sh(&["date", "-u", "+%Y-%m-%d"]).unwrap_or_default();
+        format!(
+            "carrier end-to-end forwarding on veth, {} (runs: {} × {} s; one DUT CPU)",
+            date.trim(),
+            self.cli.runs,
+            self.cli.secs
+        )
+    }
+
     /// The whole section for bench/RESULTS.md.
     fn section(&self) -> String {
         let cli = self.cli;
@@ -1951,9 +2893,16 @@ impl Report<'_> {
         let cpu = cpu_model();
         let cpus = online_cpus();
         let mut command = format!(
-            "target/release/carrier-e2e --secs {} --runs {} --warmup {} --flows {} --gen-cpu {} --dut-cpu {} --gen-batch {}",
-            cli.secs, cli.runs, cli.warmup, cli.flows, cli.gen_cpu, cli.dut_cpu, cli.gen_batch
+            "target/release/carrier-e2e --secs {} --runs {} --warmup {} --flows {} --gen-cpu {} --dut-cpu {}",
+            cli.secs, cli.runs, cli.warmup, cli.flows, cli.gen_cpu, cli.dut_cpu
         );
+        if let Some(batch) = cli.gen_batch {
+            let _ = write!(command, " --gen-batch {batch}");
+        }
+        if cli.frame_sizes != [MIN_FRAME] {
+            let sizes: Vec<String> = cli.frame_sizes.iter().map(usize::to_string).collect();
+            let _ = write!(command, " --frame-size {}", sizes.join(","));
+        }
         if cli.loads != [Load::Max] {
             let loads: Vec<String> = cli.loads.iter().map(Load::to_string).collect();
             let _ = write!(command, " --load {}", loads.join(","));
@@ -1962,15 +2911,10 @@ impl Report<'_> {
             if let Some(v) = cli.generator.to_possible_value() {
                 let _ = write!(command, " --generator {}", v.get_name());
             }
+        } else if cli.compare_secs != DEFAULT_COMPARE_SECS {
+            let _ = write!(command, " --compare-secs {}", cli.compare_secs);
         }
-        if cli.paths
-            != [
-                PathKind::Kernel,
-                PathKind::VrfForward,
-                PathKind::MplsPush,
-                PathKind::MplsPop,
-            ]
-        {
+        if cli.paths != default_paths() {
             let names: Vec<String> = cli
                 .paths
                 .iter()
@@ -1990,8 +2934,18 @@ impl Report<'_> {
             self.load_after
         );
         let _ = writeln!(s, "    cd /work/main   # the workspace root\n    cargo xtask build --release\n    cargo build --release -p carrier-bench --bin carrier-e2e\n    {command}   # as root\n");
+        let _ = writeln!(
+            s,
+            "![Forwarded Mpps per path and tier, against Linux and the XDP minimal forwarder](e2e.svg)\n\n\
+             The chart ([e2e.svg](e2e.svg), written by the same run) shows the median forwarded rate of every table below on one scale.\n"
+        );
         for load in &self.results {
-            let _ = writeln!(s, "### Offered load: {}\n", describe_load(load.load));
+            let _ = writeln!(
+                s,
+                "### Offered load: {}, {}-byte frames\n",
+                describe_load(load.load),
+                load.frame_size
+            );
             let _ = writeln!(s, "{}", self.table(load));
             let carrier = self.carrier_table(load);
             if !carrier.is_empty() {
@@ -2013,7 +2967,7 @@ impl Report<'_> {
              - **offered**: frames the generator handed to the kernel per second. \
              **Refused at DUT ingress**: of those, dropped because the DUT's veth receive ring (256 frames) was full. \
              **Lost at the sink**: forwarded frames dropped because the sink's ring was full; 0 unless the sink fell behind.\n\
-             - **≥**: a lower bound, the DUT was not the limit: it forwarded 97% or more of what was offered, or the sink lost over 1%. \
+             - **≥**: a lower bound, the DUT was not the limit: it forwarded 97% or more of what was offered, the sink lost over 1%, or the DUT CPU idled for over 10% of the window. \
              Ratios over a lower bound are upper bounds (≤), a lower bound over a measured rate gives ≥, and ? when both are bounds.\n",
             cli.secs,
             cli.warmup,
@@ -2025,7 +2979,9 @@ impl Report<'_> {
             "carrier's tables: its own counters in the last run of each path, as `carrier-dataplane run` prints them when it stops \
              (whole run, warm-up included). \"Dropped before the socket\" is the ingress AF_XDP socket's kernel statistics: \
              `rx_dropped` (frames redirected to it while its fill ring was empty) and `rx_ring_full`. \
-             The DUT CPU split is the median over the runs.\n"
+             The DUT CPU split is the median over the runs. The AF_XDP minimal forwarder's row is what its loop counted \
+             (its \"pipeline\" is the rewrite, its \"dataplane\" CPU its thread). The express tier's frames never reach the pipeline, \
+             and `carrier-dataplane run` does not print what the tier forwarded when it stops, so its paths have no row.\n"
         );
         if let Some(note) = self
             .results
@@ -2042,19 +2998,22 @@ impl Report<'_> {
             );
         }
         if !self.comparison.is_empty() {
-            let _ = writeln!(s, "Generator choice (each on the Linux path for {} s; the faster one is used above):\n", cli.compare_secs);
+            let _ = writeln!(s, "Generator choice (each on the Linux path for {} s; the fastest one is used above):\n", cli.compare_secs);
             let _ = writeln!(
                 s,
                 "| generator | offered Mpps | Linux forwarded Mpps |\n|---|---:|---:|"
             );
-            for (kind, sample) in &self.comparison {
-                let _ = writeln!(
-                    s,
-                    "| {} | {:.3} | {:.3} |",
-                    kind.name(),
-                    sample.offered_mpps,
-                    sample.forwarded_mpps
-                );
+            for (kind, outcome) in &self.comparison {
+                let _ = match outcome {
+                    Ok(sample) => writeln!(
+                        s,
+                        "| {} | {:.3} | {:.3} |",
+                        kind.name(),
+                        sample.offered_mpps,
+                        sample.forwarded_mpps
+                    ),
+                    Err(e) => writeln!(s, "| {} | unavailable: {e} | – |", kind.name()),
+                };
             }
             let _ = writeln!(s);
         }
@@ -2075,27 +3034,68 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   generator CPU and runs SCHED_FIFO, so the sink keeps up even when the generator (or other
   work) keeps that CPU busy.
 - DUT, carrier: `taskset -c <dut cpu> carrier-dataplane run --config <path config>` (the
-  release build with `carrier_xdp` embedded); its XDP program runs in native mode on both
-  veths and steers every frame to the AF_XDP sockets (copy mode: veth has no zero-copy). On
-  one DUT CPU the dataplane process and the ingress NAPI kthread (XDP, copy into the UMEM)
-  share the CPU; under overload the kthread takes most of it and frames are dropped for want
-  of fill-ring buffers.
+  release build with `carrier_xdp` embedded). The tier is the config's `express` under
+  `[router]`: `false` for the AF_XDP paths, `true` for the express ones (the harness first asks
+  `carrier-dataplane check-config` whether it knows the key; a dataplane that does not has
+  only the AF_XDP tier, gets configs without the key, and cannot run the express paths). AF_XDP
+  tier: its XDP program runs in native mode on both veths and steers every frame to the
+  AF_XDP sockets (copy mode: veth has no zero-copy). On one DUT CPU the dataplane process and
+  the ingress NAPI kthread (XDP, copy into the UMEM) share the CPU; under overload the kthread
+  takes most of it and frames are dropped for want of fill-ring buffers. Express tier: the
+  same paths forwarded in XDP, in the ingress NAPI kthread; compare them with the XDP minimal
+  forwarder, their ceiling.
 - DUT, Linux: `net.ipv4.ip_forward=1`, the same two veths with 10.1.0.1/24 and 10.3.0.1/24, a
   permanent neighbour for the sink (no ARP), IPv6 off, no netfilter rules. Linux has no MPLS
   forwarding here, so the baseline is plain IPv4 forwarding of the VRF path's frames. All of
   its work is in the ingress NAPI kthread.
-- Paths: VRF forward (two customer ports in VRF red, static neighbours); MPLS push (customer
-  port → core port, VPN label 1000 toward a PE behind a static neighbour); MPLS pop (core port
-  → customer port, per-VRF label 100 looked up in VRF red). 1024 flows (UDP source ports),
-  60-byte IPv4/UDP frames (64 bytes with a label), built by `carrier_bench::udp_frame` /
-  `mpls_frame`. The configs are written next to the dataplane's log (`--keep-logs` keeps them).
+- DUT, XDP minimal forwarder (the second baseline, the ceiling of any XDP forwarder here):
+  `carrier_minfwd` (`ebpf/src/minfwd.rs`), attached by the harness in native mode on the DUT's
+  ingress veth, writes the sink's and the egress veth's MACs from a map, decrements the TTL
+  with an incremental checksum update (RFC 1624) and redirects through a DEVMAP to the egress
+  veth; no lookup, no pipeline. It forwards the VRF path's frames, and all of its work is in
+  the ingress NAPI kthread. It needs well under a whole DUT CPU for what the generator CPU can
+  send and sink at once, so its forwarded rate is usually a lower bound: compare it per DUT
+  CPU. Part of the frames are refused at the DUT's ingress even then: the DUT's kthread
+  idles between bursts and wakes late (an IPI to a halted vCPU), while the veth's ring holds
+  only 256 frames.
+- DUT, AF_XDP minimal forwarder (the third baseline, the ceiling of carrier's AF_XDP tier
+  here): a thread of the harness in the DUT namespace, pinned to the DUT CPU, with carrier's
+  own XDP steering (`carrier_xdp` in native mode on the ingress veth) and AF_XDP I/O
+  (`carrier_dataplane::io::xsk::XskPorts`: one UMEM, copy mode, 256-frame batches, busy-poll
+  option, the same loop as the dataplane's worker), doing `carrier_minfwd`'s rewrite on each
+  frame instead of the pipeline and sending it from the egress veth's socket. It forwards the
+  VRF path's frames; its DUT CPU is the ingress NAPI kthread plus that thread.
+- Paths, each in both tiers: VRF forward (two customer ports in VRF red, static neighbours);
+  MPLS push (customer port → core port, VPN label 1000 toward a PE behind a static
+  neighbour); MPLS pop (core port → customer port, per-VRF label 100 looked up in VRF red).
+  1024 flows (UDP source ports), IPv4/UDP frames of each `--frame-size` (60 bytes by default,
+  e.g. `60,512`; 4 bytes more with a label: 64 and 516), built by `carrier_bench::udp_frame`
+  / `mpls_frame`; every path is measured at every size and load, one table each. The configs
+  are written next to the dataplane's log (`--keep-logs` keeps them).
 - Generator: a thread of the harness in the gen namespace, pinned to the generator CPU, sending
-  pre-built frames as fast as it goes (or paced, `--load`): AF_XDP copy-mode TX (a UMEM of
-  pre-built frames, TX ring, need-wakeup, `XDP_MAX_TX_SKB_BUDGET` for more than 32 frames per
-  `sendto`) or AF_PACKET with `PACKET_QDISC_BYPASS` and `sendmmsg`; by default the harness
-  measures both and keeps the faster. `--gen-batch` frames per system call: this kernel runs
-  with `preempt=none`, so one long call (2048 frames) keeps the sink's NAPI off the CPU long
-  enough for the sink's 256-frame ring to overflow.
+  as fast as it goes (or paced, `--load`). By default the harness measures each kind on the
+  Linux path and keeps the fastest (the table below). Live frames (`--generator live`):
+  `BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES` runs `carrier_gen`
+  (`ebpf/src/gen.rs`) over one frame with the gen veth as the ingress interface; its
+  `XDP_TX` sends each frame out of that veth as an XDP redirect, straight into the DUT's
+  receive ring, with no skb and no socket. The kernel reuses the pages of a page pool, so the
+  program writes the frame's first 48 bytes (every header) back from a template each time,
+  then the UDP source port of the frame's flow; paced, it sends a frame only when one is due by
+  `bpf_ktime_get_ns` and drops the rest at once, so the frames are spread evenly within one
+  long call (each call sets up and tears down a page pool, around 20 ms here; the harness
+  interrupts the call with a signal to stop). Its offered rate is what the program counted.
+  The DUT then receives XDP frames, as from a NIC driver: Linux builds the skb on the DUT
+  CPU. The older generators: AF_XDP copy-mode TX (a UMEM of pre-built frames, TX ring,
+  need-wakeup, `XDP_MAX_TX_SKB_BUDGET` for more than 32 frames per `sendto`) and AF_PACKET
+  with `PACKET_QDISC_BYPASS` and `sendmmsg` top out around 1.1 and 0.7 Mpps here; their
+  frames reach the DUT as skbs built on the generator CPU. `--gen-batch` frames per system
+  call (default 64): this kernel runs with `preempt=none`, so one long call (2048 frames)
+  keeps the sink's NAPI off the CPU long enough for the sink's 256-frame ring to overflow. For
+  live frames it is the batch inside the kernel (the kernel reschedules between batches) and
+  the size of the call's page pool (default and most, 256: a pool of 64 recycles too few of
+  the pages the sink frees, and the generator slows to allocating pages). The generator CPU
+  also runs the sink, so through a fast forwarder the generator sends less (around 3.5 Mpps
+  here) than into a DUT that refuses most frames (4 to 5 Mpps).
 - Offered loads: `max` floods the DUT. carrier then loses most of the DUT CPU to its own
   ingress NAPI kthread (XDP, and the copy into the UMEM of frames that are then dropped for
   want of fill buffers), so paced loads around carrier's capacity are measured too: they show
@@ -2107,6 +3107,18 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   EtherType (IPv4, MPLS; frames to another MAC count as other) and drops them; the harness
   reads the counters at the start and end of each window.
 - CPU: utime + stime of the DUT's tasks from `/proc/<pid>/stat` at the window's edges.
+- Chart: `bench/e2e.svg`, hand-written SVG from the same run (`--write`; `--chart FILE` writes
+  it elsewhere): the median forwarded rate of every path, one group per offered load and frame
+  size, on one scale; Linux grey, carrier's AF_XDP tier blue and its express tier orange, each
+  tier's ceiling (the AF_XDP and the XDP minimal forwarder) a lighter shade of its colour;
+  lower bounds paler and outlined, with ≥.
+- The generator CPU also runs the sink, whose cost per frame depends on the forwarder in
+  front of it: XDP frames (Linux builds skbs the sink turns back cheaply; a redirect hands over
+  the generator's own pages) cost little, but each frame carrier sends in AF_XDP copy mode is
+  an skb the sink copies into a page for its XDP program and whose destructor takes the
+  sending socket's completion-queue lock, contended with carrier's process on the DUT CPU. So
+  behind carrier's AF_XDP tier the live generator falls short of a paced rate near 1 Mpps (it
+  offers what the offered column says), and those runs count as lower bounds.
 - Variance: past its capacity carrier's rate moves by up to ±40% between runs and between
   sessions on this machine (see the runs column), and its own counters point at its transmit
   side: frames its pipeline forwarded but lost because the AF_XDP TX ring was full. In copy
@@ -2118,6 +3130,177 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
 Performance claims are these ratios against the baseline of the same run; no test asserts a
 rate.
 ";
+
+// --- the chart ----------------------------------------------------------------------------
+
+/// Where `--write` puts the chart (from the workspace root); RESULTS.md links it by its name.
+const CHART_FILE: &str = "bench/e2e.svg";
+
+/// Fill of a path's bars: Linux grey, each carrier tier its own hue, and the minimal forwarder
+/// that is a tier's ceiling a lighter shade of it.
+fn tier_colour(path: PathKind) -> &'static str {
+    match (path, path.tier()) {
+        (PathKind::XdpMin, _) => "#f3b27a",
+        (PathKind::AfxdpMin, _) => "#9dc3e6",
+        (_, Tier::Baseline) => "#9e9e9e",
+        (_, Tier::AfXdp) => "#2f6ea8",
+        (_, Tier::Express) => "#e06c1a",
+    }
+}
+
+/// Escapes text for SVG.
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A horizontal bar chart of the median forwarded rate of every path, one group per offered
+/// load and frame size, on one scale; a lower bound is drawn paler and labelled with ≥.
+/// Hand-written SVG 1.1: no scripts, no external fonts or styles.
+fn chart(results: &[LoadResults], title: &str) -> String {
+    const WIDTH: f64 = 880.0;
+    const LABEL: f64 = 250.0;
+    const BAR_AREA: f64 = WIDTH - LABEL - 90.0;
+    const ROW: f64 = 22.0;
+    const HEADING: f64 = 30.0;
+    const TOP: f64 = 48.0;
+    let rows: Vec<(f64, bool)> = results
+        .iter()
+        .flat_map(|load| &load.paths)
+        .map(|(_, samples)| {
+            (
+                median(samples.iter().map(|s| s.forwarded_mpps).collect()),
+                samples.iter().any(Sample::lower_bound),
+            )
+        })
+        .collect();
+    let top = rows.iter().map(|r| r.0).fold(0.0, f64::max);
+    // A round scale: steps of 0.5, 1, 2 or 5 × a power of ten, four to ten of them.
+    let step = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .find(|step| top / step <= 8.0)
+        .unwrap_or(20.0);
+    let steps = (top / step).ceil().max(1.0);
+    let scale = BAR_AREA / (steps * step);
+    let body: f64 = results
+        .iter()
+        .map(|load| HEADING + ROW * load.paths.len() as f64)
+        .sum();
+    let height = TOP + body + 30.0 + 28.0;
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        svg,
+        r##"<rect width="100%" height="100%" fill="#ffffff"/>"##
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="10" y="20" font-size="15" font-weight="bold">{}</text>"#,
+        xml(title)
+    );
+    let _ = writeln!(
+        svg,
+        r##"<text x="10" y="38" fill="#444444">Forwarded Mpps at the sink (median of the runs); paler bars with ≥ are lower bounds: the DUT was not the limit.</text>"##
+    );
+    // Grid lines and their values, over the whole body.
+    let (grid_top, grid_bottom) = (TOP, TOP + body);
+    for i in 0..=steps as usize {
+        let x = LABEL + i as f64 * step * scale;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x:.1}" y1="{grid_top}" x2="{x:.1}" y2="{grid_bottom}" stroke="#dddddd"/>"##
+        );
+        let _ = writeln!(
+            svg,
+            r##"<text x="{x:.1}" y="{:.1}" text-anchor="middle" fill="#444444">{}</text>"##,
+            grid_bottom + 14.0,
+            format_mpps(i as f64 * step)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#444444">Mpps</text>"##,
+        LABEL + BAR_AREA / 2.0,
+        grid_bottom + 28.0
+    );
+    let mut y = TOP;
+    let mut row = rows.iter();
+    for load in results {
+        let _ = writeln!(
+            svg,
+            r#"<text x="10" y="{:.1}" font-weight="bold">{}, {}-byte frames</text>"#,
+            y + 20.0,
+            xml(&describe_load(load.load)),
+            load.frame_size
+        );
+        y += HEADING;
+        for (path, _) in &load.paths {
+            let Some(&(mpps, bound)) = row.next() else {
+                break;
+            };
+            let width = mpps * scale;
+            let colour = tier_colour(*path);
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                LABEL - 8.0,
+                y + 15.0,
+                xml(path.name())
+            );
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{LABEL}" y="{:.1}" width="{width:.1}" height="{:.1}" fill="{colour}"{}/>"#,
+                y + 3.0,
+                ROW - 6.0,
+                if bound {
+                    format!(r#" fill-opacity="0.45" stroke="{colour}""#)
+                } else {
+                    String::new()
+                },
+            );
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}">{}{mpps:.3}</text>"#,
+                LABEL + width + 5.0,
+                y + 15.0,
+                if bound { "≥ " } else { "" }
+            );
+            y += ROW;
+        }
+    }
+    // The legend.
+    let legend_y = grid_bottom + 48.0;
+    let mut x = 10.0;
+    for (name, path) in [
+        ("Linux", PathKind::Kernel),
+        ("AF_XDP minimal forwarder", PathKind::AfxdpMin),
+        ("carrier, AF_XDP tier", PathKind::VrfForward),
+        ("XDP minimal forwarder", PathKind::XdpMin),
+        ("carrier, express tier", PathKind::ExpressVrfForward),
+    ] {
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{x:.1}" y="{:.1}" width="12" height="12" fill="{}"/><text x="{:.1}" y="{legend_y:.1}">{name}</text>"#,
+            legend_y - 10.0,
+            tier_colour(path),
+            x + 17.0
+        );
+        x += 30.0 + 6.5 * name.len() as f64;
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// A grid value: no trailing zeros.
+fn format_mpps(value: f64) -> String {
+    let text = format!("{value:.1}");
+    text.strip_suffix(".0").map_or(text.clone(), str::to_owned)
+}
 
 /// Replaces this benchmark's section of the results file (from its heading to the next `## `
 /// heading), or appends it; creates the file if needed.
@@ -2150,9 +3333,6 @@ fn write_section(path: &Path, section: &str) -> Result<()> {
 }
 
 // --- small system helpers -----------------------------------------------------------------
-
-
-
 
 /// Sleeps, failing early when the run is interrupted.
 fn sleep(total: Duration) -> Result<()> {
@@ -2238,12 +3418,19 @@ fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
-/// utime + stime of the tasks (processes count all their threads), in clock ticks.
+/// utime + stime of the tasks, in clock ticks: a thread of this process counts alone, another
+/// process with all its threads. (`/proc/<tid>/stat` of a thread of this process would count
+/// the whole process: the generator, the harness and the AF_XDP forwarder together.)
 fn cpu_ticks(pids: &[i32]) -> Result<u64> {
     let mut total = 0;
     for pid in pids {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .with_context(|| format!("reading /proc/{pid}/stat"))?;
+        let own_thread = format!("/proc/self/task/{pid}/stat");
+        let path = if Path::new(&own_thread).exists() {
+            own_thread
+        } else {
+            format!("/proc/{pid}/stat")
+        };
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
         // Fields after the command name (which may hold spaces): state is the 3rd field,
         // utime the 14th, stime the 15th.
         let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
@@ -2275,5 +3462,3 @@ fn online_cpus() -> usize {
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     usize::try_from(n).unwrap_or(1).max(1)
 }
-
-
