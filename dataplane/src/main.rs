@@ -416,7 +416,10 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
     log::info!("stopping: {:?}; kernel socket stats (port, rx dropped, rx ring full) {:?}", xsk.stats, xsk.kernel_stats());
     let names: Vec<String> = tables.ports.iter().map(|p| p.name.clone()).collect();
     let vrfs: Vec<String> = tables.vrfs.iter().map(|v| v.name.clone()).collect();
-    println!("{}", serde_json::to_string(&worker.counters.to_json(&names, &vrfs))?);
+    // The worker's final counters with what the express tier forwarded (as last published).
+    let mut total = worker.counters.clone();
+    total.merge(&board.express_total());
+    println!("{}", serde_json::to_string(&total.to_json(&names, &vrfs))?);
     drop(xsk);
     match xdp_thread.join() {
         Ok(r) => r?,

@@ -163,6 +163,11 @@ impl CounterBoard {
         view
     }
 
+    /// What the express tier forwarded, in the workers' terms (as last published).
+    pub fn express_total(&self) -> Counters {
+        self.express.lock().map(|e| e.0.clone()).unwrap_or_default()
+    }
+
     /// The sum over workers.
     pub fn total(&self) -> Counters {
         let mut total = Counters::default();
