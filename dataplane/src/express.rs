@@ -48,6 +48,19 @@ use crate::wire::MacAddr;
 /// route over a control-plane id this high is punted.
 pub const SYNTHETIC_BASE: u32 = MAX_NEXTHOPS - 65_536;
 
+/// The id routes over next hops the tier cannot index point at: never given a record, so the
+/// program punts them (the route stays in the trie so that no shorter prefix matches instead).
+pub const PUNT_NEXTHOP: u32 = MAX_NEXTHOPS - 1;
+
+/// The next-hop id a route's map entry holds.
+fn route_target(nh: u32) -> u32 {
+    if nh >= SYNTHETIC_BASE {
+        PUNT_NEXTHOP
+    } else {
+        nh
+    }
+}
+
 /// How long a replaced adjacency slot rests before it is reused (the program may still be
 /// reading it: an XDP run lasts microseconds).
 pub const QUARANTINE: Duration = Duration::from_millis(20);
@@ -140,6 +153,8 @@ pub struct Mirror {
     pub last: Writes,
     /// Port slots whose received frames the tier leaves to the AF_XDP path.
     not_served: HashSet<u32>,
+    /// The log said the adjacency slots ran out.
+    full_warned: bool,
 }
 
 impl Mirror {
@@ -163,6 +178,7 @@ impl Mirror {
             retired_labels_out: FastMap::default(),
             last: Writes::default(),
             not_served: HashSet::new(),
+            full_warned: false,
         }
     }
 
@@ -300,7 +316,7 @@ impl Mirror {
             }
             for (key, nh) in &want {
                 if self.routes.get(key) != Some(nh) {
-                    maps.set_route(fib_key(key.0, key.1), *nh)?;
+                    maps.set_route(fib_key(key.0, key.1), route_target(*nh))?;
                     self.last.routes += 1;
                 }
             }
@@ -331,7 +347,7 @@ impl Mirror {
                 match nh {
                     Some(nh) => {
                         if self.routes.insert(key, nh) != Some(nh) {
-                            maps.set_route(fib_key(key.0, key.1), nh)?;
+                            maps.set_route(fib_key(key.0, key.1), route_target(nh))?;
                             self.last.routes += 1;
                         }
                     }
@@ -438,7 +454,10 @@ impl Mirror {
                         self.installed.remove(&id);
                         self.rest(o);
                     }
-                    log::warn!("express tier: all {MAX_ADJ} adjacency slots in use; next hop {id} is left to the AF_XDP path");
+                    if !self.full_warned {
+                        log::warn!("express tier: all {MAX_ADJ} adjacency slots in use; next hop {id} and any more are left to the AF_XDP path");
+                        self.full_warned = true;
+                    }
                     return Ok(());
                 };
                 maps.set_adj(slot, adj)?;
@@ -521,7 +540,7 @@ impl Mirror {
                 Some(id) => *id,
                 None => {
                     let Some(id) = self.free_synthetic.pop().or_else(|| {
-                        (self.next_synthetic < MAX_NEXTHOPS).then(|| {
+                        (self.next_synthetic < PUNT_NEXTHOP).then(|| {
                             self.next_synthetic += 1;
                             self.next_synthetic - 1
                         })
@@ -908,6 +927,26 @@ mod tests {
         m.sync(&mut maps, &t, &[], Change::Neighbours).unwrap();
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)).map(|a| a.port), Some(NO_PORT));
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 8)).map(|a| a.port), Some(NO_PORT), "back to the punted subnet");
+    }
+
+    /// A route over a next-hop id the tier cannot index stays in the trie, punted, so the
+    /// covering route does not take its traffic.
+    #[test]
+    fn routes_over_unindexable_next_hops_are_punted_not_skipped() {
+        let mut t = tables(0);
+        let big = NextHopId(SYNTHETIC_BASE + 5);
+        t.apply_all([
+            TableCommand::Route { table: Table::Vrf(VrfId(0)), prefix: p("172.16.0.0/16"), nexthop: NextHopId(1) },
+            TableCommand::NextHop { id: big, nexthop: NextHop::Adjacency { port: PortId(1), via: Some(Ipv4Addr::new(10, 1, 0, 2)) } },
+            TableCommand::Route { table: Table::Vrf(VrfId(0)), prefix: p("172.16.9.0/24"), nexthop: big },
+        ])
+        .unwrap();
+        let mut maps = MemMaps::default();
+        let mut m = Mirror::new(true);
+        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        assert!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 1, 1)).is_some_and(|a| a.nlabels == 1));
+        assert_eq!(maps.routes.get(&fib_key(0, p("172.16.9.0/24"))), Some(&PUNT_NEXTHOP));
+        assert!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 9, 1)).is_none(), "punted, not sent over the /16");
     }
 
     #[test]
