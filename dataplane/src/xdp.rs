@@ -723,56 +723,100 @@ impl XdpDataplane {
             .ok_or_else(|| std::io::Error::other("no carrier_xdp program"))?;
         let fd = program.fd().map_err(|e| std::io::Error::other(e.to_string()))?.as_fd().as_raw_fd();
         let mut out = vec![0u8; frame.len() + 256];
-        let mut ctx = [0u32; 6];
-        ctx[1] = frame.len() as u32; // data_end
-        ctx[3] = ifindex; // ingress_ifindex
-        ctx[4] = queue; // rx_queue_index
-        let mut attr = TestRunAttr {
+        let ctx = XdpMd { data_end: frame.len() as u32, ingress_ifindex: ifindex, rx_queue_index: queue, ..XdpMd::default() };
+        let mut attr = BpfTestRun {
             prog_fd: fd as u32,
-            retval: 0,
             data_size_in: frame.len() as u32,
             data_size_out: out.len() as u32,
             data_in: frame.as_ptr() as u64,
             data_out: out.as_mut_ptr() as u64,
             repeat: 1,
-            duration: 0,
-            ctx_size_in: std::mem::size_of_val(&ctx) as u32,
-            ctx_size_out: 0,
-            ctx_in: ctx.as_ptr() as u64,
-            ctx_out: 0,
-            flags: 0,
-            cpu: 0,
-            batch_size: 0,
+            ctx_size_in: std::mem::size_of::<XdpMd>() as u32,
+            ctx_in: std::ptr::from_ref(&ctx) as u64,
+            ..BpfTestRun::default()
         };
-        // SAFETY: `attr` is the kernel's `bpf_attr.test` layout; the buffers outlive the call
-        // and their sizes are the ones given.
-        let r = unsafe { libc::syscall(libc::SYS_bpf, 10 /* BPF_PROG_TEST_RUN */, &mut attr as *mut TestRunAttr, std::mem::size_of::<TestRunAttr>()) };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        // SAFETY: the frame, the output buffer and the context live across the call, with
+        // the sizes given.
+        unsafe { bpf_prog_test_run(&mut attr)? };
         out.truncate(attr.data_size_out as usize);
         Ok((attr.retval, out))
     }
 }
 
-/// `bpf_attr` for `BPF_PROG_TEST_RUN`.
+/// The `test` member of `union bpf_attr` (include/uapi/linux/bpf.h), as of Linux 5.18: the
+/// argument of `BPF_PROG_TEST_RUN`.
 #[repr(C)]
-struct TestRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
+#[derive(Debug, Default)]
+pub struct BpfTestRun {
+    /// The program.
+    pub prog_fd: u32,
+    /// Out: the program's return value (an XDP action).
+    pub retval: u32,
+    /// Bytes at `data_in`.
+    pub data_size_in: u32,
+    /// In: room at `data_out`; out: bytes written there.
+    pub data_size_out: u32,
+    /// The frame.
+    pub data_in: u64,
+    /// Where the frame goes after the program (0: nowhere).
+    pub data_out: u64,
+    /// Program runs.
+    pub repeat: u32,
+    /// Out: mean nanoseconds per run.
+    pub duration: u32,
+    /// Bytes at `ctx_in`.
+    pub ctx_size_in: u32,
+    /// Room at `ctx_out`.
+    pub ctx_size_out: u32,
+    /// The context: an [`XdpMd`] for XDP.
+    pub ctx_in: u64,
+    /// Where the context goes after the program (0: nowhere).
+    pub ctx_out: u64,
+    /// `BPF_F_TEST_*`, e.g. [`BPF_F_TEST_XDP_LIVE_FRAMES`].
+    pub flags: u32,
+    /// CPU to run on (with `BPF_F_TEST_RUN_ON_CPU`).
+    pub cpu: u32,
+    /// Frames per batch in live-frames mode.
+    pub batch_size: u32,
+    /// The struct's tail padding, zero (the kernel checks every byte past the last field it
+    /// knows is zero).
+    pub _pad: u32,
+}
+
+/// `struct xdp_md` (include/uapi/linux/bpf.h): the context `BPF_PROG_TEST_RUN` takes for
+/// XDP. `data` 0 and `data_end` the frame's length (no metadata), `egress_ifindex` 0.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct XdpMd {
+    /// Start of the frame (0).
+    pub data: u32,
+    /// End of the frame: its length.
+    pub data_end: u32,
+    /// Start of the metadata (0).
+    pub data_meta: u32,
+    /// The interface the frame arrives on.
+    pub ingress_ifindex: u32,
+    /// Its RX queue.
+    pub rx_queue_index: u32,
+    /// 0.
+    pub egress_ifindex: u32,
+}
+
+/// `BPF_F_TEST_XDP_LIVE_FRAMES`: redirects and `XDP_TX` are carried out, as for a received
+/// frame (Linux 5.18).
+pub const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+/// `BPF_PROG_TEST_RUN` with `attr`.
+///
+/// # Safety
+/// Every pointer in `attr` must be valid for the size given beside it for the whole call.
+pub unsafe fn bpf_prog_test_run(attr: &mut BpfTestRun) -> std::io::Result<()> {
+    // SAFETY: `attr` is the kernel's layout; its pointers are the caller's promise.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, 10 /* BPF_PROG_TEST_RUN */, std::ptr::from_mut(attr), std::mem::size_of::<BpfTestRun>()) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `bpf_attr` for the `BPF_MAP_*_BATCH` commands.

@@ -163,6 +163,13 @@ impl Traffic {
         }
     }
 
+    /// A receiver on `bind` for at most `secs` (2 s idle ends it), once its socket is bound.
+    pub fn receiver(ns: &NetNs, bind: &str, secs: u64) -> Traffic {
+        let mut t = Traffic::start(ns, "recv", &["--bind", bind, "--secs", &secs.to_string(), "--idle-secs", "2"]);
+        t.wait_listening();
+        t
+    }
+
     /// For `recv`: waits (up to 5 s) until it says its socket is bound.
     pub fn wait_listening(&mut self) {
         let child = self.child.as_mut().expect("running");

@@ -29,17 +29,16 @@
 //! and comes back with the same labels.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use carrier_tests::bgp::{start_control, Daemon};
 use carrier_tests::capture::{tshark, Capture};
-use carrier_tests::carrier::{dumped_route, scratch_dir, workspace, Dataplane};
+use carrier_tests::carrier::{dumped_route, scratch_dir, Dataplane};
 use carrier_tests::netns::{self, veth_between, NetNs};
+use carrier_tests::routed::Traffic;
 
 /// The reflector's address on the management bridge.
 const RR: &str = "10.0.0.254";
@@ -601,65 +600,6 @@ fn two_pes_via_gobgp_reflector_ping_across() {
         for (me, leak) in [1, 2].iter().zip(&leaks) {
             let seen = tshark(leak, "icmp", &["ip.src", "ip.dst", "icmp.type"]);
             assert!(seen.is_empty(), "{vrf} ICMP reached the {other} host behind PE{me}: {seen:?}");
-        }
-    }
-}
-
-/// A `carrier-traffic` process in a namespace; killed on drop (it is bounded by `--secs`
-/// too).
-struct Traffic {
-    child: Option<Child>,
-    what: &'static str,
-}
-
-impl Traffic {
-    fn start(ns: &NetNs, what: &'static str, args: &[&str]) -> Traffic {
-        let bin = std::env::var_os("CARRIER_TRAFFIC_BIN").map(PathBuf::from).unwrap_or_else(|| workspace().join("target/debug/carrier-traffic"));
-        assert!(bin.exists(), "{} is missing: run the privileged tests with `cargo xtask test`", bin.display());
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns.name()])
-            .arg(bin)
-            .arg(what)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start carrier-traffic {what}: {e}"));
-        Traffic { child: Some(child), what }
-    }
-
-    /// A receiver on `bind`; returns once its socket is bound.
-    fn receiver(ns: &NetNs, bind: &str, secs: u64) -> Traffic {
-        let mut t = Traffic::start(ns, "recv", &["--bind", bind, "--secs", &secs.to_string(), "--idle-secs", "2"]);
-        let child = t.child.as_mut().expect("running");
-        let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = stderr.read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-        assert!(line.contains("listening"), "carrier-traffic recv did not start: {line:?}");
-        t
-    }
-
-    /// Waits for it to finish and returns its JSON report.
-    fn report(mut self) -> serde_json::Value {
-        let child = self.child.take().expect("running");
-        let out = child.wait_with_output().expect("wait for carrier-traffic");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "carrier-traffic {} failed ({}): {stdout}{}", self.what, out.status, String::from_utf8_lossy(&out.stderr));
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("carrier-traffic {} printed {stdout:?}: {e}", self.what))
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }

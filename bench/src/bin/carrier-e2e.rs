@@ -71,6 +71,7 @@ use carrier_common::PortId;
 use carrier_dataplane::io::xsk::XskPorts;
 use carrier_dataplane::io::Ports as _;
 use carrier_dataplane::pipeline::{Batch, Counters, Frame as _, Verdict};
+use carrier_dataplane::xdp::{bpf_prog_test_run, BpfTestRun, XdpMd, BPF_F_TEST_XDP_LIVE_FRAMES};
 use clap::{Parser, ValueEnum};
 
 // --- the topology -------------------------------------------------------------------------
@@ -1634,10 +1635,6 @@ impl Sender for PacketSender {
 
 // --- the live-frames generator ------------------------------------------------------------
 
-/// `BPF_PROG_TEST_RUN` (`enum bpf_cmd`, include/uapi/linux/bpf.h).
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
-/// `BPF_F_TEST_XDP_LIVE_FRAMES` (include/uapi/linux/bpf.h, Linux 5.18).
-const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 /// Most frames per batch in live-frames mode (`TEST_XDP_MAX_BATCH`, net/bpf/test_run.c).
 const LIVE_MAX_BATCH: u32 = 256;
 /// Program runs per `BPF_PROG_TEST_RUN` call (several seconds here): each call sets up and
@@ -1660,43 +1657,6 @@ const GEN_CONFIG_FIRST_PORT: u32 = 2;
 const GEN_CONFIG_INTERVAL: u32 = 3;
 /// UDP source port of the first flow (the rest follow it).
 const FIRST_PORT: u16 = 1024;
-
-/// The `test` member of `union bpf_attr` (include/uapi/linux/bpf.h), as of Linux 5.18.
-#[repr(C)]
-#[derive(Debug, Default)]
-struct BpfTestRun {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    /// The struct's tail padding, named so that it is zero (the kernel checks that every
-    /// byte past the last field it knows is zero).
-    _pad: u32,
-}
-
-/// `struct xdp_md` (include/uapi/linux/bpf.h): the context `BPF_PROG_TEST_RUN` takes for
-/// XDP. `data` 0 and `data_end` the frame's length (no metadata), `egress_ifindex` 0.
-#[repr(C)]
-#[derive(Debug, Default)]
-struct XdpMd {
-    data: u32,
-    data_end: u32,
-    data_meta: u32,
-    ingress_ifindex: u32,
-    rx_queue_index: u32,
-    egress_ifindex: u32,
-}
 
 /// `carrier_gen` loaded (not attached), with its maps: the harness sets what it sends before
 /// each run and reads how many frames it sent.
@@ -1849,20 +1809,9 @@ impl LiveSender {
             batch_size: self.batch,
             ..BpfTestRun::default()
         };
-        // SAFETY: `attr` is a valid `bpf_attr` prefix for BPF_PROG_TEST_RUN whose pointers
-        // (the frame and the context) are live for the call; the kernel only reads them
-        // (no `data_out` / `ctx_out` in live mode) and writes `retval` / `duration` in `attr`.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                std::ptr::from_mut(&mut attr),
-                std::mem::size_of::<BpfTestRun>(),
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        // SAFETY: the frame and the context are live for the call; the kernel only reads
+        // them (no `data_out` / `ctx_out` in live mode) and writes `retval` / `duration`.
+        unsafe { bpf_prog_test_run(&mut attr) }?;
         Ok(())
     }
 }
