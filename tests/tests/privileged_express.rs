@@ -475,7 +475,7 @@ impl Harness {
         let before_x = flat_express(&self.counters(w), &self.mirror);
         let before_p = flat_pipeline(&self.worker.counters);
         // Every third frame on RX queue 1, which has no AF_XDP socket.
-        let queue = u32::from(frame.len() % 3 == 0);
+        let queue = u32::from(frame.len().is_multiple_of(3));
         let (action, out) = self.xdp.test_run_on_queue(self.ifindex[port], queue, frame).unwrap();
         let after_x = flat_express(&self.counters(w), &self.mirror);
 
