@@ -167,6 +167,10 @@ pub struct XdpPortStats {
     pub dropped: u64,
 }
 
+/// Interfaces with an ifindex below this are looked up in `PORT_BY_IFINDEX`, an array; the
+/// others in `PORT_SLOTS`, a hash.
+pub const SMALL_IFINDEX: u32 = 4096;
+
 /// Number of port slots in the XDP maps: the most ports one dataplane serves.
 pub const MAX_PORTS: u32 = 64;
 
@@ -210,8 +214,12 @@ pub const XDP_PROGRAM_NAME: &str = "carrier_xdp";
 
 /// Names of the XDP program's maps in the eBPF object.
 pub mod xdp_maps {
-    /// `HashMap<u32 ifindex, u32 port slot>`: the interfaces carrier serves.
+    /// `HashMap<u32 ifindex, u32 port slot>`: the interfaces carrier serves whose ifindex is
+    /// [`crate::SMALL_IFINDEX`] or more.
     pub const PORT_SLOTS: &str = "PORT_SLOTS";
+    /// `Array<u32>` by ifindex below [`crate::SMALL_IFINDEX`]: the port slot + 1 of the
+    /// interfaces carrier serves, 0 for the others (one array read per frame, no hash).
+    pub const PORT_BY_IFINDEX: &str = "PORT_BY_IFINDEX";
     /// `XskMap` indexed by [`crate::xsk_index`]: the bound AF_XDP sockets.
     pub const XSKS: &str = "XSKS";
     /// `PerCpuArray<XdpPortStats>` indexed by port slot.

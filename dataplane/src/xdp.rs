@@ -3,11 +3,11 @@
 //! The contract: [`XdpDataplane`] owns the loaded `carrier_xdp` program and its maps.
 //! [`XdpDataplane::attach`] puts the program on a port — native (driver) mode when the
 //! driver supports it, generic (skb) mode otherwise — and records the port's slot in
-//! `PORT_SLOTS`; dropping the `XdpDataplane` detaches every port. A `carrier_xdp`
+//! `PORT_BY_IFINDEX` (or `PORT_SLOTS`); dropping the `XdpDataplane` detaches every port. A `carrier_xdp`
 //! left on an interface by a dataplane that died is detached and replaced; anyone
 //! else's XDP program is left alone and reported as [`XdpError::ForeignProgram`].
 //!
-//! Who writes what: this module is the only userspace writer of `PORT_SLOTS`, `XSKS`
+//! Who writes what: this module is the only userspace writer of `PORT_BY_IFINDEX`, `PORT_SLOTS`, `XSKS`
 //! and `HOST_ADDRS`; the XDP program only reads them. The XDP program is the only
 //! writer of `PORT_STATS` (one copy per CPU); [`XdpDataplane::port_stats`] reads and
 //! sums it.
@@ -253,9 +253,7 @@ impl XdpDataplane {
             self.detach(ifname)?;
         }
         let ifindex = if_index(ifname)?;
-        self.port_slots()?
-            .insert(ifindex, slot, 0)
-            .map_err(map_error(xdp_maps::PORT_SLOTS))?;
+        self.set_port_slot(ifindex, Some(slot))?;
 
         let attached = match self.attach_link(ifname, ifindex) {
             Err(error) if is_busy(&error) => self
@@ -275,9 +273,7 @@ impl XdpDataplane {
                 Ok(mode)
             }
             Err(error) => {
-                if let Ok(mut slots) = self.port_slots() {
-                    let _ignored = slots.remove(&ifindex);
-                }
+                let _ignored = self.set_port_slot(ifindex, None);
                 Err(error)
             }
         }
@@ -297,9 +293,7 @@ impl XdpDataplane {
             });
         // The slot entry is harmless once the program is off the interface, and the
         // ifindex may already be gone: a failed removal is not worth reporting.
-        if let Ok(mut slots) = self.port_slots() {
-            let _ignored = slots.remove(&port.ifindex);
-        }
+        let _ignored = self.set_port_slot(port.ifindex, None);
         log::info!("detached {XDP_PROGRAM_NAME} from {ifname}");
         detached
     }
@@ -484,6 +478,23 @@ impl XdpDataplane {
 
     fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, XdpError> {
         self.ebpf.map_mut(name).ok_or(XdpError::MapMissing(name))
+    }
+
+    /// Records (or, `None`, forgets) the port slot of `ifindex`: in `PORT_BY_IFINDEX` for
+    /// small ifindexes, in `PORT_SLOTS` for the others. Forgetting an absent entry is fine.
+    fn set_port_slot(&mut self, ifindex: u32, slot: Option<u32>) -> Result<(), XdpError> {
+        if ifindex < carrier_common::SMALL_IFINDEX {
+            let mut map: Array<&mut MapData, u32> = Array::try_from(self.map_mut(xdp_maps::PORT_BY_IFINDEX)?).map_err(map_error(xdp_maps::PORT_BY_IFINDEX))?;
+            return map.set(ifindex, slot.map_or(0, |s| s + 1), 0).map_err(map_error(xdp_maps::PORT_BY_IFINDEX));
+        }
+        let mut slots = self.port_slots()?;
+        match slot {
+            Some(s) => slots.insert(ifindex, s, 0).map_err(map_error(xdp_maps::PORT_SLOTS)),
+            None => match slots.remove(&ifindex) {
+                Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+                Err(e) => Err(map_error(xdp_maps::PORT_SLOTS)(e)),
+            },
+        }
     }
 
     fn port_slots(&mut self) -> Result<HashMap<&mut MapData, u32, u32>, XdpError> {

@@ -1,7 +1,7 @@
 //! carrier's XDP program, `carrier_xdp`.
 //!
 //! Attached to every carrier port by `dataplane/src/xdp.rs`. For a frame arriving on
-//! an interface listed in `PORT_SLOTS` it
+//! an interface listed in `PORT_BY_IFINDEX` or `PORT_SLOTS` it
 //! - drops frames shorter than an Ethernet header (`dropped`);
 //! - passes the router's own control traffic to the kernel (`passed`, see
 //!   [`classify`]);
@@ -10,9 +10,9 @@
 //!   `slot * MAX_QUEUES + rx_queue` (`redirected`), or passes it to the kernel when
 //!   no socket is bound there (`passed`).
 //!
-//! Frames of interfaces not in `PORT_SLOTS` pass untouched and uncounted.
+//! Frames of other interfaces pass untouched and uncounted.
 //!
-//! Who writes what: userspace writes `PORT_SLOTS`, `XSKS` and `HOST_ADDRS`; this
+//! Who writes what: userspace writes `PORT_BY_IFINDEX`, `PORT_SLOTS`, `XSKS` and `HOST_ADDRS`; this
 //! program only reads them. This program writes `PORT_STATS` (one copy per CPU, so no
 //! atomics); userspace only reads and sums it.
 #![no_std]
@@ -28,15 +28,19 @@ mod minfwd;
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{HashMap, PerCpuArray, XskMap},
+    maps::{Array, HashMap, PerCpuArray, XskMap},
     programs::XdpContext,
 };
-use carrier_common::{xsk_index, XdpPortStats, MAX_HOST_ADDRS, MAX_PORTS, XSK_MAP_ENTRIES};
+use carrier_common::{xsk_index, XdpPortStats, MAX_HOST_ADDRS, MAX_PORTS, SMALL_IFINDEX, XSK_MAP_ENTRIES};
 
 use crate::classify::{classify, Verdict};
 use crate::parse::Frame;
 
-/// ifindex → carrier port slot (`0..MAX_PORTS`).
+/// ifindex below `SMALL_IFINDEX` → carrier port slot + 1 (0: not a carrier port).
+#[map(name = "PORT_BY_IFINDEX")]
+static PORT_BY_IFINDEX: Array<u32> = Array::with_max_entries(SMALL_IFINDEX, 0);
+
+/// ifindex (`SMALL_IFINDEX` or more) → carrier port slot (`0..MAX_PORTS`).
 #[map(name = "PORT_SLOTS")]
 static PORT_SLOTS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_PORTS, 0);
 
@@ -56,11 +60,19 @@ static HOST_ADDRS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_HOST_ADDRS,
 pub fn carrier_xdp(ctx: XdpContext) -> u32 {
     // The map value is copied out at once: userspace may update the entry.
     let ifindex = ctx.ingress_ifindex() as u32;
-    let Some(slot) = PORT_SLOTS.get_ptr(ifindex).map(|slot| {
-        // SAFETY: a non-null pointer to a live map value; u32 has no invalid values.
-        unsafe { *slot }
-    }) else {
-        return xdp_action::XDP_PASS;
+    let slot = if ifindex < SMALL_IFINDEX {
+        match PORT_BY_IFINDEX.get(ifindex) {
+            Some(&at) if at != 0 => at - 1,
+            _ => return xdp_action::XDP_PASS,
+        }
+    } else {
+        let Some(slot) = PORT_SLOTS.get_ptr(ifindex).map(|slot| {
+            // SAFETY: a non-null pointer to a live map value; u32 has no invalid values.
+            unsafe { *slot }
+        }) else {
+            return xdp_action::XDP_PASS;
+        };
+        slot
     };
     if slot >= MAX_PORTS {
         return xdp_action::XDP_PASS;

@@ -1939,7 +1939,8 @@ struct AfxdpFwd {
 
 /// carrier's steering program and its maps in the eBPF object (`ebpf/src/main.rs`).
 const CARRIER_PROGRAM: &str = "carrier_xdp";
-const CARRIER_PORT_SLOTS: &str = "PORT_SLOTS";
+const CARRIER_PORT_SLOTS: &str = carrier_common::xdp_maps::PORT_SLOTS;
+const CARRIER_PORT_BY_IFINDEX: &str = carrier_common::xdp_maps::PORT_BY_IFINDEX;
 const CARRIER_XSKS: &str = "XSKS";
 
 impl AfxdpFwd {
@@ -2011,12 +2012,22 @@ impl AfxdpFwd {
         // SAFETY: a valid NUL-terminated name.
         let ingress = unsafe { libc::if_nametoindex(name.as_ptr()) };
         ensure!(ingress != 0, "no interface {DUT_IN}");
-        aya::maps::HashMap::<&mut MapData, u32, u32>::try_from(
-            ebpf.map_mut(CARRIER_PORT_SLOTS)
-                .context("the object has no PORT_SLOTS")?,
-        )?
-        .insert(ingress, u32::from(AFXDP_IN.0), 0)
-        .context("writing PORT_SLOTS")?;
+        // As `XdpDataplane::attach`: small ifindexes in the array, others in the hash.
+        if ingress < carrier_common::SMALL_IFINDEX {
+            aya::maps::Array::<&mut MapData, u32>::try_from(
+                ebpf.map_mut(CARRIER_PORT_BY_IFINDEX)
+                    .context("the object has no PORT_BY_IFINDEX")?,
+            )?
+            .set(ingress, u32::from(AFXDP_IN.0) + 1, 0)
+            .context("writing PORT_BY_IFINDEX")?;
+        } else {
+            aya::maps::HashMap::<&mut MapData, u32, u32>::try_from(
+                ebpf.map_mut(CARRIER_PORT_SLOTS)
+                    .context("the object has no PORT_SLOTS")?,
+            )?
+            .insert(ingress, u32::from(AFXDP_IN.0), 0)
+            .context("writing PORT_SLOTS")?;
+        }
         let xsk = XskPorts::open(&[
             (AFXDP_IN, DUT_IN.to_owned()),
             (AFXDP_OUT, DUT_OUT.to_owned()),
