@@ -89,6 +89,89 @@ pub trait ExpressMaps {
     /// An adjacency slot is about to be reused: its packet counters so far belong to the
     /// record it held; return them and start from zero.
     fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)>;
+    /// Write many adjacency records (in one system call where the maps allow).
+    fn set_adjs(&mut self, items: &[(u32, ExAdj)]) -> std::io::Result<()> {
+        items.iter().try_for_each(|(slot, adj)| self.set_adj(*slot, *adj))
+    }
+    /// Point many next hops (see [`ExpressMaps::set_nexthop`]).
+    fn set_nexthops(&mut self, items: &[(u32, u32)]) -> std::io::Result<()> {
+        items.iter().try_for_each(|(nh, at)| self.set_nexthop(*nh, *at))
+    }
+    /// Insert or replace many routes.
+    fn set_routes(&mut self, items: &[(FibKey, u32)]) -> std::io::Result<()> {
+        items.iter().try_for_each(|(key, nh)| self.set_route(*key, *nh))
+    }
+    /// Remove many routes (absent ones are fine).
+    fn remove_routes(&mut self, keys: &[FibKey]) -> std::io::Result<()> {
+        keys.iter().try_for_each(|key| self.remove_route(*key))
+    }
+}
+
+/// The writes of one sync, held back and then written in batches, in an order that never
+/// lets the program read something half-made: every new adjacency record first, then the
+/// next-hop indices (in the order they were made), then the routes (in order; runs of
+/// inserts and of removals each one batch).
+struct Pending<'m, M: ExpressMaps> {
+    maps: &'m mut M,
+    adjs: Vec<(u32, ExAdj)>,
+    nexthops: Vec<(u32, u32)>,
+    routes: Vec<(FibKey, Option<u32>)>,
+}
+
+impl<M: ExpressMaps> Pending<'_, M> {
+    fn flush(self) -> std::io::Result<()> {
+        self.maps.set_adjs(&self.adjs)?;
+        self.maps.set_nexthops(&self.nexthops)?;
+        let mut at = 0;
+        while at < self.routes.len() {
+            let insert = self.routes[at].1.is_some();
+            let end = self.routes[at..].iter().position(|r| r.1.is_some() != insert).map_or(self.routes.len(), |n| at + n);
+            let run = &self.routes[at..end];
+            if insert {
+                let items: Vec<(FibKey, u32)> = run.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+                self.maps.set_routes(&items)?;
+            } else {
+                let keys: Vec<FibKey> = run.iter().map(|(k, _)| *k).collect();
+                self.maps.remove_routes(&keys)?;
+            }
+            at = end;
+        }
+        Ok(())
+    }
+}
+
+impl<M: ExpressMaps> ExpressMaps for Pending<'_, M> {
+    fn set_config(&mut self, config: ExConfig) -> std::io::Result<()> {
+        self.maps.set_config(config)
+    }
+    fn set_port(&mut self, slot: u32, port: ExPort) -> std::io::Result<()> {
+        self.maps.set_port(slot, port)
+    }
+    fn set_route(&mut self, key: FibKey, nexthop: u32) -> std::io::Result<()> {
+        self.routes.push((key, Some(nexthop)));
+        Ok(())
+    }
+    fn remove_route(&mut self, key: FibKey) -> std::io::Result<()> {
+        self.routes.push((key, None));
+        Ok(())
+    }
+    fn set_nexthop(&mut self, nexthop: u32, at: u32) -> std::io::Result<()> {
+        self.nexthops.push((nexthop, at));
+        Ok(())
+    }
+    fn set_adj(&mut self, slot: u32, adj: ExAdj) -> std::io::Result<()> {
+        self.adjs.push((slot, adj));
+        Ok(())
+    }
+    fn set_ilm(&mut self, label: u32, entry: ExIlm) -> std::io::Result<()> {
+        self.maps.set_ilm(label, entry)
+    }
+    fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()> {
+        self.maps.set_vni(vni, vrf)
+    }
+    fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)> {
+        self.maps.take_adj_counters(slot)
+    }
 }
 
 /// What one commit changed, as the mirror needs to know it.
@@ -229,6 +312,12 @@ impl Mirror {
     /// workers learned. On error the maps may be half-updated: the caller resyncs with
     /// [`Change::All`] (and the tier punts what it cannot decide meanwhile).
     pub fn sync(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, learned: &[(PortId, Ipv4Addr, MacAddr)], change: Change<'_>) -> std::io::Result<()> {
+        let mut pending = Pending { maps, adjs: vec![], nexthops: vec![], routes: vec![] };
+        self.sync_into(&mut pending, tables, learned, change)?;
+        pending.flush()
+    }
+
+    fn sync_into(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, learned: &[(PortId, Ipv4Addr, MacAddr)], change: Change<'_>) -> std::io::Result<()> {
         self.last = Writes::default();
         let now = Instant::now();
         let (ready, resting): (Vec<_>, Vec<_>) = self.quarantine.drain(..).partition(|(_, t)| now.duration_since(*t) >= QUARANTINE);

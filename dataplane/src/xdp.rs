@@ -544,6 +544,8 @@ unsafe impl Plain for express::ExIlm {}
 unsafe impl Plain for express::ExBytes {}
 // SAFETY: as above.
 unsafe impl Plain for express::ExPortStats {}
+// SAFETY: an integer.
+unsafe impl Plain for u32 {}
 // SAFETY: `Raw` is transparent over a `Plain` type.
 unsafe impl<T: Plain> Pod for Raw<T> {}
 
@@ -890,6 +892,41 @@ impl crate::express::ExpressMaps for XdpDataplane {
         };
         r.map_err(|e| std::io::Error::other(format!("express map {}: {e}", express::VNI)))
     }
+    fn set_adjs(&mut self, items: &[(u32, express::ExAdj)]) -> std::io::Result<()> {
+        let keys: Vec<u32> = items.iter().map(|i| i.0).collect();
+        let values: Vec<express::ExAdj> = items.iter().map(|i| i.1).collect();
+        let fd = self.raw_map_fd(express::ADJ)?;
+        if items.is_empty() || write_batch(fd, plain_bytes(&keys), 4, Some((plain_bytes(&values), std::mem::size_of::<express::ExAdj>())), items.len())? {
+            return Ok(());
+        }
+        items.iter().try_for_each(|(slot, adj)| self.set_adj(*slot, *adj))
+    }
+    fn set_nexthops(&mut self, items: &[(u32, u32)]) -> std::io::Result<()> {
+        let keys: Vec<u32> = items.iter().map(|i| i.0).collect();
+        let values: Vec<u32> = items.iter().map(|i| i.1).collect();
+        let fd = self.raw_map_fd(express::NH)?;
+        if items.is_empty() || write_batch(fd, plain_bytes(&keys), 4, Some((plain_bytes(&values), 4)), items.len())? {
+            return Ok(());
+        }
+        items.iter().try_for_each(|(nh, at)| self.set_nexthop(*nh, *at))
+    }
+    fn set_routes(&mut self, items: &[(express::FibKey, u32)]) -> std::io::Result<()> {
+        let keys: Vec<u8> = items.iter().flat_map(|i| lpm_key_bytes(&i.0)).collect();
+        let values: Vec<u32> = items.iter().map(|i| i.1).collect();
+        let fd = self.raw_map_fd(express::FIB)?;
+        if items.is_empty() || write_batch(fd, &keys, 12, Some((plain_bytes(&values), 4)), items.len())? {
+            return Ok(());
+        }
+        items.iter().try_for_each(|(key, nh)| self.set_route(*key, *nh))
+    }
+    fn remove_routes(&mut self, keys: &[express::FibKey]) -> std::io::Result<()> {
+        let raw: Vec<u8> = keys.iter().flat_map(lpm_key_bytes).collect();
+        let fd = self.raw_map_fd(express::FIB)?;
+        if keys.is_empty() || write_batch(fd, &raw, 12, None, keys.len())? {
+            return Ok(());
+        }
+        keys.iter().try_for_each(|key| self.remove_route(*key))
+    }
     fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
         let mut map: PerCpuArray<&mut MapData, Raw<express::ExBytes>> =
@@ -900,6 +937,75 @@ impl crate::express::ExpressMaps for XdpDataplane {
         map.set(slot, zeros, 0).map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok((p, b))
     }
+}
+
+impl XdpDataplane {
+    /// The file descriptor of array or LPM-trie map `name`.
+    fn raw_map_fd(&self, name: &'static str) -> std::io::Result<std::os::fd::RawFd> {
+        use std::os::fd::{AsFd, AsRawFd};
+        match self.ebpf.map(name) {
+            Some(Map::Array(d) | Map::LpmTrie(d)) => Ok(d.fd().as_fd().as_raw_fd()),
+            _ => Err(std::io::Error::other(format!("no array or LPM trie map {name}"))),
+        }
+    }
+}
+
+/// Most entries one batch system call carries.
+const WRITE_BATCH: usize = 8192;
+
+/// `BPF_MAP_UPDATE_BATCH` (`values` given) or `BPF_MAP_DELETE_BATCH` (`values` `None`) of
+/// `count` entries, `key_size` / `value_size` bytes each, in chunks of [`WRITE_BATCH`]. A
+/// deletion of an absent key skips that key. `Ok(false)` when the kernel has no batch
+/// operations for this map (the caller then writes one entry at a time).
+fn write_batch(fd: std::os::fd::RawFd, keys: &[u8], key_size: usize, values: Option<(&[u8], usize)>, count: usize) -> std::io::Result<bool> {
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(WRITE_BATCH);
+        let mut attr = BatchAttr {
+            in_batch: 0,
+            out_batch: 0,
+            keys: keys[done * key_size..].as_ptr() as u64,
+            values: values.map_or(0, |(v, size)| v[done * size..].as_ptr() as u64),
+            count: n as u32,
+            map_fd: fd as u32,
+            elem_flags: 0,
+            flags: 0,
+        };
+        let cmd = if values.is_some() { 26 /* BPF_MAP_UPDATE_BATCH */ } else { 27 /* BPF_MAP_DELETE_BATCH */ };
+        // SAFETY: `attr` is the kernel's `bpf_attr.batch` layout; `keys` (and `values`) hold
+        // `n` entries of the map's key (and value) size from the offsets given, alive for
+        // the call.
+        let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>()) };
+        if r == 0 {
+            done += n;
+            continue;
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            // EINVAL, ENOTSUPP (the kernel's 524) or EOPNOTSUPP before anything was written:
+            // no batch operations for this map type.
+            Some(libc::EINVAL | 524 | libc::EOPNOTSUPP) if done == 0 && attr.count == 0 => return Ok(false),
+            // A deletion stopped at an absent key: skip it.
+            Some(libc::ENOENT) if values.is_none() => done += attr.count as usize + 1,
+            _ => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+fn lpm_key_bytes(key: &express::FibKey) -> [u8; 12] {
+    let mut b = [0u8; 12];
+    b[..4].copy_from_slice(&key.prefix_len.to_ne_bytes());
+    b[4..6].copy_from_slice(&key.vrf);
+    b[6..10].copy_from_slice(&key.addr);
+    b
+}
+
+/// The raw bytes of `Plain` values, in order.
+fn plain_bytes<T: Plain>(values: &[T]) -> &[u8] {
+    // SAFETY: `Plain` types have no padding and any bit pattern; the slice covers exactly
+    // `values`.
+    unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, std::mem::size_of_val(values)) }
 }
 
 fn lpm_key(key: &express::FibKey) -> aya::maps::lpm_trie::Key<[u8; 8]> {
