@@ -517,7 +517,7 @@ impl Harness {
             assert_eq!(punts_moved, 0, "{}", explain());
             let kind = match (frame.get(12..14), out.get(12..14)) {
                 (Some([0x88, 0x47]), _) => "pop",
-                (Some([0x08, 0x00]), _) if PORTS[port].0 == PortRole::Core => "decap",
+                (Some([0x08, 0x00]), _) if w.tables.ports.get(port).is_some_and(|p| p.role == PortRole::Core) => "decap",
                 (_, Some([0x88, 0x47])) if out.len() >= frame.len() + 8 => "push-2+",
                 (_, Some([0x88, 0x47])) => "push",
                 _ => "vrf",
@@ -570,16 +570,17 @@ fn random_changes(rng: &mut Rng, w: &mut World) -> Vec<TableCommand> {
     cmds
 }
 
-#[test]
-#[ignore = "needs root: run with cargo xtask test"]
-fn express_tier_matches_the_pipeline() {
+/// `ports` carrier ports — veths with two RX queues and unique names here, peers in a
+/// namespace dropped with it — with `carrier_xdp` attached (port i in slot i) and AF_XDP
+/// sockets bound (the tier forwards only for a live dataplane), and a harness over them.
+fn lab(ports: usize) -> (NetNs, Vec<String>, carrier_dataplane::io::xsk::XskPorts, Harness) {
     netns::require_root();
     assert!(xdp::has_embedded_object(), "the dataplane was built without the XDP object: run `cargo xtask test`");
     let peer = NetNs::new("cxe");
     // Nothing but the test's frames may reach the ports' counters: no IPv6 chatter.
     peer.sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
     let mut ifnames = vec![];
-    for i in 0..PORTS.len() {
+    for i in 0..ports {
         let name = netns::unique_name(&format!("cxe{i}"));
         // Two RX queues: the tier forwards on every queue, the AF_XDP socket is on queue 0.
         netns::sh(&format!("ip link add {name} numrxqueues 2 numtxqueues 2 type veth peer name peer{i} numrxqueues 2 numtxqueues 2 netns {}", peer.name()));
@@ -594,17 +595,23 @@ fn express_tier_matches_the_pipeline() {
         xdp.attach(name, i as u32).unwrap();
         ifindex.push(carrier_dataplane::io::netdev::ifindex(name).unwrap());
     }
-    // The tier forwards only while AF_XDP sockets are bound (a live dataplane): bind them.
-    let ports: Vec<(PortId, String)> = ifnames.iter().enumerate().map(|(i, n)| (PortId(i as u16), n.clone())).collect();
-    let xsk = carrier_dataplane::io::xsk::XskPorts::open(&ports).unwrap();
+    let list: Vec<(PortId, String)> = ifnames.iter().enumerate().map(|(i, n)| (PortId(i as u16), n.clone())).collect();
+    let xsk = carrier_dataplane::io::xsk::XskPorts::open(&list).unwrap();
     for (port, queue, fd) in xsk.sockets() {
         xdp.bind_socket(u32::from(port.0), queue, fd).unwrap();
     }
+    let h = Harness { xdp, ifindex, mirror: Mirror::new(true), worker: Worker::default(), pool: VecPool, learned_seen: 0, forwarded: 0, punted: 0, kinds: Default::default(), on_queue_1: 0, last_forwarded: None };
+    (peer, ifnames, xsk, h)
+}
+
+#[test]
+#[ignore = "needs root: run with cargo xtask test"]
+fn express_tier_matches_the_pipeline() {
+    let (peer, ifnames, xsk, mut h) = lab(PORTS.len());
     let seeds: Vec<u64> = match std::env::var("EXPRESS_SEED") {
         Ok(s) => vec![s.parse().unwrap()],
         Err(_) => (1..=8).collect(),
     };
-    let mut h = Harness { xdp, ifindex, mirror: Mirror::new(true), worker: Worker::default(), pool: VecPool, learned_seen: 0, forwarded: 0, punted: 0, kinds: Default::default(), on_queue_1: 0, last_forwarded: None };
     for seed in seeds {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut w = build_world(&mut rng, &ifnames);
@@ -643,6 +650,46 @@ fn express_tier_matches_the_pipeline() {
     let _ = Punt::ALL;
     drop(h);
     drop(peer);
+}
+
+/// Every golden case of `tests/fixtures/` (the frames scapy wrote, each case's config, steps in
+/// order so what the pipeline learns carries over) through the program and the pipeline, as
+/// in `express_tier_matches_the_pipeline`.
+#[test]
+#[ignore = "needs root: run with cargo xtask test"]
+fn golden_cases_match_the_pipeline() {
+    let fixtures = carrier_tests::carrier::workspace().join("tests/fixtures");
+    let mut cases: Vec<_> = std::fs::read_dir(&fixtures).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    cases.sort();
+    assert!(cases.len() >= 10, "{} golden cases", cases.len());
+    let (mut forwarded, mut frames) = (0, 0);
+    for dir in cases {
+        let own = dir.join("config.toml");
+        let config = if own.exists() { own } else { carrier_tests::carrier::workspace().join("examples/pe1.toml") };
+        let tables = carrier_dataplane::config::Config::load(&config).and_then(|c| c.tables()).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+        let (peer, _ifnames, xsk, mut h) = lab(tables.ports.len());
+        let labels = tables.ilm.keys().map(|l| l.value()).collect();
+        let w = World { tables, prefixes: vec![], nexthops: vec![], labels, neighbours: vec![] };
+        h.mirror.sync(&mut h.xdp, &w.tables, &[], Change::All).unwrap();
+        let mut steps: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "pcap")).collect();
+        steps.sort();
+        for step in steps {
+            let stem = step.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+            let port_name = stem.split_once('-').map(|(_, p)| p.to_string()).unwrap_or_default();
+            let port = w.tables.port_by_name(&port_name).unwrap_or_else(|| panic!("{}: no port {port_name}", step.display())).id.index();
+            for frame in carrier_dataplane::replay::read_pcap(&step).unwrap() {
+                if frame.len() >= 14 {
+                    h.check(0, &w, port, &frame);
+                    frames += 1;
+                }
+            }
+        }
+        eprintln!("golden {}: {} forwarded by the tier, {} punted", dir.display(), h.forwarded, h.punted);
+        forwarded += h.forwarded;
+        drop((h, xsk, peer));
+    }
+    eprintln!("golden cases: {frames} frames, {forwarded} forwarded by the tier");
+    assert!(forwarded >= 10, "the golden cases exercise the tier: {forwarded} of {frames} forwarded");
 }
 
 /// The express tier sends out of a port only when the kernel says the port takes redirected
