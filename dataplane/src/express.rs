@@ -238,6 +238,9 @@ pub struct Mirror {
     not_served: HashSet<u32>,
     /// The log said the adjacency slots ran out.
     full_warned: bool,
+    /// Next hop → the ECMP groups it was a member of when they were compiled (a superset:
+    /// stale entries only cost a recompile).
+    groups_of: FastMap<u32, Vec<u32>>,
 }
 
 impl Mirror {
@@ -262,6 +265,7 @@ impl Mirror {
             last: Writes::default(),
             not_served: HashSet::new(),
             full_warned: false,
+            groups_of: FastMap::default(),
         }
     }
 
@@ -383,11 +387,23 @@ impl Mirror {
             ids.extend(self.installed.keys().filter(|id| **id < SYNTHETIC_BASE && tables.nexthop(NextHopId(**id)).is_none()));
             ids
         } else {
+            // An ECMP group's record (its source check) depends on its members: a changed
+            // member recompiles the groups it is in.
+            let groups: Vec<u32> = dirty_nh.iter().filter_map(|m| self.groups_of.get(m)).flatten().copied().collect();
+            dirty_nh.extend(groups);
             dirty_nh.into_iter().collect()
         };
         for id in ids {
             if id >= SYNTHETIC_BASE {
                 continue;
+            }
+            if let Some(NextHop::Ecmp { members }) = tables.nexthop(NextHopId(id)) {
+                for m in members {
+                    let g = self.groups_of.entry(m.0).or_default();
+                    if !g.contains(&id) {
+                        g.push(id);
+                    }
+                }
             }
             let record = compile_nexthop(tables, &neighbours, NextHopId(id));
             self.install(maps, id, record)?;
@@ -1036,6 +1052,28 @@ mod tests {
         assert!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 1, 1)).is_some_and(|a| a.nlabels == 1));
         assert_eq!(maps.routes.get(&fib_key(0, p("172.16.9.0/24"))), Some(&PUNT_NEXTHOP));
         assert!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 9, 1)).is_none(), "punted, not sent over the /16");
+    }
+
+    /// An ECMP group's source check follows its members: a member that changes recompiles
+    /// the group though the group itself did not change.
+    #[test]
+    fn a_changed_member_recompiles_its_ecmp_group() {
+        let mut t = tables(0);
+        let adj = |port| NextHop::Adjacency { port: PortId(port), via: Some(Ipv4Addr::new(10, 0, 0, 7)) };
+        t.apply_all([
+            TableCommand::NextHop { id: NextHopId(10), nexthop: adj(0) },
+            TableCommand::NextHop { id: NextHopId(11), nexthop: NextHop::Ecmp { members: vec![NextHopId(10), NextHopId(10)] } },
+            TableCommand::Route { table: Table::Vrf(VrfId(0)), prefix: p("172.17.0.0/16"), nexthop: NextHopId(11) },
+        ])
+        .unwrap();
+        let mut maps = MemMaps::default();
+        let mut m = Mirror::new(true);
+        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 17, 0, 1)).map(|a| a.rpf_port), Some(0));
+        let cmds = vec![TableCommand::NextHop { id: NextHopId(10), nexthop: adj(1) }];
+        t.apply_all(cmds.clone()).unwrap();
+        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 17, 0, 1)).map(|a| a.rpf_port), Some(1), "the group's record follows its member");
     }
 
     #[test]

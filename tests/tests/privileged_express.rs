@@ -508,7 +508,17 @@ impl Harness {
             let egress = match pkt.verdict {
                 Verdict::Forward(p) => p.index(),
                 Verdict::Reply => port,
-                v => panic!("the express tier forwarded what the pipeline did not ({v:?})\n{}", explain()),
+                v => {
+                    if std::env::var("EXPRESS_DEBUG").is_ok() {
+                        let src = Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]);
+                        for vrf in &w.tables.vrfs {
+                            if let Some((p, nh)) = carrier_dataplane::tables::Lpm::lookup(&vrf.fib, src) {
+                                eprintln!("DEBUG vrf {} src {src} matches {p} nh {nh} = {:?}", vrf.name, w.tables.nexthop(nh));
+                            }
+                        }
+                    }
+                    panic!("the express tier forwarded what the pipeline did not ({v:?})\n{}", explain())
+                }
             };
             assert_eq!(hex(&out), hex(pkt.frame.data()), "output frames differ\n{}", explain());
             let (dx, dp) = (delta(&after_x, &before_x), delta(&after_p, &before_p));
@@ -642,10 +652,13 @@ fn express_tier_matches_the_pipeline() {
     assert_eq!(action, 2, "XDP_PASS without a live dataplane");
     assert_eq!(h.xdp.express_counters(3, &[], 0).unwrap().ports[port].rx.packets, before);
     eprintln!("express differential: {} frames forwarded by the tier ({:?}; {} on RX queue 1), {} punted", h.forwarded, h.kinds, h.on_queue_1, h.punted);
-    assert!(h.on_queue_1 >= 10, "the tier forwards on RX queue 1 too: {}", h.on_queue_1);
-    // The corpus must exercise the tier, not only its punts.
-    for kind in ["vrf", "push", "push-2+", "pop", "decap"] {
-        assert!(h.kinds.get(kind).copied().unwrap_or(0) >= 10, "too few {kind} frames forwarded by the tier: {:?}", h.kinds);
+    // The corpus (all seeds; one seed alone is for reproducing) must exercise the tier, not
+    // only its punts.
+    if std::env::var("EXPRESS_SEED").is_err() {
+        assert!(h.on_queue_1 >= 10, "the tier forwards on RX queue 1 too: {}", h.on_queue_1);
+        for kind in ["vrf", "push", "push-2+", "pop", "decap"] {
+            assert!(h.kinds.get(kind).copied().unwrap_or(0) >= 10, "too few {kind} frames forwarded by the tier: {:?}", h.kinds);
+        }
     }
     let _ = Punt::ALL;
     drop(h);
