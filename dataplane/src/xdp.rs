@@ -576,8 +576,9 @@ impl XdpDataplane {
     pub fn refresh_egress(&mut self) -> Vec<(String, bool)> {
         let mut changed = vec![];
         let ports: Vec<(String, u32, u32, bool)> = self.ports.iter().map(|(n, p)| (n.clone(), p.ifindex, p.slot, p.egress)).collect();
+        let features = crate::io::netdev::XdpFeatures::open();
         for (name, ifindex, slot, was) in ports {
-            let takes = match crate::io::netdev::xdp_features(ifindex) {
+            let takes = match features.as_ref().map_err(|_| ()).and_then(|f| f.get(ifindex).map_err(|_| ())) {
                 Ok(Some(f)) => f & crate::io::netdev::XDP_ACT_NDO_XMIT != 0,
                 // A kernel without the netdev family cannot say: assume the port does.
                 Ok(None) => true,

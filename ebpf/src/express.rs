@@ -84,9 +84,8 @@ struct Plan {
     /// The IPv4 TTL and header checksum to write.
     ttl: u8,
     checksum: u16,
-    /// Traffic class and TTL of the pushed labels.
+    /// Traffic class of the pushed labels (their TTL is `ttl`, or 255 in pipe mode).
     tc: u8,
-    label_ttl: u8,
     /// The VRF looked up, and the length of the frame at the lookup.
     vrf: u32,
     lookup_len: usize,
@@ -98,14 +97,15 @@ struct Plan {
 /// is off or leaves the frame to the AF_XDP path (counted by reason when the tier is on).
 #[inline(always)]
 pub fn run(ctx: &XdpContext, slot: u32) -> Option<u32> {
-    let flags = CONFIG.get(0).map_or(0, |c| c.flags);
-    if flags & CONFIG_ON == 0 {
+    // Read once per frame: the on switch, the TTL mode and the VTEP.
+    let config = CONFIG.get(0).copied().unwrap_or_default();
+    if config.flags & CONFIG_ON == 0 {
         return None;
     }
     let frame = Frame::new(ctx);
     let orig_len = frame.len();
-    let result = match plan(&frame, slot, flags) {
-        Ok(plan) => apply(ctx, slot, orig_len, &plan),
+    let result = match plan(&frame, slot, &config) {
+        Ok(plan) => apply(ctx, slot, orig_len, &plan, config.flags & CONFIG_PIPE != 0),
         Err(p) => Err(p),
     };
     match result {
@@ -125,7 +125,7 @@ pub fn run(ctx: &XdpContext, slot: u32) -> Option<u32> {
 }
 
 #[inline(always)]
-fn plan(frame: &Frame, slot: u32, flags: u32) -> Result<Plan, Punt> {
+fn plan(frame: &Frame, slot: u32, config: &ExConfig) -> Result<Plan, Punt> {
     let port = *PORTS.get(slot).ok_or(Punt::Port)?;
     let eth: &EthHdr = frame.header(0).ok_or(Punt::L2)?;
     if eth.dst != port.mac {
@@ -135,9 +135,9 @@ fn plan(frame: &Frame, slot: u32, flags: u32) -> Result<Plan, Punt> {
     if port.kind == PORT_VRF && ether_type == ETH_P_IPV4 {
         plan_routed(frame, &port, slot)
     } else if port.kind == PORT_CORE && ether_type == ETH_P_MPLS_UC {
-        plan_pop(frame, flags)
+        plan_pop(frame, config.flags)
     } else if port.kind == PORT_CORE && ether_type == ETH_P_IPV4 {
-        plan_decap(frame)
+        plan_decap(frame, config.vtep)
     } else {
         Err(Punt::L2)
     }
@@ -282,9 +282,8 @@ fn plan_pop(frame: &Frame, flags: u32) -> Result<Plan, Punt> {
 /// decapsulated and its inner IPv4 packet routed in the VNI's VRF. Anything else on a core
 /// port (L2 VNIs, transit IPv4, the router's own traffic) is the pipeline's.
 #[inline(always)]
-fn plan_decap(frame: &Frame) -> Result<Plan, Punt> {
+fn plan_decap(frame: &Frame, vtep: [u8; 4]) -> Result<Plan, Punt> {
     let outer = checked_ipv4(frame, ETH_LEN)?;
-    let vtep = CONFIG.get(0).map_or([0; 4], |c| c.vtep);
     if vtep == [0; 4] || outer.dst != vtep || outer.protocol != 17 {
         return Err(Punt::L2);
     }
@@ -335,13 +334,13 @@ fn finish(ip_off: usize, l2_start: usize, ip: &Ip, adj: ExAdj, adj_slot: u32, tt
         return Err(Punt::Mtu);
     }
     let tc = if adj.tc == TC_FROM_IP { ip.tos >> 5 } else { adj.tc & 7 };
-    let label_ttl = if CONFIG.get(0).map_or(0, |c| c.flags) & CONFIG_PIPE != 0 { 255 } else { ttl };
-    Ok(Plan { ip_off, total: ip.total, adj, adj_slot, ttl, checksum, tc, label_ttl, vrf, lookup_len: ip_off - l2_start + ip.total, label_in })
+    Ok(Plan { ip_off, total: ip.total, adj, adj_slot, ttl, checksum, tc, vrf, lookup_len: ip_off - l2_start + ip.total, label_in })
 }
 
 /// Rewrite the frame as planned, count, and redirect.
 #[inline(always)]
-fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan) -> Result<u32, Punt> {
+fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan, pipe: bool) -> Result<u32, Punt> {
+    let label_ttl = if pipe { 255 } else { plan.ttl };
     // Ethernet padding goes, as in the pipeline.
     let want = plan.ip_off + plan.total;
     if orig_len > want {
@@ -368,7 +367,7 @@ fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan) -> Result<u3
     let mut i = 0;
     while i < MAX_PUSH {
         if i < n {
-            let lse = plan.adj.labels[i] | u32::from(plan.tc) << 9 | u32::from(plan.label_ttl);
+            let lse = plan.adj.labels[i] | u32::from(plan.tc) << 9 | u32::from(label_ttl);
             if let Some(at) = frame.header_mut::<[u8; 4]>(ETH_LEN + 4 * i) {
                 *at = lse.to_be_bytes();
             }

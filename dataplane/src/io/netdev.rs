@@ -51,14 +51,40 @@ pub const XDP_ACT_NDO_XMIT: u64 = 1 << 2;
 /// kernel's `netdev` generic netlink family, asked of the current namespace. `Ok(None)` when
 /// the kernel has no such family (before 6.3).
 pub fn xdp_features(ifindex: u32) -> io::Result<Option<u64>> {
-    let sock = Genl::open()?;
-    let Some(family) = sock.family_id("netdev")? else {
-        return Ok(None);
-    };
-    // NETDEV_CMD_DEV_GET (1), version 1, NETDEV_A_DEV_IFINDEX (1).
-    let reply = sock.request(family, 1, 1, &[(1, &ifindex.to_ne_bytes())])?;
-    // NETDEV_A_DEV_XDP_FEATURES (3), a u64.
-    Ok(attr(&reply, 3).and_then(|v| v.get(..8)).map(|b| u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])))
+    XdpFeatures::open()?.get(ifindex)
+}
+
+/// One netlink socket, and the `netdev` family resolved once, for asking many interfaces'
+/// XDP features (see [`xdp_features`]).
+pub struct XdpFeatures {
+    sock: Genl,
+    family: Option<u16>,
+}
+
+impl std::fmt::Debug for XdpFeatures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpFeatures").field("family", &self.family).finish()
+    }
+}
+
+impl XdpFeatures {
+    /// Opens the socket and resolves the family.
+    pub fn open() -> io::Result<XdpFeatures> {
+        let sock = Genl::open()?;
+        let family = sock.family_id("netdev")?;
+        Ok(XdpFeatures { sock, family })
+    }
+
+    /// `ifindex`'s features; `Ok(None)` when the kernel has no `netdev` family.
+    pub fn get(&self, ifindex: u32) -> io::Result<Option<u64>> {
+        let Some(family) = self.family else {
+            return Ok(None);
+        };
+        // NETDEV_CMD_DEV_GET (1), version 1, NETDEV_A_DEV_IFINDEX (1).
+        let reply = self.sock.request(family, 1, 1, &[(1, &ifindex.to_ne_bytes())])?;
+        // NETDEV_A_DEV_XDP_FEATURES (3), a u64.
+        Ok(attr(&reply, 3).and_then(|v| v.get(..8)).map(|b| u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])))
+    }
 }
 
 /// A generic netlink socket for one request at a time.
