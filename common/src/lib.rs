@@ -109,6 +109,36 @@ impl fmt::Display for Vni {
     }
 }
 
+/// The flow hash both forwarding tiers use, so that they pick the same ECMP member and
+/// the same VXLAN source port for a packet: source, destination, protocol and — for TCP and
+/// UDP datagrams that are not fragments and carry them — the two ports, `ports` being the
+/// first four payload bytes read big-endian (0 when there are none). Deterministic across
+/// runs, processes and tiers (murmur3's 64-bit finalizer); not keyed, so not for
+/// adversarial hash tables.
+#[inline(always)]
+pub const fn flow_hash(src: [u8; 4], dst: [u8; 4], protocol: u8, ports: u32) -> u32 {
+    let addrs = u64::from_be_bytes([src[0], src[1], src[2], src[3], dst[0], dst[1], dst[2], dst[3]]);
+    let rest = (protocol as u64) << 32 | ports as u64;
+    let h = fmix64(addrs ^ fmix64(rest));
+    (h ^ (h >> 32)) as u32
+}
+
+/// murmur3's 64-bit finalizer: every input bit affects every output bit.
+#[inline(always)]
+const fn fmix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// The VXLAN UDP source port for a flow hash (RFC 7348 §5: from the dynamic range).
+#[inline(always)]
+pub const fn vxlan_source_port(hash: u32) -> u16 {
+    0xc000 | (hash as u16 & 0x3fff)
+}
+
 macro_rules! index_newtype {
     ($(#[$doc:meta])* $name:ident, $inner:ty) => {
         $(#[$doc])*
@@ -356,7 +386,38 @@ pub mod express {
         pub src: [u8; 6],
         /// Label stack entries without TC and TTL: `label << 12 | S << 8`.
         pub labels: [u32; MAX_PUSH],
+        /// VXLAN: the second word of the VXLAN header as on the wire, read big-endian:
+        /// `VNI << 8`.
+        pub vni: u32,
+        /// VXLAN: the ones-complement sum (unfolded) of the outer IPv4 header's words that do
+        /// not change per packet (version and length, TTL and protocol, the addresses); the
+        /// program adds the total length and the identification and folds.
+        pub outer_sum: u32,
+        /// VXLAN: the outer source (the local VTEP) and destination (the remote VTEP),
+        /// network order.
+        pub outer_src: [u8; 4],
+        /// See `outer_src`.
+        pub outer_dst: [u8; 4],
+        /// VXLAN: the inner Ethernet destination (the remote router MAC, or broadcast) and
+        /// source (this router's MAC).
+        pub inner_dst: [u8; 6],
+        /// See `inner_dst`.
+        pub inner_src: [u8; 6],
+        /// [`ENCAP_NONE`] (push `labels`, if any) or [`ENCAP_VXLAN`] (no labels).
+        pub encap: u8,
+        /// VXLAN: the outer IPv4 TTL.
+        pub outer_ttl: u8,
+        /// Zero (no padding in a map value).
+        pub pad: [u8; 2],
     }
+
+    /// `ExAdj::encap`: IPv4, or MPLS when the record pushes labels.
+    pub const ENCAP_NONE: u8 = 0;
+    /// `ExAdj::encap`: VXLAN (EVPN type-5) with the record's outer headers.
+    pub const ENCAP_VXLAN: u8 = 1;
+    /// Bytes a VXLAN record puts before the inner IPv4 packet after the outer Ethernet header:
+    /// outer IPv4, UDP, VXLAN and inner Ethernet.
+    pub const VXLAN_OVERHEAD: usize = 20 + 8 + 8 + 14;
 
     /// `ExIlm::action`: punt.
     pub const ILM_PUNT: u32 = 0;
@@ -397,7 +458,8 @@ pub mod express {
         Ttl,
         /// No route in the express FIB.
         NoRoute,
-        /// A next hop the tier does not compile (ECMP, VXLAN, unresolved neighbour, local).
+        /// A next hop the tier does not compile (ECMP, VXLAN over labels, unresolved
+        /// neighbour, local).
         NextHop,
         /// Too big for the egress MTU.
         Mtu,
@@ -502,7 +564,8 @@ mod tests {
         assert_eq!(core::mem::size_of::<FibKey>(), 12);
         let k = FibKey::new(VrfId(0x0102), [10, 1, 0, 0], 24);
         assert_eq!((k.prefix_len, k.vrf, k.addr), (40, [1, 2], [10, 1, 0, 0]));
-        assert_eq!(core::mem::size_of::<ExAdj>(), 36);
+        assert_eq!(core::mem::size_of::<ExAdj>(), 68);
+        assert_eq!(core::mem::offset_of!(ExAdj, pad), 66, "no implicit padding");
         assert_eq!(core::mem::size_of::<ExPort>(), 12);
         assert_eq!(core::mem::size_of::<ExPortStats>(), 32 + 8 * Punt::COUNT);
         for (i, p) in Punt::ALL.iter().enumerate() {

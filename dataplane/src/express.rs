@@ -8,9 +8,10 @@
 //! - Every VRF route, keyed by (VRF, prefix), to its next-hop id; every next hop to an
 //!   adjacency record with recursion through the underlay and the neighbour's MAC already
 //!   resolved (egress port, MACs, the whole label stack with the bottom-of-stack bit, TC,
-//!   MTU) — or to a record that only answers the source check (`port` = `NO_PORT`) when
-//!   the program cannot forward over it: ECMP, VXLAN, local, blackhole, an unresolved
-//!   neighbour, a connected subnet.
+//!   MTU; for routed VXLAN the outer and inner headers with the outer checksum's constant
+//!   part) — or to a record that only answers the source check (`port` = `NO_PORT`) when
+//!   the program cannot forward over it: ECMP, VXLAN over labels, local, blackhole, an
+//!   unresolved neighbour, a connected subnet.
 //! - A connected subnet forwards to the packet's own destination: for every neighbour known
 //!   on a VRF port (configured or learned) whose address the VRF routes over that subnet,
 //!   a /32 to a record of its own (ids from [`SYNTHETIC_BASE`] up).
@@ -36,7 +37,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use carrier_common::express::{
-    ExAdj, ExConfig, ExIlm, ExPort, FibKey, CONFIG_ON, CONFIG_PIPE, ILM_POP_LOOKUP, MAX_ADJ, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
+    ExAdj, ExConfig, ExIlm, ExPort, FibKey, CONFIG_ON, ENCAP_VXLAN, CONFIG_PIPE, ILM_POP_LOOKUP, MAX_ADJ, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
     MAX_VRFS, NO_PORT, PORT_ANTI_SPOOF, PORT_CORE, PORT_PUNT, PORT_VRF, TC_FROM_IP,
 };
 use carrier_common::{Label, NextHopId, PortId, VrfId, MAX_PORTS};
@@ -719,6 +720,7 @@ fn compile_nexthop(tables: &Tables, neighbours: &Neighbours<'_>, id: NextHopId) 
     let forward = match nh {
         NextHop::Adjacency { port, via: Some(gw) } => neighbours.get(*port, *gw).and_then(|mac| adjacency(tables, *port, mac, &[], TC_FROM_IP)),
         NextHop::MplsPush { labels, tc, pe } => resolve(tables, neighbours, *pe, labels.as_slice(), tc.unwrap_or(TC_FROM_IP)),
+        NextHop::Vxlan { vtep, vni, router_mac } => vxlan(tables, neighbours, *vtep, *vni, *router_mac),
         _ => None,
     };
     Some(forward.map_or(punt, |a| ExAdj { rpf_port: punt.rpf_port, ..a }))
@@ -774,6 +776,34 @@ fn resolve(tables: &Tables, neighbours: &Neighbours<'_>, pe: Ipv4Addr, labels: &
     }
 }
 
+/// Routed VXLAN toward `vtep` (EVPN type-5), as `forward_ip` and `vxlan_encap` do it: inner
+/// Ethernet to the remote router MAC (broadcast when it sent none) from this router's MAC,
+/// outer IPv4 from the local VTEP (no DSCP, DF clear, the configured TTL), UDP to 4789 without
+/// checksum, through the underlay to a neighbour. Without a local VTEP, or when the underlay
+/// pushes labels toward `vtep`, the program punts.
+fn vxlan(tables: &Tables, neighbours: &Neighbours<'_>, vtep: Ipv4Addr, vni: carrier_common::Vni, router_mac: Option<MacAddr>) -> Option<ExAdj> {
+    let local = tables.router.vtep?;
+    let under = resolve(tables, neighbours, vtep, &[], TC_FROM_IP)?;
+    if under.nlabels != 0 {
+        return None;
+    }
+    let ttl = tables.router.vxlan_ttl;
+    let word = |b: [u8; 4], i: usize| u32::from(u16::from_be_bytes([b[i], b[i + 1]]));
+    let (src, dst) = (local.octets(), vtep.octets());
+    let outer_sum = 0x4500 + (u32::from(ttl) << 8 | 17) + word(src, 0) + word(src, 2) + word(dst, 0) + word(dst, 2);
+    Some(ExAdj {
+        encap: ENCAP_VXLAN,
+        outer_ttl: ttl,
+        inner_dst: router_mac.unwrap_or(MacAddr::BROADCAST).0,
+        inner_src: tables.router_mac().0,
+        outer_src: src,
+        outer_dst: dst,
+        vni: vni.value() << 8,
+        outer_sum,
+        ..under
+    })
+}
+
 /// A forwarding record out of `port` to `mac` with `stack` (outermost first).
 fn adjacency(tables: &Tables, port: PortId, mac: MacAddr, stack: &[Label], tc: u8) -> Option<ExAdj> {
     let p = tables.port(port)?;
@@ -785,7 +815,7 @@ fn adjacency(tables: &Tables, port: PortId, mac: MacAddr, stack: &[Label], tc: u
         let bottom = if i == stack.len() - 1 { 1 << 8 } else { 0 };
         labels[i] = l.value() << 12 | bottom;
     }
-    Some(ExAdj { port: port.0, rpf_port: NO_PORT, nlabels: stack.len() as u8, tc, mtu: p.mtu, dst: mac.0, src: p.mac.0, labels })
+    Some(ExAdj { port: port.0, rpf_port: NO_PORT, nlabels: stack.len() as u8, tc, mtu: p.mtu, dst: mac.0, src: p.mac.0, labels, ..ExAdj::default() })
 }
 
 /// The labels an adjacency record pushes (for its counters).
@@ -979,6 +1009,37 @@ mod tests {
         assert_eq!(maps.ilm.get(&100_000), Some(&ExIlm { action: ILM_POP_LOOKUP, vrf: 0 }));
         assert_eq!(maps.config.flags, CONFIG_ON);
         assert_eq!(maps.ports.get(&1).map(|p| p.kind), Some(PORT_CORE));
+    }
+
+    #[test]
+    fn compiles_routed_vxlan_with_its_outer_headers() {
+        let mut t = tables(0);
+        let vtep = Ipv4Addr::new(192, 0, 3, 1);
+        t.apply_all(vec![
+            TableCommand::NextHop { id: NextHopId(3), nexthop: NextHop::Vxlan { vtep: Ipv4Addr::new(10, 255, 0, 2), vni: carrier_common::Vni::new(5010).unwrap(), router_mac: Some(mac(0x55)) } },
+            TableCommand::Route { table: Table::Vrf(VrfId(0)), prefix: p("172.17.0.0/16"), nexthop: NextHopId(3) },
+        ])
+        .unwrap();
+        let mut maps = MemMaps::default();
+        let mut m = Mirror::new(true);
+        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        // Without a local VTEP the pipeline drops (no VTEP address): the tier punts.
+        assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 17, 0, 1)).map(|a| a.port), Some(NO_PORT));
+        let settings = RouterSettings { vtep: Some(vtep), vxlan_ttl: 17, ..RouterSettings::default() };
+        let cmds = vec![TableCommand::Router(settings)];
+        t.apply_all(cmds.clone()).unwrap();
+        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        let vx = maps.lookup(VrfId(0), Ipv4Addr::new(172, 17, 0, 1)).unwrap();
+        assert_eq!((vx.encap, vx.port, vx.nlabels, vx.dst, vx.src), (ENCAP_VXLAN, 1, 0, mac(0x42).0, mac(1).0));
+        assert_eq!((vx.inner_dst, vx.inner_src, vx.vni, vx.outer_ttl), (mac(0x55).0, mac(1).0, 5010 << 8, 17));
+        assert_eq!((vx.outer_src, vx.outer_dst), ([192, 0, 3, 1], [10, 255, 0, 2]));
+        // The partial sum plus the length and identification gives the header's checksum.
+        let mut header = [0u8; 20];
+        crate::wire::ipv4::emit_header(&mut header, vtep, Ipv4Addr::new(10, 255, 0, 2), crate::wire::IpProtocol::Udp, 17, 80, 0x1234, false);
+        let sum = vx.outer_sum + 100 + 0x1234;
+        let mut acc = (sum & 0xffff) + (sum >> 16);
+        acc = (acc & 0xffff) + (acc >> 16);
+        assert_eq!(!(acc as u16), u16::from_be_bytes([header[10], header[11]]));
     }
 
     #[test]

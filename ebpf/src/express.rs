@@ -11,7 +11,7 @@
 //! punted. The tier handles:
 //! - IPv4 on a customer port routed in its VRF (optionally source-checked): out of a local
 //!   port to a resolved neighbour, or with a pushed label stack (VPN label, transport
-//!   labels) toward the core;
+//!   labels) toward the core, or in VXLAN to a remote VTEP (EVPN type-5);
 //! - on a core port, a bottom-of-stack per-VRF label: pop (uniform or pipe TTL), then the
 //!   same VRF lookup;
 //! - on a core port, VXLAN to the local VTEP with an L3 VNI (EVPN type-5): decapsulate,
@@ -29,18 +29,16 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use carrier_common::express::{
-    ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, CONFIG_PIPE,
+    ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, CONFIG_PIPE, ENCAP_NONE, ENCAP_VXLAN, VXLAN_OVERHEAD,
     ILM_POP_LOOKUP, MAX_ADJ, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VNIS, MAX_VRFS, NO_PORT,
     PORT_ANTI_SPOOF, PORT_CORE, PORT_VRF, TC_FROM_IP,
 };
-use carrier_common::MAX_PORTS;
+use carrier_common::{MAX_PORTS, VXLAN_UDP_PORT};
 
 use crate::parse::{EthHdr, Frame, Ipv4Hdr, ETH_P_IPV4};
 
 /// EtherType of MPLS unicast (RFC 3032).
 const ETH_P_MPLS_UC: u16 = 0x8847;
-/// The IANA VXLAN port (RFC 7348).
-const VXLAN_PORT: u16 = 4789;
 /// Outer IPv4 (no options), UDP and VXLAN headers.
 const VXLAN_OUTER: usize = 20 + 8 + 8;
 /// Length of an Ethernet header.
@@ -70,6 +68,10 @@ static VRF_STATS: PerCpuArray<ExBytes> = PerCpuArray::with_max_entries(MAX_VRFS,
 static LABEL_STATS: PerCpuArray<ExBytes> = PerCpuArray::with_max_entries(MAX_LABEL, 0);
 #[map(name = "EX_ADJ_STATS")]
 static ADJ_STATS: PerCpuArray<ExBytes> = PerCpuArray::with_max_entries(MAX_ADJ, 0);
+/// The identification of the outer IPv4 headers this CPU writes (VXLAN), as the pipeline's
+/// per-worker counter.
+#[map(name = "EX_IDENT")]
+static IDENT: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// Everything decided about a frame before it is touched.
 struct Plan {
@@ -91,6 +93,8 @@ struct Plan {
     lookup_len: usize,
     /// The label popped, or `None`.
     label_in: Option<u32>,
+    /// The flow hash (VXLAN source port).
+    hash: u32,
 }
 
 /// Forward the frame of port `slot` if the tier can: `Some(action)`. `None` when the tier
@@ -154,6 +158,17 @@ struct Ip {
     sum_rest: u32,
     src: [u8; 4],
     dst: [u8; 4],
+    /// The first four payload bytes of a TCP or UDP datagram that is not a fragment (the
+    /// ports), else 0: the flow hash's input.
+    ports: u32,
+}
+
+impl Ip {
+    /// `carrier_common::flow_hash`, as the pipeline computes it.
+    #[inline(always)]
+    fn hash(&self) -> u32 {
+        carrier_common::flow_hash(self.src, self.dst, self.protocol, self.ports)
+    }
 }
 
 /// A 20-byte IPv4 header (no options) at `off` whose lengths fit the frame and whose
@@ -182,7 +197,12 @@ fn checked_ipv4(frame: &Frame, off: usize) -> Result<Ip, Punt> {
     if fold(sum_rest + u32::from(checksum)) != 0 {
         return Err(Punt::Ipv4);
     }
-    Ok(Ip { total, ttl: ip.ttl, protocol: ip.protocol, tos: ip.tos, checksum, sum_rest, src: ip.src, dst: ip.dst })
+    let mut ports = 0;
+    if (ip.protocol == 6 || ip.protocol == 17) && u16::from_be_bytes(ip.frag) & 0x3fff == 0 && total >= 24 {
+        let p: &[u8; 4] = frame.header(off + 20).ok_or(Punt::Ipv4)?;
+        ports = u32::from_be_bytes(*p);
+    }
+    Ok(Ip { total, ttl: ip.ttl, protocol: ip.protocol, tos: ip.tos, checksum, sum_rest, src: ip.src, dst: ip.dst, ports })
 }
 
 /// Folds the carries of a partial ones-complement sum and returns its complement (what
@@ -244,7 +264,7 @@ fn plan_pop(frame: &Frame, flags: u32) -> Result<Plan, Punt> {
     let bottom = lse & 0x100 != 0;
     let label_ttl = (lse & 0xff) as u8;
     // Explicit null (0) and the other reserved labels are the pipeline's.
-    if label < 16 || label >= MAX_LABEL || !bottom {
+    if !(16..MAX_LABEL).contains(&label) || !bottom {
         return Err(Punt::Label);
     }
     let ilm = *ILM.get(label).ok_or(Punt::Label)?;
@@ -292,7 +312,7 @@ fn plan_decap(frame: &Frame, vtep: [u8; 4]) -> Result<Plan, Punt> {
         return Err(Punt::Vxlan);
     }
     let udp: &[u8; 16] = frame.header(ETH_LEN + 20).ok_or(Punt::Vxlan)?;
-    if u16::from_be_bytes([udp[2], udp[3]]) != VXLAN_PORT {
+    if u16::from_be_bytes([udp[2], udp[3]]) != VXLAN_UDP_PORT {
         return Err(Punt::L2);
     }
     // The UDP length covers exactly the rest of the outer packet, and the I flag is set.
@@ -301,7 +321,7 @@ fn plan_decap(frame: &Frame, vtep: [u8; 4]) -> Result<Plan, Punt> {
     }
     let vni = u32::from_be_bytes([0, udp[12], udp[13], udp[14]]);
     // SAFETY: a hash map value read once (userspace replaces entries whole, 4 bytes).
-    let vrf = unsafe { VNI.get(&vni) }.copied().ok_or(Punt::Vxlan)?;
+    let vrf = unsafe { VNI.get(vni) }.copied().ok_or(Punt::Vxlan)?;
     let inner_l2 = ETH_LEN + VXLAN_OUTER;
     let inner: &EthHdr = frame.header(inner_l2).ok_or(Punt::Vxlan)?;
     if u16::from_be_bytes(inner.ether_type) != ETH_P_IPV4 {
@@ -330,11 +350,17 @@ fn finish(ip_off: usize, l2_start: usize, ip: &Ip, adj: ExAdj, adj_slot: u32, tt
     if adj.port == NO_PORT || n > MAX_PUSH || EGRESS.get(u32::from(adj.port)).is_none() {
         return Err(Punt::NextHop);
     }
-    if n * 4 + ip.total > usize::from(adj.mtu) {
+    let overhead = match adj.encap {
+        ENCAP_NONE => n * 4,
+        ENCAP_VXLAN if n == 0 => VXLAN_OVERHEAD,
+        _ => return Err(Punt::NextHop),
+    };
+    if overhead + ip.total > usize::from(adj.mtu) {
         return Err(Punt::Mtu);
     }
     let tc = if adj.tc == TC_FROM_IP { ip.tos >> 5 } else { adj.tc & 7 };
-    Ok(Plan { ip_off, total: ip.total, adj, adj_slot, ttl, checksum, tc, vrf, lookup_len: ip_off - l2_start + ip.total, label_in })
+    let hash = if adj.encap == ENCAP_VXLAN { ip.hash() } else { 0 };
+    Ok(Plan { ip_off, total: ip.total, adj, adj_slot, ttl, checksum, tc, vrf, lookup_len: ip_off - l2_start + ip.total, label_in, hash })
 }
 
 /// Rewrite the frame as planned, count, and redirect.
@@ -350,7 +376,8 @@ fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan, pipe: bool) 
         }
     }
     let n = usize::from(plan.adj.nlabels);
-    let new_ip_off = ETH_LEN + 4 * n;
+    let vxlan = plan.adj.encap == ENCAP_VXLAN;
+    let new_ip_off = if vxlan { ETH_LEN + VXLAN_OVERHEAD } else { ETH_LEN + 4 * n };
     let delta = plan.ip_off as i32 - new_ip_off as i32;
     // SAFETY: as above.
     if delta != 0 && unsafe { bpf_xdp_adjust_head(ctx.ctx, delta) } != 0 {
@@ -364,6 +391,9 @@ fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan, pipe: bool) 
     eth.dst = plan.adj.dst;
     eth.src = plan.adj.src;
     eth.ether_type = if n > 0 { ETH_P_MPLS_UC.to_be_bytes() } else { ETH_P_IPV4.to_be_bytes() };
+    if vxlan {
+        write_vxlan(&frame, &plan.adj, plan.total, plan.hash)?;
+    }
     let mut i = 0;
     while i < MAX_PUSH {
         if i < n {
@@ -399,6 +429,43 @@ fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan, pipe: bool) 
         bump(&LABEL_STATS, label, orig_len);
     }
     Ok(EGRESS.redirect(egress, 0).unwrap_or_else(|a| a))
+}
+
+/// The outer IPv4, UDP and VXLAN headers and the inner Ethernet header of a VXLAN record,
+/// after the outer Ethernet header, around an inner IPv4 packet of `total` bytes.
+#[inline(always)]
+fn write_vxlan(frame: &Frame, adj: &ExAdj, total: usize, hash: u32) -> Result<(), Punt> {
+    let ident = match IDENT.get_ptr_mut(0) {
+        // SAFETY: a per-CPU value, written only by this program on this CPU.
+        Some(i) => unsafe {
+            *i = (*i).wrapping_add(1);
+            *i as u16
+        },
+        None => 0,
+    };
+    let udp_len = (8 + 8 + ETH_LEN + total) as u16;
+    let outer_len = 20 + udp_len;
+    let ip = frame.header_mut::<Ipv4Hdr>(ETH_LEN).ok_or(Punt::Headroom)?;
+    ip.version_ihl = 0x45;
+    ip.tos = 0;
+    ip.total_len = outer_len.to_be_bytes();
+    ip.id = ident.to_be_bytes();
+    ip.frag = [0, 0];
+    ip.ttl = adj.outer_ttl;
+    ip.protocol = 17;
+    ip.checksum = fold(adj.outer_sum + u32::from(outer_len) + u32::from(ident)).to_be_bytes();
+    ip.src = adj.outer_src;
+    ip.dst = adj.outer_dst;
+    let udp = frame.header_mut::<[u8; 16]>(ETH_LEN + 20).ok_or(Punt::Headroom)?;
+    let sport = carrier_common::vxlan_source_port(hash).to_be_bytes();
+    let len = udp_len.to_be_bytes();
+    let vni = adj.vni.to_be_bytes();
+    *udp = [sport[0], sport[1], (VXLAN_UDP_PORT >> 8) as u8, VXLAN_UDP_PORT as u8, len[0], len[1], 0, 0, 0x08, 0, 0, 0, vni[0], vni[1], vni[2], vni[3]];
+    let inner = frame.header_mut::<EthHdr>(ETH_LEN + 36).ok_or(Punt::Headroom)?;
+    inner.dst = adj.inner_dst;
+    inner.src = adj.inner_src;
+    inner.ether_type = ETH_P_IPV4.to_be_bytes();
+    Ok(())
 }
 
 #[inline(always)]

@@ -221,16 +221,6 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         }
     }
 
-    /// The router MAC: inner source of routed VXLAN (EVPN type-5). The configured one, else
-    /// the first core port's.
-    pub(crate) fn router_mac(&self) -> MacAddr {
-        let t = self.tables;
-        t.router
-            .router_mac
-            .or_else(|| t.ports.iter().find(|p| p.role == PortRole::Core).map(|p| p.mac))
-            .unwrap_or(MacAddr::ZERO)
-    }
-
     /// One member of an ECMP group by flow hash, or the next hop itself.
     pub(crate) fn pick(&self, id: carrier_common::NextHopId, hash: u32) -> Option<carrier_common::NextHopId> {
         match self.tables.nexthop(id)? {

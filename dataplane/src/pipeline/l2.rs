@@ -140,7 +140,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             _ => mac_hash(&d[..12]),
         };
         if routed {
-            let mac = self.router_mac();
+            let mac = self.tables.router_mac();
             frame.data_mut()[6..12].copy_from_slice(&mac.0);
         }
         let inner_len = frame.len();
@@ -153,7 +153,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         let ttl = self.tables.router.vxlan_ttl;
         let d = frame.data_mut();
         ipv4::emit_header(&mut d[off..off + 20], local, vtep, IpProtocol::Udp, ttl, udp_len, ident, false);
-        let sport = 0xc000 | (hash as u16 & 0x3fff);
+        let sport = carrier_common::vxlan_source_port(hash);
         udp::emit_header(&mut d[off + 20..off + 28], sport, VXLAN_UDP_PORT, udp_len);
         vxlan::emit(&mut d[off + 28..off + 36], vni);
         trace!(self.tracer, "vxlan encap vni {} {} → {} udp {} → {}", vni, local, vtep, sport, VXLAN_UDP_PORT);

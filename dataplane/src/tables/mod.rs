@@ -579,6 +579,15 @@ impl Tables {
         self.vrfs.iter().find(|v| v.name == name)
     }
 
+    /// The router MAC: the inner source of routed VXLAN (EVPN type-5). The configured one,
+    /// else the first core port's.
+    pub fn router_mac(&self) -> MacAddr {
+        self.router
+            .router_mac
+            .or_else(|| self.ports.iter().find(|p| p.role == PortRole::Core).map(|p| p.mac))
+            .unwrap_or(MacAddr::ZERO)
+    }
+
     /// A next hop by id.
     pub fn nexthop(&self, id: NextHopId) -> Option<&NextHop> {
         self.nexthops.get(id.index()).and_then(Option::as_ref)

@@ -198,15 +198,10 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// A hash of the flow for ECMP and queue selection: source, destination, protocol,
     /// and for TCP and UDP the two ports when they are there to read — the datagram is
     /// not a fragment (MF clear, offset 0) and carries at least 4 payload bytes — so
-    /// that all fragments of one datagram hash alike. Deterministic across runs and
-    /// processes (murmur3's 64-bit finalizer); not keyed, so not for adversarial
-    /// hash tables.
+    /// that all fragments of one datagram hash alike. [`carrier_common::flow_hash`], which
+    /// the XDP express tier computes too.
     pub fn flow_hash(&self) -> u32 {
         let data = self.buffer.as_ref();
-        let addrs = u64::from_be_bytes([
-            data[12], data[13], data[14], data[15], data[16], data[17], data[18], data[19],
-        ]);
-        let protocol = data[field::PROTOCOL];
         let mut ports = 0u32;
         if matches!(self.protocol(), IpProtocol::Tcp | IpProtocol::Udp)
             && !self.more_frags()
@@ -216,19 +211,9 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
                 ports = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
             }
         }
-        let rest = u64::from(protocol) << 32 | u64::from(ports);
-        let h = fmix64(addrs ^ fmix64(rest));
-        (h ^ (h >> 32)) as u32
+        let addr = |at: usize| [data[at], data[at + 1], data[at + 2], data[at + 3]];
+        carrier_common::flow_hash(addr(12), addr(16), data[field::PROTOCOL], ports)
     }
-}
-
-/// murmur3's 64-bit finalizer: every input bit affects every output bit.
-fn fmix64(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
