@@ -281,9 +281,11 @@ pub mod express {
     pub const PORTS: &str = "EX_PORTS";
     /// `LpmTrie<FibKey, u32>`: (VRF, prefix) → next-hop id (an index into [`NH`]).
     pub const FIB: &str = "EX_FIB";
-    /// `Array<u32>` by next-hop id: 0 when the next hop has no record, else the index of
-    /// its [`ExAdj`] in [`ADJ`] plus one. Flipped (a 4-byte store) after the new record is
-    /// written, so a reader never sees a record half-written.
+    /// `Array<u32>` by next-hop id: 0 when the next hop has no record, else where its
+    /// records are: `(buckets - 1) << NH_BUCKETS_SHIFT | (first slot + 1)`, the [`ExAdj`]s
+    /// of `buckets` consecutive slots of [`ADJ`] (ECMP flattened: a packet takes bucket
+    /// `flow_hash % buckets`; one bucket without ECMP). Flipped (a 4-byte store) after the
+    /// new records are written, so a reader never sees a record half-written.
     pub const NH: &str = "EX_NH";
     /// `Array<ExAdj>` by adjacency slot.
     pub const ADJ: &str = "EX_ADJ";
@@ -317,6 +319,13 @@ pub mod express {
     pub const MAX_ROUTES: u32 = 1 << 21;
     /// Labels one adjacency pushes (VPN label and transport labels).
     pub const MAX_PUSH: usize = 4;
+    /// Where the bucket count starts in an [`NH`] value.
+    pub const NH_BUCKETS_SHIFT: u32 = 24;
+    /// The first slot + 1 in an [`NH`] value.
+    pub const NH_SLOT_MASK: u32 = (1 << NH_BUCKETS_SHIFT) - 1;
+    /// The most buckets one next hop's records have: the least common multiple of the ECMP
+    /// group sizes on its paths (a next hop needing more is punted).
+    pub const MAX_BUCKETS: u32 = 64;
 
     /// `ExConfig::flags`: the tier is on.
     pub const CONFIG_ON: u32 = 1;
@@ -458,8 +467,8 @@ pub mod express {
         Ttl,
         /// No route in the express FIB.
         NoRoute,
-        /// A next hop the tier does not compile (ECMP, VXLAN over labels, unresolved
-        /// neighbour, local).
+        /// A next hop the tier does not compile (ECMP over too many buckets, VXLAN over
+        /// labels, unresolved neighbour, local).
         NextHop,
         /// Too big for the egress MTU.
         Mtu,

@@ -10,8 +10,12 @@
 //!   resolved (egress port, MACs, the whole label stack with the bottom-of-stack bit, TC,
 //!   MTU; for routed VXLAN the outer and inner headers with the outer checksum's constant
 //!   part) — or to a record that only answers the source check (`port` = `NO_PORT`) when
-//!   the program cannot forward over it: ECMP, VXLAN over labels, local, blackhole, an
+//!   the program cannot forward over it: VXLAN over labels, local, blackhole, an
 //!   unresolved neighbour, a connected subnet.
+//! - ECMP anywhere on a next hop's paths (its own group, the underlay's toward the PE or
+//!   VTEP): one record per bucket in consecutive slots, as many buckets as the least common
+//!   multiple of the group sizes, so the program's `hash % buckets` picks what the
+//!   pipeline's `hash % members` picks at every level (see [`compile_nexthop`]).
 //! - A connected subnet forwards to the packet's own destination: for every neighbour known
 //!   on a VRF port (configured or learned) whose address the VRF routes over that subnet,
 //!   a /32 to a record of its own (ids from [`SYNTHETIC_BASE`] up).
@@ -37,8 +41,8 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use carrier_common::express::{
-    ExAdj, ExConfig, ExIlm, ExPort, FibKey, CONFIG_ON, ENCAP_VXLAN, CONFIG_PIPE, ILM_POP_LOOKUP, MAX_ADJ, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
-    MAX_VRFS, NO_PORT, PORT_ANTI_SPOOF, PORT_CORE, PORT_PUNT, PORT_VRF, TC_FROM_IP,
+    ExAdj, ExConfig, ExIlm, ExPort, FibKey, CONFIG_ON, ENCAP_VXLAN, CONFIG_PIPE, ILM_POP_LOOKUP, MAX_ADJ, MAX_BUCKETS, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
+    MAX_VRFS, NH_BUCKETS_SHIFT, NH_SLOT_MASK, NO_PORT, PORT_ANTI_SPOOF, PORT_CORE, PORT_PUNT, PORT_VRF, TC_FROM_IP,
 };
 use carrier_common::{Label, NextHopId, PortId, VrfId, MAX_PORTS};
 
@@ -202,11 +206,24 @@ pub struct Writes {
     pub ports: usize,
 }
 
-/// One installed adjacency: its slot and record.
-#[derive(Debug, Clone, Copy)]
+/// One installed next hop: its first slot and its records (one per bucket, in consecutive
+/// slots).
+#[derive(Debug, Clone)]
 struct Installed {
     slot: u32,
-    adj: ExAdj,
+    adjs: Vec<ExAdj>,
+}
+
+impl Installed {
+    /// (slot, record) of every bucket.
+    fn slots(&self) -> impl Iterator<Item = (u32, &ExAdj)> + '_ {
+        (self.slot..).zip(&self.adjs)
+    }
+
+    /// The next hop's `NH` value.
+    fn nh_value(&self) -> u32 {
+        (self.adjs.len() as u32 - 1) << NH_BUCKETS_SHIFT | (self.slot + 1)
+    }
 }
 
 /// The mirror's picture of what the maps hold. See the module documentation.
@@ -224,8 +241,10 @@ pub struct Mirror {
     ilm: FastMap<u32, ExIlm>,
     /// L3 VNIs in the maps → VRF.
     vnis: FastMap<u32, u32>,
-    free: Vec<u32>,
-    quarantine: Vec<(u32, Instant)>,
+    /// Free runs of consecutive slots by length.
+    free: FastMap<usize, Vec<u32>>,
+    /// Runs of slots resting: (first slot, length, since).
+    quarantine: Vec<(u32, usize, Instant)>,
     next_slot: u32,
     free_synthetic: Vec<u32>,
     next_synthetic: u32,
@@ -256,7 +275,7 @@ impl Mirror {
             installed: FastMap::default(),
             ilm: FastMap::default(),
             vnis: FastMap::default(),
-            free: Vec::new(),
+            free: FastMap::default(),
             quarantine: Vec::new(),
             next_slot: 0,
             free_synthetic: Vec::new(),
@@ -284,13 +303,18 @@ impl Mirror {
 
     /// The adjacency records in use: (slot, record), for counters.
     pub fn adjacencies(&self) -> impl Iterator<Item = (u32, &ExAdj)> + '_ {
-        self.installed.values().map(|i| (i.slot, &i.adj))
+        self.installed.values().flat_map(Installed::slots)
+    }
+
+    /// The slots of next hops with more than one bucket (ECMP), each with its bucket number.
+    pub fn ecmp_slots(&self) -> FastMap<u32, u32> {
+        self.installed.values().filter(|i| i.adjs.len() > 1).flat_map(|i| (i.slot..i.slot + i.adjs.len() as u32).zip(0..)).collect()
     }
 
     /// The labels each adjacency slot's record pushes: the records in use and those resting
     /// in quarantine (whose counters are not taken yet).
     pub fn slot_labels(&self) -> FastMap<u32, Vec<u32>> {
-        let mut m: FastMap<u32, Vec<u32>> = self.installed.values().map(|i| (i.slot, record_labels(&i.adj).collect())).collect();
+        let mut m: FastMap<u32, Vec<u32>> = self.adjacencies().map(|(slot, adj)| (slot, record_labels(adj).collect())).collect();
         for (slot, labels) in &self.resting_labels {
             m.insert(*slot, labels.clone());
         }
@@ -325,9 +349,11 @@ impl Mirror {
     fn sync_into(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, learned: &[(PortId, Ipv4Addr, MacAddr)], change: Change<'_>) -> std::io::Result<()> {
         self.last = Writes::default();
         let now = Instant::now();
-        let (ready, resting): (Vec<_>, Vec<_>) = self.quarantine.drain(..).partition(|(_, t)| now.duration_since(*t) >= QUARANTINE);
+        let (ready, resting): (Vec<_>, Vec<_>) = self.quarantine.drain(..).partition(|(_, _, t)| now.duration_since(*t) >= QUARANTINE);
         self.quarantine = resting;
-        self.free.extend(ready.into_iter().map(|(s, _)| s));
+        for (slot, len, _) in ready {
+            self.free.entry(len).or_default().push(slot);
+        }
 
         let config = ExConfig {
             flags: if self.on { CONFIG_ON } else { 0 } | if tables.router.ttl_mode == TtlMode::Pipe { CONFIG_PIPE } else { 0 },
@@ -377,6 +403,18 @@ impl Mirror {
                     }
                 }
             }
+        }
+        // A next hop the underlay routes over (or a member of one) moves the resolution of
+        // every record through it: all of them are recompiled.
+        if !all_records && !dirty_nh.is_empty() {
+            let mut under: HashSet<u32> = HashSet::new();
+            for (_, nh) in tables.underlay.routes() {
+                under.insert(nh.0);
+                if let Some(NextHop::Ecmp { members }) = tables.nexthop(nh) {
+                    under.extend(members.iter().map(|m| m.0));
+                }
+            }
+            all_records = dirty_nh.iter().any(|id| under.contains(id));
         }
         if everything || self.ports.len() != tables.ports.len() || all_records {
             self.sync_ports(maps, tables)?;
@@ -545,15 +583,15 @@ impl Mirror {
         Ok(())
     }
 
-    /// Point next hop `id` at `record` (a new slot when it changed), or unlink it.
-    fn install(&mut self, maps: &mut impl ExpressMaps, id: u32, record: Option<ExAdj>) -> std::io::Result<()> {
-        let old = self.installed.get(&id).copied();
-        match record {
-            Some(adj) => {
-                if old.is_some_and(|o| o.adj == adj) {
+    /// Point next hop `id` at `records` (new slots when they changed), or unlink it.
+    fn install(&mut self, maps: &mut impl ExpressMaps, id: u32, records: Option<Vec<ExAdj>>) -> std::io::Result<()> {
+        let old = self.installed.get(&id).cloned();
+        match records {
+            Some(adjs) => {
+                if old.as_ref().is_some_and(|o| o.adjs == adjs) {
                     return Ok(());
                 }
-                let Some(slot) = self.alloc_slot(maps)? else {
+                let Some(slot) = self.alloc(maps, adjs.len())? else {
                     // Full: the next hop stays punted.
                     if let Some(o) = old {
                         maps.set_nexthop(id, 0)?;
@@ -566,11 +604,14 @@ impl Mirror {
                     }
                     return Ok(());
                 };
-                maps.set_adj(slot, adj)?;
-                maps.set_nexthop(id, slot + 1)?;
-                self.last.adjacencies += 1;
+                let new = Installed { slot, adjs };
+                for (at, adj) in new.slots() {
+                    maps.set_adj(at, *adj)?;
+                    self.last.adjacencies += 1;
+                }
+                maps.set_nexthop(id, new.nh_value())?;
                 self.last.nexthops += 1;
-                self.installed.insert(id, Installed { slot, adj });
+                self.installed.insert(id, new);
                 if let Some(o) = old {
                     self.rest(o);
                 }
@@ -587,25 +628,30 @@ impl Mirror {
         Ok(())
     }
 
-    fn alloc_slot(&mut self, maps: &mut impl ExpressMaps) -> std::io::Result<Option<u32>> {
-        if let Some(slot) = self.free.pop() {
-            // The counters of the record the slot held go to that record's labels.
-            let (packets, bytes) = maps.take_adj_counters(slot)?;
-            self.retire(slot, packets, bytes);
+    /// The first of `len` consecutive free slots.
+    fn alloc(&mut self, maps: &mut impl ExpressMaps, len: usize) -> std::io::Result<Option<u32>> {
+        if let Some(slot) = self.free.get_mut(&len).and_then(Vec::pop) {
+            // The counters of the records the slots held go to those records' labels.
+            for at in slot..slot + len as u32 {
+                let (packets, bytes) = maps.take_adj_counters(at)?;
+                self.retire(at, packets, bytes);
+            }
             return Ok(Some(slot));
         }
-        if self.next_slot < MAX_ADJ {
-            self.next_slot += 1;
-            return Ok(Some(self.next_slot - 1));
+        if self.next_slot + len as u32 <= MAX_ADJ {
+            self.next_slot += len as u32;
+            return Ok(Some(self.next_slot - len as u32));
         }
         Ok(None)
     }
 
-    /// A slot no next hop points at any more rests in quarantine; its labels are kept for
-    /// its counters.
+    /// Slots no next hop points at any more rest in quarantine; their labels are kept for
+    /// their counters.
     fn rest(&mut self, old: Installed) {
-        self.quarantine.push((old.slot, Instant::now()));
-        self.resting_labels.insert(old.slot, record_labels(&old.adj).collect());
+        self.quarantine.push((old.slot, old.adjs.len(), Instant::now()));
+        for (slot, adj) in old.slots() {
+            self.resting_labels.insert(slot, record_labels(adj).collect());
+        }
     }
 
     fn retire(&mut self, slot: u32, packets: u64, bytes: u64) {
@@ -656,7 +702,7 @@ impl Mirror {
                     id
                 }
             };
-            self.install(maps, id, Some(*adj))?;
+            self.install(maps, id, Some(vec![*adj]))?;
             if !self.neighbour_routes.contains_key(key) {
                 maps.set_route(fib_key(key.0, Ipv4Prefix::host(key.1)), id)?;
                 self.last.routes += 1;
@@ -712,18 +758,75 @@ fn compile_port(p: &crate::tables::Port) -> ExPort {
     ExPort { kind, flags: if p.anti_spoof { PORT_ANTI_SPOOF } else { 0 }, vrf, mac: p.mac.0, mtu: p.mtu }
 }
 
-/// The record of next hop `id`: forwarding when the program can send over it, else only
-/// the source check; `None` when the next hop does not exist.
-fn compile_nexthop(tables: &Tables, neighbours: &Neighbours<'_>, id: NextHopId) -> Option<ExAdj> {
+/// The records of next hop `id`, one per bucket (see `NH` in `carrier_common::express`):
+/// forwarding where the program can send over the bucket's path, else only the source check;
+/// `None` when the next hop does not exist. A next hop with ECMP on its paths (the VRF route's
+/// group, the underlay's groups toward the PE or VTEP) gets as many buckets as the least
+/// common multiple of the group sizes, so that bucket `hash % buckets` picks at every level
+/// the member the pipeline picks with `hash % members`; more than `MAX_BUCKETS` is punted.
+fn compile_nexthop(tables: &Tables, neighbours: &Neighbours<'_>, id: NextHopId) -> Option<Vec<ExAdj>> {
     let nh = tables.nexthop(id)?;
     let punt = ExAdj { port: NO_PORT, rpf_port: rpf_port(tables, nh), ..ExAdj::default() };
-    let forward = match nh {
-        NextHop::Adjacency { port, via: Some(gw) } => neighbours.get(*port, *gw).and_then(|mac| adjacency(tables, *port, mac, &[], TC_FROM_IP)),
-        NextHop::MplsPush { labels, tc, pe } => resolve(tables, neighbours, *pe, labels.as_slice(), tc.unwrap_or(TC_FROM_IP)),
-        NextHop::Vxlan { vtep, vni, router_mac } => vxlan(tables, neighbours, *vtep, *vni, *router_mac),
-        _ => None,
+    let mut buckets = 1usize;
+    loop {
+        let mut need = buckets;
+        let mut records = Vec::with_capacity(buckets);
+        for bucket in 0..buckets {
+            let mut picks = Picks { hash: bucket, sizes: vec![] };
+            let forward = forward_record(tables, neighbours, id, &mut picks);
+            need = picks.sizes.iter().fold(need, |l, n| lcm(l, *n));
+            records.push(forward.map_or(punt, |a| ExAdj { rpf_port: punt.rpf_port, ..a }));
+        }
+        if need == buckets {
+            return Some(records);
+        }
+        if need > MAX_BUCKETS as usize {
+            return Some(vec![punt]);
+        }
+        buckets = need;
+    }
+}
+
+/// The ECMP choices of one bucket: the pipeline's `pick` with the bucket number for the flow
+/// hash, and the sizes of the groups met (the bucket count must be a multiple of each).
+struct Picks {
+    hash: usize,
+    sizes: Vec<usize>,
+}
+
+impl Picks {
+    /// Next hop `id`, or the member of its ECMP group this bucket takes.
+    fn pick<'t>(&mut self, tables: &'t Tables, id: NextHopId) -> Option<&'t NextHop> {
+        match tables.nexthop(id)? {
+            NextHop::Ecmp { members } if !members.is_empty() => {
+                self.sizes.push(members.len());
+                tables.nexthop(members[self.hash % members.len()])
+            }
+            NextHop::Ecmp { .. } => None,
+            nh => Some(nh),
+        }
+    }
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    let gcd = |mut x: usize, mut y: usize| {
+        while y != 0 {
+            (x, y) = (y, x % y);
+        }
+        x
     };
-    Some(forward.map_or(punt, |a| ExAdj { rpf_port: punt.rpf_port, ..a }))
+    a / gcd(a, b) * b
+}
+
+/// Where one bucket of next hop `id` sends, as `route` and `forward_ip` do: `None` when the
+/// program cannot send there itself.
+fn forward_record(tables: &Tables, neighbours: &Neighbours<'_>, id: NextHopId, picks: &mut Picks) -> Option<ExAdj> {
+    match picks.pick(tables, id)? {
+        NextHop::Adjacency { port, via: Some(gw) } => neighbours.get(*port, *gw).and_then(|mac| adjacency(tables, *port, mac, &[], TC_FROM_IP)),
+        NextHop::MplsPush { labels, tc, pe } => resolve(tables, neighbours, *pe, labels.as_slice(), tc.unwrap_or(TC_FROM_IP), picks),
+        NextHop::Vxlan { vtep, vni, router_mac } => vxlan(tables, neighbours, *vtep, *vni, *router_mac, picks),
+        _ => None,
+    }
 }
 
 /// The one port a source routed over `nh` must arrive on (the pipeline accepts any port of
@@ -750,7 +853,7 @@ fn rpf_port(tables: &Tables, nh: &NextHop) -> u16 {
 }
 
 /// Push `labels` (inner) toward `pe` through the underlay, as `send_underlay` does.
-fn resolve(tables: &Tables, neighbours: &Neighbours<'_>, pe: Ipv4Addr, labels: &[Label], tc: u8) -> Option<ExAdj> {
+fn resolve(tables: &Tables, neighbours: &Neighbours<'_>, pe: Ipv4Addr, labels: &[Label], tc: u8, picks: &mut Picks) -> Option<ExAdj> {
     let mut stack: Vec<Label> = labels.to_vec();
     let mut dst = pe;
     let mut depth = 1;
@@ -759,7 +862,7 @@ fn resolve(tables: &Tables, neighbours: &Neighbours<'_>, pe: Ipv4Addr, labels: &
             return None;
         }
         let (_, nh) = tables.underlay.lookup(dst)?;
-        match tables.nexthop(nh)? {
+        match picks.pick(tables, nh)? {
             NextHop::Adjacency { port, via } => {
                 let mac = neighbours.get(*port, via.unwrap_or(dst))?;
                 return adjacency(tables, *port, mac, &stack, tc);
@@ -781,9 +884,9 @@ fn resolve(tables: &Tables, neighbours: &Neighbours<'_>, pe: Ipv4Addr, labels: &
 /// outer IPv4 from the local VTEP (no DSCP, DF clear, the configured TTL), UDP to 4789 without
 /// checksum, through the underlay to a neighbour. Without a local VTEP, or when the underlay
 /// pushes labels toward `vtep`, the program punts.
-fn vxlan(tables: &Tables, neighbours: &Neighbours<'_>, vtep: Ipv4Addr, vni: carrier_common::Vni, router_mac: Option<MacAddr>) -> Option<ExAdj> {
+fn vxlan(tables: &Tables, neighbours: &Neighbours<'_>, vtep: Ipv4Addr, vni: carrier_common::Vni, router_mac: Option<MacAddr>, picks: &mut Picks) -> Option<ExAdj> {
     let local = tables.router.vtep?;
-    let under = resolve(tables, neighbours, vtep, &[], TC_FROM_IP)?;
+    let under = resolve(tables, neighbours, vtep, &[], TC_FROM_IP, picks)?;
     if under.nlabels != 0 {
         return None;
     }
@@ -922,16 +1025,23 @@ impl MemMaps {
     /// The record a packet to `addr` in `vrf` would use: longest match, then the next hop's
     /// slot (the program's lookup, for tests).
     pub fn lookup(&self, vrf: VrfId, addr: Ipv4Addr) -> Option<ExAdj> {
+        self.lookup_hashed(vrf, addr, 0)
+    }
+
+    /// [`MemMaps::lookup`] for a packet of flow hash `hash` (its ECMP bucket).
+    pub fn lookup_hashed(&self, vrf: VrfId, addr: Ipv4Addr, hash: u32) -> Option<ExAdj> {
         let a = u32::from(addr);
         let best = (0..=32u8).rev().find_map(|len| {
             let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
             self.routes.get(&FibKey::new(vrf, (a & mask).to_be_bytes(), len))
         })?;
         let at = *self.nexthops.get(best)?;
-        if at == 0 {
+        let first = at & NH_SLOT_MASK;
+        if first == 0 {
             return None;
         }
-        self.adjs.get(&(at - 1)).copied()
+        let buckets = (at >> NH_BUCKETS_SHIFT) + 1;
+        self.adjs.get(&(first - 1 + hash % buckets)).copied()
     }
 }
 
@@ -1040,6 +1150,56 @@ mod tests {
         let mut acc = (sum & 0xffff) + (sum >> 16);
         acc = (acc & 0xffff) + (acc >> 16);
         assert_eq!(!(acc as u16), u16::from_be_bytes([header[10], header[11]]));
+    }
+
+    #[test]
+    fn ecmp_is_flattened_into_buckets_the_pipeline_would_pick() {
+        let mut t = tables(0);
+        let core = |n: u8| Ipv4Addr::new(10, 1, 0, n);
+        let mut cmds = vec![];
+        for n in 3..=4u8 {
+            cmds.push(TableCommand::Neighbour { port: PortId(1), ip: core(n), mac: mac(0x40 + n) });
+            cmds.push(TableCommand::NextHop { id: NextHopId(u32::from(n) + 7), nexthop: NextHop::Adjacency { port: PortId(1), via: Some(core(n)) } });
+        }
+        // The PE over an underlay group of three (10.1.0.2, .3, .4); a VRF group of two pushes
+        // to it (labels 6000, 6001); a VRF group of two neighbours on the customer port.
+        cmds.extend([
+            TableCommand::NextHop { id: NextHopId(20), nexthop: NextHop::Ecmp { members: vec![NextHopId(0), NextHopId(10), NextHopId(11)] } },
+            TableCommand::Route { table: Table::Underlay, prefix: p("10.255.0.2/32"), nexthop: NextHopId(20) },
+            TableCommand::NextHop { id: NextHopId(21), nexthop: NextHop::MplsPush { labels: LabelStack::new(&[Label::new(6001).unwrap()]).unwrap(), tc: None, pe: Ipv4Addr::new(10, 255, 0, 2) } },
+            TableCommand::NextHop { id: NextHopId(22), nexthop: NextHop::Ecmp { members: vec![NextHopId(1), NextHopId(21)] } },
+            TableCommand::Route { table: Table::Vrf(VrfId(0)), prefix: p("172.18.0.0/16"), nexthop: NextHopId(22) },
+            TableCommand::Neighbour { port: PortId(0), ip: Ipv4Addr::new(10, 0, 0, 8), mac: mac(0x08) },
+            TableCommand::NextHop { id: NextHopId(23), nexthop: NextHop::Adjacency { port: PortId(0), via: Some(Ipv4Addr::new(10, 0, 0, 7)) } },
+            TableCommand::NextHop { id: NextHopId(24), nexthop: NextHop::Adjacency { port: PortId(0), via: Some(Ipv4Addr::new(10, 0, 0, 8)) } },
+            TableCommand::NextHop { id: NextHopId(25), nexthop: NextHop::Ecmp { members: vec![NextHopId(23), NextHopId(24)] } },
+            TableCommand::Route { table: Table::Vrf(VrfId(0)), prefix: p("172.19.0.0/16"), nexthop: NextHopId(25) },
+        ]);
+        t.apply_all(cmds).unwrap();
+        let mut maps = MemMaps::default();
+        let mut m = Mirror::new(true);
+        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        // lcm(2, 3) = 6 buckets: bucket b takes VRF member b % 2, underlay member b % 3.
+        let dst = Ipv4Addr::new(172, 18, 0, 1);
+        let gateways = [mac(0x42), mac(0x43), mac(0x44)];
+        for hash in 0..12u32 {
+            let r = maps.lookup_hashed(VrfId(0), dst, hash).unwrap();
+            let label = if hash % 2 == 0 { 5000 } else { 6001 };
+            assert_eq!((r.port, r.labels[0] >> 12, r.dst), (1, label, gateways[(hash % 3) as usize].0), "hash {hash}");
+        }
+        assert_eq!(maps.nexthops.get(&22).map(|v| (v >> NH_BUCKETS_SHIFT) + 1), Some(6));
+        let (a, b) = (maps.lookup_hashed(VrfId(0), Ipv4Addr::new(172, 19, 0, 1), 0).unwrap(), maps.lookup_hashed(VrfId(0), Ipv4Addr::new(172, 19, 0, 1), 1).unwrap());
+        assert_eq!((a.dst, b.dst, a.rpf_port, b.rpf_port), (mac(7).0, mac(8).0, 0, 0), "a group on one port passes the source check in every bucket");
+
+        // An underlay next hop changes: every record through it follows.
+        let cmds = vec![TableCommand::Neighbour { port: PortId(1), ip: Ipv4Addr::new(10, 1, 0, 9), mac: mac(0x49) }];
+        t.apply_all(cmds.clone()).unwrap();
+        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        let cmds = vec![TableCommand::NextHop { id: NextHopId(10), nexthop: NextHop::Adjacency { port: PortId(1), via: Some(Ipv4Addr::new(10, 1, 0, 9)) } }];
+        t.apply_all(cmds.clone()).unwrap();
+        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        assert_eq!(maps.lookup_hashed(VrfId(0), dst, 1).map(|r| r.dst), Some(mac(0x49).0), "bucket 1: underlay member 1, now 10.1.0.9");
+        assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)), None, "no such route");
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! punted. The tier handles:
 //! - IPv4 on a customer port routed in its VRF (optionally source-checked): out of a local
 //!   port to a resolved neighbour, or with a pushed label stack (VPN label, transport
-//!   labels) toward the core, or in VXLAN to a remote VTEP (EVPN type-5);
+//!   labels) toward the core, or in VXLAN to a remote VTEP (EVPN type-5); over ECMP groups
+//!   by the flow hash, as the pipeline picks;
 //! - on a core port, a bottom-of-stack per-VRF label: pop (uniform or pipe TTL), then the
 //!   same VRF lookup;
 //! - on a core port, VXLAN to the local VTEP with an L3 VNI (EVPN type-5): decapsulate,
@@ -30,7 +31,7 @@ use aya_ebpf::{
 };
 use carrier_common::express::{
     ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, CONFIG_PIPE, ENCAP_NONE, ENCAP_VXLAN, VXLAN_OVERHEAD,
-    ILM_POP_LOOKUP, MAX_ADJ, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VNIS, MAX_VRFS, NO_PORT,
+    ILM_POP_LOOKUP, MAX_ADJ, NH_BUCKETS_SHIFT, NH_SLOT_MASK, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VNIS, MAX_VRFS, NO_PORT,
     PORT_ANTI_SPOOF, PORT_CORE, PORT_VRF, TC_FROM_IP,
 };
 use carrier_common::{MAX_PORTS, VXLAN_UDP_PORT};
@@ -221,17 +222,25 @@ fn update(checksum: u16, old_word: u16, new_word: u16) -> u16 {
     fold(u32::from(!checksum) + u32::from(!old_word) + u32::from(new_word))
 }
 
-/// The adjacency a route in `vrf` gives for `addr`: (record, slot).
+/// The adjacency a route in `vrf` gives for `addr`: (record, slot). An ECMP next hop's
+/// bucket is chosen by the flow hash of `flow` (the first bucket without one: every bucket
+/// answers the source check alike).
 #[inline(always)]
-fn lookup(vrf: u32, addr: [u8; 4]) -> Option<(ExAdj, u32)> {
+fn lookup(vrf: u32, addr: [u8; 4], flow: Option<&Ip>) -> Option<(ExAdj, u32)> {
     let v = (vrf as u16).to_be_bytes();
     let key = Key::new(48, [v[0], v[1], addr[0], addr[1], addr[2], addr[3], 0, 0]);
     let nh = *FIB.get(&key)?;
     let at = *NH.get(nh)?;
-    if at == 0 {
+    let first = at & NH_SLOT_MASK;
+    if first == 0 {
         return None;
     }
-    let slot = at - 1;
+    let buckets = (at >> NH_BUCKETS_SHIFT) + 1;
+    let bucket = match flow {
+        Some(ip) if buckets > 1 => ip.hash() % buckets,
+        _ => 0,
+    };
+    let slot = first - 1 + bucket;
     ADJ.get(slot).map(|a| (*a, slot))
 }
 
@@ -241,12 +250,12 @@ fn plan_routed(frame: &Frame, port: &ExPort, slot: u32) -> Result<Plan, Punt> {
     let ip = checked_ipv4(frame, ETH_LEN)?;
     let vrf = u32::from(port.vrf);
     if port.flags & PORT_ANTI_SPOOF != 0 {
-        match lookup(vrf, ip.src) {
+        match lookup(vrf, ip.src, None) {
             Some((a, _)) if u32::from(a.rpf_port) == slot => {}
             _ => return Err(Punt::AntiSpoof),
         }
     }
-    let (adj, adj_slot) = lookup(vrf, ip.dst).ok_or(Punt::NoRoute)?;
+    let (adj, adj_slot) = lookup(vrf, ip.dst, Some(&ip)).ok_or(Punt::NoRoute)?;
     if ip.ttl <= 1 {
         return Err(Punt::Ttl);
     }
@@ -294,7 +303,7 @@ fn plan_pop(frame: &Frame, flags: u32) -> Result<Plan, Punt> {
         let t = ip.ttl - 1;
         (t, update(ip.checksum, u16::from_be_bytes([ip.ttl, ip.protocol]), u16::from_be_bytes([t, ip.protocol])))
     };
-    let (adj, adj_slot) = lookup(ilm.vrf, ip.dst).ok_or(Punt::NoRoute)?;
+    let (adj, adj_slot) = lookup(ilm.vrf, ip.dst, Some(&ip)).ok_or(Punt::NoRoute)?;
     finish(ip_off, 0, &ip, adj, adj_slot, ttl, checksum, ilm.vrf, Some(label))
 }
 
@@ -333,7 +342,7 @@ fn plan_decap(frame: &Frame, vtep: [u8; 4]) -> Result<Plan, Punt> {
     if ip_off + ip.total > ETH_LEN + outer.total {
         return Err(Punt::Ipv4);
     }
-    let (adj, adj_slot) = lookup(vrf, ip.dst).ok_or(Punt::NoRoute)?;
+    let (adj, adj_slot) = lookup(vrf, ip.dst, Some(&ip)).ok_or(Punt::NoRoute)?;
     if ip.ttl <= 1 {
         return Err(Punt::Ttl);
     }

@@ -472,12 +472,14 @@ impl Harness {
 
     /// One frame through both; panics with the details on any difference.
     fn check(&mut self, seed: u64, w: &World, port: usize, frame: &[u8]) {
-        let before_x = flat_express(&self.counters(w), &self.mirror);
+        let before_c = self.counters(w);
+        let before_x = flat_express(&before_c, &self.mirror);
         let before_p = flat_pipeline(&self.worker.counters);
         // Every third frame on RX queue 1, which has no AF_XDP socket.
         let queue = u32::from(frame.len().is_multiple_of(3));
         let (action, out) = self.xdp.test_run_on_queue(self.ifindex[port], queue, frame).unwrap();
-        let after_x = flat_express(&self.counters(w), &self.mirror);
+        let after_c = self.counters(w);
+        let after_x = flat_express(&after_c, &self.mirror);
 
         let mut batch: Batch<VecFrame> = Batch::default();
         batch.push(VecFrame::new(frame), PortId(port as u16));
@@ -543,6 +545,14 @@ impl Harness {
                 _ => "vrf",
             };
             *self.kinds.entry(kind).or_default() += 1;
+            // Through an ECMP next hop: which bucket.
+            let ecmp = self.mirror.ecmp_slots();
+            let moved = after_c.adjacencies.iter().filter(|(slot, b)| before_c.adjacencies.iter().find(|(s, _)| s == slot).is_none_or(|(_, a)| a.packets != b.packets));
+            for (slot, _) in moved {
+                if let Some(bucket) = ecmp.get(slot) {
+                    *self.kinds.entry(if *bucket == 0 { "ecmp-first" } else { "ecmp-other" }).or_default() += 1;
+                }
+            }
             self.last_forwarded = Some((port, frame.to_vec()));
         } else {
             self.punted += 1;
@@ -703,7 +713,7 @@ fn express_tier_matches_the_pipeline() {
     // only its punts.
     if std::env::var("EXPRESS_SEED").is_err() {
         assert!(h.on_queue_1 >= 10, "the tier forwards on RX queue 1 too: {}", h.on_queue_1);
-        for kind in ["vrf", "push", "push-2+", "pop", "decap", "encap"] {
+        for kind in ["vrf", "push", "push-2+", "pop", "decap", "encap", "ecmp-first", "ecmp-other"] {
             assert!(h.kinds.get(kind).copied().unwrap_or(0) >= 10, "too few {kind} frames forwarded by the tier: {:?}", h.kinds);
         }
     }
