@@ -429,18 +429,27 @@ pub mod express {
     pub const VXLAN_OVERHEAD: usize = 20 + 8 + 8 + 14;
 
     /// `ExIlm::action`: punt.
-    pub const ILM_PUNT: u32 = 0;
+    pub const ILM_PUNT: u16 = 0;
     /// `ExIlm::action`: pop (bottom of stack) and look the IPv4 packet up in `vrf`.
-    pub const ILM_POP_LOOKUP: u32 = 1;
+    pub const ILM_POP_LOOKUP: u16 = 1;
+    /// `ExIlm::action`: pop (bottom of stack) and send the IPv4 packet to next hop `nexthop`
+    /// (a per-CE label), no lookup.
+    pub const ILM_POP_FORWARD: u16 = 2;
+    /// `ExIlm::action`: swap toward the next LSR: next hop `nexthop`'s record carries the
+    /// transport labels to push and, last, the outgoing label (its S bit replaced by the
+    /// incoming one's).
+    pub const ILM_SWAP: u16 = 3;
 
-    /// What the program does with a top label.
+    /// What the program does with a top label. Eight bytes: replaced by one store.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     #[repr(C)]
     pub struct ExIlm {
-        /// [`ILM_PUNT`] or [`ILM_POP_LOOKUP`].
-        pub action: u32,
+        /// [`ILM_PUNT`], [`ILM_POP_LOOKUP`], [`ILM_POP_FORWARD`] or [`ILM_SWAP`].
+        pub action: u16,
         /// The VRF of [`ILM_POP_LOOKUP`].
-        pub vrf: u32,
+        pub vrf: u16,
+        /// The next-hop id (an index into [`NH`]) of [`ILM_POP_FORWARD`] and [`ILM_SWAP`].
+        pub nexthop: u32,
     }
 
     /// Packets and bytes.
@@ -472,7 +481,8 @@ pub mod express {
         NextHop,
         /// Too big for the egress MTU.
         Mtu,
-        /// A label the tier does not pop (unknown, not bottom of stack, swap, per-CE).
+        /// A label the tier does not handle (unknown, reserved, a pop not at the bottom of
+        /// the stack).
         Label,
         /// VXLAN the tier does not decapsulate (an L2 VNI, an unknown one, a malformed or
         /// fragmented outer packet, a tagged inner frame).
@@ -576,6 +586,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<ExAdj>(), 68);
         assert_eq!(core::mem::offset_of!(ExAdj, pad), 66, "no implicit padding");
         assert_eq!(core::mem::size_of::<ExPort>(), 12);
+        assert_eq!(core::mem::size_of::<ExIlm>(), 8);
         assert_eq!(core::mem::size_of::<ExPortStats>(), 32 + 8 * Punt::COUNT);
         for (i, p) in Punt::ALL.iter().enumerate() {
             assert_eq!(*p as usize, i);

@@ -19,7 +19,10 @@
 //! - A connected subnet forwards to the packet's own destination: for every neighbour known
 //!   on a VRF port (configured or learned) whose address the VRF routes over that subnet,
 //!   a /32 to a record of its own (ids from [`SYNTHETIC_BASE`] up).
-//! - Per-VRF labels (pop and look up) below `MAX_LABEL`; L3 VNIs (EVPN type-5) to their VRF.
+//! - Labels below `MAX_LABEL`: per-VRF (pop and look up); per-CE (pop, then a record of the
+//!   label's own) and swap (a record of its own whose last label is the outgoing one, the
+//!   transport labels before it), their records under synthetic ids like the neighbours';
+//!   L3 VNIs (EVPN type-5) to their VRF.
 //!
 //! # Updates cost what they change, make before break
 //! [`Mirror::sync`] takes the commands of one commit: route commands touch their keys,
@@ -41,7 +44,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use carrier_common::express::{
-    ExAdj, ExConfig, ExIlm, ExPort, FibKey, CONFIG_ON, ENCAP_VXLAN, CONFIG_PIPE, ILM_POP_LOOKUP, MAX_ADJ, MAX_BUCKETS, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
+    ExAdj, ExConfig, ExIlm, ExPort, FibKey, CONFIG_ON, ENCAP_VXLAN, CONFIG_PIPE, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_PUNT, ILM_SWAP, MAX_ADJ, MAX_BUCKETS, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
     MAX_VRFS, NH_BUCKETS_SHIFT, NH_SLOT_MASK, NO_PORT, PORT_ANTI_SPOOF, PORT_CORE, PORT_PUNT, PORT_VRF, TC_FROM_IP,
 };
 use carrier_common::{Label, NextHopId, PortId, VrfId, MAX_PORTS};
@@ -114,12 +117,13 @@ pub trait ExpressMaps {
 
 /// The writes of one sync, held back and then written in batches, in an order that never
 /// lets the program read something half-made: every new adjacency record first, then the
-/// next-hop indices (in the order they were made), then the routes (in order; runs of
-/// inserts and of removals each one batch).
+/// next-hop indices (in the order they were made), then the ILM entries, then the routes (in
+/// order; runs of inserts and of removals each one batch).
 struct Pending<'m, M: ExpressMaps> {
     maps: &'m mut M,
     adjs: Vec<(u32, ExAdj)>,
     nexthops: Vec<(u32, u32)>,
+    ilm: Vec<(u32, ExIlm)>,
     routes: Vec<(FibKey, Option<u32>)>,
 }
 
@@ -127,6 +131,9 @@ impl<M: ExpressMaps> Pending<'_, M> {
     fn flush(self) -> std::io::Result<()> {
         self.maps.set_adjs(&self.adjs)?;
         self.maps.set_nexthops(&self.nexthops)?;
+        for (label, entry) in self.ilm {
+            self.maps.set_ilm(label, entry)?;
+        }
         let mut at = 0;
         while at < self.routes.len() {
             let insert = self.routes[at].1.is_some();
@@ -169,7 +176,8 @@ impl<M: ExpressMaps> ExpressMaps for Pending<'_, M> {
         Ok(())
     }
     fn set_ilm(&mut self, label: u32, entry: ExIlm) -> std::io::Result<()> {
-        self.maps.set_ilm(label, entry)
+        self.ilm.push((label, entry));
+        Ok(())
     }
     fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()> {
         self.maps.set_vni(vni, vrf)
@@ -247,7 +255,11 @@ pub struct Mirror {
     quarantine: Vec<(u32, usize, Instant)>,
     next_slot: u32,
     free_synthetic: Vec<u32>,
+    /// Synthetic ids unlinked during the current sync.
+    freed_synthetic: Vec<u32>,
     next_synthetic: u32,
+    /// Per-CE and swap labels → the synthetic next hop holding their records.
+    ilm_ids: FastMap<u32, u32>,
     /// Labels of the records in resting slots.
     resting_labels: FastMap<u32, Vec<u32>>,
     /// Packets and bytes sent through slots since reused, by the labels they pushed.
@@ -279,7 +291,9 @@ impl Mirror {
             quarantine: Vec::new(),
             next_slot: 0,
             free_synthetic: Vec::new(),
+            freed_synthetic: Vec::new(),
             next_synthetic: SYNTHETIC_BASE,
+            ilm_ids: FastMap::default(),
             resting_labels: FastMap::default(),
             retired_labels_out: FastMap::default(),
             last: Writes::default(),
@@ -334,15 +348,19 @@ impl Mirror {
 
     /// Labels the tier pops.
     pub fn labels(&self) -> impl Iterator<Item = u32> + '_ {
-        self.ilm.iter().filter(|(_, e)| e.action == ILM_POP_LOOKUP).map(|(l, _)| *l)
+        self.ilm.iter().filter(|(_, e)| e.action != ILM_PUNT).map(|(l, _)| *l)
     }
 
     /// Bring the maps in line with `tables` after `change`; `learned` are the neighbours the
     /// workers learned. On error the maps may be half-updated: the caller resyncs with
     /// [`Change::All`] (and the tier punts what it cannot decide meanwhile).
     pub fn sync(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, learned: &[(PortId, Ipv4Addr, MacAddr)], change: Change<'_>) -> std::io::Result<()> {
-        let mut pending = Pending { maps, adjs: vec![], nexthops: vec![], routes: vec![] };
-        self.sync_into(&mut pending, tables, learned, change)?;
+        let mut pending = Pending { maps, adjs: vec![], nexthops: vec![], ilm: vec![], routes: vec![] };
+        let result = self.sync_into(&mut pending, tables, learned, change);
+        // Ids unlinked in this sync are reused only by the next one: by then nothing the
+        // program reads points at them.
+        self.free_synthetic.append(&mut self.freed_synthetic);
+        result?;
         pending.flush()
     }
 
@@ -421,11 +439,13 @@ impl Mirror {
         }
 
         // Records first (make), then routes, then what is gone (break).
+        let mut nexthops_changed = false;
         let ids: Vec<u32> = if all_records {
             let mut ids: Vec<u32> = (0..tables.nexthops.len() as u32).filter(|i| tables.nexthops[*i as usize].is_some()).collect();
             ids.extend(self.installed.keys().filter(|id| **id < SYNTHETIC_BASE && tables.nexthop(NextHopId(**id)).is_none()));
             ids
         } else {
+            nexthops_changed = !dirty_nh.is_empty();
             // An ECMP group's record (its source check) depends on its members: a changed
             // member recompiles the groups it is in.
             let groups: Vec<u32> = dirty_nh.iter().filter_map(|m| self.groups_of.get(m)).flatten().copied().collect();
@@ -513,16 +533,55 @@ impl Mirror {
             l.dedup();
             l
         } else {
+            // Per-CE and swap records follow their next hops.
+            if nexthops_changed {
+                dirty_labels.extend(self.ilm_ids.keys());
+            }
             dirty_labels.into_iter().collect()
         };
         for label in labels {
             if label >= MAX_LABEL {
                 continue;
             }
-            let entry = match Label::new(label).and_then(|l| tables.ilm.get(&l)) {
-                Some(IlmAction::PopLookup { vrf }) if u32::from(vrf.0) < MAX_VRFS => ExIlm { action: ILM_POP_LOOKUP, vrf: u32::from(vrf.0) },
-                _ => ExIlm::default(),
+            let (mut entry, records) = match Label::new(label).and_then(|l| tables.ilm.get(&l)) {
+                Some(IlmAction::PopLookup { vrf }) if u32::from(vrf.0) < MAX_VRFS => (ExIlm { action: ILM_POP_LOOKUP, vrf: vrf.0, nexthop: 0 }, None),
+                // The pipeline sends to the next hop itself, never picking in an ECMP group.
+                Some(IlmAction::PopForward { nexthop, .. }) if !matches!(tables.nexthop(*nexthop), None | Some(NextHop::Ecmp { .. })) => {
+                    (ExIlm { action: ILM_POP_FORWARD, ..ExIlm::default() }, compile_nexthop(tables, &neighbours, *nexthop))
+                }
+                Some(IlmAction::Swap { out, pe }) => {
+                    let records = compile_buckets(|picks| resolve(tables, &neighbours, *pe, &[*out], TC_FROM_IP, picks), ExAdj { port: NO_PORT, rpf_port: NO_PORT, ..ExAdj::default() });
+                    (ExIlm { action: ILM_SWAP, ..ExIlm::default() }, Some(records).filter(|r| r.len() == 1 && r[0].port != NO_PORT))
+                }
+                _ => (ExIlm::default(), None),
             };
+            if entry.action != ILM_POP_LOOKUP {
+                match records {
+                    Some(records) => {
+                        let id = match self.ilm_ids.get(&label) {
+                            Some(id) => Some(*id),
+                            None => self.alloc_synthetic(),
+                        };
+                        match id {
+                            Some(id) => {
+                                self.install(maps, id, Some(records))?;
+                                self.ilm_ids.insert(label, id);
+                                entry.nexthop = id;
+                            }
+                            None => entry = ExIlm::default(),
+                        }
+                    }
+                    None => entry = ExIlm::default(),
+                }
+            }
+            // A label that no longer needs its records lets them go once it is rewritten
+            // (the write is pending and goes before the unlinking).
+            if entry.action == ILM_PUNT || entry.action == ILM_POP_LOOKUP {
+                if let Some(id) = self.ilm_ids.remove(&label) {
+                    self.install(maps, id, None)?;
+                    self.freed_synthetic.push(id);
+                }
+            }
             let old = self.ilm.get(&label).copied().unwrap_or_default();
             if old != entry {
                 maps.set_ilm(label, entry)?;
@@ -667,6 +726,16 @@ impl Mirror {
         }
     }
 
+    /// A next-hop id of the mirror's own, if any is left.
+    fn alloc_synthetic(&mut self) -> Option<u32> {
+        self.free_synthetic.pop().or_else(|| {
+            (self.next_synthetic < PUNT_NEXTHOP).then(|| {
+                self.next_synthetic += 1;
+                self.next_synthetic - 1
+            })
+        })
+    }
+
     fn sync_neighbour_routes(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, neighbours: &Neighbours<'_>) -> std::io::Result<()> {
         let mut want: FastMap<(u16, Ipv4Addr), ExAdj> = FastMap::default();
         for ((port, ip), mac) in neighbours.all() {
@@ -691,12 +760,7 @@ impl Mirror {
             let id = match self.neighbour_routes.get(key) {
                 Some(id) => *id,
                 None => {
-                    let Some(id) = self.free_synthetic.pop().or_else(|| {
-                        (self.next_synthetic < PUNT_NEXTHOP).then(|| {
-                            self.next_synthetic += 1;
-                            self.next_synthetic - 1
-                        })
-                    }) else {
+                    let Some(id) = self.alloc_synthetic() else {
                         continue;
                     };
                     id
@@ -718,7 +782,7 @@ impl Mirror {
                 self.last.routes += 1;
             }
             self.install(maps, id, None)?;
-            self.free_synthetic.push(id);
+            self.freed_synthetic.push(id);
         }
         Ok(())
     }
@@ -767,21 +831,28 @@ fn compile_port(p: &crate::tables::Port) -> ExPort {
 fn compile_nexthop(tables: &Tables, neighbours: &Neighbours<'_>, id: NextHopId) -> Option<Vec<ExAdj>> {
     let nh = tables.nexthop(id)?;
     let punt = ExAdj { port: NO_PORT, rpf_port: rpf_port(tables, nh), ..ExAdj::default() };
+    Some(compile_buckets(|picks| forward_record(tables, neighbours, id, picks), punt))
+}
+
+/// One record per bucket from `record` (`None`: the bucket is punted with `punt`), as many
+/// buckets as the ECMP groups it meets need (see [`compile_nexthop`]); every record keeps
+/// `punt`'s source check.
+fn compile_buckets(mut record: impl FnMut(&mut Picks) -> Option<ExAdj>, punt: ExAdj) -> Vec<ExAdj> {
     let mut buckets = 1usize;
     loop {
         let mut need = buckets;
         let mut records = Vec::with_capacity(buckets);
         for bucket in 0..buckets {
             let mut picks = Picks { hash: bucket, sizes: vec![] };
-            let forward = forward_record(tables, neighbours, id, &mut picks);
+            let forward = record(&mut picks);
             need = picks.sizes.iter().fold(need, |l, n| lcm(l, *n));
             records.push(forward.map_or(punt, |a| ExAdj { rpf_port: punt.rpf_port, ..a }));
         }
         if need == buckets {
-            return Some(records);
+            return records;
         }
         if need > MAX_BUCKETS as usize {
-            return Some(vec![punt]);
+            return vec![punt];
         }
         buckets = need;
     }
@@ -1006,7 +1077,11 @@ impl ExpressMaps for MemMaps {
         Ok(())
     }
     fn set_ilm(&mut self, label: u32, entry: ExIlm) -> std::io::Result<()> {
-        self.ilm.insert(label, entry);
+        if entry == ExIlm::default() {
+            self.ilm.remove(&label);
+        } else {
+            self.ilm.insert(label, entry);
+        }
         Ok(())
     }
     fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()> {
@@ -1116,7 +1191,7 @@ mod tests {
         assert_eq!((subnet.port, subnet.rpf_port), (NO_PORT, 0));
         let host = maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 7)).unwrap();
         assert_eq!((host.port, host.dst, host.nlabels), (0, mac(7).0, 0));
-        assert_eq!(maps.ilm.get(&100_000), Some(&ExIlm { action: ILM_POP_LOOKUP, vrf: 0 }));
+        assert_eq!(maps.ilm.get(&100_000), Some(&ExIlm { action: ILM_POP_LOOKUP, vrf: 0, nexthop: 0 }));
         assert_eq!(maps.config.flags, CONFIG_ON);
         assert_eq!(maps.ports.get(&1).map(|p| p.kind), Some(PORT_CORE));
     }
@@ -1200,6 +1275,46 @@ mod tests {
         m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
         assert_eq!(maps.lookup_hashed(VrfId(0), dst, 1).map(|r| r.dst), Some(mac(0x49).0), "bucket 1: underlay member 1, now 10.1.0.9");
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)), None, "no such route");
+    }
+
+    #[test]
+    fn swap_and_per_ce_labels_get_records_of_their_own() {
+        let mut t = tables(0);
+        let cmds = vec![
+            TableCommand::Label { label: Label::new(100_001).unwrap(), action: IlmAction::Swap { out: Label::new(7000).unwrap(), pe: Ipv4Addr::new(10, 255, 0, 2) } },
+            TableCommand::NextHop { id: NextHopId(5), nexthop: NextHop::Adjacency { port: PortId(0), via: Some(Ipv4Addr::new(10, 0, 0, 7)) } },
+            TableCommand::Label { label: Label::new(100_002).unwrap(), action: IlmAction::PopForward { vrf: VrfId(0), nexthop: NextHopId(5) } },
+            TableCommand::NextHop { id: NextHopId(6), nexthop: NextHop::Ecmp { members: vec![NextHopId(5), NextHopId(5)] } },
+            TableCommand::Label { label: Label::new(100_003).unwrap(), action: IlmAction::PopForward { vrf: VrfId(0), nexthop: NextHopId(6) } },
+        ];
+        t.apply_all(cmds).unwrap();
+        let mut maps = MemMaps::default();
+        let mut m = Mirror::new(true);
+        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        let record = |maps: &MemMaps, label: u32| {
+            let e = maps.ilm[&label];
+            let at = maps.nexthops[&e.nexthop];
+            (e.action, maps.adjs[&((at & NH_SLOT_MASK) - 1)])
+        };
+        let (action, swap) = record(&maps, 100_001);
+        assert_eq!((action, swap.port, swap.nlabels, swap.labels[0], swap.dst), (ILM_SWAP, 1, 1, 7000 << 12 | 1 << 8, mac(0x42).0));
+        let (action, ce) = record(&maps, 100_002);
+        assert_eq!((action, ce.port, ce.nlabels, ce.dst), (ILM_POP_FORWARD, 0, 0, mac(7).0));
+        // The pipeline does not pick in a per-CE label's ECMP group: punted.
+        assert_eq!(maps.ilm.get(&100_003), None);
+
+        // The per-CE next hop moves to an unknown neighbour: its label's record follows.
+        let cmds = vec![TableCommand::NextHop { id: NextHopId(5), nexthop: NextHop::Adjacency { port: PortId(0), via: Some(Ipv4Addr::new(10, 0, 0, 99)) } }];
+        t.apply_all(cmds.clone()).unwrap();
+        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        assert_eq!(record(&maps, 100_002).1.port, NO_PORT);
+        // Removed: the entry goes, and so do its records.
+        let cmds = vec![TableCommand::RemoveLabel { label: Label::new(100_001).unwrap() }];
+        let id = maps.ilm[&100_001].nexthop;
+        t.apply_all(cmds.clone()).unwrap();
+        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        assert_eq!((maps.ilm.get(&100_001), maps.nexthops.get(&id)), (None, Some(&0)));
+        assert!(m.labels().any(|l| l == 100_002));
     }
 
     #[test]

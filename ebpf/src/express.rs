@@ -14,7 +14,8 @@
 //!   labels) toward the core, or in VXLAN to a remote VTEP (EVPN type-5); over ECMP groups
 //!   by the flow hash, as the pipeline picks;
 //! - on a core port, a bottom-of-stack per-VRF label: pop (uniform or pipe TTL), then the
-//!   same VRF lookup;
+//!   same VRF lookup; a per-CE label: pop, then its next hop; a swap label: swap and push
+//!   the transport labels toward the next LSR; explicit null over any of them: popped;
 //! - on a core port, VXLAN to the local VTEP with an L3 VNI (EVPN type-5): decapsulate,
 //!   then the same VRF lookup.
 //!
@@ -31,7 +32,7 @@ use aya_ebpf::{
 };
 use carrier_common::express::{
     ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, CONFIG_PIPE, ENCAP_NONE, ENCAP_VXLAN, VXLAN_OVERHEAD,
-    ILM_POP_LOOKUP, MAX_ADJ, NH_BUCKETS_SHIFT, NH_SLOT_MASK, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VNIS, MAX_VRFS, NO_PORT,
+    ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_SWAP, MAX_ADJ, NH_BUCKETS_SHIFT, NH_SLOT_MASK, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VNIS, MAX_VRFS, NO_PORT,
     PORT_ANTI_SPOOF, PORT_CORE, PORT_VRF, TC_FROM_IP,
 };
 use carrier_common::{MAX_PORTS, VXLAN_UDP_PORT};
@@ -44,6 +45,8 @@ const ETH_P_MPLS_UC: u16 = 0x8847;
 const VXLAN_OUTER: usize = 20 + 8 + 8;
 /// Length of an Ethernet header.
 const ETH_LEN: usize = 14;
+/// `Plan::vrf` of a packet not looked up in a VRF (nothing counted).
+const NO_VRF: u32 = u32::MAX;
 
 #[map(name = "EX_CONFIG")]
 static CONFIG: Array<ExConfig> = Array::with_max_entries(1, 0);
@@ -87,8 +90,12 @@ struct Plan {
     /// The IPv4 TTL and header checksum to write.
     ttl: u8,
     checksum: u16,
-    /// Traffic class of the pushed labels (their TTL is `ttl`, or 255 in pipe mode).
+    /// Traffic class and TTL of the labels written.
     tc: u8,
+    label_ttl: u8,
+    /// A swap: the incoming label's S bit, for the last label written; the IPv4 header (at
+    /// `ip_off` when there is one) and what follows are left alone.
+    swap_bottom: Option<u32>,
     /// The VRF looked up, and the length of the frame at the lookup.
     vrf: u32,
     lookup_len: usize,
@@ -110,7 +117,7 @@ pub fn run(ctx: &XdpContext, slot: u32) -> Option<u32> {
     let frame = Frame::new(ctx);
     let orig_len = frame.len();
     let result = match plan(&frame, slot, &config) {
-        Ok(plan) => apply(ctx, slot, orig_len, &plan, config.flags & CONFIG_PIPE != 0),
+        Ok(plan) => apply(ctx, slot, orig_len, &plan),
         Err(p) => Err(p),
     };
     match result {
@@ -138,11 +145,11 @@ fn plan(frame: &Frame, slot: u32, config: &ExConfig) -> Result<Plan, Punt> {
     }
     let ether_type = u16::from_be_bytes(eth.ether_type);
     if port.kind == PORT_VRF && ether_type == ETH_P_IPV4 {
-        plan_routed(frame, &port, slot)
+        plan_routed(frame, &port, slot, config.flags)
     } else if port.kind == PORT_CORE && ether_type == ETH_P_MPLS_UC {
-        plan_pop(frame, config.flags)
+        plan_labelled(frame, config.flags)
     } else if port.kind == PORT_CORE && ether_type == ETH_P_IPV4 {
-        plan_decap(frame, config.vtep)
+        plan_decap(frame, config.vtep, config.flags)
     } else {
         Err(Punt::L2)
     }
@@ -229,7 +236,12 @@ fn update(checksum: u16, old_word: u16, new_word: u16) -> u16 {
 fn lookup(vrf: u32, addr: [u8; 4], flow: Option<&Ip>) -> Option<(ExAdj, u32)> {
     let v = (vrf as u16).to_be_bytes();
     let key = Key::new(48, [v[0], v[1], addr[0], addr[1], addr[2], addr[3], 0, 0]);
-    let nh = *FIB.get(&key)?;
+    records(*FIB.get(&key)?, flow)
+}
+
+/// Next hop `nh`'s record for `flow` (see [`lookup`]): (record, slot).
+#[inline(always)]
+fn records(nh: u32, flow: Option<&Ip>) -> Option<(ExAdj, u32)> {
     let at = *NH.get(nh)?;
     let first = at & NH_SLOT_MASK;
     if first == 0 {
@@ -246,7 +258,7 @@ fn lookup(vrf: u32, addr: [u8; 4], flow: Option<&Ip>) -> Option<(ExAdj, u32)> {
 
 /// IPv4 from a customer port: anti-spoof, lookup, TTL.
 #[inline(always)]
-fn plan_routed(frame: &Frame, port: &ExPort, slot: u32) -> Result<Plan, Punt> {
+fn plan_routed(frame: &Frame, port: &ExPort, slot: u32, flags: u32) -> Result<Plan, Punt> {
     let ip = checked_ipv4(frame, ETH_LEN)?;
     let vrf = u32::from(port.vrf);
     if port.flags & PORT_ANTI_SPOOF != 0 {
@@ -261,26 +273,35 @@ fn plan_routed(frame: &Frame, port: &ExPort, slot: u32) -> Result<Plan, Punt> {
     }
     let ttl = ip.ttl - 1;
     let checksum = update(ip.checksum, u16::from_be_bytes([ip.ttl, ip.protocol]), u16::from_be_bytes([ttl, ip.protocol]));
-    finish(ETH_LEN, 0, &ip, adj, adj_slot, ttl, checksum, vrf, None)
+    finish(ETH_LEN, 0, &ip, adj, adj_slot, ttl, checksum, vrf, None, flags)
 }
 
-/// A labelled packet from the core: a bottom-of-stack per-VRF label is popped.
+/// A labelled packet from the core. IPv4 explicit null over another label is popped (RFC
+/// 4182) and that label handled instead; a bottom-of-stack per-VRF label is popped and the
+/// packet looked up in the VRF, a per-CE label popped and the packet sent to its next hop; a
+/// swap label swapped (transport labels pushed over it) toward the next LSR.
 #[inline(always)]
-fn plan_pop(frame: &Frame, flags: u32) -> Result<Plan, Punt> {
-    let lse: &[u8; 4] = frame.header(ETH_LEN).ok_or(Punt::Label)?;
-    let lse = u32::from_be_bytes(*lse);
+fn plan_labelled(frame: &Frame, flags: u32) -> Result<Plan, Punt> {
+    let mut off = ETH_LEN;
+    let mut lse = u32::from_be_bytes(*frame.header::<[u8; 4]>(off).ok_or(Punt::Label)?);
+    if lse >> 12 == 0 && lse & 0x100 == 0 {
+        off += 4;
+        lse = u32::from_be_bytes(*frame.header::<[u8; 4]>(off).ok_or(Punt::Label)?);
+    }
     let label = lse >> 12;
     let bottom = lse & 0x100 != 0;
     let label_ttl = (lse & 0xff) as u8;
-    // Explicit null (0) and the other reserved labels are the pipeline's.
-    if !(16..MAX_LABEL).contains(&label) || !bottom {
+    // Explicit null at the bottom and the other reserved labels are the pipeline's.
+    if !(16..MAX_LABEL).contains(&label) {
         return Err(Punt::Label);
     }
     let ilm = *ILM.get(label).ok_or(Punt::Label)?;
-    if ilm.action != ILM_POP_LOOKUP {
-        return Err(Punt::Label);
+    match ilm.action {
+        ILM_POP_LOOKUP | ILM_POP_FORWARD if bottom => {}
+        ILM_SWAP => return plan_swap(frame, off, lse, ilm.nexthop),
+        _ => return Err(Punt::Label),
     }
-    let ip_off = ETH_LEN + 4;
+    let ip_off = off + 4;
     let ip = checked_ipv4(frame, ip_off)?;
     let (ttl, checksum) = if flags & CONFIG_PIPE == 0 {
         // Uniform (RFC 3443): the label TTL, decremented by this hop, comes back into the IP
@@ -303,15 +324,63 @@ fn plan_pop(frame: &Frame, flags: u32) -> Result<Plan, Punt> {
         let t = ip.ttl - 1;
         (t, update(ip.checksum, u16::from_be_bytes([ip.ttl, ip.protocol]), u16::from_be_bytes([t, ip.protocol])))
     };
-    let (adj, adj_slot) = lookup(ilm.vrf, ip.dst, Some(&ip)).ok_or(Punt::NoRoute)?;
-    finish(ip_off, 0, &ip, adj, adj_slot, ttl, checksum, ilm.vrf, Some(label))
+    if ilm.action == ILM_POP_LOOKUP {
+        let vrf = u32::from(ilm.vrf);
+        let (adj, adj_slot) = lookup(vrf, ip.dst, Some(&ip)).ok_or(Punt::NoRoute)?;
+        finish(ip_off, 0, &ip, adj, adj_slot, ttl, checksum, vrf, Some(label), flags)
+    } else {
+        // Per-CE: no lookup, so no VRF lookup counted.
+        let (adj, adj_slot) = records(ilm.nexthop, Some(&ip)).ok_or(Punt::NextHop)?;
+        finish(ip_off, 0, &ip, adj, adj_slot, ttl, checksum, NO_VRF, Some(label), flags)
+    }
+}
+
+/// Swap `lse` (at `off`) by next hop `nexthop`'s record: its labels replace the incoming one
+/// (the last keeps the incoming S bit), all with the incoming TC and TTL − 1, whatever is
+/// under them left as it is (padding included, as in the pipeline).
+#[inline(always)]
+fn plan_swap(frame: &Frame, off: usize, lse: u32, nexthop: u32) -> Result<Plan, Punt> {
+    let ttl = (lse & 0xff) as u8;
+    if ttl <= 1 {
+        return Err(Punt::Ttl);
+    }
+    let at = *NH.get(nexthop).ok_or(Punt::NextHop)?;
+    // ECMP toward the next LSR hashes what is under the stack: the pipeline's.
+    if at >> NH_BUCKETS_SHIFT != 0 {
+        return Err(Punt::NextHop);
+    }
+    let (adj, adj_slot) = records(nexthop, None).ok_or(Punt::NextHop)?;
+    let n = usize::from(adj.nlabels);
+    if adj.port == NO_PORT || adj.encap != ENCAP_NONE || n == 0 || n > MAX_PUSH || EGRESS.get(u32::from(adj.port)).is_none() {
+        return Err(Punt::NextHop);
+    }
+    let rest = off + 4;
+    let len = frame.len();
+    if len < rest || len - rest + 4 * n > usize::from(adj.mtu) {
+        return Err(Punt::Mtu);
+    }
+    Ok(Plan {
+        ip_off: rest,
+        total: len - rest,
+        adj,
+        adj_slot,
+        ttl: 0,
+        checksum: 0,
+        tc: ((lse >> 9) & 7) as u8,
+        label_ttl: ttl - 1,
+        swap_bottom: Some(lse & 0x100),
+        vrf: NO_VRF,
+        lookup_len: 0,
+        label_in: Some(lse >> 12),
+        hash: 0,
+    })
 }
 
 /// IPv4 on a core port: VXLAN to the local VTEP with an L3 VNI (EVPN type-5) is
 /// decapsulated and its inner IPv4 packet routed in the VNI's VRF. Anything else on a core
 /// port (L2 VNIs, transit IPv4, the router's own traffic) is the pipeline's.
 #[inline(always)]
-fn plan_decap(frame: &Frame, vtep: [u8; 4]) -> Result<Plan, Punt> {
+fn plan_decap(frame: &Frame, vtep: [u8; 4], flags: u32) -> Result<Plan, Punt> {
     let outer = checked_ipv4(frame, ETH_LEN)?;
     if vtep == [0; 4] || outer.dst != vtep || outer.protocol != 17 {
         return Err(Punt::L2);
@@ -348,13 +417,13 @@ fn plan_decap(frame: &Frame, vtep: [u8; 4]) -> Result<Plan, Punt> {
     }
     let ttl = ip.ttl - 1;
     let checksum = update(ip.checksum, u16::from_be_bytes([ip.ttl, ip.protocol]), u16::from_be_bytes([ttl, ip.protocol]));
-    finish(ip_off, inner_l2, &ip, adj, adj_slot, ttl, checksum, vrf, None)
+    finish(ip_off, inner_l2, &ip, adj, adj_slot, ttl, checksum, vrf, None, flags)
 }
 
-/// The checks common to both paths once the adjacency is known.
+/// The checks common to the IPv4 paths once the adjacency is known.
 #[allow(clippy::too_many_arguments, reason = "one plan's worth of facts")]
 #[inline(always)]
-fn finish(ip_off: usize, l2_start: usize, ip: &Ip, adj: ExAdj, adj_slot: u32, ttl: u8, checksum: u16, vrf: u32, label_in: Option<u32>) -> Result<Plan, Punt> {
+fn finish(ip_off: usize, l2_start: usize, ip: &Ip, adj: ExAdj, adj_slot: u32, ttl: u8, checksum: u16, vrf: u32, label_in: Option<u32>, flags: u32) -> Result<Plan, Punt> {
     let n = usize::from(adj.nlabels);
     if adj.port == NO_PORT || n > MAX_PUSH || EGRESS.get(u32::from(adj.port)).is_none() {
         return Err(Punt::NextHop);
@@ -369,16 +438,16 @@ fn finish(ip_off: usize, l2_start: usize, ip: &Ip, adj: ExAdj, adj_slot: u32, tt
     }
     let tc = if adj.tc == TC_FROM_IP { ip.tos >> 5 } else { adj.tc & 7 };
     let hash = if adj.encap == ENCAP_VXLAN { ip.hash() } else { 0 };
-    Ok(Plan { ip_off, total: ip.total, adj, adj_slot, ttl, checksum, tc, vrf, lookup_len: ip_off - l2_start + ip.total, label_in, hash })
+    let label_ttl = if flags & CONFIG_PIPE != 0 { 255 } else { ttl };
+    Ok(Plan { ip_off, total: ip.total, adj, adj_slot, ttl, checksum, tc, label_ttl, swap_bottom: None, vrf, lookup_len: ip_off - l2_start + ip.total, label_in, hash })
 }
 
 /// Rewrite the frame as planned, count, and redirect.
 #[inline(always)]
-fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan, pipe: bool) -> Result<u32, Punt> {
-    let label_ttl = if pipe { 255 } else { plan.ttl };
+fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan) -> Result<u32, Punt> {
     // Ethernet padding goes, as in the pipeline.
     let want = plan.ip_off + plan.total;
-    if orig_len > want {
+    if plan.swap_bottom.is_none() && orig_len > want {
         // SAFETY: a helper call on the program's own context.
         if unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((orig_len - want) as i32)) } != 0 {
             return Err(Punt::Headroom);
@@ -406,18 +475,25 @@ fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan, pipe: bool) 
     let mut i = 0;
     while i < MAX_PUSH {
         if i < n {
-            let lse = plan.adj.labels[i] | u32::from(plan.tc) << 9 | u32::from(label_ttl);
+            let mut lse = plan.adj.labels[i] | u32::from(plan.tc) << 9 | u32::from(plan.label_ttl);
+            if let Some(s) = plan.swap_bottom {
+                if i + 1 == n {
+                    lse = lse & !0x100 | s;
+                }
+            }
             if let Some(at) = frame.header_mut::<[u8; 4]>(ETH_LEN + 4 * i) {
                 *at = lse.to_be_bytes();
             }
         }
         i += 1;
     }
-    let Some(ip) = frame.header_mut::<Ipv4Hdr>(new_ip_off) else {
-        return Err(Punt::Headroom);
-    };
-    ip.ttl = plan.ttl;
-    ip.checksum = plan.checksum.to_be_bytes();
+    if plan.swap_bottom.is_none() {
+        let Some(ip) = frame.header_mut::<Ipv4Hdr>(new_ip_off) else {
+            return Err(Punt::Headroom);
+        };
+        ip.ttl = plan.ttl;
+        ip.checksum = plan.checksum.to_be_bytes();
+    }
 
     let egress = u32::from(plan.adj.port);
     if let Some(s) = PORT_STATS.get_ptr_mut(slot) {

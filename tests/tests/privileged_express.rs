@@ -355,6 +355,10 @@ fn random_frame(rng: &mut Rng, w: &World) -> (usize, Vec<u8>) {
                 _ => *rng.pick(&w.labels),
             };
             let bottom = !rng.chance(8);
+            // IPv4 explicit null over the label, as from an egress PE that asked for it.
+            if rng.chance(25) {
+                f.extend_from_slice(&(64u32 | (rng.below(8) as u32) << 9).to_be_bytes());
+            }
             if !bottom {
                 f.extend_from_slice(&((label << 12) | 64).to_be_bytes());
             }
@@ -536,8 +540,15 @@ impl Harness {
             assert_eq!(dx.0[egress].2, 1, "the tier's tx counter of port {egress} did not move\n{}", explain());
             assert_eq!(dx, dp, "counters moved differently (ports rx/tx, VRF lookups, labels in, labels out: express, then pipeline)\n{}", explain());
             assert_eq!(punts_moved, 0, "{}", explain());
+            let top = frame.get(14..18).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) >> 12);
+            let per_ce = |label: Option<u32>| {
+                label.and_then(Label::new).and_then(|l| w.tables.ilm.get(&l)).is_some_and(|a| matches!(a, IlmAction::PopForward { .. }))
+            };
             let kind = match (frame.get(12..14), out.get(12..14)) {
                 _ if is_vxlan(&out) => "encap",
+                (Some([0x88, 0x47]), Some([0x88, 0x47])) => "swap",
+                (Some([0x88, 0x47]), _) if top == Some(0) => "explicit-null",
+                (Some([0x88, 0x47]), _) if per_ce(top) => "pop-ce",
                 (Some([0x88, 0x47]), _) => "pop",
                 (Some([0x08, 0x00]), _) if w.tables.ports.get(port).is_some_and(|p| p.role == PortRole::Core) => "decap",
                 (_, Some([0x88, 0x47])) if out.len() >= frame.len() + 8 => "push-2+",
@@ -713,7 +724,7 @@ fn express_tier_matches_the_pipeline() {
     // only its punts.
     if std::env::var("EXPRESS_SEED").is_err() {
         assert!(h.on_queue_1 >= 10, "the tier forwards on RX queue 1 too: {}", h.on_queue_1);
-        for kind in ["vrf", "push", "push-2+", "pop", "decap", "encap", "ecmp-first", "ecmp-other"] {
+        for kind in ["vrf", "push", "push-2+", "pop", "pop-ce", "swap", "explicit-null", "decap", "encap", "ecmp-first", "ecmp-other"] {
             assert!(h.kinds.get(kind).copied().unwrap_or(0) >= 10, "too few {kind} frames forwarded by the tier: {:?}", h.kinds);
         }
     }
