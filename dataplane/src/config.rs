@@ -110,6 +110,10 @@ pub struct RouterConfig {
     /// the program runs in native mode; see `docs/express.md`).
     #[serde(default = "default_express")]
     pub express: bool,
+    /// AF_XDP workers, one per receive queue (`run` only): 0 (the default) for as many as
+    /// the port with the fewest receive queues has, at most one per CPU.
+    #[serde(default)]
+    pub workers: usize,
 }
 
 fn default_express() -> bool {
@@ -134,7 +138,7 @@ fn default_vxlan_ttl() -> u8 {
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        RouterConfig { router_id: unspecified(), vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: default_vxlan_ttl(), router_mac: None, host_addresses: vec![], host_path: true, host_rate: default_host_rate(), express: default_express() }
+        RouterConfig { router_id: unspecified(), vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: default_vxlan_ttl(), router_mac: None, host_addresses: vec![], host_path: true, host_rate: default_host_rate(), express: default_express(), workers: 0 }
     }
 }
 

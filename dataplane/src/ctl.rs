@@ -130,6 +130,9 @@ pub enum Response {
         routes: usize,
         /// ILM entries.
         labels: usize,
+        /// Frames each AF_XDP worker received (one worker per receive queue, queue 0 first).
+        #[serde(default)]
+        workers: Vec<u64>,
     },
     /// The tables in readable form.
     Dump {
@@ -310,6 +313,7 @@ impl TableWriter {
                     vrfs: t.vrfs.len(),
                     routes: t.underlay.len() + t.vrfs.iter().map(|v| v.fib.len()).sum::<usize>(),
                     labels: t.ilm.len(),
+                    workers: board.worker_frames(),
                 }
             }
         }

@@ -72,7 +72,8 @@ enum Command {
         /// The table socket.
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
-        /// Pin the worker to this CPU (leave the other CPUs to the kernel's receive work).
+        /// Pin worker 0 to this CPU, worker N to the Nth after it (leave the other CPUs to the
+        /// kernel's receive work).
         #[arg(long)]
         cpu: Option<usize>,
     },
@@ -233,7 +234,24 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
         log::info!("host address {a}: BGP and ARP replies for it go to the kernel");
     }
     let ports: Vec<_> = tables.ports.iter().map(|p| (p.id, p.name.clone())).collect();
-    let mut xsk = XskPorts::open(&ports).context("opening AF_XDP sockets")?;
+    // A worker per receive queue, each with a socket on its queue of every port.
+    let rx_queues = tables.ports.iter().map(|p| carrier_dataplane::io::netdev::rx_queues(&p.name)).min().unwrap_or(1);
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let workers = match parsed.router.workers {
+        0 => rx_queues.min(cpus),
+        n if n > rx_queues => {
+            log::warn!("workers = {n}, but a port has only {rx_queues} receive queue(s): {rx_queues} workers");
+            rx_queues
+        }
+        n => n,
+    }
+    .clamp(1, carrier_common::MAX_QUEUES as usize);
+    let mut queues = Vec::with_capacity(workers);
+    for q in 0..workers {
+        queues.push(XskPorts::open_queue(&ports, q as u32).with_context(|| format!("opening AF_XDP sockets on queue {q}"))?);
+    }
+    log::info!("{workers} AF_XDP worker(s), one per receive queue (the ports have at least {rx_queues}; {cpus} CPUs)");
+    let mut xsk = queues.remove(0);
     let mut host = None;
     if parsed.router.host_path {
         let prefix = carrier_dataplane::host::own_netns_name().unwrap_or_else(|| "carrier".to_string());
@@ -252,11 +270,13 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
     } else {
         log::info!("host path off: traffic for the router's own addresses is counted as to_host and dropped");
     }
-    if let Err(e) = xsk.prefer_busy_poll() {
-        log::info!("busy polling not enabled ({e}): the worker waits in poll() when idle");
-    }
-    for (port, queue, fd) in xsk.sockets() {
-        xdp.bind_socket(u32::from(port.0), queue, fd)?;
+    for x in std::iter::once(&xsk).chain(&queues) {
+        if let Err(e) = x.prefer_busy_poll() {
+            log::info!("busy polling not enabled ({e}): the worker waits in poll() when idle");
+        }
+        for (port, queue, fd) in x.sockets() {
+            xdp.bind_socket(u32::from(port.0), queue, fd)?;
+        }
     }
     let listener = bind(socket).with_context(|| format!("table socket {}", socket.display()))?;
     // Everything privileged that starts the dataplane is done (threads come after: capabilities
@@ -267,7 +287,7 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
     }
     let stop = signals::install();
     let handle = TableHandle::new(tables.clone());
-    let board = CounterBoard::new(1);
+    let board = CounterBoard::new(workers);
     // CARRIER_EXPRESS=1 / 0 overrides the config (the test suite runs the end-to-end tests
     // both ways).
     let express_on = match std::env::var("CARRIER_EXPRESS").as_deref() {
@@ -299,7 +319,7 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
             None
         };
         match why {
-            None => log::info!("port {}: express tier (VRF forward, MPLS push and pop in the XDP program), the rest on AF_XDP", p.name),
+            None => log::info!("port {}: express tier (VRF forward, MPLS push, pop and swap, routed VXLAN in the XDP program), the rest on AF_XDP", p.name),
             Some(why) => {
                 log::info!("port {}: AF_XDP path only ({why})", p.name);
                 not_served.push(u32::from(p.id.0));
@@ -332,7 +352,7 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
             resync = true;
         }
         if express_on {
-            log::info!("express tier on: the XDP program forwards VRF, MPLS push and per-VRF pop itself");
+            log::info!("express tier on: the XDP program forwards VRF, MPLS push, pop and swap, routed VXLAN itself");
         }
         let mut next_publish = std::time::Instant::now();
         let mut rounds = 0u64;
@@ -408,16 +428,40 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
         drop(host);
         Ok(())
     })?;
+    // Workers 1.. on threads of their own (the host path's mirrors are worker 0's).
+    let mut others = vec![];
+    for (i, mut x) in queues.into_iter().enumerate() {
+        let q = i + 1;
+        let (handle, board) = (handle.clone(), board.clone());
+        let thread = std::thread::Builder::new().name(format!("worker-{q}")).spawn(move || {
+            if let Some(cpu) = cpu {
+                match io::signals::pin_to_cpu(cpu + q) {
+                    Ok(()) => log::info!("worker {q} pinned to CPU {}", cpu + q),
+                    Err(e) => log::warn!("worker {q}: pinning to CPU {} failed ({e})", cpu + q),
+                }
+            }
+            let worker = io::run_worker(&mut x, &handle, stop, &board, q);
+            log::info!("worker {q} stopping: {:?}; kernel socket stats (port, rx dropped, rx ring full) {:?}", x.stats, x.kernel_stats());
+            worker.counters
+        })?;
+        others.push(thread);
+    }
     if let Some(cpu) = cpu {
         io::signals::pin_to_cpu(cpu).with_context(|| format!("pinning the worker to CPU {cpu}"))?;
-        log::info!("worker pinned to CPU {cpu}");
+        log::info!("worker 0 pinned to CPU {cpu}");
     }
     let worker = io::run_worker(&mut xsk, &handle, stop, &board, 0);
-    log::info!("stopping: {:?}; kernel socket stats (port, rx dropped, rx ring full) {:?}", xsk.stats, xsk.kernel_stats());
+    log::info!("worker 0 stopping: {:?}; kernel socket stats (port, rx dropped, rx ring full) {:?}", xsk.stats, xsk.kernel_stats());
     let names: Vec<String> = tables.ports.iter().map(|p| p.name.clone()).collect();
     let vrfs: Vec<String> = tables.vrfs.iter().map(|v| v.name.clone()).collect();
     // The worker's final counters with what the express tier forwarded (as last published).
     let mut total = worker.counters.clone();
+    for thread in others {
+        match thread.join() {
+            Ok(counters) => total.merge(&counters),
+            Err(_) => bail!("a worker panicked"),
+        }
+    }
     total.merge(&board.express_total());
     println!("{}", serde_json::to_string(&total.to_json(&names, &vrfs))?);
     drop(xsk);

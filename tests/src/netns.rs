@@ -175,7 +175,13 @@ pub fn veth_pair(a_ns: Option<&NetNs>, a_name: &str, b_ns: Option<&NetNs>, b_nam
 /// Creates a veth pair with `a_name` in `a` and `b_name` in `b`, both up. Made inside `a`,
 /// so names only need to be unique within each namespace.
 pub fn veth_between(a: &NetNs, a_name: &str, b: &NetNs, b_name: &str) {
-    run(&["ip", "-n", a.name(), "link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", b.name()]);
+    veth_between_queues(a, a_name, b, b_name, 1);
+}
+
+/// [`veth_between`] with `queues` receive and transmit queues on both ends.
+pub fn veth_between_queues(a: &NetNs, a_name: &str, b: &NetNs, b_name: &str, queues: u32) {
+    let q = queues.to_string();
+    run(&["ip", "-n", a.name(), "link", "add", a_name, "numrxqueues", &q, "numtxqueues", &q, "type", "veth", "peer", "name", b_name, "numrxqueues", &q, "numtxqueues", &q, "netns", b.name()]);
     a.run(&["ip", "link", "set", a_name, "up"]);
     b.run(&["ip", "link", "set", b_name, "up"]);
 }

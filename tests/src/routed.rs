@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::carrier::workspace;
-use crate::netns::{self, veth_between, NetNs};
+use crate::netns::{self, veth_between_queues, NetNs};
 
 pub const A_MAC: &str = "02:aa:00:00:00:02";
 pub const B_MAC: &str = "02:bb:00:00:00:02";
@@ -84,6 +84,11 @@ impl Default for RoutedLab {
 impl RoutedLab {
     /// Makes the namespaces, veths and host addresses.
     pub fn new() -> RoutedLab {
+        RoutedLab::with_queues(1)
+    }
+
+    /// [`RoutedLab::new`] with `queues` receive and transmit queues on every veth.
+    pub fn with_queues(queues: u32) -> RoutedLab {
         netns::require_root();
         let lab = RoutedLab {
             pe: NetNs::new("crp"),
@@ -99,7 +104,7 @@ impl RoutedLab {
             ("ce-a", PE_A_MAC, &lab.host_a, A_MAC, "10.1.0.2/24"),
             ("ce-b", PE_B_MAC, &lab.host_b, B_MAC, "10.2.0.2/24"),
         ] {
-            veth_between(&lab.pe, port, host, "eth0");
+            veth_between_queues(&lab.pe, port, host, "eth0", queues);
             lab.pe.sh(&format!("ip link set {port} address {port_mac}"));
             host.sh(&format!("ip link set eth0 address {host_mac}"));
             host.sh(&format!("ip addr add {addr} dev eth0"));

@@ -52,8 +52,9 @@ pub struct CounterBoard {
     /// The XDP program's per-port counters (redirected, passed, dropped), by port name;
     /// written by the thread that owns the XDP program.
     xdp: Arc<Mutex<Vec<XdpPort>>>,
-    /// Per worker: the neighbours and MACs it learned, republished when they change.
-    learned: Arc<Mutex<Vec<Learned>>>,
+    /// Per worker: the neighbours and MACs it learned, republished when they change, and how
+    /// often it republished them.
+    learned: Arc<Mutex<Vec<(u64, Learned)>>>,
     /// What the XDP express tier forwarded, in the workers' terms (merged into the totals),
     /// and its per-port punts by reason name; written by the thread that owns the program.
     express: Arc<Mutex<(Counters, Vec<ExpressPort>)>>,
@@ -84,7 +85,7 @@ impl CounterBoard {
         CounterBoard {
             slots: Arc::new(Mutex::new(vec![Counters::default(); workers])),
             xdp: Arc::default(),
-            learned: Arc::new(Mutex::new(vec![Learned::default(); workers])),
+            learned: Arc::new(Mutex::new(vec![(0, Learned::default()); workers])),
             express: Arc::default(),
         }
     }
@@ -105,9 +106,30 @@ impl CounterBoard {
         };
         if let Ok(mut l) = self.learned.lock() {
             if let Some(s) = l.get_mut(slot) {
-                *s = learned;
+                *s = (s.0 + 1, learned);
             }
         }
+    }
+
+    /// What the other workers published since worker `slot` last asked (`seen`: the versions
+    /// it has taken, kept by the caller): a worker takes its peers' learning, since the reply
+    /// to an ARP request it sent may arrive on another queue.
+    pub fn learned_by_others(&self, slot: usize, seen: &mut Vec<u64>) -> Vec<Learned> {
+        let Ok(l) = self.learned.lock() else { return vec![] };
+        seen.resize(l.len(), 0);
+        l.iter()
+            .enumerate()
+            .filter(|(i, (version, _))| *i != slot && seen[*i] != *version)
+            .map(|(i, (version, learned))| {
+                seen[i] = *version;
+                learned.clone()
+            })
+            .collect()
+    }
+
+    /// Frames each worker received (from its queue of every port), as last published.
+    pub fn worker_frames(&self) -> Vec<u64> {
+        self.slots.lock().map(|s| s.iter().map(|c| c.ports.iter().map(|p| p.rx.packets).sum()).collect()).unwrap_or_default()
     }
 
     /// What every worker learned (a neighbour learned by two workers appears twice when they
@@ -115,7 +137,7 @@ impl CounterBoard {
     pub fn learned(&self) -> Learned {
         let mut all = Learned::default();
         if let Ok(l) = self.learned.lock() {
-            for w in l.iter() {
+            for (_, w) in l.iter() {
                 all.neighbours.extend(w.neighbours.iter().copied());
                 all.macs.extend(w.macs.iter().copied());
             }
@@ -193,6 +215,7 @@ pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBo
     let mut idle_rounds = 0u32;
     let mut last_publish = Instant::now();
     let mut published_learned = 0u64;
+    let mut peers_seen = vec![];
     let mut pruned_for = 0usize;
     while !stop.load(Ordering::Relaxed) {
         let n = ports.receive(&mut batch, BATCH);
@@ -221,6 +244,9 @@ pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBo
             if worker.learned_changes != published_learned {
                 board.publish_learned(slot, &worker);
                 published_learned = worker.learned_changes;
+            }
+            for learned in board.learned_by_others(slot, &mut peers_seen) {
+                worker.adopt(&learned.neighbours, &learned.macs);
             }
             last_publish = Instant::now();
         }

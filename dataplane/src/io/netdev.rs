@@ -13,6 +13,16 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (i != 0).then_some(i)
 }
 
+/// How many receive queues the interface has (`/sys/class/net/<name>/queues/rx-*`), at least
+/// one.
+pub fn rx_queues(name: &str) -> usize {
+    let dir = std::path::Path::new("/sys/class/net").join(name).join("queues");
+    let n = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count())
+        .unwrap_or(0);
+    n.max(1)
+}
+
 /// Whether the interface is up with carrier (`IFF_RUNNING`), asked of the current namespace.
 pub fn is_running(name: &str) -> io::Result<bool> {
     #[repr(C)]

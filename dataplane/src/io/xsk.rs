@@ -225,8 +225,10 @@ struct XskPort {
     staged: Vec<XdpDesc>,
 }
 
-/// AF_XDP sockets on queue 0 of each port, sharing one UMEM.
+/// AF_XDP sockets on one receive queue of each port, sharing one UMEM: one worker's ports.
 pub struct XskPorts {
+    /// The receive queue the sockets are bound to.
+    queue: u32,
     ports: Vec<XskPort>,
     /// PortId → index in `ports`.
     by_id: Vec<Option<usize>>,
@@ -245,6 +247,13 @@ pub struct XskPorts {
     _area: Area,
 }
 
+// SAFETY: everything an `XskPorts` holds — the mapping behind its UMEM (raw pointers), the
+// UMEM, the sockets and their rings, the free list, the mirrors — is owned by it alone and used
+// only through `&mut self`; no other handle to them exists, so the whole may move to the
+// thread of the worker that will use it (it is opened before the threads start, while the
+// process still has the capabilities AF_XDP needs).
+unsafe impl Send for XskPorts {}
+
 impl std::fmt::Debug for XskPorts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XskPorts").field("ports", &self.ports.iter().map(|p| &p.ifname).collect::<Vec<_>>()).finish()
@@ -254,6 +263,12 @@ impl std::fmt::Debug for XskPorts {
 impl XskPorts {
     /// Open a socket on queue 0 of each `(port, ifname)`.
     pub fn open(ports: &[(PortId, String)]) -> Result<XskPorts, XskError> {
+        XskPorts::open_queue(ports, 0)
+    }
+
+    /// Open a socket on receive queue `queue` of each `(port, ifname)`, with a UMEM of their
+    /// own (a worker per queue: nothing is shared with another queue's sockets).
+    pub fn open_queue(ports: &[(PortId, String)], queue: u32) -> Result<XskPorts, XskError> {
         let len = (FRAME_SIZE * FRAMES) as usize;
         let area = Area::new(len)?;
         let config = UmemConfig { fill_size: RING_SIZE, complete_size: RING_SIZE, frame_size: FRAME_SIZE, headroom: 0, flags: 0 };
@@ -269,7 +284,7 @@ impl XskPorts {
             let cname = CString::new(ifname.as_str()).map_err(|_| XskError::NoInterface(ifname.clone()))?;
             let mut info = IfInfo::invalid();
             info.from_name(&cname).map_err(|_| XskError::NoInterface(ifname.clone()))?;
-            info.set_queue(0);
+            info.set_queue(queue);
             let sock = if i == 0 { Socket::with_shared(&info, &umem) } else { Socket::new(&info) }
                 .map_err(|e| sock_err("socket", ifname, e))?;
             let device = umem.fq_cq(&sock).map_err(|e| sock_err("fill/completion rings", ifname, e))?;
@@ -297,7 +312,7 @@ impl XskPorts {
             out.push(p);
         }
         let pollfds = out.iter().map(|p| libc::pollfd { fd: p.rx.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-        Ok(XskPorts { ports: out, by_id, pool, pollfds, taps: vec![], host_pollfds: vec![], host_ports: vec![], rounds: 0, stats: XskStats::default(), umem, _area: area })
+        Ok(XskPorts { queue, ports: out, by_id, pool, pollfds, taps: vec![], host_pollfds: vec![], host_ports: vec![], rounds: 0, stats: XskStats::default(), umem, _area: area })
     }
 
     /// Give `port` its kernel mirror: to-host verdicts for it are written there, and what the
@@ -320,7 +335,7 @@ impl XskPorts {
             .map(|p| {
                 let fd: RawFd = p.user.as_raw_fd();
                 // SAFETY: the socket fd is owned by `p.user`, which outlives the borrow of self.
-                (p.port, 0, unsafe { BorrowedFd::borrow_raw(fd) })
+                (p.port, self.queue, unsafe { BorrowedFd::borrow_raw(fd) })
             })
             .collect()
     }

@@ -120,6 +120,22 @@ impl Worker {
         }
     }
 
+    /// Take what another worker learned that this one does not know (not counted as this
+    /// worker's learning). What this worker learned itself stays: a MAC that moves is
+    /// relearned by each worker from the ARP or frames it receives itself.
+    pub fn adopt(&mut self, neighbours: &[(PortId, Ipv4Addr, MacAddr)], macs: &[(BridgeDomainId, MacAddr, MacDest)]) {
+        for &(port, ip, mac) in neighbours {
+            if self.neighbours.len() < LEARN_LIMIT {
+                self.neighbours.entry((port, ip)).or_insert(mac);
+            }
+        }
+        for &(bd, mac, dest) in macs {
+            if self.macs.len() < LEARN_LIMIT {
+                self.macs.entry((bd, mac)).or_insert(dest);
+            }
+        }
+    }
+
     fn learn_mac(&mut self, bd: BridgeDomainId, mac: MacAddr, dest: MacDest) {
         match self.macs.get(&(bd, mac)) {
             Some(d) if *d == dest => {}
