@@ -117,14 +117,14 @@ impl CounterBoard {
     pub fn learned_by_others(&self, slot: usize, seen: &mut Vec<u64>) -> Vec<Learned> {
         let Ok(l) = self.learned.lock() else { return vec![] };
         seen.resize(l.len(), 0);
-        l.iter()
-            .enumerate()
-            .filter(|(i, (version, _))| *i != slot && seen[*i] != *version)
-            .map(|(i, (version, learned))| {
+        let mut out = vec![];
+        for (i, (version, learned)) in l.iter().enumerate() {
+            if i != slot && seen[i] != *version {
                 seen[i] = *version;
-                learned.clone()
-            })
-            .collect()
+                out.push(learned.clone());
+            }
+        }
+        out
     }
 
     /// Frames each worker received (from its queue of every port), as last published.
@@ -395,6 +395,33 @@ mod tests {
         f.extend_from_slice(&h);
         f.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, 8, 0, 0]);
         f
+    }
+
+    #[test]
+    fn workers_take_what_their_peers_learned_once() {
+        use crate::wire::MacAddr;
+        let board = CounterBoard::new(2);
+        let ip = std::net::Ipv4Addr::new(10, 0, 0, 9);
+        let mut first = Worker::default();
+        first.neighbours.insert((PortId(1), ip), MacAddr([2, 0, 0, 0, 0, 9]));
+        board.publish_learned(0, &first);
+        let (mut seen, mut second) = (vec![], Worker::default());
+        second.neighbours.insert((PortId(1), std::net::Ipv4Addr::new(10, 0, 0, 8)), MacAddr([2, 0, 0, 0, 0, 8]));
+        let news = board.learned_by_others(1, &mut seen);
+        assert_eq!(news.len(), 1);
+        second.adopt(&news[0].neighbours, &news[0].macs);
+        assert_eq!(second.neighbours.get(&(PortId(1), ip)), Some(&MacAddr([2, 0, 0, 0, 0, 9])));
+        assert_eq!(second.neighbours.len(), 2, "its own stay");
+        assert_eq!(second.learned_changes, 0, "taken, not learned");
+        assert!(board.learned_by_others(1, &mut seen).is_empty(), "nothing new since");
+        assert!(board.learned_by_others(0, &mut vec![]).iter().all(|l| l.neighbours.is_empty()), "a worker's own is not offered back");
+        // What a worker learned itself wins over a peer's.
+        first.neighbours.insert((PortId(1), std::net::Ipv4Addr::new(10, 0, 0, 8)), MacAddr([2, 0, 0, 0, 0, 0x88]));
+        board.publish_learned(0, &first);
+        for l in board.learned_by_others(1, &mut seen) {
+            second.adopt(&l.neighbours, &l.macs);
+        }
+        assert_eq!(second.neighbours.get(&(PortId(1), std::net::Ipv4Addr::new(10, 0, 0, 8))), Some(&MacAddr([2, 0, 0, 0, 0, 8])));
     }
 
     #[test]

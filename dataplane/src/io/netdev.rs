@@ -13,14 +13,54 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (i != 0).then_some(i)
 }
 
-/// How many receive queues the interface has (`/sys/class/net/<name>/queues/rx-*`), at least
-/// one.
+/// How many receive queues the interface has, asked of the current namespace with
+/// `ETHTOOL_GCHANNELS` (the larger of its RX and combined channels); 1 when the driver does
+/// not say.
 pub fn rx_queues(name: &str) -> usize {
-    let dir = std::path::Path::new("/sys/class/net").join(name).join("queues");
-    let n = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count())
-        .unwrap_or(0);
-    n.max(1)
+    /// `struct ethtool_channels`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct Channels {
+        cmd: u32,
+        max_rx: u32,
+        max_tx: u32,
+        max_other: u32,
+        max_combined: u32,
+        rx_count: u32,
+        tx_count: u32,
+        other_count: u32,
+        combined_count: u32,
+    }
+    /// `struct ifreq` with `ifr_data`.
+    #[repr(C)]
+    struct IfReqData {
+        name: [libc::c_char; libc::IFNAMSIZ],
+        data: *mut Channels,
+        _pad: [u8; 16],
+    }
+    const ETHTOOL_GCHANNELS: u32 = 0x3c;
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    if name.len() >= libc::IFNAMSIZ {
+        return 1;
+    }
+    // SAFETY: a plain datagram socket, checked and then owned.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return 1;
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut channels = Channels { cmd: ETHTOOL_GCHANNELS, ..Channels::default() };
+    let mut req = IfReqData { name: [0; libc::IFNAMSIZ], data: &mut channels, _pad: [0; 16] };
+    for (d, s) in req.name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCETHTOOL reads the name and the command of `struct ifreq` / `struct
+    // ethtool_channels` and writes the latter, which `channels` lays out; both outlive the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req as *mut IfReqData) } != 0 {
+        return 1;
+    }
+    channels.rx_count.max(channels.combined_count).max(1) as usize
 }
 
 /// Whether the interface is up with carrier (`IFF_RUNNING`), asked of the current namespace.
