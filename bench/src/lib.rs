@@ -36,7 +36,9 @@ pub fn mpls_frame(dst_mac: &str, src_mac: &str, label: u32, ttl: u8, inner_ip: &
     f
 }
 
-/// `inner` (an Ethernet frame) in VXLAN from `src` to `dst` with `vni`.
+/// `inner` (an Ethernet frame) in VXLAN from `src` to `dst` with `vni`: outer Ethernet,
+/// IPv4 (no options, TTL 64, not fragmented, checksum set), UDP from port 50000 to 4789 with
+/// no checksum, VXLAN with the I flag; 50 bytes longer than `inner`.
 pub fn vxlan_frame(dst_mac: &str, src_mac: &str, src: Ipv4Addr, dst: Ipv4Addr, vni: u32, inner: &[u8]) -> Vec<u8> {
     let udp_len = 16 + inner.len();
     let mut f = vec![0u8; 14 + 20 + 16];
@@ -169,5 +171,52 @@ pub mod run {
     /// The 1/5/15-minute load averages.
     pub fn loadavg() -> String {
         std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{EtherType as Et, Ethernet2HeaderSlice, NetSlice, SlicedPacket, TransportSlice};
+
+    /// [`vxlan_frame`] as an independent parser (etherparse) reads it: the outer headers, the
+    /// VXLAN header by hand (RFC 7348 §5), and the inner frame whole.
+    #[test]
+    fn vxlan_frame_parses() {
+        let a = |s: &str| -> Ipv4Addr { s.parse().expect("valid address") };
+        let inner = udp_frame("02:00:00:00:01:05", "02:dd:00:00:00:02", a("10.2.0.5"), a("10.3.0.2"), 1024, 18);
+        let f = vxlan_frame("02:00:00:00:01:01", "02:aa:00:00:00:02", a("10.255.0.2"), a("10.255.0.1"), 5000, &inner);
+        assert_eq!(f.len(), inner.len() + 50);
+
+        let p = SlicedPacket::from_ethernet(&f).expect("outer frame parses");
+        let Some(etherparse::LinkSlice::Ethernet2(eth)) = &p.link else { panic!("no outer Ethernet") };
+        assert_eq!(eth.destination(), [2, 0, 0, 0, 1, 1]);
+        assert_eq!(eth.source(), [2, 0xaa, 0, 0, 0, 2]);
+        assert_eq!(eth.ether_type(), Et::IPV4);
+        let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!("no outer IPv4") };
+        let h = ip.header().to_header();
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        assert_eq!((h.source, h.destination), (a("10.255.0.2").octets(), a("10.255.0.1").octets()));
+        assert_eq!(usize::from(h.total_len), f.len() - 14);
+        assert_eq!(h.ihl(), 5);
+        assert!(!h.more_fragments && h.fragment_offset.value() == 0);
+        let Some(TransportSlice::Udp(udp)) = &p.transport else { panic!("no outer UDP") };
+        assert_eq!((udp.source_port(), udp.destination_port()), (50000, 4789));
+        assert_eq!(usize::from(udp.length()), f.len() - 34);
+        assert_eq!(udp.checksum(), 0);
+
+        let vx = udp.payload();
+        // Flags with only I set, 24 reserved bits, the VNI, 8 reserved bits.
+        assert_eq!(vx[..8], [0x08, 0, 0, 0, 0x00, 0x13, 0x88, 0]);
+        assert_eq!(&vx[8..], &inner[..]);
+        let inner_eth = Ethernet2HeaderSlice::from_slice(&vx[8..]).expect("inner Ethernet parses");
+        assert_eq!(inner_eth.ether_type(), Et::IPV4);
+        let q = SlicedPacket::from_ethernet(&vx[8..]).expect("inner frame parses");
+        let Some(NetSlice::Ipv4(inner_ip)) = &q.net else { panic!("no inner IPv4") };
+        let h = inner_ip.header().to_header();
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        assert_eq!(h.destination, a("10.3.0.2").octets());
+        let Some(TransportSlice::Udp(inner_udp)) = &q.transport else { panic!("no inner UDP") };
+        assert_eq!(inner_udp.source_port(), 1024);
     }
 }

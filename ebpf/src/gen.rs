@@ -11,10 +11,12 @@
 //! and a page comes back from the receiver with whatever the receiver wrote into it: Linux
 //! forwarding rewrites the MACs, the TTL and the checksum in place, an XDP forwarder may move
 //! the frame's start and write a label. So for every frame this program first writes the
-//! headers back from `GEN_TEMPLATE` (the frame's first [`TEMPLATE_LEN`] bytes, which cover
-//! Ethernet, one label, IPv4 and UDP), then the UDP source port, so the traffic is `flows`
-//! flows: the port is `first_port + n % flows`, `n` this CPU's frame count. The UDP checksum
-//! of the harness's frames is 0 (none), so nothing else changes; no forwarder here writes the
+//! headers back from `GEN_TEMPLATE` (the frame's first [`SHORT_TEMPLATE`] bytes, which cover
+//! Ethernet, one label, IPv4 and UDP; or, when `GEN_CONFIG` says so, the first
+//! [`TEMPLATE_LEN`], which also cover the inner Ethernet, IPv4 and UDP headers of VXLAN, which
+//! a decapsulating forwarder rewrites), then the UDP source port, so the traffic is `flows`
+//! flows: the port is `first_port + n % flows`, `n` this CPU's frame count. The UDP checksums
+//! of the harness's frames are 0 (none), so nothing else changes; no forwarder here writes the
 //! payload.
 //!
 //! Paced (a non-zero interval in `GEN_CONFIG`), it sends a frame only when the next one is
@@ -36,7 +38,8 @@ use aya_ebpf::{
 };
 
 /// `GEN_CONFIG` index of the UDP source port's offset from the frame's start (34 for IPv4
-/// under Ethernet, 38 under one MPLS label). The harness (`carrier-e2e`) uses the same indexes.
+/// under Ethernet, 38 under one MPLS label, 84 for the inner packet of VXLAN). The harness
+/// (`carrier-e2e`) uses the same indexes.
 const CONFIG_SPORT_OFFSET: u32 = 0;
 /// `GEN_CONFIG` index of the number of flows (0 counts as 1).
 const CONFIG_FLOWS: u32 = 1;
@@ -44,20 +47,30 @@ const CONFIG_FLOWS: u32 = 1;
 const CONFIG_FIRST_PORT: u32 = 2;
 /// `GEN_CONFIG` index of the time between two frames, in 1/16 ns; 0 sends every frame.
 const CONFIG_INTERVAL: u32 = 3;
+/// `GEN_CONFIG` index of the template bytes written back: [`TEMPLATE_LEN`] for that many
+/// (the frame must be as long), anything else for [`SHORT_TEMPLATE`].
+const CONFIG_TEMPLATE_LEN: u32 = 4;
 /// Entries of `GEN_CONFIG`.
-const CONFIG_ENTRIES: u32 = 4;
+const CONFIG_ENTRIES: u32 = 5;
 /// Most frames sent back to back to catch up after a stall, when paced.
 const CATCH_UP: u64 = 16;
 /// Largest source-port offset accepted; a bound the verifier can see.
-const MAX_SPORT_OFFSET: usize = 64;
+const MAX_SPORT_OFFSET: usize = TEMPLATE_LEN - 2;
 
-/// Bytes of `GEN_TEMPLATE`: Ethernet (14), a label (4), IPv4 (20) and UDP (8), rounded up.
-/// The harness's frames are at least 60 bytes long.
-const TEMPLATE_LEN: usize = 48;
+/// Template bytes written back by default: Ethernet (14), a label (4), IPv4 (20) and UDP (8),
+/// rounded up. The harness's frames are at least 60 bytes long.
+const SHORT_TEMPLATE: usize = 48;
 
-/// Index 0: the first [`TEMPLATE_LEN`] bytes of the frame, written back into every frame.
+/// Bytes of `GEN_TEMPLATE`: also VXLAN's outer IPv4, UDP and VXLAN headers (50 bytes in all
+/// with the outer Ethernet) and the inner Ethernet (14), IPv4 (20) and UDP (8) headers, rounded
+/// up; stored as two halves of [`SHORT_TEMPLATE`] bytes, each a constant-size copy. The
+/// harness's VXLAN frames are at least 110 bytes long.
+const TEMPLATE_LEN: usize = 2 * SHORT_TEMPLATE;
+
+/// Index 0: the first [`TEMPLATE_LEN`] bytes of the frame (zero-padded when it is shorter),
+/// written back into every frame: the first [`SHORT_TEMPLATE`] of them, or all.
 #[map(name = "GEN_TEMPLATE")]
-static GEN_TEMPLATE: Array<[u8; TEMPLATE_LEN]> = Array::with_max_entries(1, 0);
+static GEN_TEMPLATE: Array<[[u8; SHORT_TEMPLATE]; 2]> = Array::with_max_entries(1, 0);
 
 /// What to send, by the `CONFIG_*` indexes.
 #[map(name = "GEN_CONFIG")]
@@ -90,15 +103,25 @@ pub fn carrier_gen(ctx: XdpContext) -> u32 {
         n
     };
     let start = ctx.data();
-    if start + TEMPLATE_LEN > ctx.data_end() {
+    if start + SHORT_TEMPLATE > ctx.data_end() {
         return xdp_action::XDP_ABORTED;
     }
     let Some(template) = GEN_TEMPLATE.get(0) else {
         return xdp_action::XDP_ABORTED;
     };
-    // SAFETY: `[start, start + TEMPLATE_LEN)` lies inside the frame (checked above), which the
+    let [head, tail] = template;
+    // SAFETY: `[start, start + SHORT_TEMPLATE)` lies inside the frame (checked above), which the
     // kernel keeps alive and writable while the program runs; a byte array has alignment 1.
-    unsafe { *(start as *mut [u8; TEMPLATE_LEN]) = *template };
+    unsafe { *(start as *mut [u8; SHORT_TEMPLATE]) = *head };
+    if config(CONFIG_TEMPLATE_LEN) == TEMPLATE_LEN as u64 {
+        let at = start + SHORT_TEMPLATE;
+        if at + SHORT_TEMPLATE > ctx.data_end() {
+            return xdp_action::XDP_ABORTED;
+        }
+        // SAFETY: `[at, at + SHORT_TEMPLATE)` lies inside the frame (checked just above), as
+        // above.
+        unsafe { *(at as *mut [u8; SHORT_TEMPLATE]) = *tail };
+    }
 
     let flows = config(CONFIG_FLOWS).max(1);
     let port = (config(CONFIG_FIRST_PORT) + n % flows) as u16;

@@ -1,7 +1,8 @@
 //! `carrier-e2e`: end-to-end forwarding rate of carrier on veth, in both of its tiers (AF_XDP
 //! and express), against baselines measured in the same run on the same namespaces: Linux IPv4
-//! forwarding, and two minimal forwarders that are the ceilings of the tiers (`carrier_minfwd`
-//! in XDP; carrier's AF_XDP I/O with no pipeline).
+//! forwarding, Linux's own VXLAN (a `vxlan` device encapsulating or decapsulating the same
+//! frames as carrier's VXLAN paths), and two minimal forwarders that are the ceilings of the
+//! tiers (`carrier_minfwd` in XDP; carrier's AF_XDP I/O with no pipeline).
 //!
 //! ```text
 //!  gen ns                    DUT ns                            sink ns
@@ -22,18 +23,22 @@
 //! lets it warm up, counts what the sink received over `--secs` seconds, and stops both. Rounds
 //! interleave the paths so slow drift (other load on the machine) spreads over all of them. It
 //! prints a markdown table per load and frame size: per path the median forwarded rate at the
-//! sink, every run, the ratio to the Linux baseline, the CPU time the DUT used in the window
+//! sink, every run, the ratio to its Linux baseline (Linux's VXLAN in the same direction for
+//! the VXLAN paths, Linux IPv4 forwarding for the others), the CPU time the DUT used in the window
 //! (so a rate per whole CPU too), the offered rate (frames the generator handed to the kernel,
 //! as fast as it goes or paced by `--load`), and where frames were lost on the veths; then
 //! what carrier itself counted. `--write` puts them into `bench/RESULTS.md` under
 //! `## End-to-end forwarding on veth`, replacing only that section, and a bar chart of the
 //! forwarded rates into `bench/e2e.svg`.
 //!
-//! Only frames of the class the path must produce count as forwarded (IPv4 after a VRF
-//! forward or an MPLS pop, MPLS after a push); a run where they are under 99% of what the
-//! sink saw is marked. Every step is bounded in time; namespaces, the dataplane, the XDP
-//! programs, the harness's threads and the scratch directory are removed or stopped by guards,
-//! also on error, panic or Ctrl-C.
+//! Only frames of the class the path must produce count as forwarded (IPv4 after a VRF forward, an
+//! MPLS pop or a VXLAN decap, MPLS after a push, VXLAN after a VXLAN encap); a run where they are
+//! under 99% of what the sink saw is marked. The sink tells VXLAN from IPv4 by the outer headers
+//! alone (IPv4 without options, UDP to port 4789); the VXLAN header and the inner frame are not
+//! checked at run time (the frame builders' tests and carrier's own differential tests check
+//! those). Every step is bounded in time; namespaces, the dataplane, the XDP programs, the
+//! harness's threads and the scratch directory are removed or stopped by guards, also on error,
+//! panic or Ctrl-C.
 //!
 //! Set-up facts this relies on (kernel 6.x veth): a veth hands frames to its peer's NAPI
 //! (where native XDP runs) only when the sending end has TSO off, and has a NAPI at all only
@@ -66,7 +71,7 @@ use aya::Ebpf;
 use carrier_bench::run::{
     cpu_model, install_stop_handler, is_root, loadavg, section_range, stopped,
 };
-use carrier_bench::{mpls_frame, udp_frame};
+use carrier_bench::{mpls_frame, udp_frame, vxlan_frame};
 use carrier_common::PortId;
 use carrier_dataplane::io::xsk::XskPorts;
 use carrier_dataplane::io::Ports as _;
@@ -97,10 +102,37 @@ const REMOTE_DST: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 5);
 const PUSH_LABEL: u32 = 1000;
 const POP_LABEL: u32 = 100;
 
-/// The sink's counter indexes (`ebpf/src/sink.rs`: `CLASS_*`).
+/// The DUT's VTEP (carrier's `[router] vtep`; Linux's vxlan device's `local`, on `lo`), and the
+/// remote VTEP: behind the sink for an encap, behind the generator for a decap.
+const DUT_VTEP: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 1);
+const REMOTE_VTEP: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 2);
+/// The L3 VNI of VRF red (EVPN type-5, routed VXLAN).
+const VNI: u32 = 5000;
+/// The DUT's router MAC on VXLAN (carrier's `[router] router_mac`, the MAC of Linux's vxlan
+/// device): the inner source after an encap, the inner destination of the decap frames.
+const DUT_ROUTER_MAC: &str = "02:00:00:00:01:05";
+/// The remote VTEP's router MAC: the inner destination after an encap, the inner source of
+/// the decap frames.
+const REMOTE_ROUTER_MAC: &str = "02:dd:00:00:00:02";
+/// The core link (MPLS and VXLAN paths): the DUT's address on its core port, and the core
+/// neighbour's (the sink for a push or an encap, the generator for a pop or a decap).
+const CORE_DUT: &str = "192.0.2.1/30";
+const CORE_PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+/// Bytes VXLAN puts in front of the inner frame: outer Ethernet (14), IPv4 (20), UDP (8) and
+/// VXLAN (8).
+const VXLAN_OVERHEAD: usize = 50;
+/// Longest inner frame of the VXLAN paths: its IPv4 packet and the 50 bytes in front fit the
+/// veths' 1500-byte MTU (1450 is also the MTU Linux gives its vxlan device).
+const MAX_VXLAN_FRAME: usize = 1500 - VXLAN_OVERHEAD + 14;
+/// Linux's vxlan device in the DUT namespace (the kernel VXLAN baselines).
+const KERNEL_VXLAN_DEV: &str = "e2x";
+
+/// The sink's counter indexes (`ebpf/src/sink.rs`: `CLASS_*`): IPv4 (but VXLAN), MPLS, other,
+/// VXLAN (IPv4 without options, UDP to port 4789).
 const CLASS_IPV4: usize = 0;
 const CLASS_MPLS: usize = 1;
-const CLASSES: usize = 3;
+const CLASS_VXLAN: usize = 3;
+const CLASSES: usize = 4;
 /// The sink's program and maps in the eBPF object.
 const SINK_PROGRAM: &str = "carrier_sink";
 const SINK_PACKETS: &str = "SINK_PACKETS";
@@ -168,7 +200,8 @@ struct Cli {
     flows: u16,
     /// Sizes of the IPv4 frames in bytes, without the FCS, each measured on every path at
     /// every load, e.g. `60,512`: from 60 to 1510 (frames under a label are 4 bytes longer,
-    /// and must fit the veths' 1500-byte MTU).
+    /// and must fit the veths' 1500-byte MTU; in VXLAN they are the inner frames, 50 bytes
+    /// more on the wire, and at most 1464 with a VXLAN path).
     #[arg(long = "frame-size", value_delimiter = ',', default_value = "60")]
     frame_sizes: Vec<usize>,
     /// CPU of the generator (and of the sink's NAPI and this harness).
@@ -209,7 +242,7 @@ impl Cli {
 const DEFAULT_COMPARE_SECS: f64 = 3.0;
 
 /// Every path, in the order of a round: the baselines first.
-const DEFAULT_PATHS: &str = "kernel,xdp-min,afxdp-min,vrf-forward,mpls-push,mpls-pop,express-vrf-forward,express-mpls-push,express-mpls-pop";
+const DEFAULT_PATHS: &str = "kernel,kernel-vxlan-encap,kernel-vxlan-decap,xdp-min,afxdp-min,vrf-forward,mpls-push,mpls-pop,vxlan-encap,vxlan-decap,express-vrf-forward,express-mpls-push,express-mpls-pop,express-vxlan-encap,express-vxlan-decap";
 
 /// [`DEFAULT_PATHS`], parsed.
 fn default_paths() -> Vec<PathKind> {
@@ -224,6 +257,14 @@ fn default_paths() -> Vec<PathKind> {
 enum PathKind {
     /// Linux IPv4 forwarding (the baseline), same frames as `vrf-forward`.
     Kernel,
+    /// Linux VXLAN encap (the baseline of the VXLAN encap paths), same frames in and out as
+    /// `vxlan-encap`: IPv4 forwarding to a route through a `vxlan` device, whose static
+    /// neighbour is the remote router MAC and whose FDB sends that MAC to the remote VTEP.
+    KernelVxlanEncap,
+    /// Linux VXLAN decap (the baseline of the VXLAN decap paths), same frames in and out as
+    /// `vxlan-decap`: a `vxlan` device on the DUT's VTEP address decapsulates, and IPv4
+    /// forwarding sends the inner packet out of the egress veth.
+    KernelVxlanDecap,
     /// `carrier_minfwd` (baseline): XDP on the ingress veth rewrites the MACs, decrements the
     /// TTL and redirects to the egress veth; the ceiling of any XDP forwarder here.
     XdpMin,
@@ -237,12 +278,22 @@ enum PathKind {
     MplsPush,
     /// carrier, AF_XDP tier: core port to customer port, popping a per-VRF label.
     MplsPop,
+    /// carrier, AF_XDP tier: customer port to core port, a VRF route to a remote VTEP
+    /// (routed VXLAN, EVPN type-5): encapsulated in VXLAN with the L3 VNI.
+    VxlanEncap,
+    /// carrier, AF_XDP tier: core port to customer port, VXLAN to the DUT's VTEP with the L3
+    /// VNI decapsulated and routed in its VRF.
+    VxlanDecap,
     /// carrier, express (XDP) tier: as `vrf-forward`.
     ExpressVrfForward,
     /// carrier, express (XDP) tier: as `mpls-push`.
     ExpressMplsPush,
     /// carrier, express (XDP) tier: as `mpls-pop`.
     ExpressMplsPop,
+    /// carrier, express (XDP) tier: as `vxlan-encap`.
+    ExpressVxlanEncap,
+    /// carrier, express (XDP) tier: as `vxlan-decap`.
+    ExpressVxlanDecap,
 }
 
 /// What a path does to a frame, whoever forwards it.
@@ -254,6 +305,10 @@ enum Route {
     Push,
     /// MPLS in (per-VRF label), IPv4 out.
     Pop,
+    /// IPv4 in, VXLAN out (routed VXLAN with the L3 VNI, to the remote VTEP).
+    VxlanEncap,
+    /// VXLAN in (the L3 VNI, to the DUT's VTEP), IPv4 out.
+    VxlanDecap,
 }
 
 /// Who forwards: a baseline, or one of carrier's tiers.
@@ -373,6 +428,13 @@ fn run(cli: &Cli) -> Result<()> {
         "--frame-size must be in {MIN_FRAME}..={MAX_FRAME}"
     );
     ensure!(!cli.paths.is_empty(), "--paths is empty");
+    ensure!(
+        !cli.paths.iter().any(|p| p.is_vxlan())
+            || cli.frame_sizes.iter().all(|size| *size <= MAX_VXLAN_FRAME),
+        "with a VXLAN path --frame-size must be at most {MAX_VXLAN_FRAME} (the frame's IPv4 \
+         packet and {VXLAN_OVERHEAD} bytes of VXLAN must fit the veths' 1500-byte MTU): leave \
+         the VXLAN paths out for longer frames"
+    );
     ensure!(
         cli.gen_cpu != cli.dut_cpu,
         "--gen-cpu and --dut-cpu must differ"
@@ -518,9 +580,9 @@ fn run(cli: &Cli) -> Result<()> {
                             sample.dut_cpu, sample.other_cpu, sample.other_gen_cpu
                         )
                     } else {
-                        let [ipv4, mpls, other] = sample.sink_frames;
+                        let [ipv4, mpls, other, vxlan] = sample.sink_frames;
                         format!(
-                            "  (!) only {:.1}% of the sink's frames are {} (IPv4 {ipv4}, MPLS {mpls}, other {other})",
+                            "  (!) only {:.1}% of the sink's frames are {} (IPv4 {ipv4}, MPLS {mpls}, VXLAN {vxlan}, other {other})",
                             sample.class_share * 100.0,
                             path.expected_class_name()
                         )
@@ -586,6 +648,8 @@ impl PathKind {
     fn name(self) -> &'static str {
         match self {
             PathKind::Kernel => "Linux IPv4 forwarding",
+            PathKind::KernelVxlanEncap => "Linux VXLAN encap",
+            PathKind::KernelVxlanDecap => "Linux VXLAN decap",
             PathKind::XdpMin => "XDP minimal forwarder",
             PathKind::AfxdpMin => "AF_XDP minimal forwarder",
             PathKind::VrfForward => "carrier VRF forward",
@@ -594,16 +658,30 @@ impl PathKind {
             PathKind::ExpressVrfForward => "carrier express VRF forward",
             PathKind::ExpressMplsPush => "carrier express MPLS push",
             PathKind::ExpressMplsPop => "carrier express MPLS pop",
+            PathKind::VxlanEncap => "carrier VXLAN encap",
+            PathKind::VxlanDecap => "carrier VXLAN decap",
+            PathKind::ExpressVxlanEncap => "carrier express VXLAN encap",
+            PathKind::ExpressVxlanDecap => "carrier express VXLAN decap",
         }
     }
 
     fn tier(self) -> Tier {
         match self {
-            PathKind::Kernel | PathKind::XdpMin | PathKind::AfxdpMin => Tier::Baseline,
-            PathKind::VrfForward | PathKind::MplsPush | PathKind::MplsPop => Tier::AfXdp,
-            PathKind::ExpressVrfForward | PathKind::ExpressMplsPush | PathKind::ExpressMplsPop => {
-                Tier::Express
-            }
+            PathKind::Kernel
+            | PathKind::KernelVxlanEncap
+            | PathKind::KernelVxlanDecap
+            | PathKind::XdpMin
+            | PathKind::AfxdpMin => Tier::Baseline,
+            PathKind::VrfForward
+            | PathKind::MplsPush
+            | PathKind::MplsPop
+            | PathKind::VxlanEncap
+            | PathKind::VxlanDecap => Tier::AfXdp,
+            PathKind::ExpressVrfForward
+            | PathKind::ExpressMplsPush
+            | PathKind::ExpressMplsPop
+            | PathKind::ExpressVxlanEncap
+            | PathKind::ExpressVxlanDecap => Tier::Express,
         }
     }
 
@@ -617,14 +695,43 @@ impl PathKind {
             | PathKind::ExpressVrfForward => Route::Ipv4,
             PathKind::MplsPush | PathKind::ExpressMplsPush => Route::Push,
             PathKind::MplsPop | PathKind::ExpressMplsPop => Route::Pop,
+            PathKind::KernelVxlanEncap | PathKind::VxlanEncap | PathKind::ExpressVxlanEncap => {
+                Route::VxlanEncap
+            }
+            PathKind::KernelVxlanDecap | PathKind::VxlanDecap | PathKind::ExpressVxlanDecap => {
+                Route::VxlanDecap
+            }
+        }
+    }
+
+    /// A VXLAN path (its frames are 50 bytes longer on one side).
+    fn is_vxlan(self) -> bool {
+        matches!(self.route(), Route::VxlanEncap | Route::VxlanDecap)
+    }
+
+    /// The Linux baseline the path's ratios are over: Linux's own VXLAN in the same direction
+    /// for the VXLAN paths, Linux IPv4 forwarding for the rest (Linux has no MPLS forwarding
+    /// here). A Linux baseline is its own.
+    fn baseline(self) -> PathKind {
+        match self.route() {
+            Route::VxlanEncap => PathKind::KernelVxlanEncap,
+            Route::VxlanDecap => PathKind::KernelVxlanDecap,
+            Route::Ipv4 | Route::Push | Route::Pop => PathKind::Kernel,
         }
     }
 
     /// The frames in and out, for `size`-byte IPv4 frames.
     fn describe(self, size: usize) -> String {
         let labelled = size + 4;
+        let vxlan = size + VXLAN_OVERHEAD;
         match (self, self.route()) {
             (PathKind::Kernel, _) => format!("IPv4/UDP {size} B in, IPv4 {size} B out (baseline)"),
+            (PathKind::KernelVxlanEncap, _) => format!(
+                "IPv4/UDP {size} B in, VXLAN (VNI {VNI}) {vxlan} B out (baseline: Linux vxlan device)"
+            ),
+            (PathKind::KernelVxlanDecap, _) => format!(
+                "VXLAN (VNI {VNI}) {vxlan} B in, IPv4 {size} B out (baseline: Linux vxlan device)"
+            ),
             (PathKind::XdpMin, _) => {
                 format!("IPv4/UDP {size} B in, IPv4 {size} B out (baseline: MACs, TTL, redirect)")
             }
@@ -636,6 +743,12 @@ impl PathKind {
                 format!("IPv4/UDP {size} B in, MPLS (label 1000) {labelled} B out")
             }
             (_, Route::Pop) => format!("MPLS (label 100) {labelled} B in, IPv4 {size} B out"),
+            (_, Route::VxlanEncap) => {
+                format!("IPv4/UDP {size} B in, VXLAN (VNI {VNI}) {vxlan} B out, EVPN type-5")
+            }
+            (_, Route::VxlanDecap) => {
+                format!("VXLAN (VNI {VNI}) {vxlan} B in, IPv4 {size} B out, L3 VNI")
+            }
         }
     }
 
@@ -644,31 +757,46 @@ impl PathKind {
         self.tier() == Tier::Baseline
     }
 
+    /// The sink's class of the frames the path must produce.
     fn expected_class(self) -> usize {
         match self.route() {
             Route::Push => CLASS_MPLS,
-            Route::Ipv4 | Route::Pop => CLASS_IPV4,
+            Route::VxlanEncap => CLASS_VXLAN,
+            Route::Ipv4 | Route::Pop | Route::VxlanDecap => CLASS_IPV4,
         }
     }
 
     fn expected_class_name(self) -> &'static str {
-        if self.expected_class() == CLASS_MPLS {
-            "MPLS"
-        } else {
-            "IPv4"
+        match self.expected_class() {
+            CLASS_MPLS => "MPLS",
+            CLASS_VXLAN => "VXLAN",
+            _ => "IPv4",
         }
     }
 
-    /// Where the UDP source port is in this path's frames (the live generator writes it).
+    /// Where the UDP source port is in this path's frames (the live generator writes it): the
+    /// inner packet's in VXLAN, whose outer source port stays 50000.
     fn sport_offset(self) -> u32 {
         match self.route() {
             Route::Pop => 14 + 4 + 20,
-            Route::Ipv4 | Route::Push => 14 + 20,
+            Route::VxlanDecap => (VXLAN_OVERHEAD + 14 + 20) as u32,
+            Route::Ipv4 | Route::Push | Route::VxlanEncap => 14 + 20,
+        }
+    }
+
+    /// Bytes of each frame the live generator writes back before sending it again: every
+    /// header a forwarder may rewrite in place (the kernel reuses the pages the DUT and the
+    /// sink hand back). A decap rewrites the inner Ethernet header and the inner IPv4 TTL and
+    /// checksum, past the first [`GEN_SHORT_TEMPLATE`] bytes.
+    fn template_len(self) -> usize {
+        match self.route() {
+            Route::VxlanDecap => GEN_TEMPLATE_LEN,
+            Route::Ipv4 | Route::Push | Route::Pop | Route::VxlanEncap => GEN_SHORT_TEMPLATE,
         }
     }
 
     /// One frame per flow, as the generator sends them to the DUT's ingress veth: IPv4
-    /// frames of `size` bytes (4 more under a label).
+    /// frames of `size` bytes (4 more under a label, 50 more in VXLAN).
     fn frames(self, flows: u16, size: usize) -> Vec<Vec<u8>> {
         let payload = size - UDP_HEADERS;
         (0..flows)
@@ -678,7 +806,7 @@ impl PathKind {
                     Route::Ipv4 => {
                         udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, SINK_DST, sport, payload)
                     }
-                    Route::Push => udp_frame(
+                    Route::Push | Route::VxlanEncap => udp_frame(
                         DUT_IN_MAC,
                         GEN_MAC,
                         CUSTOMER_SRC,
@@ -690,6 +818,17 @@ impl PathKind {
                         let inner =
                             udp_frame(DUT_IN_MAC, GEN_MAC, REMOTE_DST, SINK_DST, sport, payload);
                         mpls_frame(DUT_IN_MAC, GEN_MAC, POP_LABEL, 64, &inner[14..])
+                    }
+                    Route::VxlanDecap => {
+                        let inner = udp_frame(
+                            DUT_ROUTER_MAC,
+                            REMOTE_ROUTER_MAC,
+                            REMOTE_DST,
+                            SINK_DST,
+                            sport,
+                            payload,
+                        );
+                        vxlan_frame(DUT_IN_MAC, GEN_MAC, REMOTE_VTEP, DUT_VTEP, VNI, &inner)
                     }
                 }
             })
@@ -706,22 +845,30 @@ impl PathKind {
             Tier::AfXdp => "express = false\n",
             Tier::Express => "express = true\n",
         };
-        let head = format!("# written by carrier-e2e\n[router]\nrouter_id = \"10.255.0.1\"\n{express}\n[[vrf]]\nname = \"red\"\n");
+        // The VXLAN paths' VTEP, and the router MAC that is the inner source of an encap.
+        let vtep = if self.is_vxlan() {
+            format!("vtep = \"{DUT_VTEP}\"\nrouter_mac = \"{DUT_ROUTER_MAC}\"\n")
+        } else {
+            String::new()
+        };
+        let head = format!("# written by carrier-e2e\n[router]\nrouter_id = \"10.255.0.1\"\n{vtep}{express}\n[[vrf]]\nname = \"red\"\n");
         let customer_in = port(DUT_IN, DUT_IN_MAC, "10.1.0.1/24", "vrf = \"red\"")
             + &neighbour(DUT_IN, &CUSTOMER_SRC.to_string(), GEN_MAC);
         let customer_out = port(DUT_OUT, DUT_OUT_MAC, "10.3.0.1/24", "vrf = \"red\"")
             + &neighbour(DUT_OUT, &SINK_DST.to_string(), SINK_MAC);
+        // The core port toward the sink (push, encap) or from the generator (pop, decap).
+        let core_out = port(DUT_OUT, DUT_OUT_MAC, CORE_DUT, "core = true")
+            + &neighbour(DUT_OUT, &CORE_PEER.to_string(), SINK_MAC);
+        let core_in = port(DUT_IN, DUT_IN_MAC, CORE_DUT, "core = true")
+            + &neighbour(DUT_IN, &CORE_PEER.to_string(), GEN_MAC);
+        // The remote PE / VTEP, behind the sink.
+        let underlay =
+            format!("\n[[route]]\nprefix = \"{REMOTE_VTEP}/32\"\nvia = \"{CORE_PEER}\"\n");
         let config = match self.route() {
             Route::Ipv4 => format!("{head}{customer_in}{customer_out}"),
             Route::Push => {
-                let core_out = port(DUT_OUT, DUT_OUT_MAC, "192.0.2.1/30", "core = true")
-                    + &neighbour(DUT_OUT, "192.0.2.2", SINK_MAC);
                 format!(
-                    r#"{head}{customer_in}{core_out}
-[[route]]
-prefix = "10.255.0.2/32"
-via = "192.0.2.2"
-
+                    r#"{head}{customer_in}{core_out}{underlay}
 [[route]]
 vrf = "red"
 prefix = "10.2.0.0/24"
@@ -730,13 +877,30 @@ mpls = {{ labels = [{PUSH_LABEL}], pe = "10.255.0.2" }}
                 )
             }
             Route::Pop => {
-                let core_in = port(DUT_IN, DUT_IN_MAC, "192.0.2.1/30", "core = true")
-                    + &neighbour(DUT_IN, "192.0.2.2", GEN_MAC);
                 format!(
                     r#"{head}{core_in}{customer_out}
 [[label]]
 label = {POP_LABEL}
 action = "lookup"
+vrf = "red"
+"#
+                )
+            }
+            Route::VxlanEncap => {
+                format!(
+                    r#"{head}{customer_in}{core_out}{underlay}
+[[route]]
+vrf = "red"
+prefix = "10.2.0.0/24"
+vxlan = {{ vtep = "{REMOTE_VTEP}", vni = {VNI}, router_mac = "{REMOTE_ROUTER_MAC}" }}
+"#
+                )
+            }
+            Route::VxlanDecap => {
+                format!(
+                    r#"{head}{core_in}{customer_out}
+[[vni]]
+vni = {VNI}
 vrf = "red"
 "#
                 )
@@ -1647,14 +1811,18 @@ const GEN_PROGRAM: &str = "carrier_gen";
 const GEN_CONFIG: &str = "GEN_CONFIG";
 const GEN_FRAMES: &str = "GEN_FRAMES";
 const GEN_TEMPLATE: &str = "GEN_TEMPLATE";
-/// Bytes of `GEN_TEMPLATE` (`ebpf/src/gen.rs`: `TEMPLATE_LEN`): the headers the program
-/// writes back into every frame.
-const GEN_TEMPLATE_LEN: usize = 48;
+/// Bytes of `GEN_TEMPLATE` (`ebpf/src/gen.rs`: `TEMPLATE_LEN`): the most the program writes
+/// back into every frame, enough for the headers of a VXLAN frame and its inner frame.
+const GEN_TEMPLATE_LEN: usize = 96;
+/// Template bytes written back by default (`ebpf/src/gen.rs`: `SHORT_TEMPLATE`): Ethernet, a
+/// label, IPv4, UDP.
+const GEN_SHORT_TEMPLATE: usize = 48;
 /// `GEN_CONFIG` indexes (`ebpf/src/gen.rs`: `CONFIG_*`).
 const GEN_CONFIG_SPORT_OFFSET: u32 = 0;
 const GEN_CONFIG_FLOWS: u32 = 1;
 const GEN_CONFIG_FIRST_PORT: u32 = 2;
 const GEN_CONFIG_INTERVAL: u32 = 3;
+const GEN_CONFIG_TEMPLATE_LEN: u32 = 4;
 /// UDP source port of the first flow (the rest follow it).
 const FIRST_PORT: u16 = 1024;
 
@@ -1688,19 +1856,33 @@ impl LiveGen {
         Ok(LiveGen { ebpf })
     }
 
-    /// Sets what it sends: `frame`'s headers, and `flows` UDP source ports from [`FIRST_PORT`]
+    /// Sets what it sends: `frame`'s first `template_len` bytes ([`GEN_SHORT_TEMPLATE`] or
+    /// [`GEN_TEMPLATE_LEN`]: its headers), and `flows` UDP source ports from [`FIRST_PORT`]
     /// written at `sport_offset`; and how fast: as fast as it goes, or `rate` Mpps.
     fn configure(
         &mut self,
         frame: &[u8],
+        template_len: usize,
         sport_offset: u32,
         flows: u16,
         rate: Option<f64>,
     ) -> Result<()> {
-        let template: [u8; GEN_TEMPLATE_LEN] = frame
-            .get(..GEN_TEMPLATE_LEN)
-            .and_then(|head| head.try_into().ok())
-            .context("frame shorter than the generator's template")?;
+        ensure!(
+            template_len == GEN_SHORT_TEMPLATE || template_len == GEN_TEMPLATE_LEN,
+            "the generator writes back {GEN_SHORT_TEMPLATE} or {GEN_TEMPLATE_LEN} bytes, not {template_len}"
+        );
+        ensure!(
+            frame.len() >= template_len,
+            "frame shorter than the generator's template"
+        );
+        ensure!(
+            sport_offset as usize + 2 <= template_len,
+            "the source port lies past the generator's template"
+        );
+        // Zero-padded past what is written back.
+        let mut template = [0u8; GEN_TEMPLATE_LEN];
+        let head = frame.len().min(GEN_TEMPLATE_LEN);
+        template[..head].copy_from_slice(&frame[..head]);
         Array::<&mut MapData, [u8; GEN_TEMPLATE_LEN]>::try_from(
             self.ebpf
                 .map_mut(GEN_TEMPLATE)
@@ -1720,6 +1902,7 @@ impl LiveGen {
             (GEN_CONFIG_FLOWS, u64::from(flows)),
             (GEN_CONFIG_FIRST_PORT, u64::from(FIRST_PORT)),
             (GEN_CONFIG_INTERVAL, interval),
+            (GEN_CONFIG_TEMPLATE_LEN, template_len as u64),
         ] {
             config.set(index, value, 0).context("writing GEN_CONFIG")?;
         }
@@ -1888,7 +2071,16 @@ fn errno(what: &str, e: xdpilone::Errno) -> anyhow::Error {
 /// The forwarder of one run; stopped when dropped.
 #[derive(Debug)]
 enum Dut<'a> {
-    Kernel(&'a NetNs),
+    /// Linux forwarding (`ip_forward=1`), and for the kernel VXLAN baselines its vxlan
+    /// device and underlay.
+    Kernel(
+        &'a NetNs,
+        #[expect(
+            dead_code,
+            reason = "held for its drop, which undoes Linux's VXLAN set-up"
+        )]
+        Option<KernelVxlan<'a>>,
+    ),
     AfxdpMin(AfxdpFwd),
     XdpMin(#[expect(dead_code, reason = "held for its drop, which detaches the program")] MinFwd),
     Carrier(Dataplane),
@@ -1907,8 +2099,9 @@ impl Dut<'_> {
                 bench.cli.dut_cpu,
             )?)),
             None => {
+                let vxlan = KernelVxlan::up(&net.dut, path.route())?;
                 net.dut.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-                Ok(Dut::Kernel(&net.dut))
+                Ok(Dut::Kernel(&net.dut, vxlan))
             }
             Some(config) => Ok(Dut::Carrier(Dataplane::start(
                 &net.dut,
@@ -2214,8 +2407,170 @@ impl MinFwd {
 
 impl Drop for Dut<'_> {
     fn drop(&mut self) {
-        if let Dut::Kernel(ns) = self {
+        if let Dut::Kernel(ns, _) = self {
             let _ = ns.run(&["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+        }
+    }
+}
+
+/// Linux's own VXLAN in the DUT namespace for a kernel VXLAN baseline, set up beside the
+/// topology's IPv4 forwarding state (addresses on the veths, the sink's permanent neighbour)
+/// and undone, step by step in reverse, when dropped (also after a failed step).
+///
+/// Both directions: the DUT's VTEP address on `lo` (a vxlan device's `local` must be a local
+/// address, for its socket and for the outer route lookup), and [`KERNEL_VXLAN_DEV`], a `vxlan`
+/// device with the L3 VNI, that `local`, UDP port 4789, no learning, no outer UDP checksum (as
+/// carrier: 0), and the DUT's router MAC as its own. Encap (the device over the egress veth):
+/// the core address on the egress veth, the sink as the permanent neighbour of the core peer,
+/// the remote VTEP routed through it; the remote prefix routed onto the device via the remote
+/// VTEP (`onlink`), whose permanent neighbour on the device is the remote router MAC, which the
+/// device's FDB sends to the remote VTEP. So the inner frame goes from the DUT's to the remote
+/// router MAC, the outer one from the egress veth to the sink, as carrier's. Decap (the device
+/// over the ingress veth): the outer packet is local (to the VTEP address), the device takes it
+/// from its UDP socket, and the inner frame, to the device's MAC, is routed out of the egress
+/// veth to the sink by the topology's connected route and neighbour. The decapsulated packets
+/// go through the device's GRO cell (a NAPI on the CPU that received them: the DUT CPU).
+#[derive(Debug)]
+struct KernelVxlan<'a> {
+    ns: &'a NetNs,
+    /// Commands that undo the steps taken so far, in the order taken.
+    undo: Vec<Vec<String>>,
+}
+
+impl<'a> KernelVxlan<'a> {
+    /// Sets up Linux's VXLAN for `route`; `None` for a route without VXLAN.
+    fn up(ns: &'a NetNs, route: Route) -> Result<Option<KernelVxlan<'a>>> {
+        let encap = match route {
+            Route::VxlanEncap => true,
+            Route::VxlanDecap => false,
+            Route::Ipv4 | Route::Push | Route::Pop => return Ok(None),
+        };
+        let mut vx = KernelVxlan { ns, undo: vec![] };
+        let vtep = format!("{DUT_VTEP}/32");
+        vx.step(
+            &["ip", "addr", "add", &vtep, "dev", "lo"],
+            &["ip", "addr", "del", &vtep, "dev", "lo"],
+        )?;
+        let (remote, peer, vni) = (
+            REMOTE_VTEP.to_string(),
+            CORE_PEER.to_string(),
+            VNI.to_string(),
+        );
+        if encap {
+            vx.step(
+                &["ip", "addr", "add", CORE_DUT, "dev", DUT_OUT],
+                &["ip", "addr", "del", CORE_DUT, "dev", DUT_OUT],
+            )?;
+            vx.step(
+                &[
+                    "ip",
+                    "neigh",
+                    "replace",
+                    &peer,
+                    "lladdr",
+                    SINK_MAC,
+                    "dev",
+                    DUT_OUT,
+                    "nud",
+                    "permanent",
+                ],
+                &["ip", "neigh", "del", &peer, "dev", DUT_OUT],
+            )?;
+            let host = format!("{remote}/32");
+            vx.step(
+                &["ip", "route", "add", &host, "via", &peer, "dev", DUT_OUT],
+                &["ip", "route", "del", &host],
+            )?;
+        }
+        let underlay = if encap { DUT_OUT } else { DUT_IN };
+        let local = DUT_VTEP.to_string();
+        vx.step(
+            &[
+                "ip",
+                "link",
+                "add",
+                KERNEL_VXLAN_DEV,
+                "address",
+                DUT_ROUTER_MAC,
+                "type",
+                "vxlan",
+                "id",
+                &vni,
+                "local",
+                &local,
+                "dstport",
+                "4789",
+                "dev",
+                underlay,
+                "nolearning",
+                "noudpcsum",
+            ],
+            &["ip", "link", "del", KERNEL_VXLAN_DEV],
+        )?;
+        vx.step(&["ip", "link", "set", KERNEL_VXLAN_DEV, "up"], &[])?;
+        if encap {
+            // The device's own neighbours, FDB entry and route go with it.
+            vx.step(
+                &[
+                    "bridge",
+                    "fdb",
+                    "append",
+                    REMOTE_ROUTER_MAC,
+                    "dev",
+                    KERNEL_VXLAN_DEV,
+                    "dst",
+                    &remote,
+                ],
+                &[],
+            )?;
+            vx.step(
+                &[
+                    "ip",
+                    "neigh",
+                    "replace",
+                    &remote,
+                    "lladdr",
+                    REMOTE_ROUTER_MAC,
+                    "dev",
+                    KERNEL_VXLAN_DEV,
+                    "nud",
+                    "permanent",
+                ],
+                &[],
+            )?;
+            vx.step(
+                &[
+                    "ip",
+                    "route",
+                    "add",
+                    "10.2.0.0/24",
+                    "via",
+                    &remote,
+                    "dev",
+                    KERNEL_VXLAN_DEV,
+                    "onlink",
+                ],
+                &[],
+            )?;
+        }
+        Ok(Some(vx))
+    }
+
+    /// Runs `args` in the namespace and, when it succeeded, remembers `undo` (if any).
+    fn step(&mut self, args: &[&str], undo: &[&str]) -> Result<()> {
+        self.ns.run(args)?;
+        if !undo.is_empty() {
+            self.undo.push(undo.iter().map(|&a| a.to_owned()).collect());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KernelVxlan<'_> {
+    fn drop(&mut self) {
+        for undo in self.undo.iter().rev() {
+            let args: Vec<&str> = undo.iter().map(String::as_str).collect();
+            let _ = self.ns.run(&args);
         }
     }
 }
@@ -2365,7 +2720,7 @@ struct Sample {
     /// Forwarded frames dropped at the sink's veth (its receive ring was full), per second:
     /// the sink fell behind, and the forwarded rate is then a lower bound.
     sink_drop_mpps: f64,
-    /// Frames the sink saw in the window, by class (IPv4, MPLS, other).
+    /// Frames the sink saw in the window, by class (IPv4, MPLS, other, VXLAN).
     sink_frames: [u64; CLASSES],
     /// CPU time the DUT used (ingress NAPI kthread and dataplane process), in CPUs: 1.0 is
     /// all of one CPU for the whole window.
@@ -2468,7 +2823,7 @@ impl Bench<'_> {
         let dataplane_tasks: Vec<i32> = match &dut {
             Dut::Carrier(dp) => dp.pid().into_iter().collect(),
             Dut::AfxdpMin(fwd) => vec![fwd.tid],
-            Dut::Kernel(_) | Dut::XdpMin(_) => vec![],
+            Dut::Kernel(..) | Dut::XdpMin(_) => vec![],
         };
         let limit = Duration::from_secs_f64(warmup + secs + 30.0);
         let frames = path.frames(cli.flows, frame_size);
@@ -2476,6 +2831,7 @@ impl Bench<'_> {
             (GenKind::Live, Some(live)) => {
                 live.borrow_mut().configure(
                     &frames[0],
+                    path.template_len(),
                     path.sport_offset(),
                     cli.flows,
                     load.rate(),
@@ -2535,7 +2891,7 @@ impl Bench<'_> {
         generator.finish();
         let dataplane_log = match &dut {
             Dut::Carrier(dp) => Some(dp.log.clone()),
-            Dut::Kernel(_) | Dut::XdpMin(_) | Dut::AfxdpMin(_) => None,
+            Dut::Kernel(..) | Dut::XdpMin(_) | Dut::AfxdpMin(_) => None,
         };
         let afxdp_stats = match &mut dut {
             Dut::AfxdpMin(fwd) => fwd.stop(),
@@ -2717,23 +3073,26 @@ impl Report<'_> {
                 0.0
             }
         };
-        // (forwarded, per CPU, lower bound) of the Linux row.
-        let baseline = results
-            .paths
-            .iter()
-            .find(|(p, _)| *p == PathKind::Kernel)
-            .map(|(_, s)| {
-                (
-                    median(s.iter().map(|s| s.forwarded_mpps).collect()),
-                    median(s.iter().map(per_cpu).collect()),
-                    s.iter().any(Sample::lower_bound),
-                )
-            });
+        // (forwarded, per CPU, lower bound) of a path's Linux baseline row
+        // (`PathKind::baseline`), when it was measured.
+        let baseline = |path: PathKind| {
+            results
+                .paths
+                .iter()
+                .find(|(p, _)| *p == path.baseline())
+                .map(|(_, s)| {
+                    (
+                        median(s.iter().map(|s| s.forwarded_mpps).collect()),
+                        median(s.iter().map(per_cpu).collect()),
+                        s.iter().any(Sample::lower_bound),
+                    )
+                })
+        };
         // A ratio over a baseline that is a lower bound is an upper bound, and a lower bound
         // over a baseline that is not is a lower bound.
         let ratio = |path: PathKind, value: f64, bound: bool, base: Option<(f64, bool)>| match base
         {
-            Some(_) if path == PathKind::Kernel => "1.00×".to_owned(),
+            Some(_) if path == path.baseline() => "1.00×".to_owned(),
             Some((b, base_bound)) if b > 0.0 => {
                 let mark = match (bound, base_bound) {
                     (false, false) => "",
@@ -2748,7 +3107,7 @@ impl Report<'_> {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "| path | frames | forwarded Mpps (median) | runs | vs Linux | DUT CPU used | other work on DUT / gen CPU | Mpps per DUT CPU | per CPU vs Linux | offered Mpps | refused at DUT ingress, Mpps | lost at the sink, Mpps |"
+            "| path | frames | forwarded Mpps (median) | runs | vs Linux (VXLAN: Linux VXLAN) | DUT CPU used | other work on DUT / gen CPU | Mpps per DUT CPU | per CPU vs Linux (VXLAN: Linux VXLAN) | offered Mpps | refused at DUT ingress, Mpps | lost at the sink, Mpps |"
         );
         let _ = writeln!(
             t,
@@ -2782,8 +3141,8 @@ impl Report<'_> {
                 path.describe(results.frame_size),
                 if bound { "≥ " } else { "" },
                 runs.join(", "),
-                ratio(*path, fwd, bound, baseline.map(|b| (b.0, b.2))),
-                ratio(*path, fwd_per_cpu, bound, baseline.map(|b| (b.1, b.2))),
+                ratio(*path, fwd, bound, baseline(*path).map(|b| (b.0, b.2))),
+                ratio(*path, fwd_per_cpu, bound, baseline(*path).map(|b| (b.1, b.2))),
             );
         }
         t
@@ -2915,9 +3274,11 @@ impl Report<'_> {
         let _ = writeln!(
             s,
             "Main tables:\n\n\
-             - **forwarded**: frames of the path's output class (IPv4 or MPLS, sent to the sink's MAC) the sink counted, per second, over {} s after {} s of warm-up; \
+             - **forwarded**: frames of the path's output class (IPv4, MPLS or VXLAN, sent to the sink's MAC) the sink counted, per second, over {} s after {} s of warm-up; \
              the median of {} runs in bold, then every run ((!): under {:.0}% of the sink's frames were of that class). Paths are interleaved round by round.\n\
-             - **vs Linux**: the median over the Linux median at the same load: same namespaces, veths, frames and session.\n\
+             - **vs Linux**: the median over the median of its Linux baseline at the same load: same namespaces, veths, frames and session. \
+             The baseline of the VXLAN paths is Linux's own VXLAN in the same direction (encap or decap, same frames in and out); \
+             of the others Linux IPv4 forwarding.\n\
              - **DUT CPU used**: CPU time of the DUT's ingress NAPI kthread plus (carrier) the dataplane process per second of the window; \
              1.00 is all of the DUT CPU. **Other work on DUT / gen CPU**: the rest of each CPU's busy time (other processes on the machine, interrupts, time the hypervisor stole; \
              on the generator CPU besides the generator, the sink's NAPI and the harness). On the DUT CPU it means the DUT got less than a whole CPU (the per-CPU column still compares); \
@@ -3008,6 +3369,14 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   permanent neighbour for the sink (no ARP), IPv6 off, no netfilter rules. Linux has no MPLS
   forwarding here, so the baseline is plain IPv4 forwarding of the VRF path's frames. All of
   its work is in the ingress NAPI kthread.
+- DUT, Linux VXLAN (the baselines of the VXLAN paths, same frames in and out): a `vxlan`
+  device (VNI 5000, `local` 10.255.0.1 on `lo`, port 4789, `nolearning`, `noudpcsum` as
+  carrier, whose outer UDP checksum is 0, and the DUT's router MAC)
+  besides the above. Encap: over the egress veth, which gets 192.0.2.1/30, the sink as the
+  permanent neighbour 192.0.2.2, the remote VTEP 10.255.0.2/32 routed via it; 10.2.0.0/24
+  routed onto the device via 10.255.0.2 `onlink`, a permanent neighbour giving it the remote
+  router MAC and an FDB entry sending that MAC to the remote VTEP. Decap: over the ingress
+  veth; the inner frames are to the device's MAC and routed out of the egress veth.
 - DUT, XDP minimal forwarder (the second baseline, the ceiling of any XDP forwarder here):
   `carrier_minfwd` (`ebpf/src/minfwd.rs`), attached by the harness in native mode on the DUT's
   ingress veth, writes the sink's and the egress veth's MACs from a map, decrements the TTL
@@ -3027,7 +3396,14 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   VRF path's frames; its DUT CPU is the ingress NAPI kthread plus that thread.
 - Paths, each in both tiers: VRF forward (two customer ports in VRF red, static neighbours);
   MPLS push (customer port → core port, VPN label 1000 toward a PE behind a static
-  neighbour); MPLS pop (core port → customer port, per-VRF label 100 looked up in VRF red).
+  neighbour); MPLS pop (core port → customer port, per-VRF label 100 looked up in VRF red);
+  VXLAN encap (customer port → core port, a VRF route to the remote VTEP 10.255.0.2 with
+  VNI 5000 and its router MAC, routed VXLAN as EVPN type-5, the VTEP behind a static
+  neighbour); VXLAN decap (core port → customer port, VXLAN to the DUT's VTEP 10.255.0.1 with
+  the L3 VNI 5000 of VRF red, routed in the VRF). In VXLAN the frame size is the inner
+  frame's; the outer one is 50 bytes longer (60-byte frames: 110 on the wire), built by
+  `carrier_bench::vxlan_frame` with outer UDP source port 50000 (the flows differ in the inner
+  source port).
   1024 flows (UDP source ports), IPv4/UDP frames of each `--frame-size` (60 bytes by default,
   e.g. `60,512`; 4 bytes more with a label: 64 and 516), built by `carrier_bench::udp_frame`
   / `mpls_frame`; every path is measured at every size and load, one table each. The configs
@@ -3039,7 +3415,8 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   (`ebpf/src/gen.rs`) over one frame with the gen veth as the ingress interface; its
   `XDP_TX` sends each frame out of that veth as an XDP redirect, straight into the DUT's
   receive ring, with no skb and no socket. The kernel reuses the pages of a page pool, so the
-  program writes the frame's first 48 bytes (every header) back from a template each time,
+  program writes the frame's first 48 bytes (every header; 96 for VXLAN decap, whose inner
+  Ethernet, TTL and checksum the DUT rewrites) back from a template each time,
   then the UDP source port of the frame's flow; paced, it sends a frame only when one is due by
   `bpf_ktime_get_ns` and drops the rest at once, so the frames are spread evenly within one
   long call (each call sets up and tears down a page pool, around 20 ms here; the harness
@@ -3064,7 +3441,8 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   load; carrier's is only meaningful where it is saturated.
 - Sink: `carrier_sink` (`ebpf/src/sink.rs`, in the same object as `carrier_xdp`), attached in
   native mode on the sink's veth by the harness through aya, counts frames per CPU by
-  EtherType (IPv4, MPLS; frames to another MAC count as other) and drops them; the harness
+  EtherType (IPv4, MPLS; frames to another MAC count as other), IPv4 without options to UDP
+  port 4789 as VXLAN (nothing past the outer UDP ports is looked at), and drops them; the harness
   reads the counters at the start and end of each window.
 - CPU: utime + stime of the DUT's tasks from `/proc/<pid>/stat` at the window's edges.
 - Chart: `bench/e2e.svg`, hand-written SVG from the same run (`--write`; `--chart FILE` writes
