@@ -359,9 +359,9 @@ fn spawn_dataplane_poller(socket: PathBuf, every: Duration) -> watch::Receiver<A
                 }
                 let polled = client.as_mut().ok_or_else(|| "cannot connect to the table socket".to_string()).and_then(|c| {
                     match c.request(&Request::Status).map_err(|e| e.to_string())? {
-                        Response::Status { generation, ports, vrfs, routes, labels, .. } => {
-                            (status.generation, status.ports, status.vrfs, status.routes, status.labels) =
-                                (generation, ports as u64, vrfs as u64, routes as u64, labels as u64);
+                        Response::Status { generation, ports, vrfs, routes, labels, workers } => {
+                            (status.generation, status.ports, status.vrfs, status.routes, status.labels, status.workers) =
+                                (generation, ports as u64, vrfs as u64, routes as u64, labels as u64, workers);
                         }
                         other => return Err(format!("unexpected answer {other:?}")),
                     }

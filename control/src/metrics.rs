@@ -84,6 +84,13 @@ pub async fn render(state: &State) -> String {
     gauges(&mut registry, "ilm_entries", "Entries of the dataplane's incoming label map", None, [(vec![], i(dp.labels))]);
     gauges(&mut registry, "labels_allocated", "Local VPN labels allocated by the control process", None, [(vec![], i(rib.labels_allocated))]);
 
+    counters(
+        &mut registry,
+        "worker_rx_packets",
+        "Frames the AF_XDP worker of the receive queue received, over all ports (frames the XDP express tier forwards never reach a worker)",
+        None,
+        dp.workers.iter().enumerate().map(|(q, n)| (vec![("queue", q.to_string())], *n)),
+    );
     let port = |p: &String| vec![("port", p.clone())];
     counters(&mut registry, "port_rx_packets", "Frames received on the port", None, c.ports.iter().map(|(p, v)| (port(p), v.rx.packets)));
     counters(&mut registry, "port_rx", "Bytes received on the port", Some(Unit::Bytes), c.ports.iter().map(|(p, v)| (port(p), v.rx.bytes)));

@@ -335,6 +335,9 @@ pub struct DataplaneStatus {
     pub vrfs: u64,
     /// Ports.
     pub ports: u64,
+    /// Frames each AF_XDP worker received, by receive queue (queue 0 first).
+    #[serde(default)]
+    pub workers: Vec<u64>,
     /// Counters summed over workers.
     #[schema(value_type = Object)]
     pub counters: CountersView,

@@ -419,7 +419,7 @@ fn show(api: &Api, what: Show, json: bool) -> Result<String, Failure> {
         Show::Dataplane => {
             let d = fetch!(DataplaneStatus, "/dataplane");
             format!(
-                "socket {}\nconnected {}\ngeneration {}\nports {}  vrfs {}  routes {}  labels {}\nlast error {}\n",
+                "socket {}\nconnected {}\ngeneration {}\nports {}  vrfs {}  routes {}  labels {}\nworkers {} (frames received by queue: {})\nlast error {}\n",
                 d.socket,
                 d.connected,
                 d.generation,
@@ -427,6 +427,8 @@ fn show(api: &Api, what: Show, json: bool) -> Result<String, Failure> {
                 d.vrfs,
                 d.routes,
                 d.labels,
+                d.workers.len(),
+                d.workers.iter().map(u64::to_string).collect::<Vec<_>>().join(" "),
                 opt(&d.last_error)
             )
         }
