@@ -302,8 +302,15 @@ pub mod express {
     /// `PerCpuArray<ExBytes>` by adjacency slot: packets sent through it (the out-label
     /// counters are derived from these and the record's labels).
     pub const ADJ_STATS: &str = "EX_ADJ_STATS";
-    /// `HashMap<u32, u32>`: L3 VNI (EVPN type-5) → VRF id, for VXLAN decapsulation.
+    /// `HashMap<u32, u32>`: VNI → VRF id (an L3 VNI, EVPN type-5), or [`VNI_BRIDGE`] | bridge
+    /// domain id (an L2 VNI), for VXLAN decapsulation.
     pub const VNI: &str = "EX_VNI";
+    /// An [`VNI`] value naming a bridge domain.
+    pub const VNI_BRIDGE: u32 = 1 << 31;
+    /// `HashMap<MacKey, ExMac>`: the MACs of the bridge domains, static and learned.
+    pub const MACS: &str = "EX_MACS";
+    /// Entries of [`MACS`].
+    pub const MAX_MACS: u32 = 1 << 17;
     /// Entries of [`VNI`].
     pub const MAX_VNIS: u32 = 65_536;
 
@@ -348,6 +355,8 @@ pub mod express {
     pub const PORT_VRF: u8 = 1;
     /// `ExPort::kind`: a core port (labelled packets arrive here).
     pub const PORT_CORE: u8 = 2;
+    /// `ExPort::kind`: an untagged customer port of bridge domain `vrf`.
+    pub const PORT_BRIDGE: u8 = 3;
     /// `ExPort::flags`: check the source address (anti-spoof, uRPF) on this port.
     pub const PORT_ANTI_SPOOF: u8 = 1;
 
@@ -424,6 +433,40 @@ pub mod express {
     pub const ENCAP_NONE: u8 = 0;
     /// `ExAdj::encap`: VXLAN (EVPN type-5) with the record's outer headers.
     pub const ENCAP_VXLAN: u8 = 1;
+    /// `ExAdj::encap`: VXLAN of a bridged frame as it is (no inner Ethernet written).
+    pub const ENCAP_VXLAN_L2: u8 = 2;
+
+    /// Key of [`MACS`].
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    #[repr(C)]
+    pub struct MacKey {
+        /// The bridge domain.
+        pub bd: u16,
+        /// The MAC.
+        pub mac: [u8; 6],
+    }
+
+    /// `ExMac::flags`: the entry was learned (no static entry for the MAC): a frame from it
+    /// at this place teaches nothing new, so the program may forward it.
+    pub const MAC_LEARNED: u8 = 1;
+
+    /// Where a MAC of a bridge domain is. Twelve bytes, replaced whole (hash map update).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct ExMac {
+        /// The local port slot, or [`NO_PORT`] when the MAC is behind a VTEP.
+        pub port: u16,
+        /// [`MAC_LEARNED`].
+        pub flags: u8,
+        /// Zero.
+        pub pad: u8,
+        /// Behind a VTEP: the next hop (an index into [`NH`]) whose record encapsulates toward
+        /// it.
+        pub nexthop: u32,
+        /// Behind a VTEP: its address (network order), what decapsulated frames from the MAC
+        /// must come from.
+        pub vtep: [u8; 4],
+    }
     /// Bytes a VXLAN record puts before the inner IPv4 packet after the outer Ethernet header:
     /// outer IPv4, UDP, VXLAN and inner Ethernet.
     pub const VXLAN_OVERHEAD: usize = 20 + 8 + 8 + 14;
@@ -466,7 +509,7 @@ pub mod express {
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     #[repr(u32)]
     pub enum Punt {
-        /// The tier is off, or the port is not one it serves (bridge, VLAN, host mirror).
+        /// The tier is off, or the port is not one it serves (tagged, skb mode, turned off).
         Port = 0,
         /// Not unicast to the port's MAC, or an EtherType the tier does not handle.
         L2,
@@ -484,18 +527,22 @@ pub mod express {
         /// A label the tier does not handle (unknown, reserved, a pop not at the bottom of
         /// the stack).
         Label,
-        /// VXLAN the tier does not decapsulate (an L2 VNI, an unknown one, a malformed or
-        /// fragmented outer packet, a tagged inner frame).
+        /// VXLAN the tier does not decapsulate (an unknown VNI, a malformed or fragmented
+        /// outer packet, a tagged inner frame).
         Vxlan,
         /// The source check failed or could not be decided.
         AntiSpoof,
         /// The frame could not be resized.
         Headroom,
+        /// A bridged frame the tier leaves to the pipeline: to an unknown, broadcast or
+        /// multicast MAC (flooding), from a MAC not learned there yet (learning), ARP
+        /// (suppression), tagged.
+        Bridge,
     }
 
     impl Punt {
         /// How many reasons there are.
-        pub const COUNT: usize = 11;
+        pub const COUNT: usize = 12;
         /// Every reason, in index order.
         pub const ALL: [Punt; Punt::COUNT] = [
             Punt::Port,
@@ -509,6 +556,7 @@ pub mod express {
             Punt::Vxlan,
             Punt::AntiSpoof,
             Punt::Headroom,
+            Punt::Bridge,
         ];
 
         /// The counter name.
@@ -525,6 +573,7 @@ pub mod express {
                 Punt::Vxlan => "vxlan",
                 Punt::AntiSpoof => "anti-spoof",
                 Punt::Headroom => "headroom",
+                Punt::Bridge => "bridge",
             }
         }
     }
@@ -587,6 +636,7 @@ mod tests {
         assert_eq!(core::mem::offset_of!(ExAdj, pad), 66, "no implicit padding");
         assert_eq!(core::mem::size_of::<ExPort>(), 12);
         assert_eq!(core::mem::size_of::<ExIlm>(), 8);
+        assert_eq!((core::mem::size_of::<MacKey>(), core::mem::size_of::<ExMac>()), (8, 12));
         assert_eq!(core::mem::size_of::<ExPortStats>(), 32 + 8 * Punt::COUNT);
         for (i, p) in Punt::ALL.iter().enumerate() {
             assert_eq!(*p as usize, i);

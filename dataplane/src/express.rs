@@ -22,7 +22,10 @@
 //! - Labels below `MAX_LABEL`: per-VRF (pop and look up); per-CE (pop, then a record of the
 //!   label's own) and swap (a record of its own whose last label is the outgoing one, the
 //!   transport labels before it), their records under synthetic ids like the neighbours';
-//!   L3 VNIs (EVPN type-5) to their VRF.
+//!   L3 VNIs (EVPN type-5) to their VRF, L2 VNIs to their bridge domain.
+//! - Bridge domains' MACs (`EX_MACS`): configured ones and those the workers learned (only
+//!   these let a frame from them be forwarded: the pipeline would learn nothing new from it);
+//!   behind a VTEP, a record per (domain, VTEP) that encapsulates toward it.
 //!
 //! # Updates cost what they change, make before break
 //! [`Mirror::sync`] takes the commands of one commit: route commands touch their keys,
@@ -44,12 +47,13 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use carrier_common::express::{
-    ExAdj, ExConfig, ExIlm, ExPort, FibKey, CONFIG_ON, ENCAP_VXLAN, CONFIG_PIPE, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_PUNT, ILM_SWAP, MAX_ADJ, MAX_BUCKETS, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
+    ExAdj, ExConfig, ExIlm, ExMac, ExPort, FibKey, MacKey, CONFIG_ON, ENCAP_VXLAN, ENCAP_VXLAN_L2, MAC_LEARNED, PORT_BRIDGE, VNI_BRIDGE, CONFIG_PIPE, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_PUNT, ILM_SWAP, MAX_ADJ, MAX_BUCKETS, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
     MAX_VRFS, NH_BUCKETS_SHIFT, NH_SLOT_MASK, NO_PORT, PORT_ANTI_SPOOF, PORT_CORE, PORT_PUNT, PORT_VRF, TC_FROM_IP,
 };
-use carrier_common::{Label, NextHopId, PortId, VrfId, MAX_PORTS};
+use carrier_common::{BridgeDomainId, Label, NextHopId, PortId, VrfId, MAX_PORTS};
 
-use crate::tables::{FastMap, IlmAction, Ipv4Prefix, Lpm, NextHop, PortRole, Table, TableCommand, Tables, TtlMode};
+pub use crate::io::Learned;
+use crate::tables::{FastMap, IlmAction, MacDest, Ipv4Prefix, Lpm, NextHop, PortRole, Table, TableCommand, Tables, TtlMode};
 use crate::wire::MacAddr;
 
 /// Next-hop ids from here up are the mirror's own (neighbours on connected subnets); a
@@ -92,8 +96,10 @@ pub trait ExpressMaps {
     fn set_adj(&mut self, slot: u32, adj: ExAdj) -> std::io::Result<()>;
     /// Write a label's entry.
     fn set_ilm(&mut self, label: u32, entry: ExIlm) -> std::io::Result<()>;
-    /// Map an L3 VNI to a VRF, or remove it (`None`).
+    /// Map a VNI to a VRF or (`VNI_BRIDGE` |) a bridge domain, or remove it (`None`).
     fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()>;
+    /// Set or remove (`None`) a bridge domain's MAC.
+    fn set_mac(&mut self, key: MacKey, mac: Option<ExMac>) -> std::io::Result<()>;
     /// An adjacency slot is about to be reused: its packet counters so far belong to the
     /// record it held; return them and start from zero.
     fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)>;
@@ -124,6 +130,7 @@ struct Pending<'m, M: ExpressMaps> {
     adjs: Vec<(u32, ExAdj)>,
     nexthops: Vec<(u32, u32)>,
     ilm: Vec<(u32, ExIlm)>,
+    macs: Vec<(MacKey, Option<ExMac>)>,
     routes: Vec<(FibKey, Option<u32>)>,
 }
 
@@ -133,6 +140,9 @@ impl<M: ExpressMaps> Pending<'_, M> {
         self.maps.set_nexthops(&self.nexthops)?;
         for (label, entry) in self.ilm {
             self.maps.set_ilm(label, entry)?;
+        }
+        for (key, mac) in self.macs {
+            self.maps.set_mac(key, mac)?;
         }
         let mut at = 0;
         while at < self.routes.len() {
@@ -179,6 +189,10 @@ impl<M: ExpressMaps> ExpressMaps for Pending<'_, M> {
         self.ilm.push((label, entry));
         Ok(())
     }
+    fn set_mac(&mut self, key: MacKey, mac: Option<ExMac>) -> std::io::Result<()> {
+        self.macs.push((key, mac));
+        Ok(())
+    }
     fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()> {
         self.maps.set_vni(vni, vrf)
     }
@@ -194,7 +208,7 @@ pub enum Change<'a> {
     All,
     /// These commands were applied.
     Commands(&'a [TableCommand]),
-    /// Only the learned neighbours changed.
+    /// Only what the workers learned (neighbours, MACs) changed.
     Neighbours,
 }
 
@@ -260,6 +274,10 @@ pub struct Mirror {
     next_synthetic: u32,
     /// Per-CE and swap labels → the synthetic next hop holding their records.
     ilm_ids: FastMap<u32, u32>,
+    /// Bridge MACs in the maps.
+    macs: FastMap<MacKey, ExMac>,
+    /// (bridge domain, VTEP) → the synthetic next hop encapsulating toward it.
+    l2_ids: FastMap<(u16, Ipv4Addr), u32>,
     /// Labels of the records in resting slots.
     resting_labels: FastMap<u32, Vec<u32>>,
     /// Packets and bytes sent through slots since reused, by the labels they pushed.
@@ -294,6 +312,8 @@ impl Mirror {
             freed_synthetic: Vec::new(),
             next_synthetic: SYNTHETIC_BASE,
             ilm_ids: FastMap::default(),
+            macs: FastMap::default(),
+            l2_ids: FastMap::default(),
             resting_labels: FastMap::default(),
             retired_labels_out: FastMap::default(),
             last: Writes::default(),
@@ -354,8 +374,8 @@ impl Mirror {
     /// Bring the maps in line with `tables` after `change`; `learned` are the neighbours the
     /// workers learned. On error the maps may be half-updated: the caller resyncs with
     /// [`Change::All`] (and the tier punts what it cannot decide meanwhile).
-    pub fn sync(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, learned: &[(PortId, Ipv4Addr, MacAddr)], change: Change<'_>) -> std::io::Result<()> {
-        let mut pending = Pending { maps, adjs: vec![], nexthops: vec![], ilm: vec![], routes: vec![] };
+    pub fn sync(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, learned: &Learned, change: Change<'_>) -> std::io::Result<()> {
+        let mut pending = Pending { maps, adjs: vec![], nexthops: vec![], ilm: vec![], macs: vec![], routes: vec![] };
         let result = self.sync_into(&mut pending, tables, learned, change);
         // Ids unlinked in this sync are reused only by the next one: by then nothing the
         // program reads points at them.
@@ -364,7 +384,8 @@ impl Mirror {
         pending.flush()
     }
 
-    fn sync_into(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, learned: &[(PortId, Ipv4Addr, MacAddr)], change: Change<'_>) -> std::io::Result<()> {
+    fn sync_into(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, learned: &Learned, change: Change<'_>) -> std::io::Result<()> {
+        let learned_macs = &learned.macs;
         self.last = Writes::default();
         let now = Instant::now();
         let (ready, resting): (Vec<_>, Vec<_>) = self.quarantine.drain(..).partition(|(_, _, t)| now.duration_since(*t) >= QUARANTINE);
@@ -391,12 +412,13 @@ impl Mirror {
             }
             return Ok(());
         }
-        let neighbours = Neighbours { tables, learned: learned.iter().map(|(p, i, m)| ((*p, *i), *m)).collect() };
+        let neighbours = Neighbours { tables, learned: learned.neighbours.iter().map(|(p, i, m)| ((*p, *i), *m)).collect() };
 
         let mut all_records = false;
         let mut dirty_nh: HashSet<u32> = HashSet::new();
         let mut dirty_labels: HashSet<u32> = HashSet::new();
         let mut dirty_vnis = false;
+        let mut dirty_macs = matches!(change, Change::Neighbours);
         let mut route_cmds: Vec<&TableCommand> = Vec::new();
         let everything = matches!(change, Change::All);
         match change {
@@ -413,10 +435,8 @@ impl Mirror {
                             dirty_labels.insert(label.value());
                         }
                         TableCommand::VniMap { .. } | TableCommand::RemoveVni { .. } => dirty_vnis = true,
-                        TableCommand::Vrf { .. }
-                        | TableCommand::Bridge { .. }
-                        | TableCommand::FloodList { .. }
-                        | TableCommand::BridgeMac { .. } => {}
+                        TableCommand::Bridge { .. } | TableCommand::BridgeMac { .. } => dirty_macs = true,
+                        TableCommand::Vrf { .. } | TableCommand::FloodList { .. } => {}
                         _ => all_records = true,
                     }
                 }
@@ -600,6 +620,7 @@ impl Mirror {
                 .iter()
                 .filter_map(|(vni, t)| match t {
                     crate::tables::VniTarget::Vrf(v) if u32::from(v.0) < MAX_VRFS => Some((vni.value(), u32::from(v.0))),
+                    crate::tables::VniTarget::Bridge(b) if u32::from(b.0) < MAX_VRFS => Some((vni.value(), VNI_BRIDGE | u32::from(b.0))),
                     _ => None,
                 })
                 .collect();
@@ -616,10 +637,89 @@ impl Mirror {
             self.vnis = want;
         }
 
+        if everything || all_records || dirty_macs {
+            self.sync_macs(maps, tables, &neighbours, learned_macs)?;
+        }
+
         if self.config != Some(config) {
             maps.set_config(config)?;
             self.config = Some(config);
             self.last.ports += 1;
+        }
+        Ok(())
+    }
+
+    /// The bridge domains' MACs: static ones where they are, learned ones (flagged, so a frame
+    /// from them at that place may be forwarded); behind a VTEP, a record per (domain, VTEP)
+    /// encapsulating toward it.
+    fn sync_macs(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, neighbours: &Neighbours<'_>, learned: &[(BridgeDomainId, MacAddr, MacDest)]) -> std::io::Result<()> {
+        let mut want: FastMap<MacKey, (MacDest, bool)> = FastMap::default();
+        for &(bd, mac, dest) in learned {
+            want.insert(MacKey { bd: bd.0, mac: mac.0 }, (dest, true));
+        }
+        for b in &tables.bridges {
+            for (mac, dest) in &b.macs {
+                want.insert(MacKey { bd: b.id.0, mac: mac.0 }, (*dest, false));
+            }
+        }
+        // The records toward each VTEP, recompiled every time (few, and they follow the
+        // underlay, the neighbours and the bridges' VNIs).
+        let mut vteps: FastMap<(u16, Ipv4Addr), Option<Vec<ExAdj>>> = FastMap::default();
+        for (key, (dest, _)) in &want {
+            if let MacDest::Vtep(v) = dest {
+                vteps.entry((key.bd, *v)).or_insert_with(|| {
+                    let vni = tables.bridges.iter().find(|b| b.id.0 == key.bd)?.vni;
+                    let punt = ExAdj { port: NO_PORT, rpf_port: NO_PORT, ..ExAdj::default() };
+                    Some(compile_buckets(|picks| vxlan(tables, neighbours, *v, vni, None, picks).map(|a| ExAdj { encap: ENCAP_VXLAN_L2, ..a }), punt))
+                });
+            }
+        }
+        for (pair, records) in &vteps {
+            let Some(records) = records else { continue };
+            let id = match self.l2_ids.get(pair) {
+                Some(id) => *id,
+                None => match self.alloc_synthetic() {
+                    Some(id) => id,
+                    None => continue,
+                },
+            };
+            self.install(maps, id, Some(records.clone()))?;
+            self.l2_ids.insert(*pair, id);
+        }
+        let mut next: FastMap<MacKey, ExMac> = FastMap::default();
+        for (key, (dest, learned)) in want {
+            if u32::from(key.bd) >= MAX_VRFS {
+                continue;
+            }
+            let flags = if learned { MAC_LEARNED } else { 0 };
+            let entry = match dest {
+                MacDest::Port(p) if u32::from(p.0) < MAX_PORTS => ExMac { port: p.0, flags, ..ExMac::default() },
+                MacDest::Vtep(v) => match self.l2_ids.get(&(key.bd, v)) {
+                    Some(id) => ExMac { port: NO_PORT, flags, nexthop: *id, vtep: v.octets(), ..ExMac::default() },
+                    None => continue,
+                },
+                MacDest::Port(_) => continue,
+            };
+            next.insert(key, entry);
+        }
+        for (key, entry) in &next {
+            if self.macs.get(key) != Some(entry) {
+                maps.set_mac(*key, Some(*entry))?;
+                self.last.labels += 1;
+            }
+        }
+        for key in self.macs.keys().filter(|k| !next.contains_key(*k)).copied().collect::<Vec<_>>() {
+            maps.set_mac(key, None)?;
+            self.last.labels += 1;
+        }
+        self.macs = next;
+        // Records no MAC uses any more go (after the MACs are rewritten: the writes are pending).
+        let used: HashSet<(u16, Ipv4Addr)> = vteps.into_iter().filter(|(_, r)| r.is_some()).map(|(k, _)| k).collect();
+        for pair in self.l2_ids.keys().filter(|k| !used.contains(*k)).copied().collect::<Vec<_>>() {
+            if let Some(id) = self.l2_ids.remove(&pair) {
+                self.install(maps, id, None)?;
+                self.freed_synthetic.push(id);
+            }
         }
         Ok(())
     }
@@ -816,6 +916,7 @@ fn compile_port(p: &crate::tables::Port) -> ExPort {
     let (kind, vrf) = match p.role {
         _ if p.vlan.is_some() => (PORT_PUNT, 0),
         PortRole::Vrf(v) if u32::from(v.0) < MAX_VRFS => (PORT_VRF, v.0),
+        PortRole::Bridge(b) if u32::from(b.0) < MAX_VRFS => (PORT_BRIDGE, b.0),
         PortRole::Core => (PORT_CORE, 0),
         _ => (PORT_PUNT, 0),
     };
@@ -1047,11 +1148,20 @@ pub struct MemMaps {
     pub adjs: FastMap<u32, ExAdj>,
     /// ILM by label.
     pub ilm: FastMap<u32, ExIlm>,
-    /// L3 VNI → VRF.
+    /// VNI → VRF, or `VNI_BRIDGE` | bridge domain.
     pub vnis: FastMap<u32, u32>,
+    /// Bridge MACs.
+    pub macs: FastMap<MacKey, ExMac>,
 }
 
 impl ExpressMaps for MemMaps {
+    fn set_mac(&mut self, key: MacKey, mac: Option<ExMac>) -> std::io::Result<()> {
+        match mac {
+            Some(m) => self.macs.insert(key, m),
+            None => self.macs.remove(&key),
+        };
+        Ok(())
+    }
     fn set_config(&mut self, config: ExConfig) -> std::io::Result<()> {
         self.config = config;
         Ok(())
@@ -1181,7 +1291,7 @@ mod tests {
         let t = tables(3);
         let mut maps = MemMaps::default();
         let mut m = Mirror::new(true);
-        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
         let push = maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 1, 9)).expect("a route to 172.16.1.0/24");
         assert_eq!((push.port, push.nlabels, push.dst, push.src, push.mtu), (1, 1, mac(0x42).0, mac(1).0, 1500));
         assert_eq!(push.labels[0], 5000 << 12 | 1 << 8, "label 5000, bottom of stack");
@@ -1207,13 +1317,13 @@ mod tests {
         .unwrap();
         let mut maps = MemMaps::default();
         let mut m = Mirror::new(true);
-        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
         // Without a local VTEP the pipeline drops (no VTEP address): the tier punts.
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 17, 0, 1)).map(|a| a.port), Some(NO_PORT));
         let settings = RouterSettings { vtep: Some(vtep), vxlan_ttl: 17, ..RouterSettings::default() };
         let cmds = vec![TableCommand::Router(settings)];
         t.apply_all(cmds.clone()).unwrap();
-        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&cmds)).unwrap();
         let vx = maps.lookup(VrfId(0), Ipv4Addr::new(172, 17, 0, 1)).unwrap();
         assert_eq!((vx.encap, vx.port, vx.nlabels, vx.dst, vx.src), (ENCAP_VXLAN, 1, 0, mac(0x42).0, mac(1).0));
         assert_eq!((vx.inner_dst, vx.inner_src, vx.vni, vx.outer_ttl), (mac(0x55).0, mac(1).0, 5010 << 8, 17));
@@ -1253,7 +1363,7 @@ mod tests {
         t.apply_all(cmds).unwrap();
         let mut maps = MemMaps::default();
         let mut m = Mirror::new(true);
-        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
         // lcm(2, 3) = 6 buckets: bucket b takes VRF member b % 2, underlay member b % 3.
         let dst = Ipv4Addr::new(172, 18, 0, 1);
         let gateways = [mac(0x42), mac(0x43), mac(0x44)];
@@ -1269,10 +1379,10 @@ mod tests {
         // An underlay next hop changes: every record through it follows.
         let cmds = vec![TableCommand::Neighbour { port: PortId(1), ip: Ipv4Addr::new(10, 1, 0, 9), mac: mac(0x49) }];
         t.apply_all(cmds.clone()).unwrap();
-        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&cmds)).unwrap();
         let cmds = vec![TableCommand::NextHop { id: NextHopId(10), nexthop: NextHop::Adjacency { port: PortId(1), via: Some(Ipv4Addr::new(10, 1, 0, 9)) } }];
         t.apply_all(cmds.clone()).unwrap();
-        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&cmds)).unwrap();
         assert_eq!(maps.lookup_hashed(VrfId(0), dst, 1).map(|r| r.dst), Some(mac(0x49).0), "bucket 1: underlay member 1, now 10.1.0.9");
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)), None, "no such route");
     }
@@ -1290,7 +1400,7 @@ mod tests {
         t.apply_all(cmds).unwrap();
         let mut maps = MemMaps::default();
         let mut m = Mirror::new(true);
-        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
         let record = |maps: &MemMaps, label: u32| {
             let e = maps.ilm[&label];
             let at = maps.nexthops[&e.nexthop];
@@ -1306,15 +1416,64 @@ mod tests {
         // The per-CE next hop moves to an unknown neighbour: its label's record follows.
         let cmds = vec![TableCommand::NextHop { id: NextHopId(5), nexthop: NextHop::Adjacency { port: PortId(0), via: Some(Ipv4Addr::new(10, 0, 0, 99)) } }];
         t.apply_all(cmds.clone()).unwrap();
-        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&cmds)).unwrap();
         assert_eq!(record(&maps, 100_002).1.port, NO_PORT);
         // Removed: the entry goes, and so do its records.
         let cmds = vec![TableCommand::RemoveLabel { label: Label::new(100_001).unwrap() }];
         let id = maps.ilm[&100_001].nexthop;
         t.apply_all(cmds.clone()).unwrap();
-        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&cmds)).unwrap();
         assert_eq!((maps.ilm.get(&100_001), maps.nexthops.get(&id)), (None, Some(&0)));
         assert!(m.labels().any(|l| l == 100_002));
+    }
+
+    #[test]
+    fn bridge_macs_static_and_learned_with_records_toward_vteps() {
+        use carrier_common::{BridgeDomainId, Vni};
+        let mut t = tables(0);
+        let bd = BridgeDomainId(0);
+        let port = |id: u16| crate::tables::Port {
+            id: PortId(id),
+            name: format!("p{id}"),
+            mac: mac(id as u8),
+            addrs: vec![],
+            role: PortRole::Bridge(bd),
+            proxy_arp: false,
+            anti_spoof: false,
+            vlan: None,
+            mtu: 1500,
+            host: false,
+            host_rate: 0,
+        };
+        t.apply_all(vec![
+            TableCommand::Router(RouterSettings { vtep: Some(Ipv4Addr::new(192, 0, 3, 1)), ..RouterSettings::default() }),
+            TableCommand::Bridge { id: bd, name: "blue".into(), vni: Vni::new(700).unwrap(), ports: vec![] },
+            TableCommand::Port(port(2)),
+            TableCommand::Port(port(3)),
+            TableCommand::BridgeMac { bridge: bd, mac: mac(0x70), dest: MacDest::Vtep(Ipv4Addr::new(10, 255, 0, 2)) },
+            TableCommand::VniMap { vni: Vni::new(700).unwrap(), target: crate::tables::VniTarget::Bridge(bd) },
+        ])
+        .unwrap();
+        let mut maps = MemMaps::default();
+        let mut m = Mirror::new(true);
+        m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
+        assert_eq!(maps.ports.get(&2).map(|p| (p.kind, p.vrf)), Some((PORT_BRIDGE, 0)));
+        assert_eq!(maps.vnis.get(&700), Some(&VNI_BRIDGE), "bridge domain 0");
+        let remote = maps.macs[&MacKey { bd: 0, mac: mac(0x70).0 }];
+        assert_eq!((remote.port, remote.flags, remote.vtep), (NO_PORT, 0, [10, 255, 0, 2]), "configured: not a learned entry");
+        let at = maps.nexthops[&remote.nexthop];
+        let record = maps.adjs[&((at & NH_SLOT_MASK) - 1)];
+        assert_eq!((record.encap, record.port, record.dst, record.vni, record.outer_dst), (ENCAP_VXLAN_L2, 1, mac(0x42).0, 700 << 8, [10, 255, 0, 2]));
+
+        // Learned: a host on port 3 and one behind another VTEP; then both forgotten.
+        let learned = Learned { neighbours: vec![], macs: vec![(bd, mac(0x33), MacDest::Port(PortId(3))), (bd, mac(0x71), MacDest::Vtep(Ipv4Addr::new(10, 255, 0, 2)))] };
+        m.sync(&mut maps, &t, &learned, Change::Neighbours).unwrap();
+        let local = maps.macs[&MacKey { bd: 0, mac: mac(0x33).0 }];
+        assert_eq!((local.port, local.flags), (3, MAC_LEARNED));
+        let far = maps.macs[&MacKey { bd: 0, mac: mac(0x71).0 }];
+        assert_eq!((far.flags, far.nexthop), (MAC_LEARNED, remote.nexthop), "one record per (domain, VTEP)");
+        m.sync(&mut maps, &t, &Learned::default(), Change::Neighbours).unwrap();
+        assert_eq!(maps.macs.len(), 1);
     }
 
     #[test]
@@ -1322,7 +1481,7 @@ mod tests {
         let mut t = tables(10_000);
         let mut maps = MemMaps::default();
         let mut m = Mirror::new(true);
-        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
         assert!(m.last.routes >= 10_000);
         // One route in, one out.
         let cmds = vec![
@@ -1330,7 +1489,7 @@ mod tests {
             TableCommand::Withdraw { table: Table::Vrf(VrfId(0)), prefix: p("172.16.0.0/24") },
         ];
         t.apply_all(cmds.clone()).unwrap();
-        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&cmds)).unwrap();
         assert_eq!(m.last, Writes { routes: 2, ..Writes::default() });
         assert!(maps.lookup(VrfId(0), Ipv4Addr::new(192, 168, 1, 1)).is_some());
         assert!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)).is_none());
@@ -1341,13 +1500,13 @@ mod tests {
         }];
         let before = maps.nexthops[&1];
         t.apply_all(cmds.clone()).unwrap();
-        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&cmds)).unwrap();
         assert_eq!(m.last, Writes { adjacencies: 1, nexthops: 1, ..Writes::default() });
         assert_ne!(maps.nexthops[&1], before, "a changed record goes to a new slot");
         let adj = maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 5, 1)).unwrap();
         assert_eq!((adj.labels[0] >> 12, adj.tc), (6000, 5));
         // A replace with nothing changed writes nothing.
-        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
         assert_eq!(m.last, Writes::default());
     }
 
@@ -1358,14 +1517,14 @@ mod tests {
         t.apply(TableCommand::RemoveNeighbour { port: PortId(1), ip: Ipv4Addr::new(10, 1, 0, 2) }).unwrap();
         let mut maps = MemMaps::default();
         let mut m = Mirror::new(true);
-        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)).map(|a| a.port), Some(NO_PORT), "unresolved: punted (the pipeline sends ARP)");
-        let learned = [(PortId(1), Ipv4Addr::new(10, 1, 0, 2), mac(0x99)), (PortId(0), Ipv4Addr::new(10, 0, 0, 8), mac(8))];
+        let learned = Learned { neighbours: vec![(PortId(1), Ipv4Addr::new(10, 1, 0, 2), mac(0x99)), (PortId(0), Ipv4Addr::new(10, 0, 0, 8), mac(8))], macs: vec![] };
         m.sync(&mut maps, &t, &learned, Change::Neighbours).unwrap();
         let adj = maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)).unwrap();
         assert_eq!((adj.port, adj.dst), (1, mac(0x99).0));
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 8)).map(|a| a.dst), Some(mac(8).0));
-        m.sync(&mut maps, &t, &[], Change::Neighbours).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::Neighbours).unwrap();
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)).map(|a| a.port), Some(NO_PORT));
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 8)).map(|a| a.port), Some(NO_PORT), "back to the punted subnet");
     }
@@ -1384,7 +1543,7 @@ mod tests {
         .unwrap();
         let mut maps = MemMaps::default();
         let mut m = Mirror::new(true);
-        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
         assert!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 1, 1)).is_some_and(|a| a.nlabels == 1));
         assert_eq!(maps.routes.get(&fib_key(0, p("172.16.9.0/24"))), Some(&PUNT_NEXTHOP));
         assert!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 9, 1)).is_none(), "punted, not sent over the /16");
@@ -1404,11 +1563,11 @@ mod tests {
         .unwrap();
         let mut maps = MemMaps::default();
         let mut m = Mirror::new(true);
-        m.sync(&mut maps, &t, &[], Change::All).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 17, 0, 1)).map(|a| a.rpf_port), Some(0));
         let cmds = vec![TableCommand::NextHop { id: NextHopId(10), nexthop: adj(1) }];
         t.apply_all(cmds.clone()).unwrap();
-        m.sync(&mut maps, &t, &[], Change::Commands(&cmds)).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&cmds)).unwrap();
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 17, 0, 1)).map(|a| a.rpf_port), Some(1), "the group's record follows its member");
     }
 
@@ -1416,7 +1575,7 @@ mod tests {
     fn off_writes_the_tier_off() {
         let t = tables(1);
         let mut maps = MemMaps::default();
-        Mirror::new(false).sync(&mut maps, &t, &[], Change::All).unwrap();
+        Mirror::new(false).sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
         assert_eq!(maps.config.flags & CONFIG_ON, 0);
     }
 }

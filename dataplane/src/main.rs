@@ -313,13 +313,11 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
             Some("the XDP program runs in skb mode here")
         } else if p.vlan.is_some() {
             Some("the port is tagged")
-        } else if matches!(p.role, carrier_dataplane::tables::PortRole::Bridge(_)) {
-            Some("bridge ports are the AF_XDP path's")
         } else {
             None
         };
         match why {
-            None => log::info!("port {}: express tier (VRF forward, MPLS push, pop and swap, routed VXLAN in the XDP program), the rest on AF_XDP", p.name),
+            None => log::info!("port {}: express tier (VRF forward, MPLS push, pop and swap, routed VXLAN, known-unicast bridging in the XDP program), the rest on AF_XDP", p.name),
             Some(why) => {
                 log::info!("port {}: AF_XDP path only ({why})", p.name);
                 not_served.push(u32::from(p.id.0));
@@ -345,7 +343,7 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
                 }
             }
         }
-        let mut learned = xdp_board.learned().neighbours;
+        let mut learned = xdp_board.learned();
         let mut resync = false;
         if let Err(e) = mirror.sync(&mut xdp, &xdp_handle.load(), &learned, Change::All) {
             log::warn!("express tier: writing its tables failed ({e}); retrying");
@@ -361,7 +359,7 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
             if let Some(rx) = &mirror_rx {
                 match rx.recv_timeout(std::time::Duration::from_millis(20)) {
                     Ok(job) => {
-                        learned = xdp_board.learned().neighbours;
+                        learned = xdp_board.learned();
                         let change = match &job.commands {
                             Some(c) if !resync => Change::Commands(c),
                             _ => Change::All,
@@ -405,7 +403,7 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
                 }
             }
             let snapshot = xdp_handle.load();
-            let now_learned = xdp_board.learned().neighbours;
+            let now_learned = xdp_board.learned();
             if now_learned != learned || resync {
                 learned = now_learned;
                 let change = if resync { Change::All } else { Change::Neighbours };

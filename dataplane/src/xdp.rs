@@ -541,6 +541,10 @@ unsafe impl Plain for express::ExAdj {}
 // SAFETY: as above.
 unsafe impl Plain for express::ExIlm {}
 // SAFETY: as above.
+unsafe impl Plain for express::MacKey {}
+// SAFETY: as above.
+unsafe impl Plain for express::ExMac {}
+// SAFETY: as above.
 unsafe impl Plain for express::ExBytes {}
 // SAFETY: as above.
 unsafe impl Plain for express::ExPortStats {}
@@ -892,6 +896,19 @@ impl crate::express::ExpressMaps for XdpDataplane {
             },
         };
         r.map_err(|e| std::io::Error::other(format!("express map {}: {e}", express::VNI)))
+    }
+    fn set_mac(&mut self, key: express::MacKey, mac: Option<express::ExMac>) -> std::io::Result<()> {
+        let mut map = HashMap::<&mut MapData, Raw<express::MacKey>, Raw<express::ExMac>>::try_from(self.map_mut(express::MACS).map_err(io_error(express::MACS))?)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let r = match mac {
+            Some(m) => map.insert(Raw(key), Raw(m), 0),
+            None => match map.remove(&Raw(key)) {
+                Err(MapError::KeyNotFound) => Ok(()),
+                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                other => other,
+            },
+        };
+        r.map_err(|e| std::io::Error::other(format!("express map {}: {e}", express::MACS)))
     }
     fn set_adjs(&mut self, items: &[(u32, express::ExAdj)]) -> std::io::Result<()> {
         let keys: Vec<u32> = items.iter().map(|i| i.0).collect();

@@ -17,7 +17,10 @@
 //!   same VRF lookup; a per-CE label: pop, then its next hop; a swap label: swap and push
 //!   the transport labels toward the next LSR; explicit null over any of them: popped;
 //! - on a core port, VXLAN to the local VTEP with an L3 VNI (EVPN type-5): decapsulate,
-//!   then the same VRF lookup.
+//!   then the same VRF lookup; with an L2 VNI, from the VTEP its inner source MAC was learned
+//!   behind, to a MAC on a local bridge port: decapsulate and send;
+//! - on an untagged bridge port, a frame from a MAC learned there to a known unicast MAC: out
+//!   of the local port it is behind, or in VXLAN to its VTEP.
 //!
 //! Who writes what: the dataplane's mirror (`dataplane/src/express.rs`) is the only writer
 //! of the tables (`EX_CONFIG`, `EX_PORTS`, `EX_FIB`, `EX_NH`, `EX_ADJ`, `EX_ILM`,
@@ -31,13 +34,13 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use carrier_common::express::{
-    ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, CONFIG_PIPE, ENCAP_NONE, ENCAP_VXLAN, VXLAN_OVERHEAD,
+    ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, CONFIG_PIPE, ENCAP_NONE, ENCAP_VXLAN, ENCAP_VXLAN_L2, VXLAN_OVERHEAD, ExMac, MacKey, MAC_LEARNED, MAX_MACS, PORT_BRIDGE, VNI_BRIDGE,
     ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_SWAP, MAX_ADJ, NH_BUCKETS_SHIFT, NH_SLOT_MASK, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VNIS, MAX_VRFS, NO_PORT,
     PORT_ANTI_SPOOF, PORT_CORE, PORT_VRF, TC_FROM_IP,
 };
 use carrier_common::{MAX_PORTS, VXLAN_UDP_PORT};
 
-use crate::parse::{EthHdr, Frame, Ipv4Hdr, ETH_P_IPV4};
+use crate::parse::{EthHdr, Frame, Ipv4Hdr, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4};
 
 /// EtherType of MPLS unicast (RFC 3032).
 const ETH_P_MPLS_UC: u16 = 0x8847;
@@ -64,6 +67,8 @@ static ILM: Array<ExIlm> = Array::with_max_entries(MAX_LABEL, 0);
 static EGRESS: DevMap = DevMap::with_max_entries(MAX_PORTS, 0);
 #[map(name = "EX_VNI")]
 static VNI: HashMap<u32, u32> = HashMap::with_max_entries(MAX_VNIS, 0);
+#[map(name = "EX_MACS")]
+static MACS: HashMap<MacKey, ExMac> = HashMap::with_max_entries(MAX_MACS, 0);
 #[map(name = "EX_PORT_STATS")]
 static PORT_STATS: PerCpuArray<ExPortStats> = PerCpuArray::with_max_entries(MAX_PORTS, 0);
 #[map(name = "EX_VRF_STATS")]
@@ -105,6 +110,24 @@ struct Plan {
     hash: u32,
 }
 
+/// A bridged frame's way out, decided before it is touched.
+struct Bridged {
+    /// The egress port slot.
+    egress: u32,
+    /// Bytes of the frame as received to keep (Ethernet padding after a VXLAN packet goes).
+    keep: usize,
+    /// Bytes to strip from the front (the outer headers of decapsulated VXLAN).
+    strip: usize,
+    /// Toward a VTEP: the record (outer headers) and its slot, and the flow hash.
+    encap: Option<(ExAdj, u32, u32)>,
+}
+
+/// What the tier does with a frame.
+enum Todo {
+    Routed(Plan),
+    Bridged(Bridged),
+}
+
 /// Forward the frame of port `slot` if the tier can: `Some(action)`. `None` when the tier
 /// is off or leaves the frame to the AF_XDP path (counted by reason when the tier is on).
 #[inline(always)]
@@ -117,7 +140,8 @@ pub fn run(ctx: &XdpContext, slot: u32) -> Option<u32> {
     let frame = Frame::new(ctx);
     let orig_len = frame.len();
     let result = match plan(&frame, slot, &config) {
-        Ok(plan) => apply(ctx, slot, orig_len, &plan),
+        Ok(Todo::Routed(plan)) => apply(ctx, slot, orig_len, &plan),
+        Ok(Todo::Bridged(b)) => apply_bridge(ctx, slot, orig_len, &b),
         Err(p) => Err(p),
     };
     match result {
@@ -137,17 +161,20 @@ pub fn run(ctx: &XdpContext, slot: u32) -> Option<u32> {
 }
 
 #[inline(always)]
-fn plan(frame: &Frame, slot: u32, config: &ExConfig) -> Result<Plan, Punt> {
+fn plan(frame: &Frame, slot: u32, config: &ExConfig) -> Result<Todo, Punt> {
     let port = *PORTS.get(slot).ok_or(Punt::Port)?;
+    if port.kind == PORT_BRIDGE {
+        return plan_bridge(frame, port.vrf, slot).map(Todo::Bridged);
+    }
     let eth: &EthHdr = frame.header(0).ok_or(Punt::L2)?;
     if eth.dst != port.mac {
         return Err(Punt::L2);
     }
     let ether_type = u16::from_be_bytes(eth.ether_type);
     if port.kind == PORT_VRF && ether_type == ETH_P_IPV4 {
-        plan_routed(frame, &port, slot, config.flags)
+        plan_routed(frame, &port, slot, config.flags).map(Todo::Routed)
     } else if port.kind == PORT_CORE && ether_type == ETH_P_MPLS_UC {
-        plan_labelled(frame, config.flags)
+        plan_labelled(frame, config.flags).map(Todo::Routed)
     } else if port.kind == PORT_CORE && ether_type == ETH_P_IPV4 {
         plan_decap(frame, config.vtep, config.flags)
     } else {
@@ -236,22 +263,20 @@ fn update(checksum: u16, old_word: u16, new_word: u16) -> u16 {
 fn lookup(vrf: u32, addr: [u8; 4], flow: Option<&Ip>) -> Option<(ExAdj, u32)> {
     let v = (vrf as u16).to_be_bytes();
     let key = Key::new(48, [v[0], v[1], addr[0], addr[1], addr[2], addr[3], 0, 0]);
-    records(*FIB.get(&key)?, flow)
+    records(*FIB.get(&key)?, || flow.map_or(0, Ip::hash))
 }
 
-/// Next hop `nh`'s record for `flow` (see [`lookup`]): (record, slot).
+/// Next hop `nh`'s record for the flow `hash` gives (asked only of an ECMP next hop):
+/// (record, slot).
 #[inline(always)]
-fn records(nh: u32, flow: Option<&Ip>) -> Option<(ExAdj, u32)> {
+fn records(nh: u32, hash: impl FnOnce() -> u32) -> Option<(ExAdj, u32)> {
     let at = *NH.get(nh)?;
     let first = at & NH_SLOT_MASK;
     if first == 0 {
         return None;
     }
     let buckets = (at >> NH_BUCKETS_SHIFT) + 1;
-    let bucket = match flow {
-        Some(ip) if buckets > 1 => ip.hash() % buckets,
-        _ => 0,
-    };
+    let bucket = if buckets > 1 { hash() % buckets } else { 0 };
     let slot = first - 1 + bucket;
     ADJ.get(slot).map(|a| (*a, slot))
 }
@@ -330,7 +355,7 @@ fn plan_labelled(frame: &Frame, flags: u32) -> Result<Plan, Punt> {
         finish(ip_off, 0, &ip, adj, adj_slot, ttl, checksum, vrf, Some(label), flags)
     } else {
         // Per-CE: no lookup, so no VRF lookup counted.
-        let (adj, adj_slot) = records(ilm.nexthop, Some(&ip)).ok_or(Punt::NextHop)?;
+        let (adj, adj_slot) = records(ilm.nexthop, || ip.hash()).ok_or(Punt::NextHop)?;
         finish(ip_off, 0, &ip, adj, adj_slot, ttl, checksum, NO_VRF, Some(label), flags)
     }
 }
@@ -349,7 +374,7 @@ fn plan_swap(frame: &Frame, off: usize, lse: u32, nexthop: u32) -> Result<Plan, 
     if at >> NH_BUCKETS_SHIFT != 0 {
         return Err(Punt::NextHop);
     }
-    let (adj, adj_slot) = records(nexthop, None).ok_or(Punt::NextHop)?;
+    let (adj, adj_slot) = records(nexthop, || 0).ok_or(Punt::NextHop)?;
     let n = usize::from(adj.nlabels);
     if adj.port == NO_PORT || adj.encap != ENCAP_NONE || n == 0 || n > MAX_PUSH || EGRESS.get(u32::from(adj.port)).is_none() {
         return Err(Punt::NextHop);
@@ -380,7 +405,7 @@ fn plan_swap(frame: &Frame, off: usize, lse: u32, nexthop: u32) -> Result<Plan, 
 /// decapsulated and its inner IPv4 packet routed in the VNI's VRF. Anything else on a core
 /// port (L2 VNIs, transit IPv4, the router's own traffic) is the pipeline's.
 #[inline(always)]
-fn plan_decap(frame: &Frame, vtep: [u8; 4], flags: u32) -> Result<Plan, Punt> {
+fn plan_decap(frame: &Frame, vtep: [u8; 4], flags: u32) -> Result<Todo, Punt> {
     let outer = checked_ipv4(frame, ETH_LEN)?;
     if vtep == [0; 4] || outer.dst != vtep || outer.protocol != 17 {
         return Err(Punt::L2);
@@ -402,6 +427,23 @@ fn plan_decap(frame: &Frame, vtep: [u8; 4], flags: u32) -> Result<Plan, Punt> {
     let vrf = unsafe { VNI.get(vni) }.copied().ok_or(Punt::Vxlan)?;
     let inner_l2 = ETH_LEN + VXLAN_OUTER;
     let inner: &EthHdr = frame.header(inner_l2).ok_or(Punt::Vxlan)?;
+    if vrf & VNI_BRIDGE != 0 {
+        // An L2 VNI: the inner frame is bridged, learned from the outer source.
+        let et = u16::from_be_bytes(inner.ether_type);
+        if et == ETH_P_8021Q || et == ETH_P_ARP || inner.src[0] & 1 != 0 || inner.dst[0] & 1 != 0 {
+            return Err(Punt::Bridge);
+        }
+        let bd = vrf as u16;
+        // SAFETY: hash map values are replaced whole by userspace, never written in place.
+        let s = unsafe { MACS.get(MacKey { bd, mac: inner.src }) }.ok_or(Punt::Bridge)?;
+        if s.flags & MAC_LEARNED == 0 || s.port != NO_PORT || s.vtep != outer.src {
+            return Err(Punt::Bridge);
+        }
+        // SAFETY: as above.
+        let d = *unsafe { MACS.get(MacKey { bd, mac: inner.dst }) }.ok_or(Punt::Bridge)?;
+        let keep = ETH_LEN + outer.total;
+        return bridge_to(frame, d, u32::MAX, inner_l2, keep - inner_l2, keep, true).map(Todo::Bridged);
+    }
     if u16::from_be_bytes(inner.ether_type) != ETH_P_IPV4 {
         return Err(Punt::Vxlan);
     }
@@ -417,7 +459,135 @@ fn plan_decap(frame: &Frame, vtep: [u8; 4], flags: u32) -> Result<Plan, Punt> {
     }
     let ttl = ip.ttl - 1;
     let checksum = update(ip.checksum, u16::from_be_bytes([ip.ttl, ip.protocol]), u16::from_be_bytes([ttl, ip.protocol]));
-    finish(ip_off, inner_l2, &ip, adj, adj_slot, ttl, checksum, vrf, None, flags)
+    finish(ip_off, inner_l2, &ip, adj, adj_slot, ttl, checksum, vrf, None, flags).map(Todo::Routed)
+}
+
+/// A frame on an untagged bridge port: forwarded when its source is learned on this port and
+/// its destination is known unicast, to a local port or a VTEP.
+#[inline(always)]
+fn plan_bridge(frame: &Frame, bd: u16, slot: u32) -> Result<Bridged, Punt> {
+    let eth: &EthHdr = frame.header(0).ok_or(Punt::L2)?;
+    let et = u16::from_be_bytes(eth.ether_type);
+    if et == ETH_P_8021Q || et == ETH_P_ARP || eth.src[0] & 1 != 0 || eth.dst[0] & 1 != 0 {
+        return Err(Punt::Bridge);
+    }
+    // SAFETY: hash map values are replaced whole by userspace, never written in place.
+    let s = unsafe { MACS.get(MacKey { bd, mac: eth.src }) }.ok_or(Punt::Bridge)?;
+    if s.flags & MAC_LEARNED == 0 || u32::from(s.port) != slot {
+        return Err(Punt::Bridge);
+    }
+    // SAFETY: as above.
+    let d = *unsafe { MACS.get(MacKey { bd, mac: eth.dst }) }.ok_or(Punt::Bridge)?;
+    let len = frame.len();
+    bridge_to(frame, d, slot, 0, len, len, false)
+}
+
+/// Where a bridged frame goes: the frame (Ethernet on) starts at `l2` and is `l2_len` bytes;
+/// `keep` bytes of the frame as received are kept, the first `l2` stripped. What came from a
+/// VTEP never goes back to one (split horizon), nor anything back out of its own port.
+#[inline(always)]
+fn bridge_to(frame: &Frame, d: ExMac, ingress: u32, l2: usize, l2_len: usize, keep: usize, from_vtep: bool) -> Result<Bridged, Punt> {
+    if d.port != NO_PORT {
+        let egress = u32::from(d.port);
+        if egress == ingress {
+            return Err(Punt::Bridge);
+        }
+        let out = *PORTS.get(egress).ok_or(Punt::Bridge)?;
+        if out.kind != PORT_BRIDGE || EGRESS.get(egress).is_none() {
+            return Err(Punt::NextHop);
+        }
+        if l2_len < ETH_LEN || l2_len - ETH_LEN > usize::from(out.mtu) {
+            return Err(Punt::Mtu);
+        }
+        return Ok(Bridged { egress, keep, strip: l2, encap: None });
+    }
+    if from_vtep {
+        return Err(Punt::Bridge);
+    }
+    let hash = l2_hash(frame)?;
+    let (adj, adj_slot) = records(d.nexthop, || hash).ok_or(Punt::NextHop)?;
+    if adj.port == NO_PORT || adj.encap != ENCAP_VXLAN_L2 || EGRESS.get(u32::from(adj.port)).is_none() {
+        return Err(Punt::NextHop);
+    }
+    if VXLAN_OUTER + l2_len > usize::from(adj.mtu) {
+        return Err(Punt::Mtu);
+    }
+    Ok(Bridged { egress: u32::from(adj.port), keep, strip: l2, encap: Some((adj, adj_slot, hash)) })
+}
+
+/// The pipeline's VXLAN source-port hash of a bridged frame (`vxlan_encap`): the flow hash of
+/// an IPv4 packet that `Ipv4Packet::new_checked` accepts (0 for one it refuses), else FNV-1a
+/// of the two MACs. IPv4 with options is left to the pipeline.
+#[inline(always)]
+fn l2_hash(frame: &Frame) -> Result<u32, Punt> {
+    let eth: &EthHdr = frame.header(0).ok_or(Punt::Bridge)?;
+    if u16::from_be_bytes(eth.ether_type) != ETH_P_IPV4 {
+        let macs: &[u8; 12] = frame.header(0).ok_or(Punt::Bridge)?;
+        let mut h = 0x811c_9dc5u32;
+        let mut i = 0;
+        while i < 12 {
+            h = (h ^ u32::from(macs[i])).wrapping_mul(0x0100_0193);
+            i += 1;
+        }
+        return Ok(h);
+    }
+    let len = frame.len() - ETH_LEN;
+    let Some(ip) = frame.header::<Ipv4Hdr>(ETH_LEN) else {
+        return Ok(0);
+    };
+    let hl = usize::from(ip.version_ihl & 0x0f) * 4;
+    if ip.version_ihl >> 4 != 4 || hl < 20 {
+        return Ok(0);
+    }
+    if hl != 20 {
+        return Err(Punt::Bridge);
+    }
+    let total = usize::from(u16::from_be_bytes(ip.total_len));
+    if total < hl || total > len {
+        return Ok(0);
+    }
+    let mut ports = 0;
+    if (ip.protocol == 6 || ip.protocol == 17) && u16::from_be_bytes(ip.frag) & 0x3fff == 0 && total >= 24 {
+        let p: &[u8; 4] = frame.header(ETH_LEN + 20).ok_or(Punt::Bridge)?;
+        ports = u32::from_be_bytes(*p);
+    }
+    Ok(carrier_common::flow_hash(ip.src, ip.dst, ip.protocol, ports))
+}
+
+/// Send a bridged frame as decided: trimmed, stripped or encapsulated, counted, redirected.
+#[inline(always)]
+fn apply_bridge(ctx: &XdpContext, slot: u32, orig_len: usize, b: &Bridged) -> Result<u32, Punt> {
+    if orig_len > b.keep {
+        // SAFETY: a helper call on the program's own context.
+        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((orig_len - b.keep) as i32)) } != 0 {
+            return Err(Punt::Headroom);
+        }
+    }
+    // SAFETY: as above.
+    if b.strip > 0 && unsafe { bpf_xdp_adjust_head(ctx.ctx, b.strip as i32) } != 0 {
+        return Err(Punt::Headroom);
+    }
+    let mut adj_slot = None;
+    if let Some((adj, at, hash)) = b.encap {
+        // SAFETY: as above.
+        if unsafe { bpf_xdp_adjust_head(ctx.ctx, -((ETH_LEN + VXLAN_OUTER) as i32)) } != 0 {
+            return Err(Punt::Headroom);
+        }
+        let frame = Frame::new(ctx);
+        let inner_len = frame.len() - ETH_LEN - VXLAN_OUTER;
+        let eth = frame.header_mut::<EthHdr>(0).ok_or(Punt::Headroom)?;
+        eth.dst = adj.dst;
+        eth.src = adj.src;
+        eth.ether_type = ETH_P_IPV4.to_be_bytes();
+        write_vxlan(&frame, &adj, inner_len, hash, false)?;
+        adj_slot = Some(at);
+    }
+    let final_len = Frame::new(ctx).len();
+    count_port(slot, b.egress, orig_len, final_len);
+    if let Some(at) = adj_slot {
+        bump(&ADJ_STATS, at, final_len);
+    }
+    Ok(EGRESS.redirect(b.egress, 0).unwrap_or_else(|a| a))
 }
 
 /// The checks common to the IPv4 paths once the adjacency is known.
@@ -470,7 +640,7 @@ fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan) -> Result<u3
     eth.src = plan.adj.src;
     eth.ether_type = if n > 0 { ETH_P_MPLS_UC.to_be_bytes() } else { ETH_P_IPV4.to_be_bytes() };
     if vxlan {
-        write_vxlan(&frame, &plan.adj, plan.total, plan.hash)?;
+        write_vxlan(&frame, &plan.adj, ETH_LEN + plan.total, plan.hash, true)?;
     }
     let mut i = 0;
     while i < MAX_PUSH {
@@ -496,18 +666,7 @@ fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan) -> Result<u3
     }
 
     let egress = u32::from(plan.adj.port);
-    if let Some(s) = PORT_STATS.get_ptr_mut(slot) {
-        // SAFETY: per-CPU values, written only by this program on this CPU.
-        let s = unsafe { &mut *s };
-        s.rx.packets += 1;
-        s.rx.bytes += orig_len as u64;
-    }
-    if let Some(s) = PORT_STATS.get_ptr_mut(egress) {
-        // SAFETY: as above.
-        let s = unsafe { &mut *s };
-        s.tx.packets += 1;
-        s.tx.bytes += final_len as u64;
-    }
+    count_port(slot, egress, orig_len, final_len);
     bump(&VRF_STATS, plan.vrf, plan.lookup_len);
     bump(&ADJ_STATS, plan.adj_slot, final_len);
     if let Some(label) = plan.label_in {
@@ -519,7 +678,7 @@ fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan) -> Result<u3
 /// The outer IPv4, UDP and VXLAN headers and the inner Ethernet header of a VXLAN record,
 /// after the outer Ethernet header, around an inner IPv4 packet of `total` bytes.
 #[inline(always)]
-fn write_vxlan(frame: &Frame, adj: &ExAdj, total: usize, hash: u32) -> Result<(), Punt> {
+fn write_vxlan(frame: &Frame, adj: &ExAdj, inner_len: usize, hash: u32, inner_eth: bool) -> Result<(), Punt> {
     let ident = match IDENT.get_ptr_mut(0) {
         // SAFETY: a per-CPU value, written only by this program on this CPU.
         Some(i) => unsafe {
@@ -528,7 +687,7 @@ fn write_vxlan(frame: &Frame, adj: &ExAdj, total: usize, hash: u32) -> Result<()
         },
         None => 0,
     };
-    let udp_len = (8 + 8 + ETH_LEN + total) as u16;
+    let udp_len = (8 + 8 + inner_len) as u16;
     let outer_len = 20 + udp_len;
     let ip = frame.header_mut::<Ipv4Hdr>(ETH_LEN).ok_or(Punt::Headroom)?;
     ip.version_ihl = 0x45;
@@ -546,11 +705,30 @@ fn write_vxlan(frame: &Frame, adj: &ExAdj, total: usize, hash: u32) -> Result<()
     let len = udp_len.to_be_bytes();
     let vni = adj.vni.to_be_bytes();
     *udp = [sport[0], sport[1], (VXLAN_UDP_PORT >> 8) as u8, VXLAN_UDP_PORT as u8, len[0], len[1], 0, 0, 0x08, 0, 0, 0, vni[0], vni[1], vni[2], vni[3]];
-    let inner = frame.header_mut::<EthHdr>(ETH_LEN + 36).ok_or(Punt::Headroom)?;
-    inner.dst = adj.inner_dst;
-    inner.src = adj.inner_src;
-    inner.ether_type = ETH_P_IPV4.to_be_bytes();
+    if inner_eth {
+        let inner = frame.header_mut::<EthHdr>(ETH_LEN + 36).ok_or(Punt::Headroom)?;
+        inner.dst = adj.inner_dst;
+        inner.src = adj.inner_src;
+        inner.ether_type = ETH_P_IPV4.to_be_bytes();
+    }
     Ok(())
+}
+
+/// One frame received on `ingress` (`rx_len` bytes) and sent on `egress` (`tx_len`).
+#[inline(always)]
+fn count_port(ingress: u32, egress: u32, rx_len: usize, tx_len: usize) {
+    if let Some(s) = PORT_STATS.get_ptr_mut(ingress) {
+        // SAFETY: per-CPU values, written only by this program on this CPU.
+        let s = unsafe { &mut *s };
+        s.rx.packets += 1;
+        s.rx.bytes += rx_len as u64;
+    }
+    if let Some(s) = PORT_STATS.get_ptr_mut(egress) {
+        // SAFETY: as above.
+        let s = unsafe { &mut *s };
+        s.tx.packets += 1;
+        s.tx.bytes += tx_len as u64;
+    }
 }
 
 #[inline(always)]

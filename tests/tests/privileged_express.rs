@@ -58,14 +58,31 @@ impl Rng {
 const VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 3, 1);
 
 /// The ports: (role, anti-spoof, VLAN, MTU).
-const PORTS: [(PortRole, bool, Option<u16>, u16); 6] = [
+const PORTS: [(PortRole, bool, Option<u16>, u16); 9] = [
     (PortRole::Vrf(VrfId(0)), false, None, 1500),
     (PortRole::Vrf(VrfId(0)), true, None, 1500),
     (PortRole::Vrf(VrfId(1)), false, None, 120),
     (PortRole::Core, false, None, 1500),
     (PortRole::Core, false, None, 100),
     (PortRole::Vrf(VrfId(1)), false, Some(10), 1500),
+    (PortRole::Bridge(BD), false, None, 1500),
+    (PortRole::Bridge(BD), false, None, 90),
+    (PortRole::Bridge(BD), false, Some(20), 1500),
 ];
+
+/// The bridge domain (VNI 300) of the bridge ports.
+const BD: carrier_common::BridgeDomainId = carrier_common::BridgeDomainId(0);
+
+/// MACs in the bridge domain: `0..8` hosts behind the bridge ports (learned from their
+/// frames, two configured), `8..16` behind a VTEP (learned from VXLAN, two configured).
+fn bridge_mac(i: u64) -> MacAddr {
+    MacAddr([0x02, 0xbd, 0, 0, 0, i as u8])
+}
+
+/// The bridge ports.
+fn bridge_ports() -> Vec<usize> {
+    (0..PORTS.len()).filter(|i| matches!(PORTS[*i].0, PortRole::Bridge(_))).collect()
+}
 
 fn port_mac(i: usize) -> MacAddr {
     MacAddr([0x02, 0xca, 0, 0, 0, i as u8])
@@ -109,6 +126,8 @@ fn build_world(rng: &mut Rng, ifnames: &[String]) -> World {
     for v in 0..3u16 {
         cmds.push(TableCommand::Vrf { id: VrfId(v), name: format!("v{v}"), source: None });
     }
+    // The bridge domain before its ports; its port list comes with the rest below.
+    cmds.push(TableCommand::Bridge { id: BD, name: "bd".into(), vni: Vni::new(300).unwrap(), ports: vec![] });
     for (i, (role, anti_spoof, vlan, mtu)) in PORTS.iter().enumerate() {
         let subnet = port_subnet(i);
         let addr = Ipv4Addr::from(u32::from(subnet.addr()) + 1);
@@ -224,16 +243,23 @@ fn build_world(rng: &mut Rng, ifnames: &[String]) -> World {
         w.prefixes.push((v, prefix));
     }
     // VNIs: two L3 (EVPN type-5) to VRFs, one L2 to a bridge domain.
-    cmds.push(TableCommand::Bridge { id: carrier_common::BridgeDomainId(0), name: "bd".into(), vni: Vni::new(300).unwrap(), ports: vec![] });
+    let ports = bridge_ports().into_iter().map(|i| PortId(i as u16)).collect();
+    cmds.push(TableCommand::Bridge { id: BD, name: "bd".into(), vni: Vni::new(300).unwrap(), ports });
+    cmds.push(TableCommand::FloodList { bridge: BD, vteps: vec![Ipv4Addr::new(10, 255, 1, 0)] });
+    // Two hosts configured behind a bridge port, two behind VTEPs (one the PE over ECMP).
+    cmds.push(TableCommand::BridgeMac { bridge: BD, mac: bridge_mac(0), dest: carrier_dataplane::tables::MacDest::Port(PortId(bridge_ports()[0] as u16)) });
+    cmds.push(TableCommand::BridgeMac { bridge: BD, mac: bridge_mac(1), dest: carrier_dataplane::tables::MacDest::Port(PortId(bridge_ports()[1] as u16)) });
+    cmds.push(TableCommand::BridgeMac { bridge: BD, mac: bridge_mac(8), dest: carrier_dataplane::tables::MacDest::Vtep(Ipv4Addr::new(10, 255, 1, 0)) });
+    cmds.push(TableCommand::BridgeMac { bridge: BD, mac: bridge_mac(9), dest: carrier_dataplane::tables::MacDest::Vtep(Ipv4Addr::new(10, 255, 1, 2)) });
     cmds.push(TableCommand::VniMap { vni: Vni::new(300).unwrap(), target: carrier_dataplane::tables::VniTarget::Bridge(carrier_common::BridgeDomainId(0)) });
     for (vni, vrf) in [(100u32, 0u16), (200, 2)] {
         cmds.push(TableCommand::VniMap { vni: Vni::new(vni).unwrap(), target: carrier_dataplane::tables::VniTarget::Vrf(VrfId(vrf)) });
     }
     // Labels: per-VRF (pop and look up), per-CE, swap, one reserved.
     for (k, label) in (100_000u32..100_012).enumerate() {
-        let action = match k % 4 {
+        let action = match k % 5 {
             0 | 1 => IlmAction::PopLookup { vrf: VrfId(rng.below(3) as u16) },
-            2 => IlmAction::PopForward { vrf: VrfId(0), nexthop: *rng.pick(&w.nexthops) },
+            2 | 3 => IlmAction::PopForward { vrf: VrfId(0), nexthop: *rng.pick(&w.nexthops) },
             _ => IlmAction::Swap { out: Label::new(30_000 + k as u32).unwrap(), pe: Ipv4Addr::new(10, 255, 1, 0) },
         };
         cmds.push(TableCommand::Label { label: Label::new(label).unwrap(), action });
@@ -304,6 +330,9 @@ fn random_frame(rng: &mut Rng, w: &World) -> (usize, Vec<u8>) {
         f.extend_from_slice(&[0x81, 0x00, 0x00, PORTS[port].2.unwrap_or(0) as u8]);
     }
     let core = PORTS[port].0 == PortRole::Core;
+    if matches!(PORTS[port].0, PortRole::Bridge(_)) {
+        return (port, bridged_frame(rng, w, port));
+    }
     match rng.below(20) {
         0 => {
             f.extend_from_slice(&[0x08, 0x06]);
@@ -317,12 +346,20 @@ fn random_frame(rng: &mut Rng, w: &World) -> (usize, Vec<u8>) {
         _ if core && rng.chance(35) => {
             // VXLAN: mostly to the VTEP on 4789 with a known VNI, sometimes not.
             f.extend_from_slice(&[0x08, 0x00]);
-            let mut inner = if rng.chance(90) { port_mac(port).0.to_vec() } else { vec![0xff; 6] };
-            inner.extend_from_slice(&[0x02, 0xcc, 0, 0, 0, 1]);
+            let vni = *rng.pick(&[100u32, 100, 200, 200, 300, 300, 300, 999]);
+            let mut inner = if vni == 300 {
+                // Bridged: between the hosts behind VTEPs and those behind the bridge ports.
+                let mut m = if rng.chance(90) { bridge_mac(rng.below(8)).0.to_vec() } else { vec![0xff; 6] };
+                m.extend_from_slice(&bridge_mac(8 + rng.below(8)).0);
+                m
+            } else {
+                let mut m = if rng.chance(90) { port_mac(port).0.to_vec() } else { vec![0xff; 6] };
+                m.extend_from_slice(&[0x02, 0xcc, 0, 0, 0, 1]);
+                m
+            };
             inner.extend_from_slice(if rng.chance(92) { &[0x08, 0x00] } else { &[0x08, 0x06] });
             let (src, dst) = (random_addr(rng, w), random_addr(rng, w));
             inner.extend(ipv4_packet(rng, src, dst));
-            let vni = *rng.pick(&[100u32, 100, 200, 200, 300, 999]);
             let mut udp = vec![0u8; 16];
             udp[0..2].copy_from_slice(&(49152 + rng.below(16384) as u16).to_be_bytes());
             udp[2..4].copy_from_slice(&(if rng.chance(95) { 4789u16 } else { 4790 }).to_be_bytes());
@@ -468,10 +505,12 @@ impl Harness {
         self.xdp.express_counters(w.tables.vrfs.len() as u32, &labels, self.mirror.slots_used().min(MAX_ADJ)).unwrap()
     }
 
-    fn learned(&self) -> Vec<(PortId, Ipv4Addr, MacAddr)> {
-        let mut v: Vec<_> = self.worker.neighbours.iter().map(|(&(p, i), &m)| (p, i, m)).collect();
-        v.sort();
-        v
+    fn learned(&self) -> carrier_dataplane::io::Learned {
+        let mut neighbours: Vec<_> = self.worker.neighbours.iter().map(|(&(p, i), &m)| (p, i, m)).collect();
+        neighbours.sort();
+        let mut macs: Vec<_> = self.worker.macs.iter().map(|(&(bd, m), &d)| (bd, m, d)).collect();
+        macs.sort_by_key(|&(bd, m, _)| (bd, m.0));
+        carrier_dataplane::io::Learned { neighbours, macs }
     }
 
     /// One frame through both; panics with the details on any difference.
@@ -530,7 +569,8 @@ impl Harness {
             // the tier, a worker's in the pipeline): checked on its own, then compared as equal.
             let mut out = out.clone();
             if is_vxlan(pkt.frame.data()) && out.len() == pkt.frame.data().len() {
-                check_vxlan(&out).unwrap_or_else(|e| panic!("the tier's VXLAN frame: {e}\n{}", explain()));
+                let routed = !w.tables.ports.get(port).is_some_and(|p| matches!(p.role, PortRole::Bridge(_)));
+                check_vxlan(&out, routed).unwrap_or_else(|e| panic!("the tier's VXLAN frame: {e}\n{}", explain()));
                 for i in [18, 19, 24, 25] {
                     out[i] = pkt.frame.data()[i];
                 }
@@ -544,7 +584,12 @@ impl Harness {
             let per_ce = |label: Option<u32>| {
                 label.and_then(Label::new).and_then(|l| w.tables.ilm.get(&l)).is_some_and(|a| matches!(a, IlmAction::PopForward { .. }))
             };
+            let bridged_out = w.tables.ports.get(egress).is_some_and(|p| matches!(p.role, PortRole::Bridge(_)));
+            let bridged_in = w.tables.ports.get(port).is_some_and(|p| matches!(p.role, PortRole::Bridge(_)));
             let kind = match (frame.get(12..14), out.get(12..14)) {
+                _ if bridged_in && is_vxlan(&out) => "bridge-encap",
+                _ if bridged_in => "bridge",
+                _ if bridged_out => "bridge-decap",
                 _ if is_vxlan(&out) => "encap",
                 (Some([0x88, 0x47]), Some([0x88, 0x47])) => "swap",
                 (Some([0x88, 0x47]), _) if top == Some(0) => "explicit-null",
@@ -588,8 +633,9 @@ fn is_vxlan(f: &[u8]) -> bool {
 }
 
 /// A VXLAN frame as etherparse reads it: the outer IPv4 checksum right, the lengths consistent,
-/// the I flag set, an inner IPv4 packet with a right checksum.
-fn check_vxlan(f: &[u8]) -> Result<(), String> {
+/// the I flag set; when `routed`, an inner IPv4 packet with a right checksum (a bridged frame is
+/// carried as it came).
+fn check_vxlan(f: &[u8], routed: bool) -> Result<(), String> {
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
     let p = SlicedPacket::from_ethernet(f).map_err(|e| format!("outer: {e}"))?;
     let Some(NetSlice::Ipv4(ip)) = &p.net else { return Err("no outer IPv4".into()) };
@@ -608,6 +654,9 @@ fn check_vxlan(f: &[u8]) -> Result<(), String> {
     if vx.len() < 8 || vx[0] != 0x08 {
         return Err("VXLAN flags".into());
     }
+    if !routed {
+        return Ok(());
+    }
     let eth = etherparse::Ethernet2HeaderSlice::from_slice(&vx[8..]).map_err(|e| format!("inner: {e}"))?;
     if eth.ether_type() != etherparse::EtherType::IPV4 {
         return Err("inner EtherType".into());
@@ -617,6 +666,45 @@ fn check_vxlan(f: &[u8]) -> Result<(), String> {
         return Err("inner checksum".into());
     }
     Ok(())
+}
+
+/// A frame on a bridge port: between the hosts of the domain, sometimes to an unknown or
+/// broadcast MAC, sometimes ARP or IPv6, sometimes tagged.
+fn bridged_frame(rng: &mut Rng, w: &World, port: usize) -> Vec<u8> {
+    // The hosts behind this port: 2 per port, so that their MACs are learned here.
+    let at = bridge_ports().iter().position(|p| *p == port).unwrap_or(0) as u64;
+    let src = if rng.chance(95) { bridge_mac(2 * at + rng.below(2)) } else { MacAddr([0x02, 0xee, 0, 0, 0, rng.below(4) as u8]) };
+    let dst = match rng.below(20) {
+        0 => MacAddr([0xff; 6]),
+        1 => MacAddr([0x33, 0x33, 0, 0, 0, 1]),
+        2 => MacAddr([0x02, 0x99, 0, 0, 0, 7]),
+        3..=9 => bridge_mac(8 + rng.below(8)),
+        _ => bridge_mac(rng.below(8)),
+    };
+    let mut f = dst.0.to_vec();
+    f.extend_from_slice(&src.0);
+    if PORTS[port].2.is_some() || rng.chance(3) {
+        f.extend_from_slice(&[0x81, 0x00, 0x00, PORTS[port].2.unwrap_or(20) as u8]);
+    }
+    match rng.below(10) {
+        0 => {
+            f.extend_from_slice(&[0x08, 0x06]);
+            f.extend((0..28).map(|_| rng.below(256) as u8));
+        }
+        1 => {
+            f.extend_from_slice(&[0x86, 0xdd]);
+            f.extend((0..rng.below(80)).map(|_| rng.below(256) as u8));
+        }
+        _ => {
+            f.extend_from_slice(&[0x08, 0x00]);
+            let (s, d) = (random_addr(rng, w), random_addr(rng, w));
+            f.extend(ipv4_packet(rng, s, d));
+        }
+    }
+    if f.len() < 60 && rng.chance(90) {
+        f.resize(60, 0);
+    }
+    f
 }
 
 /// Random route changes: installs, withdrawals and next-hop replacements.
@@ -697,9 +785,9 @@ fn express_tier_matches_the_pipeline() {
         // a replace).
         h.worker = Worker::default();
         h.learned_seen = 0;
-        h.mirror.sync(&mut h.xdp, &w.tables, &[], Change::All).unwrap();
+        h.mirror.sync(&mut h.xdp, &w.tables, &Default::default(), Change::All).unwrap();
         for round in 0..3 {
-            for _ in 0..400 {
+            for _ in 0..700 {
                 let (port, frame) = random_frame(&mut rng, &w);
                 h.check(seed, &w, port, &frame);
             }
@@ -724,7 +812,7 @@ fn express_tier_matches_the_pipeline() {
     // only its punts.
     if std::env::var("EXPRESS_SEED").is_err() {
         assert!(h.on_queue_1 >= 10, "the tier forwards on RX queue 1 too: {}", h.on_queue_1);
-        for kind in ["vrf", "push", "push-2+", "pop", "pop-ce", "swap", "explicit-null", "decap", "encap", "ecmp-first", "ecmp-other"] {
+        for kind in ["vrf", "push", "push-2+", "pop", "pop-ce", "swap", "explicit-null", "decap", "encap", "ecmp-first", "ecmp-other", "bridge", "bridge-encap", "bridge-decap"] {
             assert!(h.kinds.get(kind).copied().unwrap_or(0) >= 10, "too few {kind} frames forwarded by the tier: {:?}", h.kinds);
         }
     }
@@ -751,7 +839,7 @@ fn golden_cases_match_the_pipeline() {
         let (peer, _ifnames, xsk, mut h) = lab(tables.ports.len());
         let labels = tables.ilm.keys().map(|l| l.value()).collect();
         let w = World { tables, prefixes: vec![], nexthops: vec![], labels, neighbours: vec![] };
-        h.mirror.sync(&mut h.xdp, &w.tables, &[], Change::All).unwrap();
+        h.mirror.sync(&mut h.xdp, &w.tables, &Default::default(), Change::All).unwrap();
         let mut steps: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "pcap")).collect();
         steps.sort();
         for step in steps {

@@ -68,7 +68,7 @@ pub type ExpressPort = (String, u64, std::collections::BTreeMap<String, u64>);
 pub type XdpPort = (String, &'static str, carrier_common::XdpPortStats);
 
 /// What one worker learned from traffic.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Learned {
     /// (port, IP) → MAC, from ARP.
     pub neighbours: Vec<(PortId, std::net::Ipv4Addr, crate::wire::MacAddr)>,
