@@ -31,6 +31,14 @@
 //! `## End-to-end forwarding on veth`, replacing only that section, and a bar chart of the
 //! forwarded rates into `bench/e2e.svg`.
 //!
+//! `--no-drop` prints, in place of those tables, each path's no-drop rate per frame size: the
+//! highest offered rate at which at most 0.1% (`--no-drop-loss`) of the frames the generator
+//! sent in the window did not reach the sink as the path's class. A search per path (round by round, paths in
+//! turn) runs it flooded, then paced at up to `--no-drop-steps` loads (7), halving the bracket
+//! between the highest passing and the lowest failing load; when the generator cannot offer
+//! more than a passing load (flooded, or short of a paced target) the rate is marked as a lower
+//! bound (≥). Its table puts the rate over the baseline's no-drop rate as the other tables do.
+//!
 //! `--routes N` (default 1: one prefix per path) puts N routes into the DUT's table and spreads
 //! the flows' destinations over them: the first N /24s of 10.128.0.0/9, flow `f` of `F` to
 //! host .2 of route `f·N/F` (fewer flows than routes: every `N/F`-th route gets one flow, the
@@ -223,6 +231,17 @@ struct Cli {
     /// (1: today's single prefix per path). Best with `--flows` at least as many.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_ROUTES)))]
     routes: u32,
+    /// Instead of the `--load` tables: per path and frame size, search for the highest paced
+    /// load forwarded with at most 0.1% loss (a flooded run, then a binary search).
+    #[arg(long, conflicts_with_all = ["loads", "write", "chart"])]
+    no_drop: bool,
+    /// Most loss, in percent of the frames offered in a run's window, that the no-drop search
+    /// lets pass.
+    #[arg(long, default_value_t = DEFAULT_NO_DROP_LOSS)]
+    no_drop_loss: f64,
+    /// Paced runs of each no-drop search after its flooded run.
+    #[arg(long, default_value_t = DEFAULT_NO_DROP_STEPS, value_parser = clap::value_parser!(u32).range(1..=12))]
+    no_drop_steps: u32,
     /// Sizes of the IPv4 frames in bytes, without the FCS, each measured on every path at
     /// every load, e.g. `60,512`: from 60 to 1510 (frames under a label are 4 bytes longer,
     /// and must fit the veths' 1500-byte MTU; in VXLAN they are the inner frames, 50 bytes
@@ -265,6 +284,9 @@ impl Cli {
 
 /// Seconds each generator runs in the `auto` comparison, unless told.
 const DEFAULT_COMPARE_SECS: f64 = 3.0;
+/// Paced runs of a no-drop search after its flooded one, unless told: the bracket then
+/// narrows to under 1% of the flooded offered rate.
+const DEFAULT_NO_DROP_STEPS: u32 = 7;
 
 /// Every path, in the order of a round: the baselines first.
 const DEFAULT_PATHS: &str = "kernel,kernel-vxlan-encap,kernel-vxlan-decap,xdp-min,afxdp-min,vrf-forward,mpls-push,mpls-pop,vxlan-encap,vxlan-decap,express-vrf-forward,express-mpls-push,express-mpls-pop,express-vxlan-encap,express-vxlan-decap";
@@ -445,6 +467,10 @@ fn run(cli: &Cli) -> Result<()> {
     ensure!((1..=20).contains(&cli.runs), "--runs must be in 1..=20");
     ensure!(cli.flows >= 1, "--flows must be at least 1");
     ensure!(!cli.loads.is_empty(), "--load is empty");
+    ensure!(
+        (0.0..=10.0).contains(&cli.no_drop_loss),
+        "--no-drop-loss must be in [0, 10] (percent)"
+    );
     ensure!(!cli.frame_sizes.is_empty(), "--frame-size is empty");
     ensure!(
         cli.frame_sizes
@@ -559,6 +585,45 @@ fn run(cli: &Cli) -> Result<()> {
         GenChoice::Auto => bench.compare_generators()?,
     };
     println!("carrier-e2e: generator: {}", gen_kind.name());
+
+    if cli.no_drop {
+        let searches = bench.no_drop(gen_kind)?;
+        let load_after = loadavg();
+        drop(sink);
+        drop(net);
+        let report = Report {
+            cli,
+            gen_kind,
+            comparison,
+            results: vec![],
+            load_before,
+            load_after,
+        };
+        for results in &searches {
+            println!(
+                "\nno-drop rate, ≤{}% loss: {}-byte frames{}\n\n{}",
+                cli.no_drop_loss,
+                results.frame_size,
+                describe_routes(cli.routes),
+                report.no_drop_table(results)
+            );
+        }
+        let note = searches
+            .iter()
+            .flat_map(|r| &r.paths)
+            .flat_map(|(_, s)| s.iter().flat_map(|s| &s.runs))
+            .map(|step| step.sample.gen_note.as_str())
+            .next()
+            .unwrap_or_default();
+        println!(
+            "Generator set-up: {}, {note}, {} flows. Load average before {}, after {}.",
+            report.gen_kind.name(),
+            cli.flows,
+            report.load_before,
+            report.load_after
+        );
+        return Ok(());
+    }
 
     let rounds = cli.runs;
     let per_run = cli.warmup + cli.secs + 1.5;
@@ -3239,6 +3304,394 @@ impl CarrierStats {
     }
 }
 
+// --- the no-drop search -------------------------------------------------------------------
+
+/// Most loss a run of the no-drop search may have to pass, unless told (`--no-drop-loss`): 0.1%
+/// of the frames offered in its window (offered as the generator counted them, lost = offered −
+/// frames of the path's class at the sink; frames refused at the DUT's ingress ring count as
+/// lost).
+const DEFAULT_NO_DROP_LOSS: f64 = 0.1;
+/// A paced run that offered under this share of its target: the generator could not pace
+/// that fast (behind carrier's AF_XDP tier the live generator falls short near 1 Mpps, see
+/// [`METHOD`]).
+const GEN_SHORTFALL: f64 = 0.97;
+/// The search stops once its bracket is narrower than this share of its top.
+const NO_DROP_RESOLUTION: f64 = 0.01;
+/// The first paced load is the flooded run's forwarded rate, kept within this share of the
+/// flooded offered rate (the search's first top) from either end.
+const NO_DROP_FIRST_MARGIN: f64 = 0.02;
+
+impl Sample {
+    /// Share of the offered frames that did not reach the sink as the path's class, in the
+    /// window (0 when the counts' edges put slightly more at the sink than offered).
+    fn loss(&self) -> f64 {
+        if self.offered_mpps > 0.0 {
+            ((self.offered_mpps - self.forwarded_mpps) / self.offered_mpps).max(0.0)
+        } else {
+            1.0
+        }
+    }
+
+    /// Lost at most `max_loss` (a share, not percent).
+    fn no_drop(&self, max_loss: f64) -> bool {
+        self.loss() <= max_loss
+    }
+}
+
+/// One run of a no-drop search: the load asked for (the first flooded, the others paced) and
+/// what was measured.
+#[derive(Debug, Clone)]
+struct Step {
+    load: Load,
+    sample: Sample,
+}
+
+impl Step {
+    /// A paced run whose generator offered under [`GEN_SHORTFALL`] of the load asked for.
+    fn short(&self) -> bool {
+        match self.load {
+            Load::Max => false,
+            Load::Paced(mpps) => self.sample.offered_mpps < mpps * GEN_SHORTFALL,
+        }
+    }
+}
+
+/// One path's search for its no-drop rate, the highest offered rate it forwards with at most
+/// `max_loss` lost: a flooded run first (its offered rate is the most the generator
+/// sends on this path, the top of the bracket; passing it ends the search), then paced runs:
+/// the first at the flooded run's forwarded rate, the others halving the bracket between the
+/// highest passing load (0 at first) and the lowest failing one. It ends after `steps` paced
+/// runs, when the bracket is under [`NO_DROP_RESOLUTION`] of its top, or when a paced run
+/// passes with the generator short of its target (it cannot pace higher). Pure: the caller
+/// runs each [`NoDropSearch::next`] load and hands back the sample.
+#[derive(Debug, Clone)]
+struct NoDropSearch {
+    /// Paced runs after the flooded one.
+    steps: u32,
+    /// Most loss of a passing run (a share of the offered frames).
+    max_loss: f64,
+    /// Every run so far, in order.
+    runs: Vec<Step>,
+    /// The highest paced load (Mpps) that passed, 0 before one did.
+    low: f64,
+    /// The lowest load that failed: the flooded offered rate, then paced loads.
+    high: f64,
+    /// The generator could not offer more than what passed: the no-drop rate is at least the
+    /// best run's.
+    generator_limited: bool,
+}
+
+impl NoDropSearch {
+    fn new(steps: u32, max_loss: f64) -> NoDropSearch {
+        NoDropSearch {
+            steps,
+            max_loss,
+            runs: vec![],
+            low: 0.0,
+            high: 0.0,
+            generator_limited: false,
+        }
+    }
+
+    /// The load of the next run, or `None` when the search is over.
+    fn next(&self) -> Option<Load> {
+        let Some(flood) = self.runs.first() else {
+            return Some(Load::Max);
+        };
+        let paced = self.runs.len() - 1;
+        if self.generator_limited
+            || paced >= self.steps as usize
+            || self.high <= 0.0
+            || self.high - self.low <= self.high * NO_DROP_RESOLUTION
+        {
+            return None;
+        }
+        let target = if paced == 0 {
+            flood.sample.forwarded_mpps.clamp(
+                self.high * NO_DROP_FIRST_MARGIN,
+                self.high * (1.0 - NO_DROP_FIRST_MARGIN),
+            )
+        } else {
+            (self.low + self.high) / 2.0
+        };
+        Some(Load::Paced(target))
+    }
+
+    /// Takes the outcome of the last [`NoDropSearch::next`] load's run.
+    fn record(&mut self, step: Step) {
+        let pass = step.sample.no_drop(self.max_loss);
+        match step.load {
+            Load::Max => {
+                self.high = step.sample.offered_mpps;
+                if pass {
+                    self.low = self.high;
+                    self.generator_limited = true;
+                }
+            }
+            Load::Paced(target) if pass => {
+                self.low = self.low.max(target);
+                self.generator_limited = step.short();
+            }
+            Load::Paced(target) => self.high = self.high.min(target),
+        }
+        self.runs.push(step);
+    }
+
+    /// The passing run that offered the most: the no-drop rate is what it offered.
+    fn best(&self) -> Option<&Sample> {
+        self.runs
+            .iter()
+            .map(|step| &step.sample)
+            .filter(|sample| sample.no_drop(self.max_loss))
+            .max_by(|a, b| a.offered_mpps.total_cmp(&b.offered_mpps))
+    }
+
+    /// The no-drop rate found (0 when nothing passed), and whether it is a lower bound.
+    fn rate(&self) -> (f64, bool) {
+        (
+            self.best().map_or(0.0, |s| s.offered_mpps),
+            self.generator_limited,
+        )
+    }
+
+    /// The lowest load that failed (Mpps asked for; for the flooded run, what it offered).
+    fn lowest_failure(&self) -> Option<f64> {
+        self.runs
+            .iter()
+            .filter(|step| !step.sample.no_drop(self.max_loss))
+            .map(|step| step.load.rate().unwrap_or(step.sample.offered_mpps))
+            .min_by(f64::total_cmp)
+    }
+
+    /// The runs, for the table: each load and whether it passed (✓, ✗; "short" when the
+    /// generator fell short of it).
+    fn trail(&self) -> String {
+        let runs: Vec<String> = self
+            .runs
+            .iter()
+            .map(|step| {
+                let load = match step.load {
+                    Load::Max => "max".to_owned(),
+                    Load::Paced(mpps) => format!("{mpps:.3}"),
+                };
+                format!(
+                    "{load} {}{}",
+                    if step.sample.no_drop(self.max_loss) {
+                        "✓"
+                    } else {
+                        "✗"
+                    },
+                    if step.short() { " (short)" } else { "" }
+                )
+            })
+            .collect();
+        runs.join(", ")
+    }
+}
+
+/// The no-drop searches of every path at one frame size, `--runs` each.
+#[derive(Debug)]
+struct NoDropResults {
+    /// Bytes of the IPv4 frames.
+    frame_size: usize,
+    paths: Vec<(PathKind, Vec<NoDropSearch>)>,
+}
+
+impl Bench<'_> {
+    /// The no-drop search of every path at every frame size, with generator `gen`: round by
+    /// round, a whole search of each path in turn (so slow drift spreads over the paths as in
+    /// the `--load` tables).
+    fn no_drop(&self, gen: GenKind) -> Result<Vec<NoDropResults>> {
+        let cli = self.cli;
+        let per_run = cli.warmup + cli.secs + 1.5;
+        let most =
+            cli.runs * cli.paths.len() * cli.frame_sizes.len() * (cli.no_drop_steps as usize + 1);
+        println!(
+            "carrier-e2e: no-drop search (≤{}% loss): {} frame sizes × {} rounds × {} paths × at most {} runs × ~{per_run:.0} s ≤ {:.0} s",
+            cli.no_drop_loss,
+            cli.frame_sizes.len(),
+            cli.runs,
+            cli.paths.len(),
+            cli.no_drop_steps + 1,
+            most as f64 * per_run
+        );
+        let mut results = vec![];
+        for &frame_size in &cli.frame_sizes {
+            println!(
+                "carrier-e2e: no-drop search, {frame_size}-byte frames{}",
+                describe_routes(cli.routes)
+            );
+            let mut by_path: Vec<(PathKind, Vec<NoDropSearch>)> =
+                cli.paths.iter().map(|p| (*p, vec![])).collect();
+            for round in 0..cli.runs {
+                for (path, searches) in &mut by_path {
+                    let mut search = NoDropSearch::new(cli.no_drop_steps, cli.no_drop_loss / 100.0);
+                    while let Some(load) = search.next() {
+                        let run = Run {
+                            path: *path,
+                            gen,
+                            load,
+                            frame_size,
+                            warmup: cli.warmup,
+                            secs: cli.secs,
+                        };
+                        let sample = self.measure(run).with_context(|| {
+                            format!(
+                                "{} (no-drop search, load {}, {frame_size}-byte frames, round {})",
+                                path.name(),
+                                describe_load(load),
+                                round + 1
+                            )
+                        })?;
+                        let step = Step { load, sample };
+                        let sample = &step.sample;
+                        println!(
+                            "  round {} {:<27} {:<12} offered {:>5.3} Mpps  forwarded {:>5.3} Mpps  loss {:>7.3}%  {}  (refused at DUT ingress {:.3}, lost at the sink {:.3} Mpps){}",
+                            round + 1,
+                            path.name(),
+                            match load {
+                                Load::Max => "flooded".to_owned(),
+                                Load::Paced(mpps) => format!("at {mpps:.3}"),
+                            },
+                            sample.offered_mpps,
+                            sample.forwarded_mpps,
+                            sample.loss() * 100.0,
+                            if sample.no_drop(search.max_loss) {
+                                "pass"
+                            } else {
+                                "FAIL"
+                            },
+                            sample.ring_drop_mpps,
+                            sample.sink_drop_mpps,
+                            if step.short() {
+                                "  (the generator fell short of the load)"
+                            } else {
+                                ""
+                            }
+                        );
+                        search.record(step);
+                    }
+                    let (rate, bound) = search.rate();
+                    println!(
+                        "  round {} {:<27} no-drop rate {}{rate:.3} Mpps{}",
+                        round + 1,
+                        path.name(),
+                        if bound { "≥ " } else { "" },
+                        if bound {
+                            "  (the generator could not offer more: a lower bound)"
+                        } else {
+                            ""
+                        }
+                    );
+                    searches.push(search);
+                }
+            }
+            results.push(NoDropResults {
+                frame_size,
+                paths: by_path,
+            });
+        }
+        Ok(results)
+    }
+}
+
+impl Report<'_> {
+    /// The no-drop table of one frame size.
+    fn no_drop_table(&self, results: &NoDropResults) -> String {
+        // Per path: (median no-drop rate, a lower bound in any run).
+        let summary = |searches: &[NoDropSearch]| {
+            (
+                median(searches.iter().map(|s| s.rate().0).collect()),
+                searches.iter().any(|s| s.rate().1),
+            )
+        };
+        let baseline = |path: PathKind| {
+            results
+                .paths
+                .iter()
+                .find(|(p, _)| *p == path.baseline())
+                .map(|(_, searches)| summary(searches))
+        };
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "| path | frames | no-drop Mpps (median) | runs | vs Linux (VXLAN: Linux VXLAN) | forwarded at it, Mpps | loss at it | DUT CPU at it | lowest failing load, Mpps | flooded: offered / forwarded, Mpps | loads tried (last run) |"
+        );
+        let _ = writeln!(t, "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|");
+        for (path, searches) in &results.paths {
+            let (rate, bound) = summary(searches);
+            let best: Vec<&Sample> = searches.iter().filter_map(NoDropSearch::best).collect();
+            let at_best = |f: fn(&Sample) -> f64| {
+                if best.is_empty() {
+                    "–".to_owned()
+                } else {
+                    format!("{:.3}", median(best.iter().map(|s| f(s)).collect()))
+                }
+            };
+            let runs: Vec<String> = searches
+                .iter()
+                .map(|s| match s.rate() {
+                    _ if s.best().is_none() => {
+                        format!("< {:.3}", s.lowest_failure().unwrap_or(0.0))
+                    }
+                    (r, true) => format!("≥ {r:.3}"),
+                    (r, false) => format!("{r:.3}"),
+                })
+                .collect();
+            let failing: Vec<f64> = searches
+                .iter()
+                .filter_map(NoDropSearch::lowest_failure)
+                .collect();
+            let flood: Vec<&Sample> = searches
+                .iter()
+                .filter_map(|s| s.runs.first().map(|step| &step.sample))
+                .collect();
+            let _ =
+                writeln!(
+                t,
+                "| {} | {} | **{}{rate:.3}** | {} | {} | {} | {} | {} | {} | {:.3} / {:.3} | {} |",
+                path.name(),
+                path.describe(results.frame_size, self.cli.routes),
+                if bound { "≥ " } else { "" },
+                runs.join(", "),
+                ratio(*path, rate, bound, baseline(*path)),
+                at_best(|s| s.forwarded_mpps),
+                if best.is_empty() {
+                    "–".to_owned()
+                } else {
+                    format!("{:.3}%", median(best.iter().map(|s| s.loss() * 100.0).collect()))
+                },
+                if best.is_empty() {
+                    "–".to_owned()
+                } else {
+                    format!("{:.2}", median(best.iter().map(|s| s.dut_cpu).collect()))
+                },
+                if failing.is_empty() {
+                    "none".to_owned()
+                } else {
+                    format!("{:.3}", median(failing))
+                },
+                median(flood.iter().map(|s| s.offered_mpps).collect()),
+                median(flood.iter().map(|s| s.forwarded_mpps).collect()),
+                searches.last().map(NoDropSearch::trail).unwrap_or_default(),
+            );
+        }
+        let _ = writeln!(
+            t,
+            "\nNo-drop rate: the highest offered rate (frames the generator sent, per second) at which at most {}% of them did not reach the sink as the path's class in a {} s window (after {} s of warm-up; frames refused at the DUT's ingress ring count as lost, and so would frames the sink's ring refused, which the step log shows apart); \
+             found per path by a flooded run and then up to {} paced runs halving the bracket between the highest passing and the lowest failing load. \
+             ≥: the generator could not offer more (the flooded run passed, or a paced run passed with the generator short of its load by over {:.0}%, marked \"short\"), so the rate is a lower bound; \
+             < : no load passed. Ratios as in the `--load` tables (≥ / ≤ / ? when a side is a bound).",
+            self.cli.no_drop_loss,
+            self.cli.secs,
+            self.cli.warmup,
+            self.cli.no_drop_steps,
+            (1.0 - GEN_SHORTFALL) * 100.0,
+        );
+        t
+    }
+}
+
 // --- the report ---------------------------------------------------------------------------
 
 struct Report<'a> {
@@ -3259,6 +3712,26 @@ fn median(mut values: Vec<f64>) -> f64 {
         values[n / 2]
     } else {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// The cell of `path`'s ratio of `value` (a lower bound when `bound`) over its baseline's
+/// `base` (value, and whether a lower bound), when the baseline was measured. A ratio over a
+/// baseline that is a lower bound is an upper bound (≤), a lower bound over a baseline that is
+/// not is a lower bound (≥), and ? when both are bounds.
+fn ratio(path: PathKind, value: f64, bound: bool, base: Option<(f64, bool)>) -> String {
+    match base {
+        Some(_) if path == path.baseline() => "1.00×".to_owned(),
+        Some((b, base_bound)) if b > 0.0 => {
+            let mark = match (bound, base_bound) {
+                (false, false) => "",
+                (true, false) => "≥ ",
+                (false, true) => "≤ ",
+                (true, true) => "? ",
+            };
+            format!("{mark}{:.2}×", value / b)
+        }
+        _ => "–".to_owned(),
     }
 }
 
@@ -3286,22 +3759,6 @@ impl Report<'_> {
                         s.iter().any(Sample::lower_bound),
                     )
                 })
-        };
-        // A ratio over a baseline that is a lower bound is an upper bound, and a lower bound
-        // over a baseline that is not is a lower bound.
-        let ratio = |path: PathKind, value: f64, bound: bool, base: Option<(f64, bool)>| match base
-        {
-            Some(_) if path == path.baseline() => "1.00×".to_owned(),
-            Some((b, base_bound)) if b > 0.0 => {
-                let mark = match (bound, base_bound) {
-                    (false, false) => "",
-                    (true, false) => "≥ ",
-                    (false, true) => "≤ ",
-                    (true, true) => "? ",
-                };
-                format!("{mark}{:.2}×", value / b)
-            }
-            _ => "–".to_owned(),
         };
         let mut t = String::new();
         let _ = writeln!(
@@ -4117,5 +4574,71 @@ mod tests {
             .expect("config");
         assert!(push.contains(&format!("labels = [{}]", PUSH_LABEL + 299)));
         assert!(PathKind::Kernel.carrier_config(true, 300).is_none());
+    }
+
+    /// A sample of a run that offered `offered` and forwarded `forwarded` Mpps.
+    fn sample(offered: f64, forwarded: f64) -> Sample {
+        Sample {
+            offered_mpps: offered,
+            forwarded_mpps: forwarded,
+            class_share: 1.0,
+            ring_drop_mpps: 0.0,
+            sink_drop_mpps: 0.0,
+            sink_frames: [0; CLASSES],
+            dut_cpu: 0.5,
+            other_cpu: 0.0,
+            other_gen_cpu: 0.0,
+            napi_cpu: 0.5,
+            gen_note: String::new(),
+            carrier: None,
+        }
+    }
+
+    /// Runs a search against a model: a DUT forwarding up to `capacity` Mpps (all of it
+    /// below, and only `flooded` when flooded past it), a generator flooding at `flood` and
+    /// pacing up to `pace` Mpps.
+    fn search(capacity: f64, flooded: f64, flood: f64, pace: f64) -> NoDropSearch {
+        let mut search = NoDropSearch::new(DEFAULT_NO_DROP_STEPS, DEFAULT_NO_DROP_LOSS / 100.0);
+        while let Some(load) = search.next() {
+            let offered = match load {
+                Load::Max => flood,
+                Load::Paced(mpps) => mpps.min(pace),
+            };
+            let forwarded = match load {
+                Load::Max if offered > capacity => flooded,
+                _ => offered.min(capacity),
+            };
+            search.record(Step {
+                load,
+                sample: sample(offered, forwarded),
+            });
+            assert!(search.runs.len() <= DEFAULT_NO_DROP_STEPS as usize + 1);
+        }
+        search
+    }
+
+    #[test]
+    fn no_drop_search_brackets_the_capacity() {
+        // A DUT that collapses when flooded: the search climbs above the flooded rate.
+        let s = search(2.0, 0.8, 4.0, 4.0);
+        let (rate, bound) = s.rate();
+        assert!(!bound);
+        assert!(rate <= 2.0 && rate > 2.0 * 0.97, "{rate}: {}", s.trail());
+        assert!(s.lowest_failure().expect("a failure") > 2.0);
+        // A DUT that keeps its rate when flooded.
+        let (rate, bound) = search(1.5, 1.5, 4.0, 4.0).rate();
+        assert!(!bound && rate <= 1.5 && rate > 1.5 * 0.97, "{rate}");
+        // Faster than the generator: the flooded run passes, a lower bound.
+        let s = search(5.0, 5.0, 4.0, 4.0);
+        assert_eq!(s.runs.len(), 1);
+        assert_eq!(s.rate(), (4.0, true));
+        // The generator paces no faster than 1 Mpps: a lower bound at what it sent.
+        let s = search(3.0, 0.5, 4.0, 1.0);
+        let (rate, bound) = s.rate();
+        assert!(bound && (rate - 1.0).abs() < 1e-9, "{rate}: {}", s.trail());
+        // Losing everything: nothing passes.
+        let s = search(0.0, 0.0, 4.0, 4.0);
+        assert!(s.best().is_none());
+        assert_eq!(s.rate(), (0.0, false));
     }
 }
