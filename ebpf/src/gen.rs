@@ -17,7 +17,11 @@
 //! a decapsulating forwarder rewrites), then the UDP source port, so the traffic is `flows`
 //! flows: the port is `first_port + n % flows`, `n` this CPU's frame count. The UDP checksums
 //! of the harness's frames are 0 (none), so nothing else changes; no forwarder here writes the
-//! payload.
+//! payload. When the flows differ in more than the port (`carrier-e2e --routes`: each flow's
+//! destination address in another route's prefix, so another IPv4 checksum too), the harness
+//! gives each flow a template of its own (`GEN_CONFIG` says how many; `GEN_TEMPLATE` then has
+//! an entry per flow, its size set by the harness when it loads the program) and flow `f`'s
+//! frames get template `f`; the port is still written after it, and is the template's own.
 //!
 //! Paced (a non-zero interval in `GEN_CONFIG`), it sends a frame only when the next one is
 //! due by `bpf_ktime_get_ns` and drops the others at once (`XDP_DROP`, back into the page
@@ -50,8 +54,11 @@ const CONFIG_INTERVAL: u32 = 3;
 /// `GEN_CONFIG` index of the template bytes written back: [`TEMPLATE_LEN`] for that many
 /// (the frame must be as long), anything else for [`SHORT_TEMPLATE`].
 const CONFIG_TEMPLATE_LEN: u32 = 4;
+/// `GEN_CONFIG` index of the number of templates in `GEN_TEMPLATE`, one per flow (0 or 1: one
+/// template, index 0, for every flow).
+const CONFIG_TEMPLATES: u32 = 5;
 /// Entries of `GEN_CONFIG`.
-const CONFIG_ENTRIES: u32 = 5;
+const CONFIG_ENTRIES: u32 = 6;
 /// Most frames sent back to back to catch up after a stall, when paced.
 const CATCH_UP: u64 = 16;
 /// Largest source-port offset accepted; a bound the verifier can see.
@@ -68,7 +75,9 @@ const SHORT_TEMPLATE: usize = 48;
 const TEMPLATE_LEN: usize = 2 * SHORT_TEMPLATE;
 
 /// Index 0: the first [`TEMPLATE_LEN`] bytes of the frame (zero-padded when it is shorter),
-/// written back into every frame: the first [`SHORT_TEMPLATE`] of them, or all.
+/// written back into every frame: the first [`SHORT_TEMPLATE`] of them, or all. With per-flow
+/// templates (`CONFIG_TEMPLATES` over 1), index `f` is flow `f`'s; the harness then loads the
+/// program with as many entries as flows (one here, for everyone else who loads the object).
 #[map(name = "GEN_TEMPLATE")]
 static GEN_TEMPLATE: Array<[[u8; SHORT_TEMPLATE]; 2]> = Array::with_max_entries(1, 0);
 
@@ -106,7 +115,11 @@ pub fn carrier_gen(ctx: XdpContext) -> u32 {
     if start + SHORT_TEMPLATE > ctx.data_end() {
         return xdp_action::XDP_ABORTED;
     }
-    let Some(template) = GEN_TEMPLATE.get(0) else {
+    let flows = config(CONFIG_FLOWS).max(1);
+    let flow = n % flows;
+    let templates = config(CONFIG_TEMPLATES);
+    let index = if templates > 1 { flow % templates } else { 0 };
+    let Some(template) = GEN_TEMPLATE.get(index as u32) else {
         return xdp_action::XDP_ABORTED;
     };
     let [head, tail] = template;
@@ -123,8 +136,7 @@ pub fn carrier_gen(ctx: XdpContext) -> u32 {
         unsafe { *(at as *mut [u8; SHORT_TEMPLATE]) = *tail };
     }
 
-    let flows = config(CONFIG_FLOWS).max(1);
-    let port = (config(CONFIG_FIRST_PORT) + n % flows) as u16;
+    let port = (config(CONFIG_FIRST_PORT) + flow) as u16;
     let offset = config(CONFIG_SPORT_OFFSET) as usize;
     if offset <= MAX_SPORT_OFFSET {
         let at = start + offset;

@@ -31,6 +31,24 @@
 //! `## End-to-end forwarding on veth`, replacing only that section, and a bar chart of the
 //! forwarded rates into `bench/e2e.svg`.
 //!
+//! `--no-drop` prints, in place of those tables, each path's no-drop rate per frame size: the
+//! highest offered rate at which at most 0.1% (`--no-drop-loss`) of the frames the generator
+//! sent in the window did not reach the sink as the path's class. A search per path (round by round, paths in
+//! turn) runs it flooded, then paced at up to `--no-drop-steps` loads (7), halving the bracket
+//! between the highest passing and the lowest failing load; when the generator cannot offer
+//! more than a passing load (flooded, or short of a paced target) the rate is marked as a lower
+//! bound (≥). Its table puts the rate over the baseline's no-drop rate as the other tables do.
+//!
+//! `--routes N` (default 1: one prefix per path) puts N routes into the DUT's table and spreads
+//! the flows' destinations over them: the first N /24s of 10.128.0.0/9, flow `f` of `F` to
+//! host .2 of route `f·N/F` (fewer flows than routes: every `N/F`-th route gets one flow, the
+//! rest are only in the table). In carrier's VRF red they are routes via the sink (VRF forward,
+//! MPLS pop, VXLAN decap), VPN routes to the remote PE with a label each (MPLS push: labels
+//! 1000 to 1000+N−1), or EVPN type-5 routes to the remote VTEP (VXLAN encap); in Linux's main
+//! table, routes via the sink, or onto its vxlan device via the remote VTEP (encap). The
+//! minimal forwarders have no table: they get the same frames and ignore the destinations. The
+//! live generator then writes a template per flow (the IPv4 checksums differ), not one.
+//!
 //! Only frames of the class the path must produce count as forwarded (IPv4 after a VRF forward, an
 //! MPLS pop or a VXLAN decap, MPLS after a push, VXLAN after a VXLAN encap); a run where they are
 //! under 99% of what the sink saw is marked. The sink tells VXLAN from IPv4 by the outer headers
@@ -67,7 +85,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use aya::maps::{Array, DevMap, MapData, PerCpuArray};
 use aya::programs::{Xdp, XdpMode};
-use aya::Ebpf;
+use aya::{Ebpf, EbpfLoader};
 use carrier_bench::run::{
     cpu_model, install_stop_handler, is_root, loadavg, section_range, stopped,
 };
@@ -126,6 +144,16 @@ const VXLAN_OVERHEAD: usize = 50;
 const MAX_VXLAN_FRAME: usize = 1500 - VXLAN_OVERHEAD + 14;
 /// Linux's vxlan device in the DUT namespace (the kernel VXLAN baselines).
 const KERNEL_VXLAN_DEV: &str = "e2x";
+
+/// With `--routes N` over 1, the routes are the first N /24s of this /9 (10.128.0.0/24,
+/// 10.128.1.0/24, ...), all toward the sink's side, and each flow's destination is host
+/// [`ROUTE_HOST`] of one of them (see [`flow_prefix`]).
+const ROUTE_RANGE: Ipv4Addr = Ipv4Addr::new(10, 128, 0, 0);
+const ROUTE_RANGE_LEN: u8 = 9;
+/// Most `--routes`: the /24s in [`ROUTE_RANGE`].
+const MAX_ROUTES: u32 = 1 << (24 - ROUTE_RANGE_LEN);
+/// The host of a route's prefix the flows to it go to.
+const ROUTE_HOST: u32 = 2;
 
 /// The sink's counter indexes (`ebpf/src/sink.rs`: `CLASS_*`): IPv4 (but VXLAN), MPLS, other,
 /// VXLAN (IPv4 without options, UDP to port 4789).
@@ -198,6 +226,22 @@ struct Cli {
     /// Distinct flows (UDP source ports) in the generated traffic.
     #[arg(long, default_value_t = 1024)]
     flows: u16,
+    /// Routes in the DUT's table (carrier's VRF, Linux's main table), each a /24 of
+    /// 10.128.0.0/9 toward the sink's side, with the flows' destinations spread over them
+    /// (1: today's single prefix per path). Best with `--flows` at least as many.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_ROUTES)))]
+    routes: u32,
+    /// Instead of the `--load` tables: per path and frame size, search for the highest paced
+    /// load forwarded with at most 0.1% loss (a flooded run, then a binary search).
+    #[arg(long, conflicts_with_all = ["loads", "write", "chart"])]
+    no_drop: bool,
+    /// Most loss, in percent of the frames offered in a run's window, that the no-drop search
+    /// lets pass.
+    #[arg(long, default_value_t = DEFAULT_NO_DROP_LOSS)]
+    no_drop_loss: f64,
+    /// Paced runs of each no-drop search after its flooded run.
+    #[arg(long, default_value_t = DEFAULT_NO_DROP_STEPS, value_parser = clap::value_parser!(u32).range(1..=12))]
+    no_drop_steps: u32,
     /// Sizes of the IPv4 frames in bytes, without the FCS, each measured on every path at
     /// every load, e.g. `60,512`: from 60 to 1510 (frames under a label are 4 bytes longer,
     /// and must fit the veths' 1500-byte MTU; in VXLAN they are the inner frames, 50 bytes
@@ -240,6 +284,9 @@ impl Cli {
 
 /// Seconds each generator runs in the `auto` comparison, unless told.
 const DEFAULT_COMPARE_SECS: f64 = 3.0;
+/// Paced runs of a no-drop search after its flooded one, unless told: the bracket then
+/// narrows to under 1% of the flooded offered rate.
+const DEFAULT_NO_DROP_STEPS: u32 = 7;
 
 /// Every path, in the order of a round: the baselines first.
 const DEFAULT_PATHS: &str = "kernel,kernel-vxlan-encap,kernel-vxlan-decap,xdp-min,afxdp-min,vrf-forward,mpls-push,mpls-pop,vxlan-encap,vxlan-decap,express-vrf-forward,express-mpls-push,express-mpls-pop,express-vxlan-encap,express-vxlan-decap";
@@ -420,6 +467,10 @@ fn run(cli: &Cli) -> Result<()> {
     ensure!((1..=20).contains(&cli.runs), "--runs must be in 1..=20");
     ensure!(cli.flows >= 1, "--flows must be at least 1");
     ensure!(!cli.loads.is_empty(), "--load is empty");
+    ensure!(
+        (0.0..=10.0).contains(&cli.no_drop_loss),
+        "--no-drop-loss must be in [0, 10] (percent)"
+    );
     ensure!(!cli.frame_sizes.is_empty(), "--frame-size is empty");
     ensure!(
         cli.frame_sizes
@@ -501,10 +552,16 @@ fn run(cli: &Cli) -> Result<()> {
         net.gen.name, net.dut.name, net.sink.name
     );
 
-    // The live generator's program: required for `--generator live`, tried for `auto`.
+    // The live generator's program: required for `--generator live`, tried for `auto`; with
+    // room for a template per flow when the flows go to different routes.
+    let live_templates = if cli.routes > 1 {
+        u32::from(cli.flows)
+    } else {
+        1
+    };
     let live = match cli.generator {
-        GenChoice::Live => Some(LiveGen::load(&object)?),
-        GenChoice::Auto => LiveGen::load(&object)
+        GenChoice::Live => Some(LiveGen::load(&object, live_templates)?),
+        GenChoice::Auto => LiveGen::load(&object, live_templates)
             .map_err(|e| println!("carrier-e2e: no live generator: {e:#}"))
             .ok(),
         GenChoice::Xsk | GenChoice::Packet => None,
@@ -529,6 +586,45 @@ fn run(cli: &Cli) -> Result<()> {
     };
     println!("carrier-e2e: generator: {}", gen_kind.name());
 
+    if cli.no_drop {
+        let searches = bench.no_drop(gen_kind)?;
+        let load_after = loadavg();
+        drop(sink);
+        drop(net);
+        let report = Report {
+            cli,
+            gen_kind,
+            comparison,
+            results: vec![],
+            load_before,
+            load_after,
+        };
+        for results in &searches {
+            println!(
+                "\nno-drop rate, ≤{}% loss: {}-byte frames{}\n\n{}",
+                cli.no_drop_loss,
+                results.frame_size,
+                describe_routes(cli.routes),
+                report.no_drop_table(results)
+            );
+        }
+        let note = searches
+            .iter()
+            .flat_map(|r| &r.paths)
+            .flat_map(|(_, s)| s.iter().flat_map(|s| &s.runs))
+            .map(|step| step.sample.gen_note.as_str())
+            .next()
+            .unwrap_or_default();
+        println!(
+            "Generator set-up: {}, {note}, {} flows. Load average before {}, after {}.",
+            report.gen_kind.name(),
+            cli.flows,
+            report.load_before,
+            report.load_after
+        );
+        return Ok(());
+    }
+
     let rounds = cli.runs;
     let per_run = cli.warmup + cli.secs + 1.5;
     let total_runs = rounds * cli.paths.len() * cli.loads.len() * cli.frame_sizes.len();
@@ -546,8 +642,9 @@ fn run(cli: &Cli) -> Result<()> {
         .flat_map(|load| cli.frame_sizes.iter().map(move |size| (load, size)))
     {
         println!(
-            "carrier-e2e: offered load {}, {frame_size}-byte frames",
-            describe_load(load)
+            "carrier-e2e: offered load {}, {frame_size}-byte frames{}",
+            describe_load(load),
+            describe_routes(cli.routes)
         );
         let mut by_path: Vec<(PathKind, Vec<Sample>)> =
             cli.paths.iter().map(|p| (*p, vec![])).collect();
@@ -611,9 +708,10 @@ fn run(cli: &Cli) -> Result<()> {
     };
     for load in &report.results {
         println!(
-            "\noffered load: {}, {}-byte frames\n\n{}\n{}",
+            "\noffered load: {}, {}-byte frames{}\n\n{}\n{}",
             describe_load(load.load),
             load.frame_size,
+            describe_routes(cli.routes),
             report.table(load),
             report.carrier_table(load)
         );
@@ -640,6 +738,88 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+// --- routes -------------------------------------------------------------------------------
+
+/// The `index`-th route of `--routes` (under [`MAX_ROUTES`]): a /24 of [`ROUTE_RANGE`].
+fn route_prefix(index: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(ROUTE_RANGE) + (index << 8))
+}
+
+/// The route flow `flow` of `flows` goes to, with `routes` routes: `flow × routes / flows`, so
+/// the flows spread evenly over all the routes. With at least as many flows as routes every
+/// route gets traffic (⌈flows / routes⌉ or ⌊flows / routes⌋ flows each); with fewer, every
+/// `routes / flows`-th route does, one flow each, the others are only in the table.
+fn flow_prefix(flow: u16, flows: u16, routes: u32) -> u32 {
+    (u64::from(flow) * u64::from(routes) / u64::from(flows.max(1))) as u32
+}
+
+/// The routes of `--routes` (none for 1: the paths' own single prefix), each as the config's
+/// `[[route]]` in VRF red with the target `target(index)` (a `via = ..`, `mpls = ..` or
+/// `vxlan = ..` line).
+fn vrf_routes(routes: u32, target: impl Fn(u32) -> String) -> String {
+    let mut out = String::new();
+    if routes > 1 {
+        for index in 0..routes {
+            let _ = write!(
+                out,
+                "\n[[route]]\nvrf = \"red\"\nprefix = \"{}/24\"\n{}\n",
+                route_prefix(index),
+                target(index)
+            );
+        }
+    }
+    out
+}
+
+/// Linux's share of `--routes` in the DUT namespace for a kernel baseline: the same N /24s
+/// in its main table, added with one `ip -batch` and flushed (`ip route flush root`, all of
+/// [`ROUTE_RANGE`]) when dropped. Toward the sink neighbour for IPv4 forwarding and the VXLAN
+/// decap; onto the vxlan device via the remote VTEP (`onlink`) for the VXLAN encap, as its
+/// single route is (so it must come after [`KernelVxlan`], and goes with its device).
+#[derive(Debug)]
+struct KernelRoutes<'a> {
+    ns: &'a NetNs,
+}
+
+impl<'a> KernelRoutes<'a> {
+    /// Adds `routes` routes for `route` (none, and `None`, for a single route).
+    fn up(
+        ns: &'a NetNs,
+        scratch: &Scratch,
+        route: Route,
+        routes: u32,
+    ) -> Result<Option<KernelRoutes<'a>>> {
+        if routes <= 1 {
+            return Ok(None);
+        }
+        let target = match route {
+            Route::VxlanEncap => format!("via {REMOTE_VTEP} dev {KERNEL_VXLAN_DEV} onlink"),
+            Route::Ipv4 | Route::Push | Route::Pop | Route::VxlanDecap => {
+                format!("via {SINK_DST} dev {DUT_OUT}")
+            }
+        };
+        let mut batch = String::new();
+        for index in 0..routes {
+            let _ = writeln!(batch, "route add {}/24 {target}", route_prefix(index));
+        }
+        let file = scratch.dir.join("kernel-routes.batch");
+        std::fs::write(&file, batch).with_context(|| format!("writing {}", file.display()))?;
+        // The guard first: a batch that fails half-way leaves routes to flush.
+        let guard = KernelRoutes { ns };
+        let file = file.to_string_lossy().into_owned();
+        ns.run(&["ip", "-batch", &file])
+            .with_context(|| format!("adding {routes} routes to Linux's table"))?;
+        Ok(Some(guard))
+    }
+}
+
+impl Drop for KernelRoutes<'_> {
+    fn drop(&mut self) {
+        let range = format!("{ROUTE_RANGE}/{ROUTE_RANGE_LEN}");
+        let _ = self.ns.run(&["ip", "route", "flush", "root", &range]);
+    }
 }
 
 // --- paths --------------------------------------------------------------------------------
@@ -720,8 +900,19 @@ impl PathKind {
         }
     }
 
-    /// The frames in and out, for `size`-byte IPv4 frames.
-    fn describe(self, size: usize) -> String {
+    /// The frames in and out, for `size`-byte IPv4 frames, and the table's routes when there
+    /// are `routes` of them (`--routes`; the minimal forwarders have no table).
+    fn describe(self, size: usize, routes: u32) -> String {
+        let text = self.describe_frames(size, routes);
+        match self {
+            _ if routes <= 1 => text,
+            PathKind::XdpMin | PathKind::AfxdpMin => format!("{text}; no table"),
+            _ => format!("{text}; {routes} routes"),
+        }
+    }
+
+    /// [`PathKind::describe`] without the route count.
+    fn describe_frames(self, size: usize, routes: u32) -> String {
         let labelled = size + 4;
         let vxlan = size + VXLAN_OVERHEAD;
         match (self, self.route()) {
@@ -739,10 +930,16 @@ impl PathKind {
                 format!("IPv4/UDP {size} B in, IPv4 {size} B out (baseline: AF_XDP, MACs, TTL)")
             }
             (_, Route::Ipv4) => format!("IPv4/UDP {size} B in, IPv4 {size} B out, one VRF"),
+            (_, Route::Push) if routes > 1 => format!(
+                "IPv4/UDP {size} B in, MPLS (labels {PUSH_LABEL}–{}, one per route) {labelled} B out",
+                PUSH_LABEL + routes - 1
+            ),
             (_, Route::Push) => {
-                format!("IPv4/UDP {size} B in, MPLS (label 1000) {labelled} B out")
+                format!("IPv4/UDP {size} B in, MPLS (label {PUSH_LABEL}) {labelled} B out")
             }
-            (_, Route::Pop) => format!("MPLS (label 100) {labelled} B in, IPv4 {size} B out"),
+            (_, Route::Pop) => {
+                format!("MPLS (label {POP_LABEL}) {labelled} B in, IPv4 {size} B out")
+            }
             (_, Route::VxlanEncap) => {
                 format!("IPv4/UDP {size} B in, VXLAN (VNI {VNI}) {vxlan} B out, EVPN type-5")
             }
@@ -795,28 +992,37 @@ impl PathKind {
         }
     }
 
+    /// The (inner) destination address of flow `flow` of `flows` with `routes` routes: with
+    /// one, the path's own (the sink for IPv4 out, a host of the remote PE's or VTEP's prefix
+    /// for a push or an encap); with more, host [`ROUTE_HOST`] of the flow's route
+    /// ([`flow_prefix`]).
+    fn destination(self, flow: u16, flows: u16, routes: u32) -> Ipv4Addr {
+        if routes > 1 {
+            let prefix = route_prefix(flow_prefix(flow, flows, routes));
+            return Ipv4Addr::from(u32::from(prefix) + ROUTE_HOST);
+        }
+        match self.route() {
+            Route::Ipv4 | Route::Pop | Route::VxlanDecap => SINK_DST,
+            Route::Push | Route::VxlanEncap => REMOTE_DST,
+        }
+    }
+
     /// One frame per flow, as the generator sends them to the DUT's ingress veth: IPv4
-    /// frames of `size` bytes (4 more under a label, 50 more in VXLAN).
-    fn frames(self, flows: u16, size: usize) -> Vec<Vec<u8>> {
+    /// frames of `size` bytes (4 more under a label, 50 more in VXLAN). The flows differ in
+    /// the UDP source port and, with `routes` over 1, in the (inner) destination address
+    /// ([`PathKind::destination`]), each with its own IPv4 checksum.
+    fn frames(self, flows: u16, size: usize, routes: u32) -> Vec<Vec<u8>> {
         let payload = size - UDP_HEADERS;
         (0..flows)
             .map(|flow| {
                 let sport = FIRST_PORT + flow;
+                let dst = self.destination(flow, flows, routes);
                 match self.route() {
-                    Route::Ipv4 => {
-                        udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, SINK_DST, sport, payload)
+                    Route::Ipv4 | Route::Push | Route::VxlanEncap => {
+                        udp_frame(DUT_IN_MAC, GEN_MAC, CUSTOMER_SRC, dst, sport, payload)
                     }
-                    Route::Push | Route::VxlanEncap => udp_frame(
-                        DUT_IN_MAC,
-                        GEN_MAC,
-                        CUSTOMER_SRC,
-                        REMOTE_DST,
-                        sport,
-                        payload,
-                    ),
                     Route::Pop => {
-                        let inner =
-                            udp_frame(DUT_IN_MAC, GEN_MAC, REMOTE_DST, SINK_DST, sport, payload);
+                        let inner = udp_frame(DUT_IN_MAC, GEN_MAC, REMOTE_DST, dst, sport, payload);
                         mpls_frame(DUT_IN_MAC, GEN_MAC, POP_LABEL, 64, &inner[14..])
                     }
                     Route::VxlanDecap => {
@@ -824,7 +1030,7 @@ impl PathKind {
                             DUT_ROUTER_MAC,
                             REMOTE_ROUTER_MAC,
                             REMOTE_DST,
-                            SINK_DST,
+                            dst,
                             sport,
                             payload,
                         );
@@ -838,7 +1044,12 @@ impl PathKind {
     /// The dataplane's config for this path (docs/config.md); `None` for the baselines. The
     /// tier is chosen by `express` under `[router]`, written only when the dataplane knows
     /// the key (`has_express`; one that does not refuses it, and has only the AF_XDP tier).
-    fn carrier_config(self, has_express: bool) -> Option<String> {
+    /// With `routes` over 1, VRF red holds that many /24s ([`route_prefix`]): toward the sink
+    /// (VRF forward, MPLS pop, VXLAN decap: the routes' next hop is the sink neighbour), VPN
+    /// routes to the remote PE with a label each (MPLS push: [`PUSH_LABEL`] + the route's
+    /// index), or EVPN type-5 routes to the remote VTEP (VXLAN encap); in place of the single
+    /// remote prefix for a push or an encap, beside the connected subnets otherwise.
+    fn carrier_config(self, has_express: bool, routes: u32) -> Option<String> {
         let express = match self.tier() {
             Tier::Baseline => return None,
             _ if !has_express => "",
@@ -864,18 +1075,31 @@ impl PathKind {
         // The remote PE / VTEP, behind the sink.
         let underlay =
             format!("\n[[route]]\nprefix = \"{REMOTE_VTEP}/32\"\nvia = \"{CORE_PEER}\"\n");
-        let config = match self.route() {
-            Route::Ipv4 => format!("{head}{customer_in}{customer_out}"),
-            Route::Push => {
+        // The path's VRF routes: `--routes` of them, or the single remote prefix of a push or
+        // an encap (the other paths' single destination is in a connected subnet).
+        let to_sink = vrf_routes(routes, |_| format!("via = \"{SINK_DST}\""));
+        let push = |index: u32| {
+            format!(
+                "mpls = {{ labels = [{}], pe = \"{REMOTE_VTEP}\" }}",
+                PUSH_LABEL + index
+            )
+        };
+        let encap = |_: u32| {
+            format!("vxlan = {{ vtep = \"{REMOTE_VTEP}\", vni = {VNI}, router_mac = \"{REMOTE_ROUTER_MAC}\" }}")
+        };
+        let remote = |target: &dyn Fn(u32) -> String| {
+            if routes > 1 {
+                vrf_routes(routes, target)
+            } else {
                 format!(
-                    r#"{head}{customer_in}{core_out}{underlay}
-[[route]]
-vrf = "red"
-prefix = "10.2.0.0/24"
-mpls = {{ labels = [{PUSH_LABEL}], pe = "10.255.0.2" }}
-"#
+                    "\n[[route]]\nvrf = \"red\"\nprefix = \"10.2.0.0/24\"\n{}\n",
+                    target(0)
                 )
             }
+        };
+        let config = match self.route() {
+            Route::Ipv4 => format!("{head}{customer_in}{customer_out}{to_sink}"),
+            Route::Push => format!("{head}{customer_in}{core_out}{underlay}{}", remote(&push)),
             Route::Pop => {
                 format!(
                     r#"{head}{core_in}{customer_out}
@@ -883,18 +1107,11 @@ mpls = {{ labels = [{PUSH_LABEL}], pe = "10.255.0.2" }}
 label = {POP_LABEL}
 action = "lookup"
 vrf = "red"
-"#
+{to_sink}"#
                 )
             }
             Route::VxlanEncap => {
-                format!(
-                    r#"{head}{customer_in}{core_out}{underlay}
-[[route]]
-vrf = "red"
-prefix = "10.2.0.0/24"
-vxlan = {{ vtep = "{REMOTE_VTEP}", vni = {VNI}, router_mac = "{REMOTE_ROUTER_MAC}" }}
-"#
-                )
+                format!("{head}{customer_in}{core_out}{underlay}{}", remote(&encap))
             }
             Route::VxlanDecap => {
                 format!(
@@ -902,7 +1119,7 @@ vxlan = {{ vtep = "{REMOTE_VTEP}", vni = {VNI}, router_mac = "{REMOTE_ROUTER_MAC
 [[vni]]
 vni = {VNI}
 vrf = "red"
-"#
+{to_sink}"#
                 )
             }
         };
@@ -916,7 +1133,7 @@ vrf = "red"
 fn dataplane_has_express(dataplane: &Path, scratch: &Scratch) -> Result<bool> {
     let check = |has_express: bool| -> Result<std::result::Result<(), String>> {
         let config = PathKind::VrfForward
-            .carrier_config(has_express)
+            .carrier_config(has_express, 1)
             .context("the VRF forward path has a config")?;
         let file = scratch.dir.join("express-probe.toml");
         std::fs::write(&file, config).with_context(|| format!("writing {}", file.display()))?;
@@ -1823,6 +2040,7 @@ const GEN_CONFIG_FLOWS: u32 = 1;
 const GEN_CONFIG_FIRST_PORT: u32 = 2;
 const GEN_CONFIG_INTERVAL: u32 = 3;
 const GEN_CONFIG_TEMPLATE_LEN: u32 = 4;
+const GEN_CONFIG_TEMPLATES: u32 = 5;
 /// UDP source port of the first flow (the rest follow it).
 const FIRST_PORT: u16 = 1024;
 
@@ -1830,6 +2048,8 @@ const FIRST_PORT: u16 = 1024;
 /// each run and reads how many frames it sent.
 struct LiveGen {
     ebpf: Ebpf,
+    /// Entries of its `GEN_TEMPLATE`: 1, or one per flow.
+    templates: u32,
 }
 
 impl std::fmt::Debug for LiveGen {
@@ -1839,9 +2059,13 @@ impl std::fmt::Debug for LiveGen {
 }
 
 impl LiveGen {
-    fn load(object: &Path) -> Result<LiveGen> {
-        let mut ebpf =
-            Ebpf::load_file(object).with_context(|| format!("loading {}", object.display()))?;
+    /// Loads the program with room for `templates` templates (`GEN_TEMPLATE`'s entries: 1, or
+    /// one per flow when the flows differ in more than the UDP source port).
+    fn load(object: &Path, templates: u32) -> Result<LiveGen> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(GEN_TEMPLATE, templates.max(1))
+            .load_file(object)
+            .with_context(|| format!("loading {}", object.display()))?;
         let program: &mut Xdp = ebpf
             .program_mut(GEN_PROGRAM)
             .with_context(|| {
@@ -1853,15 +2077,19 @@ impl LiveGen {
             .try_into()
             .context("carrier_gen is not an XDP program")?;
         program.load().context("loading carrier_gen")?;
-        Ok(LiveGen { ebpf })
+        Ok(LiveGen {
+            ebpf,
+            templates: templates.max(1),
+        })
     }
 
-    /// Sets what it sends: `frame`'s first `template_len` bytes ([`GEN_SHORT_TEMPLATE`] or
-    /// [`GEN_TEMPLATE_LEN`]: its headers), and `flows` UDP source ports from [`FIRST_PORT`]
+    /// Sets what it sends: each of `frames`' first `template_len` bytes ([`GEN_SHORT_TEMPLATE`]
+    /// or [`GEN_TEMPLATE_LEN`]: its headers) as a template (one for every flow, or one per
+    /// flow: flow `f` gets `frames[f]`), and `flows` UDP source ports from [`FIRST_PORT`]
     /// written at `sport_offset`; and how fast: as fast as it goes, or `rate` Mpps.
     fn configure(
         &mut self,
-        frame: &[u8],
+        frames: &[Vec<u8>],
         template_len: usize,
         sport_offset: u32,
         flows: u16,
@@ -1872,24 +2100,39 @@ impl LiveGen {
             "the generator writes back {GEN_SHORT_TEMPLATE} or {GEN_TEMPLATE_LEN} bytes, not {template_len}"
         );
         ensure!(
-            frame.len() >= template_len,
+            frames.len() == 1 || frames.len() == usize::from(flows),
+            "one template, or one per flow"
+        );
+        ensure!(
+            frames.len() <= self.templates as usize,
+            "carrier_gen was loaded with room for {} templates, not {}",
+            self.templates,
+            frames.len()
+        );
+        ensure!(
+            frames.iter().all(|frame| frame.len() >= template_len),
             "frame shorter than the generator's template"
         );
         ensure!(
             sport_offset as usize + 2 <= template_len,
             "the source port lies past the generator's template"
         );
-        // Zero-padded past what is written back.
-        let mut template = [0u8; GEN_TEMPLATE_LEN];
-        let head = frame.len().min(GEN_TEMPLATE_LEN);
-        template[..head].copy_from_slice(&frame[..head]);
-        Array::<&mut MapData, [u8; GEN_TEMPLATE_LEN]>::try_from(
-            self.ebpf
-                .map_mut(GEN_TEMPLATE)
-                .context("the object has no GEN_TEMPLATE")?,
-        )?
-        .set(0, template, 0)
-        .context("writing GEN_TEMPLATE")?;
+        {
+            let mut templates = Array::<&mut MapData, [u8; GEN_TEMPLATE_LEN]>::try_from(
+                self.ebpf
+                    .map_mut(GEN_TEMPLATE)
+                    .context("the object has no GEN_TEMPLATE")?,
+            )?;
+            for (index, frame) in frames.iter().enumerate() {
+                // Zero-padded past what is written back.
+                let mut template = [0u8; GEN_TEMPLATE_LEN];
+                let head = frame.len().min(GEN_TEMPLATE_LEN);
+                template[..head].copy_from_slice(&frame[..head]);
+                templates
+                    .set(index as u32, template, 0)
+                    .context("writing GEN_TEMPLATE")?;
+            }
+        }
         let mut config = Array::<&mut MapData, u64>::try_from(
             self.ebpf
                 .map_mut(GEN_CONFIG)
@@ -1903,6 +2146,7 @@ impl LiveGen {
             (GEN_CONFIG_FIRST_PORT, u64::from(FIRST_PORT)),
             (GEN_CONFIG_INTERVAL, interval),
             (GEN_CONFIG_TEMPLATE_LEN, template_len as u64),
+            (GEN_CONFIG_TEMPLATES, frames.len() as u64),
         ] {
             config.set(index, value, 0).context("writing GEN_CONFIG")?;
         }
@@ -2071,8 +2315,9 @@ fn errno(what: &str, e: xdpilone::Errno) -> anyhow::Error {
 /// The forwarder of one run; stopped when dropped.
 #[derive(Debug)]
 enum Dut<'a> {
-    /// Linux forwarding (`ip_forward=1`), and for the kernel VXLAN baselines its vxlan
-    /// device and underlay.
+    /// Linux forwarding (`ip_forward=1`), for the kernel VXLAN baselines its vxlan device and
+    /// underlay, and with `--routes` its routes (dropped in this order: the vxlan device goes
+    /// before its routes are flushed, taking those over it along).
     Kernel(
         &'a NetNs,
         #[expect(
@@ -2080,6 +2325,8 @@ enum Dut<'a> {
             reason = "held for its drop, which undoes Linux's VXLAN set-up"
         )]
         Option<KernelVxlan<'a>>,
+        #[expect(dead_code, reason = "held for its drop, which flushes the routes")]
+        Option<KernelRoutes<'a>>,
     ),
     AfxdpMin(AfxdpFwd),
     XdpMin(#[expect(dead_code, reason = "held for its drop, which detaches the program")] MinFwd),
@@ -2089,7 +2336,7 @@ enum Dut<'a> {
 impl Dut<'_> {
     fn start<'a>(bench: &Bench<'a>, path: PathKind) -> Result<Dut<'a>> {
         let net = bench.net;
-        match path.carrier_config(bench.has_express) {
+        match path.carrier_config(bench.has_express, bench.cli.routes) {
             None if path == PathKind::XdpMin => {
                 Ok(Dut::XdpMin(MinFwd::attach(&net.dut, bench.object)?))
             }
@@ -2100,8 +2347,10 @@ impl Dut<'_> {
             )?)),
             None => {
                 let vxlan = KernelVxlan::up(&net.dut, path.route())?;
+                let routes =
+                    KernelRoutes::up(&net.dut, bench.scratch, path.route(), bench.cli.routes)?;
                 net.dut.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-                Ok(Dut::Kernel(&net.dut, vxlan))
+                Ok(Dut::Kernel(&net.dut, vxlan, routes))
             }
             Some(config) => Ok(Dut::Carrier(Dataplane::start(
                 &net.dut,
@@ -2407,7 +2656,7 @@ impl MinFwd {
 
 impl Drop for Dut<'_> {
     fn drop(&mut self) {
-        if let Dut::Kernel(ns, _) = self {
+        if let Dut::Kernel(ns, ..) = self {
             let _ = ns.run(&["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
         }
     }
@@ -2792,6 +3041,15 @@ struct LoadResults {
     paths: Vec<(PathKind, Vec<Sample>)>,
 }
 
+/// The route count of the tables' headings: nothing for the single route of each path.
+fn describe_routes(routes: u32) -> String {
+    if routes > 1 {
+        format!(", {routes} routes in the DUT's table (the flows' destinations spread over them)")
+    } else {
+        String::new()
+    }
+}
+
 fn describe_load(load: Load) -> String {
     match load {
         Load::Max => "as fast as the generator goes".to_owned(),
@@ -2826,11 +3084,17 @@ impl Bench<'_> {
             Dut::Kernel(..) | Dut::XdpMin(_) => vec![],
         };
         let limit = Duration::from_secs_f64(warmup + secs + 30.0);
-        let frames = path.frames(cli.flows, frame_size);
+        let frames = path.frames(cli.flows, frame_size, cli.routes);
         let live = match (gen, live) {
             (GenKind::Live, Some(live)) => {
+                // A template per flow when the flows differ in more than the port.
+                let templates = if cli.routes > 1 {
+                    &frames[..]
+                } else {
+                    &frames[..1]
+                };
                 live.borrow_mut().configure(
-                    &frames[0],
+                    templates,
                     path.template_len(),
                     path.sport_offset(),
                     cli.flows,
@@ -3040,6 +3304,394 @@ impl CarrierStats {
     }
 }
 
+// --- the no-drop search -------------------------------------------------------------------
+
+/// Most loss a run of the no-drop search may have to pass, unless told (`--no-drop-loss`): 0.1%
+/// of the frames offered in its window (offered as the generator counted them, lost = offered −
+/// frames of the path's class at the sink; frames refused at the DUT's ingress ring count as
+/// lost).
+const DEFAULT_NO_DROP_LOSS: f64 = 0.1;
+/// A paced run that offered under this share of its target: the generator could not pace
+/// that fast (behind carrier's AF_XDP tier the live generator falls short near 1 Mpps, see
+/// [`METHOD`]).
+const GEN_SHORTFALL: f64 = 0.97;
+/// The search stops once its bracket is narrower than this share of its top.
+const NO_DROP_RESOLUTION: f64 = 0.01;
+/// The first paced load is the flooded run's forwarded rate, kept within this share of the
+/// flooded offered rate (the search's first top) from either end.
+const NO_DROP_FIRST_MARGIN: f64 = 0.02;
+
+impl Sample {
+    /// Share of the offered frames that did not reach the sink as the path's class, in the
+    /// window (0 when the counts' edges put slightly more at the sink than offered).
+    fn loss(&self) -> f64 {
+        if self.offered_mpps > 0.0 {
+            ((self.offered_mpps - self.forwarded_mpps) / self.offered_mpps).max(0.0)
+        } else {
+            1.0
+        }
+    }
+
+    /// Lost at most `max_loss` (a share, not percent).
+    fn no_drop(&self, max_loss: f64) -> bool {
+        self.loss() <= max_loss
+    }
+}
+
+/// One run of a no-drop search: the load asked for (the first flooded, the others paced) and
+/// what was measured.
+#[derive(Debug, Clone)]
+struct Step {
+    load: Load,
+    sample: Sample,
+}
+
+impl Step {
+    /// A paced run whose generator offered under [`GEN_SHORTFALL`] of the load asked for.
+    fn short(&self) -> bool {
+        match self.load {
+            Load::Max => false,
+            Load::Paced(mpps) => self.sample.offered_mpps < mpps * GEN_SHORTFALL,
+        }
+    }
+}
+
+/// One path's search for its no-drop rate, the highest offered rate it forwards with at most
+/// `max_loss` lost: a flooded run first (its offered rate is the most the generator
+/// sends on this path, the top of the bracket; passing it ends the search), then paced runs:
+/// the first at the flooded run's forwarded rate, the others halving the bracket between the
+/// highest passing load (0 at first) and the lowest failing one. It ends after `steps` paced
+/// runs, when the bracket is under [`NO_DROP_RESOLUTION`] of its top, or when a paced run
+/// passes with the generator short of its target (it cannot pace higher). Pure: the caller
+/// runs each [`NoDropSearch::next`] load and hands back the sample.
+#[derive(Debug, Clone)]
+struct NoDropSearch {
+    /// Paced runs after the flooded one.
+    steps: u32,
+    /// Most loss of a passing run (a share of the offered frames).
+    max_loss: f64,
+    /// Every run so far, in order.
+    runs: Vec<Step>,
+    /// The highest paced load (Mpps) that passed, 0 before one did.
+    low: f64,
+    /// The lowest load that failed: the flooded offered rate, then paced loads.
+    high: f64,
+    /// The generator could not offer more than what passed: the no-drop rate is at least the
+    /// best run's.
+    generator_limited: bool,
+}
+
+impl NoDropSearch {
+    fn new(steps: u32, max_loss: f64) -> NoDropSearch {
+        NoDropSearch {
+            steps,
+            max_loss,
+            runs: vec![],
+            low: 0.0,
+            high: 0.0,
+            generator_limited: false,
+        }
+    }
+
+    /// The load of the next run, or `None` when the search is over.
+    fn next(&self) -> Option<Load> {
+        let Some(flood) = self.runs.first() else {
+            return Some(Load::Max);
+        };
+        let paced = self.runs.len() - 1;
+        if self.generator_limited
+            || paced >= self.steps as usize
+            || self.high <= 0.0
+            || self.high - self.low <= self.high * NO_DROP_RESOLUTION
+        {
+            return None;
+        }
+        let target = if paced == 0 {
+            flood.sample.forwarded_mpps.clamp(
+                self.high * NO_DROP_FIRST_MARGIN,
+                self.high * (1.0 - NO_DROP_FIRST_MARGIN),
+            )
+        } else {
+            (self.low + self.high) / 2.0
+        };
+        Some(Load::Paced(target))
+    }
+
+    /// Takes the outcome of the last [`NoDropSearch::next`] load's run.
+    fn record(&mut self, step: Step) {
+        let pass = step.sample.no_drop(self.max_loss);
+        match step.load {
+            Load::Max => {
+                self.high = step.sample.offered_mpps;
+                if pass {
+                    self.low = self.high;
+                    self.generator_limited = true;
+                }
+            }
+            Load::Paced(target) if pass => {
+                self.low = self.low.max(target);
+                self.generator_limited = step.short();
+            }
+            Load::Paced(target) => self.high = self.high.min(target),
+        }
+        self.runs.push(step);
+    }
+
+    /// The passing run that offered the most: the no-drop rate is what it offered.
+    fn best(&self) -> Option<&Sample> {
+        self.runs
+            .iter()
+            .map(|step| &step.sample)
+            .filter(|sample| sample.no_drop(self.max_loss))
+            .max_by(|a, b| a.offered_mpps.total_cmp(&b.offered_mpps))
+    }
+
+    /// The no-drop rate found (0 when nothing passed), and whether it is a lower bound.
+    fn rate(&self) -> (f64, bool) {
+        (
+            self.best().map_or(0.0, |s| s.offered_mpps),
+            self.generator_limited,
+        )
+    }
+
+    /// The lowest load that failed (Mpps asked for; for the flooded run, what it offered).
+    fn lowest_failure(&self) -> Option<f64> {
+        self.runs
+            .iter()
+            .filter(|step| !step.sample.no_drop(self.max_loss))
+            .map(|step| step.load.rate().unwrap_or(step.sample.offered_mpps))
+            .min_by(f64::total_cmp)
+    }
+
+    /// The runs, for the table: each load and whether it passed (✓, ✗; "short" when the
+    /// generator fell short of it).
+    fn trail(&self) -> String {
+        let runs: Vec<String> = self
+            .runs
+            .iter()
+            .map(|step| {
+                let load = match step.load {
+                    Load::Max => "max".to_owned(),
+                    Load::Paced(mpps) => format!("{mpps:.3}"),
+                };
+                format!(
+                    "{load} {}{}",
+                    if step.sample.no_drop(self.max_loss) {
+                        "✓"
+                    } else {
+                        "✗"
+                    },
+                    if step.short() { " (short)" } else { "" }
+                )
+            })
+            .collect();
+        runs.join(", ")
+    }
+}
+
+/// The no-drop searches of every path at one frame size, `--runs` each.
+#[derive(Debug)]
+struct NoDropResults {
+    /// Bytes of the IPv4 frames.
+    frame_size: usize,
+    paths: Vec<(PathKind, Vec<NoDropSearch>)>,
+}
+
+impl Bench<'_> {
+    /// The no-drop search of every path at every frame size, with generator `gen`: round by
+    /// round, a whole search of each path in turn (so slow drift spreads over the paths as in
+    /// the `--load` tables).
+    fn no_drop(&self, gen: GenKind) -> Result<Vec<NoDropResults>> {
+        let cli = self.cli;
+        let per_run = cli.warmup + cli.secs + 1.5;
+        let most =
+            cli.runs * cli.paths.len() * cli.frame_sizes.len() * (cli.no_drop_steps as usize + 1);
+        println!(
+            "carrier-e2e: no-drop search (≤{}% loss): {} frame sizes × {} rounds × {} paths × at most {} runs × ~{per_run:.0} s ≤ {:.0} s",
+            cli.no_drop_loss,
+            cli.frame_sizes.len(),
+            cli.runs,
+            cli.paths.len(),
+            cli.no_drop_steps + 1,
+            most as f64 * per_run
+        );
+        let mut results = vec![];
+        for &frame_size in &cli.frame_sizes {
+            println!(
+                "carrier-e2e: no-drop search, {frame_size}-byte frames{}",
+                describe_routes(cli.routes)
+            );
+            let mut by_path: Vec<(PathKind, Vec<NoDropSearch>)> =
+                cli.paths.iter().map(|p| (*p, vec![])).collect();
+            for round in 0..cli.runs {
+                for (path, searches) in &mut by_path {
+                    let mut search = NoDropSearch::new(cli.no_drop_steps, cli.no_drop_loss / 100.0);
+                    while let Some(load) = search.next() {
+                        let run = Run {
+                            path: *path,
+                            gen,
+                            load,
+                            frame_size,
+                            warmup: cli.warmup,
+                            secs: cli.secs,
+                        };
+                        let sample = self.measure(run).with_context(|| {
+                            format!(
+                                "{} (no-drop search, load {}, {frame_size}-byte frames, round {})",
+                                path.name(),
+                                describe_load(load),
+                                round + 1
+                            )
+                        })?;
+                        let step = Step { load, sample };
+                        let sample = &step.sample;
+                        println!(
+                            "  round {} {:<27} {:<12} offered {:>5.3} Mpps  forwarded {:>5.3} Mpps  loss {:>7.3}%  {}  (refused at DUT ingress {:.3}, lost at the sink {:.3} Mpps){}",
+                            round + 1,
+                            path.name(),
+                            match load {
+                                Load::Max => "flooded".to_owned(),
+                                Load::Paced(mpps) => format!("at {mpps:.3}"),
+                            },
+                            sample.offered_mpps,
+                            sample.forwarded_mpps,
+                            sample.loss() * 100.0,
+                            if sample.no_drop(search.max_loss) {
+                                "pass"
+                            } else {
+                                "FAIL"
+                            },
+                            sample.ring_drop_mpps,
+                            sample.sink_drop_mpps,
+                            if step.short() {
+                                "  (the generator fell short of the load)"
+                            } else {
+                                ""
+                            }
+                        );
+                        search.record(step);
+                    }
+                    let (rate, bound) = search.rate();
+                    println!(
+                        "  round {} {:<27} no-drop rate {}{rate:.3} Mpps{}",
+                        round + 1,
+                        path.name(),
+                        if bound { "≥ " } else { "" },
+                        if bound {
+                            "  (the generator could not offer more: a lower bound)"
+                        } else {
+                            ""
+                        }
+                    );
+                    searches.push(search);
+                }
+            }
+            results.push(NoDropResults {
+                frame_size,
+                paths: by_path,
+            });
+        }
+        Ok(results)
+    }
+}
+
+impl Report<'_> {
+    /// The no-drop table of one frame size.
+    fn no_drop_table(&self, results: &NoDropResults) -> String {
+        // Per path: (median no-drop rate, a lower bound in any run).
+        let summary = |searches: &[NoDropSearch]| {
+            (
+                median(searches.iter().map(|s| s.rate().0).collect()),
+                searches.iter().any(|s| s.rate().1),
+            )
+        };
+        let baseline = |path: PathKind| {
+            results
+                .paths
+                .iter()
+                .find(|(p, _)| *p == path.baseline())
+                .map(|(_, searches)| summary(searches))
+        };
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "| path | frames | no-drop Mpps (median) | runs | vs Linux (VXLAN: Linux VXLAN) | forwarded at it, Mpps | loss at it | DUT CPU at it | lowest failing load, Mpps | flooded: offered / forwarded, Mpps | loads tried (last run) |"
+        );
+        let _ = writeln!(t, "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|");
+        for (path, searches) in &results.paths {
+            let (rate, bound) = summary(searches);
+            let best: Vec<&Sample> = searches.iter().filter_map(NoDropSearch::best).collect();
+            let at_best = |f: fn(&Sample) -> f64| {
+                if best.is_empty() {
+                    "–".to_owned()
+                } else {
+                    format!("{:.3}", median(best.iter().map(|s| f(s)).collect()))
+                }
+            };
+            let runs: Vec<String> = searches
+                .iter()
+                .map(|s| match s.rate() {
+                    _ if s.best().is_none() => {
+                        format!("< {:.3}", s.lowest_failure().unwrap_or(0.0))
+                    }
+                    (r, true) => format!("≥ {r:.3}"),
+                    (r, false) => format!("{r:.3}"),
+                })
+                .collect();
+            let failing: Vec<f64> = searches
+                .iter()
+                .filter_map(NoDropSearch::lowest_failure)
+                .collect();
+            let flood: Vec<&Sample> = searches
+                .iter()
+                .filter_map(|s| s.runs.first().map(|step| &step.sample))
+                .collect();
+            let _ =
+                writeln!(
+                t,
+                "| {} | {} | **{}{rate:.3}** | {} | {} | {} | {} | {} | {} | {:.3} / {:.3} | {} |",
+                path.name(),
+                path.describe(results.frame_size, self.cli.routes),
+                if bound { "≥ " } else { "" },
+                runs.join(", "),
+                ratio(*path, rate, bound, baseline(*path)),
+                at_best(|s| s.forwarded_mpps),
+                if best.is_empty() {
+                    "–".to_owned()
+                } else {
+                    format!("{:.3}%", median(best.iter().map(|s| s.loss() * 100.0).collect()))
+                },
+                if best.is_empty() {
+                    "–".to_owned()
+                } else {
+                    format!("{:.2}", median(best.iter().map(|s| s.dut_cpu).collect()))
+                },
+                if failing.is_empty() {
+                    "none".to_owned()
+                } else {
+                    format!("{:.3}", median(failing))
+                },
+                median(flood.iter().map(|s| s.offered_mpps).collect()),
+                median(flood.iter().map(|s| s.forwarded_mpps).collect()),
+                searches.last().map(NoDropSearch::trail).unwrap_or_default(),
+            );
+        }
+        let _ = writeln!(
+            t,
+            "\nNo-drop rate: the highest offered rate (frames the generator sent, per second) at which at most {}% of them did not reach the sink as the path's class in a {} s window (after {} s of warm-up; frames refused at the DUT's ingress ring count as lost, and so would frames the sink's ring refused, which the step log shows apart); \
+             found per path by a flooded run and then up to {} paced runs halving the bracket between the highest passing and the lowest failing load. \
+             ≥: the generator could not offer more (the flooded run passed, or a paced run passed with the generator short of its load by over {:.0}%, marked \"short\"), so the rate is a lower bound; \
+             < : no load passed. Ratios as in the `--load` tables (≥ / ≤ / ? when a side is a bound).",
+            self.cli.no_drop_loss,
+            self.cli.secs,
+            self.cli.warmup,
+            self.cli.no_drop_steps,
+            (1.0 - GEN_SHORTFALL) * 100.0,
+        );
+        t
+    }
+}
+
 // --- the report ---------------------------------------------------------------------------
 
 struct Report<'a> {
@@ -3060,6 +3712,26 @@ fn median(mut values: Vec<f64>) -> f64 {
         values[n / 2]
     } else {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// The cell of `path`'s ratio of `value` (a lower bound when `bound`) over its baseline's
+/// `base` (value, and whether a lower bound), when the baseline was measured. A ratio over a
+/// baseline that is a lower bound is an upper bound (≤), a lower bound over a baseline that is
+/// not is a lower bound (≥), and ? when both are bounds.
+fn ratio(path: PathKind, value: f64, bound: bool, base: Option<(f64, bool)>) -> String {
+    match base {
+        Some(_) if path == path.baseline() => "1.00×".to_owned(),
+        Some((b, base_bound)) if b > 0.0 => {
+            let mark = match (bound, base_bound) {
+                (false, false) => "",
+                (true, false) => "≥ ",
+                (false, true) => "≤ ",
+                (true, true) => "? ",
+            };
+            format!("{mark}{:.2}×", value / b)
+        }
+        _ => "–".to_owned(),
     }
 }
 
@@ -3087,22 +3759,6 @@ impl Report<'_> {
                         s.iter().any(Sample::lower_bound),
                     )
                 })
-        };
-        // A ratio over a baseline that is a lower bound is an upper bound, and a lower bound
-        // over a baseline that is not is a lower bound.
-        let ratio = |path: PathKind, value: f64, bound: bool, base: Option<(f64, bool)>| match base
-        {
-            Some(_) if path == path.baseline() => "1.00×".to_owned(),
-            Some((b, base_bound)) if b > 0.0 => {
-                let mark = match (bound, base_bound) {
-                    (false, false) => "",
-                    (true, false) => "≥ ",
-                    (false, true) => "≤ ",
-                    (true, true) => "? ",
-                };
-                format!("{mark}{:.2}×", value / b)
-            }
-            _ => "–".to_owned(),
         };
         let mut t = String::new();
         let _ = writeln!(
@@ -3138,7 +3794,7 @@ impl Report<'_> {
                 t,
                 "| {} | {} | **{}{fwd:.3}** | {} | {} | {cpu:.2} | {other:.2} / {other_gen:.2} | {fwd_per_cpu:.3} | {} | {offered:.3} | {refused:.3} | {sink_lost:.3} |",
                 path.name(),
-                path.describe(results.frame_size),
+                path.describe(results.frame_size, self.cli.routes),
                 if bound { "≥ " } else { "" },
                 runs.join(", "),
                 ratio(*path, fwd, bound, baseline(*path).map(|b| (b.0, b.2))),
@@ -3222,6 +3878,9 @@ impl Report<'_> {
             let sizes: Vec<String> = cli.frame_sizes.iter().map(usize::to_string).collect();
             let _ = write!(command, " --frame-size {}", sizes.join(","));
         }
+        if cli.routes != 1 {
+            let _ = write!(command, " --routes {}", cli.routes);
+        }
         if cli.loads != [Load::Max] {
             let loads: Vec<String> = cli.loads.iter().map(Load::to_string).collect();
             let _ = write!(command, " --load {}", loads.join(","));
@@ -3261,9 +3920,10 @@ impl Report<'_> {
         for load in &self.results {
             let _ = writeln!(
                 s,
-                "### Offered load: {}, {}-byte frames\n",
+                "### Offered load: {}, {}-byte frames{}\n",
                 describe_load(load.load),
-                load.frame_size
+                load.frame_size,
+                describe_routes(cli.routes)
             );
             let _ = writeln!(s, "{}", self.table(load));
             let carrier = self.carrier_table(load);
@@ -3439,6 +4099,14 @@ How it is measured (`bench/src/bin/carrier-e2e.rs`):
   up to which rate it keeps up, and what it does just past that without a flood. Linux's CPU
   use follows the load (no busy polling), so its per-CPU column is its cost per frame at any
   load; carrier's is only meaningful where it is saturated.
+- Routes (`--routes N`, when the heading says so): the DUT's table holds N /24s of
+  10.128.0.0/9 and the flows' destinations (host .2) spread evenly over them, each frame with
+  its own IPv4 checksum (the live generator writes a template per flow). carrier: N routes in
+  VRF red via the sink (VRF forward, MPLS pop, VXLAN decap), N VPN routes to the remote PE
+  with a label each (MPLS push, labels from 1000), or N EVPN type-5 routes (VXLAN encap); the
+  express tier gets them through its mirror into its LPM trie. Linux: N routes in its main
+  table (`ip -batch`), via the sink or onto the vxlan device (encap). The minimal forwarders
+  have no table and ignore the destinations.
 - Sink: `carrier_sink` (`ebpf/src/sink.rs`, in the same object as `carrier_xdp`), attached in
   native mode on the sink's veth by the harness through aya, counts frames per CPU by
   EtherType (IPv4, MPLS; frames to another MAC count as other), IPv4 without options to UDP
@@ -3799,4 +4467,178 @@ fn online_cpus() -> usize {
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     usize::try_from(n).unwrap_or(1).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use carrier_dataplane::config::Config;
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+
+    /// The paths whose frames and configs differ (the others share them).
+    const ROUTED: [PathKind; 5] = [
+        PathKind::VrfForward,
+        PathKind::MplsPush,
+        PathKind::MplsPop,
+        PathKind::VxlanEncap,
+        PathKind::VxlanDecap,
+    ];
+
+    /// The IPv4 header the path's route looks up (the inner one under a label or in VXLAN)
+    /// as etherparse reads it, and the UDP source port after it.
+    fn looked_up(path: PathKind, frame: &[u8]) -> (etherparse::Ipv4Header, u16) {
+        let ip = match path.route() {
+            Route::Pop => &frame[18..],
+            Route::VxlanDecap => &frame[VXLAN_OVERHEAD + 14..],
+            Route::Ipv4 | Route::Push | Route::VxlanEncap => &frame[14..],
+        };
+        let packet = SlicedPacket::from_ip(ip).expect("the IPv4 packet parses");
+        let Some(NetSlice::Ipv4(v4)) = &packet.net else {
+            panic!("not IPv4")
+        };
+        let Some(TransportSlice::Udp(udp)) = &packet.transport else {
+            panic!("not UDP")
+        };
+        (v4.header().to_header(), udp.source_port())
+    }
+
+    /// With `--routes`, every flow's frame goes to host 2 of its own route's /24, with a
+    /// correct IPv4 checksum, and the flows spread over the whole range; the source port (the
+    /// live generator's rewrite, at `sport_offset`) is the flow's.
+    #[test]
+    fn flows_spread_over_the_routes() {
+        let (flows, routes) = (64u16, 1000u32);
+        for path in ROUTED {
+            let frames = path.frames(flows, 60, routes);
+            assert_eq!(frames.len(), usize::from(flows));
+            let mut prefixes = HashSet::new();
+            for (flow, frame) in frames.iter().enumerate() {
+                let (ip, sport) = looked_up(path, frame);
+                assert_eq!(ip.header_checksum, ip.calc_header_checksum(), "{path:?}");
+                let dst = u32::from(Ipv4Addr::from(ip.destination));
+                assert_eq!(dst & 0xff, ROUTE_HOST);
+                let index = (dst - u32::from(ROUTE_RANGE)) >> 8;
+                assert!(index < routes, "{path:?}: {dst:#x}");
+                prefixes.insert(index);
+                assert_eq!(sport, FIRST_PORT + flow as u16);
+                let at = path.sport_offset() as usize;
+                assert_eq!(frame[at..at + 2], sport.to_be_bytes());
+            }
+            assert_eq!(
+                prefixes.len(),
+                usize::from(flows),
+                "{path:?}: one route per flow"
+            );
+            // Up to the last part of the range.
+            let last = routes * (u32::from(flows) - 1) / u32::from(flows);
+            assert_eq!(prefixes.iter().max(), Some(&last), "{path:?}");
+        }
+        // More flows than routes: every route gets some.
+        let used: HashSet<u32> = (0..1000).map(|f| flow_prefix(f, 1000, 300)).collect();
+        assert_eq!(used.len(), 300);
+        // A single route is today's destination.
+        let (ip, _) = looked_up(
+            PathKind::VrfForward,
+            &PathKind::VrfForward.frames(1, 60, 1)[0],
+        );
+        assert_eq!(Ipv4Addr::from(ip.destination), SINK_DST);
+    }
+
+    /// Every carrier path's config, with one route and with many, is one the dataplane parses
+    /// and compiles, and holds the routes asked for.
+    #[test]
+    fn configs_compile_with_many_routes() {
+        for path in ROUTED {
+            for routes in [1, 300] {
+                for has_express in [false, true] {
+                    let text = path
+                        .carrier_config(has_express, routes)
+                        .expect("a carrier path has a config");
+                    let config = Config::parse(&text)
+                        .unwrap_or_else(|e| panic!("{path:?}, {routes} routes: {e:?}\n{text}"));
+                    config
+                        .tables()
+                        .unwrap_or_else(|e| panic!("{path:?}, {routes} routes: {e:?}"));
+                    if routes > 1 {
+                        assert_eq!(
+                            text.matches("vrf = \"red\"\nprefix").count(),
+                            routes as usize,
+                            "{path:?}"
+                        );
+                    }
+                }
+            }
+        }
+        let push = PathKind::MplsPush
+            .carrier_config(true, 300)
+            .expect("config");
+        assert!(push.contains(&format!("labels = [{}]", PUSH_LABEL + 299)));
+        assert!(PathKind::Kernel.carrier_config(true, 300).is_none());
+    }
+
+    /// A sample of a run that offered `offered` and forwarded `forwarded` Mpps.
+    fn sample(offered: f64, forwarded: f64) -> Sample {
+        Sample {
+            offered_mpps: offered,
+            forwarded_mpps: forwarded,
+            class_share: 1.0,
+            ring_drop_mpps: 0.0,
+            sink_drop_mpps: 0.0,
+            sink_frames: [0; CLASSES],
+            dut_cpu: 0.5,
+            other_cpu: 0.0,
+            other_gen_cpu: 0.0,
+            napi_cpu: 0.5,
+            gen_note: String::new(),
+            carrier: None,
+        }
+    }
+
+    /// Runs a search against a model: a DUT forwarding up to `capacity` Mpps (all of it
+    /// below, and only `flooded` when flooded past it), a generator flooding at `flood` and
+    /// pacing up to `pace` Mpps.
+    fn search(capacity: f64, flooded: f64, flood: f64, pace: f64) -> NoDropSearch {
+        let mut search = NoDropSearch::new(DEFAULT_NO_DROP_STEPS, DEFAULT_NO_DROP_LOSS / 100.0);
+        while let Some(load) = search.next() {
+            let offered = match load {
+                Load::Max => flood,
+                Load::Paced(mpps) => mpps.min(pace),
+            };
+            let forwarded = match load {
+                Load::Max if offered > capacity => flooded,
+                _ => offered.min(capacity),
+            };
+            search.record(Step {
+                load,
+                sample: sample(offered, forwarded),
+            });
+            assert!(search.runs.len() <= DEFAULT_NO_DROP_STEPS as usize + 1);
+        }
+        search
+    }
+
+    #[test]
+    fn no_drop_search_brackets_the_capacity() {
+        // A DUT that collapses when flooded: the search climbs above the flooded rate.
+        let s = search(2.0, 0.8, 4.0, 4.0);
+        let (rate, bound) = s.rate();
+        assert!(!bound);
+        assert!(rate <= 2.0 && rate > 2.0 * 0.97, "{rate}: {}", s.trail());
+        assert!(s.lowest_failure().expect("a failure") > 2.0);
+        // A DUT that keeps its rate when flooded.
+        let (rate, bound) = search(1.5, 1.5, 4.0, 4.0).rate();
+        assert!(!bound && rate <= 1.5 && rate > 1.5 * 0.97, "{rate}");
+        // Faster than the generator: the flooded run passes, a lower bound.
+        let s = search(5.0, 5.0, 4.0, 4.0);
+        assert_eq!(s.runs.len(), 1);
+        assert_eq!(s.rate(), (4.0, true));
+        // The generator paces no faster than 1 Mpps: a lower bound at what it sent.
+        let s = search(3.0, 0.5, 4.0, 1.0);
+        let (rate, bound) = s.rate();
+        assert!(bound && (rate - 1.0).abs() < 1e-9, "{rate}: {}", s.trail());
+        // Losing everything: nothing passes.
+        let s = search(0.0, 0.0, 4.0, 4.0);
+        assert!(s.best().is_none());
+        assert_eq!(s.rate(), (0.0, false));
+    }
 }
