@@ -475,8 +475,7 @@ fn plan_decap(frame: &Frame, vtep: [u8; 4], flags: u32) -> Result<Todo, Punt> {
 }
 
 /// An ARP request for an address of this port from a neighbour the router already knows
-/// with that MAC (so the pipeline would learn nothing from it), on a port the tier may send
-/// on: the program answers it. Any
+/// with that MAC (so the pipeline would learn nothing from it): the program answers it. Any
 /// other ARP (replies, gratuitous, for other addresses: proxy ARP, from unknown senders) is the
 /// pipeline's.
 #[inline(always)]
@@ -487,11 +486,6 @@ fn plan_arp(frame: &Frame, slot: u32, mtu: u16) -> Result<(), Punt> {
     }
     if frame.len() - ETH_LEN > usize::from(mtu) {
         return Err(Punt::Mtu);
-    }
-    // XDP_TX on a port that does not take XDP frames (a veth whose peer has no NAPI) is
-    // dropped silently: only where the tier may send (the egress map says so).
-    if EGRESS.get(slot).is_none() {
-        return Err(Punt::NextHop);
     }
     // SAFETY: hash map values are replaced whole by userspace, never written in place.
     if unsafe { OWN.get(PortAddr { slot: slot as u16, pad: 0, addr: arp.tpa }) }.is_none() {
