@@ -545,10 +545,6 @@ unsafe impl Plain for express::MacKey {}
 // SAFETY: as above.
 unsafe impl Plain for express::ExMac {}
 // SAFETY: as above.
-unsafe impl Plain for express::PortAddr {}
-// SAFETY: as above.
-unsafe impl Plain for express::ExNeigh {}
-// SAFETY: as above.
 unsafe impl Plain for express::ExBytes {}
 // SAFETY: as above.
 unsafe impl Plain for express::ExPortStats {}
@@ -636,20 +632,6 @@ impl XdpDataplane {
         Ok(())
     }
 
-    /// Set (`Some`) or remove a key of the express hash map `name`.
-    fn hash_set<K: Plain, V: Plain>(&mut self, name: &'static str, key: K, value: Option<V>) -> std::io::Result<()> {
-        let mut map = HashMap::<&mut MapData, Raw<K>, Raw<V>>::try_from(self.map_mut(name).map_err(io_error(name))?).map_err(|e| std::io::Error::other(e.to_string()))?;
-        let r = match value {
-            Some(v) => map.insert(Raw(key), Raw(v), 0),
-            None => match map.remove(&Raw(key)) {
-                Err(MapError::KeyNotFound) => Ok(()),
-                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-                other => other,
-            },
-        };
-        r.map_err(|e| std::io::Error::other(format!("express map {name}: {e}")))
-    }
-
     fn array<T: Plain>(&mut self, name: &'static str) -> Result<Array<&mut MapData, Raw<T>>, XdpError> {
         Array::try_from(self.map_mut(name)?).map_err(map_error(name))
     }
@@ -725,7 +707,6 @@ impl XdpDataplane {
                 for (a, b) in sum.punts.iter_mut().zip(&s.punts) {
                     *a += b;
                 }
-                sum.arp_replies += s.arp_replies;
             }
             c.ports.push(sum);
         }
@@ -917,13 +898,17 @@ impl crate::express::ExpressMaps for XdpDataplane {
         r.map_err(|e| std::io::Error::other(format!("express map {}: {e}", express::VNI)))
     }
     fn set_mac(&mut self, key: express::MacKey, mac: Option<express::ExMac>) -> std::io::Result<()> {
-        self.hash_set(express::MACS, key, mac)
-    }
-    fn set_neighbour(&mut self, key: express::PortAddr, neighbour: Option<express::ExNeigh>) -> std::io::Result<()> {
-        self.hash_set(express::NEIGH, key, neighbour)
-    }
-    fn set_own(&mut self, key: express::PortAddr, own: bool) -> std::io::Result<()> {
-        self.hash_set(express::OWN, key, own.then_some(1u32))
+        let mut map = HashMap::<&mut MapData, Raw<express::MacKey>, Raw<express::ExMac>>::try_from(self.map_mut(express::MACS).map_err(io_error(express::MACS))?)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let r = match mac {
+            Some(m) => map.insert(Raw(key), Raw(m), 0),
+            None => match map.remove(&Raw(key)) {
+                Err(MapError::KeyNotFound) => Ok(()),
+                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                other => other,
+            },
+        };
+        r.map_err(|e| std::io::Error::other(format!("express map {}: {e}", express::MACS)))
     }
     fn set_adjs(&mut self, items: &[(u32, express::ExAdj)]) -> std::io::Result<()> {
         let keys: Vec<u32> = items.iter().map(|i| i.0).collect();
