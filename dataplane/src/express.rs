@@ -624,17 +624,7 @@ impl Mirror {
                     _ => None,
                 })
                 .collect();
-            for (vni, vrf) in &want {
-                if self.vnis.get(vni) != Some(vrf) {
-                    maps.set_vni(*vni, Some(*vrf))?;
-                    self.last.labels += 1;
-                }
-            }
-            for vni in self.vnis.keys().filter(|v| !want.contains_key(*v)).copied().collect::<Vec<_>>() {
-                maps.set_vni(vni, None)?;
-                self.last.labels += 1;
-            }
-            self.vnis = want;
+            self.last.labels += write_diff(&mut self.vnis, want, |vni, vrf| maps.set_vni(vni, vrf))?;
         }
 
         if everything || all_records || dirty_macs {
@@ -702,17 +692,7 @@ impl Mirror {
             };
             next.insert(key, entry);
         }
-        for (key, entry) in &next {
-            if self.macs.get(key) != Some(entry) {
-                maps.set_mac(*key, Some(*entry))?;
-                self.last.labels += 1;
-            }
-        }
-        for key in self.macs.keys().filter(|k| !next.contains_key(*k)).copied().collect::<Vec<_>>() {
-            maps.set_mac(key, None)?;
-            self.last.labels += 1;
-        }
-        self.macs = next;
+        self.last.labels += write_diff(&mut self.macs, next, |key, mac| maps.set_mac(key, mac))?;
         // Records no MAC uses any more go (after the MACs are rewritten: the writes are pending).
         let used: HashSet<(u16, Ipv4Addr)> = vteps.into_iter().filter(|(_, r)| r.is_some()).map(|(k, _)| k).collect();
         for pair in self.l2_ids.keys().filter(|k| !used.contains(*k)).copied().collect::<Vec<_>>() {
@@ -886,6 +866,28 @@ impl Mirror {
         }
         Ok(())
     }
+}
+
+/// Bring a map the mirror keeps whole in line with `want`: `write` sets what is new or changed
+/// and removes (`None`) what is gone; `have` becomes `want`. Returns the writes.
+fn write_diff<K: Copy + Eq + std::hash::Hash, V: Copy + PartialEq>(
+    have: &mut FastMap<K, V>,
+    want: FastMap<K, V>,
+    mut write: impl FnMut(K, Option<V>) -> std::io::Result<()>,
+) -> std::io::Result<usize> {
+    let mut writes = 0;
+    for (k, v) in &want {
+        if have.get(k) != Some(v) {
+            write(*k, Some(*v))?;
+            writes += 1;
+        }
+    }
+    for k in have.keys().filter(|k| !want.contains_key(*k)).copied().collect::<Vec<_>>() {
+        write(k, None)?;
+        writes += 1;
+    }
+    *have = want;
+    Ok(writes)
 }
 
 /// Static neighbours first, then learned ones, as the pipeline resolves them.
@@ -1248,19 +1250,8 @@ mod tests {
     fn tables(routes: u32) -> Tables {
         let mut t = Tables::default();
         let port = |id: u16, role| {
-            TableCommand::Port(Port {
-                id: PortId(id),
-                name: format!("p{id}"),
-                mac: mac(id as u8),
-                addrs: vec![InterfaceAddr { addr: Ipv4Addr::new(10, id as u8, 0, 1), prefix: p(&format!("10.{id}.0.0/24")) }],
-                role,
-                proxy_arp: false,
-                anti_spoof: false,
-                vlan: None,
-                mtu: 1500,
-                host: false,
-                host_rate: 0,
-            })
+            let addrs = vec![InterfaceAddr { addr: Ipv4Addr::new(10, id as u8, 0, 1), prefix: p(&format!("10.{id}.0.0/24")) }];
+            TableCommand::Port(Port { addrs, ..crate::tables::test_port(id, role) })
         };
         let mut cmds = vec![
             TableCommand::Router(RouterSettings::default()),
@@ -1432,19 +1423,7 @@ mod tests {
         use carrier_common::{BridgeDomainId, Vni};
         let mut t = tables(0);
         let bd = BridgeDomainId(0);
-        let port = |id: u16| crate::tables::Port {
-            id: PortId(id),
-            name: format!("p{id}"),
-            mac: mac(id as u8),
-            addrs: vec![],
-            role: PortRole::Bridge(bd),
-            proxy_arp: false,
-            anti_spoof: false,
-            vlan: None,
-            mtu: 1500,
-            host: false,
-            host_rate: 0,
-        };
+        let port = |id: u16| crate::tables::test_port(id, PortRole::Bridge(bd));
         t.apply_all(vec![
             TableCommand::Router(RouterSettings { vtep: Some(Ipv4Addr::new(192, 0, 3, 1)), ..RouterSettings::default() }),
             TableCommand::Bridge { id: bd, name: "blue".into(), vni: Vni::new(700).unwrap(), ports: vec![] },

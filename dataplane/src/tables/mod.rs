@@ -870,24 +870,30 @@ impl TableHandle {
     }
 }
 
+/// A port for tests: `p<id>`, MAC `02:00:00:00:00:<id>`, no addresses, untagged, MTU 1500.
+#[cfg(test)]
+pub(crate) fn test_port(id: u16, role: PortRole) -> Port {
+    Port {
+        id: PortId(id),
+        name: format!("p{id}"),
+        mac: MacAddr([2, 0, 0, 0, 0, id as u8]),
+        addrs: vec![],
+        role,
+        proxy_arp: false,
+        anti_spoof: false,
+        vlan: None,
+        mtu: 1500,
+        host: false,
+        host_rate: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn port(id: u16, role: PortRole) -> Port {
-        Port {
-            id: PortId(id),
-            name: format!("p{id}"),
-            mac: MacAddr([2, 0, 0, 0, 0, id as u8]),
-            addrs: vec![],
-            role,
-            proxy_arp: false,
-            anti_spoof: false,
-            vlan: None,
-            mtu: 1500,
-            host: false,
-            host_rate: 0,
-        }
+        test_port(id, role)
     }
 
     #[test]
