@@ -133,6 +133,19 @@ const fn fmix64(mut x: u64) -> u64 {
     x ^ (x >> 33)
 }
 
+/// The hash of a non-IP frame for VXLAN source-port entropy, both tiers: FNV-1a over its
+/// destination and source MACs (the frame's first 12 bytes).
+#[inline(always)]
+pub const fn mac_hash(macs: &[u8; 12]) -> u32 {
+    let mut h = 0x811c_9dc5u32;
+    let mut i = 0;
+    while i < 12 {
+        h = (h ^ macs[i] as u32).wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    h
+}
+
 /// The VXLAN UDP source port for a flow hash (RFC 7348 §5: from the dynamic range).
 #[inline(always)]
 pub const fn vxlan_source_port(hash: u32) -> u16 {

@@ -459,20 +459,18 @@ impl Mirror {
         }
 
         // Records first (make), then routes, then what is gone (break).
-        let mut nexthops_changed = false;
         let ids: Vec<u32> = if all_records {
             let mut ids: Vec<u32> = (0..tables.nexthops.len() as u32).filter(|i| tables.nexthops[*i as usize].is_some()).collect();
             ids.extend(self.installed.keys().filter(|id| **id < SYNTHETIC_BASE && tables.nexthop(NextHopId(**id)).is_none()));
             ids
         } else {
-            nexthops_changed = !dirty_nh.is_empty();
             // An ECMP group's record (its source check) depends on its members: a changed
             // member recompiles the groups it is in.
             let groups: Vec<u32> = dirty_nh.iter().filter_map(|m| self.groups_of.get(m)).flatten().copied().collect();
             dirty_nh.extend(groups);
             dirty_nh.into_iter().collect()
         };
-        for id in ids {
+        for &id in &ids {
             if id >= SYNTHETIC_BASE {
                 continue;
             }
@@ -553,10 +551,12 @@ impl Mirror {
             l.dedup();
             l
         } else {
-            // Per-CE and swap records follow their next hops.
-            if nexthops_changed {
-                dirty_labels.extend(self.ilm_ids.keys());
-            }
+            // A per-CE label's record follows its next hop (a swap's follows the underlay:
+            // a change there recompiles every record and label).
+            let changed: HashSet<u32> = ids.iter().copied().collect();
+            dirty_labels.extend(self.ilm_ids.keys().filter(|l| {
+                matches!(Label::new(**l).and_then(|l| tables.ilm.get(&l)), Some(IlmAction::PopForward { nexthop, .. }) if changed.contains(&nexthop.0))
+            }));
             dirty_labels.into_iter().collect()
         };
         for label in labels {

@@ -350,7 +350,7 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
             resync = true;
         }
         if express_on {
-            log::info!("express tier on: the XDP program forwards VRF, MPLS push, pop and swap, routed VXLAN itself");
+            log::info!("express tier on: the XDP program forwards VRF, MPLS push, pop and swap, routed VXLAN, known-unicast bridging itself");
         }
         let mut next_publish = std::time::Instant::now();
         let mut rounds = 0u64;

@@ -632,6 +632,20 @@ impl XdpDataplane {
         Ok(())
     }
 
+    /// Set (`Some`) or remove (`None`; absent is fine) a key of the express hash map `name`.
+    fn hash_set<K: Plain, V: Plain>(&mut self, name: &'static str, key: K, value: Option<V>) -> std::io::Result<()> {
+        let mut map = HashMap::<&mut MapData, Raw<K>, Raw<V>>::try_from(self.map_mut(name).map_err(io_error(name))?).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let r = match value {
+            Some(v) => map.insert(Raw(key), Raw(v), 0),
+            None => match map.remove(&Raw(key)) {
+                Err(MapError::KeyNotFound) => Ok(()),
+                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                other => other,
+            },
+        };
+        r.map_err(|e| std::io::Error::other(format!("express map {name}: {e}")))
+    }
+
     fn array<T: Plain>(&mut self, name: &'static str) -> Result<Array<&mut MapData, Raw<T>>, XdpError> {
         Array::try_from(self.map_mut(name)?).map_err(map_error(name))
     }
@@ -887,28 +901,10 @@ impl crate::express::ExpressMaps for XdpDataplane {
         self.array(express::ILM).and_then(|mut m| m.set(label, Raw(entry), 0).map_err(map_error(express::ILM))).map_err(io_error(express::ILM))
     }
     fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()> {
-        let mut map = HashMap::<&mut MapData, u32, u32>::try_from(self.map_mut(express::VNI).map_err(io_error(express::VNI))?).map_err(|e| std::io::Error::other(e.to_string()))?;
-        let r = match vrf {
-            Some(v) => map.insert(vni, v, 0),
-            None => match map.remove(&vni) {
-                Err(MapError::KeyNotFound) => Ok(()),
-                other => other,
-            },
-        };
-        r.map_err(|e| std::io::Error::other(format!("express map {}: {e}", express::VNI)))
+        self.hash_set(express::VNI, vni, vrf)
     }
     fn set_mac(&mut self, key: express::MacKey, mac: Option<express::ExMac>) -> std::io::Result<()> {
-        let mut map = HashMap::<&mut MapData, Raw<express::MacKey>, Raw<express::ExMac>>::try_from(self.map_mut(express::MACS).map_err(io_error(express::MACS))?)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let r = match mac {
-            Some(m) => map.insert(Raw(key), Raw(m), 0),
-            None => match map.remove(&Raw(key)) {
-                Err(MapError::KeyNotFound) => Ok(()),
-                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-                other => other,
-            },
-        };
-        r.map_err(|e| std::io::Error::other(format!("express map {}: {e}", express::MACS)))
+        self.hash_set(express::MACS, key, mac)
     }
     fn set_adjs(&mut self, items: &[(u32, express::ExAdj)]) -> std::io::Result<()> {
         let keys: Vec<u32> = items.iter().map(|i| i.0).collect();

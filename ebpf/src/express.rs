@@ -182,8 +182,11 @@ fn plan(frame: &Frame, slot: u32, config: &ExConfig) -> Result<Todo, Punt> {
     }
 }
 
-/// The facts of a checked IPv4 header.
-struct Ip {
+/// The facts of a checked IPv4 header (at `off` of `frame`).
+struct Ip<'f> {
+    frame: &'f Frame,
+    off: usize,
+    frag: u16,
     total: usize,
     ttl: u8,
     protocol: u8,
@@ -193,23 +196,34 @@ struct Ip {
     sum_rest: u32,
     src: [u8; 4],
     dst: [u8; 4],
-    /// The first four payload bytes of a TCP or UDP datagram that is not a fragment (the
-    /// ports), else 0: the flow hash's input.
-    ports: u32,
 }
 
-impl Ip {
-    /// `carrier_common::flow_hash`, as the pipeline computes it.
+impl Ip<'_> {
+    /// `carrier_common::flow_hash`, as the pipeline computes it; only ECMP and VXLAN ask,
+    /// so the ports are read only then.
     #[inline(always)]
     fn hash(&self) -> u32 {
-        carrier_common::flow_hash(self.src, self.dst, self.protocol, self.ports)
+        let ports = l4_ports(self.frame, self.off, self.protocol, self.frag, self.total);
+        carrier_common::flow_hash(self.src, self.dst, self.protocol, ports)
+    }
+}
+
+/// The flow hash's ports, as `Ipv4Packet::flow_hash` reads them: the first four payload bytes
+/// of a TCP or UDP datagram (IPv4 without options at `off`, `total` bytes, fragment field
+/// `frag`) that is not a fragment and carries them; 0 otherwise.
+#[inline(always)]
+fn l4_ports(frame: &Frame, off: usize, protocol: u8, frag: u16, total: usize) -> u32 {
+    if (protocol == 6 || protocol == 17) && frag & 0x3fff == 0 && total >= 24 {
+        frame.header::<[u8; 4]>(off + 20).map_or(0, |p| u32::from_be_bytes(*p))
+    } else {
+        0
     }
 }
 
 /// A 20-byte IPv4 header (no options) at `off` whose lengths fit the frame and whose
 /// checksum is right; anything else is the pipeline's.
 #[inline(always)]
-fn checked_ipv4(frame: &Frame, off: usize) -> Result<Ip, Punt> {
+fn checked_ipv4(frame: &Frame, off: usize) -> Result<Ip<'_>, Punt> {
     let ip: &Ipv4Hdr = frame.header(off).ok_or(Punt::Ipv4)?;
     if ip.version_ihl != 0x45 {
         return Err(Punt::Ipv4);
@@ -232,12 +246,8 @@ fn checked_ipv4(frame: &Frame, off: usize) -> Result<Ip, Punt> {
     if fold(sum_rest + u32::from(checksum)) != 0 {
         return Err(Punt::Ipv4);
     }
-    let mut ports = 0;
-    if (ip.protocol == 6 || ip.protocol == 17) && u16::from_be_bytes(ip.frag) & 0x3fff == 0 && total >= 24 {
-        let p: &[u8; 4] = frame.header(off + 20).ok_or(Punt::Ipv4)?;
-        ports = u32::from_be_bytes(*p);
-    }
-    Ok(Ip { total, ttl: ip.ttl, protocol: ip.protocol, tos: ip.tos, checksum, sum_rest, src: ip.src, dst: ip.dst, ports })
+    let frag = u16::from_be_bytes(ip.frag);
+    Ok(Ip { frame, off, frag, total, ttl: ip.ttl, protocol: ip.protocol, tos: ip.tos, checksum, sum_rest, src: ip.src, dst: ip.dst })
 }
 
 /// Folds the carries of a partial ones-complement sum and returns its complement (what
@@ -270,7 +280,12 @@ fn lookup(vrf: u32, addr: [u8; 4], flow: Option<&Ip>) -> Option<(ExAdj, u32)> {
 /// (record, slot).
 #[inline(always)]
 fn records(nh: u32, hash: impl FnOnce() -> u32) -> Option<(ExAdj, u32)> {
-    let at = *NH.get(nh)?;
+    record_at(*NH.get(nh)?, hash)
+}
+
+/// The record an `EX_NH` value `at` gives for the flow `hash` gives: (record, slot).
+#[inline(always)]
+fn record_at(at: u32, hash: impl FnOnce() -> u32) -> Option<(ExAdj, u32)> {
     let first = at & NH_SLOT_MASK;
     if first == 0 {
         return None;
@@ -374,7 +389,7 @@ fn plan_swap(frame: &Frame, off: usize, lse: u32, nexthop: u32) -> Result<Plan, 
     if at >> NH_BUCKETS_SHIFT != 0 {
         return Err(Punt::NextHop);
     }
-    let (adj, adj_slot) = records(nexthop, || 0).ok_or(Punt::NextHop)?;
+    let (adj, adj_slot) = record_at(at, || 0).ok_or(Punt::NextHop)?;
     let n = usize::from(adj.nlabels);
     if adj.port == NO_PORT || adj.encap != ENCAP_NONE || n == 0 || n > MAX_PUSH || EGRESS.get(u32::from(adj.port)).is_none() {
         return Err(Punt::NextHop);
@@ -402,16 +417,16 @@ fn plan_swap(frame: &Frame, off: usize, lse: u32, nexthop: u32) -> Result<Plan, 
 }
 
 /// IPv4 on a core port: VXLAN to the local VTEP with an L3 VNI (EVPN type-5) is
-/// decapsulated and its inner IPv4 packet routed in the VNI's VRF. Anything else on a core
-/// port (L2 VNIs, transit IPv4, the router's own traffic) is the pipeline's.
+/// decapsulated and its inner IPv4 packet routed in the VNI's VRF; with an L2 VNI, its inner
+/// frame bridged. Anything else on a core port (transit IPv4, the router's own traffic) is the
+/// pipeline's.
 #[inline(always)]
 fn plan_decap(frame: &Frame, vtep: [u8; 4], flags: u32) -> Result<Todo, Punt> {
     let outer = checked_ipv4(frame, ETH_LEN)?;
     if vtep == [0; 4] || outer.dst != vtep || outer.protocol != 17 {
         return Err(Punt::L2);
     }
-    let o: &Ipv4Hdr = frame.header(ETH_LEN).ok_or(Punt::Vxlan)?;
-    if u16::from_be_bytes(o.frag) & 0x3fff != 0 {
+    if outer.frag & 0x3fff != 0 {
         return Err(Punt::Vxlan);
     }
     let udp: &[u8; 16] = frame.header(ETH_LEN + 20).ok_or(Punt::Vxlan)?;
@@ -516,20 +531,14 @@ fn bridge_to(frame: &Frame, d: ExMac, ingress: u32, l2: usize, l2_len: usize, ke
 }
 
 /// The pipeline's VXLAN source-port hash of a bridged frame (`vxlan_encap`): the flow hash of
-/// an IPv4 packet that `Ipv4Packet::new_checked` accepts (0 for one it refuses), else FNV-1a
-/// of the two MACs. IPv4 with options is left to the pipeline.
+/// an IPv4 packet that `Ipv4Packet::new_checked` accepts (0 for one it refuses), else
+/// `carrier_common::mac_hash` of the two MACs. IPv4 with options is left to the pipeline.
 #[inline(always)]
 fn l2_hash(frame: &Frame) -> Result<u32, Punt> {
     let eth: &EthHdr = frame.header(0).ok_or(Punt::Bridge)?;
     if u16::from_be_bytes(eth.ether_type) != ETH_P_IPV4 {
         let macs: &[u8; 12] = frame.header(0).ok_or(Punt::Bridge)?;
-        let mut h = 0x811c_9dc5u32;
-        let mut i = 0;
-        while i < 12 {
-            h = (h ^ u32::from(macs[i])).wrapping_mul(0x0100_0193);
-            i += 1;
-        }
-        return Ok(h);
+        return Ok(carrier_common::mac_hash(macs));
     }
     let len = frame.len() - ETH_LEN;
     let Some(ip) = frame.header::<Ipv4Hdr>(ETH_LEN) else {
@@ -546,11 +555,7 @@ fn l2_hash(frame: &Frame) -> Result<u32, Punt> {
     if total < hl || total > len {
         return Ok(0);
     }
-    let mut ports = 0;
-    if (ip.protocol == 6 || ip.protocol == 17) && u16::from_be_bytes(ip.frag) & 0x3fff == 0 && total >= 24 {
-        let p: &[u8; 4] = frame.header(ETH_LEN + 20).ok_or(Punt::Bridge)?;
-        ports = u32::from_be_bytes(*p);
-    }
+    let ports = l4_ports(frame, ETH_LEN, ip.protocol, u16::from_be_bytes(ip.frag), total);
     Ok(carrier_common::flow_hash(ip.src, ip.dst, ip.protocol, ports))
 }
 

@@ -586,19 +586,24 @@ fn run(cli: &Cli) -> Result<()> {
     };
     println!("carrier-e2e: generator: {}", gen_kind.name());
 
+    let (results, searches) = if cli.no_drop {
+        (vec![], bench.no_drop(gen_kind)?)
+    } else {
+        (bench.loads(gen_kind)?, vec![])
+    };
+    let load_after = loadavg();
+    drop(sink);
+    drop(net);
+
+    let report = Report {
+        cli,
+        gen_kind,
+        comparison,
+        results,
+        load_before,
+        load_after,
+    };
     if cli.no_drop {
-        let searches = bench.no_drop(gen_kind)?;
-        let load_after = loadavg();
-        drop(sink);
-        drop(net);
-        let report = Report {
-            cli,
-            gen_kind,
-            comparison,
-            results: vec![],
-            load_before,
-            load_after,
-        };
         for results in &searches {
             println!(
                 "\nno-drop rate, ≤{}% loss: {}-byte frames{}\n\n{}",
@@ -624,88 +629,6 @@ fn run(cli: &Cli) -> Result<()> {
         );
         return Ok(());
     }
-
-    let rounds = cli.runs;
-    let per_run = cli.warmup + cli.secs + 1.5;
-    let total_runs = rounds * cli.paths.len() * cli.loads.len() * cli.frame_sizes.len();
-    println!(
-        "carrier-e2e: {} loads × {} frame sizes × {rounds} rounds × {} paths × ~{per_run:.0} s ≈ {:.0} s",
-        cli.loads.len(),
-        cli.frame_sizes.len(),
-        cli.paths.len(),
-        total_runs as f64 * per_run
-    );
-    let mut results = vec![];
-    for (&load, &frame_size) in cli
-        .loads
-        .iter()
-        .flat_map(|load| cli.frame_sizes.iter().map(move |size| (load, size)))
-    {
-        println!(
-            "carrier-e2e: offered load {}, {frame_size}-byte frames{}",
-            describe_load(load),
-            describe_routes(cli.routes)
-        );
-        let mut by_path: Vec<(PathKind, Vec<Sample>)> =
-            cli.paths.iter().map(|p| (*p, vec![])).collect();
-        for round in 0..rounds {
-            for (path, samples) in &mut by_path {
-                let run = Run {
-                    path: *path,
-                    gen: gen_kind,
-                    load,
-                    frame_size,
-                    warmup: cli.warmup,
-                    secs: cli.secs,
-                };
-                let sample = bench.measure(run).with_context(|| {
-                    format!(
-                        "{} (load {load}, {frame_size}-byte frames, round {})",
-                        path.name(),
-                        round + 1
-                    )
-                })?;
-                println!(
-                    "  round {} {:<27} offered {:>5.3} Mpps  forwarded {:>5.3} Mpps{}",
-                    round + 1,
-                    path.name(),
-                    sample.offered_mpps,
-                    sample.forwarded_mpps,
-                    if sample.clean() {
-                        format!(
-                            "  DUT CPU {:.2}; other work on DUT / gen CPU {:.2} / {:.2}",
-                            sample.dut_cpu, sample.other_cpu, sample.other_gen_cpu
-                        )
-                    } else {
-                        let [ipv4, mpls, other, vxlan] = sample.sink_frames;
-                        format!(
-                            "  (!) only {:.1}% of the sink's frames are {} (IPv4 {ipv4}, MPLS {mpls}, VXLAN {vxlan}, other {other})",
-                            sample.class_share * 100.0,
-                            path.expected_class_name()
-                        )
-                    }
-                );
-                samples.push(sample);
-            }
-        }
-        results.push(LoadResults {
-            load,
-            frame_size,
-            paths: by_path,
-        });
-    }
-    let load_after = loadavg();
-    drop(sink);
-    drop(net);
-
-    let report = Report {
-        cli,
-        gen_kind,
-        comparison,
-        results,
-        load_before,
-        load_after,
-    };
     for load in &report.results {
         println!(
             "\noffered load: {}, {}-byte frames{}\n\n{}\n{}",
@@ -3498,6 +3421,82 @@ struct NoDropResults {
 }
 
 impl Bench<'_> {
+    /// The `--load` runs: every load and frame size, path by path in rounds (so slow drift
+    /// spreads over the paths), with generator `gen`.
+    fn loads(&self, gen_kind: GenKind) -> Result<Vec<LoadResults>> {
+        let cli = self.cli;
+        let rounds = cli.runs;
+        let per_run = cli.warmup + cli.secs + 1.5;
+        let total_runs = rounds * cli.paths.len() * cli.loads.len() * cli.frame_sizes.len();
+        println!(
+            "carrier-e2e: {} loads × {} frame sizes × {rounds} rounds × {} paths × ~{per_run:.0} s ≈ {:.0} s",
+            cli.loads.len(),
+            cli.frame_sizes.len(),
+            cli.paths.len(),
+            total_runs as f64 * per_run
+        );
+        let mut results = vec![];
+        for (&load, &frame_size) in cli
+            .loads
+            .iter()
+            .flat_map(|load| cli.frame_sizes.iter().map(move |size| (load, size)))
+        {
+            println!(
+                "carrier-e2e: offered load {}, {frame_size}-byte frames{}",
+                describe_load(load),
+                describe_routes(cli.routes)
+            );
+            let mut by_path: Vec<(PathKind, Vec<Sample>)> =
+                cli.paths.iter().map(|p| (*p, vec![])).collect();
+            for round in 0..rounds {
+                for (path, samples) in &mut by_path {
+                    let run = Run {
+                        path: *path,
+                        gen: gen_kind,
+                        load,
+                        frame_size,
+                        warmup: cli.warmup,
+                        secs: cli.secs,
+                    };
+                    let sample = self.measure(run).with_context(|| {
+                        format!(
+                            "{} (load {load}, {frame_size}-byte frames, round {})",
+                            path.name(),
+                            round + 1
+                        )
+                    })?;
+                    println!(
+                        "  round {} {:<27} offered {:>5.3} Mpps  forwarded {:>5.3} Mpps{}",
+                        round + 1,
+                        path.name(),
+                        sample.offered_mpps,
+                        sample.forwarded_mpps,
+                        if sample.clean() {
+                            format!(
+                                "  DUT CPU {:.2}; other work on DUT / gen CPU {:.2} / {:.2}",
+                                sample.dut_cpu, sample.other_cpu, sample.other_gen_cpu
+                            )
+                        } else {
+                            let [ipv4, mpls, other, vxlan] = sample.sink_frames;
+                            format!(
+                                "  (!) only {:.1}% of the sink's frames are {} (IPv4 {ipv4}, MPLS {mpls}, VXLAN {vxlan}, other {other})",
+                                sample.class_share * 100.0,
+                                path.expected_class_name()
+                            )
+                        }
+                    );
+                    samples.push(sample);
+                }
+            }
+            results.push(LoadResults {
+                load,
+                frame_size,
+                paths: by_path,
+            });
+        }
+        Ok(results)
+    }
+
     /// The no-drop search of every path at every frame size, with generator `gen`: round by
     /// round, a whole search of each path in turn (so slow drift spreads over the paths as in
     /// the `--load` tables).

@@ -137,7 +137,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         let d = frame.data();
         let hash = match EthernetFrame::new_unchecked(d).ethertype() {
             EtherType::Ipv4 => Ipv4Packet::new_checked(&d[inner_l2..]).map(|ip| ip.flow_hash()).unwrap_or(0),
-            _ => mac_hash(&d[..12]),
+            _ => d.first_chunk::<12>().map_or(0, carrier_common::mac_hash),
         };
         if routed {
             let mac = self.tables.router_mac();
@@ -254,10 +254,4 @@ pub(crate) fn write_ethernet(d: &mut [u8], dst: MacAddr, src: MacAddr, ethertype
         }
         None => d[12..14].copy_from_slice(&et.to_be_bytes()),
     }
-}
-
-
-/// A cheap hash of the MAC pair, for VXLAN source-port entropy of non-IP frames.
-fn mac_hash(macs: &[u8]) -> u32 {
-    macs.iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
 }
