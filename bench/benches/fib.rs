@@ -159,7 +159,7 @@ fn main() {
     for (name, clustered) in [("clustered", true), ("random", false)] {
         let set = routes(n, vrfs, clustered, 0x5eed);
         // Every candidate answers the same on the set: spot-check before measuring.
-        let mut check_m = Mtrie::default();
+        let mut check_m = Mtrie::<16>::default();
         let mut check_t = TrieFib::default();
         for (vrf, p, nh) in set.iter().filter(|r| r.0 == 0) {
             let _ = vrf;
