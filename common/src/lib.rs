@@ -286,14 +286,29 @@ pub mod xdp_maps {
 /// The express tier's maps, their sizes and record layouts. Host byte order unless said
 /// otherwise.
 pub mod express {
-    use crate::VrfId;
-
     /// `Array<ExConfig>` with one entry: whether the tier is on, and router-wide settings.
     pub const CONFIG: &str = "EX_CONFIG";
     /// `Array<ExPort>` by port slot.
     pub const PORTS: &str = "EX_PORTS";
-    /// `LpmTrie<FibKey, u32>`: (VRF, prefix) → next-hop id (an index into [`NH`]).
+    /// `Array<u32>`: the VRFs' routes as one 8-8-8-8 multibit trie, in plies of 256 leaves
+    /// (entry `ply * 256 + byte`). Ply `v` < [`MAX_VRFS`] is VRF `v`'s root, indexed by the
+    /// first byte of the address; the others are made where longer prefixes need them. A
+    /// leaf is 0 (no route), [`FIB_PLY`] | the ply for the next byte, [`FIB_PUNT`] (a route
+    /// the tier has no room for: punt), or a route slot + 1 (see [`FIB_SLOTS`]). The mirror
+    /// writes a new ply whole before the leaf that points at it, and reuses a freed ply or
+    /// slot only at its next commit.
     pub const FIB: &str = "EX_FIB";
+    /// `Array<u32>` by route slot: the next-hop id (an index into [`NH`]) of the route a
+    /// [`FIB`] leaf names; a route's next hop changes here alone.
+    pub const FIB_SLOTS: &str = "EX_FIB_SLOTS";
+    /// A [`FIB`] leaf that points at a ply.
+    pub const FIB_PLY: u32 = 1 << 31;
+    /// A [`FIB`] leaf the program punts (the plies or slots behind it did not fit).
+    pub const FIB_PUNT: u32 = FIB_PLY - 1;
+    /// Plies of [`FIB`] besides the VRFs' roots.
+    pub const MAX_FIB_PLIES: u32 = 1 << 14;
+    /// Entries of [`FIB`].
+    pub const FIB_ENTRIES: u32 = (MAX_VRFS + MAX_FIB_PLIES) * 256;
     /// `Array<u32>` by next-hop id: 0 when the next hop has no record, else where its
     /// records are: `(buckets - 1) << NH_BUCKETS_SHIFT | (first slot + 1)`, the [`ExAdj`]s
     /// of `buckets` consecutive slots of [`ADJ`] (ECMP flattened: a packet takes bucket
@@ -335,7 +350,7 @@ pub mod express {
     pub const MAX_LABEL: u32 = 1 << 18;
     /// VRFs the tier serves; packets of higher VRF ids are punted.
     pub const MAX_VRFS: u32 = 4096;
-    /// Routes (prefixes over all VRFs) the LPM trie holds.
+    /// Routes (prefixes over all VRFs) [`FIB_SLOTS`] holds.
     pub const MAX_ROUTES: u32 = 1 << 21;
     /// Labels one adjacency pushes (VPN label and transport labels).
     pub const MAX_PUSH: usize = 4;
@@ -602,29 +617,6 @@ pub mod express {
         /// Frames received here and punted, by [`Punt`].
         pub punts: [u64; Punt::COUNT],
     }
-
-    /// Key of [`FIB`], a `BPF_MAP_TYPE_LPM_TRIE`: `prefix_len` counts the bits of `vrf`
-    /// and `addr` that must match, so it is 16 (the VRF) + the IPv4 prefix length. `vrf` is
-    /// big-endian so that the VRF id is the trie's most significant bits.
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-    #[repr(C)]
-    pub struct FibKey {
-        /// 16 + IPv4 prefix length.
-        pub prefix_len: u32,
-        /// VRF id, big-endian.
-        pub vrf: [u8; 2],
-        /// IPv4 address, network order.
-        pub addr: [u8; 4],
-        /// Zero.
-        pub pad: [u8; 2],
-    }
-
-    impl FibKey {
-        /// The key for `addr/len` in `vrf`.
-        pub const fn new(vrf: VrfId, addr: [u8; 4], len: u8) -> FibKey {
-            FibKey { prefix_len: 16 + len as u32, vrf: vrf.0.to_be_bytes(), addr, pad: [0; 2] }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -642,9 +634,7 @@ mod tests {
     #[test]
     fn express_layouts() {
         use express::*;
-        assert_eq!(core::mem::size_of::<FibKey>(), 12);
-        let k = FibKey::new(VrfId(0x0102), [10, 1, 0, 0], 24);
-        assert_eq!((k.prefix_len, k.vrf, k.addr), (40, [1, 2], [10, 1, 0, 0]));
+        assert!(MAX_ROUTES < FIB_PUNT && (FIB_ENTRIES as u64) < u64::from(FIB_PLY), "FIB leaves fit beside the ply bit");
         assert_eq!(core::mem::size_of::<ExAdj>(), 68);
         assert_eq!(core::mem::offset_of!(ExAdj, pad), 66, "no implicit padding");
         assert_eq!(core::mem::size_of::<ExPort>(), 12);

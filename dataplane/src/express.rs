@@ -5,7 +5,9 @@
 //! # What is compiled
 //! - Ports: customer ports routed in a VRF and core ports, untagged; any other port is
 //!   punted whole.
-//! - Every VRF route, keyed by (VRF, prefix), to its next-hop id; every next hop to an
+//! - Every VRF route into one 8-8-8-8 multibit trie with a root per VRF (`EX_FIB`; the
+//!   mirror keeps the same trie, [`ExFib`], and copies what each change wrote from its
+//!   journal), whose leaves name a route slot holding the next-hop id; every next hop to an
 //!   adjacency record with recursion through the underlay and the neighbour's MAC already
 //!   resolved (egress port, MACs, the whole label stack with the bottom-of-stack bit, TC,
 //!   MTU; for routed VXLAN the outer and inner headers with the outer checksum's constant
@@ -32,7 +34,8 @@
 //! next-hop commands their records, label commands their ILM entries. A change that can
 //! move resolution anywhere (ports, router settings, underlay routes, neighbours) recompiles
 //! every record, and a `replace` (or the first sync) diffs everything against what the maps
-//! hold. A changed record is written into a free slot and then the next hop's 4-byte index
+//! hold. A new trie ply is written whole before the leaf that points at it, and a freed
+//! ply or route slot is reused only at the next sync. A changed record is written into a free slot and then the next hop's 4-byte index
 //! is flipped to it, so the program never reads a half-written record; the old slot is
 //! reused only after [`QUARANTINE`]. A next hop is unlinked (punted) before routes that
 //! still point at it are withdrawn; punting is always safe, since the AF_XDP path has the
@@ -47,13 +50,14 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use carrier_common::express::{
-    ExAdj, ExConfig, ExIlm, ExMac, ExPort, FibKey, MacKey, CONFIG_ON, ENCAP_VXLAN, ENCAP_VXLAN_L2, MAC_LEARNED, PORT_BRIDGE, VNI_BRIDGE, CONFIG_PIPE, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_PUNT, ILM_SWAP, MAX_ADJ, MAX_BUCKETS, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
+    ExAdj, ExConfig, ExIlm, ExMac, ExPort, MacKey, FIB_PLY, FIB_PUNT, MAX_FIB_PLIES, MAX_ROUTES, CONFIG_ON, ENCAP_VXLAN, ENCAP_VXLAN_L2, MAC_LEARNED, PORT_BRIDGE, VNI_BRIDGE, CONFIG_PIPE, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_PUNT, ILM_SWAP, MAX_ADJ, MAX_BUCKETS, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
     MAX_VRFS, NH_BUCKETS_SHIFT, NH_SLOT_MASK, NO_PORT, PORT_ANTI_SPOOF, PORT_CORE, PORT_PUNT, PORT_VRF, TC_FROM_IP,
 };
 use carrier_common::{BridgeDomainId, Label, NextHopId, PortId, VrfId, MAX_PORTS};
 
 pub use crate::io::Learned;
-use crate::tables::{FastMap, IlmAction, MacDest, Ipv4Prefix, Lpm, NextHop, PortRole, Table, TableCommand, Tables, TtlMode};
+use crate::tables::mtrie::PLY;
+use crate::tables::{FastMap, IlmAction, MacDest, Ipv4Prefix, Lpm, Mtrie, NextHop, PortRole, Table, TableCommand, Tables, TtlMode};
 use crate::wire::MacAddr;
 
 /// Next-hop ids from here up are the mirror's own (neighbours on connected subnets); a
@@ -86,10 +90,10 @@ pub trait ExpressMaps {
     fn set_config(&mut self, config: ExConfig) -> std::io::Result<()>;
     /// Write a port's entry.
     fn set_port(&mut self, slot: u32, port: ExPort) -> std::io::Result<()>;
-    /// Insert or replace a route.
-    fn set_route(&mut self, key: FibKey, nexthop: u32) -> std::io::Result<()>;
-    /// Remove a route (absent is fine).
-    fn remove_route(&mut self, key: FibKey) -> std::io::Result<()>;
+    /// Write `EX_FIB` entries: (index, leaf), in order.
+    fn set_fib(&mut self, entries: &[(u32, u32)]) -> std::io::Result<()>;
+    /// Write `EX_FIB_SLOTS` entries: (route slot, next-hop id).
+    fn set_fib_slots(&mut self, slots: &[(u32, u32)]) -> std::io::Result<()>;
     /// Point a next hop at an adjacency slot + 1, or 0.
     fn set_nexthop(&mut self, nexthop: u32, at: u32) -> std::io::Result<()>;
     /// Write an adjacency record.
@@ -111,27 +115,19 @@ pub trait ExpressMaps {
     fn set_nexthops(&mut self, items: &[(u32, u32)]) -> std::io::Result<()> {
         items.iter().try_for_each(|(nh, at)| self.set_nexthop(*nh, *at))
     }
-    /// Insert or replace many routes.
-    fn set_routes(&mut self, items: &[(FibKey, u32)]) -> std::io::Result<()> {
-        items.iter().try_for_each(|(key, nh)| self.set_route(*key, *nh))
-    }
-    /// Remove many routes (absent ones are fine).
-    fn remove_routes(&mut self, keys: &[FibKey]) -> std::io::Result<()> {
-        keys.iter().try_for_each(|key| self.remove_route(*key))
-    }
 }
 
 /// The writes of one sync, held back and then written in batches, in an order that never
 /// lets the program read something half-made: every new adjacency record first, then the
-/// next-hop indices (in the order they were made), then the ILM entries, then the routes (in
-/// order; runs of inserts and of removals each one batch).
+/// next-hop indices (in the order they were made), then the ILM entries, then the FIB (see
+/// [`FibWrites`]).
 struct Pending<'m, M: ExpressMaps> {
     maps: &'m mut M,
     adjs: Vec<(u32, ExAdj)>,
     nexthops: Vec<(u32, u32)>,
     ilm: Vec<(u32, ExIlm)>,
     macs: Vec<(MacKey, Option<ExMac>)>,
-    routes: Vec<(FibKey, Option<u32>)>,
+    fib: FibWrites,
 }
 
 impl<M: ExpressMaps> Pending<'_, M> {
@@ -144,21 +140,9 @@ impl<M: ExpressMaps> Pending<'_, M> {
         for (key, mac) in self.macs {
             self.maps.set_mac(key, mac)?;
         }
-        let mut at = 0;
-        while at < self.routes.len() {
-            let insert = self.routes[at].1.is_some();
-            let end = self.routes[at..].iter().position(|r| r.1.is_some() != insert).map_or(self.routes.len(), |n| at + n);
-            let run = &self.routes[at..end];
-            if insert {
-                let items: Vec<(FibKey, u32)> = run.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
-                self.maps.set_routes(&items)?;
-            } else {
-                let keys: Vec<FibKey> = run.iter().map(|(k, _)| *k).collect();
-                self.maps.remove_routes(&keys)?;
-            }
-            at = end;
-        }
-        Ok(())
+        self.maps.set_fib_slots(&self.fib.slots)?;
+        self.maps.set_fib(&self.fib.made)?;
+        self.maps.set_fib(&self.fib.leaves)
     }
 }
 
@@ -169,13 +153,11 @@ impl<M: ExpressMaps> ExpressMaps for Pending<'_, M> {
     fn set_port(&mut self, slot: u32, port: ExPort) -> std::io::Result<()> {
         self.maps.set_port(slot, port)
     }
-    fn set_route(&mut self, key: FibKey, nexthop: u32) -> std::io::Result<()> {
-        self.routes.push((key, Some(nexthop)));
-        Ok(())
+    fn set_fib(&mut self, entries: &[(u32, u32)]) -> std::io::Result<()> {
+        self.maps.set_fib(entries)
     }
-    fn remove_route(&mut self, key: FibKey) -> std::io::Result<()> {
-        self.routes.push((key, None));
-        Ok(())
+    fn set_fib_slots(&mut self, slots: &[(u32, u32)]) -> std::io::Result<()> {
+        self.maps.set_fib_slots(slots)
     }
     fn set_nexthop(&mut self, nexthop: u32, at: u32) -> std::io::Result<()> {
         self.nexthops.push((nexthop, at));
@@ -198,6 +180,72 @@ impl<M: ExpressMaps> ExpressMaps for Pending<'_, M> {
     }
     fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)> {
         self.maps.take_adj_counters(slot)
+    }
+}
+
+/// The express FIB as the mirror keeps it: `EX_FIB`'s trie, a root per VRF, next hops as the
+/// ids the program's leaves name (see [`route_target`]).
+pub type ExFib = Mtrie<8>;
+
+/// The `EX_FIB` writes of one sync, in the order they are made: the route slots (new routes,
+/// changed next hops: nothing points at a new slot yet), the plies made (whole: nothing
+/// points at them yet), then the leaves of the roots and of plies that were already there
+/// (which link the new plies and slots in and the freed ones out).
+#[derive(Debug, Default)]
+struct FibWrites {
+    slots: Vec<(u32, u32)>,
+    made: Vec<(u32, u32)>,
+    leaves: Vec<(u32, u32)>,
+}
+
+impl FibWrites {
+    /// What `fib` wrote since the last call; with `all`, everything it holds (after a failed
+    /// sync, when the map may differ from it anywhere).
+    fn take(fib: &mut ExFib, all: bool) -> FibWrites {
+        let j = fib.take_journal();
+        fn entry(ply: u32, i: u32) -> u32 {
+            (MAX_VRFS + ply) * 256 + i
+        }
+        fn ply_entries(fib: &ExFib, p: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
+            fib.ply_leaves(p).iter().zip(0..).map(move |(l, i)| (entry(p, i), fib_leaf(*l)))
+        }
+        let mut w = FibWrites::default();
+        if all {
+            w.slots = fib.live_slots().filter(|(s, _)| *s < MAX_ROUTES).map(|(s, nh)| (s, nh.0)).collect();
+            w.made = fib.live_plies().filter(|p| *p < MAX_FIB_PLIES).flat_map(|p| ply_entries(fib, p)).collect();
+            w.leaves = (0..MAX_VRFS * 256).map(|r| (r, fib_leaf(fib.root_leaf(r)))).collect();
+            return w;
+        }
+        let freed: HashSet<u32> = j.freed.iter().copied().collect();
+        let made: HashSet<u32> = j.made.iter().copied().filter(|p| !freed.contains(p) && *p < MAX_FIB_PLIES).collect();
+        w.slots = j.slots.iter().filter(|s| **s < MAX_ROUTES).filter_map(|s| fib.slot(*s).map(|(_, nh)| (*s, nh.0))).collect();
+        w.made = j.made.iter().filter(|p| made.contains(p)).flat_map(|p| ply_entries(fib, *p)).collect();
+        w.leaves = j.roots.iter().map(|r| (*r, fib_leaf(fib.root_leaf(*r)))).collect();
+        w.leaves.extend(
+            j.leaves
+                .iter()
+                .filter(|(p, _)| *p < MAX_FIB_PLIES && !freed.contains(p) && !made.contains(p))
+                .map(|(p, i)| (entry(*p, u32::from(*i)), fib_leaf(fib.ply_leaves(*p)[usize::from(*i)]))),
+        );
+        w
+    }
+}
+
+/// The `EX_FIB` leaf for a leaf of the mirror's trie: plies after the VRFs' roots; what does
+/// not fit the map is punted.
+fn fib_leaf(leaf: u32) -> u32 {
+    match leaf {
+        0 => 0,
+        l if l & PLY != 0 => {
+            let p = l & !PLY;
+            if p < MAX_FIB_PLIES {
+                FIB_PLY | (MAX_VRFS + p)
+            } else {
+                FIB_PUNT
+            }
+        }
+        l if l - 1 < MAX_ROUTES => l,
+        _ => FIB_PUNT,
     }
 }
 
@@ -256,6 +304,10 @@ pub struct Mirror {
     ports: Vec<Option<ExPort>>,
     /// Real routes in the maps: (VRF, prefix) → next hop.
     routes: FastMap<(u16, Ipv4Prefix), u32>,
+    /// The routes as the program's trie holds them.
+    fib: ExFib,
+    /// A sync failed: the FIB is written whole at the next.
+    fib_resync: bool,
     /// Neighbour /32s in the maps: (VRF, address) → synthetic next-hop id.
     neighbour_routes: FastMap<(u16, Ipv4Addr), u32>,
     /// Next hop → its installed adjacency.
@@ -301,6 +353,12 @@ impl Mirror {
             config: None,
             ports: Vec::new(),
             routes: FastMap::default(),
+            fib: {
+                let mut fib = ExFib::with_roots(MAX_VRFS as usize);
+                fib.keep_journal();
+                fib
+            },
+            fib_resync: false,
             neighbour_routes: FastMap::default(),
             installed: FastMap::default(),
             ilm: FastMap::default(),
@@ -375,13 +433,15 @@ impl Mirror {
     /// workers learned. On error the maps may be half-updated: the caller resyncs with
     /// [`Change::All`] (and the tier punts what it cannot decide meanwhile).
     pub fn sync(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, learned: &Learned, change: Change<'_>) -> std::io::Result<()> {
-        let mut pending = Pending { maps, adjs: vec![], nexthops: vec![], ilm: vec![], macs: vec![], routes: vec![] };
+        let mut pending = Pending { maps, adjs: vec![], nexthops: vec![], ilm: vec![], macs: vec![], fib: FibWrites::default() };
         let result = self.sync_into(&mut pending, tables, learned, change);
         // Ids unlinked in this sync are reused only by the next one: by then nothing the
         // program reads points at them.
         self.free_synthetic.append(&mut self.freed_synthetic);
-        result?;
-        pending.flush()
+        pending.fib = FibWrites::take(&mut self.fib, std::mem::take(&mut self.fib_resync));
+        let result = result.and_then(|()| pending.flush());
+        self.fib_resync = result.is_err();
+        result
     }
 
     fn sync_into(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, learned: &Learned, change: Change<'_>) -> std::io::Result<()> {
@@ -498,13 +558,13 @@ impl Mirror {
             }
             for (key, nh) in &want {
                 if self.routes.get(key) != Some(nh) {
-                    maps.set_route(fib_key(key.0, key.1), route_target(*nh))?;
+                    self.fib.insert_in(key.0, key.1, NextHopId(route_target(*nh)));
                     self.last.routes += 1;
                 }
             }
             let gone: Vec<_> = self.routes.keys().filter(|k| !want.contains_key(*k)).copied().collect();
             for key in gone {
-                maps.remove_route(fib_key(key.0, key.1))?;
+                self.fib.remove_in(key.0, key.1);
                 self.last.routes += 1;
             }
             self.routes = want;
@@ -529,13 +589,13 @@ impl Mirror {
                 match nh {
                     Some(nh) => {
                         if self.routes.insert(key, nh) != Some(nh) {
-                            maps.set_route(fib_key(key.0, key.1), route_target(nh))?;
+                            self.fib.insert_in(key.0, key.1, NextHopId(route_target(nh)));
                             self.last.routes += 1;
                         }
                     }
                     None => {
                         if self.routes.remove(&key).is_some() {
-                            maps.remove_route(fib_key(key.0, key.1))?;
+                            self.fib.remove_in(key.0, key.1);
                             self.last.routes += 1;
                         }
                     }
@@ -543,6 +603,8 @@ impl Mirror {
             }
         }
         self.sync_neighbour_routes(maps, tables, &neighbours)?;
+        // Plies made while the map was full move into room freed since.
+        self.fib.relocate_above(MAX_FIB_PLIES);
 
         let labels: Vec<u32> = if everything || all_records {
             let mut l: Vec<u32> = tables.ilm.keys().map(|l| l.value()).collect();
@@ -848,7 +910,7 @@ impl Mirror {
             };
             self.install(maps, id, Some(vec![*adj]))?;
             if !self.neighbour_routes.contains_key(key) {
-                maps.set_route(fib_key(key.0, Ipv4Prefix::host(key.1)), id)?;
+                self.fib.insert_in(key.0, Ipv4Prefix::host(key.1), NextHopId(id));
                 self.last.routes += 1;
                 self.neighbour_routes.insert(*key, id);
             }
@@ -858,7 +920,7 @@ impl Mirror {
             let Some(id) = self.neighbour_routes.remove(&key) else { continue };
             // A real /32 may own the key now: then the route command already rewrote it.
             if !self.routes.contains_key(&(key.0, Ipv4Prefix::host(key.1))) {
-                maps.remove_route(fib_key(key.0, Ipv4Prefix::host(key.1)))?;
+                self.fib.remove_in(key.0, Ipv4Prefix::host(key.1));
                 self.last.routes += 1;
             }
             self.install(maps, id, None)?;
@@ -907,10 +969,6 @@ impl Neighbours<'_> {
         v.extend(self.tables.neighbours.iter().map(|(k, m)| (*k, *m)));
         v
     }
-}
-
-fn fib_key(vrf: u16, prefix: Ipv4Prefix) -> FibKey {
-    FibKey::new(VrfId(vrf), prefix.addr().octets(), prefix.prefix_len())
 }
 
 /// A port as the tier sees it.
@@ -1142,8 +1200,10 @@ pub struct MemMaps {
     pub config: ExConfig,
     /// Ports by slot.
     pub ports: FastMap<u32, ExPort>,
-    /// Routes.
-    pub routes: FastMap<FibKey, u32>,
+    /// `EX_FIB` entries (the trie's leaves) that are not 0.
+    pub fib: FastMap<u32, u32>,
+    /// `EX_FIB_SLOTS`: route slot → next-hop id.
+    pub fib_slots: FastMap<u32, u32>,
     /// Next hop → slot + 1.
     pub nexthops: FastMap<u32, u32>,
     /// Adjacencies by slot.
@@ -1172,12 +1232,18 @@ impl ExpressMaps for MemMaps {
         self.ports.insert(slot, port);
         Ok(())
     }
-    fn set_route(&mut self, key: FibKey, nexthop: u32) -> std::io::Result<()> {
-        self.routes.insert(key, nexthop);
+    fn set_fib(&mut self, entries: &[(u32, u32)]) -> std::io::Result<()> {
+        for &(i, leaf) in entries {
+            if leaf == 0 {
+                self.fib.remove(&i);
+            } else {
+                self.fib.insert(i, leaf);
+            }
+        }
         Ok(())
     }
-    fn remove_route(&mut self, key: FibKey) -> std::io::Result<()> {
-        self.routes.remove(&key);
+    fn set_fib_slots(&mut self, slots: &[(u32, u32)]) -> std::io::Result<()> {
+        self.fib_slots.extend(slots.iter().copied());
         Ok(())
     }
     fn set_nexthop(&mut self, nexthop: u32, at: u32) -> std::io::Result<()> {
@@ -1209,6 +1275,23 @@ impl ExpressMaps for MemMaps {
 }
 
 impl MemMaps {
+    /// The next-hop id of the route for `addr` in `vrf`: the program's walk of `EX_FIB`
+    /// (`None`: no route, or punted).
+    pub fn route(&self, vrf: VrfId, addr: Ipv4Addr) -> Option<u32> {
+        let a = addr.octets();
+        let mut leaf = *self.fib.get(&(u32::from(vrf.0) * 256 + u32::from(a[0])))?;
+        for byte in &a[1..] {
+            if leaf & FIB_PLY == 0 {
+                break;
+            }
+            leaf = *self.fib.get(&((leaf & !FIB_PLY) * 256 + u32::from(*byte)))?;
+        }
+        if leaf == FIB_PUNT || leaf & FIB_PLY != 0 {
+            return None;
+        }
+        self.fib_slots.get(&(leaf - 1)).copied()
+    }
+
     /// The record a packet to `addr` in `vrf` would use: longest match, then the next hop's
     /// slot (the program's lookup, for tests).
     pub fn lookup(&self, vrf: VrfId, addr: Ipv4Addr) -> Option<ExAdj> {
@@ -1217,12 +1300,7 @@ impl MemMaps {
 
     /// [`MemMaps::lookup`] for a packet of flow hash `hash` (its ECMP bucket).
     pub fn lookup_hashed(&self, vrf: VrfId, addr: Ipv4Addr, hash: u32) -> Option<ExAdj> {
-        let a = u32::from(addr);
-        let best = (0..=32u8).rev().find_map(|len| {
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            self.routes.get(&FibKey::new(vrf, (a & mask).to_be_bytes(), len))
-        })?;
-        let at = *self.nexthops.get(best)?;
+        let at = *self.nexthops.get(&self.route(vrf, addr)?)?;
         let first = at & NH_SLOT_MASK;
         if first == 0 {
             return None;
@@ -1489,6 +1567,93 @@ mod tests {
         assert_eq!(m.last, Writes::default());
     }
 
+    /// What the program's walk of `EX_FIB` finds for `addr` in `vrf` agrees with the VRF's
+    /// table: the same next hop, or a punt.
+    fn agrees(maps: &MemMaps, t: &Tables, vrf: u16, addr: Ipv4Addr) -> Result<(), String> {
+        let want = t.vrfs[usize::from(vrf)].fib.lookup(addr).map(|(_, nh)| route_target(nh.0));
+        let got = maps.route(VrfId(vrf), addr);
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("VRF {vrf} {addr}: the map gives {got:?}, the table {want:?}"))
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+        /// Routes of two VRFs announced, changed and withdrawn in commits of several
+        /// commands: after each, the map walked as the program walks it agrees with the
+        /// tables for every route's own address and random probes; a replace then writes
+        /// nothing.
+        #[test]
+        fn the_fib_follows_the_tables_through_churn(
+            commits in proptest::collection::vec(proptest::collection::vec((0u16..2, 0u32..4, 0u32..4, proptest::prelude::any::<u16>(), 8u8..=32, proptest::prelude::any::<bool>(), 1u32..3), 1..30), 1..10),
+            probes in proptest::collection::vec((0u16..2, 0u32..4, 0u32..4, proptest::prelude::any::<u16>()), 32),
+        ) {
+            let mut t = tables(0);
+            t.apply(TableCommand::Vrf { id: VrfId(1), name: "blue".into(), source: None }).unwrap();
+            let (mut maps, mut m) = (MemMaps::default(), Mirror::new(true));
+            m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
+            let mut seen = vec![];
+            for commit in commits {
+                let cmds: Vec<TableCommand> = commit
+                    .into_iter()
+                    .map(|(vrf, a, b, c, len, announce, nh)| {
+                        let prefix = Ipv4Prefix::new(Ipv4Addr::from(((172 + a) << 24) | (b << 16) | u32::from(c)), len).unwrap();
+                        seen.push((vrf, prefix.addr()));
+                        let table = Table::Vrf(VrfId(vrf));
+                        if announce { TableCommand::Route { table, prefix, nexthop: NextHopId(nh) } } else { TableCommand::Withdraw { table, prefix } }
+                    })
+                    .collect();
+                t.apply_all(cmds.clone()).unwrap();
+                m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&cmds)).unwrap();
+                for &(vrf, addr) in &seen {
+                    agrees(&maps, &t, vrf, addr).map_err(proptest::test_runner::TestCaseError::fail)?;
+                }
+                for &(vrf, a, b, c) in &probes {
+                    agrees(&maps, &t, vrf, Ipv4Addr::from(((172 + a) << 24) | (b << 16) | u32::from(c))).map_err(proptest::test_runner::TestCaseError::fail)?;
+                }
+            }
+            m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
+            proptest::prop_assert_eq!(m.last, Writes::default());
+        }
+    }
+
+    /// More plies than `EX_FIB` holds: the routes behind the plies that do not fit are
+    /// punted (never sent over a shorter prefix), the others forwarded; once routes go, the
+    /// rest fit again.
+    #[test]
+    fn routes_beyond_the_map_are_punted_until_they_fit() {
+        let mut t = tables(0);
+        t.apply(TableCommand::Route { table: Table::Vrf(VrfId(0)), prefix: p("172.0.0.0/8"), nexthop: NextHopId(2) }).unwrap();
+        // A /32 per (b1, b2): a ply for each /24, one per /16, one for 172/8.
+        let host = |i: u32| Ipv4Addr::from(0xac00_0001 | (i << 8));
+        let n = MAX_FIB_PLIES + 300;
+        let cmds: Vec<TableCommand> = (0..n).map(|i| TableCommand::Route { table: Table::Vrf(VrfId(0)), prefix: Ipv4Prefix::host(host(i)), nexthop: NextHopId(1) }).collect();
+        t.apply_all(cmds.clone()).unwrap();
+        let (mut maps, mut m) = (MemMaps::default(), Mirror::new(true));
+        m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
+        let (mut forwarded, mut punted) = (0, 0);
+        for i in 0..n {
+            match maps.route(VrfId(0), host(i)) {
+                Some(1) => forwarded += 1,
+                None => punted += 1,
+                other => panic!("{} went to {other:?}", host(i)),
+            }
+        }
+        assert!(punted > 0 && forwarded > MAX_FIB_PLIES - 600, "{forwarded} forwarded, {punted} punted");
+        // Half of the routes go: everything left fits again.
+        let gone: Vec<TableCommand> = (0..n / 2).map(|i| TableCommand::Withdraw { table: Table::Vrf(VrfId(0)), prefix: Ipv4Prefix::host(host(i)) }).collect();
+        t.apply_all(gone.clone()).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&gone)).unwrap();
+        // The plies freed are reusable from the next sync on.
+        m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
+        for i in 0..n {
+            agrees(&maps, &t, 0, host(i)).unwrap();
+        }
+    }
+
     #[test]
     fn learned_neighbours_resolve_and_unresolve() {
         let mut t = tables(1);
@@ -1524,7 +1689,7 @@ mod tests {
         let mut m = Mirror::new(true);
         m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
         assert!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 1, 1)).is_some_and(|a| a.nlabels == 1));
-        assert_eq!(maps.routes.get(&fib_key(0, p("172.16.9.0/24"))), Some(&PUNT_NEXTHOP));
+        assert_eq!(maps.route(VrfId(0), Ipv4Addr::new(172, 16, 9, 1)), Some(PUNT_NEXTHOP));
         assert!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 9, 1)).is_none(), "punted, not sent over the /16");
     }
 

@@ -25,7 +25,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::BorrowedFd;
 use std::process::Command;
 
-use aya::maps::{Array, DevMap, HashMap, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray, XskMap};
+use aya::maps::{Array, DevMap, HashMap, IterableMap, Map, MapData, MapError, PerCpuArray, XskMap};
 use aya::programs::xdp::{XdpError as AyaXdpError, XdpLinkId};
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, Pod};
@@ -875,24 +875,14 @@ impl crate::express::ExpressMaps for XdpDataplane {
     fn set_port(&mut self, slot: u32, port: express::ExPort) -> std::io::Result<()> {
         self.array(express::PORTS).and_then(|mut m| m.set(slot, Raw(port), 0).map_err(map_error(express::PORTS))).map_err(io_error(express::PORTS))
     }
-    fn set_route(&mut self, key: express::FibKey, nexthop: u32) -> std::io::Result<()> {
-        let k = lpm_key(&key);
-        LpmTrie::<&mut MapData, [u8; 8], u32>::try_from(self.map_mut(express::FIB).map_err(io_error(express::FIB))?)
-            .and_then(|mut m| m.insert(&k, nexthop, 0))
-            .map_err(|e| std::io::Error::other(format!("express map {}: {e}", express::FIB)))
+    fn set_fib(&mut self, entries: &[(u32, u32)]) -> std::io::Result<()> {
+        self.set_u32s(express::FIB, entries)
     }
-    fn remove_route(&mut self, key: express::FibKey) -> std::io::Result<()> {
-        let k = lpm_key(&key);
-        match LpmTrie::<&mut MapData, [u8; 8], u32>::try_from(self.map_mut(express::FIB).map_err(io_error(express::FIB))?).and_then(|mut m| m.remove(&k)) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-            Err(e) => Err(std::io::Error::other(format!("express map {}: {e}", express::FIB))),
-        }
+    fn set_fib_slots(&mut self, slots: &[(u32, u32)]) -> std::io::Result<()> {
+        self.set_u32s(express::FIB_SLOTS, slots)
     }
     fn set_nexthop(&mut self, nexthop: u32, at: u32) -> std::io::Result<()> {
-        Array::<&mut MapData, u32>::try_from(self.map_mut(express::NH).map_err(io_error(express::NH))?)
-            .and_then(|mut m| m.set(nexthop, at, 0))
-            .map_err(|e| std::io::Error::other(format!("express map {}: {e}", express::NH)))
+        self.set_u32s(express::NH, &[(nexthop, at)])
     }
     fn set_adj(&mut self, slot: u32, adj: express::ExAdj) -> std::io::Result<()> {
         self.array(express::ADJ).and_then(|mut m| m.set(slot, Raw(adj), 0).map_err(map_error(express::ADJ))).map_err(io_error(express::ADJ))
@@ -916,30 +906,7 @@ impl crate::express::ExpressMaps for XdpDataplane {
         items.iter().try_for_each(|(slot, adj)| self.set_adj(*slot, *adj))
     }
     fn set_nexthops(&mut self, items: &[(u32, u32)]) -> std::io::Result<()> {
-        let keys: Vec<u32> = items.iter().map(|i| i.0).collect();
-        let values: Vec<u32> = items.iter().map(|i| i.1).collect();
-        let fd = self.raw_map_fd(express::NH)?;
-        if items.is_empty() || write_batch(fd, plain_bytes(&keys), 4, Some((plain_bytes(&values), 4)), items.len())? {
-            return Ok(());
-        }
-        items.iter().try_for_each(|(nh, at)| self.set_nexthop(*nh, *at))
-    }
-    fn set_routes(&mut self, items: &[(express::FibKey, u32)]) -> std::io::Result<()> {
-        let keys: Vec<u8> = items.iter().flat_map(|i| lpm_key_bytes(&i.0)).collect();
-        let values: Vec<u32> = items.iter().map(|i| i.1).collect();
-        let fd = self.raw_map_fd(express::FIB)?;
-        if items.is_empty() || write_batch(fd, &keys, 12, Some((plain_bytes(&values), 4)), items.len())? {
-            return Ok(());
-        }
-        items.iter().try_for_each(|(key, nh)| self.set_route(*key, *nh))
-    }
-    fn remove_routes(&mut self, keys: &[express::FibKey]) -> std::io::Result<()> {
-        let raw: Vec<u8> = keys.iter().flat_map(lpm_key_bytes).collect();
-        let fd = self.raw_map_fd(express::FIB)?;
-        if keys.is_empty() || write_batch(fd, &raw, 12, None, keys.len())? {
-            return Ok(());
-        }
-        keys.iter().try_for_each(|key| self.remove_route(*key))
+        self.set_u32s(express::NH, items)
     }
     fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
@@ -954,12 +921,25 @@ impl crate::express::ExpressMaps for XdpDataplane {
 }
 
 impl XdpDataplane {
-    /// The file descriptor of array or LPM-trie map `name`.
+    /// Write (index, value) entries of the `Array<u32>` map `name`, in order: in batches
+    /// where the kernel has them, else one at a time.
+    fn set_u32s(&mut self, name: &'static str, items: &[(u32, u32)]) -> std::io::Result<()> {
+        let keys: Vec<u32> = items.iter().map(|i| i.0).collect();
+        let values: Vec<u32> = items.iter().map(|i| i.1).collect();
+        let fd = self.raw_map_fd(name)?;
+        if items.is_empty() || write_batch(fd, plain_bytes(&keys), 4, Some((plain_bytes(&values), 4)), items.len())? {
+            return Ok(());
+        }
+        let mut map = Array::<&mut MapData, u32>::try_from(self.map_mut(name).map_err(io_error(name))?).map_err(|e| std::io::Error::other(format!("express map {name}: {e}")))?;
+        items.iter().try_for_each(|(i, v)| map.set(*i, *v, 0).map_err(|e| std::io::Error::other(format!("express map {name}: {e}"))))
+    }
+
+    /// The file descriptor of array map `name`.
     fn raw_map_fd(&self, name: &'static str) -> std::io::Result<std::os::fd::RawFd> {
         use std::os::fd::{AsFd, AsRawFd};
         match self.ebpf.map(name) {
-            Some(Map::Array(d) | Map::LpmTrie(d)) => Ok(d.fd().as_fd().as_raw_fd()),
-            _ => Err(std::io::Error::other(format!("no array or LPM trie map {name}"))),
+            Some(Map::Array(d)) => Ok(d.fd().as_fd().as_raw_fd()),
+            _ => Err(std::io::Error::other(format!("no array map {name}"))),
         }
     }
 }
@@ -1007,24 +987,11 @@ fn write_batch(fd: std::os::fd::RawFd, keys: &[u8], key_size: usize, values: Opt
     Ok(true)
 }
 
-fn lpm_key_bytes(key: &express::FibKey) -> [u8; 12] {
-    let mut b = [0u8; 12];
-    b[..4].copy_from_slice(&key.prefix_len.to_ne_bytes());
-    b[4..6].copy_from_slice(&key.vrf);
-    b[6..10].copy_from_slice(&key.addr);
-    b
-}
-
 /// The raw bytes of `Plain` values, in order.
 fn plain_bytes<T: Plain>(values: &[T]) -> &[u8] {
     // SAFETY: `Plain` types have no padding and any bit pattern; the slice covers exactly
     // `values`.
     unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, std::mem::size_of_val(values)) }
-}
-
-fn lpm_key(key: &express::FibKey) -> aya::maps::lpm_trie::Key<[u8; 8]> {
-    let a = key.addr;
-    aya::maps::lpm_trie::Key::new(key.prefix_len, [key.vrf[0], key.vrf[1], a[0], a[1], a[2], a[3], 0, 0])
 }
 
 /// `PORT_STATS` values as aya reads them.

@@ -23,19 +23,19 @@
 //!   of the local port it is behind, or in VXLAN to its VTEP.
 //!
 //! Who writes what: the dataplane's mirror (`dataplane/src/express.rs`) is the only writer
-//! of the tables (`EX_CONFIG`, `EX_PORTS`, `EX_FIB`, `EX_NH`, `EX_ADJ`, `EX_ILM`,
+//! of the tables (`EX_CONFIG`, `EX_PORTS`, `EX_FIB`, `EX_FIB_SLOTS`, `EX_NH`, `EX_ADJ`, `EX_ILM`,
 //! `EX_VNI`, `EX_EGRESS`); this program only reads them, and is the only writer of the counters (one
 //! copy per CPU).
 
 use aya_ebpf::{
     helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     macros::map,
-    maps::{lpm_trie::Key, Array, DevMap, HashMap, LpmTrie, PerCpuArray},
+    maps::{Array, DevMap, HashMap, PerCpuArray},
     programs::XdpContext,
 };
 use carrier_common::express::{
     ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, CONFIG_PIPE, ENCAP_NONE, ENCAP_VXLAN, ENCAP_VXLAN_L2, VXLAN_OVERHEAD, ExMac, MacKey, MAC_LEARNED, MAX_MACS, PORT_BRIDGE, VNI_BRIDGE,
-    ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_SWAP, MAX_ADJ, NH_BUCKETS_SHIFT, NH_SLOT_MASK, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VNIS, MAX_VRFS, NO_PORT,
+    FIB_ENTRIES, FIB_PLY, FIB_PUNT, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_SWAP, MAX_ADJ, NH_BUCKETS_SHIFT, NH_SLOT_MASK, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VNIS, MAX_VRFS, NO_PORT,
     PORT_ANTI_SPOOF, PORT_CORE, PORT_VRF, TC_FROM_IP,
 };
 use carrier_common::{MAX_PORTS, VXLAN_UDP_PORT};
@@ -56,7 +56,9 @@ static CONFIG: Array<ExConfig> = Array::with_max_entries(1, 0);
 #[map(name = "EX_PORTS")]
 static PORTS: Array<ExPort> = Array::with_max_entries(MAX_PORTS, 0);
 #[map(name = "EX_FIB")]
-static FIB: LpmTrie<[u8; 8], u32> = LpmTrie::with_max_entries(MAX_ROUTES, 0);
+static FIB: Array<u32> = Array::with_max_entries(FIB_ENTRIES, 0);
+#[map(name = "EX_FIB_SLOTS")]
+static FIB_SLOTS: Array<u32> = Array::with_max_entries(MAX_ROUTES, 0);
 #[map(name = "EX_NH")]
 static NH: Array<u32> = Array::with_max_entries(MAX_NEXTHOPS, 0);
 #[map(name = "EX_ADJ")]
@@ -271,9 +273,24 @@ fn update(checksum: u16, old_word: u16, new_word: u16) -> u16 {
 /// answers the source check alike).
 #[inline(always)]
 fn lookup(vrf: u32, addr: [u8; 4], flow: Option<&Ip>) -> Option<(ExAdj, u32)> {
-    let v = (vrf as u16).to_be_bytes();
-    let key = Key::new(48, [v[0], v[1], addr[0], addr[1], addr[2], addr[3], 0, 0]);
-    records(*FIB.get(&key)?, || flow.map_or(0, Ip::hash))
+    if vrf >= MAX_VRFS {
+        return None;
+    }
+    // The VRF's root, then a ply per further byte (see `FIB`), unrolled.
+    let mut leaf = *FIB.get(vrf * 256 + u32::from(addr[0]))?;
+    if leaf & FIB_PLY != 0 {
+        leaf = *FIB.get((leaf & !FIB_PLY) * 256 + u32::from(addr[1]))?;
+        if leaf & FIB_PLY != 0 {
+            leaf = *FIB.get((leaf & !FIB_PLY) * 256 + u32::from(addr[2]))?;
+            if leaf & FIB_PLY != 0 {
+                leaf = *FIB.get((leaf & !FIB_PLY) * 256 + u32::from(addr[3]))?;
+            }
+        }
+    }
+    if leaf == 0 || leaf == FIB_PUNT || leaf & FIB_PLY != 0 {
+        return None;
+    }
+    records(*FIB_SLOTS.get(leaf - 1)?, || flow.map_or(0, Ip::hash))
 }
 
 /// Next hop `nh`'s record for the flow `hash` gives (asked only of an ECMP next hop):

@@ -10,7 +10,7 @@
 
 mod fib;
 pub mod hash;
-mod mtrie;
+pub mod mtrie;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;

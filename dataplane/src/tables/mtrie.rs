@@ -44,6 +44,8 @@ pub struct Mtrie<const ROOT_BITS: u32 = 16> {
     root: Box<[u32]>,
     root_lens: Box<[u8]>,
     plies: Vec<Ply>,
+    /// Where each ply hangs (the leaf that points at it).
+    parents: Vec<At>,
     free_plies: Vec<u32>,
     /// Route slots: (prefix, next hop); `None` when free.
     slots: Vec<Option<(Ipv4Prefix, NextHopId)>>,
@@ -99,11 +101,12 @@ enum At {
 impl<const ROOT_BITS: u32> Mtrie<ROOT_BITS> {
     /// A trie of `roots` empty tables.
     pub fn with_roots(roots: usize) -> Self {
-        const { assert!(ROOT_BITS >= 8 && ROOT_BITS <= 24 && ROOT_BITS % 8 == 0) };
+        const { assert!(ROOT_BITS >= 8 && ROOT_BITS <= 24 && ROOT_BITS.is_multiple_of(8)) };
         Mtrie {
             root: vec![0; roots << ROOT_BITS].into_boxed_slice(),
             root_lens: vec![0; roots << ROOT_BITS].into_boxed_slice(),
             plies: Vec::new(),
+            parents: Vec::new(),
             free_plies: Vec::new(),
             slots: Vec::new(),
             free_slots: Vec::new(),
@@ -150,6 +153,18 @@ impl<const ROOT_BITS: u32> Mtrie<ROOT_BITS> {
         self.slots.get(s as usize).copied().flatten()
     }
 
+    /// The slots that hold a route: (slot, next hop).
+    pub fn live_slots(&self) -> impl Iterator<Item = (u32, NextHopId)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(s, r)| r.map(|(_, nh)| (s as u32, nh)))
+    }
+
+    /// The plies in use (neither free nor freed since the journal was taken).
+    pub fn live_plies(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut free: std::collections::HashSet<u32> = self.free_plies.iter().copied().collect();
+        free.extend(self.journal.iter().flat_map(|j| j.freed.iter().copied()));
+        (0..self.plies.len() as u32).filter(move |p| !free.contains(p))
+    }
+
     /// Every route, in prefix order (of all roots).
     pub fn routes(&self) -> impl Iterator<Item = (Ipv4Prefix, NextHopId)> + '_ {
         let mut all: Vec<(Ipv4Prefix, NextHopId)> = self.slots.iter().flatten().copied().collect();
@@ -160,7 +175,7 @@ impl<const ROOT_BITS: u32> Mtrie<ROOT_BITS> {
     /// Heap bytes held (root, plies, slots, index), for the FIB benchmark.
     pub fn heap_bytes(&self) -> usize {
         self.root.len() * 5
-            + self.plies.capacity() * std::mem::size_of::<Ply>()
+            + self.plies.capacity() * (std::mem::size_of::<Ply>() + std::mem::size_of::<At>())
             + self.slots.capacity() * std::mem::size_of::<Option<(Ipv4Prefix, NextHopId)>>()
             + self.free_slots.capacity() * 4
             + self.free_plies.capacity() * 4
@@ -208,10 +223,12 @@ impl<const ROOT_BITS: u32> Mtrie<ROOT_BITS> {
         let id = match self.free_plies.pop() {
             Some(id) => {
                 self.plies[id as usize] = ply;
+                self.parents[id as usize] = at;
                 id
             }
             None => {
                 self.plies.push(ply);
+                self.parents.push(at);
                 (self.plies.len() - 1) as u32
             }
         };
@@ -262,6 +279,41 @@ impl<const ROOT_BITS: u32> Mtrie<ROOT_BITS> {
                 None => self.free_plies.push(p),
             }
         }
+    }
+
+    /// Moves plies numbered `limit` or higher into free plies below `limit` while there are
+    /// any, so that a copy holding only the plies below `limit` holds as much of the trie as
+    /// fits. Each move is journaled as a ply made, its parent's leaf and the ply freed.
+    /// Returns how many plies moved.
+    pub fn relocate_above(&mut self, limit: u32) -> usize {
+        if self.plies.len() as u32 <= limit || !self.free_plies.iter().any(|q| *q < limit) {
+            return 0;
+        }
+        let high: Vec<u32> = self.live_plies().filter(|p| *p >= limit).collect();
+        let mut moved = 0;
+        for p in high {
+            let Some(at) = self.free_plies.iter().position(|q| *q < limit) else { break };
+            let q = self.free_plies.swap_remove(at);
+            let (pu, qu) = (p as usize, q as usize);
+            self.plies[qu] = self.plies[pu].clone();
+            self.parents[qu] = self.parents[pu];
+            for i in 0..256 {
+                let leaf = self.plies[qu].leaves[i];
+                if leaf & PLY != 0 {
+                    self.parents[(leaf & !PLY) as usize] = At::Ply(q, i);
+                }
+            }
+            if let Some(j) = &mut self.journal {
+                j.made.push(q);
+            }
+            self.set(self.parents[qu], q | PLY, 0);
+            match &mut self.journal {
+                Some(j) => j.freed.push(p),
+                None => self.free_plies.push(p),
+            }
+            moved += 1;
+        }
+        moved
     }
 
     /// The root leaf the address `a` of table `root` starts at.
@@ -574,14 +626,14 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
-        /// Several tables in one 8-8-8-8 trie, changed in batches; after each batch a copy
-        /// made only from the journal answers every probe as a binary trie per table does,
-        /// and nothing freed in a batch was reused within it.
+        /// Several tables in one 8-8-8-8 trie, changed in batches (and plies relocated below
+        /// a limit); after each batch a copy made only from the journal answers every probe
+        /// as a binary trie per table does, and nothing freed in a batch was reused within it.
         #[test]
         fn journal_copies_the_trie(batches in proptest::collection::vec(proptest::collection::vec((0u16..3, op()), 1..40), 1..8), probes in proptest::collection::vec((0u16..3, 0u32..4, 0u32..4, any::<u16>()), 48)) {
             let mut m = Mtrie::<8>::with_roots(3);
             m.keep_journal();
-            let mut tries = vec![TrieFib::default(), TrieFib::default(), TrieFib::default()];
+            let mut tries = [TrieFib::default(), TrieFib::default(), TrieFib::default()];
             let mut copy = Copy { roots: vec![0; 3 << 8], ..Copy::default() };
             let mut inserted = vec![];
             for batch in batches {
@@ -599,6 +651,8 @@ mod tests {
                         }
                     }
                 }
+                // Plies above 6 move down where room was freed (parents and children follow).
+                m.relocate_above(6);
                 let j = m.take_journal();
                 let made: std::collections::HashSet<u32> = j.made.iter().copied().collect();
                 prop_assert_eq!(made.len(), j.made.len(), "a ply made twice in one batch");
