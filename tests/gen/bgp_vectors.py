@@ -10,13 +10,20 @@ Two independent implementations write the bytes the codec's tests decode:
   to a tiny listener in this script, which answers the OPEN and records every message gobgpd
   sends while routes are added and deleted with the gobgp CLI (VPNv4, EVPN types 2/3/5, IPv4)
   -> control/tests/vectors/gobgp.hex
+* BIRD (bird 2.0.12, Debian bird2): a real iBGP session between two network namespaces this
+  script makes and deletes. BIRD connects to the same kind of listener and announces VPNv4
+  routes of static protocols: one label, no label (BIRD sends label 3, implicit null) and a
+  stack of two labels (sent although the listener has no Multiple Labels capability)
+  -> control/tests/vectors/bird.hex
 
-Run as: /usr/bin/python3 tests/gen/bgp_vectors.py   (loopback only, no root needed)
+Run as: /usr/bin/python3 tests/gen/bgp_vectors.py [scapy] [gobgp] [bird]
+(scapy and GoBGP: loopback only, no root needed; BIRD: root, for `ip netns`)
 
 File format: '#' comments; every other line is `name: hex`. The names are what the Rust tests
 look up; when a name repeats (several messages of one step) a `.N` suffix is added.
 """
 
+import ctypes
 import os
 import shutil
 import socket
@@ -347,10 +354,130 @@ def gobgp_vectors():
                   items)
 
 
+# ---------------------------------------------------------------------------------------------
+# BIRD
+# ---------------------------------------------------------------------------------------------
+
+BIRD = "/usr/sbin/bird"
+
+# BIRD (AS 65001, 10.0.0.254) toward the listener at 10.0.0.1. Routes in RD 65001:7 via a
+# gateway on the link, so BIRD advertises that gateway and its labels (none: label 3).
+BIRD_CONF = f"""
+router id 10.0.0.254;
+vpn4 table vpntab;
+protocol device {{ scan time 1; }}
+protocol static vpn_routes {{
+    vpn4 {{
+        table vpntab;
+        import filter {{ bgp_ext_community.add((rt, {ASN}, 1)); accept; }};
+    }};
+    route {ASN}:7 10.70.0.0/16 via 10.0.0.200 mpls 7000;
+    route {ASN}:7 10.71.0.0/16 via 10.0.0.200;
+    route {ASN}:7 10.72.0.0/16 via 10.0.0.200 mpls 7200/7201;
+}}
+protocol bgp listener {{
+    local 10.0.0.254 as {ASN};
+    neighbor 10.0.0.1 as {ASN};
+    connect delay time 1;
+    connect retry time 1;
+    vpn4 mpls {{ table vpntab; import none; export all; }};
+}}
+"""
+
+# The message names by the route an UPDATE announces (the second octet of its prefix).
+BIRD_ROUTES = {70: "vpnv4_label_7000", 71: "vpnv4_no_label", 72: "vpnv4_two_labels"}
+
+
+def enter_netns(name):
+    """Move this thread (and the processes and sockets it makes later) into netns `name`."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            raise OSError(ctypes.get_errno(), f"setns {name}")
+    finally:
+        os.close(fd)
+
+
+def bird_vectors():
+    if not os.path.exists(BIRD):
+        print("bird not installed; skipping BIRD vectors")
+        return
+    if os.geteuid() != 0:
+        print("BIRD vectors need root (network namespaces); skipping")
+        return
+    version = subprocess.run([BIRD, "--version"], capture_output=True, text=True)
+    version = (version.stdout + version.stderr).strip()
+    tmp = tempfile.mkdtemp(prefix="bgp-vectors-")
+    # The script's own namespaces, deleted at the end whatever happens.
+    bird_ns, rec_ns = f"bvbird{os.getpid()}", f"bvrec{os.getpid()}"
+    items = []
+    proc = None
+    try:
+        for ns in (bird_ns, rec_ns):
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "-n", bird_ns, "link", "add", "v0", "type", "veth", "peer", "name",
+                        "v0", "netns", rec_ns], check=True)
+        for ns, addr in ((bird_ns, "10.0.0.254/24"), (rec_ns, "10.0.0.1/24")):
+            subprocess.run(["ip", "-n", ns, "addr", "add", addr, "dev", "v0"], check=True)
+            subprocess.run(["ip", "-n", ns, "link", "set", "v0", "up"], check=True)
+        conf = os.path.join(tmp, "bird.conf")
+        with open(conf, "w") as f:
+            f.write(BIRD_CONF)
+        enter_netns(rec_ns)
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("10.0.0.1", 179))
+        srv.listen(1)
+        rec = Recorder()
+        threading.Thread(target=rec.run, args=(srv,), daemon=True).start()
+        log = open(os.path.join(tmp, "bird.log"), "w")
+        proc = subprocess.Popen(["ip", "netns", "exec", bird_ns, BIRD, "-f", "-c", conf,
+                                 "-s", os.path.join(tmp, "bird.ctl"),
+                                 "-P", os.path.join(tmp, "bird.pid")], stdout=log, stderr=log)
+        # Connect, OPEN, the routes, then the End-of-RIB (an UPDATE with an empty MP_UNREACH).
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            time.sleep(0.5)
+            with rec.lock:
+                if any(m[18] == 2 and m[23:26] == bytes([0x80, 15, 3]) for _, m in rec.msgs):
+                    break
+        else:
+            log.flush()
+            raise RuntimeError(f"no End-of-RIB from BIRD; its log:\n{open(log.name).read()}")
+        for _, m in rec.take():
+            if m[18] == 1:
+                items.append(("open", m))
+            elif m[18] == 2:
+                at = m.find(bytes.fromhex(f"0000{ASN:04x}00000007"))
+                name = "vpnv4_eor" if at < 0 else BIRD_ROUTES.get(m[at + 9], "other")
+                items.append((name, m))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for ns in (bird_ns, rec_ns):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    items.sort(key=lambda item: item[0] != "open")
+    write_vectors(os.path.join(OUT, "bird.hex"),
+                  [f"generator: {version} (Debian bird2 2.0.12-7), real iBGP session between two "
+                   f"network namespaces (AS {ASN}), routes from a static protocol",
+                   "script: tests/gen/bgp_vectors.py; names say which route an UPDATE announces"],
+                  items)
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
-    which = sys.argv[1:] or ["scapy", "gobgp"]
+    which = sys.argv[1:] or ["scapy", "gobgp", "bird"]
     if "scapy" in which:
         scapy_vectors()
     if "gobgp" in which:
         gobgp_vectors()
+    # Last: it moves this process into a network namespace.
+    if "bird" in which:
+        bird_vectors()

@@ -5,7 +5,8 @@
 //!   (RFC 4271 §6.1) before the body has arrived.
 //! - [`decode`] takes exactly one frame. It never panics on any input (a proptest checks it).
 //!   UPDATE errors are classified per RFC 7606 into [`DecodeError`]: session reset,
-//!   treat-as-withdraw or attribute discard.
+//!   treat-as-withdraw (of the UPDATE, or of single VPNv4 routes announced with a label
+//!   stack, RFC 8277 §2.3) or attribute discard.
 //! - [`encode`] produces what GoBGP, FRR and ExaBGP accept. One [`Update`] may become several
 //!   concatenated UPDATE messages (one per MP family, and more when the NLRI do not fit in
 //!   4096 bytes); see [`encode`].
@@ -80,6 +81,18 @@ pub enum DecodeError {
         /// The withdrawals to apply.
         update: Update,
         /// What was wrong.
+        reason: String,
+    },
+    /// Treat-as-withdraw of some NLRI only (RFC 8277 §2.3 with RFC 7606 §2: a VPNv4 route
+    /// announced with more labels than negotiated): those routes are in `update.withdrawn`,
+    /// together with the UPDATE's own withdrawals; the rest of `update` (its other NLRI and
+    /// attributes, less any discarded one) is to be processed as usual. `reason` names the
+    /// routes.
+    #[error("treat-as-withdraw of some NLRI: {reason}")]
+    RoutesTreatedAsWithdrawn {
+        /// The UPDATE to apply, those routes withdrawn.
+        update: Update,
+        /// Which routes and why.
         reason: String,
     },
     /// RFC 7606 attribute discard: the faulty attribute was dropped; the rest is fine and

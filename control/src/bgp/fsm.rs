@@ -276,7 +276,9 @@ pub enum Output {
     },
     /// An UPDATE for the RIB.
     Received(Update),
-    /// An UPDATE treated as withdraw (RFC 7606 §2): all its NLRI are in `withdrawn`.
+    /// An UPDATE treated as withdraw (RFC 7606 §2): all its NLRI are in `withdrawn`; or,
+    /// when only some routes were at fault (RFC 8277 §2.3), those are in `withdrawn` and the
+    /// others are announced as usual.
     TreatAsWithdraw(Update, String),
     /// The peer asked for our routes of a family again (RFC 2918).
     RouteRefresh(Family),
@@ -721,6 +723,15 @@ impl Session {
                 let mut withdrawn = update.withdrawn;
                 withdrawn.extend(update.announced);
                 let update = Update { withdrawn, ..Update::default() };
+                out.push(Output::TreatAsWithdraw(update, reason));
+                out.push(Output::Counted("update-treat-as-withdraw"));
+            }
+            DecodeError::RoutesTreatedAsWithdrawn { update, reason } => {
+                self.stats.messages.updates_in += 1;
+                if self.state != State::Established {
+                    return self.fsm_error(now, out);
+                }
+                self.last_rx = now;
                 out.push(Output::TreatAsWithdraw(update, reason));
                 out.push(Output::Counted("update-treat-as-withdraw"));
             }
@@ -1226,9 +1237,16 @@ mod tests {
             }), vec![Output::Received(update.clone()), Counted("update-attribute-discard")]),
             // 2. Treat-as-withdraw: every NLRI withdrawn, counted.
             Step(2_000, Input::DecodeError(DecodeError::TreatAsWithdraw {
-                update, reason: "bad ORIGIN".into(),
+                update: update.clone(), reason: "bad ORIGIN".into(),
             }), vec![
                 Output::TreatAsWithdraw(as_withdraw, "bad ORIGIN".into()), Counted("update-treat-as-withdraw"),
+            ]),
+            // 2'. Some routes treated as withdrawn (RFC 8277 §2.3, a label stack): the UPDATE
+            //     goes on as the codec left it (those routes withdrawn, the others announced).
+            Step(2_500, Input::DecodeError(DecodeError::RoutesTreatedAsWithdrawn {
+                update: update.clone(), reason: "2 labels".into(),
+            }), vec![
+                Output::TreatAsWithdraw(update.clone(), "2 labels".into()), Counted("update-treat-as-withdraw"),
             ]),
             // 3. Reset: send the codec's NOTIFICATION, close, down, retry.
             Step(3_000, Input::DecodeError(DecodeError::Reset(notif(3, 1))), vec![
@@ -1236,7 +1254,7 @@ mod tests {
                 SetTimer(ConnectRetry, secs(5)),
             ]),
         ]);
-        assert_eq!((s.stats().messages.updates_in, s.stats().messages.notifications_out), (2, 1));
+        assert_eq!((s.stats().messages.updates_in, s.stats().messages.notifications_out), (3, 1));
         // 4. Treat-as-withdraw before Established is an UPDATE in the wrong state (5/2).
         let mut s = Session::new(cfg());
         s.process(Input::Start, t0);

@@ -1098,6 +1098,25 @@ mod tests {
     }
 
     #[test]
+    fn implicit_null_is_pushed_as_no_label_and_other_reserved_labels_are_unusable() {
+        let mut rib = rib(["red", "blue"], "per-vrf");
+        // 1. Label 3 (implicit null, as BIRD 2 sends under `next hop self`): the route is
+        //    installed toward the PE with nothing pushed (RFC 3032 §2.1: never on the wire).
+        rib.update(RR, announce(vpn(3, "10.50.0.0/16")));
+        assert_eq!(pushed(&mut rib), [Vec::<u32>::new()]);
+        // 2. An ordinary label replaces it and is pushed.
+        rib.update(RR, announce(vpn(16, "10.50.0.0/16")));
+        assert_eq!(pushed(&mut rib), [[16]]);
+        // 3. Explicit null (0) and the entropy label indicator (7) cannot carry a VPN route:
+        //    no route at all, counted.
+        for reserved in [0, 7] {
+            rib.update(RR, announce(vpn(reserved, "10.50.0.0/16")));
+            assert!(pushed(&mut rib).is_empty(), "label {reserved}");
+            assert_eq!(rib.stats.reserved_label, 1, "label {reserved}");
+        }
+    }
+
+    #[test]
     fn a_changed_label_is_announced_without_a_withdrawal() {
         let mut rib = rib(["red", "blue"], "per-vrf");
         let ads = vec![(vpn(5000, "10.1.0.0/24"), Arc::new(PathAttributes::default()))];

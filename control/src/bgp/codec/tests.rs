@@ -47,6 +47,7 @@ fn hex(s: &str) -> Vec<u8> {
 
 const SCAPY: &str = include_str!("../../../tests/vectors/scapy.hex");
 const GOBGP: &str = include_str!("../../../tests/vectors/gobgp.hex");
+const BIRD: &str = include_str!("../../../tests/vectors/bird.hex");
 
 /// The message called `name` in a vectors file (`name: hex` lines).
 fn vector(file: &str, name: &str) -> Vec<u8> {
@@ -597,6 +598,65 @@ fn gobgp_vpnv4() {
         },
         true,
     );
+}
+
+#[test]
+fn bird_vpnv4() {
+    // BIRD 2.0.12's OPEN: VPNv4 and no Multiple Labels capability (RFC 8277 §2.1) of its own.
+    let Message::Open(open) = decode_one(&vector(BIRD, "open"), &ctx(false)) else {
+        panic!()
+    };
+    assert_eq!(
+        (open.asn, open.families.as_slice(), open.four_octet_as),
+        (65001, [Family::Vpnv4].as_slice(), true)
+    );
+    let c = ctx(true);
+    let attrs = PathAttributes {
+        origin: Origin::Igp,
+        next_hop: Some(ip("10.0.0.200")),
+        local_pref: Some(100),
+        ext_communities: vec![rt("65001:1")],
+        ..Default::default()
+    };
+    let vpn = |label: LabelField, prefix: &str| Nlri::Vpnv4 {
+        rd: rd("65001:7"),
+        label,
+        prefix: pfx(prefix),
+    };
+    let announced = |route: Nlri| {
+        Message::Update(Update {
+            attributes: attrs.clone(),
+            announced: vec![route],
+            ..Default::default()
+        })
+    };
+    // A static route's label, and a route without one: label 3, implicit null, which the RIB
+    // installs with nothing pushed.
+    assert_eq!(
+        decode_one(&vector(BIRD, "vpnv4_label_7000"), &c),
+        announced(vpn(LabelField::mpls(7000), "10.70.0.0/16"))
+    );
+    assert_eq!(
+        decode_one(&vector(BIRD, "vpnv4_no_label"), &c),
+        announced(vpn(LabelField::mpls(3), "10.71.0.0/16"))
+    );
+    // Two labels, 7200 then 7201 with the bottom-of-stack bit, although neither side sent
+    // the Multiple Labels capability: that route is treated as withdrawn, no reset.
+    match decode(&vector(BIRD, "vpnv4_two_labels"), &c) {
+        Err(DecodeError::RoutesTreatedAsWithdrawn { update, reason }) => {
+            assert_eq!(
+                update.withdrawn,
+                [vpn(LabelField(7200 << 4), "10.72.0.0/16")]
+            );
+            assert!(update.announced.is_empty(), "{update:?}");
+            assert!(reason.contains("with 2 labels"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let Message::Update(eor) = decode_one(&vector(BIRD, "vpnv4_eor"), &c) else {
+        panic!()
+    };
+    assert_eq!(eor.eor, Some(Family::Vpnv4));
 }
 
 #[test]
@@ -1311,6 +1371,124 @@ fn rfc7606_mp_attribute_errors_reset() {
             ..Default::default()
         }))
     );
+}
+
+/// A VPNv4 NLRI with the label fields `labels` (each `label << 4`, plus 1 for bottom of
+/// stack, as given), RD 65001:10 and `prefix`.
+fn vpnv4_nlri(labels: &[u32], prefix: &str) -> Vec<u8> {
+    let p = pfx(prefix);
+    let len = p.prefix_len();
+    let mut v = vec![u8::try_from(24 * labels.len() + 64).unwrap() + len];
+    for l in labels {
+        v.extend_from_slice(&l.to_be_bytes()[1..]);
+    }
+    v.extend_from_slice(&rd("65001:10").0);
+    v.extend_from_slice(&p.addr().octets()[..usize::from(len).div_ceil(8)]);
+    v
+}
+
+/// An UPDATE with ORIGIN, AS_PATH and a VPNv4 MP_REACH (next hop 192.0.2.1) of `nlri`.
+fn vpnv4_update(nlri: &[Vec<u8>]) -> Vec<u8> {
+    let mut v = vec![0, 1, 128, 12, 0, 0, 0, 0, 0, 0, 0, 0, 192, 0, 2, 1, 0];
+    v.extend_from_slice(&nlri.concat());
+    upd(&[], &[origin(), as_path4(), a(0x80, 14, &v)], &[])
+}
+
+fn vpn(label: LabelField, prefix: &str) -> Nlri {
+    Nlri::Vpnv4 {
+        rd: rd("65001:10"),
+        label,
+        prefix: pfx(prefix),
+    }
+}
+
+#[test]
+fn vpnv4_label_stacks_are_withdrawn_alone() {
+    // BIRD 2 sends a static route's two labels although carrier did not send the Multiple
+    // Labels capability (RFC 8277 §2.1). The labels are delimited by the bottom-of-stack bit;
+    // those routes alone are treated as withdrawn (§2.3), the single-label route of the same
+    // UPDATE is announced, the session stays up (no reset).
+    let one = vpnv4_nlri(&[(100 << 4) | 1], "10.20.0.0/24");
+    let two = vpnv4_nlri(&[200 << 4, (201 << 4) | 1], "10.21.0.0/16");
+    // Two labels and a /8: 120 bits, which one label would misread as RD 0:200/201… and a /32.
+    let two_short = vpnv4_nlri(&[300 << 4, (301 << 4) | 1], "10.0.0.0/8");
+    match d(&vpnv4_update(&[one.clone(), two.clone(), two_short])) {
+        Err(DecodeError::RoutesTreatedAsWithdrawn { update, reason }) => {
+            assert_eq!(
+                update.announced,
+                [vpn(LabelField::mpls(100), "10.20.0.0/24")]
+            );
+            assert_eq!(
+                update.withdrawn,
+                [
+                    vpn(LabelField(200 << 4), "10.21.0.0/16"),
+                    vpn(LabelField(300 << 4), "10.0.0.0/8")
+                ]
+            );
+            assert_eq!(update.attributes.next_hop, Some(ip("192.0.2.1")));
+            assert_eq!(update.attributes.as_path, [65001]);
+            assert!(
+                reason.contains("VPNv4 65001:10 10.21.0.0/16 with 2 labels"),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("VPNv4 65001:10 10.0.0.0/8 with 2 labels"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Alone in its UPDATE: only that withdrawal.
+    match d(&vpnv4_update(&[two])) {
+        Err(DecodeError::RoutesTreatedAsWithdrawn { update, .. }) => {
+            assert!(update.announced.is_empty(), "{update:?}");
+            assert_eq!(
+                update.withdrawn,
+                [vpn(LabelField(200 << 4), "10.21.0.0/16")]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Three labels: the same.
+    let three = vpnv4_nlri(&[1000 << 4, 1001 << 4, (1002 << 4) | 1], "10.22.0.0/16");
+    assert!(matches!(
+        d(&vpnv4_update(&[three])),
+        Err(DecodeError::RoutesTreatedAsWithdrawn { update, .. }) if update.withdrawn == [vpn(LabelField(1000 << 4), "10.22.0.0/16")]
+    ));
+    // Beside a malformed ORIGIN the whole UPDATE is withdrawn (RFC 7606 §7.1), stacks too.
+    let mut bad = vpnv4_update(&[
+        one.clone(),
+        vpnv4_nlri(&[200 << 4, (201 << 4) | 1], "10.21.0.0/16"),
+    ]);
+    assert_eq!(&bad[23..27], &[0x40, 1, 1, 0]);
+    bad[26] = 9;
+    expect_withdraw(
+        &bad,
+        vec![
+            vpn(LabelField(200 << 4), "10.21.0.0/16"),
+            vpn(LabelField::mpls(100), "10.20.0.0/24"),
+        ],
+        "ORIGIN",
+    );
+    // One label without the bottom-of-stack bit and no room for a second (a /16 leaves 16
+    // bits after the RD): the single label, as RFC 8277 §2.2 reads it.
+    let Ok(Message::Update(u)) = d(&vpnv4_update(&[vpnv4_nlri(&[100 << 4], "10.23.0.0/16")]))
+    else {
+        panic!()
+    };
+    assert_eq!(u.announced, [vpn(LabelField(100 << 4), "10.23.0.0/16")]);
+    // A withdrawal's label field is one compatibility field (RFC 8277 §2.4), bit clear or not.
+    let mut unreach = vec![0, 1, 128];
+    unreach.extend_from_slice(&vpnv4_nlri(&[0x80_0000], "10.21.0.0/16"));
+    let Ok(Message::Update(u)) = d(&upd(&[], &[a(0x80, 15, &unreach)], &[])) else {
+        panic!()
+    };
+    assert_eq!(u.withdrawn, [vpn(LabelField(0x80_0000), "10.21.0.0/16")]);
+    // A stack whose prefix would be longer than 32 bits is still an error: reset 3/1.
+    let mut long = vpnv4_nlri(&[(100 << 4) | 1], "10.24.0.0/24");
+    long[0] = 24 + 64 + 40;
+    long.extend_from_slice(&[0, 0]);
+    expect_reset(&vpnv4_update(&[long]), 3, 1);
 }
 
 #[test]

@@ -25,6 +25,10 @@
 //! - MP_REACH / MP_UNREACH malformed: too short, next hop length unexpected for the family,
 //!   NLRI not parseable → reset 3/1 (§7.11, §5.3; RFC 4760 §7 would also allow AFI/SAFI
 //!   disable, which carrier does not implement).
+//! - A VPNv4 route announced with a stack of labels (carrier does not send the Multiple
+//!   Labels capability; BIRD 2 sends stacks anyway) → that route alone is treated as
+//!   withdrawn, the rest of the UPDATE applies (RFC 8277 §2.3; labels delimited by the
+//!   bottom-of-stack bit, see `parse_vpnv4`).
 //! - MP_REACH / MP_UNREACH more than once → reset 3/1 (§3 g); any other attribute more than
 //!   once → all but the first discarded (§3 g).
 //! - Unrecognized attribute with the Optional bit clear → reset 3/2 with the attribute as
@@ -69,19 +73,32 @@ struct Fault {
 pub(super) struct Walked {
     pub update: Update,
     faults: Vec<Fault>,
+    /// Routes treated as withdrawn on their own (a VPNv4 label stack, see `parse_vpnv4`),
+    /// already moved to `update.withdrawn`: why.
+    stacked: Vec<String>,
 }
 
 impl Walked {
     /// The RFC 7606 verdict, or `None` when the UPDATE is well-formed.
     pub fn verdict(&self) -> Option<DecodeError> {
-        let worst = self.faults.iter().map(|f| f.severity).max()?;
         let reason = self
             .faults
             .iter()
             .map(|f| f.reason.as_str())
+            .chain(self.stacked.iter().map(String::as_str))
             .collect::<Vec<_>>()
             .join("; ");
         let u = &self.update;
+        let worst = self.faults.iter().map(|f| f.severity).max();
+        if worst != Some(Severity::Withdraw) && !self.stacked.is_empty() {
+            // RFC 8277 §2.3: only the routes with a label stack are withdrawn; the rest of
+            // the UPDATE (less any discarded attribute) applies.
+            return Some(DecodeError::RoutesTreatedAsWithdrawn {
+                update: u.clone(),
+                reason,
+            });
+        }
+        let worst = worst?;
         if worst == Severity::Discard || (u.withdrawn.is_empty() && u.announced.is_empty()) {
             let update = if worst == Severity::Discard {
                 u.clone()
@@ -153,27 +170,67 @@ pub(super) fn parse_ipv4_prefixes(mut b: &[u8], out: &mut Vec<Nlri>) -> Result<(
     Ok(())
 }
 
-/// VPNv4 NLRI (RFC 4364 §4.3.4, RFC 8277 §2): one label (no Multiple Labels capability),
-/// RD, prefix.
-fn parse_vpnv4(mut b: &[u8], out: &mut Vec<Nlri>) -> Result<(), String> {
+/// VPNv4 NLRI (RFC 4364 §4.3.4, RFC 8277 §2): label(s), RD, prefix.
+///
+/// Carrier does not send the Multiple Labels capability (RFC 8277 §2.1), so a route should
+/// carry one label; BIRD 2 sends a static route's whole label stack anyway. An announced
+/// route's labels are therefore read up to the one with the bottom-of-stack bit (RFC 3032
+/// §2.1): a stack of several is delimited, its route goes to `stacked` with the number of
+/// labels (the caller treats that route alone as withdrawn, RFC 8277 §2.3, RFC 7606 §2)
+/// instead of being misread as an RD and a prefix, or resetting the session. A first label
+/// without the bit whose NLRI has no room for a second is read as the single label (§2.2:
+/// the receiver ignores the bit). A withdrawal carries one 3-byte field whatever it holds
+/// (§2.4: the compatibility value 0x800000 has the bit clear).
+fn parse_vpnv4(
+    mut b: &[u8],
+    withdrawal: bool,
+    out: &mut Vec<Nlri>,
+    stacked: &mut Vec<(Nlri, usize)>,
+) -> Result<(), String> {
     while let Some(&bits) = b.first() {
-        if !(88..=88 + 32).contains(&bits) {
+        let bits = usize::from(bits);
+        if bits < 88 {
             return Err(format!("VPNv4 NLRI length {bits} bits"));
         }
-        let n = usize::from(bits).div_ceil(8);
+        let n = bits.div_ceil(8);
         let v = b
             .get(1..1 + n)
             .ok_or("VPNv4 NLRI runs past its attribute")?;
+        let labels = if withdrawal { 1 } else { vpnv4_labels(v, bits) };
+        let prefix_len = u8::try_from(bits - 24 * labels - 64)
+            .ok()
+            .filter(|l| *l <= 32)
+            .ok_or_else(|| format!("VPNv4 NLRI length {bits} bits"))?;
+        let at = 3 * labels;
         let mut rd = [0u8; 8];
-        rd.copy_from_slice(&v[3..11]);
-        out.push(Nlri::Vpnv4 {
+        rd.copy_from_slice(&v[at..at + 8]);
+        let route = Nlri::Vpnv4 {
             rd: RouteDistinguisher(rd),
             label: label(&v[..3]),
-            prefix: prefix(bits - 88, &v[11..]).ok_or("bad prefix")?,
-        });
+            prefix: prefix(prefix_len, &v[at + 8..]).ok_or("bad prefix")?,
+        };
+        if labels > 1 {
+            stacked.push((route, labels));
+        } else {
+            out.push(route);
+        }
         b = &b[1 + n..];
     }
     Ok(())
+}
+
+/// How many labels an announced VPNv4 NLRI of `bits` bits (`v`: its bytes) carries: up to
+/// the bottom-of-stack bit while another label, an RD and a prefix of at most 32 bits still
+/// fit; one when the bits do not delimit a stack that leaves a valid prefix.
+fn vpnv4_labels(v: &[u8], bits: usize) -> usize {
+    let mut labels = 1;
+    while v[3 * labels - 1] & 1 == 0 && bits >= 24 * (labels + 1) + 64 {
+        labels += 1;
+    }
+    if bits - 24 * labels - 64 > 32 {
+        return 1;
+    }
+    labels
 }
 
 /// EVPN NLRI (RFC 7432 §7, RFC 9136 §3.1): types 2, 3 and 5 with IPv4 addresses are read;
@@ -262,10 +319,18 @@ fn parse_evpn(mut b: &[u8], out: &mut Vec<Nlri>) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_family_nlri(family: Family, b: &[u8], out: &mut Vec<Nlri>) -> Result<(), String> {
+/// The NLRI of an MP_REACH (`withdrawal` false) or MP_UNREACH; VPNv4 routes announced with a
+/// stack of labels go to `stacked` (see [`parse_vpnv4`]).
+fn parse_family_nlri(
+    family: Family,
+    b: &[u8],
+    withdrawal: bool,
+    out: &mut Vec<Nlri>,
+    stacked: &mut Vec<(Nlri, usize)>,
+) -> Result<(), String> {
     match family {
         Family::Ipv4Unicast => parse_ipv4_prefixes(b, out),
-        Family::Vpnv4 => parse_vpnv4(b, out),
+        Family::Vpnv4 => parse_vpnv4(b, withdrawal, out, stacked),
         Family::Evpn => parse_evpn(b, out),
     }
 }
@@ -380,6 +445,8 @@ struct State {
     mp_next_hop_ipv6: bool,
     mp_announced: Vec<Nlri>,
     mp_withdrawn: Vec<Nlri>,
+    /// Announced routes treated as withdrawn on their own (in `mp_withdrawn`): why.
+    stacked: Vec<String>,
     as4_path: Option<Vec<u32>>,
     aggregator_as: Option<u32>,
 }
@@ -395,6 +462,7 @@ impl State {
             mp_next_hop_ipv6: false,
             mp_announced: vec![],
             mp_withdrawn: vec![],
+            stacked: vec![],
             as4_path: None,
             aggregator_as: None,
         }
@@ -557,8 +625,18 @@ impl State {
             }
         };
         let before = self.mp_announced.len();
-        if let Err(e) = parse_family_nlri(family, nlri, &mut self.mp_announced) {
+        let mut stacked = vec![];
+        if let Err(e) = parse_family_nlri(family, nlri, false, &mut self.mp_announced, &mut stacked)
+        {
             return self.malformed(attr::MP_REACH, &e);
+        }
+        for (route, labels) in stacked {
+            if let Nlri::Vpnv4 { rd, prefix, .. } = &route {
+                self.stacked.push(format!(
+                    "VPNv4 {rd} {prefix} with {labels} labels, no Multiple Labels capability"
+                ));
+            }
+            self.mp_withdrawn.push(route);
         }
         self.mp_next_hop = next_hop;
         self.mp_next_hop_ipv6 = next_hop.is_none() && self.mp_announced.len() > before;
@@ -573,7 +651,9 @@ impl State {
         let Some(family) = Family::from_afi_safi(be16(v) as u16, v[2]) else {
             return Ok(());
         };
-        if let Err(e) = parse_family_nlri(family, &v[3..], &mut self.mp_withdrawn) {
+        if let Err(e) =
+            parse_family_nlri(family, &v[3..], true, &mut self.mp_withdrawn, &mut vec![])
+        {
             return self.malformed(attr::MP_UNREACH, &e);
         }
         Ok(())
@@ -708,5 +788,6 @@ pub(super) fn walk_update(body: &[u8], ctx: &CodecContext) -> Result<Walked, Not
             eor: None,
         },
         faults: st.faults,
+        stacked: st.stacked,
     })
 }
