@@ -1,11 +1,11 @@
-//! BGP interop with ExaBGP, a hand-written raw BGP speaker and FRR (privileged, run by
+//! BGP interop with ExaBGP, a hand-written raw BGP speaker, FRR and BIRD (privileged, run by
 //! `cargo xtask test`): carrier-control programming carrier-dataplane, as in
 //! `privileged_bgp.rs`.
 //!
 //! ```text
 //!   exabgp     10.0.0.254 ┐
 //!   raw speaker 10.0.0.253 ┴──mgmt── 10.0.0.1 PE (carrier-control + carrier-dataplane)
-//!   (or FRR bgpd 10.0.0.254)                   ce-red 10.1.0.1/24, core0 192.0.2.1/24
+//!   (or FRR bgpd, or BIRD, 10.0.0.254)          ce-red 10.1.0.1/24, core0 192.0.2.1/24
 //! ```
 //! BGP runs on the kernel-owned management link; the dataplane's ports carry data. Next hops
 //! of learned VPN routes resolve through the dataplane's underlay (routes via 192.0.2.2).
@@ -23,6 +23,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use carrier_tests::bgp::{control_bin, eventually, Daemon};
+use carrier_tests::capture::{tshark, Capture};
 use carrier_tests::carrier::{scratch_dir, Dataplane};
 use carrier_tests::netns::{veth_between, NetNs};
 
@@ -73,8 +74,8 @@ export = ["target:65000:1"]
 struct Lab {
     peer: NetNs,
     pe: NetNs,
-    _ce: NetNs,
-    _core: NetNs,
+    ce: NetNs,
+    core: NetNs,
 }
 
 /// The PE and a peer namespace joined by `mgmt`; `peer_addrs` go on the peer's end.
@@ -90,7 +91,7 @@ fn lab(peer_addrs: &[&str]) -> Lab {
     }
     veth_between(&pe, "ce-red", &ce, "eth0");
     veth_between(&pe, "core0", &core, "eth0");
-    Lab { peer, pe, _ce: ce, _core: core }
+    Lab { peer, pe, ce, core }
 }
 
 /// carrier-control with the BGP codec's debug log on (it names the attributes it keeps).
@@ -864,4 +865,241 @@ families = ["vpnv4"]
     assert!(!log.contains("treat-as-withdraw") && !log.contains("attribute-discard"), "FRR's UPDATEs are well-formed:\n{log}");
     drop(control);
     eprintln!("frr_exchanges_vpnv4_routes: {:?}", started.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------------
+// BIRD
+// ---------------------------------------------------------------------------------------------
+
+/// BIRD 2 in a namespace with its own config, control socket and pid file in a scratch dir.
+struct Bird {
+    daemon: Daemon,
+    socket: PathBuf,
+}
+
+impl Bird {
+    fn start(ns: &NetNs, config: &str) -> Bird {
+        let dir = scratch_dir("bird");
+        std::fs::write(dir.join("bird.conf"), config).expect("write bird.conf");
+        let socket = dir.join("bird.ctl");
+        let socket_arg = socket.to_str().expect("utf-8 path").to_owned();
+        let daemon = Daemon::spawn(ns, &dir, "bird", &["/usr/sbin/bird", "-f", "-c", "bird.conf", "-s", &socket_arg, "-P", "bird.pid"], &[]);
+        let bird = Bird { daemon, socket };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !bird.try_birdc(&["show", "status"]).is_some_and(|s| s.contains("Daemon is up and running")) {
+            assert!(Instant::now() < deadline, "bird did not come up:\n{}", bird.daemon.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bird
+    }
+
+    fn try_birdc(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("birdc").arg("-s").arg(&self.socket).args(args).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn birdc(&self, args: &[&str]) -> String {
+        self.try_birdc(args).unwrap_or_else(|| panic!("birdc {args:?} failed; bird log:\n{}", self.daemon.log()))
+    }
+
+    /// `show protocols all carrier`: the session toward carrier.
+    fn session(&self) -> String {
+        self.birdc(&["show", "protocols", "all", "carrier"])
+    }
+}
+
+/// BIRD 2 as AS 65000 (iBGP), passive, at 10.0.0.254. Its VPNv4 routes come from static
+/// protocols (RD 65000:7, RT 65000:1 added on import, gateway 10.0.0.200 on the management
+/// link, so BIRD advertises that gateway as next hop and the gateway's labels):
+/// - 10.70.0.0/16 with label 7000;
+/// - 10.71.0.0/16 with no label: BIRD sends label 3, implicit null (so does `next hop self`);
+/// - 10.72.0.0/16 with the stack 7200/7201: BIRD sends both labels although carrier did not
+///   send the Multiple Labels capability;
+/// - 10.73.0.0/16 with label 7300, in a protocol of its own that the test disables.
+///
+/// carrier's next hop 10.255.0.1 resolves through a static route via carrier's address.
+const BIRD_CONFIG: &str = r#"
+router id 10.0.0.254;
+log stderr all;
+debug protocols { states, events };
+
+vpn4 table vpntab;
+
+protocol device {
+    scan time 1;
+}
+
+protocol static underlay {
+    ipv4;
+    route 10.255.0.0/24 via 10.0.0.1;
+}
+
+protocol static vpn_keep {
+    vpn4 {
+        table vpntab;
+        import filter { bgp_ext_community.add((rt, 65000, 1)); accept; };
+    };
+    route 65000:7 10.70.0.0/16 via 10.0.0.200 mpls 7000;
+    route 65000:7 10.71.0.0/16 via 10.0.0.200;
+    route 65000:7 10.72.0.0/16 via 10.0.0.200 mpls 7200/7201;
+}
+
+protocol static vpn_gone {
+    vpn4 {
+        table vpntab;
+        import filter { bgp_ext_community.add((rt, 65000, 1)); accept; };
+    };
+    route 65000:7 10.73.0.0/16 via 10.0.0.200 mpls 7300;
+}
+
+protocol bgp carrier {
+    local 10.0.0.254 as 65000;
+    neighbor 10.0.0.1 as 65000;
+    passive on;
+    hold time 30;
+    vpn4 mpls {
+        table vpntab;
+        import all;
+        export all;
+    };
+}
+"#;
+
+/// Wait for `prefix` in VRF red as an MPLS push of exactly `labels` (none: implicit null)
+/// toward `pe`; returns the next hop.
+fn wait_vpn_push(dp: &Dataplane, control: &Daemon, prefix: &str, labels: &[u32], pe: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let nh = dp.route("red", prefix);
+        if let Some(nh) = nh.as_ref().filter(|nh| nh["kind"] == "mpls-push" && nh["labels"] == serde_json::json!(labels) && nh["pe"] == pe) {
+            return nh.clone();
+        }
+        assert!(Instant::now() < deadline, "{prefix} pushing {labels:?} via {pe} not in vrf red (have {nh:?}); control log:\n{}", control.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// UDP datagrams from the CE (10.1.0.2) to each of `dsts` (port 5000), as many as `n` each,
+/// captured where the core port delivers them: the rows of (ip.dst, mpls.label) tshark reads.
+fn send_across(lab: &Lab, dsts: &[&str], n: usize) -> Vec<Vec<String>> {
+    let pcap = scratch_dir("birdcap").join("core.pcap");
+    let capture = Capture::start(&lab.core, "eth0", &pcap, &["udp", "or", "mpls"]);
+    // Resolve the PE's MAC first: the datagrams then leave at once.
+    let _ = lab.ce.exec(&["ping", "-c", "1", "-W", "2", "10.1.0.1"]);
+    for dst in dsts {
+        let script = format!("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor _ in range({n}):\n    s.sendto(b'carrier-bird', ('{dst}', 5000))\n");
+        lab.ce.run(&["python3", "-c", &script]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let pcap = capture.stop();
+    tshark(&pcap, "udp.dstport == 5000", &["ip.dst", "mpls.label"])
+}
+
+/// BIRD 2.0 (iBGP, passive) and carrier-control + carrier-dataplane exchange VPNv4 routes,
+/// checked from both sides:
+/// 1. BIRD's labelled route lands in VRF red as a push of its label toward BIRD's next hop;
+///    its route without a label comes with label 3 (implicit null) and is installed with
+///    nothing pushed (RFC 3032 §2.1) — the dump shows an empty stack, and on the core link
+///    the datagrams to it are plain IPv4 while those to the labelled route carry 7000;
+/// 2. BIRD's route with two labels (no Multiple Labels capability) is treated as withdrawn
+///    alone (RFC 8277 §2.3): not installed, logged, the session stays up on both sides;
+/// 3. BIRD holds carrier's 10.1.0.0/24 (RD 65000:1, RT 65000:1, next hop 10.255.0.1,
+///    carrier's label);
+/// 4. routes BIRD withdraws (a static protocol disabled) leave the dataplane;
+/// 5. carrier-control stopped with SIGTERM (no graceful restart) sends Cease/Administrative
+///    Shutdown (RFC 4486), which BIRD reports as received.
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn bird_exchanges_vpnv4_routes() {
+    let started = Instant::now();
+    let lab = lab(&["10.0.0.254"]);
+    lab.ce.sh("ip addr add 10.1.0.2/24 dev eth0");
+    lab.ce.sh("ip route add default via 10.1.0.1");
+    lab.core.sh("ip link set eth0 address 02:00:00:00:00:02");
+    lab.core.sh("ip addr add 192.0.2.2/24 dev eth0");
+    // A veth takes frames the XDP express tier redirects into it only while its peer runs NAPI.
+    lab.core.sh("ethtool -K eth0 gro on");
+    let dp = Dataplane::start(&lab.pe, PE_DATAPLANE);
+    let bird = Bird::start(&lab.peer, BIRD_CONFIG);
+    let control_config = format!(
+        r#"
+[bgp]
+asn = 65000
+router_id = "10.255.0.1"
+hold_time = 30
+
+[dataplane]
+socket = "{}"
+config = "{}"
+
+[labels]
+first = 100000
+last = 100999
+
+[[neighbor]]
+address = "10.0.0.254"
+remote_as = 65000
+families = ["vpnv4"]
+{VRF_RED}"#,
+        dp.socket.display(),
+        dp.config.display()
+    );
+    let mut control = start_control(&lab.pe, &control_config);
+    wait_log("control", || control.log(), "peer 10.0.0.254 established", 1, Duration::from_secs(20));
+    eventually("BIRD's session Established", Duration::from_secs(10), || bird.session().contains("BGP state:          Established").then_some(()));
+
+    // 1. The labelled route and the implicit-null one, toward BIRD's next hop 10.0.0.200.
+    wait_vpn_push(&dp, &control, "10.70.0.0/16", &[7000], "10.0.0.200");
+    let nh = wait_vpn_push(&dp, &control, "10.71.0.0/16", &[], "10.0.0.200");
+    assert_eq!(nh["labels"], serde_json::json!([]), "implicit null must not be pushed: {nh}");
+    let shown = bird.birdc(&["show", "route", "table", "vpntab", "all"]);
+    assert!(shown.contains("65000:7 10.71.0.0/16") && shown.contains("65000:7 10.72.0.0/16"), "BIRD's table:\n{shown}");
+    assert!(shown.contains("mpls 7200/7201"), "BIRD's two-label route:\n{shown}");
+    let rows = send_across(&lab, &["10.71.0.5", "10.70.0.5"], 5);
+    let to = |dst: &str| rows.iter().filter(|r| r[0] == dst).map(|r| r.get(1).cloned().unwrap_or_default()).collect::<Vec<_>>();
+    assert_eq!(to("10.71.0.5"), vec![String::new(); 5], "to the implicit-null route: plain IPv4 on the core ({rows:?})\n{}", dp.log());
+    assert_eq!(to("10.70.0.5"), vec!["7000".to_string(); 5], "to the labelled route: label 7000 ({rows:?})\n{}", dp.log());
+
+    // 2. The two-label route: treated as withdrawn alone, the session stays up.
+    let log = wait_log("control", || control.log(), "peer 10.0.0.254: treat-as-withdraw (VPNv4 65000:7 10.72.0.0/16 with 2 labels", 1, Duration::from_secs(10));
+    assert!(dp.route("red", "10.72.0.0/16").is_none(), "a route with a label stack was installed");
+    assert!(downs(&log, "10.0.0.254").is_empty(), "the session went down:\n{log}");
+    let session = bird.session();
+    assert!(session.contains("BGP state:          Established") && !session.contains("Last error"), "BIRD's session:\n{session}");
+
+    // 3. carrier's route in BIRD.
+    let ours = eventually("carrier's route in BIRD", Duration::from_secs(15), || {
+        let r = bird.birdc(&["show", "route", "table", "vpntab", "65000:1", "10.1.0.0/24", "all"]);
+        r.contains("65000:1 10.1.0.0/24").then_some(r)
+    });
+    assert!(ours.contains("BGP.next_hop: 10.255.0.1"), "{ours}");
+    assert!(ours.contains("(rt, 65000, 1)"), "{ours}");
+    let label = ours
+        .split("mpls ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|l| l.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no label in BIRD's copy of carrier's route:\n{ours}"));
+    assert!((100000..=100999).contains(&label), "label {label} outside carrier's range:\n{ours}");
+    let d = dp.dump();
+    let ilm = d["labels"].as_array().and_then(|l| l.iter().find(|l| l["label"] == label).cloned());
+    assert_eq!(ilm.as_ref().map(|i| &i["action"]["action"]), Some(&serde_json::json!("pop-lookup")), "label {label} in the ILM: {d}");
+
+    // 4. BIRD withdraws 10.73.0.0/16: it leaves VRF red; the other routes stay.
+    wait_vpn_push(&dp, &control, "10.73.0.0/16", &[7300], "10.0.0.200");
+    let out = bird.birdc(&["disable", "vpn_gone"]);
+    assert!(out.contains("vpn_gone: disabled"), "{out}");
+    wait_no_route(&dp, &control, "10.73.0.0/16");
+    wait_vpn_push(&dp, &control, "10.70.0.0/16", &[7000], "10.0.0.200");
+
+    // 5. SIGTERM: Cease/Administrative Shutdown, as BIRD saw it.
+    control.stop();
+    let session = eventually("BIRD's session closed by carrier", Duration::from_secs(10), || {
+        let s = bird.session();
+        s.contains("Received: Administrative shutdown").then_some(s)
+    });
+    assert!(!session.contains("BGP state:          Established"), "{session}");
+    let log = control.log();
+    assert!(!log.contains("treat-as-withdraw (malformed") && !log.contains("attribute-discard"), "BIRD's UPDATEs are otherwise well-formed:\n{log}");
+    eprintln!("bird_exchanges_vpnv4_routes: {:?}", started.elapsed());
 }

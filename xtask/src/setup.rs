@@ -6,7 +6,8 @@
 //!    Its `rustc -vV` "LLVM version" decides N below.
 //! 2. apt packages: `llvm-N-dev` (for bpf-linker; also brings `llvm-mc`, which the
 //!    privileged tests use) and the test tools (scapy, tshark, tcpdump, iproute2,
-//!    ping, traceroute, ethtool). `apt-get update` runs only when one is missing.
+//!    ping, traceroute, ethtool; the BGP peers gobgpd, ExaBGP, FRR and BIRD 2).
+//!    `apt-get update` runs only when one is missing.
 //! 3. `rust-src` for the nightly (`-Z build-std=core`).
 //! 4. `cargo-fuzz` (the fuzz targets in `fuzz/`), and `bpf-linker` built against LLVM N; rebuilt when the installed one links a
 //!    different LLVM (a mismatch fails the eBPF link with "Invalid record").
@@ -46,6 +47,9 @@ const TEST_PACKAGES: &[&str] = &[
     "gobgpd",
     "exabgp",
     "frr",
+    // BIRD 2: the tests run their own `bird` in a namespace (config, control socket and pid
+    // file in a scratch dir); the system `bird` service is not needed.
+    "bird2",
     // The metrics tests: `promtool check metrics`, and a real server scraping carrier.
     "prometheus",
     // The demo queries Prometheus and prints curl commands to try.
