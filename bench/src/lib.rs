@@ -172,6 +172,125 @@ pub mod run {
     pub fn loadavg() -> String {
         std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
     }
+
+    /// The calling thread inside a network namespace until dropped (then back in its own).
+    #[derive(Debug)]
+    pub struct InNetNs {
+        home: std::fs::File,
+    }
+
+    impl InNetNs {
+        /// Enter the namespace named `name` (under `/var/run/netns`).
+        pub fn enter(name: &str) -> anyhow::Result<InNetNs> {
+            use anyhow::Context as _;
+            let home = std::fs::File::open("/proc/thread-self/ns/net").context("opening this thread's network namespace")?;
+            setns(&format!("/var/run/netns/{name}"))?;
+            Ok(InNetNs { home })
+        }
+    }
+
+    impl Drop for InNetNs {
+        fn drop(&mut self) {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: `home` is an open namespace file; setns only switches this thread.
+            let rc = unsafe { libc::setns(self.home.as_raw_fd(), libc::CLONE_NEWNET) };
+            // Carrying on in the wrong namespace would corrupt later steps.
+            assert_eq!(rc, 0, "cannot return to the harness's network namespace: {}", std::io::Error::last_os_error());
+        }
+    }
+
+    /// Moves the calling thread into the network namespace at `path`.
+    pub fn setns(path: &str) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        use std::os::fd::AsRawFd as _;
+        let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
+        // SAFETY: a valid fd of a namespace file; setns with CLONE_NEWNET only changes the
+        // calling thread's network namespace.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            anyhow::bail!("setns {path}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// `carrier_sink` (`ebpf/src/sink.rs`): counts and drops every frame a veth receives, by
+/// class; the end-to-end harnesses' receiving end.
+pub mod sink {
+    use std::path::Path;
+
+    use anyhow::{Context, Result};
+    use aya::maps::{Array, MapData, PerCpuArray};
+    use aya::programs::{Xdp, XdpMode};
+    use aya::Ebpf;
+    use carrier_dataplane::wire::MacAddr;
+
+    use crate::run::InNetNs;
+
+    /// The sink's counter indexes (`ebpf/src/sink.rs`: `CLASS_*`): IPv4 (but VXLAN), MPLS,
+    /// other, VXLAN (IPv4 without options, UDP to port 4789).
+    pub const CLASS_IPV4: usize = 0;
+    pub const CLASS_MPLS: usize = 1;
+    pub const CLASS_OTHER: usize = 2;
+    pub const CLASS_VXLAN: usize = 3;
+    pub const CLASSES: usize = 4;
+    /// The sink's program and maps in the eBPF object.
+    const SINK_PROGRAM: &str = "carrier_sink";
+    const SINK_PACKETS: &str = "SINK_PACKETS";
+    const SINK_DST_MAC: &str = "SINK_DST_MAC";
+
+    /// `carrier_sink` attached in native mode to a veth; detached when dropped.
+    pub struct Sink {
+        ebpf: Ebpf,
+    }
+
+    impl std::fmt::Debug for Sink {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Sink")
+        }
+    }
+
+    /// Frames the sink counted so far, by class.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct SinkCounts(pub [u64; CLASSES]);
+
+    impl Sink {
+        /// Attach to `ifname` in the namespace `netns`, from the eBPF object at `object`. Only
+        /// frames to `dst_mac` (any, when `None`) count by their EtherType; others are
+        /// [`CLASS_OTHER`].
+        pub fn attach(netns: &str, ifname: &str, object: &Path, dst_mac: Option<MacAddr>) -> Result<Sink> {
+            let mut ebpf = Ebpf::load_file(object).with_context(|| format!("loading {}", object.display()))?;
+            if let Some(mac) = dst_mac {
+                let mut bytes = [0u8; 8];
+                bytes[..6].copy_from_slice(&mac.0);
+                let mut dst = Array::<&mut MapData, u64>::try_from(ebpf.map_mut(SINK_DST_MAC).context("the object has no SINK_DST_MAC")?)?;
+                dst.set(0, u64::from_ne_bytes(bytes), 0).context("writing SINK_DST_MAC")?;
+            }
+            let program: &mut Xdp = ebpf
+                .program_mut(SINK_PROGRAM)
+                .with_context(|| format!("{} has no {SINK_PROGRAM}: rebuild with `cargo xtask build --release`", object.display()))?
+                .try_into()
+                .context("carrier_sink is not an XDP program")?;
+            program.load().context("loading carrier_sink")?;
+            {
+                // The interface is looked up, and the link made, in this thread's namespace.
+                let _inside = InNetNs::enter(netns)?;
+                program.attach(ifname, XdpMode::Driver).context("attaching carrier_sink in native mode")?;
+            }
+            Ok(Sink { ebpf })
+        }
+
+        /// The counts so far.
+        pub fn counts(&self) -> Result<SinkCounts> {
+            let map = self.ebpf.map(SINK_PACKETS).context("the object has no SINK_PACKETS")?;
+            let packets: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map).context("SINK_PACKETS")?;
+            let mut counts = SinkCounts::default();
+            for (class, count) in counts.0.iter_mut().enumerate() {
+                let per_cpu = packets.get(&(class as u32), 0).context("reading SINK_PACKETS")?;
+                *count = per_cpu.iter().sum();
+            }
+            Ok(counts)
+        }
+    }
 }
 
 #[cfg(test)]

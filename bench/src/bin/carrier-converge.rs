@@ -62,6 +62,18 @@
 //! `cargo xtask setup`. `--write` appends the results under
 //! `## Convergence on the wire (BGP VPNv4)` in `bench/RESULTS.md`.
 //!
+//! `--churn SECS`: the churn benchmark. Routes 0..1000 are stable, the N of `--routes` after
+//! them flap: the speaker writes all N withdrawals and waits until the dataplane has removed
+//! them, then all N announcements and waits until it holds them again, round after round for
+//! SECS seconds (a round started is finished). Meanwhile the customer host sends
+//! 1,000 UDP flows, one to a host of each stable route, [`STABLE_PPS`] packets/s in all, from
+//! 1 s before the churn until 1 s after carrier is back to all routes installed; the core
+//! neighbour's veth counts the MPLS frames to its MAC that arrive (`carrier_sink` in XDP, which
+//! drops them). Reported: route updates (withdrawals + announcements) per second, from the
+//! first byte to the dataplane holding every route again after the last round, the stable packets sent / arrived / lost,
+//! the largest KEEPALIVE gap, and the CPU seconds of both processes. With `--check`, exit 1
+//! unless nothing was lost.
+//!
 //! `--kill-control` measures nothing: for each N it kills carrier-control with SIGKILL once
 //! half the routes are installed, checks the dataplane keeps and forwards them while control is
 //! away, restarts it (graceful restart configured) and checks the dataplane never holds fewer
@@ -82,6 +94,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use carrier_bench::run::{cpu_model, install_stop_handler, loadavg, section_range, stopped};
+use carrier_bench::sink::{Sink, CLASS_MPLS};
 use carrier_control::bgp::codec::{decode, encode, frame_len, CodecContext};
 use carrier_control::bgp::msg::{
     Family, LabelField, Message, Nlri, Notification, Open, PathAttributes, RouteDistinguisher,
@@ -131,6 +144,10 @@ const FIRST_LABEL: u32 = 16_000;
 const MAX_LABEL: u32 = (1 << 20) - 1;
 /// Routes are /24s from 10.0.0.0 upward; this many stay below 127.0.0.0.
 const MAX_ROUTES: usize = 4_000_000;
+/// Routes that stay while the others flap (`--churn`); each carries one flow.
+const STABLE: usize = 1_000;
+/// The stable flows' rate, packets per second in all (`--churn`).
+const STABLE_PPS: u64 = 20_000;
 /// Interval of every poll (table socket, gobgp CLI).
 const POLL: Duration = Duration::from_millis(100);
 /// Port of gobgpd's API in its namespace (the one `GoBgp::start` configures).
@@ -173,6 +190,13 @@ struct Cli {
     /// was lost).
     #[arg(long)]
     check: bool,
+    /// Instead of timing: churn for this many seconds. 1,000 stable routes carry 1,000 flows
+    /// (20,000 packets/s in all) from the customer host while the N routes of `--routes` are
+    /// withdrawn and announced again in a loop; reports the route updates per second that
+    /// reached the dataplane, and the stable flows' packets sent and counted on the core
+    /// (target: 0 lost).
+    #[arg(long)]
+    churn: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -247,6 +271,14 @@ fn run(cli: &Cli) -> Result<()> {
         }
     }
     ensure!(cli.timeout_secs >= 1, "--timeout-secs must be at least 1");
+    ensure!(cli.churn.is_none_or(|s| (1..=600).contains(&s)), "--churn must be 1..=600 seconds");
+    ensure!(!(cli.churn.is_some() && cli.kill_control), "--churn and --kill-control are separate runs");
+    if cli.churn.is_some() {
+        for &n in &cli.routes {
+            ensure!(STABLE + n <= MAX_ROUTES, "--routes: {n} flapping routes after {STABLE} stable ones exceed {MAX_ROUTES}");
+            ensure!(cli.label_mode == LabelChoice::Same || FIRST_LABEL as usize + STABLE + n - 1 <= MAX_LABEL as usize, "--routes: {n} routes with a label each run past label {MAX_LABEL}");
+        }
+    }
     ensure!(
         cli.hold_time == 0 || cli.hold_time >= 3,
         "--hold-time must be 0 or at least 3 (RFC 4271 §4.2)"
@@ -270,6 +302,7 @@ fn run(cli: &Cli) -> Result<()> {
     let lab = Lab::up();
     let timeout = Duration::from_secs(cli.timeout_secs);
     let mut rows = vec![];
+    let mut churns = vec![];
     for &n in &cli.routes {
         for &mode in cli.label_mode.modes() {
             eprintln!(
@@ -284,6 +317,14 @@ fn run(cli: &Cli) -> Result<()> {
                 updates.withdraw_messages,
                 mib(updates.withdraw.len() as u64)
             );
+            if let Some(secs) = cli.churn {
+                eprintln!("carrier-converge: N = {n}, labels {}: {secs} s of churn beside {STABLE} stable routes and flows", mode.name());
+                let churn = churn_run(&lab, cli, n, mode, secs, timeout)?;
+                eprintln!("carrier-converge:   {}", churn.summary());
+                ensure!(!cli.check || churn.lost() == Some(0), "N = {n}: stable flows lost packets during the churn: {}", churn.summary());
+                churns.push(churn);
+                continue;
+            }
             if cli.kill_control {
                 eprintln!("carrier-converge: N = {n}, labels {}: kill -9 of carrier-control half-way", mode.name());
                 let report = kill_control_run(&lab, cli, &updates, timeout)?;
@@ -329,6 +370,17 @@ fn run(cli: &Cli) -> Result<()> {
         }
     }
     drop(lab);
+    if cli.churn.is_some() {
+        let table = churn_table(&churns);
+        println!("{table}");
+        if cli.write && !cli.check {
+            let path = workspace().join("bench/RESULTS.md");
+            let section = format!("### {} — churn\n\n    {command}   # as root\n\n{table}\n", utc_now());
+            append_section(&path, &section)?;
+            eprintln!("carrier-converge: appended to {}", path.display());
+        }
+        return Ok(());
+    }
     if cli.kill_control || cli.check {
         return Ok(());
     }
@@ -531,6 +583,8 @@ fn in_netns<T: Send>(ns: &NetNs, f: impl FnOnce() -> Result<T> + Send) -> Result
 /// The bytes the speaker writes for one run, encoded before any clock starts.
 #[derive(Debug)]
 struct Updates {
+    /// Routes `first..first + n`.
+    first: usize,
     n: usize,
     mode: LabelMode,
     /// N announcements then End-of-RIB, as concatenated UPDATE messages.
@@ -543,10 +597,15 @@ struct Updates {
 
 impl Updates {
     fn new(n: usize, mode: LabelMode) -> Result<Updates> {
+        Updates::range(0, n, mode)
+    }
+
+    /// Routes `first..first + n`.
+    fn range(first: usize, n: usize, mode: LabelMode) -> Result<Updates> {
         let rd: RouteDistinguisher = ROUTE_RD.parse()?;
         let rt: RouteTarget = ROUTE_RT.parse()?;
         let mut nlri = Vec::with_capacity(n);
-        for i in 0..n {
+        for i in first..first + n {
             nlri.push(Nlri::Vpnv4 {
                 rd,
                 label: LabelField::mpls(mode.label(i)),
@@ -583,6 +642,7 @@ impl Updates {
             &ctx,
         );
         Ok(Updates {
+            first,
             n,
             mode,
             announce_messages: message_count(&announce)?,
@@ -1479,7 +1539,7 @@ fn carrier_run(lab: &Lab, cli: &Cli, updates: &Updates, timeout: Duration) -> Re
 /// One UDP packet from the customer host to the last route's prefix, captured on the core
 /// neighbour and decoded by tshark: the label on the wire against the route's.
 fn probe(lab: &Lab, updates: &Updates) -> String {
-    probe_route(lab, updates, updates.n - 1)
+    probe_route(lab, updates, updates.first + updates.n - 1)
 }
 
 /// One UDP packet to a host of route `i`, captured on the core side: is it sent with the label?
@@ -1506,6 +1566,211 @@ fn probe_route(lab: &Lab, updates: &Updates, i: usize) -> String {
         [frame] if frame[..] == expected[..] => format!("label {want} to {dst} on the wire"),
         _ => format!("wrong: {frames:?} on the wire, expected label {want} to {dst}"),
     }
+}
+
+/// One `--churn` run.
+#[derive(Debug)]
+struct ChurnRun {
+    n: usize,
+    mode: LabelMode,
+    secs: u64,
+    /// Withdraw + announce rounds of all N written.
+    rounds: usize,
+    /// Route updates (withdrawals and announcements) written.
+    updates: usize,
+    /// From the first byte of the churn until the dataplane held every route again, or why
+    /// it did not.
+    took: Result<Duration, String>,
+    /// Stable packets sent by the customer host, and MPLS frames counted on the core.
+    sent: u64,
+    arrived: Option<u64>,
+    keepalive: KeepaliveReport,
+    /// CPU seconds over the churn: carrier-control, carrier-dataplane.
+    cpu: (f64, f64),
+    logs: String,
+}
+
+impl ChurnRun {
+    fn lost(&self) -> Option<u64> {
+        self.arrived.map(|a| self.sent.saturating_sub(a))
+    }
+
+    fn rate(&self) -> Option<f64> {
+        self.took.as_ref().ok().map(|d| self.updates as f64 / d.as_secs_f64())
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{} rounds, {} route updates, {}, stable packets sent {} arrived {} lost {}, max KEEPALIVE gap {} s, CPU s control {:.1} dataplane {:.1}; logs: {}",
+            self.rounds,
+            self.updates,
+            match (&self.took, self.rate()) {
+                (Ok(d), Some(r)) => format!("back to all routes after {:.2} s ({r:.0} updates/s)", d.as_secs_f64()),
+                (Err(why), _) => format!("not back to all routes: {why}"),
+                _ => String::new(),
+            },
+            self.sent,
+            self.arrived.map_or_else(|| "?".to_string(), |a| a.to_string()),
+            self.lost().map_or_else(|| "?".to_string(), |l| l.to_string()),
+            self.keepalive.cell(),
+            self.cpu.0,
+            self.cpu.1,
+            self.logs
+        )
+    }
+}
+
+fn churn_table(runs: &[ChurnRun]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "| flapping routes | labels | churn s | rounds (withdraw + announce all) | route updates that reached the dataplane | last round done after, s | updates/s | stable flows: packets sent / arrived / lost | max KEEPALIVE gap s | CPU s control / dataplane |");
+    let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---|---:|---|");
+    for r in runs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} / **{}** | {} | {:.1} / {:.1} |",
+            r.n,
+            r.mode.name(),
+            r.secs,
+            r.rounds,
+            r.updates,
+            r.took.as_ref().map_or_else(|why| format!("not: {why}"), |d| format!("{:.2}", d.as_secs_f64())),
+            r.rate().map_or_else(|| "—".to_string(), |x| format!("{x:.0}")),
+            r.sent,
+            r.arrived.map_or_else(|| "?".to_string(), |a| a.to_string()),
+            r.lost().map_or_else(|| "?".to_string(), |l| l.to_string()),
+            r.keepalive.cell(),
+            r.cpu.0,
+            r.cpu.1,
+        );
+    }
+    s
+}
+
+/// What the churn loop and the sender did.
+struct Churned {
+    rounds: usize,
+    updates: usize,
+    took: Result<Duration, String>,
+    start: Instant,
+    sent_all: Instant,
+    sent: u64,
+}
+
+/// `--churn`: the stable routes and the N flapping ones, traffic through the stable ones
+/// while the others flap.
+fn churn_run(lab: &Lab, cli: &Cli, n: usize, mode: LabelMode, secs: u64, timeout: Duration) -> Result<ChurnRun> {
+    let stable = Updates::range(0, STABLE, mode)?;
+    let flap = Updates::range(STABLE, n, mode)?;
+    let listener = lab.listen()?;
+    let dp = Dataplane::start(&lab.pe, &dataplane_config());
+    let control = start_control(&lab.pe, &control_config(&dp, cli.hold_time));
+    let logs = format!("{} {}", dp.socket.parent().map_or_else(String::new, |d| d.display().to_string()), control.dir.display());
+    let session = Session::accept(&listener, SPEAKER_PE_SIDE, PE_MGMT, cli.hold_time, Duration::from_secs(30))
+        .with_context(|| format!("carrier-control's session\n--- control log ---\n{}", control.log()))?;
+    let mut status = TableStatus { socket: dp.socket.clone(), stream: None };
+    let base = status.settled(Duration::from_secs(30))?;
+    let all = base + STABLE + n;
+    // Every route in, then the stable ones checked on the wire.
+    // Until the dataplane holds `want` routes.
+    let wait_for = |status: &mut TableStatus, want: usize, within: Duration| -> Result<Instant, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            if stopped() {
+                return Err("interrupted".into());
+            }
+            if let Some(why) = session.ended() {
+                return Err(why);
+            }
+            if status.get(deadline).is_some_and(|(routes, _)| routes == want) {
+                return Ok(Instant::now());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("not within {within:?}"));
+            }
+            std::thread::sleep(POLL);
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    session.send(&stable.announce, deadline)?;
+    session.send(&flap.announce, deadline)?;
+    wait_for(&mut status, all, timeout).map_err(|why| anyhow!("the {} routes were not installed: {why}", STABLE + n))?;
+    let probe = probe_route(lab, &stable, STABLE - 1);
+    ensure!(probe.starts_with("label "), "stable route {}: {probe}", STABLE - 1);
+
+    // The core neighbour counts the MPLS frames to its MAC in XDP (and drops them).
+    let object = std::env::var_os("CARRIER_EBPF_OBJECT").map_or_else(|| workspace().join("target/bpf/carrier-xdp.o"), PathBuf::from);
+    let mac = CORE_NEIGHBOUR_MAC.parse().map_err(|e| anyhow!("{e:?}"))?;
+    let sink = Sink::attach(lab.core.name(), "eth0", &object, Some(mac))?;
+    let mpls = || sink.counts().map(|c| c.0[CLASS_MPLS]);
+    let before = mpls()?;
+    let stop = AtomicBool::new(false);
+    let meters = (usage(control.pid())?, usage(dp.pid())?);
+    let result = std::thread::scope(|s| -> Result<Churned> {
+        let sender = s.spawn(|| {
+            in_netns(&lab.ce, || {
+                let socket = UdpSocket::bind(SocketAddrV4::new(CE_HOST, 0))?;
+                let start = Instant::now();
+                let mut sent = 0u64;
+                while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(secs + timeout.as_secs() + 10) {
+                    let due = (start.elapsed().as_secs_f64() * STABLE_PPS as f64) as u64;
+                    while sent < due {
+                        let (dst, _) = stable.probe_target_of(sent as usize % STABLE);
+                        if socket.send_to(&sent.to_be_bytes(), SocketAddrV4::new(dst, 9)).is_ok() {
+                            sent += 1;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Ok(sent)
+            })
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let start = Instant::now();
+        let churn_deadline = start + Duration::from_secs(secs);
+        // Each half of a round is written, then waited for in the dataplane, so that every
+        // update reaches it (written back to back, carrier-control would fold a withdrawal and
+        // the announcement after it into nothing between two flushes).
+        let (mut rounds, mut updates) = (0, 0);
+        let mut took = Err("no round".to_string());
+        'churn: while Instant::now() < churn_deadline {
+            for (bytes, want) in [(&flap.withdraw, base + STABLE), (&flap.announce, all)] {
+                let done = session
+                    .send(bytes, Instant::now() + timeout)
+                    .map_err(|e| format!("the speaker could not send: {e:#}"))
+                    .and_then(|_| wait_for(&mut status, want, timeout));
+                match done {
+                    Ok(at) => {
+                        updates += n;
+                        took = Ok(at - start);
+                    }
+                    Err(why) => {
+                        took = Err(why);
+                        break 'churn;
+                    }
+                }
+            }
+            rounds += 1;
+        }
+        let sent_all = Instant::now();
+        std::thread::sleep(Duration::from_secs(1));
+        stop.store(true, Ordering::Relaxed);
+        let sent = sender.join().map_err(|_| anyhow!("the sender panicked"))??;
+        Ok(Churned { rounds, updates, took, start, sent_all, sent })
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let arrived = mpls().ok().map(|c| c - before);
+    drop(sink);
+    let Churned { rounds, updates, took, start, sent_all, sent } = result?;
+    let cpu = (usage(control.pid())?.cpu - meters.0.cpu, usage(dp.pid())?.cpu - meters.1.cpu);
+    let (gap, seen) = session.keepalive_gap(start, sent_all);
+    let keepalive = KeepaliveReport { max_gap: gap, seen, hold_time: session.hold_time };
+    if let Some(why) = session.ended() {
+        eprintln!("carrier-converge: the session with carrier-control ended: {why}\n--- control log (tail) ---\n{}", tail(&control.log(), 30));
+    }
+    drop(session);
+    drop(control);
+    drop(dp);
+    Ok(ChurnRun { n, mode, secs, rounds, updates, took, sent, arrived, keepalive, cpu, logs })
 }
 
 /// `--kill-control`: kill -9 carrier-control half-way through learning N routes, restart it,
@@ -1790,11 +2055,7 @@ impl Report {
 
     /// A dated subsection for bench/RESULTS.md.
     fn section(&self, tables: &str) -> String {
-        let date = std::process::Command::new("date")
-            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
+        let date = utc_now();
         let uname = std::process::Command::new("uname")
             .arg("-srm")
             .output()
@@ -1895,6 +2156,15 @@ fn append_section(path: &Path, subsection: &str) -> Result<()> {
 }
 
 // --- small helpers --------------------------------------------------------------------------
+
+/// The date and time, for a section heading.
+fn utc_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
 
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();

@@ -87,8 +87,9 @@ use aya::maps::{Array, DevMap, MapData, PerCpuArray};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use carrier_bench::run::{
-    cpu_model, install_stop_handler, is_root, loadavg, section_range, stopped,
+    cpu_model, install_stop_handler, is_root, loadavg, section_range, setns, stopped, InNetNs,
 };
+use carrier_bench::sink::{Sink, CLASSES, CLASS_IPV4, CLASS_MPLS, CLASS_VXLAN};
 use carrier_bench::{mpls_frame, udp_frame, vxlan_frame};
 use carrier_common::PortId;
 use carrier_dataplane::io::xsk::XskPorts;
@@ -155,16 +156,6 @@ const MAX_ROUTES: u32 = 1 << (24 - ROUTE_RANGE_LEN);
 /// The host of a route's prefix the flows to it go to.
 const ROUTE_HOST: u32 = 2;
 
-/// The sink's counter indexes (`ebpf/src/sink.rs`: `CLASS_*`): IPv4 (but VXLAN), MPLS, other,
-/// VXLAN (IPv4 without options, UDP to port 4789).
-const CLASS_IPV4: usize = 0;
-const CLASS_MPLS: usize = 1;
-const CLASS_VXLAN: usize = 3;
-const CLASSES: usize = 4;
-/// The sink's program and maps in the eBPF object.
-const SINK_PROGRAM: &str = "carrier_sink";
-const SINK_PACKETS: &str = "SINK_PACKETS";
-const SINK_DST_MAC: &str = "SINK_DST_MAC";
 
 /// Shortest and longest IPv4 frame (without the FCS); under a label a frame is 4 bytes longer,
 /// and the longest then just fits the veths' 1500-byte MTU.
@@ -546,7 +537,7 @@ fn run(cli: &Cli) -> Result<()> {
     pin_thread(cli.gen_cpu)?;
     let load_before = loadavg();
     let net = Topology::up(cli)?;
-    let sink = Sink::attach(&net.sink, &object)?;
+    let sink = Sink::attach(&net.sink.name, SINK_IF, &object, Some(SINK_MAC.parse::<carrier_dataplane::wire::MacAddr>().map_err(|e| anyhow!("{e:?}"))?))?;
     println!(
         "carrier-e2e: namespaces {}, {}, {}; sink attached on {SINK_IF}",
         net.gen.name, net.dut.name, net.sink.name
@@ -1150,46 +1141,6 @@ impl Drop for NetNs {
     }
 }
 
-/// The calling thread inside a namespace until dropped (then back in its own).
-#[derive(Debug)]
-struct InNetNs {
-    home: File,
-}
-
-impl InNetNs {
-    fn enter(ns: &NetNs) -> Result<InNetNs> {
-        let home = File::open("/proc/thread-self/ns/net")
-            .context("opening this thread's network namespace")?;
-        setns(&format!("/var/run/netns/{}", ns.name))?;
-        Ok(InNetNs { home })
-    }
-}
-
-impl Drop for InNetNs {
-    fn drop(&mut self) {
-        // SAFETY: `home` is an open namespace file; setns only switches this thread.
-        let rc = unsafe { libc::setns(self.home.as_raw_fd(), libc::CLONE_NEWNET) };
-        // Carrying on in the wrong namespace would corrupt later steps.
-        assert_eq!(
-            rc,
-            0,
-            "cannot return to the harness's network namespace: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
-/// Moves the calling thread into the network namespace at `path`.
-fn setns(path: &str) -> Result<()> {
-    let file = File::open(path).with_context(|| format!("opening {path}"))?;
-    // SAFETY: a valid fd of a namespace file; setns with CLONE_NEWNET only changes the
-    // calling thread's network namespace.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        bail!("setns {path}: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// gen ns —veth— DUT ns —veth— sink ns, with the kernel's forwarding state in the DUT ready
 /// (addresses, a permanent neighbour) but `ip_forward` off.
 #[derive(Debug)]
@@ -1347,79 +1298,6 @@ fn napi_threads(dev: &str) -> Vec<(i32, String)> {
 }
 
 // --- the sink -----------------------------------------------------------------------------
-
-/// `carrier_sink` attached in native mode to the sink's veth; detached when dropped.
-struct Sink {
-    ebpf: Ebpf,
-}
-
-impl std::fmt::Debug for Sink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sink")
-    }
-}
-
-/// Frames the sink counted so far, by class.
-#[derive(Debug, Clone, Copy, Default)]
-struct SinkCounts([u64; CLASSES]);
-
-impl Sink {
-    fn attach(ns: &NetNs, object: &Path) -> Result<Sink> {
-        let mut ebpf =
-            Ebpf::load_file(object).with_context(|| format!("loading {}", object.display()))?;
-        {
-            // Only frames to the sink's MAC count as forwarded: a frame the DUT sent with another
-            // destination (or a corrupted one) is `other`.
-            let mac = SINK_MAC
-                .parse::<carrier_dataplane::wire::MacAddr>()
-                .map_err(|e| anyhow!("{e:?}"))?;
-            let mut bytes = [0u8; 8];
-            bytes[..6].copy_from_slice(&mac.0);
-            let mut dst = Array::<&mut MapData, u64>::try_from(
-                ebpf.map_mut(SINK_DST_MAC)
-                    .context("the object has no SINK_DST_MAC")?,
-            )?;
-            dst.set(0, u64::from_ne_bytes(bytes), 0)
-                .context("writing SINK_DST_MAC")?;
-        }
-        let program: &mut Xdp = ebpf
-            .program_mut(SINK_PROGRAM)
-            .with_context(|| {
-                format!(
-                    "{} has no {SINK_PROGRAM}: rebuild with `cargo xtask build --release`",
-                    object.display()
-                )
-            })?
-            .try_into()
-            .context("carrier_sink is not an XDP program")?;
-        program.load().context("loading carrier_sink")?;
-        {
-            // The interface is looked up, and the link made, in this thread's namespace.
-            let _inside = InNetNs::enter(ns)?;
-            program
-                .attach(SINK_IF, XdpMode::Driver)
-                .context("attaching carrier_sink in native mode")?;
-        }
-        Ok(Sink { ebpf })
-    }
-
-    fn counts(&self) -> Result<SinkCounts> {
-        let map = self
-            .ebpf
-            .map(SINK_PACKETS)
-            .context("the object has no SINK_PACKETS")?;
-        let packets: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map).context("SINK_PACKETS")?;
-        let mut counts = SinkCounts::default();
-        for (class, count) in counts.0.iter_mut().enumerate() {
-            let per_cpu = packets
-                .get(&(class as u32), 0)
-                .context("reading SINK_PACKETS")?;
-            *count = per_cpu.iter().sum();
-        }
-        Ok(counts)
-    }
-}
 
 // --- generators ---------------------------------------------------------------------------
 
@@ -2548,7 +2426,7 @@ impl MinFwd {
         .context("writing MINFWD_MACS")?;
         // Interface names are looked up, the DEVMAP entry resolved and the link made in this
         // thread's namespace.
-        let _inside = InNetNs::enter(ns)?;
+        let _inside = InNetNs::enter(&ns.name)?;
         let name = CString::new(DUT_OUT)?;
         // SAFETY: a valid NUL-terminated name.
         let egress = unsafe { libc::if_nametoindex(name.as_ptr()) };
