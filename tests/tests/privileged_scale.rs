@@ -6,6 +6,9 @@
 //!   route: every route installed (the last one probed on the wire, its label decoded by tshark),
 //!   then every route gone — the dataplane's route count back to exactly where it was; and with a
 //!   9 s hold time, no KEEPALIVE from carrier missed while it was busy (measured at the peer).
+//! - 20,000 routes flapping for 5 s (withdrawn and announced again, round after round, each half
+//!   waited for in the dataplane) beside 1,000 stable routes with a flow each: every stable
+//!   packet sent arrives on the core, with one label and with a label per route.
 //! - carrier-control killed with SIGKILL half-way through learning them and restarted (graceful
 //!   restart): the dataplane keeps and forwards what it had, never holds fewer, and ends with
 //!   exactly the peer's routes.
@@ -41,4 +44,10 @@ fn two_hundred_thousand_routes_in_and_out_leave_nothing_stale_and_keepalives_on_
 #[ignore = "privileged: run by cargo xtask test"]
 fn control_killed_while_learning_loses_nothing() {
     converge(&["--routes", "200000", "--label-mode", "same", "--timeout-secs", "120", "--kill-control", "--check"]);
+}
+
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn stable_flows_lose_nothing_while_other_routes_flap() {
+    converge(&["--routes", "20000", "--label-mode", "both", "--timeout-secs", "60", "--churn", "5", "--check"]);
 }
