@@ -402,6 +402,9 @@ pub mod express {
         pub mac: [u8; 6],
         /// Largest IP packet plus labels the port sends.
         pub mtu: u16,
+        /// The port's 802.1Q VLAN id (frames received must carry it, frames sent carry it);
+        /// 0: untagged.
+        pub vlan: u16,
     }
 
     /// No port: `ExAdj::port` of a record that only serves the source check.
@@ -453,8 +456,9 @@ pub mod express {
         pub encap: u8,
         /// VXLAN: the outer IPv4 TTL.
         pub outer_ttl: u8,
-        /// Zero (no padding in a map value).
-        pub pad: [u8; 2],
+        /// The egress port's 802.1Q VLAN id, written in a tag before the EtherType; 0:
+        /// untagged. VXLAN records are untagged (a tagged underlay port is punted).
+        pub vlan: u16,
     }
 
     /// `ExAdj::encap`: IPv4, or MPLS when the record pushes labels.
@@ -636,8 +640,8 @@ mod tests {
         use express::*;
         assert!(MAX_ROUTES < FIB_PUNT && (FIB_ENTRIES as u64) < u64::from(FIB_PLY), "FIB leaves fit beside the ply bit");
         assert_eq!(core::mem::size_of::<ExAdj>(), 68);
-        assert_eq!(core::mem::offset_of!(ExAdj, pad), 66, "no implicit padding");
-        assert_eq!(core::mem::size_of::<ExPort>(), 12);
+        assert_eq!(core::mem::offset_of!(ExAdj, vlan), 66, "no implicit padding");
+        assert_eq!(core::mem::size_of::<ExPort>(), 14);
         assert_eq!(core::mem::size_of::<ExIlm>(), 8);
         assert_eq!((core::mem::size_of::<MacKey>(), core::mem::size_of::<ExMac>()), (8, 12));
         assert_eq!(core::mem::size_of::<ExPortStats>(), 32 + 8 * Punt::COUNT);

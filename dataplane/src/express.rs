@@ -3,8 +3,9 @@
 //! `ebpf/src/express.rs`) and punts the rest to the AF_XDP path.
 //!
 //! # What is compiled
-//! - Ports: customer ports routed in a VRF and core ports, untagged; any other port is
-//!   punted whole.
+//! - Ports: customer ports routed in a VRF and core ports, untagged or tagged (their VLAN
+//!   id is checked on frames in and written into the records out of them; VXLAN only over
+//!   untagged ones), and untagged bridge ports; any other port is punted whole.
 //! - Every VRF route into one 8-8-8-8 multibit trie with a root per VRF (`EX_FIB`; the
 //!   mirror keeps the same trie, [`ExFib`], and copies what each change wrote from its
 //!   journal), whose leaves name a route slot holding the next-hop id; every next hop to an
@@ -974,13 +975,13 @@ impl Neighbours<'_> {
 /// A port as the tier sees it.
 fn compile_port(p: &crate::tables::Port) -> ExPort {
     let (kind, vrf) = match p.role {
-        _ if p.vlan.is_some() => (PORT_PUNT, 0),
+        PortRole::Bridge(_) if p.vlan.is_some() => (PORT_PUNT, 0),
         PortRole::Vrf(v) if u32::from(v.0) < MAX_VRFS => (PORT_VRF, v.0),
         PortRole::Bridge(b) if u32::from(b.0) < MAX_VRFS => (PORT_BRIDGE, b.0),
         PortRole::Core => (PORT_CORE, 0),
         _ => (PORT_PUNT, 0),
     };
-    ExPort { kind, flags: if p.anti_spoof { PORT_ANTI_SPOOF } else { 0 }, vrf, mac: p.mac.0, mtu: p.mtu }
+    ExPort { kind, flags: if p.anti_spoof { PORT_ANTI_SPOOF } else { 0 }, vrf, mac: p.mac.0, mtu: p.mtu, vlan: p.vlan.unwrap_or(0) }
 }
 
 /// The records of next hop `id`, one per bucket (see `NH` in `carrier_common::express`):
@@ -1119,7 +1120,7 @@ fn resolve(tables: &Tables, neighbours: &Neighbours<'_>, pe: Ipv4Addr, labels: &
 fn vxlan(tables: &Tables, neighbours: &Neighbours<'_>, vtep: Ipv4Addr, vni: carrier_common::Vni, router_mac: Option<MacAddr>, picks: &mut Picks) -> Option<ExAdj> {
     let local = tables.router.vtep?;
     let under = resolve(tables, neighbours, vtep, &[], TC_FROM_IP, picks)?;
-    if under.nlabels != 0 {
+    if under.nlabels != 0 || under.vlan != 0 {
         return None;
     }
     let ttl = tables.router.vxlan_ttl;
@@ -1142,7 +1143,7 @@ fn vxlan(tables: &Tables, neighbours: &Neighbours<'_>, vtep: Ipv4Addr, vni: carr
 /// A forwarding record out of `port` to `mac` with `stack` (outermost first).
 fn adjacency(tables: &Tables, port: PortId, mac: MacAddr, stack: &[Label], tc: u8) -> Option<ExAdj> {
     let p = tables.port(port)?;
-    if p.vlan.is_some() || u32::from(port.0) >= MAX_PORTS || stack.len() > MAX_PUSH {
+    if u32::from(port.0) >= MAX_PORTS || stack.len() > MAX_PUSH {
         return None;
     }
     let mut labels = [0u32; MAX_PUSH];
@@ -1150,7 +1151,7 @@ fn adjacency(tables: &Tables, port: PortId, mac: MacAddr, stack: &[Label], tc: u
         let bottom = if i == stack.len() - 1 { 1 << 8 } else { 0 };
         labels[i] = l.value() << 12 | bottom;
     }
-    Some(ExAdj { port: port.0, rpf_port: NO_PORT, nlabels: stack.len() as u8, tc, mtu: p.mtu, dst: mac.0, src: p.mac.0, labels, ..ExAdj::default() })
+    Some(ExAdj { port: port.0, rpf_port: NO_PORT, nlabels: stack.len() as u8, tc, mtu: p.mtu, dst: mac.0, src: p.mac.0, labels, vlan: p.vlan.unwrap_or(0), ..ExAdj::default() })
 }
 
 /// The labels an adjacency record pushes (for its counters).

@@ -311,8 +311,8 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
             Some("express = false on the port")
         } else if mode != "native" {
             Some("the XDP program runs in skb mode here")
-        } else if p.vlan.is_some() {
-            Some("the port is tagged")
+        } else if p.vlan.is_some() && matches!(p.role, carrier_dataplane::tables::PortRole::Bridge(_)) {
+            Some("a tagged bridge port")
         } else {
             None
         };

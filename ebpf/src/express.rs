@@ -8,7 +8,8 @@
 //! why, in which case the caller steers it to the AF_XDP socket as before. Every check that
 //! could make the pipeline drop a packet, answer it with ICMP, or do anything else than
 //! forward it is made before the frame is touched; when any is in doubt, the frame is
-//! punted. The tier handles:
+//! punted. The tier handles (customer and core ports untagged or tagged with their 802.1Q
+//! VLAN id — frames leave a tagged port with its tag; VXLAN only on untagged ones):
 //! - IPv4 on a customer port routed in its VRF (optionally source-checked): out of a local
 //!   port to a resolved neighbour, or with a pushed label stack (VPN label, transport
 //!   labels) toward the core, or in VXLAN to a remote VTEP (EVPN type-5); over ECMP groups
@@ -172,12 +173,26 @@ fn plan(frame: &Frame, slot: u32, config: &ExConfig) -> Result<Todo, Punt> {
     if eth.dst != port.mac {
         return Err(Punt::L2);
     }
-    let ether_type = u16::from_be_bytes(eth.ether_type);
+    // A tagged port takes only frames with its VLAN id, an untagged one only untagged frames
+    // (the pipeline drops the others as `vlan-mismatch`).
+    let tagged = u16::from_be_bytes(eth.ether_type) == ETH_P_8021Q;
+    let (l2, ether_type) = if port.vlan != 0 {
+        let tag: &[u8; 4] = frame.header(ETH_LEN - 2).ok_or(Punt::L2)?;
+        if !tagged || u16::from_be_bytes([tag[2], tag[3]]) & 0x0fff != port.vlan {
+            return Err(Punt::L2);
+        }
+        let inner: &[u8; 2] = frame.header(ETH_LEN + 2).ok_or(Punt::L2)?;
+        (ETH_LEN + 4, u16::from_be_bytes(*inner))
+    } else if tagged {
+        return Err(Punt::L2);
+    } else {
+        (ETH_LEN, u16::from_be_bytes(eth.ether_type))
+    };
     if port.kind == PORT_VRF && ether_type == ETH_P_IPV4 {
-        plan_routed(frame, &port, slot, config.flags).map(Todo::Routed)
+        plan_routed(frame, l2, &port, slot, config.flags).map(Todo::Routed)
     } else if port.kind == PORT_CORE && ether_type == ETH_P_MPLS_UC {
-        plan_labelled(frame, config.flags).map(Todo::Routed)
-    } else if port.kind == PORT_CORE && ether_type == ETH_P_IPV4 {
+        plan_labelled(frame, l2, config.flags).map(Todo::Routed)
+    } else if port.kind == PORT_CORE && ether_type == ETH_P_IPV4 && l2 == ETH_LEN {
         plan_decap(frame, config.vtep, config.flags)
     } else {
         Err(Punt::L2)
@@ -315,8 +330,8 @@ fn record_at(at: u32, hash: impl FnOnce() -> u32) -> Option<(ExAdj, u32)> {
 
 /// IPv4 from a customer port: anti-spoof, lookup, TTL.
 #[inline(always)]
-fn plan_routed(frame: &Frame, port: &ExPort, slot: u32, flags: u32) -> Result<Plan, Punt> {
-    let ip = checked_ipv4(frame, ETH_LEN)?;
+fn plan_routed(frame: &Frame, l2: usize, port: &ExPort, slot: u32, flags: u32) -> Result<Plan, Punt> {
+    let ip = checked_ipv4(frame, l2)?;
     let vrf = u32::from(port.vrf);
     if port.flags & PORT_ANTI_SPOOF != 0 {
         match lookup(vrf, ip.src, None) {
@@ -330,7 +345,7 @@ fn plan_routed(frame: &Frame, port: &ExPort, slot: u32, flags: u32) -> Result<Pl
     }
     let ttl = ip.ttl - 1;
     let checksum = update(ip.checksum, u16::from_be_bytes([ip.ttl, ip.protocol]), u16::from_be_bytes([ttl, ip.protocol]));
-    finish(ETH_LEN, 0, &ip, adj, adj_slot, ttl, checksum, vrf, None, flags)
+    finish(l2, 0, &ip, adj, adj_slot, ttl, checksum, vrf, None, flags)
 }
 
 /// A labelled packet from the core. IPv4 explicit null over another label is popped (RFC
@@ -338,8 +353,8 @@ fn plan_routed(frame: &Frame, port: &ExPort, slot: u32, flags: u32) -> Result<Pl
 /// packet looked up in the VRF, a per-CE label popped and the packet sent to its next hop; a
 /// swap label swapped (transport labels pushed over it) toward the next LSR.
 #[inline(always)]
-fn plan_labelled(frame: &Frame, flags: u32) -> Result<Plan, Punt> {
-    let mut off = ETH_LEN;
+fn plan_labelled(frame: &Frame, l2: usize, flags: u32) -> Result<Plan, Punt> {
+    let mut off = l2;
     let mut lse = u32::from_be_bytes(*frame.header::<[u8; 4]>(off).ok_or(Punt::Label)?);
     if lse >> 12 == 0 && lse & 0x100 == 0 {
         off += 4;
@@ -622,7 +637,7 @@ fn finish(ip_off: usize, l2_start: usize, ip: &Ip, adj: ExAdj, adj_slot: u32, tt
     }
     let overhead = match adj.encap {
         ENCAP_NONE => n * 4,
-        ENCAP_VXLAN if n == 0 => VXLAN_OVERHEAD,
+        ENCAP_VXLAN if n == 0 && adj.vlan == 0 => VXLAN_OVERHEAD,
         _ => return Err(Punt::NextHop),
     };
     if overhead + ip.total > usize::from(adj.mtu) {
@@ -647,7 +662,8 @@ fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan) -> Result<u3
     }
     let n = usize::from(plan.adj.nlabels);
     let vxlan = plan.adj.encap == ENCAP_VXLAN;
-    let new_ip_off = if vxlan { ETH_LEN + VXLAN_OVERHEAD } else { ETH_LEN + 4 * n };
+    let l2_out = if plan.adj.vlan != 0 { ETH_LEN + 4 } else { ETH_LEN };
+    let new_ip_off = if vxlan { ETH_LEN + VXLAN_OVERHEAD } else { l2_out + 4 * n };
     let delta = plan.ip_off as i32 - new_ip_off as i32;
     // SAFETY: as above.
     if delta != 0 && unsafe { bpf_xdp_adjust_head(ctx.ctx, delta) } != 0 {
@@ -660,7 +676,17 @@ fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan) -> Result<u3
     };
     eth.dst = plan.adj.dst;
     eth.src = plan.adj.src;
-    eth.ether_type = if n > 0 { ETH_P_MPLS_UC.to_be_bytes() } else { ETH_P_IPV4.to_be_bytes() };
+    let ether_type = if n > 0 { ETH_P_MPLS_UC.to_be_bytes() } else { ETH_P_IPV4.to_be_bytes() };
+    if l2_out == ETH_LEN {
+        eth.ether_type = ether_type;
+    } else {
+        eth.ether_type = ETH_P_8021Q.to_be_bytes();
+        let vid = (plan.adj.vlan & 0x0fff).to_be_bytes();
+        let Some(tag) = frame.header_mut::<[u8; 4]>(ETH_LEN) else {
+            return Err(Punt::Headroom);
+        };
+        *tag = [vid[0], vid[1], ether_type[0], ether_type[1]];
+    }
     if vxlan {
         write_vxlan(&frame, &plan.adj, ETH_LEN + plan.total, plan.hash, true)?;
     }
@@ -673,7 +699,7 @@ fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan) -> Result<u3
                     lse = lse & !0x100 | s;
                 }
             }
-            if let Some(at) = frame.header_mut::<[u8; 4]>(ETH_LEN + 4 * i) {
+            if let Some(at) = frame.header_mut::<[u8; 4]>(l2_out + 4 * i) {
                 *at = lse.to_be_bytes();
             }
         }

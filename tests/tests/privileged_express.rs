@@ -601,6 +601,13 @@ impl Harness {
                 _ => "vrf",
             };
             *self.kinds.entry(kind).or_default() += 1;
+            // In or out of a tagged port (802.1Q).
+            if frame.get(12..14) == Some(&[0x81, 0x00]) {
+                *self.kinds.entry("tagged-in").or_default() += 1;
+            }
+            if out.get(12..14) == Some(&[0x81, 0x00]) {
+                *self.kinds.entry("tagged-out").or_default() += 1;
+            }
             // Through an ECMP next hop: which bucket.
             let ecmp = self.mirror.ecmp_slots();
             let moved = after_c.adjacencies.iter().filter(|(slot, b)| before_c.adjacencies.iter().find(|(s, _)| s == slot).is_none_or(|(_, a)| a.packets != b.packets));
@@ -812,7 +819,7 @@ fn express_tier_matches_the_pipeline() {
     // only its punts.
     if std::env::var("EXPRESS_SEED").is_err() {
         assert!(h.on_queue_1 >= 10, "the tier forwards on RX queue 1 too: {}", h.on_queue_1);
-        for kind in ["vrf", "push", "push-2+", "pop", "pop-ce", "swap", "explicit-null", "decap", "encap", "ecmp-first", "ecmp-other", "bridge", "bridge-encap", "bridge-decap"] {
+        for kind in ["vrf", "push", "push-2+", "pop", "pop-ce", "swap", "explicit-null", "decap", "encap", "ecmp-first", "ecmp-other", "bridge", "bridge-encap", "bridge-decap", "tagged-in", "tagged-out"] {
             assert!(h.kinds.get(kind).copied().unwrap_or(0) >= 10, "too few {kind} frames forwarded by the tier: {:?}", h.kinds);
         }
     }
@@ -960,4 +967,51 @@ fn updates_under_traffic_lose_nothing_and_withdraws_hold() {
     let received = recv.report();
     assert!(sent["sent"].as_u64().unwrap() >= 1000, "{sent}");
     assert_eq!(received["received"].as_u64(), Some(0), "after the withdraw was acknowledged: {received}");
+}
+
+/// A tagged customer port (802.1Q VLAN 10) is served by the tier end to end: frames host A
+/// sends tagged (scapy) reach host B untagged with TTL − 1, frames B sends leave toward A
+/// tagged with VLAN 10 — both as tshark decodes them on the hosts — and the tier, not the
+/// AF_XDP path, forwarded them.
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn a_tagged_customer_port_is_served_by_the_tier() {
+    use carrier_tests::capture::{tshark, Capture};
+    use carrier_tests::carrier::{scratch_dir, Dataplane};
+    use carrier_tests::routed::{base_config, RoutedLab, A_MAC, B_MAC, PE_A_MAC, PE_B_MAC};
+
+    const N: usize = 200;
+    let lab = RoutedLab::new();
+    for host in [&lab.host_a, &lab.host_b] {
+        // A NAPI on the hosts' ends, so that the tier's redirects into them are delivered.
+        host.sh("ethtool -K eth0 gro on");
+    }
+    let config = format!(
+        "{}\n[[neighbour]]\nport = \"ce-a\"\nip = \"10.1.0.2\"\nmac = \"{A_MAC}\"\n\n[[neighbour]]\nport = \"ce-b\"\nip = \"10.2.0.2\"\nmac = \"{B_MAC}\"\n",
+        base_config().replacen("vrf = \"red\"\n", "vrf = \"red\"\nvlan = 10\n", 1).replacen("[router]\n", "[router]\nexpress = true\n", 1)
+    );
+    let dp = Dataplane::start(&lab.pe, &config);
+    assert!(dp.log().contains("port ce-a: express tier"), "the tagged port is not served by the tier\n{}", dp.log());
+    let dir = scratch_dir("vlan");
+    let send = |ns: &NetNs, frame: String| {
+        let script = format!("from scapy.all import *\nsendp([{frame} for i in range({N})], iface='eth0', verbose=0)\n");
+        ns.run(&["/usr/bin/python3", "-c", &script]);
+    };
+    let at_b = Capture::start(&lab.host_b, "eth0", &dir.join("b.pcap"), &["udp", "port", "9"]);
+    let at_a = Capture::start(&lab.host_a, "eth0", &dir.join("a.pcap"), &["vlan", "and", "udp", "port", "9"]);
+    send(&lab.host_a, format!("Ether(src='{A_MAC}', dst='{PE_A_MAC}')/Dot1Q(vlan=10)/IP(src='10.1.0.2', dst='10.2.0.2', ttl=64)/UDP(sport=1000+i, dport=9)/Raw(b'x'*32)"));
+    send(&lab.host_b, format!("Ether(src='{B_MAC}', dst='{PE_B_MAC}')/IP(src='10.2.0.2', dst='10.1.0.2', ttl=64)/UDP(sport=2000+i, dport=9)/Raw(b'y'*32)"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (b_pcap, a_pcap) = (at_b.stop(), at_a.stop());
+    let to_b = tshark(&b_pcap, "ip.dst == 10.2.0.2 && udp.dstport == 9", &["vlan.id", "eth.src", "eth.dst", "ip.ttl"]);
+    let to_a = tshark(&a_pcap, "ip.dst == 10.1.0.2 && udp.dstport == 9", &["vlan.id", "eth.src", "eth.dst", "ip.ttl"]);
+    let counters = dp.counters();
+    assert_eq!(to_b.len(), N, "frames from the tagged port that reached B\n{counters:#}");
+    assert!(to_b.iter().all(|f| f[..] == ["", PE_B_MAC, B_MAC, "63"]), "B got {:?}", &to_b[..2]);
+    assert_eq!(to_a.len(), N, "frames toward the tagged port that reached A\n{counters:#}");
+    assert!(to_a.iter().all(|f| f[..] == ["10", PE_A_MAC, A_MAC, "63"]), "A got {:?}", &to_a[..2]);
+    for port in ["ce-a", "ce-b"] {
+        let forwarded = counters["xdp"][port]["express_forwarded"].as_u64().unwrap_or(0);
+        assert!(forwarded >= N as u64, "the tier forwarded {forwarded} of the {N} frames received on {port}\n{counters:#}");
+    }
 }
