@@ -502,6 +502,9 @@ pub mod express {
     /// Bytes a VXLAN record puts before the inner IPv4 packet after the outer Ethernet header:
     /// outer IPv4, UDP, VXLAN and inner Ethernet.
     pub const VXLAN_OVERHEAD: usize = 20 + 8 + 8 + 14;
+    /// The most the program grows a frame at its head: VXLAN (four labels and a tag, 20 bytes,
+    /// are less).
+    pub const MAX_GROWTH: usize = VXLAN_OVERHEAD;
 
     /// `ExIlm::action`: punt.
     pub const ILM_PUNT: u16 = 0;
@@ -618,6 +621,12 @@ pub mod express {
         pub rx: ExBytes,
         /// Frames the tier sent out of this port.
         pub tx: ExBytes,
+        /// 1 once this CPU's first frame on the port found the headroom the tier's largest
+        /// push needs ([`MAX_GROWTH`] bytes in front of the frame, `bpf_xdp_adjust_head`), else 0.
+        pub headroom_ok: u64,
+        /// 1 once this CPU's first frame on the port found less (the driver's XDP headroom is
+        /// short: frames needing a push or VXLAN are punted, counted `headroom`), else 0.
+        pub headroom_short: u64,
         /// Frames received here and punted, by [`Punt`].
         pub punts: [u64; Punt::COUNT],
     }
@@ -644,7 +653,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<ExPort>(), 14);
         assert_eq!(core::mem::size_of::<ExIlm>(), 8);
         assert_eq!((core::mem::size_of::<MacKey>(), core::mem::size_of::<ExMac>()), (8, 12));
-        assert_eq!(core::mem::size_of::<ExPortStats>(), 32 + 8 * Punt::COUNT);
+        assert_eq!(core::mem::size_of::<ExPortStats>(), 48 + 8 * Punt::COUNT);
         for (i, p) in Punt::ALL.iter().enumerate() {
             assert_eq!(*p as usize, i);
         }

@@ -355,6 +355,8 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
         let mut next_publish = std::time::Instant::now();
         let mut rounds = 0u64;
         let mut last_labels = ExpressLabels::default();
+        // Ports whose headroom check the log has told.
+        let mut headroom_told: std::collections::HashSet<usize> = std::collections::HashSet::new();
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             if let Some(rx) = &mirror_rx {
                 match rx.recv_timeout(std::time::Duration::from_millis(20)) {
@@ -413,7 +415,16 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
             // round while there are few, else every tenth.
             let (labels, slots) = if mirror.slots_used() <= 16_384 || rounds % 10 == 1 { (mirror.labels().collect::<Vec<_>>(), mirror.slots_used()) } else { (vec![], 0) };
             match xdp.express_counters(snapshot.vrfs.len() as u32, &labels, slots) {
-                Ok(c) => publish_express(&xdp_board, &mut mirror, &snapshot, &c, slots > 0, &mut last_labels),
+                Ok(c) => {
+                    for (p, s) in snapshot.ports.iter().zip(&c.ports).enumerate().filter(|(i, (_, s))| (s.headroom_ok | s.headroom_short) != 0 && headroom_told.insert(*i)).map(|(_, x)| x) {
+                        if s.headroom_short == 0 {
+                            log::info!("express tier: port {}: its first frame had the XDP headroom the tier's largest push needs ({} bytes)", p.name, carrier_common::express::MAX_GROWTH);
+                        } else {
+                            log::warn!("express tier: port {}: the driver leaves less than {} bytes of XDP headroom: frames received here that need labels pushed or VXLAN are left to the AF_XDP path (punt reason `headroom`)", p.name, carrier_common::express::MAX_GROWTH);
+                        }
+                    }
+                    publish_express(&xdp_board, &mut mirror, &snapshot, &c, slots > 0, &mut last_labels);
+                }
                 Err(e) => log::debug!("express counters: {e}"),
             }
         }
@@ -533,7 +544,12 @@ fn publish_express(
         .zip(&c.ports)
         .map(|(p, s)| {
             let punts = Punt::ALL.iter().filter(|r| s.punts[**r as usize] > 0).map(|r| (r.name().to_string(), s.punts[*r as usize])).collect();
-            (p.name.clone(), s.rx.packets, punts)
+            let headroom = match (s.headroom_ok, s.headroom_short) {
+                (0, 0) => None,
+                (_, 0) => Some(true),
+                _ => Some(false),
+            };
+            (p.name.clone(), s.rx.packets, punts, headroom)
         })
         .collect();
     board.publish_express(out, ports);

@@ -718,6 +718,8 @@ impl XdpDataplane {
                 sum.rx.bytes += s.rx.bytes;
                 sum.tx.packets += s.tx.packets;
                 sum.tx.bytes += s.tx.bytes;
+                sum.headroom_ok += s.headroom_ok;
+                sum.headroom_short += s.headroom_short;
                 for (a, b) in sum.punts.iter_mut().zip(&s.punts) {
                     *a += b;
                 }

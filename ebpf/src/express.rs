@@ -35,7 +35,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use carrier_common::express::{
-    ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, CONFIG_PIPE, ENCAP_NONE, ENCAP_VXLAN, ENCAP_VXLAN_L2, VXLAN_OVERHEAD, ExMac, MacKey, MAC_LEARNED, MAX_MACS, PORT_BRIDGE, VNI_BRIDGE,
+    ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, MAX_GROWTH, CONFIG_PIPE, ENCAP_NONE, ENCAP_VXLAN, ENCAP_VXLAN_L2, VXLAN_OVERHEAD, ExMac, MacKey, MAC_LEARNED, MAX_MACS, PORT_BRIDGE, VNI_BRIDGE,
     FIB_ENTRIES, FIB_PLY, FIB_PUNT, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_SWAP, MAX_ADJ, NH_BUCKETS_SHIFT, NH_SLOT_MASK, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VNIS, MAX_VRFS, NO_PORT,
     PORT_ANTI_SPOOF, PORT_CORE, PORT_VRF, TC_FROM_IP,
 };
@@ -140,6 +140,7 @@ pub fn run(ctx: &XdpContext, slot: u32) -> Option<u32> {
     if config.flags & CONFIG_ON == 0 {
         return None;
     }
+    probe_headroom(ctx, slot);
     let frame = Frame::new(ctx);
     let orig_len = frame.len();
     let result = match plan(&frame, slot, &config) {
@@ -160,6 +161,27 @@ pub fn run(ctx: &XdpContext, slot: u32) -> Option<u32> {
             }
             None
         }
+    }
+}
+
+/// On this CPU's first frame of port `slot`: is there room for the largest push in front of
+/// it? Moves the frame's head by [`MAX_GROWTH`] and back (a frame of at least an Ethernet
+/// header always moves back), and records the answer in the port's counters for the
+/// dataplane's log; the frame is left as it was.
+#[inline(always)]
+fn probe_headroom(ctx: &XdpContext, slot: u32) {
+    let Some(s) = PORT_STATS.get_ptr_mut(slot) else { return };
+    // SAFETY: a per-CPU value, written only by this program on this CPU.
+    let s = unsafe { &mut *s };
+    if s.headroom_ok != 0 || s.headroom_short != 0 || ctx.data_end() < ctx.data() + ETH_LEN {
+        return;
+    }
+    // SAFETY: helper calls on the program's own context; the second undoes the first.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(MAX_GROWTH as i32)) } == 0 {
+        unsafe { bpf_xdp_adjust_head(ctx.ctx, MAX_GROWTH as i32) };
+        s.headroom_ok = 1;
+    } else {
+        s.headroom_short = 1;
     }
 }
 

@@ -951,7 +951,9 @@ fn updates_under_traffic_lose_nothing_and_withdraws_hold() {
     let received = recv.report();
     let counters = dp.counters();
     eprintln!("updates: {updates} in {took:.2} s ({rate:.0}/s); sent {sent}; received {received}");
-    assert!(rate >= 9_000.0, "the test applied only {rate:.0} updates/s");
+    // Paced at 10,000 updates/s; the rate reached is reported, not asserted (a busy machine
+    // applies fewer), but the churn must have been real.
+    assert!(updates >= 10_000, "only {updates} updates applied during the traffic ({rate:.0}/s)");
     let n = sent["sent"].as_u64().unwrap();
     assert!(n >= 60_000, "sent {n}");
     assert_eq!(received["unique"].as_u64(), Some(n), "every datagram arrives: sent {sent}, received {received}");
@@ -972,7 +974,7 @@ fn updates_under_traffic_lose_nothing_and_withdraws_hold() {
 /// A tagged customer port (802.1Q VLAN 10) is served by the tier end to end: frames host A
 /// sends tagged (scapy) reach host B untagged with TTL − 1, frames B sends leave toward A
 /// tagged with VLAN 10 — both as tshark decodes them on the hosts — and the tier, not the
-/// AF_XDP path, forwarded them.
+/// AF_XDP path, forwarded them; each port's first frame found the headroom the tier needs.
 #[test]
 #[ignore = "privileged: run by cargo xtask test"]
 fn a_tagged_customer_port_is_served_by_the_tier() {
@@ -1013,5 +1015,8 @@ fn a_tagged_customer_port_is_served_by_the_tier() {
     for port in ["ce-a", "ce-b"] {
         let forwarded = counters["xdp"][port]["express_forwarded"].as_u64().unwrap_or(0);
         assert!(forwarded >= N as u64, "the tier forwarded {forwarded} of the {N} frames received on {port}\n{counters:#}");
+        // The headroom check on the port's first frame (veth: XDP_PACKET_HEADROOM).
+        assert_eq!(counters["xdp"][port]["express_headroom"], "ok", "{counters:#}");
+        assert!(dp.log().contains(&format!("express tier: port {port}: its first frame had the XDP headroom")), "{}", dp.log());
     }
 }

@@ -61,8 +61,9 @@ pub struct CounterBoard {
 }
 
 /// One port's express-tier figures as the XDP thread publishes them: (port, frames the tier
-/// forwarded, punts by reason name).
-pub type ExpressPort = (String, u64, std::collections::BTreeMap<String, u64>);
+/// forwarded, punts by reason name, the headroom check: `None` before the port's first frame,
+/// then whether the driver leaves room for the tier's largest push).
+pub type ExpressPort = (String, u64, std::collections::BTreeMap<String, u64>, Option<bool>);
 
 /// One port's XDP counters as the XDP thread publishes them: (port, attach mode, counters).
 pub type XdpPort = (String, &'static str, carrier_common::XdpPortStats);
@@ -175,10 +176,11 @@ impl CounterBoard {
                 .collect();
         }
         if let Ok(e) = self.express.lock() {
-            for (name, forwarded, punts) in &e.1 {
+            for (name, forwarded, punts, headroom) in &e.1 {
                 if let Some(v) = view.xdp.get_mut(name) {
                     v.express_forwarded = *forwarded;
                     v.express_punts = punts.clone();
+                    v.express_headroom = headroom.map(|ok| if ok { "ok" } else { "short" }.to_string());
                 }
             }
         }

@@ -359,6 +359,10 @@ pub struct XdpView {
     /// Frames the express tier left to the AF_XDP path, by reason (nonzero only).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub express_punts: BTreeMap<String, u64>,
+    /// The express tier's headroom check on the port's first frame: `ok` (room for its
+    /// largest push) or `short` (pushes and VXLAN of frames received here are punted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub express_headroom: Option<String>,
 }
 
 /// A label-keyed map from JSON, whose keys are strings. (serde_json turns string keys into
