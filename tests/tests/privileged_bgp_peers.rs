@@ -71,6 +71,34 @@ import = ["target:65000:1"]
 export = ["target:65000:1"]
 "#;
 
+/// carrier-control's config for the interop tests: AS 65000, one VPNv4 neighbour (the peer at
+/// 10.0.0.254, AS `remote_as`), labels 100000–100999, VRF red; `bgp_extra` goes into `[bgp]`.
+fn peer_control_config(dp: &Dataplane, remote_as: u32, bgp_extra: &str) -> String {
+    format!(
+        r#"
+[bgp]
+asn = 65000
+router_id = "10.255.0.1"
+hold_time = 30
+{bgp_extra}
+[dataplane]
+socket = "{}"
+config = "{}"
+
+[labels]
+first = 100000
+last = 100999
+
+[[neighbor]]
+address = "10.0.0.254"
+remote_as = {remote_as}
+families = ["vpnv4"]
+{VRF_RED}"#,
+        dp.socket.display(),
+        dp.config.display()
+    )
+}
+
 struct Lab {
     peer: NetNs,
     pe: NetNs,
@@ -799,31 +827,8 @@ fn frr_exchanges_vpnv4_routes() {
     let lab = lab(&["10.0.0.254"]);
     let dp = Dataplane::start(&lab.pe, PE_DATAPLANE);
     let frr = Frr::start(&lab.peer, FRR_CONFIG);
-    let control_config = format!(
-        r#"
-[bgp]
-asn = 65000
-router_id = "10.255.0.1"
-hold_time = 30
-# FRR sends End-of-RIB only to peers that advertise graceful restart.
-graceful_restart = 120
-
-[dataplane]
-socket = "{}"
-config = "{}"
-
-[labels]
-first = 100000
-last = 100999
-
-[[neighbor]]
-address = "10.0.0.254"
-remote_as = 65001
-families = ["vpnv4"]
-{VRF_RED}"#,
-        dp.socket.display(),
-        dp.config.display()
-    );
+    // FRR sends End-of-RIB only to peers that advertise graceful restart.
+    let control_config = peer_control_config(&dp, 65001, "graceful_restart = 120\n");
     let control = start_control(&lab.pe, &control_config);
     wait_log("control", || control.log(), "peer 10.0.0.254 established", 1, Duration::from_secs(20));
     wait_log("control", || control.log(), "peer 10.0.0.254: End-of-RIB Vpnv4", 1, Duration::from_secs(10));
@@ -1021,29 +1026,7 @@ fn bird_exchanges_vpnv4_routes() {
     lab.core.sh("ethtool -K eth0 gro on");
     let dp = Dataplane::start(&lab.pe, PE_DATAPLANE);
     let bird = Bird::start(&lab.peer, BIRD_CONFIG);
-    let control_config = format!(
-        r#"
-[bgp]
-asn = 65000
-router_id = "10.255.0.1"
-hold_time = 30
-
-[dataplane]
-socket = "{}"
-config = "{}"
-
-[labels]
-first = 100000
-last = 100999
-
-[[neighbor]]
-address = "10.0.0.254"
-remote_as = 65000
-families = ["vpnv4"]
-{VRF_RED}"#,
-        dp.socket.display(),
-        dp.config.display()
-    );
+    let control_config = peer_control_config(&dp, 65000, "");
     let mut control = start_control(&lab.pe, &control_config);
     wait_log("control", || control.log(), "peer 10.0.0.254 established", 1, Duration::from_secs(20));
     eventually("BIRD's session Established", Duration::from_secs(10), || bird.session().contains("BGP state:          Established").then_some(()));
