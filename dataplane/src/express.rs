@@ -25,6 +25,8 @@
 //!   label's own) and swap (a record of its own whose last label is the outgoing one, the
 //!   transport labels before it), their records under synthetic ids like the neighbours';
 //!   L3 VNIs (EVPN type-5) to their VRF, L2 VNIs to their bridge domain.
+//! - The ports' own addresses (`EX_OWN`) and the known neighbours with their MACs
+//!   (`EX_NEIGH`), so the program answers ARP requests the pipeline would learn nothing from.
 //! - Bridge domains' MACs (`EX_MACS`): configured ones and those the workers learned (only
 //!   these let a frame from them be forwarded: the pipeline would learn nothing new from it);
 //!   behind a VTEP, a record per (domain, VTEP) that encapsulates toward it.
@@ -50,7 +52,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use carrier_common::express::{
-    ExAdj, ExConfig, ExIlm, ExMac, ExPort, MacKey, FIB_PLY, FIB_PUNT, MAX_FIB_PLIES, MAX_ROUTES, CONFIG_ON, ENCAP_VXLAN, ENCAP_VXLAN_L2, MAC_LEARNED, PORT_BRIDGE, VNI_BRIDGE, CONFIG_PIPE, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_PUNT, ILM_SWAP, MAX_ADJ, MAX_BUCKETS, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
+    ExAdj, ExConfig, ExIlm, ExMac, ExNeigh, ExPort, MacKey, PortAddr, FIB_PLY, FIB_PUNT, MAX_FIB_PLIES, MAX_ROUTES, CONFIG_ON, ENCAP_VXLAN, ENCAP_VXLAN_L2, MAC_LEARNED, PORT_BRIDGE, VNI_BRIDGE, CONFIG_PIPE, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_PUNT, ILM_SWAP, MAX_ADJ, MAX_BUCKETS, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
     MAX_VRFS, NH_BUCKETS_SHIFT, NH_SLOT_MASK, NO_PORT, PORT_ANTI_SPOOF, PORT_CORE, PORT_PUNT, PORT_VRF, TC_FROM_IP,
 };
 use carrier_common::{BridgeDomainId, Label, NextHopId, PortId, VrfId, MAX_PORTS};
@@ -104,6 +106,10 @@ pub trait ExpressMaps {
     fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()>;
     /// Set or remove (`None`) a bridge domain's MAC.
     fn set_mac(&mut self, key: MacKey, mac: Option<ExMac>) -> std::io::Result<()>;
+    /// Set or remove (`None`) a known neighbour.
+    fn set_neighbour(&mut self, key: PortAddr, neighbour: Option<ExNeigh>) -> std::io::Result<()>;
+    /// Mark an address as the port's own, or not.
+    fn set_own(&mut self, key: PortAddr, own: bool) -> std::io::Result<()>;
     /// An adjacency slot is about to be reused: its packet counters so far belong to the
     /// record it held; return them and start from zero.
     fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)>;
@@ -174,6 +180,12 @@ impl<M: ExpressMaps> ExpressMaps for Pending<'_, M> {
     fn set_mac(&mut self, key: MacKey, mac: Option<ExMac>) -> std::io::Result<()> {
         self.macs.push((key, mac));
         Ok(())
+    }
+    fn set_neighbour(&mut self, key: PortAddr, neighbour: Option<ExNeigh>) -> std::io::Result<()> {
+        self.maps.set_neighbour(key, neighbour)
+    }
+    fn set_own(&mut self, key: PortAddr, own: bool) -> std::io::Result<()> {
+        self.maps.set_own(key, own)
     }
     fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()> {
         self.maps.set_vni(vni, vrf)
@@ -328,6 +340,10 @@ pub struct Mirror {
     ilm_ids: FastMap<u32, u32>,
     /// Bridge MACs in the maps.
     macs: FastMap<MacKey, ExMac>,
+    /// Known neighbours in the maps.
+    neighbours_in: FastMap<PortAddr, ExNeigh>,
+    /// The ports' own addresses in the maps.
+    own: HashSet<PortAddr>,
     /// (bridge domain, VTEP) → the synthetic next hop encapsulating toward it.
     l2_ids: FastMap<(u16, Ipv4Addr), u32>,
     /// Labels of the records in resting slots.
@@ -372,6 +388,8 @@ impl Mirror {
             ilm_ids: FastMap::default(),
             macs: FastMap::default(),
             l2_ids: FastMap::default(),
+            neighbours_in: FastMap::default(),
+            own: HashSet::new(),
             resting_labels: FastMap::default(),
             retired_labels_out: FastMap::default(),
             last: Writes::default(),
@@ -603,6 +621,9 @@ impl Mirror {
             }
         }
         self.sync_neighbour_routes(maps, tables, &neighbours)?;
+        if everything || all_records {
+            self.sync_arp(maps, tables, &neighbours)?;
+        }
         // Plies made while the map was full move into room freed since.
         self.fib.relocate_above(MAX_FIB_PLIES);
 
@@ -866,6 +887,36 @@ impl Mirror {
                 e.1 += bytes;
             }
         }
+    }
+
+    /// What lets the program answer ARP itself: the ports' own addresses and the neighbours
+    /// the router knows (configured and learned) with their MACs.
+    fn sync_arp(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, neighbours: &Neighbours<'_>) -> std::io::Result<()> {
+        let key = |port: PortId, ip: Ipv4Addr| PortAddr { slot: port.0, pad: 0, addr: ip.octets() };
+        let own: HashSet<PortAddr> = tables.ports.iter().filter(|p| u32::from(p.id.0) < MAX_PORTS).flat_map(|p| p.addrs.iter().map(move |a| key(p.id, a.addr))).collect();
+        for k in own.difference(&self.own) {
+            maps.set_own(*k, true)?;
+        }
+        for k in self.own.difference(&own) {
+            maps.set_own(*k, false)?;
+        }
+        self.own = own;
+        let want: FastMap<PortAddr, ExNeigh> = neighbours
+            .all()
+            .into_iter()
+            .filter(|((port, _), _)| u32::from(port.0) < MAX_PORTS)
+            .map(|((port, ip), mac)| (key(port, ip), ExNeigh { mac: mac.0, pad: [0; 2] }))
+            .collect();
+        for (k, n) in &want {
+            if self.neighbours_in.get(k) != Some(n) {
+                maps.set_neighbour(*k, Some(*n))?;
+            }
+        }
+        for k in self.neighbours_in.keys().filter(|k| !want.contains_key(*k)).copied().collect::<Vec<_>>() {
+            maps.set_neighbour(k, None)?;
+        }
+        self.neighbours_in = want;
+        Ok(())
     }
 
     /// A next-hop id of the mirror's own, if any is left.
@@ -1214,9 +1265,28 @@ pub struct MemMaps {
     pub vnis: FastMap<u32, u32>,
     /// Bridge MACs.
     pub macs: FastMap<MacKey, ExMac>,
+    /// Known neighbours.
+    pub neighbours: FastMap<PortAddr, ExNeigh>,
+    /// The ports' own addresses.
+    pub own: HashSet<PortAddr>,
 }
 
 impl ExpressMaps for MemMaps {
+    fn set_neighbour(&mut self, key: PortAddr, neighbour: Option<ExNeigh>) -> std::io::Result<()> {
+        match neighbour {
+            Some(n) => self.neighbours.insert(key, n),
+            None => self.neighbours.remove(&key),
+        };
+        Ok(())
+    }
+    fn set_own(&mut self, key: PortAddr, own: bool) -> std::io::Result<()> {
+        if own {
+            self.own.insert(key);
+        } else {
+            self.own.remove(&key);
+        }
+        Ok(())
+    }
     fn set_mac(&mut self, key: MacKey, mac: Option<ExMac>) -> std::io::Result<()> {
         match mac {
             Some(m) => self.macs.insert(key, m),
