@@ -622,7 +622,7 @@ impl Mirror {
         }
         self.sync_neighbour_routes(maps, tables, &neighbours)?;
         if everything || all_records {
-            self.sync_arp(maps, tables, &neighbours)?;
+            self.sync_arp(maps, tables, &neighbours, learned)?;
         }
         // Plies made while the map was full move into room freed since.
         self.fib.relocate_above(MAX_FIB_PLIES);
@@ -890,8 +890,12 @@ impl Mirror {
     }
 
     /// What lets the program answer ARP itself: the ports' own addresses and the neighbours
-    /// the router knows (configured and learned) with their MACs.
-    fn sync_arp(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, neighbours: &Neighbours<'_>) -> std::io::Result<()> {
+    /// the router knows (configured and learned) with their MACs. A request the program
+    /// answers never reaches a worker, so a neighbour is here only when no worker would learn
+    /// from its requests: configured, or learned with the same MAC by every worker that knows
+    /// it. When workers disagree (a MAC that moved, relearned by one worker so far) its
+    /// requests stay the workers' until each has relearned it.
+    fn sync_arp(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, neighbours: &Neighbours<'_>, learned: &Learned) -> std::io::Result<()> {
         let key = |port: PortId, ip: Ipv4Addr| PortAddr { slot: port.0, pad: 0, addr: ip.octets() };
         let own: HashSet<PortAddr> = tables.ports.iter().filter(|p| u32::from(p.id.0) < MAX_PORTS).flat_map(|p| p.addrs.iter().map(move |a| key(p.id, a.addr))).collect();
         for k in own.difference(&self.own) {
@@ -901,10 +905,17 @@ impl Mirror {
             maps.set_own(*k, false)?;
         }
         self.own = own;
+        let mut macs_of: FastMap<(PortId, Ipv4Addr), MacAddr> = FastMap::default();
+        let mut disputed: HashSet<(PortId, Ipv4Addr)> = HashSet::new();
+        for &(port, ip, mac) in &learned.neighbours {
+            if *macs_of.entry((port, ip)).or_insert(mac) != mac {
+                disputed.insert((port, ip));
+            }
+        }
         let want: FastMap<PortAddr, ExNeigh> = neighbours
             .all()
             .into_iter()
-            .filter(|((port, _), _)| u32::from(port.0) < MAX_PORTS)
+            .filter(|(k, _)| u32::from(k.0 .0) < MAX_PORTS && (tables.neighbours.contains_key(k) || !disputed.contains(k)))
             .map(|((port, ip), mac)| (key(port, ip), ExNeigh { mac: mac.0, pad: [0; 2] }))
             .collect();
         for (k, n) in &want {
@@ -1741,6 +1752,30 @@ mod tests {
         m.sync(&mut maps, &t, &Learned::default(), Change::Neighbours).unwrap();
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)).map(|a| a.port), Some(NO_PORT));
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 8)).map(|a| a.port), Some(NO_PORT), "back to the punted subnet");
+    }
+
+    #[test]
+    fn arp_is_answered_for_own_addresses_from_neighbours_no_worker_would_learn() {
+        let t = tables(0);
+        let mut maps = MemMaps::default();
+        let mut m = Mirror::new(true);
+        let at = |port: u16, ip: [u8; 4]| PortAddr { slot: port, pad: 0, addr: ip };
+        let moved = Ipv4Addr::new(10, 0, 0, 9);
+        // 10.0.0.8 learned by one worker; 10.0.0.9 by two, with different MACs (it moved and
+        // one worker has relearned it).
+        let learned = Learned { neighbours: vec![(PortId(0), Ipv4Addr::new(10, 0, 0, 8), mac(8)), (PortId(0), moved, mac(9)), (PortId(0), moved, mac(0x19))], macs: vec![] };
+        m.sync(&mut maps, &t, &learned, Change::All).unwrap();
+        assert_eq!(maps.own, HashSet::from([at(0, [10, 0, 0, 1]), at(1, [10, 1, 0, 1])]));
+        let neighbour = |k: PortAddr| maps.neighbours.get(&k).map(|n| n.mac);
+        assert_eq!(neighbour(at(0, [10, 0, 0, 7])), Some(mac(7).0), "configured");
+        assert_eq!(neighbour(at(1, [10, 1, 0, 2])), Some(mac(0x42).0), "configured");
+        assert_eq!(neighbour(at(0, [10, 0, 0, 8])), Some(mac(8).0), "learned");
+        assert_eq!(neighbour(at(0, [10, 0, 0, 9])), None, "the workers disagree: its requests are theirs");
+        // Every worker has relearned it; the other is forgotten.
+        let learned = Learned { neighbours: vec![(PortId(0), moved, mac(0x19))], macs: vec![] };
+        m.sync(&mut maps, &t, &learned, Change::Neighbours).unwrap();
+        assert_eq!(maps.neighbours.get(&at(0, [10, 0, 0, 9])).map(|n| n.mac), Some(mac(0x19).0));
+        assert_eq!(maps.neighbours.get(&at(0, [10, 0, 0, 8])), None);
     }
 
     /// A route over a next-hop id the tier cannot index stays in the trie, punted, so the
