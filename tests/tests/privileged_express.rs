@@ -525,6 +525,7 @@ impl Harness {
         let after_c = self.counters(w);
         let after_x = flat_express(&after_c, &self.mirror);
 
+        let learned_before = self.worker.learned_changes;
         let mut batch: Batch<VecFrame> = Batch::default();
         batch.push(VecFrame::new(frame), PortId(port as u16));
         pipeline::process(&w.tables, &mut batch, &mut self.worker, &mut self.pool);
@@ -548,6 +549,9 @@ impl Harness {
         if rx_moved == 1 {
             // ARP replies too: redirected back out of the port they came in on.
             assert_eq!(action, XDP_REDIRECT, "{}", explain());
+            // The workers never see what the tier handles: it must teach them nothing (an ARP
+            // request answered here comes from a neighbour known with that MAC already).
+            assert_eq!(self.worker.learned_changes, learned_before, "the pipeline learned from a frame the tier handled\n{}", explain());
             let replies = |c: &ExpressCounters| c.ports.iter().map(|p| p.arp_replies).sum::<u64>();
             let own = pipeline::Event::ArpReplyOwn as usize;
             assert_eq!(replies(&after_c) - replies(&before_c), self.worker.counters.events[own] - before_arp, "ARP replies counted alike\n{}", explain());
