@@ -339,6 +339,35 @@ pub mod express {
     pub const MACS: &str = "EX_MACS";
     /// Entries of [`MACS`].
     pub const MAX_MACS: u32 = 1 << 17;
+    /// `HashMap<PortAddr, ExNeigh>`: the neighbours the router knows (configured and
+    /// learned): an ARP request from one of them, with the MAC known, teaches nothing new.
+    pub const NEIGH: &str = "EX_NEIGH";
+    /// `HashMap<PortAddr, u32>`: the ports' own addresses (the program answers ARP for them).
+    pub const OWN: &str = "EX_OWN";
+    /// Entries of [`NEIGH`] (and of [`OWN`]).
+    pub const MAX_NEIGH: u32 = 1 << 17;
+
+    /// Key of [`NEIGH`] and [`OWN`]: an address on a port.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    #[repr(C)]
+    pub struct PortAddr {
+        /// The port slot.
+        pub slot: u16,
+        /// Zero.
+        pub pad: u16,
+        /// The IPv4 address, network order.
+        pub addr: [u8; 4],
+    }
+
+    /// Value of [`NEIGH`].
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct ExNeigh {
+        /// The neighbour's MAC.
+        pub mac: [u8; 6],
+        /// Zero.
+        pub pad: [u8; 2],
+    }
     /// Entries of [`VNI`].
     pub const MAX_VNIS: u32 = 65_536;
 
@@ -629,6 +658,8 @@ pub mod express {
         pub headroom_short: u64,
         /// Frames received here and punted, by [`Punt`].
         pub punts: [u64; Punt::COUNT],
+        /// ARP requests for the port's own addresses the program answered.
+        pub arp_replies: u64,
     }
 }
 
@@ -653,7 +684,8 @@ mod tests {
         assert_eq!(core::mem::size_of::<ExPort>(), 14);
         assert_eq!(core::mem::size_of::<ExIlm>(), 8);
         assert_eq!((core::mem::size_of::<MacKey>(), core::mem::size_of::<ExMac>()), (8, 12));
-        assert_eq!(core::mem::size_of::<ExPortStats>(), 48 + 8 * Punt::COUNT);
+        assert_eq!(core::mem::size_of::<ExPortStats>(), 48 + 8 * Punt::COUNT + 8);
+        assert_eq!((core::mem::size_of::<PortAddr>(), core::mem::size_of::<ExNeigh>()), (8, 8));
         for (i, p) in Punt::ALL.iter().enumerate() {
             assert_eq!(*p as usize, i);
         }

@@ -26,6 +26,8 @@
 //!   label's own) and swap (a record of its own whose last label is the outgoing one, the
 //!   transport labels before it), their records under synthetic ids like the neighbours';
 //!   L3 VNIs (EVPN type-5) to their VRF, L2 VNIs to their bridge domain.
+//! - The ports' own addresses (`EX_OWN`) and the known neighbours with their MACs
+//!   (`EX_NEIGH`), so the program answers ARP requests the pipeline would learn nothing from.
 //! - Bridge domains' MACs (`EX_MACS`): configured ones and those the workers learned (only
 //!   these let a frame from them be forwarded: the pipeline would learn nothing new from it);
 //!   behind a VTEP, a record per (domain, VTEP) that encapsulates toward it.
@@ -51,7 +53,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use carrier_common::express::{
-    ExAdj, ExConfig, ExIlm, ExMac, ExPort, MacKey, FIB_PLY, FIB_PUNT, MAX_FIB_PLIES, MAX_ROUTES, CONFIG_ON, ENCAP_VXLAN, ENCAP_VXLAN_L2, MAC_LEARNED, PORT_BRIDGE, VNI_BRIDGE, CONFIG_PIPE, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_PUNT, ILM_SWAP, MAX_ADJ, MAX_BUCKETS, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
+    ExAdj, ExConfig, ExIlm, ExMac, ExNeigh, ExPort, MacKey, PortAddr, FIB_PLY, FIB_PUNT, MAX_FIB_PLIES, MAX_ROUTES, CONFIG_ON, ENCAP_VXLAN, ENCAP_VXLAN_L2, MAC_LEARNED, PORT_BRIDGE, VNI_BRIDGE, CONFIG_PIPE, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_PUNT, ILM_SWAP, MAX_ADJ, MAX_BUCKETS, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
     MAX_VRFS, NH_BUCKETS_SHIFT, NH_SLOT_MASK, NO_PORT, PORT_ANTI_SPOOF, PORT_CORE, PORT_PUNT, PORT_VRF, TC_FROM_IP,
 };
 use carrier_common::{BridgeDomainId, Label, NextHopId, PortId, VrfId, MAX_PORTS};
@@ -105,6 +107,10 @@ pub trait ExpressMaps {
     fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()>;
     /// Set or remove (`None`) a bridge domain's MAC.
     fn set_mac(&mut self, key: MacKey, mac: Option<ExMac>) -> std::io::Result<()>;
+    /// Set or remove (`None`) a known neighbour.
+    fn set_neighbour(&mut self, key: PortAddr, neighbour: Option<ExNeigh>) -> std::io::Result<()>;
+    /// Mark an address as the port's own, or not.
+    fn set_own(&mut self, key: PortAddr, own: bool) -> std::io::Result<()>;
     /// An adjacency slot is about to be reused: its packet counters so far belong to the
     /// record it held; return them and start from zero.
     fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)>;
@@ -175,6 +181,12 @@ impl<M: ExpressMaps> ExpressMaps for Pending<'_, M> {
     fn set_mac(&mut self, key: MacKey, mac: Option<ExMac>) -> std::io::Result<()> {
         self.macs.push((key, mac));
         Ok(())
+    }
+    fn set_neighbour(&mut self, key: PortAddr, neighbour: Option<ExNeigh>) -> std::io::Result<()> {
+        self.maps.set_neighbour(key, neighbour)
+    }
+    fn set_own(&mut self, key: PortAddr, own: bool) -> std::io::Result<()> {
+        self.maps.set_own(key, own)
     }
     fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()> {
         self.maps.set_vni(vni, vrf)
@@ -329,6 +341,10 @@ pub struct Mirror {
     ilm_ids: FastMap<u32, u32>,
     /// Bridge MACs in the maps.
     macs: FastMap<MacKey, ExMac>,
+    /// Known neighbours in the maps.
+    neighbours_in: FastMap<PortAddr, ExNeigh>,
+    /// The ports' own addresses in the maps.
+    own: HashSet<PortAddr>,
     /// (bridge domain, VTEP) → the synthetic next hop encapsulating toward it.
     l2_ids: FastMap<(u16, Ipv4Addr), u32>,
     /// Labels of the records in resting slots.
@@ -373,6 +389,8 @@ impl Mirror {
             ilm_ids: FastMap::default(),
             macs: FastMap::default(),
             l2_ids: FastMap::default(),
+            neighbours_in: FastMap::default(),
+            own: HashSet::new(),
             resting_labels: FastMap::default(),
             retired_labels_out: FastMap::default(),
             last: Writes::default(),
@@ -604,6 +622,9 @@ impl Mirror {
             }
         }
         self.sync_neighbour_routes(maps, tables, &neighbours)?;
+        if everything || all_records {
+            self.sync_arp(maps, tables, &neighbours, learned)?;
+        }
         // Plies made while the map was full move into room freed since.
         self.fib.relocate_above(MAX_FIB_PLIES);
 
@@ -867,6 +888,47 @@ impl Mirror {
                 e.1 += bytes;
             }
         }
+    }
+
+    /// What lets the program answer ARP itself: the ports' own addresses and the neighbours
+    /// the router knows (configured and learned) with their MACs. A request the program
+    /// answers never reaches a worker, so a neighbour is here only when no worker would learn
+    /// from its requests: configured, or learned with the same MAC by every worker that knows
+    /// it. When workers disagree (a MAC that moved, relearned by one worker so far) its
+    /// requests stay the workers' until each has relearned it.
+    fn sync_arp(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, neighbours: &Neighbours<'_>, learned: &Learned) -> std::io::Result<()> {
+        let key = |port: PortId, ip: Ipv4Addr| PortAddr { slot: port.0, pad: 0, addr: ip.octets() };
+        let own: HashSet<PortAddr> = tables.ports.iter().filter(|p| u32::from(p.id.0) < MAX_PORTS).flat_map(|p| p.addrs.iter().map(move |a| key(p.id, a.addr))).collect();
+        for k in own.difference(&self.own) {
+            maps.set_own(*k, true)?;
+        }
+        for k in self.own.difference(&own) {
+            maps.set_own(*k, false)?;
+        }
+        self.own = own;
+        let mut macs_of: FastMap<(PortId, Ipv4Addr), MacAddr> = FastMap::default();
+        let mut disputed: HashSet<(PortId, Ipv4Addr)> = HashSet::new();
+        for &(port, ip, mac) in &learned.neighbours {
+            if *macs_of.entry((port, ip)).or_insert(mac) != mac {
+                disputed.insert((port, ip));
+            }
+        }
+        let want: FastMap<PortAddr, ExNeigh> = neighbours
+            .all()
+            .into_iter()
+            .filter(|(k, _)| u32::from(k.0 .0) < MAX_PORTS && (tables.neighbours.contains_key(k) || !disputed.contains(k)))
+            .map(|((port, ip), mac)| (key(port, ip), ExNeigh { mac: mac.0, pad: [0; 2] }))
+            .collect();
+        for (k, n) in &want {
+            if self.neighbours_in.get(k) != Some(n) {
+                maps.set_neighbour(*k, Some(*n))?;
+            }
+        }
+        for k in self.neighbours_in.keys().filter(|k| !want.contains_key(*k)).copied().collect::<Vec<_>>() {
+            maps.set_neighbour(k, None)?;
+        }
+        self.neighbours_in = want;
+        Ok(())
     }
 
     /// A next-hop id of the mirror's own, if any is left.
@@ -1215,9 +1277,28 @@ pub struct MemMaps {
     pub vnis: FastMap<u32, u32>,
     /// Bridge MACs.
     pub macs: FastMap<MacKey, ExMac>,
+    /// Known neighbours.
+    pub neighbours: FastMap<PortAddr, ExNeigh>,
+    /// The ports' own addresses.
+    pub own: HashSet<PortAddr>,
 }
 
 impl ExpressMaps for MemMaps {
+    fn set_neighbour(&mut self, key: PortAddr, neighbour: Option<ExNeigh>) -> std::io::Result<()> {
+        match neighbour {
+            Some(n) => self.neighbours.insert(key, n),
+            None => self.neighbours.remove(&key),
+        };
+        Ok(())
+    }
+    fn set_own(&mut self, key: PortAddr, own: bool) -> std::io::Result<()> {
+        if own {
+            self.own.insert(key);
+        } else {
+            self.own.remove(&key);
+        }
+        Ok(())
+    }
     fn set_mac(&mut self, key: MacKey, mac: Option<ExMac>) -> std::io::Result<()> {
         match mac {
             Some(m) => self.macs.insert(key, m),
@@ -1672,6 +1753,30 @@ mod tests {
         m.sync(&mut maps, &t, &Learned::default(), Change::Neighbours).unwrap();
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)).map(|a| a.port), Some(NO_PORT));
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 8)).map(|a| a.port), Some(NO_PORT), "back to the punted subnet");
+    }
+
+    #[test]
+    fn arp_is_answered_for_own_addresses_from_neighbours_no_worker_would_learn() {
+        let t = tables(0);
+        let mut maps = MemMaps::default();
+        let mut m = Mirror::new(true);
+        let at = |port: u16, ip: [u8; 4]| PortAddr { slot: port, pad: 0, addr: ip };
+        let moved = Ipv4Addr::new(10, 0, 0, 9);
+        // 10.0.0.8 learned by one worker; 10.0.0.9 by two, with different MACs (it moved and
+        // one worker has relearned it).
+        let learned = Learned { neighbours: vec![(PortId(0), Ipv4Addr::new(10, 0, 0, 8), mac(8)), (PortId(0), moved, mac(9)), (PortId(0), moved, mac(0x19))], macs: vec![] };
+        m.sync(&mut maps, &t, &learned, Change::All).unwrap();
+        assert_eq!(maps.own, HashSet::from([at(0, [10, 0, 0, 1]), at(1, [10, 1, 0, 1])]));
+        let neighbour = |k: PortAddr| maps.neighbours.get(&k).map(|n| n.mac);
+        assert_eq!(neighbour(at(0, [10, 0, 0, 7])), Some(mac(7).0), "configured");
+        assert_eq!(neighbour(at(1, [10, 1, 0, 2])), Some(mac(0x42).0), "configured");
+        assert_eq!(neighbour(at(0, [10, 0, 0, 8])), Some(mac(8).0), "learned");
+        assert_eq!(neighbour(at(0, [10, 0, 0, 9])), None, "the workers disagree: its requests are theirs");
+        // Every worker has relearned it; the other is forgotten.
+        let learned = Learned { neighbours: vec![(PortId(0), moved, mac(0x19))], macs: vec![] };
+        m.sync(&mut maps, &t, &learned, Change::Neighbours).unwrap();
+        assert_eq!(maps.neighbours.get(&at(0, [10, 0, 0, 9])).map(|n| n.mac), Some(mac(0x19).0));
+        assert_eq!(maps.neighbours.get(&at(0, [10, 0, 0, 8])), None);
     }
 
     /// A route over a next-hop id the tier cannot index stays in the trie, punted, so the

@@ -510,6 +510,8 @@ fn publish_express(
             p.tx = pb(s.tx);
         }
     }
+    // ARP requests for own addresses the program answered (sent back out of their port).
+    out.events[carrier_dataplane::pipeline::Event::ArpReplyOwn as usize] = c.ports.iter().map(|s| s.arp_replies).sum();
     for (i, v) in c.vrfs.iter().enumerate() {
         if let Some(o) = out.vrfs.get_mut(i) {
             o.lookups = pb(*v);

@@ -545,6 +545,10 @@ unsafe impl Plain for express::MacKey {}
 // SAFETY: as above.
 unsafe impl Plain for express::ExMac {}
 // SAFETY: as above.
+unsafe impl Plain for express::PortAddr {}
+// SAFETY: as above.
+unsafe impl Plain for express::ExNeigh {}
+// SAFETY: as above.
 unsafe impl Plain for express::ExBytes {}
 // SAFETY: as above.
 unsafe impl Plain for express::ExPortStats {}
@@ -723,6 +727,7 @@ impl XdpDataplane {
                 for (a, b) in sum.punts.iter_mut().zip(&s.punts) {
                     *a += b;
                 }
+                sum.arp_replies += s.arp_replies;
             }
             c.ports.push(sum);
         }
@@ -897,6 +902,12 @@ impl crate::express::ExpressMaps for XdpDataplane {
     }
     fn set_mac(&mut self, key: express::MacKey, mac: Option<express::ExMac>) -> std::io::Result<()> {
         self.hash_set(express::MACS, key, mac)
+    }
+    fn set_neighbour(&mut self, key: express::PortAddr, neighbour: Option<express::ExNeigh>) -> std::io::Result<()> {
+        self.hash_set(express::NEIGH, key, neighbour)
+    }
+    fn set_own(&mut self, key: express::PortAddr, own: bool) -> std::io::Result<()> {
+        self.hash_set(express::OWN, key, own.then_some(1u32))
     }
     fn set_adjs(&mut self, items: &[(u32, express::ExAdj)]) -> std::io::Result<()> {
         let keys: Vec<u32> = items.iter().map(|i| i.0).collect();

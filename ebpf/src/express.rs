@@ -21,7 +21,9 @@
 //!   then the same VRF lookup; with an L2 VNI, from the VTEP its inner source MAC was learned
 //!   behind, to a MAC on a local bridge port: decapsulate and send;
 //! - on an untagged bridge port, a frame from a MAC learned there to a known unicast MAC: out
-//!   of the local port it is behind, or in VXLAN to its VTEP.
+//!   of the local port it is behind, or in VXLAN to its VTEP;
+//! - an ARP request for a port's own address from a neighbour known with that MAC: answered
+//!   back out of the port (redirected to it).
 //!
 //! Who writes what: the dataplane's mirror (`dataplane/src/express.rs`) is the only writer
 //! of the tables (`EX_CONFIG`, `EX_PORTS`, `EX_FIB`, `EX_FIB_SLOTS`, `EX_NH`, `EX_ADJ`, `EX_ILM`,
@@ -35,8 +37,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use carrier_common::express::{
-    ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, MAX_GROWTH, CONFIG_PIPE, ENCAP_NONE, ENCAP_VXLAN, ENCAP_VXLAN_L2, VXLAN_OVERHEAD, ExMac, MacKey, MAC_LEARNED, MAX_MACS, PORT_BRIDGE, VNI_BRIDGE,
-    FIB_ENTRIES, FIB_PLY, FIB_PUNT, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_SWAP, MAX_ADJ, NH_BUCKETS_SHIFT, NH_SLOT_MASK, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VNIS, MAX_VRFS, NO_PORT,
+    ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, MAX_GROWTH, CONFIG_PIPE, ENCAP_NONE, ENCAP_VXLAN, ENCAP_VXLAN_L2, VXLAN_OVERHEAD, ExMac, ExNeigh, MacKey, PortAddr, MAC_LEARNED, MAX_MACS, MAX_NEIGH, PORT_BRIDGE, VNI_BRIDGE,
+    FIB_ENTRIES, FIB_PLY, FIB_PUNT, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_SWAP, MAX_ADJ, PORT_PUNT, NH_BUCKETS_SHIFT, NH_SLOT_MASK, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VNIS, MAX_VRFS, NO_PORT,
     PORT_ANTI_SPOOF, PORT_CORE, PORT_VRF, TC_FROM_IP,
 };
 use carrier_common::{MAX_PORTS, VXLAN_UDP_PORT};
@@ -72,6 +74,10 @@ static EGRESS: DevMap = DevMap::with_max_entries(MAX_PORTS, 0);
 static VNI: HashMap<u32, u32> = HashMap::with_max_entries(MAX_VNIS, 0);
 #[map(name = "EX_MACS")]
 static MACS: HashMap<MacKey, ExMac> = HashMap::with_max_entries(MAX_MACS, 0);
+#[map(name = "EX_NEIGH")]
+static NEIGH: HashMap<PortAddr, ExNeigh> = HashMap::with_max_entries(MAX_NEIGH, 0);
+#[map(name = "EX_OWN")]
+static OWN: HashMap<PortAddr, u32> = HashMap::with_max_entries(MAX_NEIGH, 0);
 #[map(name = "EX_PORT_STATS")]
 static PORT_STATS: PerCpuArray<ExPortStats> = PerCpuArray::with_max_entries(MAX_PORTS, 0);
 #[map(name = "EX_VRF_STATS")]
@@ -129,6 +135,8 @@ struct Bridged {
 enum Todo {
     Routed(Plan),
     Bridged(Bridged),
+    /// Answer the ARP request (of a known neighbour, for an own address) with this MAC.
+    ArpReply([u8; 6]),
 }
 
 /// Forward the frame of port `slot` if the tier can: `Some(action)`. `None` when the tier
@@ -146,6 +154,7 @@ pub fn run(ctx: &XdpContext, slot: u32) -> Option<u32> {
     let result = match plan(&frame, slot, &config) {
         Ok(Todo::Routed(plan)) => apply(ctx, slot, orig_len, &plan),
         Ok(Todo::Bridged(b)) => apply_bridge(ctx, slot, orig_len, &b),
+        Ok(Todo::ArpReply(mac)) => arp_reply(ctx, slot, orig_len, mac),
         Err(p) => Err(p),
     };
     match result {
@@ -192,6 +201,12 @@ fn plan(frame: &Frame, slot: u32, config: &ExConfig) -> Result<Todo, Punt> {
         return plan_bridge(frame, port.vrf, slot).map(Todo::Bridged);
     }
     let eth: &EthHdr = frame.header(0).ok_or(Punt::L2)?;
+    let ether_type = u16::from_be_bytes(eth.ether_type);
+    // ARP only on untagged ports (on a tagged one, an untagged request is the pipeline's
+    // `vlan-mismatch`, and a tagged one is punted below).
+    if ether_type == ETH_P_ARP && port.kind != PORT_PUNT && port.vlan == 0 && (eth.dst == port.mac || eth.dst == [0xff; 6]) {
+        return plan_arp(frame, slot, port.mtu).map(|()| Todo::ArpReply(port.mac));
+    }
     if eth.dst != port.mac {
         return Err(Punt::L2);
     }
@@ -529,6 +544,66 @@ fn plan_decap(frame: &Frame, vtep: [u8; 4], flags: u32) -> Result<Todo, Punt> {
     let ttl = ip.ttl - 1;
     let checksum = update(ip.checksum, u16::from_be_bytes([ip.ttl, ip.protocol]), u16::from_be_bytes([ttl, ip.protocol]));
     finish(ip_off, inner_l2, &ip, adj, adj_slot, ttl, checksum, vrf, None, flags).map(Todo::Routed)
+}
+
+/// An ARP request for an address of this port from a neighbour the router already knows
+/// with that MAC (so the pipeline would learn nothing from it), on a port the tier may send
+/// on: the program answers it. Any
+/// other ARP (replies, gratuitous, for other addresses: proxy ARP, from unknown senders) is the
+/// pipeline's.
+#[inline(always)]
+fn plan_arp(frame: &Frame, slot: u32, mtu: u16) -> Result<(), Punt> {
+    let arp: &crate::parse::ArpIpv4 = frame.header(ETH_LEN).ok_or(Punt::L2)?;
+    if arp.htype != [0, 1] || arp.ptype != [8, 0] || arp.hlen != 6 || arp.plen != 4 || arp.oper != [0, 1] || arp.spa == arp.tpa {
+        return Err(Punt::L2);
+    }
+    if frame.len() - ETH_LEN > usize::from(mtu) {
+        return Err(Punt::Mtu);
+    }
+    // The reply leaves through the egress map, as forwarded frames do: only on ports that
+    // take redirected frames.
+    if EGRESS.get(slot).is_none() {
+        return Err(Punt::NextHop);
+    }
+    // SAFETY: hash map values are replaced whole by userspace, never written in place.
+    if unsafe { OWN.get(PortAddr { slot: slot as u16, pad: 0, addr: arp.tpa }) }.is_none() {
+        return Err(Punt::L2);
+    }
+    // SAFETY: as above.
+    match unsafe { NEIGH.get(PortAddr { slot: slot as u16, pad: 0, addr: arp.spa }) } {
+        Some(n) if n.mac == arp.sha => Ok(()),
+        _ => Err(Punt::L2),
+    }
+}
+
+/// Turn the ARP request into its reply (`mac` is-at the requested address), back out of the
+/// port it came in on, as the pipeline's `arp_input` does.
+///
+/// Redirected to the ingress port through `EX_EGRESS`, not `XDP_TX`: a veth queues an
+/// `XDP_TX` frame on its peer but wakes the peer's NAPI only when an XDP program runs
+/// there (`veth_xdp_flush` in the kernel's `drivers/net/veth.c`), so behind a peer that runs
+/// NAPI for GRO alone — a customer's or the core's veth — the reply waited for the next frame
+/// to come its way, seconds or for ever. A redirect is sent with `XDP_XMIT_FLUSH`, which
+/// wakes it.
+#[inline(always)]
+fn arp_reply(ctx: &XdpContext, slot: u32, len: usize, mac: [u8; 6]) -> Result<u32, Punt> {
+    let frame = Frame::new(ctx);
+    let arp = frame.header_mut::<crate::parse::ArpIpv4>(ETH_LEN).ok_or(Punt::L2)?;
+    let (sha, spa, tpa) = (arp.sha, arp.spa, arp.tpa);
+    arp.oper = [0, 2];
+    arp.sha = mac;
+    arp.spa = tpa;
+    arp.tha = sha;
+    arp.tpa = spa;
+    let eth = frame.header_mut::<EthHdr>(0).ok_or(Punt::L2)?;
+    eth.dst = sha;
+    eth.src = mac;
+    count_port(slot, slot, len, len);
+    if let Some(s) = PORT_STATS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU values, written only by this program on this CPU.
+        unsafe { (*s).arp_replies += 1 };
+    }
+    Ok(EGRESS.redirect(slot, 0).unwrap_or_else(|a| a))
 }
 
 /// A frame on an untagged bridge port: forwarded when its source is learned on this port and
