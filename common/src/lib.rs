@@ -346,6 +346,13 @@ pub mod express {
     pub const OWN: &str = "EX_OWN";
     /// Entries of [`NEIGH`] (and of [`OWN`]).
     pub const MAX_NEIGH: u32 = 1 << 17;
+    /// `Array<u32>` by next-hop id: whether an address routed over the next hop is "routed
+    /// elsewhere" for proxy ARP, as the pipeline decides it: [`ARP_ANY`] from any port (a
+    /// push, VXLAN, ECMP, a local address), `port + 1` from any port but `port` (a neighbour
+    /// or connected subnet out of it), 0 when the program leaves the request to the pipeline.
+    pub const NH_ARP: &str = "EX_NH_ARP";
+    /// An [`NH_ARP`] value: proxied from any port.
+    pub const ARP_ANY: u32 = u32::MAX;
 
     /// Key of [`NEIGH`] and [`OWN`]: an address on a port.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -416,6 +423,9 @@ pub mod express {
     pub const PORT_BRIDGE: u8 = 3;
     /// `ExPort::flags`: check the source address (anti-spoof, uRPF) on this port.
     pub const PORT_ANTI_SPOOF: u8 = 1;
+    /// `ExPort::flags`: proxy ARP (routed mode): answer for addresses the VRF routes
+    /// elsewhere (see [`NH_ARP`]).
+    pub const PORT_PROXY_ARP: u8 = 2;
 
     /// One port as the express tier sees it.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -660,6 +670,8 @@ pub mod express {
         pub punts: [u64; Punt::COUNT],
         /// ARP requests for the port's own addresses the program answered.
         pub arp_replies: u64,
+        /// ARP requests it answered for addresses routed elsewhere (proxy ARP).
+        pub arp_proxy_replies: u64,
     }
 }
 
@@ -684,7 +696,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<ExPort>(), 14);
         assert_eq!(core::mem::size_of::<ExIlm>(), 8);
         assert_eq!((core::mem::size_of::<MacKey>(), core::mem::size_of::<ExMac>()), (8, 12));
-        assert_eq!(core::mem::size_of::<ExPortStats>(), 48 + 8 * Punt::COUNT + 8);
+        assert_eq!(core::mem::size_of::<ExPortStats>(), 48 + 8 * Punt::COUNT + 16);
         assert_eq!((core::mem::size_of::<PortAddr>(), core::mem::size_of::<ExNeigh>()), (8, 8));
         for (i, p) in Punt::ALL.iter().enumerate() {
             assert_eq!(*p as usize, i);

@@ -53,7 +53,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use carrier_common::express::{
-    ExAdj, ExConfig, ExIlm, ExMac, ExNeigh, ExPort, MacKey, PortAddr, FIB_PLY, FIB_PUNT, MAX_FIB_PLIES, MAX_ROUTES, CONFIG_ON, ENCAP_VXLAN, ENCAP_VXLAN_L2, MAC_LEARNED, PORT_BRIDGE, VNI_BRIDGE, CONFIG_PIPE, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_PUNT, ILM_SWAP, MAX_ADJ, MAX_BUCKETS, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
+    ExAdj, ExConfig, ExIlm, ExMac, ExNeigh, ExPort, MacKey, PortAddr, ARP_ANY, PORT_PROXY_ARP, FIB_PLY, FIB_PUNT, MAX_FIB_PLIES, MAX_ROUTES, CONFIG_ON, ENCAP_VXLAN, ENCAP_VXLAN_L2, MAC_LEARNED, PORT_BRIDGE, VNI_BRIDGE, CONFIG_PIPE, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_PUNT, ILM_SWAP, MAX_ADJ, MAX_BUCKETS, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
     MAX_VRFS, NH_BUCKETS_SHIFT, NH_SLOT_MASK, NO_PORT, PORT_ANTI_SPOOF, PORT_CORE, PORT_PUNT, PORT_VRF, TC_FROM_IP,
 };
 use carrier_common::{BridgeDomainId, Label, NextHopId, PortId, VrfId, MAX_PORTS};
@@ -111,6 +111,8 @@ pub trait ExpressMaps {
     fn set_neighbour(&mut self, key: PortAddr, neighbour: Option<ExNeigh>) -> std::io::Result<()>;
     /// Mark an address as the port's own, or not.
     fn set_own(&mut self, key: PortAddr, own: bool) -> std::io::Result<()>;
+    /// Write next hop `nexthop`'s proxy-ARP entry (`EX_NH_ARP`).
+    fn set_nh_arp(&mut self, nexthop: u32, value: u32) -> std::io::Result<()>;
     /// An adjacency slot is about to be reused: its packet counters so far belong to the
     /// record it held; return them and start from zero.
     fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)>;
@@ -187,6 +189,9 @@ impl<M: ExpressMaps> ExpressMaps for Pending<'_, M> {
     }
     fn set_own(&mut self, key: PortAddr, own: bool) -> std::io::Result<()> {
         self.maps.set_own(key, own)
+    }
+    fn set_nh_arp(&mut self, nexthop: u32, value: u32) -> std::io::Result<()> {
+        self.maps.set_nh_arp(nexthop, value)
     }
     fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()> {
         self.maps.set_vni(vni, vrf)
@@ -343,6 +348,8 @@ pub struct Mirror {
     macs: FastMap<MacKey, ExMac>,
     /// Known neighbours in the maps.
     neighbours_in: FastMap<PortAddr, ExNeigh>,
+    /// `EX_NH_ARP` entries that are not 0.
+    nh_arp: FastMap<u32, u32>,
     /// The ports' own addresses in the maps.
     own: HashSet<PortAddr>,
     /// (bridge domain, VTEP) → the synthetic next hop encapsulating toward it.
@@ -390,6 +397,7 @@ impl Mirror {
             macs: FastMap::default(),
             l2_ids: FastMap::default(),
             neighbours_in: FastMap::default(),
+            nh_arp: FastMap::default(),
             own: HashSet::new(),
             resting_labels: FastMap::default(),
             retired_labels_out: FastMap::default(),
@@ -563,6 +571,7 @@ impl Mirror {
             }
             let record = compile_nexthop(tables, &neighbours, NextHopId(id));
             self.install(maps, id, record)?;
+            self.set_nh_arp(maps, id, proxy_arp_value(tables, NextHopId(id)))?;
         }
 
         if everything {
@@ -931,6 +940,19 @@ impl Mirror {
         Ok(())
     }
 
+    /// Write next hop `id`'s proxy-ARP entry when it changed.
+    fn set_nh_arp(&mut self, maps: &mut impl ExpressMaps, id: u32, value: u32) -> std::io::Result<()> {
+        if self.nh_arp.get(&id).copied().unwrap_or(0) != value {
+            maps.set_nh_arp(id, value)?;
+            if value == 0 {
+                self.nh_arp.remove(&id);
+            } else {
+                self.nh_arp.insert(id, value);
+            }
+        }
+        Ok(())
+    }
+
     /// A next-hop id of the mirror's own, if any is left.
     fn alloc_synthetic(&mut self) -> Option<u32> {
         self.free_synthetic.pop().or_else(|| {
@@ -972,6 +994,8 @@ impl Mirror {
                 }
             };
             self.install(maps, id, Some(vec![*adj]))?;
+            // A connected neighbour is out of its port: proxied from the others.
+            self.set_nh_arp(maps, id, u32::from(adj.port) + 1)?;
             if !self.neighbour_routes.contains_key(key) {
                 self.fib.insert_in(key.0, Ipv4Prefix::host(key.1), NextHopId(id));
                 self.last.routes += 1;
@@ -987,6 +1011,7 @@ impl Mirror {
                 self.last.routes += 1;
             }
             self.install(maps, id, None)?;
+            self.set_nh_arp(maps, id, 0)?;
             self.freed_synthetic.push(id);
         }
         Ok(())
@@ -1034,6 +1059,17 @@ impl Neighbours<'_> {
     }
 }
 
+/// Whether an address routed over next hop `id` is routed elsewhere for proxy ARP, as the
+/// pipeline's `routed_elsewhere` decides (see `NH_ARP`): 0 when the pipeline would not answer
+/// (or the next hop is gone).
+fn proxy_arp_value(tables: &Tables, id: NextHopId) -> u32 {
+    match tables.nexthop(id) {
+        Some(NextHop::Adjacency { port, .. }) if u32::from(port.0) < MAX_PORTS => u32::from(port.0) + 1,
+        Some(NextHop::MplsPush { .. } | NextHop::Vxlan { .. } | NextHop::Ecmp { .. } | NextHop::Receive) => ARP_ANY,
+        _ => 0,
+    }
+}
+
 /// A port as the tier sees it.
 fn compile_port(p: &crate::tables::Port) -> ExPort {
     let (kind, vrf) = match p.role {
@@ -1043,7 +1079,11 @@ fn compile_port(p: &crate::tables::Port) -> ExPort {
         PortRole::Core => (PORT_CORE, 0),
         _ => (PORT_PUNT, 0),
     };
-    ExPort { kind, flags: if p.anti_spoof { PORT_ANTI_SPOOF } else { 0 }, vrf, mac: p.mac.0, mtu: p.mtu, vlan: p.vlan.unwrap_or(0) }
+    let mut flags = if p.anti_spoof { PORT_ANTI_SPOOF } else { 0 };
+    if p.proxy_arp && kind == PORT_VRF {
+        flags |= PORT_PROXY_ARP;
+    }
+    ExPort { kind, flags, vrf, mac: p.mac.0, mtu: p.mtu, vlan: p.vlan.unwrap_or(0) }
 }
 
 /// The records of next hop `id`, one per bucket (see `NH` in `carrier_common::express`):
@@ -1281,6 +1321,8 @@ pub struct MemMaps {
     pub neighbours: FastMap<PortAddr, ExNeigh>,
     /// The ports' own addresses.
     pub own: HashSet<PortAddr>,
+    /// `EX_NH_ARP` entries that are not 0.
+    pub nh_arp: FastMap<u32, u32>,
 }
 
 impl ExpressMaps for MemMaps {
@@ -1296,6 +1338,14 @@ impl ExpressMaps for MemMaps {
             self.own.insert(key);
         } else {
             self.own.remove(&key);
+        }
+        Ok(())
+    }
+    fn set_nh_arp(&mut self, nexthop: u32, value: u32) -> std::io::Result<()> {
+        if value == 0 {
+            self.nh_arp.remove(&nexthop);
+        } else {
+            self.nh_arp.insert(nexthop, value);
         }
         Ok(())
     }
@@ -1455,6 +1505,12 @@ mod tests {
         assert_eq!(maps.ilm.get(&100_000), Some(&ExIlm { action: ILM_POP_LOOKUP, vrf: 0, nexthop: 0 }));
         assert_eq!(maps.config.flags, CONFIG_ON);
         assert_eq!(maps.ports.get(&1).map(|p| p.kind), Some(PORT_CORE));
+        // Proxy ARP: a pushed route is elsewhere from every port, the connected subnet and
+        // its neighbour's /32 from every port but port 0.
+        let arp = |a: [u8; 4]| maps.route(VrfId(0), Ipv4Addr::from(a)).and_then(|nh| maps.nh_arp.get(&nh).copied());
+        assert_eq!(arp([172, 16, 1, 9]), Some(ARP_ANY));
+        assert_eq!(arp([10, 0, 0, 99]), Some(1));
+        assert_eq!(arp([10, 0, 0, 7]), Some(1));
     }
 
     #[test]

@@ -728,6 +728,7 @@ impl XdpDataplane {
                     *a += b;
                 }
                 sum.arp_replies += s.arp_replies;
+                sum.arp_proxy_replies += s.arp_proxy_replies;
             }
             c.ports.push(sum);
         }
@@ -905,6 +906,9 @@ impl crate::express::ExpressMaps for XdpDataplane {
     }
     fn set_neighbour(&mut self, key: express::PortAddr, neighbour: Option<express::ExNeigh>) -> std::io::Result<()> {
         self.hash_set(express::NEIGH, key, neighbour)
+    }
+    fn set_nh_arp(&mut self, nexthop: u32, value: u32) -> std::io::Result<()> {
+        self.set_u32s(express::NH_ARP, &[(nexthop, value)])
     }
     fn set_own(&mut self, key: express::PortAddr, own: bool) -> std::io::Result<()> {
         self.hash_set(express::OWN, key, own.then_some(1u32))

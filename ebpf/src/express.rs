@@ -22,8 +22,9 @@
 //!   behind, to a MAC on a local bridge port: decapsulate and send;
 //! - on an untagged bridge port, a frame from a MAC learned there to a known unicast MAC: out
 //!   of the local port it is behind, or in VXLAN to its VTEP;
-//! - an ARP request for a port's own address from a neighbour known with that MAC: answered
-//!   back out of the port (redirected to it).
+//! - an ARP request for a port's own address, or (proxy ARP on a customer port) for an
+//!   address its VRF routes elsewhere, from a neighbour known with that MAC: answered back
+//!   out of the port (redirected to it).
 //!
 //! Who writes what: the dataplane's mirror (`dataplane/src/express.rs`) is the only writer
 //! of the tables (`EX_CONFIG`, `EX_PORTS`, `EX_FIB`, `EX_FIB_SLOTS`, `EX_NH`, `EX_ADJ`, `EX_ILM`,
@@ -37,7 +38,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use carrier_common::express::{
-    ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, MAX_GROWTH, CONFIG_PIPE, ENCAP_NONE, ENCAP_VXLAN, ENCAP_VXLAN_L2, VXLAN_OVERHEAD, ExMac, ExNeigh, MacKey, PortAddr, MAC_LEARNED, MAX_MACS, MAX_NEIGH, PORT_BRIDGE, VNI_BRIDGE,
+    ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, MAX_GROWTH, CONFIG_PIPE, ENCAP_NONE, ENCAP_VXLAN, ENCAP_VXLAN_L2, VXLAN_OVERHEAD, ExMac, ExNeigh, MacKey, PortAddr, ARP_ANY, PORT_PROXY_ARP, MAC_LEARNED, MAX_MACS, MAX_NEIGH, PORT_BRIDGE, VNI_BRIDGE,
     FIB_ENTRIES, FIB_PLY, FIB_PUNT, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_SWAP, MAX_ADJ, PORT_PUNT, NH_BUCKETS_SHIFT, NH_SLOT_MASK, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VNIS, MAX_VRFS, NO_PORT,
     PORT_ANTI_SPOOF, PORT_CORE, PORT_VRF, TC_FROM_IP,
 };
@@ -64,6 +65,8 @@ static FIB: Array<u32> = Array::with_max_entries(FIB_ENTRIES, 0);
 static FIB_SLOTS: Array<u32> = Array::with_max_entries(MAX_ROUTES, 0);
 #[map(name = "EX_NH")]
 static NH: Array<u32> = Array::with_max_entries(MAX_NEXTHOPS, 0);
+#[map(name = "EX_NH_ARP")]
+static NH_ARP: Array<u32> = Array::with_max_entries(MAX_NEXTHOPS, 0);
 #[map(name = "EX_ADJ")]
 static ADJ: Array<ExAdj> = Array::with_max_entries(MAX_ADJ, 0);
 #[map(name = "EX_ILM")]
@@ -136,7 +139,7 @@ enum Todo {
     Routed(Plan),
     Bridged(Bridged),
     /// Answer the ARP request (of a known neighbour, for an own address) with this MAC.
-    ArpReply([u8; 6]),
+    ArpReply([u8; 6], bool),
 }
 
 /// Forward the frame of port `slot` if the tier can: `Some(action)`. `None` when the tier
@@ -154,7 +157,7 @@ pub fn run(ctx: &XdpContext, slot: u32) -> Option<u32> {
     let result = match plan(&frame, slot, &config) {
         Ok(Todo::Routed(plan)) => apply(ctx, slot, orig_len, &plan),
         Ok(Todo::Bridged(b)) => apply_bridge(ctx, slot, orig_len, &b),
-        Ok(Todo::ArpReply(mac)) => arp_reply(ctx, slot, orig_len, mac),
+        Ok(Todo::ArpReply(mac, proxy)) => arp_reply(ctx, slot, orig_len, mac, proxy),
         Err(p) => Err(p),
     };
     match result {
@@ -205,7 +208,7 @@ fn plan(frame: &Frame, slot: u32, config: &ExConfig) -> Result<Todo, Punt> {
     // ARP only on untagged ports (on a tagged one, an untagged request is the pipeline's
     // `vlan-mismatch`, and a tagged one is punted below).
     if ether_type == ETH_P_ARP && port.kind != PORT_PUNT && port.vlan == 0 && (eth.dst == port.mac || eth.dst == [0xff; 6]) {
-        return plan_arp(frame, slot, port.mtu).map(|()| Todo::ArpReply(port.mac));
+        return plan_arp(frame, slot, &port).map(|proxy| Todo::ArpReply(port.mac, proxy));
     }
     if eth.dst != port.mac {
         return Err(Punt::L2);
@@ -325,6 +328,12 @@ fn update(checksum: u16, old_word: u16, new_word: u16) -> u16 {
 /// answers the source check alike).
 #[inline(always)]
 fn lookup(vrf: u32, addr: [u8; 4], flow: Option<&Ip>) -> Option<(ExAdj, u32)> {
+    records(route(vrf, addr)?, || flow.map_or(0, Ip::hash))
+}
+
+/// The next-hop id of the route in `vrf` for `addr`.
+#[inline(always)]
+fn route(vrf: u32, addr: [u8; 4]) -> Option<u32> {
     if vrf >= MAX_VRFS {
         return None;
     }
@@ -342,7 +351,7 @@ fn lookup(vrf: u32, addr: [u8; 4], flow: Option<&Ip>) -> Option<(ExAdj, u32)> {
     if leaf == 0 || leaf == FIB_PUNT || leaf & FIB_PLY != 0 {
         return None;
     }
-    records(*FIB_SLOTS.get(leaf - 1)?, || flow.map_or(0, Ip::hash))
+    FIB_SLOTS.get(leaf - 1).copied()
 }
 
 /// Next hop `nh`'s record for the flow `hash` gives (asked only of an ECMP next hop):
@@ -546,18 +555,18 @@ fn plan_decap(frame: &Frame, vtep: [u8; 4], flags: u32) -> Result<Todo, Punt> {
     finish(ip_off, inner_l2, &ip, adj, adj_slot, ttl, checksum, vrf, None, flags).map(Todo::Routed)
 }
 
-/// An ARP request for an address of this port from a neighbour the router already knows
-/// with that MAC (so the pipeline would learn nothing from it), on a port the tier may send
-/// on: the program answers it. Any
-/// other ARP (replies, gratuitous, for other addresses: proxy ARP, from unknown senders) is the
-/// pipeline's.
+/// An ARP request for an address of this port — or, on a customer port with proxy ARP, for
+/// an address its VRF routes elsewhere (`Ok(true)`) — from a neighbour the router already
+/// knows with that MAC (so the pipeline would learn nothing from it), on a port the tier may
+/// send on: the program answers it. Any other ARP (replies, gratuitous, for other addresses,
+/// from unknown senders) is the pipeline's.
 #[inline(always)]
-fn plan_arp(frame: &Frame, slot: u32, mtu: u16) -> Result<(), Punt> {
+fn plan_arp(frame: &Frame, slot: u32, port: &ExPort) -> Result<bool, Punt> {
     let arp: &crate::parse::ArpIpv4 = frame.header(ETH_LEN).ok_or(Punt::L2)?;
     if arp.htype != [0, 1] || arp.ptype != [8, 0] || arp.hlen != 6 || arp.plen != 4 || arp.oper != [0, 1] || arp.spa == arp.tpa {
         return Err(Punt::L2);
     }
-    if frame.len() - ETH_LEN > usize::from(mtu) {
+    if frame.len() - ETH_LEN > usize::from(port.mtu) {
         return Err(Punt::Mtu);
     }
     // The reply leaves through the egress map, as forwarded frames do: only on ports that
@@ -566,12 +575,22 @@ fn plan_arp(frame: &Frame, slot: u32, mtu: u16) -> Result<(), Punt> {
         return Err(Punt::NextHop);
     }
     // SAFETY: hash map values are replaced whole by userspace, never written in place.
-    if unsafe { OWN.get(PortAddr { slot: slot as u16, pad: 0, addr: arp.tpa }) }.is_none() {
-        return Err(Punt::L2);
+    let own = unsafe { OWN.get(PortAddr { slot: slot as u16, pad: 0, addr: arp.tpa }) }.is_some();
+    // Proxy ARP: an address the port's VRF routes elsewhere than back out of this port.
+    if !own {
+        if port.flags & PORT_PROXY_ARP == 0 || port.kind != PORT_VRF {
+            return Err(Punt::L2);
+        }
+        let nh = route(u32::from(port.vrf), arp.tpa).ok_or(Punt::L2)?;
+        match NH_ARP.get(nh).copied().unwrap_or(0) {
+            ARP_ANY => {}
+            p if p != 0 && p - 1 != slot => {}
+            _ => return Err(Punt::L2),
+        }
     }
     // SAFETY: as above.
     match unsafe { NEIGH.get(PortAddr { slot: slot as u16, pad: 0, addr: arp.spa }) } {
-        Some(n) if n.mac == arp.sha => Ok(()),
+        Some(n) if n.mac == arp.sha => Ok(!own),
         _ => Err(Punt::L2),
     }
 }
@@ -586,7 +605,7 @@ fn plan_arp(frame: &Frame, slot: u32, mtu: u16) -> Result<(), Punt> {
 /// to come its way, seconds or for ever. A redirect is sent with `XDP_XMIT_FLUSH`, which
 /// wakes it.
 #[inline(always)]
-fn arp_reply(ctx: &XdpContext, slot: u32, len: usize, mac: [u8; 6]) -> Result<u32, Punt> {
+fn arp_reply(ctx: &XdpContext, slot: u32, len: usize, mac: [u8; 6], proxy: bool) -> Result<u32, Punt> {
     let frame = Frame::new(ctx);
     let arp = frame.header_mut::<crate::parse::ArpIpv4>(ETH_LEN).ok_or(Punt::L2)?;
     let (sha, spa, tpa) = (arp.sha, arp.spa, arp.tpa);
@@ -601,7 +620,13 @@ fn arp_reply(ctx: &XdpContext, slot: u32, len: usize, mac: [u8; 6]) -> Result<u3
     count_port(slot, slot, len, len);
     if let Some(s) = PORT_STATS.get_ptr_mut(slot) {
         // SAFETY: per-CPU values, written only by this program on this CPU.
-        unsafe { (*s).arp_replies += 1 };
+        unsafe {
+            if proxy {
+                (*s).arp_proxy_replies += 1;
+            } else {
+                (*s).arp_replies += 1;
+            }
+        }
     }
     Ok(EGRESS.redirect(slot, 0).unwrap_or_else(|a| a))
 }

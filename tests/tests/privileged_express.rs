@@ -137,7 +137,8 @@ fn build_world(rng: &mut Rng, ifnames: &[String]) -> World {
             mac: port_mac(i),
             addrs: vec![InterfaceAddr { addr, prefix: subnet }],
             role: *role,
-            proxy_arp: false,
+            // Proxy ARP on two of the customer ports.
+            proxy_arp: matches!(role, PortRole::Vrf(_)) && i % 2 == 0,
             anti_spoof: *anti_spoof,
             vlan: *vlan,
             mtu: *mtu,
@@ -596,6 +597,8 @@ impl Harness {
             let bridged_out = w.tables.ports.get(egress).is_some_and(|p| matches!(p.role, PortRole::Bridge(_)));
             let bridged_in = w.tables.ports.get(port).is_some_and(|p| matches!(p.role, PortRole::Bridge(_)));
             let kind = match (frame.get(12..14), out.get(12..14)) {
+                // A reply for an address that is not the port's own: proxy ARP.
+                (_, Some([0x08, 0x06])) if out.get(28..32) != Some(&Ipv4Addr::from(u32::from(port_subnet(port).addr()) + 1).octets()[..]) => "arp-proxy",
                 (_, Some([0x08, 0x06])) => "arp",
                 _ if bridged_in && is_vxlan(&out) => "bridge-encap",
                 _ if bridged_in => "bridge",
@@ -702,7 +705,19 @@ fn arp_request(rng: &mut Rng, w: &World, port: usize) -> Vec<u8> {
         let o = ip.octets();
         (ip, MacAddr([0x02, 0xa7, o[0], o[1], o[2], o[3]]))
     };
-    let tpa = if rng.chance(85) { own } else { host_in(subnet, rng) };
+    // Mostly the port's own address; else (proxy ARP where the port has it) an address its
+    // VRF routes somewhere, or one of its subnet.
+    let routed: Vec<Ipv4Prefix> = match PORTS[port].0 {
+        PortRole::Vrf(v) => w.prefixes.iter().filter(|(pv, _)| *pv == v).map(|(_, p)| *p).collect(),
+        _ => vec![],
+    };
+    let tpa = if rng.chance(60) {
+        own
+    } else if !routed.is_empty() && rng.chance(75) {
+        host_in(*rng.pick(&routed), rng)
+    } else {
+        host_in(subnet, rng)
+    };
     let mut a = vec![0, 1, 8, 0, 6, 4, 0, if rng.chance(90) { 1 } else { 2 }];
     a.extend_from_slice(&sha.0);
     a.extend_from_slice(&spa.octets());
@@ -855,7 +870,7 @@ fn express_tier_matches_the_pipeline() {
     // only its punts.
     if std::env::var("EXPRESS_SEED").is_err() {
         assert!(h.on_queue_1 >= 10, "the tier forwards on RX queue 1 too: {}", h.on_queue_1);
-        for kind in ["arp", "vrf", "push", "push-2+", "pop", "pop-ce", "swap", "explicit-null", "decap", "encap", "ecmp-first", "ecmp-other", "bridge", "bridge-encap", "bridge-decap", "tagged-in", "tagged-out"] {
+        for kind in ["arp", "arp-proxy", "vrf", "push", "push-2+", "pop", "pop-ce", "swap", "explicit-null", "decap", "encap", "ecmp-first", "ecmp-other", "bridge", "bridge-encap", "bridge-decap", "tagged-in", "tagged-out"] {
             assert!(h.kinds.get(kind).copied().unwrap_or(0) >= 10, "too few {kind} frames forwarded by the tier: {:?}", h.kinds);
         }
     }
