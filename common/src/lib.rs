@@ -353,6 +353,10 @@ pub mod express {
     pub const NH_ARP: &str = "EX_NH_ARP";
     /// An [`NH_ARP`] value: proxied from any port.
     pub const ARP_ANY: u32 = u32::MAX;
+    /// `HashMap<PortAddr, ExNeigh>`: the bridge domains' ARP suppression bindings (EVPN
+    /// type-2 MAC/IP, configured): key `slot` is the bridge domain, the value the MAC the
+    /// address is at. Entries: [`MAX_NEIGH`].
+    pub const ARP_BIND: &str = "EX_ARP_BIND";
 
     /// Key of [`NEIGH`] and [`OWN`]: an address on a port.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -672,6 +676,9 @@ pub mod express {
         pub arp_replies: u64,
         /// ARP requests it answered for addresses routed elsewhere (proxy ARP).
         pub arp_proxy_replies: u64,
+        /// ARP requests on a bridge port it answered from the domain's bindings (ARP
+        /// suppression).
+        pub arp_suppressed: u64,
     }
 }
 
@@ -696,7 +703,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<ExPort>(), 14);
         assert_eq!(core::mem::size_of::<ExIlm>(), 8);
         assert_eq!((core::mem::size_of::<MacKey>(), core::mem::size_of::<ExMac>()), (8, 12));
-        assert_eq!(core::mem::size_of::<ExPortStats>(), 48 + 8 * Punt::COUNT + 16);
+        assert_eq!(core::mem::size_of::<ExPortStats>(), 48 + 8 * Punt::COUNT + 24);
         assert_eq!((core::mem::size_of::<PortAddr>(), core::mem::size_of::<ExNeigh>()), (8, 8));
         for (i, p) in Punt::ALL.iter().enumerate() {
             assert_eq!(*p as usize, i);

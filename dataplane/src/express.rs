@@ -113,6 +113,8 @@ pub trait ExpressMaps {
     fn set_own(&mut self, key: PortAddr, own: bool) -> std::io::Result<()>;
     /// Write next hop `nexthop`'s proxy-ARP entry (`EX_NH_ARP`).
     fn set_nh_arp(&mut self, nexthop: u32, value: u32) -> std::io::Result<()>;
+    /// Set or remove (`None`) an ARP suppression binding (`EX_ARP_BIND`).
+    fn set_arp_bind(&mut self, key: PortAddr, mac: Option<ExNeigh>) -> std::io::Result<()>;
     /// An adjacency slot is about to be reused: its packet counters so far belong to the
     /// record it held; return them and start from zero.
     fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)>;
@@ -192,6 +194,9 @@ impl<M: ExpressMaps> ExpressMaps for Pending<'_, M> {
     }
     fn set_nh_arp(&mut self, nexthop: u32, value: u32) -> std::io::Result<()> {
         self.maps.set_nh_arp(nexthop, value)
+    }
+    fn set_arp_bind(&mut self, key: PortAddr, mac: Option<ExNeigh>) -> std::io::Result<()> {
+        self.maps.set_arp_bind(key, mac)
     }
     fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()> {
         self.maps.set_vni(vni, vrf)
@@ -350,6 +355,8 @@ pub struct Mirror {
     neighbours_in: FastMap<PortAddr, ExNeigh>,
     /// `EX_NH_ARP` entries that are not 0.
     nh_arp: FastMap<u32, u32>,
+    /// `EX_ARP_BIND`: the bridge domains' ARP bindings.
+    arp_bind: FastMap<PortAddr, ExNeigh>,
     /// The ports' own addresses in the maps.
     own: HashSet<PortAddr>,
     /// (bridge domain, VTEP) → the synthetic next hop encapsulating toward it.
@@ -398,6 +405,7 @@ impl Mirror {
             l2_ids: FastMap::default(),
             neighbours_in: FastMap::default(),
             nh_arp: FastMap::default(),
+            arp_bind: FastMap::default(),
             own: HashSet::new(),
             resting_labels: FastMap::default(),
             retired_labels_out: FastMap::default(),
@@ -522,7 +530,7 @@ impl Mirror {
                             dirty_labels.insert(label.value());
                         }
                         TableCommand::VniMap { .. } | TableCommand::RemoveVni { .. } => dirty_vnis = true,
-                        TableCommand::Bridge { .. } | TableCommand::BridgeMac { .. } => dirty_macs = true,
+                        TableCommand::Bridge { .. } | TableCommand::BridgeMac { .. } | TableCommand::ArpBinding { .. } | TableCommand::RemoveArpBinding { .. } => dirty_macs = true,
                         TableCommand::Vrf { .. } | TableCommand::FloodList { .. } => {}
                         _ => all_records = true,
                     }
@@ -786,6 +794,14 @@ impl Mirror {
             next.insert(key, entry);
         }
         self.last.labels += write_diff(&mut self.macs, next, |key, mac| maps.set_mac(key, mac))?;
+        // ARP suppression bindings.
+        let binds: FastMap<PortAddr, ExNeigh> = tables
+            .bridges
+            .iter()
+            .filter(|b| u32::from(b.id.0) < MAX_VRFS)
+            .flat_map(|b| b.arp.iter().map(move |(ip, mac)| (PortAddr { slot: b.id.0, pad: 0, addr: ip.octets() }, ExNeigh { mac: mac.0, pad: [0; 2] })))
+            .collect();
+        self.last.labels += write_diff(&mut self.arp_bind, binds, |key, mac| maps.set_arp_bind(key, mac))?;
         // Records no MAC uses any more go (after the MACs are rewritten: the writes are pending).
         let used: HashSet<(u16, Ipv4Addr)> = vteps.into_iter().filter(|(_, r)| r.is_some()).map(|(k, _)| k).collect();
         for pair in self.l2_ids.keys().filter(|k| !used.contains(*k)).copied().collect::<Vec<_>>() {
@@ -1323,6 +1339,8 @@ pub struct MemMaps {
     pub own: HashSet<PortAddr>,
     /// `EX_NH_ARP` entries that are not 0.
     pub nh_arp: FastMap<u32, u32>,
+    /// ARP suppression bindings.
+    pub arp_bind: FastMap<PortAddr, ExNeigh>,
 }
 
 impl ExpressMaps for MemMaps {
@@ -1339,6 +1357,13 @@ impl ExpressMaps for MemMaps {
         } else {
             self.own.remove(&key);
         }
+        Ok(())
+    }
+    fn set_arp_bind(&mut self, key: PortAddr, mac: Option<ExNeigh>) -> std::io::Result<()> {
+        match mac {
+            Some(m) => self.arp_bind.insert(key, m),
+            None => self.arp_bind.remove(&key),
+        };
         Ok(())
     }
     fn set_nh_arp(&mut self, nexthop: u32, value: u32) -> std::io::Result<()> {
@@ -1669,6 +1694,18 @@ mod tests {
         assert_eq!((far.flags, far.nexthop), (MAC_LEARNED, remote.nexthop), "one record per (domain, VTEP)");
         m.sync(&mut maps, &t, &Learned::default(), Change::Neighbours).unwrap();
         assert_eq!(maps.macs.len(), 1);
+
+        // An ARP binding comes and goes with its command.
+        let ip = Ipv4Addr::new(10, 70, 0, 5);
+        let key = PortAddr { slot: 0, pad: 0, addr: ip.octets() };
+        let cmds = vec![TableCommand::ArpBinding { bridge: bd, ip, mac: mac(0x70) }];
+        t.apply_all(cmds.clone()).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&cmds)).unwrap();
+        assert_eq!(maps.arp_bind.get(&key).map(|b| b.mac), Some(mac(0x70).0));
+        let cmds = vec![TableCommand::RemoveArpBinding { bridge: bd, ip }];
+        t.apply_all(cmds.clone()).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&cmds)).unwrap();
+        assert!(maps.arp_bind.is_empty());
     }
 
     #[test]

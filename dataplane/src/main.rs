@@ -513,6 +513,7 @@ fn publish_express(
     // ARP requests for own addresses the program answered (sent back out of their port).
     out.events[carrier_dataplane::pipeline::Event::ArpReplyOwn as usize] = c.ports.iter().map(|s| s.arp_replies).sum();
     out.events[carrier_dataplane::pipeline::Event::ArpReplyProxy as usize] = c.ports.iter().map(|s| s.arp_proxy_replies).sum();
+    out.events[carrier_dataplane::pipeline::Event::ArpSuppressed as usize] = c.ports.iter().map(|s| s.arp_suppressed).sum();
     for (i, v) in c.vrfs.iter().enumerate() {
         if let Some(o) = out.vrfs.get_mut(i) {
             o.lookups = pb(*v);

@@ -729,6 +729,7 @@ impl XdpDataplane {
                 }
                 sum.arp_replies += s.arp_replies;
                 sum.arp_proxy_replies += s.arp_proxy_replies;
+                sum.arp_suppressed += s.arp_suppressed;
             }
             c.ports.push(sum);
         }
@@ -906,6 +907,9 @@ impl crate::express::ExpressMaps for XdpDataplane {
     }
     fn set_neighbour(&mut self, key: express::PortAddr, neighbour: Option<express::ExNeigh>) -> std::io::Result<()> {
         self.hash_set(express::NEIGH, key, neighbour)
+    }
+    fn set_arp_bind(&mut self, key: express::PortAddr, mac: Option<express::ExNeigh>) -> std::io::Result<()> {
+        self.hash_set(express::ARP_BIND, key, mac)
     }
     fn set_nh_arp(&mut self, nexthop: u32, value: u32) -> std::io::Result<()> {
         self.set_u32s(express::NH_ARP, &[(nexthop, value)])

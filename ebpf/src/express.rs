@@ -22,6 +22,8 @@
 //!   behind, to a MAC on a local bridge port: decapsulate and send;
 //! - on an untagged bridge port, a frame from a MAC learned there to a known unicast MAC: out
 //!   of the local port it is behind, or in VXLAN to its VTEP;
+//! - on an untagged bridge port, an ARP request from a MAC learned there for an address
+//!   with a binding in its domain: answered with the bound MAC (ARP suppression);
 //! - an ARP request for a port's own address, or (proxy ARP on a customer port) for an
 //!   address its VRF routes elsewhere, from a neighbour known with that MAC: answered back
 //!   out of the port (redirected to it).
@@ -79,6 +81,8 @@ static VNI: HashMap<u32, u32> = HashMap::with_max_entries(MAX_VNIS, 0);
 static MACS: HashMap<MacKey, ExMac> = HashMap::with_max_entries(MAX_MACS, 0);
 #[map(name = "EX_NEIGH")]
 static NEIGH: HashMap<PortAddr, ExNeigh> = HashMap::with_max_entries(MAX_NEIGH, 0);
+#[map(name = "EX_ARP_BIND")]
+static ARP_BIND: HashMap<PortAddr, ExNeigh> = HashMap::with_max_entries(MAX_NEIGH, 0);
 #[map(name = "EX_OWN")]
 static OWN: HashMap<PortAddr, u32> = HashMap::with_max_entries(MAX_NEIGH, 0);
 #[map(name = "EX_PORT_STATS")]
@@ -139,7 +143,15 @@ enum Todo {
     Routed(Plan),
     Bridged(Bridged),
     /// Answer the ARP request (of a known neighbour, for an own address) with this MAC.
-    ArpReply([u8; 6], bool),
+    ArpReply([u8; 6], ArpKind),
+}
+
+/// Which ARP reply: for an own address, proxy ARP, ARP suppression (counted apart).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ArpKind {
+    Own,
+    Proxy,
+    Suppressed,
 }
 
 /// Forward the frame of port `slot` if the tier can: `Some(action)`. `None` when the tier
@@ -201,14 +213,14 @@ fn probe_headroom(ctx: &XdpContext, slot: u32) {
 fn plan(frame: &Frame, slot: u32, config: &ExConfig) -> Result<Todo, Punt> {
     let port = *PORTS.get(slot).ok_or(Punt::Port)?;
     if port.kind == PORT_BRIDGE {
-        return plan_bridge(frame, port.vrf, slot).map(Todo::Bridged);
+        return plan_bridge(frame, port.vrf, slot);
     }
     let eth: &EthHdr = frame.header(0).ok_or(Punt::L2)?;
     let ether_type = u16::from_be_bytes(eth.ether_type);
     // ARP only on untagged ports (on a tagged one, an untagged request is the pipeline's
     // `vlan-mismatch`, and a tagged one is punted below).
     if ether_type == ETH_P_ARP && port.kind != PORT_PUNT && port.vlan == 0 && (eth.dst == port.mac || eth.dst == [0xff; 6]) {
-        return plan_arp(frame, slot, &port).map(|proxy| Todo::ArpReply(port.mac, proxy));
+        return plan_arp(frame, slot, &port).map(|proxy| Todo::ArpReply(port.mac, if proxy { ArpKind::Proxy } else { ArpKind::Own }));
     }
     if eth.dst != port.mac {
         return Err(Punt::L2);
@@ -605,7 +617,7 @@ fn plan_arp(frame: &Frame, slot: u32, port: &ExPort) -> Result<bool, Punt> {
 /// to come its way, seconds or for ever. A redirect is sent with `XDP_XMIT_FLUSH`, which
 /// wakes it.
 #[inline(always)]
-fn arp_reply(ctx: &XdpContext, slot: u32, len: usize, mac: [u8; 6], proxy: bool) -> Result<u32, Punt> {
+fn arp_reply(ctx: &XdpContext, slot: u32, len: usize, mac: [u8; 6], kind: ArpKind) -> Result<u32, Punt> {
     let frame = Frame::new(ctx);
     let arp = frame.header_mut::<crate::parse::ArpIpv4>(ETH_LEN).ok_or(Punt::L2)?;
     let (sha, spa, tpa) = (arp.sha, arp.spa, arp.tpa);
@@ -621,10 +633,10 @@ fn arp_reply(ctx: &XdpContext, slot: u32, len: usize, mac: [u8; 6], proxy: bool)
     if let Some(s) = PORT_STATS.get_ptr_mut(slot) {
         // SAFETY: per-CPU values, written only by this program on this CPU.
         unsafe {
-            if proxy {
-                (*s).arp_proxy_replies += 1;
-            } else {
-                (*s).arp_replies += 1;
+            match kind {
+                ArpKind::Own => (*s).arp_replies += 1,
+                ArpKind::Proxy => (*s).arp_proxy_replies += 1,
+                ArpKind::Suppressed => (*s).arp_suppressed += 1,
             }
         }
     }
@@ -634,10 +646,10 @@ fn arp_reply(ctx: &XdpContext, slot: u32, len: usize, mac: [u8; 6], proxy: bool)
 /// A frame on an untagged bridge port: forwarded when its source is learned on this port and
 /// its destination is known unicast, to a local port or a VTEP.
 #[inline(always)]
-fn plan_bridge(frame: &Frame, bd: u16, slot: u32) -> Result<Bridged, Punt> {
+fn plan_bridge(frame: &Frame, bd: u16, slot: u32) -> Result<Todo, Punt> {
     let eth: &EthHdr = frame.header(0).ok_or(Punt::L2)?;
     let et = u16::from_be_bytes(eth.ether_type);
-    if et == ETH_P_8021Q || et == ETH_P_ARP || eth.src[0] & 1 != 0 || eth.dst[0] & 1 != 0 {
+    if et == ETH_P_8021Q || eth.src[0] & 1 != 0 {
         return Err(Punt::Bridge);
     }
     // SAFETY: hash map values are replaced whole by userspace, never written in place.
@@ -645,10 +657,33 @@ fn plan_bridge(frame: &Frame, bd: u16, slot: u32) -> Result<Bridged, Punt> {
     if s.flags & MAC_LEARNED == 0 || u32::from(s.port) != slot {
         return Err(Punt::Bridge);
     }
+    if et == ETH_P_ARP {
+        return plan_arp_suppress(frame, bd, slot).map(|mac| Todo::ArpReply(mac, ArpKind::Suppressed));
+    }
+    if eth.dst[0] & 1 != 0 {
+        return Err(Punt::Bridge);
+    }
     // SAFETY: as above.
     let d = *unsafe { MACS.get(MacKey { bd, mac: eth.dst }) }.ok_or(Punt::Bridge)?;
     let len = frame.len();
-    bridge_to(frame, d, slot, 0, len, len, false)
+    bridge_to(frame, d, slot, 0, len, len, false).map(Todo::Bridged)
+}
+
+/// ARP suppression (the pipeline's `arp_suppress`): a request on a bridge port, from a MAC
+/// learned there, for an address the domain has a binding for is answered with the bound
+/// MAC, back out of the port (when it takes redirected frames). Anything else is flooded or
+/// learned by the pipeline.
+#[inline(always)]
+fn plan_arp_suppress(frame: &Frame, bd: u16, slot: u32) -> Result<[u8; 6], Punt> {
+    let arp: &crate::parse::ArpIpv4 = frame.header(ETH_LEN).ok_or(Punt::Bridge)?;
+    if arp.htype != [0, 1] || arp.ptype != [8, 0] || arp.hlen != 6 || arp.plen != 4 || arp.oper != [0, 1] || arp.spa == arp.tpa {
+        return Err(Punt::Bridge);
+    }
+    if EGRESS.get(slot).is_none() {
+        return Err(Punt::NextHop);
+    }
+    // SAFETY: hash map values are replaced whole by userspace, never written in place.
+    unsafe { ARP_BIND.get(PortAddr { slot: bd, pad: 0, addr: arp.tpa }) }.map(|b| b.mac).ok_or(Punt::Bridge)
 }
 
 /// Where a bridged frame goes: the frame (Ethernet on) starts at `l2` and is `l2_len` bytes;

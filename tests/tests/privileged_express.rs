@@ -79,6 +79,11 @@ fn bridge_mac(i: u64) -> MacAddr {
     MacAddr([0x02, 0xbd, 0, 0, 0, i as u8])
 }
 
+/// Addresses of hosts in the bridge domain (1..=6 have ARP bindings).
+fn bridge_ip(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 200, 0, i)
+}
+
 /// The bridge ports.
 fn bridge_ports() -> Vec<usize> {
     (0..PORTS.len()).filter(|i| matches!(PORTS[*i].0, PortRole::Bridge(_))).collect()
@@ -253,6 +258,10 @@ fn build_world(rng: &mut Rng, ifnames: &[String]) -> World {
     cmds.push(TableCommand::BridgeMac { bridge: BD, mac: bridge_mac(8), dest: carrier_dataplane::tables::MacDest::Vtep(Ipv4Addr::new(10, 255, 1, 0)) });
     cmds.push(TableCommand::BridgeMac { bridge: BD, mac: bridge_mac(9), dest: carrier_dataplane::tables::MacDest::Vtep(Ipv4Addr::new(10, 255, 1, 2)) });
     cmds.push(TableCommand::VniMap { vni: Vni::new(300).unwrap(), target: carrier_dataplane::tables::VniTarget::Bridge(carrier_common::BridgeDomainId(0)) });
+    // ARP suppression bindings (EVPN type-2 MAC/IP) for six of the domain's hosts.
+    for i in 1..=6u8 {
+        cmds.push(TableCommand::ArpBinding { bridge: BD, ip: bridge_ip(i), mac: bridge_mac(u64::from(i) + 6) });
+    }
     for (vni, vrf) in [(100u32, 0u16), (200, 2)] {
         cmds.push(TableCommand::VniMap { vni: Vni::new(vni).unwrap(), target: carrier_dataplane::tables::VniTarget::Vrf(VrfId(vrf)) });
     }
@@ -597,7 +606,9 @@ impl Harness {
             let bridged_out = w.tables.ports.get(egress).is_some_and(|p| matches!(p.role, PortRole::Bridge(_)));
             let bridged_in = w.tables.ports.get(port).is_some_and(|p| matches!(p.role, PortRole::Bridge(_)));
             let kind = match (frame.get(12..14), out.get(12..14)) {
-                // A reply for an address that is not the port's own: proxy ARP.
+                // ARP on a bridge port: suppression; else a reply for an address that is not
+                // the port's own: proxy ARP.
+                (_, Some([0x08, 0x06])) if bridged_in => "arp-suppress",
                 (_, Some([0x08, 0x06])) if out.get(28..32) != Some(&Ipv4Addr::from(u32::from(port_subnet(port).addr()) + 1).octets()[..]) => "arp-proxy",
                 (_, Some([0x08, 0x06])) => "arp",
                 _ if bridged_in && is_vxlan(&out) => "bridge-encap",
@@ -745,9 +756,22 @@ fn bridged_frame(rng: &mut Rng, w: &World, port: usize) -> Vec<u8> {
         f.extend_from_slice(&[0x81, 0x00, 0x00, PORTS[port].2.unwrap_or(20) as u8]);
     }
     match rng.below(10) {
-        0 => {
+        0 if rng.chance(20) => {
             f.extend_from_slice(&[0x08, 0x06]);
             f.extend((0..28).map(|_| rng.below(256) as u8));
+        }
+        0 | 9 => {
+            // ARP, mostly a broadcast request for a bound address (suppressed), else for one
+            // without a binding, or a reply (both flooded or bridged by the pipeline).
+            if rng.chance(80) {
+                f[..6].copy_from_slice(&[0xff; 6]);
+            }
+            f.extend_from_slice(&[0x08, 0x06]);
+            f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, if rng.chance(90) { 1 } else { 2 }]);
+            f.extend_from_slice(&src.0);
+            f.extend_from_slice(&bridge_ip(100 + at as u8).octets());
+            f.extend_from_slice(&[0; 6]);
+            f.extend_from_slice(&bridge_ip(if rng.chance(80) { 1 + rng.below(6) as u8 } else { 50 }).octets());
         }
         1 => {
             f.extend_from_slice(&[0x86, 0xdd]);
@@ -870,7 +894,7 @@ fn express_tier_matches_the_pipeline() {
     // only its punts.
     if std::env::var("EXPRESS_SEED").is_err() {
         assert!(h.on_queue_1 >= 10, "the tier forwards on RX queue 1 too: {}", h.on_queue_1);
-        for kind in ["arp", "arp-proxy", "vrf", "push", "push-2+", "pop", "pop-ce", "swap", "explicit-null", "decap", "encap", "ecmp-first", "ecmp-other", "bridge", "bridge-encap", "bridge-decap", "tagged-in", "tagged-out"] {
+        for kind in ["arp", "arp-proxy", "arp-suppress", "vrf", "push", "push-2+", "pop", "pop-ce", "swap", "explicit-null", "decap", "encap", "ecmp-first", "ecmp-other", "bridge", "bridge-encap", "bridge-decap", "tagged-in", "tagged-out"] {
             assert!(h.kinds.get(kind).copied().unwrap_or(0) >= 10, "too few {kind} frames forwarded by the tier: {:?}", h.kinds);
         }
     }
