@@ -175,13 +175,19 @@ fn if_sysctl(netns: Option<&str>, family: &str, ifname: &str, key: &str, value: 
 pub struct HostPath {
     links: Vec<(String, OwnedFd, Option<bool>)>,
     namespaces: Vec<String>,
+    /// Deletes the VRF namespaces once the dataplane is gone: a shell started while the
+    /// dataplane still had all its capabilities, in a process group of its own, that waits
+    /// for the end of its stdin — closed when the dataplane drops this, or dies (even by
+    /// SIGKILL). Deleting a namespace unmounts it (`CAP_SYS_ADMIN`), which the running
+    /// dataplane then does not need to keep.
+    reaper: Option<std::process::Child>,
 }
 
 impl HostPath {
     /// Create every mirror of `plan`, configure it, and return it with its TAP for the worker.
     /// A VRF namespace left by an earlier run that died is reused.
     pub fn create(plan: &[Mirror]) -> Result<(HostPath, Vec<(PortId, Tap)>), HostError> {
-        let mut host = HostPath { links: vec![], namespaces: vec![] };
+        let mut host = HostPath { links: vec![], namespaces: vec![], reaper: None };
         let mut taps = vec![];
         for m in plan {
             if let Some(ns) = &m.netns {
@@ -229,6 +235,7 @@ impl HostPath {
             taps.push((m.port, tap));
         }
         host.follow_links();
+        host.start_reaper()?;
         Ok((host, taps))
     }
 
@@ -252,10 +259,41 @@ impl HostPath {
     }
 }
 
+impl HostPath {
+    /// Start the reaper of the VRF namespaces (see [`HostPath`]).
+    fn start_reaper(&mut self) -> Result<(), HostError> {
+        use std::os::unix::process::CommandExt;
+        if self.namespaces.is_empty() {
+            return Ok(());
+        }
+        let child = Command::new("sh")
+            .args(["-c", r#"cat > /dev/null; for ns in "$@"; do ip netns del "$ns" 2> /dev/null; done"#, "carrier-netns-reaper"])
+            .args(&self.namespaces)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| HostError::Ip { command: "sh (the VRF namespaces' reaper)".into(), stderr: e.to_string() })?;
+        self.reaper = Some(child);
+        Ok(())
+    }
+}
+
 impl Drop for HostPath {
     fn drop(&mut self) {
-        for ns in &self.namespaces {
-            let _ = ip(&["netns", "del", ns]);
+        match self.reaper.take() {
+            // End its stdin and wait until it has deleted them.
+            Some(mut reaper) => {
+                drop(reaper.stdin.take());
+                let _ = reaper.wait();
+            }
+            // Not started (creation failed half-way, still privileged): delete them here.
+            None => {
+                for ns in &self.namespaces {
+                    let _ = ip(&["netns", "del", ns]);
+                }
+            }
         }
     }
 }

@@ -3,8 +3,9 @@
 //! Once the XDP program is attached, the AF_XDP sockets are bound, the host path is made and the
 //! table socket listens, the dataplane keeps only [`KEPT`]: `net_admin` (the mirrors' carrier
 //! state, detaching XDP on exit), `bpf` and `perfmon` (reading and updating the XDP program's
-//! maps), `sys_admin` (deleting the VRF namespaces on exit, `ip netns del` unmounts them),
-//! `net_raw`, `ipc_lock` and `sys_resource` (the sockets and the locked UMEM). Everything else —
+//! maps), `net_raw`, `ipc_lock` and `sys_resource` (the sockets and the locked UMEM). Not
+//! `sys_admin`: the VRF namespaces of the host path (whose deletion unmounts them) are deleted
+//! by a reaper the host path starts before the drop (`crate::host::HostPath`). Everything else —
 //! module loading, ptrace, raw I/O, changing user ids, overriding file permissions, killing other
 //! processes, … — goes from the effective, permitted and inheritable sets, the ambient set and the
 //! bounding set, so neither the dataplane nor a program it starts can get it back.
@@ -12,7 +13,7 @@
 use std::io;
 
 /// The capabilities kept: (number, name as in capabilities(7) without `CAP_`).
-pub const KEPT: &[(u32, &str)] = &[(12, "net_admin"), (13, "net_raw"), (14, "ipc_lock"), (21, "sys_admin"), (24, "sys_resource"), (38, "perfmon"), (39, "bpf")];
+pub const KEPT: &[(u32, &str)] = &[(12, "net_admin"), (13, "net_raw"), (14, "ipc_lock"), (24, "sys_resource"), (38, "perfmon"), (39, "bpf")];
 
 /// The kept set as a bit mask (bit n = capability n), as `/proc/PID/status` prints it.
 pub fn kept_mask() -> u64 {
