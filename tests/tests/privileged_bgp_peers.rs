@@ -1086,3 +1086,44 @@ fn bird_exchanges_vpnv4_routes() {
     assert!(!log.contains("treat-as-withdraw (malformed") && !log.contains("attribute-discard"), "BIRD's UPDATEs are otherwise well-formed:\n{log}");
     eprintln!("bird_exchanges_vpnv4_routes: {:?}", started.elapsed());
 }
+
+/// BIRD 2 crashes and comes back (issue 11's faults with a second real peer): after `kill -9`
+/// of bird, carrier sees the session go down and withdraws every route it had from it (no
+/// graceful restart configured: nothing stale, in the dataplane nor its label table); BIRD
+/// restarted with one static protocol fewer brings back exactly its routes — the one it no
+/// longer has stays out — over a new session. The control log and `carrierctl`'s view of
+/// the peer say what happened.
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn bird_crash_and_restart_leave_nothing_stale() {
+    let lab = lab(&["10.0.0.254"]);
+    lab.core.sh("ip link set eth0 address 02:00:00:00:00:02");
+    lab.core.sh("ip addr add 192.0.2.2/24 dev eth0");
+    let dp = Dataplane::start(&lab.pe, PE_DATAPLANE);
+    let mut bird = Bird::start(&lab.peer, BIRD_CONFIG);
+    let control = start_control(&lab.pe, &peer_control_config(&dp, 65000, ""));
+    wait_log("control", || control.log(), "peer 10.0.0.254 established", 1, Duration::from_secs(20));
+    let bird_routes = ["10.70.0.0/16", "10.71.0.0/16", "10.73.0.0/16"];
+    for prefix in bird_routes {
+        eventually(&format!("{prefix} from BIRD in vrf red"), Duration::from_secs(15), || dp.route("red", prefix));
+    }
+
+    // 1. bird dies: its routes leave the dataplane.
+    bird.daemon.kill9();
+    wait_log("control", || control.log(), "peer 10.0.0.254 down", 1, Duration::from_secs(20));
+    eventually("BIRD's routes withdrawn after its crash", Duration::from_secs(10), || bird_routes.iter().all(|p| dp.route("red", p).is_none()).then_some(()));
+
+    // 2. bird back without `vpn_gone`: exactly its routes again, over a new session.
+    let config = BIRD_CONFIG.replace("route 65000:7 10.73.0.0/16 via 10.0.0.200 mpls 7300;", "");
+    let bird = Bird::start(&lab.peer, &config);
+    wait_log("control", || control.log(), "peer 10.0.0.254 established", 2, Duration::from_secs(40));
+    eventually("BIRD's session Established again", Duration::from_secs(10), || bird.session().contains("BGP state:          Established").then_some(()));
+    for prefix in ["10.70.0.0/16", "10.71.0.0/16"] {
+        eventually(&format!("{prefix} from the restarted BIRD"), Duration::from_secs(15), || dp.route("red", prefix));
+    }
+    // The End-of-RIB has come (BIRD sends it after its routes): nothing more is on its way.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(dp.route("red", "10.73.0.0/16").is_none(), "a route the restarted BIRD does not have came back: {:?}", dp.route("red", "10.73.0.0/16"));
+    let flaps = control.log().matches("peer 10.0.0.254 down").count();
+    assert_eq!(flaps, 1, "one session loss:\n{}", control.log());
+}

@@ -829,8 +829,13 @@ impl Session {
             self.cancel_timer(t, out);
         }
         let was_established = self.state == State::Established;
-        let peer_gr = self.peer_open.as_ref().is_some_and(|o| o.graceful_restart.is_some());
-        // RFC 4724 §4.2: only a TCP termination of an Established session is graceful.
+        // RFC 4724 §4.2: only a TCP termination of an Established session is graceful, and
+        // only the families the peer listed in its Graceful Restart capability are kept; a
+        // capability without families (BIRD's default, "aware") keeps nothing. The routes are
+        // kept per peer here, so all or nothing: kept when every negotiated family is listed.
+        let peer_gr = self.peer_open.as_ref().and_then(|o| o.graceful_restart.as_ref()).is_some_and(|g| {
+            !self.families.is_empty() && self.families.iter().all(|f| g.families.iter().any(|(listed, _)| listed == f))
+        });
         let graceful = was_established && peer_gr && reason == DownReason::ConnectionLost;
         if matches!(self.state, State::OpenSent | State::OpenConfirm | State::Established) {
             out.push(Output::Down { reason: reason.clone(), graceful });
@@ -1199,7 +1204,8 @@ mod tests {
 
     #[test]
     fn tcp_loss_is_graceful_only_for_an_established_gr_peer() {
-        let gr = GracefulRestart { restarting: false, restart_time: 120, families: vec![(Family::Evpn, true)] };
+        let every = vec![(Family::Ipv4Unicast, true), (Family::Vpnv4, true), (Family::Evpn, true)];
+        let gr = GracefulRestart { restarting: false, restart_time: 120, families: every };
         let gr_open = Open { graceful_restart: Some(gr), ..peer_open() };
         let lost = |graceful| Down { reason: DownReason::ConnectionLost, graceful };
         // 1. GR peer, Established, TCP closes: helper mode.
@@ -1221,8 +1227,24 @@ mod tests {
         let mut s = Session::new(cfg());
         s.process(Input::Start, t0);
         s.process(Input::TcpConnected, t0);
-        s.process(msg(Message::Open(gr_open)), t0);
+        s.process(msg(Message::Open(gr_open.clone())), t0);
         assert!(s.process(Input::TcpClosed, t0).contains(&lost(false)));
+        // 6. A GR capability that lists no family (BIRD's default, "aware") or not every
+        //    negotiated one keeps nothing (RFC 4724 §4.2: only the families listed).
+        let negotiated = {
+            let (s, _) = established(cfg(), gr_open.clone());
+            s.families().to_vec()
+        };
+        assert!(!negotiated.is_empty());
+        for families in [vec![], negotiated[1..].iter().map(|f| (*f, false)).collect()] {
+            let open = Open { graceful_restart: Some(GracefulRestart { restarting: false, restart_time: 120, families }), ..peer_open() };
+            let (mut s, t0) = established(cfg(), open);
+            assert!(s.process(Input::TcpClosed, t0).contains(&lost(false)));
+        }
+        // 7. Every negotiated family listed: graceful.
+        let open = Open { graceful_restart: Some(GracefulRestart { restarting: false, restart_time: 120, families: negotiated.iter().map(|f| (*f, false)).collect() }), ..peer_open() };
+        let (mut s, t0) = established(cfg(), open);
+        assert!(s.process(Input::TcpClosed, t0).contains(&lost(true)));
     }
 
     #[test]
