@@ -944,15 +944,7 @@ impl Mirror {
             .filter(|(k, _)| u32::from(k.0 .0) < MAX_PORTS && (tables.neighbours.contains_key(k) || !disputed.contains(k)))
             .map(|((port, ip), mac)| (key(port, ip), ExNeigh { mac: mac.0, pad: [0; 2] }))
             .collect();
-        for (k, n) in &want {
-            if self.neighbours_in.get(k) != Some(n) {
-                maps.set_neighbour(*k, Some(*n))?;
-            }
-        }
-        for k in self.neighbours_in.keys().filter(|k| !want.contains_key(*k)).copied().collect::<Vec<_>>() {
-            maps.set_neighbour(k, None)?;
-        }
-        self.neighbours_in = want;
+        write_diff(&mut self.neighbours_in, want, |k, n| maps.set_neighbour(k, n))?;
         Ok(())
     }
 
@@ -1343,13 +1335,18 @@ pub struct MemMaps {
     pub arp_bind: FastMap<PortAddr, ExNeigh>,
 }
 
+/// Set `key` to `value` in `map`, or remove it (`None`), as a map write does.
+fn put<K: Eq + std::hash::Hash, V>(map: &mut FastMap<K, V>, key: K, value: Option<V>) -> std::io::Result<()> {
+    match value {
+        Some(v) => map.insert(key, v),
+        None => map.remove(&key),
+    };
+    Ok(())
+}
+
 impl ExpressMaps for MemMaps {
     fn set_neighbour(&mut self, key: PortAddr, neighbour: Option<ExNeigh>) -> std::io::Result<()> {
-        match neighbour {
-            Some(n) => self.neighbours.insert(key, n),
-            None => self.neighbours.remove(&key),
-        };
-        Ok(())
+        put(&mut self.neighbours, key, neighbour)
     }
     fn set_own(&mut self, key: PortAddr, own: bool) -> std::io::Result<()> {
         if own {
@@ -1360,26 +1357,13 @@ impl ExpressMaps for MemMaps {
         Ok(())
     }
     fn set_arp_bind(&mut self, key: PortAddr, mac: Option<ExNeigh>) -> std::io::Result<()> {
-        match mac {
-            Some(m) => self.arp_bind.insert(key, m),
-            None => self.arp_bind.remove(&key),
-        };
-        Ok(())
+        put(&mut self.arp_bind, key, mac)
     }
     fn set_nh_arp(&mut self, nexthop: u32, value: u32) -> std::io::Result<()> {
-        if value == 0 {
-            self.nh_arp.remove(&nexthop);
-        } else {
-            self.nh_arp.insert(nexthop, value);
-        }
-        Ok(())
+        put(&mut self.nh_arp, nexthop, (value != 0).then_some(value))
     }
     fn set_mac(&mut self, key: MacKey, mac: Option<ExMac>) -> std::io::Result<()> {
-        match mac {
-            Some(m) => self.macs.insert(key, m),
-            None => self.macs.remove(&key),
-        };
-        Ok(())
+        put(&mut self.macs, key, mac)
     }
     fn set_config(&mut self, config: ExConfig) -> std::io::Result<()> {
         self.config = config;
@@ -1390,14 +1374,7 @@ impl ExpressMaps for MemMaps {
         Ok(())
     }
     fn set_fib(&mut self, entries: &[(u32, u32)]) -> std::io::Result<()> {
-        for &(i, leaf) in entries {
-            if leaf == 0 {
-                self.fib.remove(&i);
-            } else {
-                self.fib.insert(i, leaf);
-            }
-        }
-        Ok(())
+        entries.iter().try_for_each(|&(i, leaf)| put(&mut self.fib, i, (leaf != 0).then_some(leaf)))
     }
     fn set_fib_slots(&mut self, slots: &[(u32, u32)]) -> std::io::Result<()> {
         self.fib_slots.extend(slots.iter().copied());
@@ -1412,19 +1389,10 @@ impl ExpressMaps for MemMaps {
         Ok(())
     }
     fn set_ilm(&mut self, label: u32, entry: ExIlm) -> std::io::Result<()> {
-        if entry == ExIlm::default() {
-            self.ilm.remove(&label);
-        } else {
-            self.ilm.insert(label, entry);
-        }
-        Ok(())
+        put(&mut self.ilm, label, (entry != ExIlm::default()).then_some(entry))
     }
     fn set_vni(&mut self, vni: u32, vrf: Option<u32>) -> std::io::Result<()> {
-        match vrf {
-            Some(v) => self.vnis.insert(vni, v),
-            None => self.vnis.remove(&vni),
-        };
-        Ok(())
+        put(&mut self.vnis, vni, vrf)
     }
     fn take_adj_counters(&mut self, _slot: u32) -> std::io::Result<(u64, u64)> {
         Ok((0, 0))

@@ -163,40 +163,39 @@ pub fn run(ctx: &XdpContext, slot: u32) -> Option<u32> {
     if config.flags & CONFIG_ON == 0 {
         return None;
     }
-    probe_headroom(ctx, slot);
+    // The ingress port's counters, looked up once per frame (every slot has an entry).
+    let stats = PORT_STATS.get_ptr_mut(slot)?;
+    probe_headroom(ctx, stats);
     let frame = Frame::new(ctx);
     let orig_len = frame.len();
     let result = match plan(&frame, slot, &config) {
-        Ok(Todo::Routed(plan)) => apply(ctx, slot, orig_len, &plan),
-        Ok(Todo::Bridged(b)) => apply_bridge(ctx, slot, orig_len, &b),
-        Ok(Todo::ArpReply(mac, proxy)) => arp_reply(ctx, slot, orig_len, mac, proxy),
+        Ok(Todo::Routed(plan)) => apply(ctx, stats, orig_len, &plan),
+        Ok(Todo::Bridged(b)) => apply_bridge(ctx, stats, orig_len, &b),
+        Ok(Todo::ArpReply(mac, proxy)) => arp_reply(ctx, slot, stats, orig_len, mac, proxy),
         Err(p) => Err(p),
     };
     match result {
         Ok(action) => Some(action),
         Err(reason) => {
-            if let Some(s) = PORT_STATS.get_ptr_mut(slot) {
-                let i = reason as usize;
-                // SAFETY: a per-CPU array value: only this program on this CPU writes it.
-                let s = unsafe { &mut *s };
-                if i < s.punts.len() {
-                    s.punts[i] += 1;
-                }
+            let i = reason as usize;
+            // SAFETY: a per-CPU array value: only this program on this CPU writes it.
+            let s = unsafe { &mut *stats };
+            if i < s.punts.len() {
+                s.punts[i] += 1;
             }
             None
         }
     }
 }
 
-/// On this CPU's first frame of port `slot`: is there room for the largest push in front of
+/// On this CPU's first frame of a port (`stats`, its counters): is there room for the largest push in front of
 /// it? Moves the frame's head by [`MAX_GROWTH`] and back (a frame of at least an Ethernet
 /// header always moves back), and records the answer in the port's counters for the
 /// dataplane's log; the frame is left as it was.
 #[inline(always)]
-fn probe_headroom(ctx: &XdpContext, slot: u32) {
-    let Some(s) = PORT_STATS.get_ptr_mut(slot) else { return };
+fn probe_headroom(ctx: &XdpContext, stats: *mut ExPortStats) {
     // SAFETY: a per-CPU value, written only by this program on this CPU.
-    let s = unsafe { &mut *s };
+    let s = unsafe { &mut *stats };
     if s.headroom_ok != 0 || s.headroom_short != 0 || ctx.data_end() < ctx.data() + ETH_LEN {
         return;
     }
@@ -229,12 +228,12 @@ fn plan(frame: &Frame, slot: u32, config: &ExConfig) -> Result<Todo, Punt> {
     // (the pipeline drops the others as `vlan-mismatch`).
     let tagged = u16::from_be_bytes(eth.ether_type) == ETH_P_8021Q;
     let (l2, ether_type) = if port.vlan != 0 {
-        let tag: &[u8; 4] = frame.header(ETH_LEN - 2).ok_or(Punt::L2)?;
+        // TPID, TCI, the inner EtherType.
+        let tag: &[u8; 6] = frame.header(ETH_LEN - 2).ok_or(Punt::L2)?;
         if !tagged || u16::from_be_bytes([tag[2], tag[3]]) & 0x0fff != port.vlan {
             return Err(Punt::L2);
         }
-        let inner: &[u8; 2] = frame.header(ETH_LEN + 2).ok_or(Punt::L2)?;
-        (ETH_LEN + 4, u16::from_be_bytes(*inner))
+        (ETH_LEN + 4, u16::from_be_bytes([tag[4], tag[5]]))
     } else if tagged {
         return Err(Punt::L2);
     } else {
@@ -574,10 +573,7 @@ fn plan_decap(frame: &Frame, vtep: [u8; 4], flags: u32) -> Result<Todo, Punt> {
 /// from unknown senders) is the pipeline's.
 #[inline(always)]
 fn plan_arp(frame: &Frame, slot: u32, port: &ExPort) -> Result<bool, Punt> {
-    let arp: &crate::parse::ArpIpv4 = frame.header(ETH_LEN).ok_or(Punt::L2)?;
-    if arp.htype != [0, 1] || arp.ptype != [8, 0] || arp.hlen != 6 || arp.plen != 4 || arp.oper != [0, 1] || arp.spa == arp.tpa {
-        return Err(Punt::L2);
-    }
+    let arp = arp_request(frame).ok_or(Punt::L2)?;
     if frame.len() - ETH_LEN > usize::from(port.mtu) {
         return Err(Punt::Mtu);
     }
@@ -607,6 +603,15 @@ fn plan_arp(frame: &Frame, slot: u32, port: &ExPort) -> Result<bool, Punt> {
     }
 }
 
+/// The frame's Ethernet/IPv4 ARP request, unless it is gratuitous (the sender asks for its
+/// own address): the only ARP the program answers.
+#[inline(always)]
+fn arp_request(frame: &Frame) -> Option<&crate::parse::ArpIpv4> {
+    let arp: &crate::parse::ArpIpv4 = frame.header(ETH_LEN)?;
+    let request = arp.htype == [0, 1] && arp.ptype == [8, 0] && arp.hlen == 6 && arp.plen == 4 && arp.oper == [0, 1] && arp.spa != arp.tpa;
+    request.then_some(arp)
+}
+
 /// Turn the ARP request into its reply (`mac` is-at the requested address), back out of the
 /// port it came in on, as the pipeline's `arp_input` does.
 ///
@@ -617,7 +622,7 @@ fn plan_arp(frame: &Frame, slot: u32, port: &ExPort) -> Result<bool, Punt> {
 /// to come its way, seconds or for ever. A redirect is sent with `XDP_XMIT_FLUSH`, which
 /// wakes it.
 #[inline(always)]
-fn arp_reply(ctx: &XdpContext, slot: u32, len: usize, mac: [u8; 6], kind: ArpKind) -> Result<u32, Punt> {
+fn arp_reply(ctx: &XdpContext, slot: u32, stats: *mut ExPortStats, len: usize, mac: [u8; 6], kind: ArpKind) -> Result<u32, Punt> {
     let frame = Frame::new(ctx);
     let arp = frame.header_mut::<crate::parse::ArpIpv4>(ETH_LEN).ok_or(Punt::L2)?;
     let (sha, spa, tpa) = (arp.sha, arp.spa, arp.tpa);
@@ -629,15 +634,13 @@ fn arp_reply(ctx: &XdpContext, slot: u32, len: usize, mac: [u8; 6], kind: ArpKin
     let eth = frame.header_mut::<EthHdr>(0).ok_or(Punt::L2)?;
     eth.dst = sha;
     eth.src = mac;
-    count_port(slot, slot, len, len);
-    if let Some(s) = PORT_STATS.get_ptr_mut(slot) {
-        // SAFETY: per-CPU values, written only by this program on this CPU.
-        unsafe {
-            match kind {
-                ArpKind::Own => (*s).arp_replies += 1,
-                ArpKind::Proxy => (*s).arp_proxy_replies += 1,
-                ArpKind::Suppressed => (*s).arp_suppressed += 1,
-            }
+    count_port(stats, slot, len, len);
+    // SAFETY: per-CPU values, written only by this program on this CPU.
+    unsafe {
+        match kind {
+            ArpKind::Own => (*stats).arp_replies += 1,
+            ArpKind::Proxy => (*stats).arp_proxy_replies += 1,
+            ArpKind::Suppressed => (*stats).arp_suppressed += 1,
         }
     }
     Ok(EGRESS.redirect(slot, 0).unwrap_or_else(|a| a))
@@ -675,10 +678,7 @@ fn plan_bridge(frame: &Frame, bd: u16, slot: u32) -> Result<Todo, Punt> {
 /// learned by the pipeline.
 #[inline(always)]
 fn plan_arp_suppress(frame: &Frame, bd: u16, slot: u32) -> Result<[u8; 6], Punt> {
-    let arp: &crate::parse::ArpIpv4 = frame.header(ETH_LEN).ok_or(Punt::Bridge)?;
-    if arp.htype != [0, 1] || arp.ptype != [8, 0] || arp.hlen != 6 || arp.plen != 4 || arp.oper != [0, 1] || arp.spa == arp.tpa {
-        return Err(Punt::Bridge);
-    }
+    let arp = arp_request(frame).ok_or(Punt::Bridge)?;
     if EGRESS.get(slot).is_none() {
         return Err(Punt::NextHop);
     }
@@ -750,7 +750,7 @@ fn l2_hash(frame: &Frame) -> Result<u32, Punt> {
 
 /// Send a bridged frame as decided: trimmed, stripped or encapsulated, counted, redirected.
 #[inline(always)]
-fn apply_bridge(ctx: &XdpContext, slot: u32, orig_len: usize, b: &Bridged) -> Result<u32, Punt> {
+fn apply_bridge(ctx: &XdpContext, stats: *mut ExPortStats, orig_len: usize, b: &Bridged) -> Result<u32, Punt> {
     if orig_len > b.keep {
         // SAFETY: a helper call on the program's own context.
         if unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((orig_len - b.keep) as i32)) } != 0 {
@@ -777,7 +777,7 @@ fn apply_bridge(ctx: &XdpContext, slot: u32, orig_len: usize, b: &Bridged) -> Re
         adj_slot = Some(at);
     }
     let final_len = Frame::new(ctx).len();
-    count_port(slot, b.egress, orig_len, final_len);
+    count_port(stats, b.egress, orig_len, final_len);
     if let Some(at) = adj_slot {
         bump(&ADJ_STATS, at, final_len);
     }
@@ -808,7 +808,7 @@ fn finish(ip_off: usize, l2_start: usize, ip: &Ip, adj: ExAdj, adj_slot: u32, tt
 
 /// Rewrite the frame as planned, count, and redirect.
 #[inline(always)]
-fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan) -> Result<u32, Punt> {
+fn apply(ctx: &XdpContext, stats: *mut ExPortStats, orig_len: usize, plan: &Plan) -> Result<u32, Punt> {
     // Ethernet padding goes, as in the pipeline.
     let want = plan.ip_off + plan.total;
     if plan.swap_bottom.is_none() && orig_len > want {
@@ -871,7 +871,7 @@ fn apply(ctx: &XdpContext, slot: u32, orig_len: usize, plan: &Plan) -> Result<u3
     }
 
     let egress = u32::from(plan.adj.port);
-    count_port(slot, egress, orig_len, final_len);
+    count_port(stats, egress, orig_len, final_len);
     bump(&VRF_STATS, plan.vrf, plan.lookup_len);
     bump(&ADJ_STATS, plan.adj_slot, final_len);
     if let Some(label) = plan.label_in {
@@ -919,20 +919,22 @@ fn write_vxlan(frame: &Frame, adj: &ExAdj, inner_len: usize, hash: u32, inner_et
     Ok(())
 }
 
-/// One frame received on `ingress` (`rx_len` bytes) and sent on `egress` (`tx_len`).
+/// One frame received (`rx_len` bytes) on the port whose counters are `ingress` and sent on
+/// `egress` (`tx_len`; it may be the same port).
 #[inline(always)]
-fn count_port(ingress: u32, egress: u32, rx_len: usize, tx_len: usize) {
-    if let Some(s) = PORT_STATS.get_ptr_mut(ingress) {
-        // SAFETY: per-CPU values, written only by this program on this CPU.
-        let s = unsafe { &mut *s };
-        s.rx.packets += 1;
-        s.rx.bytes += rx_len as u64;
+fn count_port(ingress: *mut ExPortStats, egress: u32, rx_len: usize, tx_len: usize) {
+    // SAFETY: per-CPU values, written only by this program on this CPU; each write goes
+    // through its own pointer (the two may name the same entry).
+    unsafe {
+        (*ingress).rx.packets += 1;
+        (*ingress).rx.bytes += rx_len as u64;
     }
     if let Some(s) = PORT_STATS.get_ptr_mut(egress) {
         // SAFETY: as above.
-        let s = unsafe { &mut *s };
-        s.tx.packets += 1;
-        s.tx.bytes += tx_len as u64;
+        unsafe {
+            (*s).tx.packets += 1;
+            (*s).tx.bytes += tx_len as u64;
+        }
     }
 }
 

@@ -3301,6 +3301,12 @@ struct NoDropResults {
 impl Bench<'_> {
     /// The `--load` runs: every load and frame size, path by path in rounds (so slow drift
     /// spreads over the paths), with generator `gen`.
+    /// A run of the measured series (`--load` and `--no-drop`): the command line's warm-up and
+    /// window.
+    fn measured_run(&self, path: PathKind, gen: GenKind, load: Load, frame_size: usize) -> Run {
+        Run { path, gen, load, frame_size, warmup: self.cli.warmup, secs: self.cli.secs }
+    }
+
     fn loads(&self, gen_kind: GenKind) -> Result<Vec<LoadResults>> {
         let cli = self.cli;
         let rounds = cli.runs;
@@ -3328,14 +3334,7 @@ impl Bench<'_> {
                 cli.paths.iter().map(|p| (*p, vec![])).collect();
             for round in 0..rounds {
                 for (path, samples) in &mut by_path {
-                    let run = Run {
-                        path: *path,
-                        gen: gen_kind,
-                        load,
-                        frame_size,
-                        warmup: cli.warmup,
-                        secs: cli.secs,
-                    };
+                    let run = self.measured_run(*path, gen_kind, load, frame_size);
                     let sample = self.measure(run).with_context(|| {
                         format!(
                             "{} (load {load}, {frame_size}-byte frames, round {})",
@@ -3404,14 +3403,7 @@ impl Bench<'_> {
                 for (path, searches) in &mut by_path {
                     let mut search = NoDropSearch::new(cli.no_drop_steps, cli.no_drop_loss / 100.0);
                     while let Some(load) = search.next() {
-                        let run = Run {
-                            path: *path,
-                            gen,
-                            load,
-                            frame_size,
-                            warmup: cli.warmup,
-                            secs: cli.secs,
-                        };
+                        let run = self.measured_run(*path, gen, load, frame_size);
                         let sample = self.measure(run).with_context(|| {
                             format!(
                                 "{} (no-drop search, load {}, {frame_size}-byte frames, round {})",
