@@ -9,12 +9,16 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out="${TMPDIR:-/tmp}/bpf-stats.$$"
 mkdir -p "$out"
-trap 'sysctl -qw kernel.bpf_stats_enabled=0; rm -rf "$out"' EXIT
+e2e=
+# On any exit: the statistics off, and a run still going stopped (it removes its namespaces).
+trap 'sysctl -qw kernel.bpf_stats_enabled=0; [ -n "$e2e" ] && kill -INT "$e2e" 2>/dev/null && wait "$e2e"; rm -rf "$out"' EXIT
 sysctl -qw kernel.bpf_stats_enabled=1
 snap() {
     for pid in $(pgrep -f "carrier-dataplane|carrier-e2e"); do
         for f in /proc/"$pid"/fdinfo/*; do
-            grep -q prog_tag "$f" 2>/dev/null && awk '/prog_tag|run_time_ns|run_cnt/ {printf "%s ", $2} END {print ""}' "$f"
+            if grep -q prog_tag "$f" 2>/dev/null; then
+                awk '/prog_tag|run_time_ns|run_cnt/ {printf "%s ", $2} END {print ""}' "$f"
+            fi
         done
     done | sort -u
 }
@@ -29,4 +33,5 @@ for path in "$@"; do
     echo "== $path (program tag: ns per run over runs)"
     join <(sort -u "$out/a") <(sort -u "$out/b") | awk '{dc = $5 - $3; if (dc > 0) printf "  %s: %.1f ns over %d runs\n", $1, ($4 - $2) / dc, dc}'
     wait "$e2e"
+    e2e=
 done
