@@ -17,6 +17,7 @@
 //! the OPEN exchange, keeps the session alive and writes whatever hex the test hands it.
 //! Every UPDATE the raw speaker sends is built byte by byte here, not by carrier's encoder.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -872,6 +873,137 @@ fn frr_exchanges_vpnv4_routes() {
     eprintln!("frr_exchanges_vpnv4_routes: {:?}", started.elapsed());
 }
 
+/// FRR for the fault test: AS 65001 (eBGP), passive, graceful restart in full mode (it lists
+/// ipv4 vpn in its capability, so carrier keeps its routes over a TCP loss), keepalive 1 s and
+/// hold 3 s, three VPNv4 routes in RD 65000:7 with RT 65000:1.
+const FRR_FAULTS_CONFIG: &str = r#"
+frr defaults traditional
+hostname frr
+debug bgp neighbor-events
+debug bgp graceful-restart
+!
+route-map RT permit 10
+ set extcommunity rt 65000:1
+exit
+!
+router bgp 65001
+ bgp router-id 10.0.0.254
+ no bgp ebgp-requires-policy
+ no bgp default ipv4-unicast
+ bgp graceful-restart
+ neighbor 10.0.0.1 remote-as 65000
+ neighbor 10.0.0.1 passive
+ neighbor 10.0.0.1 timers 1 3
+ address-family ipv4 vpn
+  bgp retain route-target all
+  neighbor 10.0.0.1 activate
+  network 10.70.0.0/16 rd 65000:7 label 7000 route-map RT
+  network 10.74.0.0/16 rd 65000:7 label 7400 route-map RT
+  network 10.75.0.0/16 rd 65000:7 label 7500 route-map RT
+ exit-address-family
+exit
+!
+"#;
+
+/// What VRF red pushes over MPLS: prefix → label stack.
+fn vrf_red_pushes(dp: &Dataplane) -> BTreeMap<String, Vec<u64>> {
+    dp.dump()["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["table"] == "red" && r["nexthop"]["kind"] == "mpls-push")
+        .filter_map(|r| {
+            let labels = r["nexthop"]["labels"].as_array()?.iter().filter_map(|l| l.as_u64()).collect();
+            Some((r["prefix"].as_str()?.to_string(), labels))
+        })
+        .collect()
+}
+
+/// The RD 65000:7 prefixes FRR's own RIB holds (what it originates).
+fn frr_originated(frr: &Frr) -> Vec<String> {
+    let v = frr.json("show bgp ipv4 vpn json");
+    v["routes"]["routeDistinguishers"]["65000:7"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// `carrierctl --json show peers` run in `ns`: the entry of `addr`.
+fn carrierctl_peer(ns: &NetNs, addr: &str) -> Option<serde_json::Value> {
+    let out = Command::new("ip").args(["netns", "exec", ns.name()]).arg(carrierctl_bin()).args(["--json", "show", "peers"]).output().ok()?;
+    let peers: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    peers.as_array()?.iter().find(|p| p["address"] == addr).cloned()
+}
+
+fn carrierctl_bin() -> PathBuf {
+    control_bin().with_file_name("carrierctl")
+}
+
+/// Issue 11's faults with FRR 8 as the peer (graceful restart negotiated both ways):
+/// 1. bgpd killed with SIGKILL: carrier keeps FRR's routes as stale (RFC 4724 §4.2) and
+///    forwards over them; FRR restarted with one route fewer re-sends its routes and End-of-RIB,
+///    and the stale route it no longer has is swept: VRF red equals FRR's own RIB;
+/// 2. FRR's TCP connection aborted by the kernel (`ss -K`, a RST): stale again, then in sync;
+/// 3. FRR's packets to the PE blackholed: carrier's hold timer (3 s) expires, it sends
+///    NOTIFICATION 4/0 and, having sent a NOTIFICATION, withdraws FRR's routes (not graceful);
+///    with the link back the session and the routes return.
+/// After each: the FIB (prefix and label) equals what FRR holds, carrier's own label is
+/// unchanged, and `carrierctl show peers` and the log say what happened.
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn frr_crash_reset_and_hold_timer_expiry_with_graceful_restart() {
+    let started = Instant::now();
+    let lab = lab(&["10.0.0.254"]);
+    let dp = Dataplane::start(&lab.pe, PE_DATAPLANE);
+    let mut frr = Frr::start(&lab.peer, FRR_FAULTS_CONFIG);
+    let config = peer_control_config(&dp, 65001, "graceful_restart = 120\n").replace("hold_time = 30", "hold_time = 3");
+    let control = start_control(&lab.pe, &config);
+    let label = |l: u64| vec![l];
+    let all: BTreeMap<String, Vec<u64>> = [("10.70.0.0/16", 7000), ("10.74.0.0/16", 7400), ("10.75.0.0/16", 7500)].into_iter().map(|(p, l)| (p.to_string(), label(l))).collect();
+    let in_sync = |what: &str, frr: &Frr, want: &BTreeMap<String, Vec<u64>>| {
+        eventually(what, Duration::from_secs(30), || (vrf_red_pushes(&dp) == *want).then_some(()));
+        let held: Vec<String> = want.keys().cloned().collect();
+        assert_eq!(frr_originated(frr), held, "{what}: FRR's RIB and carrier's FIB differ");
+    };
+    wait_log("control", || control.log(), "peer 10.0.0.254 established", 1, Duration::from_secs(20));
+    in_sync("FRR's routes installed", &frr, &all);
+    let own = |dp: &Dataplane| dp.dump()["labels"].as_array().into_iter().flatten().filter_map(|l| l["label"].as_u64()).collect::<Vec<_>>();
+    let own_labels = own(&dp);
+    assert_eq!(own_labels.len(), 1, "one label for VRF red: {own_labels:?}");
+
+    // 1. bgpd dies: graceful, routes kept as stale; the restarted FRR has no 10.75.0.0/16.
+    frr.daemon.kill9();
+    wait_log("control", || control.log(), "peer 10.0.0.254 down (graceful: routes kept as stale)", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(vrf_red_pushes(&dp), all, "stale routes must stay while FRR restarts:\n{}", control.log());
+    let config = FRR_FAULTS_CONFIG.replace("  network 10.75.0.0/16 rd 65000:7 label 7500 route-map RT\n", "");
+    frr = Frr::start(&lab.peer, &config);
+    wait_log("control", || control.log(), "peer 10.0.0.254 established", 2, Duration::from_secs(40));
+    wait_log("control", || control.log(), "peer 10.0.0.254: End-of-RIB Vpnv4", 2, Duration::from_secs(20));
+    let mut two = all.clone();
+    two.remove("10.75.0.0/16");
+    in_sync("after FRR's restart (the route it lost swept)", &frr, &two);
+    assert_eq!(own(&dp), own_labels, "carrier's label changed across FRR's restart");
+
+    // 2. TCP reset: graceful again.
+    lab.peer.run(&["ss", "-K", "-t", "dst", "10.0.0.1"]);
+    wait_log("control", || control.log(), "peer 10.0.0.254 down (graceful: routes kept as stale)", 2, Duration::from_secs(10));
+    wait_log("control", || control.log(), "peer 10.0.0.254 established", 3, Duration::from_secs(40));
+    wait_log("control", || control.log(), "peer 10.0.0.254: End-of-RIB Vpnv4", 3, Duration::from_secs(20));
+    in_sync("after the TCP reset", &frr, &two);
+
+    // 3. FRR goes silent: hold timer, 4/0, routes withdrawn (a NOTIFICATION ends GR).
+    lab.peer.sh("ip route add blackhole 10.0.0.1/32");
+    let log = wait_log("control", || control.log(), "hold timer expired", 1, Duration::from_secs(15));
+    assert!(log.matches("peer 10.0.0.254 down").count() == 3, "the third loss is not graceful:\n{log}");
+    eventually("FRR's routes withdrawn after the hold timer", Duration::from_secs(10), || vrf_red_pushes(&dp).is_empty().then_some(()));
+    let p = eventually("carrierctl show peers", Duration::from_secs(10), || carrierctl_peer(&lab.pe, "10.0.0.254"));
+    assert!(p["last_error"].as_str().is_some_and(|e| e.contains("4/0")), "{p}");
+    assert!(p["flaps"].as_u64() >= Some(3), "{p}");
+    lab.peer.sh("ip route del blackhole 10.0.0.1/32");
+    wait_log("control", || control.log(), "peer 10.0.0.254 established", 4, Duration::from_secs(60));
+    in_sync("after the blackhole", &frr, &two);
+    assert_eq!(own(&dp), own_labels, "carrier's label changed across the faults");
+    eprintln!("frr_crash_reset_and_hold_timer_expiry_with_graceful_restart: {:?}", started.elapsed());
+}
+
 // ---------------------------------------------------------------------------------------------
 // BIRD
 // ---------------------------------------------------------------------------------------------
@@ -1101,7 +1233,8 @@ fn bird_crash_and_restart_leave_nothing_stale() {
     lab.core.sh("ip addr add 192.0.2.2/24 dev eth0");
     let dp = Dataplane::start(&lab.pe, PE_DATAPLANE);
     let mut bird = Bird::start(&lab.peer, BIRD_CONFIG);
-    let control = start_control(&lab.pe, &peer_control_config(&dp, 65000, ""));
+    // Hold time 3 s (BIRD's 30 is negotiated down to it), for step 3.
+    let control = start_control(&lab.pe, &peer_control_config(&dp, 65000, "").replace("hold_time = 30", "hold_time = 3"));
     wait_log("control", || control.log(), "peer 10.0.0.254 established", 1, Duration::from_secs(20));
     let bird_routes = ["10.70.0.0/16", "10.71.0.0/16", "10.73.0.0/16"];
     for prefix in bird_routes {
@@ -1114,7 +1247,9 @@ fn bird_crash_and_restart_leave_nothing_stale() {
     eventually("BIRD's routes withdrawn after its crash", Duration::from_secs(10), || bird_routes.iter().all(|p| dp.route("red", p).is_none()).then_some(()));
 
     // 2. bird back without `vpn_gone`: exactly its routes again, over a new session.
-    let config = BIRD_CONFIG.replace("route 65000:7 10.73.0.0/16 via 10.0.0.200 mpls 7300;", "");
+    // BIRD waits 60 s after a protocol error before it takes a session again (`error wait
+    // time`); 1 s here, for step 3.
+    let config = BIRD_CONFIG.replace("route 65000:7 10.73.0.0/16 via 10.0.0.200 mpls 7300;", "").replace("hold time 30;", "hold time 30;\n    error wait time 1, 5;");
     let bird = Bird::start(&lab.peer, &config);
     wait_log("control", || control.log(), "peer 10.0.0.254 established", 2, Duration::from_secs(40));
     eventually("BIRD's session Established again", Duration::from_secs(10), || bird.session().contains("BGP state:          Established").then_some(()));
@@ -1126,4 +1261,22 @@ fn bird_crash_and_restart_leave_nothing_stale() {
     assert!(dp.route("red", "10.73.0.0/16").is_none(), "a route the restarted BIRD does not have came back: {:?}", dp.route("red", "10.73.0.0/16"));
     let flaps = control.log().matches("peer 10.0.0.254 down").count();
     assert_eq!(flaps, 1, "one session loss:\n{}", control.log());
+
+    // 3. BIRD goes silent (its packets to the PE blackholed): carrier's hold timer expires,
+    //    it sends NOTIFICATION 4/0, which BIRD still hears, and withdraws BIRD's routes.
+    lab.peer.sh("ip route add blackhole 10.0.0.1/32");
+    wait_log("control", || control.log(), "hold timer expired", 1, Duration::from_secs(15));
+    eventually("BIRD's routes withdrawn after the hold timer", Duration::from_secs(10), || ["10.70.0.0/16", "10.71.0.0/16"].iter().all(|p| dp.route("red", p).is_none()).then_some(()));
+    let session = eventually("BIRD saw the NOTIFICATION", Duration::from_secs(10), || {
+        let s = bird.session();
+        s.contains("Hold timer expired").then_some(s)
+    });
+    assert!(!session.contains("BGP state:          Established"), "{session}");
+    lab.peer.sh("ip route del blackhole 10.0.0.1/32");
+    wait_log("control", || control.log(), "peer 10.0.0.254 established", 3, Duration::from_secs(60));
+    for prefix in ["10.70.0.0/16", "10.71.0.0/16"] {
+        eventually(&format!("{prefix} back after the blackhole"), Duration::from_secs(15), || dp.route("red", prefix));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(dp.route("red", "10.73.0.0/16").is_none(), "10.73.0.0/16 came back");
 }
