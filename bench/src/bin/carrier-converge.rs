@@ -74,6 +74,17 @@
 //! the largest KEEPALIVE gap, and the CPU seconds of both processes. With `--check`, exit 1
 //! unless every round finished and nothing was lost.
 //!
+//! `--rate R` paces the churn: no more than R route updates written per second. `--flaps F`
+//! makes it the soak: a second peer (198.51.100.10, port 1179, BGP identifier below the
+//! speaker's) announces the first 100 stable routes again with the same next hop and labels,
+//! so their best path moves to it and back; its session is brought down and up F times, spread
+//! over the churn — every other time it sends a Cease itself, otherwise the operator sends
+//! `down` through carrier-control's API — and `up` through the API after each, once carrier is
+//! out of Established. The RSS of both processes is sampled every 250 ms; reported: the flaps
+//! done and counted by carrier (`GET /peers/{address}`), and the RSS once a tenth of the flaps
+//! were done against the RSS a second after the end. With `--check`, also exit 1 unless every
+//! flap was done and counted and neither RSS grew by more than 4 MiB.
+//!
 //! `--kill-control` measures nothing: for each N it kills carrier-control with SIGKILL once
 //! half the routes are installed, checks the dataplane keeps and forwards them while control is
 //! away, restarts it (graceful restart configured) and checks the dataplane never holds fewer
@@ -87,7 +98,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -146,6 +157,23 @@ const MAX_LABEL: u32 = (1 << 20) - 1;
 const MAX_ROUTES: usize = 4_000_000;
 /// Routes that stay while the others flap (`--churn`); each carries one flow.
 const STABLE: usize = 1_000;
+/// The flapping peer's address in the speaker's namespace (`--flaps`), and its BGP identifier:
+/// below the speaker's, so that its paths win while it is up.
+const FLAPPER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+const FLAPPER_ID: Ipv4Addr = Ipv4Addr::new(10, 255, 255, 1);
+/// The flapping peer's TCP port (the speaker holds 179 on every address).
+const FLAPPER_PORT: u16 = 1179;
+/// The flapping peer announces the first this many stable routes again, with the same next
+/// hop and labels: their best path moves to it and back at every flap, traffic on.
+const FLAPPER_ROUTES: usize = 100;
+/// carrier-control's API in the PE's namespace (its default listen address), and the token
+/// the soak configures for writes.
+const API: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9179);
+const API_TOKEN: &str = "carrier-converge-soak";
+/// The soak's memory bound (`--check`): the RSS of each process at the end may exceed its RSS
+/// once a tenth of the flaps were done by at most this much (allocator noise, no per-session
+/// or per-update growth).
+const SOAK_RSS_BOUND: u64 = 4 << 20;
 /// The stable flows' rate, packets per second in all (`--churn`).
 const STABLE_PPS: u64 = 20_000;
 /// Interval of every poll (table socket, gobgp CLI).
@@ -197,6 +225,16 @@ struct Cli {
     /// (target: 0 lost).
     #[arg(long)]
     churn: Option<u64>,
+    /// With `--churn`: write the flapping routes at most this many updates per second
+    /// (withdrawals and announcements; default: as fast as carrier takes them).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// With `--churn` (the soak): a second peer's session is brought down and up this many
+    /// times meanwhile — every other time the peer ends it (Cease), otherwise the operator
+    /// (`POST /neighbors/{address}` `down`), and `up` through the API after each. Reported:
+    /// the flaps done and the RSS of both processes over the run.
+    #[arg(long, default_value_t = 0)]
+    flaps: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -273,6 +311,9 @@ fn run(cli: &Cli) -> Result<()> {
     ensure!(cli.timeout_secs >= 1, "--timeout-secs must be at least 1");
     ensure!(cli.churn.is_none_or(|s| (1..=600).contains(&s)), "--churn must be 1..=600 seconds");
     ensure!(!(cli.churn.is_some() && cli.kill_control), "--churn and --kill-control are separate runs");
+    ensure!(cli.churn.is_some() || (cli.rate.is_none() && cli.flaps == 0), "--rate and --flaps go with --churn");
+    ensure!(cli.rate.is_none_or(|r| r >= 1), "--rate must be at least 1 update/s");
+    ensure!(cli.flaps <= 100_000, "--flaps: at most 100,000");
     if cli.churn.is_some() {
         for &n in &cli.routes {
             ensure!(STABLE + n <= MAX_ROUTES, "--routes: {n} flapping routes after {STABLE} stable ones exceed {MAX_ROUTES}");
@@ -326,6 +367,9 @@ fn run(cli: &Cli) -> Result<()> {
                     "N = {n}: the churn did not finish its rounds, or stable flows lost packets: {}",
                     churn.summary()
                 );
+                if let (true, Some(soak)) = (cli.check, &churn.soak) {
+                    soak.check(cli.flaps).with_context(|| churn.summary())?;
+                }
                 churns.push(churn);
                 continue;
             }
@@ -375,7 +419,11 @@ fn run(cli: &Cli) -> Result<()> {
     }
     drop(lab);
     if cli.churn.is_some() {
-        let table = churn_table(&churns);
+        let mut table = churn_table(&churns);
+        if churns.iter().any(|c| c.soak.is_some()) {
+            table.push('\n');
+            table.push_str(&soak_table(&churns));
+        }
         println!("{table}");
         if cli.write && !cli.check {
             let path = workspace().join("bench/RESULTS.md");
@@ -456,6 +504,8 @@ impl Lab {
         speaker.sh(&format!("ip addr add {SPEAKER_GOBGP_SIDE}/30 dev to-gb"));
         pe.sh(&format!("ip addr add {PE_MGMT}/30 dev mgmt"));
         gobgp.sh(&format!("ip addr add {GOBGP_ADDR}/30 dev mgmt"));
+        speaker.sh(&format!("ip addr add {FLAPPER}/32 dev to-pe"));
+        pe.sh(&format!("ip route add {FLAPPER}/32 dev mgmt"));
 
         veth_between(&pe, "ce0", &ce, "eth0");
         veth_between(&pe, "core0", &core, "eth0");
@@ -484,9 +534,14 @@ impl Lab {
     /// A fresh BGP listener in the speaker's namespace (one per run, so that no connection
     /// left from an earlier run waits in its backlog).
     fn listen(&self) -> Result<TcpListener> {
+        self.listen_on(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 179))
+    }
+
+    /// A fresh listener on `addr` in the speaker's namespace.
+    fn listen_on(&self, addr: SocketAddrV4) -> Result<TcpListener> {
         in_netns(&self.speaker, || {
-            let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 179))
-                .context("binding TCP 179 in the speaker's namespace")?;
+            let listener = TcpListener::bind(addr)
+                .with_context(|| format!("binding {addr} in the speaker's namespace"))?;
             listener.set_nonblocking(true)?;
             Ok(listener)
         })
@@ -539,7 +594,18 @@ via = "{CORE_NEIGHBOUR}"
 }
 
 fn control_config(dp: &Dataplane, hold_time: u16) -> String {
-    format!(
+    control_config_with(dp, hold_time, false)
+}
+
+/// With `flapper`: the flapping peer as a second neighbour, and an API token for the
+/// neighbour commands.
+fn control_config_with(dp: &Dataplane, hold_time: u16, flapper: bool) -> String {
+    let extra = if flapper {
+        format!("\n[[neighbor]]\naddress = \"{FLAPPER}\"\nremote_as = {ASN}\nport = {FLAPPER_PORT}\nfamilies = [\"vpnv4\"]\n\n[api]\ntoken = \"{API_TOKEN}\"\n")
+    } else {
+        String::new()
+    };
+    let base = format!(
         r#"[bgp]
 asn = {ASN}
 router_id = "{PE_ROUTER_ID}"
@@ -562,7 +628,8 @@ export = ["{ROUTE_RT}"]
 "#,
         socket = dp.socket.display(),
         config = dp.config.display(),
-    )
+    );
+    base + &extra
 }
 
 /// Runs `f` on a thread inside `ns`: sockets it creates stay in that namespace.
@@ -976,6 +1043,9 @@ impl Drop for Session {
         if let Ok(stream) = self.writer.lock() {
             let _ = stream.shutdown(Shutdown::Both);
         }
+        for thread in &self.threads {
+            thread.thread().unpark();
+        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -1047,8 +1117,10 @@ fn keepalive_loop(writer: &Mutex<TcpStream>, shared: &Shared, every: Duration) {
     let keepalive = encode(&Message::Keepalive, &CodecContext::default());
     let mut next = Instant::now() + every;
     while !shared.stop.load(Ordering::Relaxed) && shared.ended().is_none() {
-        if Instant::now() < next {
-            std::thread::sleep(Duration::from_millis(50));
+        let now = Instant::now();
+        if now < next {
+            // Woken early by the session's drop.
+            std::thread::park_timeout((next - now).min(Duration::from_millis(50)));
             continue;
         }
         next += every;
@@ -1578,6 +1650,8 @@ struct ChurnRun {
     n: usize,
     mode: LabelMode,
     secs: u64,
+    /// `--rate`.
+    rate: Option<u64>,
     /// Withdraw + announce rounds of all N written.
     rounds: usize,
     /// Route updates (withdrawals and announcements) written.
@@ -1591,8 +1665,179 @@ struct ChurnRun {
     keepalive: KeepaliveReport,
     /// CPU seconds over the churn: carrier-control, carrier-dataplane.
     cpu: (f64, f64),
+    /// `--flaps`: the second peer's flaps and the memory over the run.
+    soak: Option<SoakReport>,
     logs: String,
 }
+
+/// What the soak's flapping peer did, and the memory of both processes meanwhile.
+#[derive(Debug, Clone)]
+struct SoakReport {
+    /// Flaps done (a session Established, its routes sent, brought down, started again).
+    done: usize,
+    /// From the first flap to the last.
+    took: Duration,
+    /// Why the flaps stopped early.
+    failed: Option<String>,
+    /// carrier-control's own count of the flapping peer's flaps (`GET /peers/{address}`).
+    carrier_flaps: Option<u64>,
+    /// (time since the churn began, flaps done, RSS of carrier-control, RSS of carrier-dataplane).
+    samples: Vec<(Duration, usize, u64, u64)>,
+}
+
+impl SoakReport {
+    /// The sample taken once a tenth of the flaps were done (the warm one) and the last one
+    /// (after the run settled).
+    fn warm_and_end(&self) -> Option<((Duration, usize, u64, u64), (Duration, usize, u64, u64))> {
+        let end = *self.samples.last()?;
+        let warm = *self.samples.iter().find(|s| s.1 * 10 >= self.done.max(1))?;
+        Some((warm, end))
+    }
+
+    /// Growth of (control, dataplane) RSS from the warm sample to the end, in bytes (negative:
+    /// shrank).
+    fn growth(&self) -> Option<(i64, i64)> {
+        let (w, e) = self.warm_and_end()?;
+        Some((e.2 as i64 - w.2 as i64, e.3 as i64 - w.3 as i64))
+    }
+
+    fn summary(&self) -> String {
+        let (growth, per_flap) = match (self.growth(), self.warm_and_end()) {
+            (Some((c, d)), Some((w, e))) => {
+                let flaps = (e.1 - w.1).max(1) as i64;
+                (format!("RSS growth after the first tenth of the flaps: control {} KiB, dataplane {} KiB", c / 1024, d / 1024), format!(" ({} / {} B per flap)", c / flaps, d / flaps))
+            }
+            _ => ("no memory samples".to_string(), String::new()),
+        };
+        format!(
+            "{} flaps in {:.1} s (carrier counted {}){}; {growth}{per_flap}",
+            self.done,
+            self.took.as_secs_f64(),
+            self.carrier_flaps.map_or_else(|| "?".to_string(), |f| f.to_string()),
+            self.failed.as_ref().map_or_else(String::new, |f| format!(", stopped: {f}"))
+        )
+    }
+
+    /// `--check`: every flap done and counted by carrier, memory within [`SOAK_RSS_BOUND`].
+    fn check(&self, flaps: usize) -> Result<()> {
+        ensure!(self.done == flaps && self.failed.is_none(), "{} of {flaps} flaps done: {}", self.done, self.summary());
+        ensure!(self.carrier_flaps.is_some_and(|f| f >= flaps as u64), "carrier-control counted fewer flaps: {}", self.summary());
+        let (c, d) = self.growth().ok_or_else(|| anyhow!("no memory samples"))?;
+        ensure!(c <= SOAK_RSS_BOUND as i64 && d <= SOAK_RSS_BOUND as i64, "RSS grew by more than {} MiB: {}", SOAK_RSS_BOUND >> 20, self.summary());
+        Ok(())
+    }
+}
+
+fn soak_table(runs: &[ChurnRun]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "| flapping routes | labels | rate limit, updates/s | flaps of the second peer (done / counted by carrier) | flaps took, s | RSS control: after 1/10 of the flaps → end, MiB | RSS dataplane, MiB | growth per flap, B (control / dataplane) |");
+    let _ = writeln!(s, "|---:|---|---:|---|---:|---|---|---|");
+    let mib = |b: u64| format!("{:.1}", b as f64 / (1 << 20) as f64);
+    for r in runs {
+        let Some(soak) = &r.soak else { continue };
+        let (c, d, per) = match soak.warm_and_end() {
+            Some((w, e)) => {
+                let flaps = (e.1 - w.1).max(1) as i64;
+                (format!("{} → {}", mib(w.2), mib(e.2)), format!("{} → {}", mib(w.3), mib(e.3)), format!("{} / {}", (e.2 as i64 - w.2 as i64) / flaps, (e.3 as i64 - w.3 as i64) / flaps))
+            }
+            None => ("?".into(), "?".into(), "?".into()),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} / {} | {:.1} | {c} | {d} | {per} |",
+            r.n,
+            r.mode.name(),
+            r.rate.map_or_else(|| "—".to_string(), |x| x.to_string()),
+            soak.done,
+            soak.carrier_flaps.map_or_else(|| "?".to_string(), |f| f.to_string()),
+            soak.took.as_secs_f64(),
+        );
+    }
+    s
+}
+
+/// One request to carrier-control's API (from a thread in the PE's namespace), with the
+/// soak's token: the status code and the body.
+fn api_request(method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&API.into(), Duration::from_secs(2)).context("connecting to carrier-control's API")?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).context("reading the API's answer")?;
+    let status = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| anyhow!("not an HTTP response: {response:?}"))?;
+    let body = response.split_once("\r\n\r\n").map_or_else(String::new, |(_, b)| b.to_string());
+    Ok((status, body))
+}
+
+/// The flapping peer's entry of `GET /peers/{address}`.
+fn flapper_state() -> Result<serde_json::Value> {
+    let (status, body) = api_request("GET", &format!("/peers/{FLAPPER}"), "")?;
+    ensure!(status == 200, "GET /peers/{FLAPPER}: {status} {body}");
+    serde_json::from_str(&body).with_context(|| format!("GET /peers/{FLAPPER}: {body}"))
+}
+
+fn neighbor_command(action: &str) -> Result<()> {
+    let (status, body) = api_request("POST", &format!("/neighbors/{FLAPPER}"), &format!("{{\"action\":\"{action}\"}}"))?;
+    ensure!(status == 200, "neighbor {FLAPPER} {action}: {status} {body}");
+    Ok(())
+}
+
+/// `--flaps`: runs on a thread in the PE's namespace (for the API); `listener` is the flapping
+/// peer's, in the speaker's. Each flap: accept carrier's connection, the OPEN exchange, the
+/// [`FLAPPER_ROUTES`] routes and End-of-RIB; then the peer ends the session with a Cease
+/// (even flaps) or the operator does (`down`, odd flaps); once carrier is out of Established,
+/// `up` makes it connect again at once. Flap k starts `k × every` after the first. Stops early
+/// on `stop` or an error.
+fn flap_loop(listener: &TcpListener, routes: &Updates, flaps: usize, every: Duration, hold_time: u16, stop: &AtomicBool, done: &AtomicUsize) -> Result<()> {
+    let start = Instant::now();
+    let established = |state: &serde_json::Value| state["state"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("established"));
+    for k in 0..flaps {
+        if stop.load(Ordering::Relaxed) || stopped() {
+            bail!("stopped");
+        }
+        let session = Session::accept(listener, FLAPPER_ID, PE_MGMT, hold_time, Duration::from_secs(30)).with_context(|| format!("flap {k}"))?;
+        session.send(&routes.announce, Instant::now() + Duration::from_secs(10))?;
+        // Established on carrier's side too (it reads the speaker's KEEPALIVE after the
+        // speaker is Established): only then is it a flap.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = flapper_state()?;
+            if established(&state) {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "flap {k}: carrier not Established 10 s after the speaker: {state}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let due = start + every * u32::try_from(k + 1).unwrap_or(u32::MAX);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        if k % 2 == 1 {
+            neighbor_command("down")?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while session.ended().is_none() {
+                ensure!(Instant::now() < deadline, "flap {k}: carrier did not close the session after `down`");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        drop(session);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = flapper_state()?;
+            if !established(&state) {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "flap {k}: carrier still Established 10 s after the peer left: {state}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        neighbor_command("up")?;
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 
 impl ChurnRun {
     fn lost(&self) -> Option<u64> {
@@ -1620,7 +1865,7 @@ impl ChurnRun {
             self.cpu.0,
             self.cpu.1,
             self.logs
-        )
+        ) + &self.soak.as_ref().map_or_else(String::new, |s| format!("; soak: {}", s.summary()))
     }
 }
 
@@ -1650,7 +1895,7 @@ fn churn_table(runs: &[ChurnRun]) -> String {
     s
 }
 
-/// What the churn loop and the sender did.
+/// What the churn loop, the sender and the flapping peer did.
 struct Churned {
     rounds: usize,
     updates: usize,
@@ -1658,6 +1903,8 @@ struct Churned {
     start: Instant,
     sent_all: Instant,
     sent: u64,
+    /// `--flaps`: how long the flaps took, and why they stopped early.
+    flapped: Option<(Duration, Option<String>)>,
 }
 
 /// `--churn`: the stable routes and the N flapping ones, traffic through the stable ones
@@ -1666,8 +1913,9 @@ fn churn_run(lab: &Lab, cli: &Cli, n: usize, mode: LabelMode, secs: u64, timeout
     let stable = Updates::range(0, STABLE, mode)?;
     let flap = Updates::range(STABLE, n, mode)?;
     let listener = lab.listen()?;
+    let flapper = if cli.flaps > 0 { Some((lab.listen_on(SocketAddrV4::new(FLAPPER, FLAPPER_PORT))?, Updates::range(0, FLAPPER_ROUTES.min(STABLE), mode)?)) } else { None };
     let dp = Dataplane::start(&lab.pe, &dataplane_config());
-    let control = start_control(&lab.pe, &control_config(&dp, cli.hold_time));
+    let control = start_control(&lab.pe, &control_config_with(&dp, cli.hold_time, flapper.is_some()));
     let logs = format!("{} {}", dp.socket.parent().map_or_else(String::new, |d| d.display().to_string()), control.dir.display());
     let session = Session::accept(&listener, SPEAKER_PE_SIDE, PE_MGMT, cli.hold_time, Duration::from_secs(30))
         .with_context(|| format!("carrier-control's session\n--- control log ---\n{}", control.log()))?;
@@ -1709,7 +1957,31 @@ fn churn_run(lab: &Lab, cli: &Cli, n: usize, mode: LabelMode, secs: u64, timeout
     let before = mpls()?;
     let stop = AtomicBool::new(false);
     let meters = (usage(control.pid())?, usage(dp.pid())?);
+    // The soak's flapping peer and the memory samples.
+    let (flaps_done, flaps_stop, sampling) = (AtomicUsize::new(0), AtomicBool::new(false), AtomicBool::new(true));
+    let samples = Mutex::new(vec![]);
+    let soak_start = Instant::now();
+    let sample = || {
+        if let (Ok(c), Ok(d)) = (usage(control.pid()), usage(dp.pid())) {
+            samples.lock().expect("not poisoned").push((soak_start.elapsed(), flaps_done.load(Ordering::Relaxed), c.rss, d.rss));
+        }
+    };
     let result = std::thread::scope(|s| -> Result<Churned> {
+        let flapping = flapper.as_ref().map(|(listener, routes)| {
+            s.spawn(|| {
+                let started = Instant::now();
+                let result = in_netns(&lab.pe, || flap_loop(listener, routes, cli.flaps, Duration::from_secs(secs) / u32::try_from(cli.flaps).unwrap_or(u32::MAX), cli.hold_time, &flaps_stop, &flaps_done));
+                (started.elapsed(), result.err().map(|e| format!("{e:#}")))
+            })
+        });
+        if flapping.is_some() {
+            s.spawn(|| {
+                while sampling.load(Ordering::Relaxed) {
+                    sample();
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            });
+        }
         let sender = s.spawn(|| {
             in_netns(&lab.ce, || {
                 let socket = UdpSocket::bind(SocketAddrV4::new(CE_HOST, 0))?;
@@ -1738,6 +2010,11 @@ fn churn_run(lab: &Lab, cli: &Cli, n: usize, mode: LabelMode, secs: u64, timeout
         let mut took = Err("no round".to_string());
         'churn: while Instant::now() < churn_deadline {
             for (bytes, want) in [(&flap.withdraw, base + STABLE), (&flap.announce, all)] {
+                // `--rate`: no more than that many updates written by now.
+                if let Some(rate) = cli.rate {
+                    let due = start + Duration::from_secs_f64(updates as f64 / rate as f64);
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
                 let done = session
                     .send(bytes, Instant::now() + timeout)
                     .map_err(|e| format!("the speaker could not send: {e:#}"))
@@ -1756,15 +2033,34 @@ fn churn_run(lab: &Lab, cli: &Cli, n: usize, mode: LabelMode, secs: u64, timeout
             rounds += 1;
         }
         let sent_all = Instant::now();
+        // The flaps finish (bounded by their own waits) while the stable flows still run.
+        let flapped = flapping.map(|f| {
+            let deadline = Instant::now() + timeout;
+            while !f.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            flaps_stop.store(true, Ordering::Relaxed);
+            f.join().unwrap_or_else(|_| (Duration::ZERO, Some("the flapping thread panicked".into())))
+        });
         std::thread::sleep(Duration::from_secs(1));
         stop.store(true, Ordering::Relaxed);
+        sampling.store(false, Ordering::Relaxed);
         let sent = sender.join().map_err(|_| anyhow!("the sender panicked"))??;
-        Ok(Churned { rounds, updates, took, start, sent_all, sent })
+        Ok(Churned { rounds, updates, took, start, sent_all, sent, flapped })
     });
     std::thread::sleep(Duration::from_millis(300));
     let arrived = mpls().ok().map(|c| c - before);
     drop(sink);
-    let Churned { rounds, updates, took, start, sent_all, sent } = result?;
+    let Churned { rounds, updates, took, start, sent_all, sent, flapped } = result?;
+    let soak = match flapped {
+        Some((took, failed)) => {
+            // The settled end: the last sample, a second after everything stopped.
+            sample();
+            let carrier_flaps = in_netns(&lab.pe, flapper_state).ok().and_then(|p| p["flaps"].as_u64());
+            Some(SoakReport { done: flaps_done.load(Ordering::Relaxed), took, failed, carrier_flaps, samples: samples.into_inner().expect("not poisoned") })
+        }
+        None => None,
+    };
     let cpu = (usage(control.pid())?.cpu - meters.0.cpu, usage(dp.pid())?.cpu - meters.1.cpu);
     let (gap, seen) = session.keepalive_gap(start, sent_all);
     let keepalive = KeepaliveReport { max_gap: gap, seen, hold_time: session.hold_time };
@@ -1774,7 +2070,7 @@ fn churn_run(lab: &Lab, cli: &Cli, n: usize, mode: LabelMode, secs: u64, timeout
     drop(session);
     drop(control);
     drop(dp);
-    Ok(ChurnRun { n, mode, secs, rounds, updates, took, sent, arrived, keepalive, cpu, logs })
+    Ok(ChurnRun { n, mode, secs, rate: cli.rate, rounds, updates, took, sent, arrived, keepalive, cpu, soak, logs })
 }
 
 /// `--kill-control`: kill -9 carrier-control half-way through learning N routes, restart it,
