@@ -114,6 +114,21 @@ pub struct RouterConfig {
     /// the port with the fewest receive queues has, at most one per CPU.
     #[serde(default)]
     pub workers: usize,
+    /// Seconds a learned neighbour lives without an ARP from it (default 1200; 0: forever).
+    /// One still in use gets unicast ARP probes in its last seconds, as Linux does.
+    #[serde(default = "default_neighbour_timeout")]
+    pub neighbour_timeout: u32,
+    /// Seconds a learned MAC lives without a frame from it (default 300; 0: forever).
+    #[serde(default = "default_mac_timeout")]
+    pub mac_timeout: u32,
+}
+
+fn default_neighbour_timeout() -> u32 {
+    crate::tables::DEFAULT_NEIGHBOUR_TIMEOUT
+}
+
+fn default_mac_timeout() -> u32 {
+    crate::tables::DEFAULT_MAC_TIMEOUT
 }
 
 fn default_express() -> bool {
@@ -138,7 +153,7 @@ fn default_vxlan_ttl() -> u8 {
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        RouterConfig { router_id: unspecified(), vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: default_vxlan_ttl(), router_mac: None, host_addresses: vec![], host_path: true, host_rate: default_host_rate(), express: default_express(), workers: 0 }
+        RouterConfig { router_id: unspecified(), vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: default_vxlan_ttl(), router_mac: None, host_addresses: vec![], host_path: true, host_rate: default_host_rate(), express: default_express(), workers: 0, neighbour_timeout: default_neighbour_timeout(), mac_timeout: default_mac_timeout() }
     }
 }
 
@@ -384,6 +399,8 @@ impl<'c> Compiler<'c> {
             ttl_mode: r.ttl_mode,
             vxlan_ttl: r.vxlan_ttl,
             router_mac: r.router_mac,
+            neighbour_timeout: r.neighbour_timeout,
+            mac_timeout: r.mac_timeout,
         }));
         for (i, v) in c.vrfs.iter().enumerate() {
             let id = VrfId(i as u16);

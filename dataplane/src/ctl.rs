@@ -328,7 +328,7 @@ fn neighbours(t: &Tables, board: &CounterBoard) -> Response {
         .iter()
         .map(|(&(port, ip), mac)| (port, ip, 0, NeighbourEntry { port: name(port), ip, mac: mac.to_string(), source: "static".into() }))
         .collect();
-    for (port, ip, mac) in board.learned().neighbours {
+    for (port, ip, mac, _) in board.learned().neighbours {
         if t.neighbours.get(&(port, ip)) != Some(&mac) {
             list.push((port, ip, 1, NeighbourEntry { port: name(port), ip, mac: mac.to_string(), source: "learned".into() }));
         }
@@ -536,6 +536,7 @@ impl Client {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::pipeline::Learnt;
     use crate::tables::Lpm;
 
     #[test]
@@ -572,8 +573,8 @@ mod tests {
         let ce_red = base.ports.iter().find(|p| p.name == "ce-red").unwrap().id;
         let mac = |s: &str| s.parse::<crate::wire::MacAddr>().unwrap();
         let mut worker = crate::pipeline::Worker::default();
-        worker.neighbours.insert((ce_red2, "10.3.0.9".parse().unwrap()), mac("02:aa:00:00:00:09"));
-        worker.neighbours.insert((ce_red, "10.1.0.2".parse().unwrap()), mac("02:aa:00:00:00:02")); // = the config's
+        worker.neighbours.insert((ce_red2, "10.3.0.9".parse().unwrap()), Learnt::new(mac("02:aa:00:00:00:09"), 1));
+        worker.neighbours.insert((ce_red, "10.1.0.2".parse().unwrap()), Learnt::new(mac("02:aa:00:00:00:02"), 1)); // = the config's
         board.publish_learned(1, &worker);
         let Response::Neighbours { neighbours } = w.handle(Request::Neighbours, &board) else { panic!("not a neighbours answer") };
         let rows: Vec<(String, String, String, String)> = neighbours.iter().map(|n| (n.port.clone(), n.ip.to_string(), n.mac.clone(), n.source.clone())).collect();

@@ -480,7 +480,7 @@ impl Mirror {
     }
 
     fn sync_into(&mut self, maps: &mut impl ExpressMaps, tables: &Tables, learned: &Learned, change: Change<'_>) -> std::io::Result<()> {
-        let learned_macs = &learned.macs;
+        let learned_macs: Vec<_> = learned.macs.iter().map(|&(bd, mac, dest, _)| (bd, mac, dest)).collect();
         self.last = Writes::default();
         let now = Instant::now();
         let (ready, resting): (Vec<_>, Vec<_>) = self.quarantine.drain(..).partition(|(_, _, t)| now.duration_since(*t) >= QUARANTINE);
@@ -507,7 +507,7 @@ impl Mirror {
             }
             return Ok(());
         }
-        let neighbours = Neighbours { tables, learned: learned.neighbours.iter().map(|(p, i, m)| ((*p, *i), *m)).collect() };
+        let neighbours = Neighbours { tables, learned: learned.neighbours.iter().map(|(p, i, m, _)| ((*p, *i), *m)).collect() };
 
         let mut all_records = false;
         let mut dirty_nh: HashSet<u32> = HashSet::new();
@@ -729,7 +729,7 @@ impl Mirror {
         }
 
         if everything || all_records || dirty_macs {
-            self.sync_macs(maps, tables, &neighbours, learned_macs)?;
+            self.sync_macs(maps, tables, &neighbours, &learned_macs)?;
         }
 
         if self.config != Some(config) {
@@ -933,7 +933,7 @@ impl Mirror {
         self.own = own;
         let mut macs_of: FastMap<(PortId, Ipv4Addr), MacAddr> = FastMap::default();
         let mut disputed: HashSet<(PortId, Ipv4Addr)> = HashSet::new();
-        for &(port, ip, mac) in &learned.neighbours {
+        for &(port, ip, mac, _) in &learned.neighbours {
             if *macs_of.entry((port, ip)).or_insert(mac) != mac {
                 disputed.insert((port, ip));
             }
@@ -1654,7 +1654,7 @@ mod tests {
         assert_eq!((record.encap, record.port, record.dst, record.vni, record.outer_dst), (ENCAP_VXLAN_L2, 1, mac(0x42).0, 700 << 8, [10, 255, 0, 2]));
 
         // Learned: a host on port 3 and one behind another VTEP; then both forgotten.
-        let learned = Learned { neighbours: vec![], macs: vec![(bd, mac(0x33), MacDest::Port(PortId(3))), (bd, mac(0x71), MacDest::Vtep(Ipv4Addr::new(10, 255, 0, 2)))] };
+        let learned = Learned { neighbours: vec![], macs: vec![(bd, mac(0x33), MacDest::Port(PortId(3)), 1), (bd, mac(0x71), MacDest::Vtep(Ipv4Addr::new(10, 255, 0, 2)), 1)] };
         m.sync(&mut maps, &t, &learned, Change::Neighbours).unwrap();
         let local = maps.macs[&MacKey { bd: 0, mac: mac(0x33).0 }];
         assert_eq!((local.port, local.flags), (3, MAC_LEARNED));
@@ -1806,7 +1806,7 @@ mod tests {
         let mut m = Mirror::new(true);
         m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
         assert_eq!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)).map(|a| a.port), Some(NO_PORT), "unresolved: punted (the pipeline sends ARP)");
-        let learned = Learned { neighbours: vec![(PortId(1), Ipv4Addr::new(10, 1, 0, 2), mac(0x99)), (PortId(0), Ipv4Addr::new(10, 0, 0, 8), mac(8))], macs: vec![] };
+        let learned = Learned { neighbours: vec![(PortId(1), Ipv4Addr::new(10, 1, 0, 2), mac(0x99), 1), (PortId(0), Ipv4Addr::new(10, 0, 0, 8), mac(8), 1)], macs: vec![] };
         m.sync(&mut maps, &t, &learned, Change::Neighbours).unwrap();
         let adj = maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 0, 1)).unwrap();
         assert_eq!((adj.port, adj.dst), (1, mac(0x99).0));
@@ -1825,7 +1825,7 @@ mod tests {
         let moved = Ipv4Addr::new(10, 0, 0, 9);
         // 10.0.0.8 learned by one worker; 10.0.0.9 by two, with different MACs (it moved and
         // one worker has relearned it).
-        let learned = Learned { neighbours: vec![(PortId(0), Ipv4Addr::new(10, 0, 0, 8), mac(8)), (PortId(0), moved, mac(9)), (PortId(0), moved, mac(0x19))], macs: vec![] };
+        let learned = Learned { neighbours: vec![(PortId(0), Ipv4Addr::new(10, 0, 0, 8), mac(8), 1), (PortId(0), moved, mac(9), 1), (PortId(0), moved, mac(0x19), 1)], macs: vec![] };
         m.sync(&mut maps, &t, &learned, Change::All).unwrap();
         assert_eq!(maps.own, HashSet::from([at(0, [10, 0, 0, 1]), at(1, [10, 1, 0, 1])]));
         let neighbour = |k: PortAddr| maps.neighbours.get(&k).map(|n| n.mac);
@@ -1834,7 +1834,7 @@ mod tests {
         assert_eq!(neighbour(at(0, [10, 0, 0, 8])), Some(mac(8).0), "learned");
         assert_eq!(neighbour(at(0, [10, 0, 0, 9])), None, "the workers disagree: its requests are theirs");
         // Every worker has relearned it; the other is forgotten.
-        let learned = Learned { neighbours: vec![(PortId(0), moved, mac(0x19))], macs: vec![] };
+        let learned = Learned { neighbours: vec![(PortId(0), moved, mac(0x19), 1)], macs: vec![] };
         m.sync(&mut maps, &t, &learned, Change::Neighbours).unwrap();
         assert_eq!(maps.neighbours.get(&at(0, [10, 0, 0, 9])).map(|n| n.mac), Some(mac(0x19).0));
         assert_eq!(maps.neighbours.get(&at(0, [10, 0, 0, 8])), None);

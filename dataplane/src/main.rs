@@ -406,7 +406,7 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
             }
             let snapshot = xdp_handle.load();
             let now_learned = xdp_board.learned();
-            if now_learned != learned || resync {
+            if !now_learned.same_entries(&learned) || resync {
                 learned = now_learned;
                 let change = if resync { Change::All } else { Change::Neighbours };
                 resync = mirror.sync(&mut xdp, &snapshot, &learned, change).is_err();

@@ -142,7 +142,7 @@ fn arp_replies_are_learned_and_passed_and_unanswered_requests_go_to_the_kernel()
     let (out, w) = run(&mirrored(), &[(&reply, CE_RED, false), (&request, CE_RED, false)]);
     assert_eq!(out[0], (Verdict::ToHost(CE_RED), reply.clone()));
     assert_eq!(out[1], (Verdict::ToHost(CE_RED), request.clone()));
-    assert_eq!(w.neighbours.get(&(CE_RED, "10.1.0.7".parse().unwrap())).map(|m| m.0), Some([2, 0xaa, 0, 0, 0, 7]), "the dataplane learned too");
+    assert_eq!(w.neighbours.get(&(CE_RED, "10.1.0.7".parse().unwrap())).map(|m| m.value.0), Some([2, 0xaa, 0, 0, 0, 7]), "the dataplane learned too");
 
     let (out, _) = run(&plain(), &[(&reply, CE_RED, false), (&request, CE_RED, false)]);
     assert_eq!(out[0].0, Verdict::Consumed);

@@ -944,6 +944,7 @@ fn carrierctl_bin() -> PathBuf {
 /// 3. FRR's packets to the PE blackholed: carrier's hold timer (3 s) expires, it sends
 ///    NOTIFICATION 4/0 and, having sent a NOTIFICATION, withdraws FRR's routes (not graceful);
 ///    with the link back the session and the routes return.
+///
 /// After each: the FIB (prefix and label) equals what FRR holds, carrier's own label is
 /// unchanged, and `carrierctl show peers` and the log say what happened.
 #[test]

@@ -516,10 +516,10 @@ impl Harness {
     }
 
     fn learned(&self) -> carrier_dataplane::io::Learned {
-        let mut neighbours: Vec<_> = self.worker.neighbours.iter().map(|(&(p, i), &m)| (p, i, m)).collect();
+        let mut neighbours: Vec<_> = self.worker.neighbours.iter().map(|(&(p, i), l)| (p, i, l.value, l.seen)).collect();
         neighbours.sort();
-        let mut macs: Vec<_> = self.worker.macs.iter().map(|(&(bd, m), &d)| (bd, m, d)).collect();
-        macs.sort_by_key(|&(bd, m, _)| (bd, m.0));
+        let mut macs: Vec<_> = self.worker.macs.iter().map(|(&(bd, m), l)| (bd, m, l.value, l.seen)).collect();
+        macs.sort_by_key(|&(bd, m, _, _)| (bd, m.0));
         carrier_dataplane::io::Learned { neighbours, macs }
     }
 

@@ -1681,14 +1681,16 @@ struct SoakReport {
     failed: Option<String>,
     /// carrier-control's own count of the flapping peer's flaps (`GET /peers/{address}`).
     carrier_flaps: Option<u64>,
-    /// (time since the churn began, flaps done, RSS of carrier-control, RSS of carrier-dataplane).
-    samples: Vec<(Duration, usize, u64, u64)>,
+    samples: Vec<MemorySample>,
 }
+
+/// (time since the churn began, flaps done, RSS of carrier-control, RSS of carrier-dataplane).
+type MemorySample = (Duration, usize, u64, u64);
 
 impl SoakReport {
     /// The sample taken once a tenth of the flaps were done (the warm one) and the last one
     /// (after the run settled).
-    fn warm_and_end(&self) -> Option<((Duration, usize, u64, u64), (Duration, usize, u64, u64))> {
+    fn warm_and_end(&self) -> Option<(MemorySample, MemorySample)> {
         let end = *self.samples.last()?;
         let warm = *self.samples.iter().find(|s| s.1 * 10 >= self.done.max(1))?;
         Some((warm, end))

@@ -58,6 +58,18 @@ pub struct CounterBoard {
     /// What the XDP express tier forwarded, in the workers' terms (merged into the totals),
     /// and its per-port punts by reason name; written by the thread that owns the program.
     express: Arc<Mutex<(Counters, Vec<ExpressPort>)>>,
+    /// The epoch of the worker clock all workers share (learned entries carry its times).
+    epoch: Arc<Epoch>,
+}
+
+/// When the worker clock started.
+#[derive(Debug)]
+struct Epoch(Instant);
+
+impl Default for Epoch {
+    fn default() -> Self {
+        Epoch(Instant::now())
+    }
 }
 
 /// One port's express-tier figures as the XDP thread publishes them: (port, frames the tier
@@ -68,13 +80,23 @@ pub type ExpressPort = (String, u64, std::collections::BTreeMap<String, u64>, Op
 /// One port's XDP counters as the XDP thread publishes them: (port, attach mode, counters).
 pub type XdpPort = (String, &'static str, carrier_common::XdpPortStats);
 
-/// What one worker learned from traffic.
+/// What one worker learned from traffic, each entry with when it was last confirmed (the
+/// shared worker clock, seconds: [`CounterBoard::clock`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Learned {
     /// (port, IP) → MAC, from ARP.
-    pub neighbours: Vec<(PortId, std::net::Ipv4Addr, crate::wire::MacAddr)>,
+    pub neighbours: Vec<(PortId, std::net::Ipv4Addr, crate::wire::MacAddr, u32)>,
     /// (bridge domain, MAC) → where it lives.
-    pub macs: Vec<(carrier_common::BridgeDomainId, crate::wire::MacAddr, crate::tables::MacDest)>,
+    pub macs: Vec<(carrier_common::BridgeDomainId, crate::wire::MacAddr, crate::tables::MacDest, u32)>,
+}
+
+impl Learned {
+    /// The same neighbours and MACs with the same values, whatever their times.
+    pub fn same_entries(&self, other: &Learned) -> bool {
+        let n = |l: &Learned| l.neighbours.iter().map(|&(p, i, m, _)| (p, i, m)).collect::<Vec<_>>();
+        let m = |l: &Learned| l.macs.iter().map(|&(b, m, d, _)| (b, m, d)).collect::<Vec<_>>();
+        n(self) == n(other) && m(self) == m(other)
+    }
 }
 
 /// How often a worker publishes its counters.
@@ -88,7 +110,13 @@ impl CounterBoard {
             xdp: Arc::default(),
             learned: Arc::new(Mutex::new(vec![(0, Learned::default()); workers])),
             express: Arc::default(),
+            epoch: Arc::default(),
         }
+    }
+
+    /// The worker clock: whole seconds since the board was made, from 1 (0 means never).
+    pub fn clock(&self) -> u32 {
+        u32::try_from(self.epoch.0.elapsed().as_secs()).unwrap_or(u32::MAX - 1) + 1
     }
 
     fn publish(&self, slot: usize, counters: &Counters) {
@@ -102,8 +130,8 @@ impl CounterBoard {
     /// Replace what worker `slot` learned.
     pub fn publish_learned(&self, slot: usize, worker: &Worker) {
         let learned = Learned {
-            neighbours: worker.neighbours.iter().map(|(&(port, ip), &mac)| (port, ip, mac)).collect(),
-            macs: worker.macs.iter().map(|(&(bd, mac), &dest)| (bd, mac, dest)).collect(),
+            neighbours: worker.neighbours.iter().map(|(&(port, ip), l)| (port, ip, l.value, l.seen)).collect(),
+            macs: worker.macs.iter().map(|(&(bd, mac), l)| (bd, mac, l.value, l.seen)).collect(),
         };
         if let Ok(mut l) = self.learned.lock() {
             if let Some(s) = l.get_mut(slot) {
@@ -134,7 +162,7 @@ impl CounterBoard {
     }
 
     /// What every worker learned (a neighbour learned by two workers appears twice when they
-    /// disagree on its MAC, once otherwise).
+    /// disagree on its MAC, once otherwise, with the latest time any of them confirmed it).
     pub fn learned(&self) -> Learned {
         let mut all = Learned::default();
         if let Ok(l) = self.learned.lock() {
@@ -143,9 +171,10 @@ impl CounterBoard {
                 all.macs.extend(w.macs.iter().copied());
             }
         }
-        all.neighbours.sort();
-        all.neighbours.dedup();
-        all.macs.sort_by_key(|&(bd, mac, _)| (bd, mac.0));
+        // Latest first within each (port, IP, MAC): dedup keeps the first.
+        all.neighbours.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)).then(b.3.cmp(&a.3)));
+        all.neighbours.dedup_by(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2));
+        all.macs.sort_by(|a, b| (a.0, a.1 .0).cmp(&(b.0, b.1 .0)).then(b.3.cmp(&a.3)));
         all.macs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         all
     }
@@ -219,6 +248,9 @@ pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBo
     let mut published_learned = 0u64;
     let mut peers_seen = vec![];
     let mut pruned_for = 0usize;
+    let mut aged_at = 0u32;
+    let mut probes = Batch::default();
+    worker.now = board.clock();
     while !stop.load(Ordering::Relaxed) {
         let n = ports.receive(&mut batch, BATCH);
         if n == 0 {
@@ -249,6 +281,21 @@ pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBo
             }
             for learned in board.learned_by_others(slot, &mut peers_seen) {
                 worker.adopt(&learned.neighbours, &learned.macs);
+            }
+            // Once a second: age what this worker learned, and probe the neighbours in use
+            // that are about to expire.
+            worker.now = board.clock();
+            if worker.now != aged_at {
+                aged_at = worker.now;
+                let snapshot = tables.load();
+                for (port, ip, mac) in worker.age(aged_at, &snapshot) {
+                    let Some(mut frame) = ports.pool().copy_of(&[]) else { break };
+                    let verdict = pipeline::arp_probe(&snapshot, &mut worker, ports.pool(), &mut frame, port, ip, mac);
+                    probes.packets.push(pipeline::Packet { frame, ingress: port, verdict, from_host: false });
+                }
+                if !probes.packets.is_empty() {
+                    ports.transmit(&mut probes, &mut worker.counters);
+                }
             }
             last_publish = Instant::now();
         }
@@ -362,6 +409,7 @@ impl Ports for FakePorts {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::pipeline::Learnt;
     use crate::tables::{Lpm, TableCommand};
 
     /// Out-label counters live as long as something pushes (or swaps in) the label.
@@ -405,25 +453,70 @@ mod tests {
         let board = CounterBoard::new(2);
         let ip = std::net::Ipv4Addr::new(10, 0, 0, 9);
         let mut first = Worker::default();
-        first.neighbours.insert((PortId(1), ip), MacAddr([2, 0, 0, 0, 0, 9]));
+        first.neighbours.insert((PortId(1), ip), Learnt::new(MacAddr([2, 0, 0, 0, 0, 9]), 1));
         board.publish_learned(0, &first);
         let (mut seen, mut second) = (vec![], Worker::default());
-        second.neighbours.insert((PortId(1), std::net::Ipv4Addr::new(10, 0, 0, 8)), MacAddr([2, 0, 0, 0, 0, 8]));
+        second.neighbours.insert((PortId(1), std::net::Ipv4Addr::new(10, 0, 0, 8)), Learnt::new(MacAddr([2, 0, 0, 0, 0, 8]), 1));
         let news = board.learned_by_others(1, &mut seen);
         assert_eq!(news.len(), 1);
         second.adopt(&news[0].neighbours, &news[0].macs);
-        assert_eq!(second.neighbours.get(&(PortId(1), ip)), Some(&MacAddr([2, 0, 0, 0, 0, 9])));
+        assert_eq!(second.neighbours.get(&(PortId(1), ip)).map(|l| l.value), Some(MacAddr([2, 0, 0, 0, 0, 9])));
         assert_eq!(second.neighbours.len(), 2, "its own stay");
         assert_eq!(second.learned_changes, 0, "taken, not learned");
         assert!(board.learned_by_others(1, &mut seen).is_empty(), "nothing new since");
         assert!(board.learned_by_others(0, &mut vec![]).iter().all(|l| l.neighbours.is_empty()), "a worker's own is not offered back");
         // What a worker learned itself wins over a peer's.
-        first.neighbours.insert((PortId(1), std::net::Ipv4Addr::new(10, 0, 0, 8)), MacAddr([2, 0, 0, 0, 0, 0x88]));
+        first.neighbours.insert((PortId(1), std::net::Ipv4Addr::new(10, 0, 0, 8)), Learnt::new(MacAddr([2, 0, 0, 0, 0, 0x88]), 1));
         board.publish_learned(0, &first);
         for l in board.learned_by_others(1, &mut seen) {
             second.adopt(&l.neighbours, &l.macs);
         }
-        assert_eq!(second.neighbours.get(&(PortId(1), std::net::Ipv4Addr::new(10, 0, 0, 8))), Some(&MacAddr([2, 0, 0, 0, 0, 8])));
+        assert_eq!(second.neighbours.get(&(PortId(1), std::net::Ipv4Addr::new(10, 0, 0, 8))).map(|l| l.value), Some(MacAddr([2, 0, 0, 0, 0, 8])));
+    }
+
+    /// The worker loop ages what it learned once a second and sends the probes itself: with a
+    /// 3 s neighbour timeout, a neighbour it forwarded to gets unicast ARP probes, then expires.
+    #[test]
+    fn the_worker_loop_probes_and_expires_neighbours() {
+        use crate::pipeline::Event;
+        let mut t = pe();
+        t.router.neighbour_timeout = 3;
+        let handle = TableHandle::new(t);
+        let stop = Arc::new(AtomicBool::new(false));
+        let board = CounterBoard::new(1);
+        let mut ports = FakePorts::default();
+        // 10.1.0.7 asks for the router on ce-red, then ce-red2 sends it a packet.
+        let mut who_has = vec![0xff; 6];
+        who_has.extend_from_slice(&[2, 0xaa, 0, 0, 0, 7, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1, 2, 0xaa, 0, 0, 0, 7, 10, 1, 0, 7, 0, 0, 0, 0, 0, 0, 10, 1, 0, 1]);
+        ports.rx.push_back((who_has, PortId(0)));
+        let mut to_7 = udp([10, 1, 0, 7]);
+        to_7[..6].copy_from_slice(&[2, 0, 0, 0, 1, 3]);
+        to_7[14 + 12..14 + 16].copy_from_slice(&[10, 3, 0, 2]);
+        let c = crate::wire::checksum::checksum(&{
+            let mut h = to_7[14..34].to_vec();
+            h[10] = 0;
+            h[11] = 0;
+            h
+        });
+        to_7[24..26].copy_from_slice(&c.to_be_bytes());
+        ports.rx.push_back((to_7, PortId(1)));
+        let (s2, b2) = (stop.clone(), board.clone());
+        let t = std::thread::spawn(move || {
+            let w = run_worker(&mut ports, &handle, &s2, &b2, 0);
+            (ports, w)
+        });
+        std::thread::sleep(Duration::from_millis(4500));
+        stop.store(true, Ordering::Relaxed);
+        let (ports, worker) = t.join().unwrap();
+        let to_ce_red: Vec<&Vec<u8>> = ports.tx.iter().filter(|(p, _)| *p == PortId(0)).map(|(_, f)| f).collect();
+        assert!(to_ce_red.iter().any(|f| f[12..14] == [0x08, 0x00]), "the packet to .7 was forwarded: {to_ce_red:02x?}");
+        let probes: Vec<_> = to_ce_red.iter().filter(|f| f[..6] == [2, 0xaa, 0, 0, 0, 7] && f[12..14] == [0x08, 0x06] && f[20..22] == [0, 1]).collect();
+        assert!(!probes.is_empty() && probes.len() <= 3, "unicast ARP requests to .7: {probes:02x?}");
+        assert!(probes.iter().all(|f| f[28..32] == [10, 1, 0, 1] && f[38..42] == [10, 1, 0, 7]), "{probes:02x?}");
+        assert_eq!(worker.counters.events[Event::ArpProbeSent as usize], probes.len() as u64);
+        assert!(!worker.neighbours.contains_key(&(PortId(0), std::net::Ipv4Addr::new(10, 1, 0, 7))), "unanswered, it expired");
+        assert_eq!(worker.counters.events[Event::NeighbourExpired as usize], 1);
+        assert!(board.learned().neighbours.is_empty(), "and the board no longer offers it");
     }
 
     #[test]

@@ -139,6 +139,12 @@ named_enum! {
         MacLearned = "mac-learned",
         /// A learning table was full.
         LearnTableFull = "learn-table-full",
+        /// A learned neighbour expired (no ARP from it for the neighbour timeout).
+        NeighbourExpired = "neighbour-expired",
+        /// A learned MAC expired (no frame from it for the MAC timeout).
+        MacExpired = "mac-expired",
+        /// Sent a unicast ARP request to a neighbour in use before it expires.
+        ArpProbeSent = "arp-probe-sent",
         /// Answered an ICMP echo request.
         EchoReply = "icmp-echo-reply",
         /// Sent ICMP time exceeded.

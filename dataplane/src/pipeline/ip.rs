@@ -215,7 +215,16 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
     /// Send to the neighbour `target` on `port`: its MAC from the neighbour table, or an ARP
     /// request for it instead when it is not known yet.
     fn send_to_neighbour(&mut self, frame: &mut F, off: usize, port: PortId, target: Ipv4Addr, ethertype: EtherType) -> Verdict {
-        match self.neighbour(port, target) {
+        let static_mac = self.tables.neighbours.get(&(port, target)).copied();
+        let now = self.worker.now;
+        // A learned neighbour is marked in use (it is probed before it expires).
+        let mac = static_mac.or_else(|| {
+            self.worker.neighbours.get_mut(&(port, target)).map(|l| {
+                l.used = now;
+                l.value
+            })
+        });
+        match mac {
             Some(mac) => self.transmit(frame, off, port, mac, ethertype),
             None => self.arp_glean(frame, port, target),
         }
@@ -228,11 +237,6 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             NextHop::Ecmp { .. } => None,
             _ => Some(id),
         }
-    }
-
-    /// A neighbour's MAC: static entries first, then learned ones.
-    pub(crate) fn neighbour(&self, port: PortId, ip: Ipv4Addr) -> Option<MacAddr> {
-        self.tables.neighbours.get(&(port, ip)).or_else(|| self.worker.neighbours.get(&(port, ip))).copied()
     }
 
     fn nexthop_is_on_port(&self, nh: carrier_common::NextHopId, port: PortId) -> bool {
@@ -257,6 +261,17 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
     /// The original packet counts as a `neighbour-miss` drop.
     pub(crate) fn arp_glean(&mut self, frame: &mut F, port: PortId, target: Ipv4Addr) -> Verdict {
         trace!(self.tracer, "no MAC for {} on port {}: send an ARP request", target, port);
+        // The original packet is the drop; the request is counted as it goes out.
+        self.arp_request(frame, port, target, MacAddr::BROADCAST, |ctx| {
+            ctx.count_drop(DropReason::NeighbourMiss);
+            ctx.worker.counters.event(Event::ArpRequestSent);
+        })
+    }
+
+    /// Turn the frame into an ARP request for `target` from the router's address on `port`
+    /// (in `target`'s subnet, or its first), sent to `dst` (broadcast, or the neighbour's MAC
+    /// for a probe); `sending` runs once the request is written, before it is sent.
+    pub(crate) fn arp_request(&mut self, frame: &mut F, port: PortId, target: Ipv4Addr, dst: MacAddr, sending: impl FnOnce(&mut Self)) -> Verdict {
         self.labels_out_len = 0;
         let Some(p) = self.tables.port(port) else {
             return Verdict::Drop(DropReason::UnknownPort);
@@ -269,9 +284,8 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             return Verdict::Drop(DropReason::NeighbourMiss);
         }
         arp::emit(&mut frame.data_mut()[14..], ArpPacket::<&[u8]>::REQUEST, mac, spa, MacAddr::ZERO, target);
-        self.count_drop(DropReason::NeighbourMiss);
-        self.worker.counters.event(Event::ArpRequestSent);
-        self.transmit(frame, 14, port, MacAddr::BROADCAST, EtherType::Arp)
+        sending(self);
+        self.transmit(frame, 14, port, dst, EtherType::Arp)
     }
 
     /// A packet for one of the router's own addresses.

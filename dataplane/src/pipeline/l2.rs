@@ -47,7 +47,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         let domain = &self.tables.bridges[bd.index()];
         let dst = EthernetFrame::new_unchecked(frame.data()).dst_addr();
         let known = if dst.is_unicast() {
-            domain.macs.get(&dst).or_else(|| self.worker.macs.get(&(bd, dst))).copied()
+            domain.macs.get(&dst).copied().or_else(|| self.worker.macs.get(&(bd, dst)).map(|l| l.value))
         } else {
             None
         };

@@ -87,6 +87,35 @@ impl<F: Frame> Batch<F> {
 /// Most entries a worker learns per learning table.
 pub const LEARN_LIMIT: usize = 65_536;
 
+/// A neighbour or MAC a worker learned, and how fresh it is (times on the worker clock,
+/// [`Worker::now`], in seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Learnt<T> {
+    /// The MAC of a neighbour, where a MAC lives.
+    pub value: T,
+    /// Last confirmed: an ARP from the neighbour, a frame from the MAC.
+    pub seen: u32,
+    /// Last sent to (neighbours; 0: never since it was learned).
+    pub used: u32,
+    /// Unicast ARP probes sent since it was last confirmed.
+    pub probes: u8,
+}
+
+impl<T> Learnt<T> {
+    /// Learned (or taken from another worker) at `seen`.
+    pub fn new(value: T, seen: u32) -> Self {
+        Learnt { value, seen, used: 0, probes: 0 }
+    }
+}
+
+/// Unicast ARP probes a neighbour in use gets before it expires (Linux: `ucast_solicit`, 3),
+/// one a second, in the last seconds of its life.
+pub const ARP_PROBES: u8 = 3;
+
+/// A learned entry refreshed by this many seconds or more is published again, so that the
+/// other workers (and the express tier) take the fresher time.
+const REPUBLISH_AFTER: u32 = 10;
+
 /// A worker's mutable state: its counters and what it learned from traffic. Written only by
 /// the worker that owns it.
 #[derive(Debug, Default)]
@@ -94,26 +123,36 @@ pub struct Worker {
     /// The worker's counters.
     pub counters: Counters,
     /// Neighbours learned from ARP: (port, IP) → MAC.
-    pub neighbours: HashMap<(PortId, Ipv4Addr), MacAddr>,
+    pub neighbours: HashMap<(PortId, Ipv4Addr), Learnt<MacAddr>>,
     /// MACs learned in bridge domains.
-    pub macs: HashMap<(BridgeDomainId, MacAddr), MacDest>,
+    pub macs: HashMap<(BridgeDomainId, MacAddr), Learnt<MacDest>>,
     /// Bumped whenever `neighbours` or `macs` change, so the worker republishes them only then.
     pub learned_changes: u64,
+    /// The worker clock, seconds: set by the I/O loop from an epoch all workers share (tests
+    /// set it by hand). Learned entries age by it.
+    pub now: u32,
     /// IPv4 identification for packets the router originates.
     ident: u16,
 }
 
 impl Worker {
     fn learn_neighbour(&mut self, port: PortId, ip: Ipv4Addr, mac: MacAddr) {
-        match self.neighbours.get(&(port, ip)) {
-            Some(m) if *m == mac => {}
-            Some(_) => {
-                self.neighbours.insert((port, ip), mac);
+        let (now, full) = (self.now, self.neighbours.len() >= LEARN_LIMIT);
+        match self.neighbours.get_mut(&(port, ip)) {
+            Some(l) if l.value == mac => {
+                if now.saturating_sub(l.seen) >= REPUBLISH_AFTER || l.probes > 0 {
+                    self.learned_changes += 1;
+                }
+                l.seen = now;
+                l.probes = 0;
+            }
+            Some(l) => {
+                *l = Learnt::new(mac, now);
                 self.learned_changes += 1;
             }
-            None if self.neighbours.len() >= LEARN_LIMIT => self.counters.event(Event::LearnTableFull),
+            None if full => self.counters.event(Event::LearnTableFull),
             None => {
-                self.neighbours.insert((port, ip), mac);
+                self.neighbours.insert((port, ip), Learnt::new(mac, now));
                 self.learned_changes += 1;
                 self.counters.event(Event::NeighbourLearned);
             }
@@ -121,35 +160,110 @@ impl Worker {
     }
 
     /// Take what another worker learned that this one does not know (not counted as this
-    /// worker's learning). What this worker learned itself stays: a MAC that moves is
-    /// relearned by each worker from the ARP or frames it receives itself.
-    pub fn adopt(&mut self, neighbours: &[(PortId, Ipv4Addr, MacAddr)], macs: &[(BridgeDomainId, MacAddr, MacDest)]) {
-        for &(port, ip, mac) in neighbours {
-            if self.neighbours.len() < LEARN_LIMIT {
-                self.neighbours.entry((port, ip)).or_insert(mac);
+    /// worker's learning), and the fresher time of what both know with the same value. What
+    /// this worker learned itself stays: a MAC that moves is relearned by each worker from the
+    /// ARP or frames it receives itself.
+    pub fn adopt(&mut self, neighbours: &[(PortId, Ipv4Addr, MacAddr, u32)], macs: &[(BridgeDomainId, MacAddr, MacDest, u32)]) {
+        for &(port, ip, mac, seen) in neighbours {
+            let full = self.neighbours.len() >= LEARN_LIMIT;
+            match self.neighbours.get_mut(&(port, ip)) {
+                Some(l) if l.value == mac && seen > l.seen => {
+                    l.seen = seen;
+                    l.probes = 0;
+                }
+                Some(_) => {}
+                None if !full => {
+                    self.neighbours.insert((port, ip), Learnt::new(mac, seen));
+                }
+                None => {}
             }
         }
-        for &(bd, mac, dest) in macs {
-            if self.macs.len() < LEARN_LIMIT {
-                self.macs.entry((bd, mac)).or_insert(dest);
+        for &(bd, mac, dest, seen) in macs {
+            let full = self.macs.len() >= LEARN_LIMIT;
+            match self.macs.get_mut(&(bd, mac)) {
+                Some(l) if l.value == dest => l.seen = l.seen.max(seen),
+                Some(_) => {}
+                None if !full => {
+                    self.macs.insert((bd, mac), Learnt::new(dest, seen));
+                }
+                None => {}
             }
         }
     }
 
     fn learn_mac(&mut self, bd: BridgeDomainId, mac: MacAddr, dest: MacDest) {
-        match self.macs.get(&(bd, mac)) {
-            Some(d) if *d == dest => {}
-            Some(_) => {
-                self.macs.insert((bd, mac), dest);
+        let (now, full) = (self.now, self.macs.len() >= LEARN_LIMIT);
+        match self.macs.get_mut(&(bd, mac)) {
+            Some(l) if l.value == dest => {
+                if now.saturating_sub(l.seen) >= REPUBLISH_AFTER {
+                    self.learned_changes += 1;
+                }
+                l.seen = now;
+            }
+            Some(l) => {
+                *l = Learnt::new(dest, now);
                 self.learned_changes += 1;
             }
-            None if self.macs.len() >= LEARN_LIMIT => self.counters.event(Event::LearnTableFull),
+            None if full => self.counters.event(Event::LearnTableFull),
             None => {
-                self.macs.insert((bd, mac), dest);
+                self.macs.insert((bd, mac), Learnt::new(dest, now));
                 self.learned_changes += 1;
                 self.counters.event(Event::MacLearned);
             }
         }
+    }
+
+    /// Ages what this worker learned, at `now` on the worker clock, by the router's timeouts
+    /// in `tables` (0: never): a neighbour or MAC not confirmed for its timeout goes (counted
+    /// `neighbour-expired`, `mac-expired`). A neighbour still in use (sent to since it was
+    /// last confirmed, or the gateway of a route) is probed first, as Linux does: in the last
+    /// [`ARP_PROBES`] seconds of its life it gets a unicast ARP request a second, and an answer
+    /// renews it. Returns the probes to send: (port, neighbour, its MAC). Call it about once a
+    /// second.
+    pub fn age(&mut self, now: u32, tables: &Tables) -> Vec<(PortId, Ipv4Addr, MacAddr)> {
+        self.now = now;
+        let mut probes = vec![];
+        let timeout = tables.router.neighbour_timeout;
+        if timeout > 0 {
+            let probe_from = timeout.saturating_sub(u32::from(ARP_PROBES)).max(timeout / 2);
+            let before = self.neighbours.len();
+            let mut expired = 0u64;
+            self.neighbours.retain(|&(port, ip), l| {
+                let age = now.saturating_sub(l.seen);
+                if age >= timeout {
+                    expired += 1;
+                    return false;
+                }
+                // One probe a second: the n-th once the age passed probe_from + n.
+                if age >= probe_from + u32::from(l.probes) && l.probes < ARP_PROBES {
+                    let in_use = (l.used > 0 && l.used >= l.seen) || tables.is_gateway(port, ip);
+                    if in_use {
+                        l.probes += 1;
+                        probes.push((port, ip, l.value));
+                    }
+                }
+                true
+            });
+            if self.neighbours.len() != before {
+                self.learned_changes += 1;
+            }
+            for _ in 0..expired {
+                self.counters.event(Event::NeighbourExpired);
+            }
+        }
+        let timeout = tables.router.mac_timeout;
+        if timeout > 0 {
+            let before = self.macs.len();
+            self.macs.retain(|_, l| now.saturating_sub(l.seen) < timeout);
+            let expired = (before - self.macs.len()) as u64;
+            if expired > 0 {
+                self.learned_changes += 1;
+            }
+            for _ in 0..expired {
+                self.counters.event(Event::MacExpired);
+            }
+        }
+        probes
     }
 
     fn next_ident(&mut self) -> u16 {
@@ -252,6 +366,19 @@ pub fn process_traced<F: Frame, P: FramePool<F>, T: Tracer>(
             batch.packets.push(Packet { frame, ingress, verdict, from_host: false });
         }
     }
+}
+
+/// Writes into `frame` (its content is replaced) a unicast ARP request from the router to the
+/// neighbour `target` at `mac` on `port`: one of [`Worker::age`]'s probes. Returns the verdict
+/// to send it (`Forward(port)`, counted as `arp-probe-sent` and in the port's tx), or a drop
+/// when the port is gone or has no address. The answer renews the neighbour.
+pub fn arp_probe<F: Frame, P: FramePool<F>>(tables: &Tables, worker: &mut Worker, pool: &mut P, frame: &mut F, port: PortId, target: Ipv4Addr, mac: MacAddr) -> Verdict {
+    worker.counters.ensure(tables.ports.len(), tables.vrfs.len());
+    // No ingress: the router originates it (an impossible port id, so never a `Reply`).
+    let mut ctx = Ctx { tables, worker: &mut *worker, pool, tracer: &mut NoTrace, replicas: Vec::new(), vrf: None, ingress: PortId(u16::MAX), labels_out: [0; 6], labels_out_len: 0, decremented: false };
+    let verdict = ctx.arp_request(frame, port, target, mac, |ctx| ctx.worker.counters.event(Event::ArpProbeSent));
+    account_tx(worker, PortId(u16::MAX), verdict, frame.len());
+    verdict
 }
 
 fn account(worker: &mut Worker, ingress: PortId, vrf: Option<VrfId>, verdict: Verdict, len: usize) {

@@ -63,11 +63,39 @@ pub struct RouterSettings {
     /// The router MAC of EVPN type-5 routes (inner source MAC of routed VXLAN); default:
     /// the first core port's MAC.
     pub router_mac: Option<MacAddr>,
+    /// Seconds a learned neighbour lives without an ARP from it (0: forever); one in use is
+    /// probed before it expires.
+    #[serde(default = "default_neighbour_timeout")]
+    pub neighbour_timeout: u32,
+    /// Seconds a learned MAC lives without a frame from it (0: forever).
+    #[serde(default = "default_mac_timeout")]
+    pub mac_timeout: u32,
+}
+
+/// Learned neighbours live 20 minutes without an ARP from them (Junos' default ARP aging).
+pub const DEFAULT_NEIGHBOUR_TIMEOUT: u32 = 1200;
+/// Learned MACs live 5 minutes without a frame from them (IEEE 802.1Q's default aging time).
+pub const DEFAULT_MAC_TIMEOUT: u32 = 300;
+
+fn default_neighbour_timeout() -> u32 {
+    DEFAULT_NEIGHBOUR_TIMEOUT
+}
+
+fn default_mac_timeout() -> u32 {
+    DEFAULT_MAC_TIMEOUT
 }
 
 impl Default for RouterSettings {
     fn default() -> Self {
-        RouterSettings { router_id: Ipv4Addr::UNSPECIFIED, vtep: None, ttl_mode: TtlMode::Uniform, vxlan_ttl: 64, router_mac: None }
+        RouterSettings {
+            router_id: Ipv4Addr::UNSPECIFIED,
+            vtep: None,
+            ttl_mode: TtlMode::Uniform,
+            vxlan_ttl: 64,
+            router_mac: None,
+            neighbour_timeout: DEFAULT_NEIGHBOUR_TIMEOUT,
+            mac_timeout: DEFAULT_MAC_TIMEOUT,
+        }
     }
 }
 
@@ -589,6 +617,12 @@ impl Tables {
     }
 
     /// A next hop by id.
+    /// Whether `ip` on `port` is the gateway of some next hop (a route goes through it).
+    /// Scans the next hops: for the rare neighbour about to expire.
+    pub fn is_gateway(&self, port: PortId, ip: Ipv4Addr) -> bool {
+        self.nexthops.iter().flatten().any(|nh| matches!(nh, NextHop::Adjacency { port: p, via: Some(v) } if *p == port && *v == ip))
+    }
+
     pub fn nexthop(&self, id: NextHopId) -> Option<&NextHop> {
         self.nexthops.get(id.index()).and_then(Option::as_ref)
     }
