@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use carrier_dataplane::tables::Ipv4Prefix;
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::bgp::msg::{Family, RouteDistinguisher, RouteTarget};
@@ -38,13 +39,16 @@ pub enum ConfigError {
     },
 }
 
-/// The whole file.
+/// The whole file: the control process's own (with `[dataplane] config` naming the
+/// dataplane's file), or a single-file PE config that holds the dataplane's sections too
+/// (`[dataplane] config` left out; `docs/config.md`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ControlConfig {
     /// The BGP speaker.
     pub bgp: BgpConfig,
     /// The dataplane to program.
+    #[serde(default)]
     pub dataplane: DataplaneConfig,
     /// Label allocation.
     #[serde(default)]
@@ -61,6 +65,32 @@ pub struct ControlConfig {
     /// The control-plane API and `/metrics`.
     #[serde(default)]
     pub api: ApiConfig,
+    /// The dataplane's sections of a single-file PE config (carrier-dataplane reads and checks
+    /// them): `[router]`.
+    #[serde(default)]
+    pub router: Option<IgnoredAny>,
+    /// (the dataplane's) `[[bridge]]`.
+    #[serde(default)]
+    pub bridge: Option<IgnoredAny>,
+    /// (the dataplane's) `[[port]]`.
+    #[serde(default)]
+    pub port: Option<IgnoredAny>,
+    /// (the dataplane's) `[[neighbour]]`: ARP neighbours (BGP peers are `[[neighbor]]`).
+    #[serde(default)]
+    pub neighbour: Option<IgnoredAny>,
+    /// (the dataplane's) `[[route]]`.
+    #[serde(default)]
+    pub route: Option<IgnoredAny>,
+    /// (the dataplane's) `[[label]]`.
+    #[serde(default)]
+    pub label: Option<IgnoredAny>,
+    /// (the dataplane's) `[[vni]]`.
+    #[serde(default)]
+    pub vni: Option<IgnoredAny>,
+    /// This file is a single-file PE config (no `[dataplane] config`): the dataplane's config is
+    /// this file too.
+    #[serde(skip)]
+    pub single_file: bool,
 }
 
 /// `[api]`: the HTTP API (`crate::api`) and Prometheus endpoint.
@@ -140,8 +170,16 @@ pub struct DataplaneConfig {
     /// The dataplane's table socket.
     #[serde(default = "default_socket")]
     pub socket: PathBuf,
-    /// The dataplane's config file (relative paths are from this file's directory).
+    /// The dataplane's config file (relative paths are from this file's directory); left out
+    /// in a single-file PE config, whose own path it becomes when loaded.
+    #[serde(default)]
     pub config: PathBuf,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig { socket: default_socket(), config: PathBuf::new() }
+    }
 }
 
 fn default_socket() -> PathBuf {
@@ -254,8 +292,8 @@ impl NeighborConfig {
 pub struct VrfConfig {
     /// The dataplane VRF's name.
     pub name: String,
-    /// Route distinguisher of exported routes.
-    pub rd: RouteDistinguisher,
+    /// Route distinguisher of exported routes; a VRF without one is local (nothing exported).
+    pub rd: Option<RouteDistinguisher>,
     /// Route targets imported.
     #[serde(default)]
     pub import: Vec<RouteTarget>,
@@ -271,6 +309,8 @@ pub struct VrfConfig {
     /// Static routes: prefix → CE next hop.
     #[serde(default, rename = "static")]
     pub statics: Vec<StaticRoute>,
+    /// The dataplane's key of a VRF in a single-file PE config (its ICMP source).
+    pub source: Option<IgnoredAny>,
 }
 
 fn yes() -> bool {
@@ -340,9 +380,34 @@ pub fn diff(old: &ControlConfig, new: &ControlConfig) -> Vec<String> {
 }
 
 impl ControlConfig {
+    /// The dataplane's sections this file holds, by name.
+    pub fn dataplane_sections(&self) -> Vec<&'static str> {
+        [
+            ("[router]", self.router.is_some()),
+            ("[[bridge]]", self.bridge.is_some()),
+            ("[[port]]", self.port.is_some()),
+            ("[[neighbour]]", self.neighbour.is_some()),
+            ("[[route]]", self.route.is_some()),
+            ("[[label]]", self.label.is_some()),
+            ("[[vni]]", self.vni.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, here)| here.then_some(name))
+        .collect()
+    }
+
     /// Parse and check (see [`check`] for what is checked beyond the types).
     pub fn parse(text: &str) -> Result<ControlConfig, ConfigError> {
-        let c: ControlConfig = toml::from_str(text)?;
+        let mut c: ControlConfig = toml::from_str(text)?;
+        c.single_file = c.dataplane.config.as_os_str().is_empty();
+        let sections = c.dataplane_sections();
+        if !c.single_file && !sections.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "{} belong to the dataplane config, and this file names a separate one ({}): move them there, or leave out `[dataplane] config` to make this a single-file PE config",
+                sections.join(", "),
+                c.dataplane.config.display()
+            )));
+        }
         check::check(&c, &check::Source::new(text))?;
         Ok(c)
     }
@@ -357,7 +422,9 @@ impl ControlConfig {
     pub fn load(path: &Path) -> Result<ControlConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io(path.display().to_string(), e))?;
         let mut c = ControlConfig::parse(&text)?;
-        if c.dataplane.config.is_relative() {
+        if c.single_file {
+            c.dataplane.config = path.to_path_buf();
+        } else if c.dataplane.config.is_relative() {
             if let Some(dir) = path.parent() {
                 c.dataplane.config = dir.join(&c.dataplane.config);
             }
@@ -434,6 +501,52 @@ mod tests {
         // A bad route target is a type error, placed by toml itself.
         let e = ControlConfig::parse(&format!("{HEAD}[[vrf]]\nname = \"red\"\nrd = \"65000:1\"\nimport = [\"target:x\"]\n")).unwrap_err();
         assert!(e.to_string().contains("line 9"), "{e}");
+    }
+
+    /// `examples/pe.toml`: one file both processes read, each its part.
+    #[test]
+    fn a_single_file_pe_config_is_read_by_both_processes() {
+        let text = include_str!("../../examples/pe.toml");
+        let dp = carrier_dataplane::config::Config::parse(text).unwrap();
+        let tables = dp.tables().unwrap();
+        assert_eq!(tables.ports.len(), 4);
+        assert!(tables.vrf_by_name("lab").is_some() && tables.vrf_by_name("red").is_some());
+        assert_eq!(dp.dataplane.and_then(|d| d.socket), Some(PathBuf::from("/run/carrier/dataplane.sock")));
+        let c = ControlConfig::parse(text).unwrap();
+        assert!(c.single_file);
+        c.check_against(text, &tables).unwrap();
+        assert_eq!(c.neighbors.len(), 1);
+        let red = c.vrfs.iter().find(|v| v.name == "red").unwrap();
+        assert_eq!((red.rd.map(|r| r.to_string()), red.statics.len()), (Some("65000:1".into()), 1));
+        assert_eq!(c.vrfs.iter().find(|v| v.name == "lab").unwrap().rd, None, "a VRF without rd is local");
+        // Loaded from a path, its dataplane config is itself.
+        let dir = std::env::temp_dir().join(format!("carrier-single-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pe.toml"), text).unwrap();
+        let loaded = ControlConfig::load(&dir.join("pe.toml"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(loaded.unwrap().dataplane.config, dir.join("pe.toml"));
+    }
+
+    /// A control file that names a separate dataplane config cannot hold dataplane sections;
+    /// a VRF that exports needs an rd; a typo in either part is still refused by its reader.
+    #[test]
+    fn the_two_parts_of_a_file_are_checked() {
+        let e = ControlConfig::parse(&format!("{HEAD}[[port]]\nname = \"x\"\n[router]\nrouter_id = \"10.0.0.1\"\n")).unwrap_err();
+        assert!(e.to_string().contains("[router], [[port]]") && e.to_string().contains("pe1.toml"), "{e}");
+        let single = "[bgp]\nasn = 65000\nrouter_id = \"10.255.0.1\"\n";
+        let (l, f, m) = match ControlConfig::parse(&format!("{single}[[vrf]]\nname = \"red\"\nexport = [\"target:65000:1\"]\n")) {
+            Err(ConfigError::At { line, field, message, .. }) => (line, field, message),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((l, f.as_str()), (6, "vrf[0].export"));
+        assert!(m.contains("no rd"), "{m}");
+        let e = ControlConfig::parse(&format!("{single}[[vrf]]\nname = \"red\"\nrd = \"65000:1\"\nimprot = []\n")).unwrap_err();
+        assert!(e.to_string().contains("improt"), "{e}");
+        let e = carrier_dataplane::config::Config::parse(&format!("{single}[[vrf]]\nname = \"red\"\nsorce = \"10.0.0.1\"\n")).unwrap_err();
+        assert!(e.to_string().contains("sorce"), "{e}");
+        let e = carrier_dataplane::config::Config::parse("[dataplane]\nsocket = \"/x\"\nsockt = 1\n").unwrap_err();
+        assert!(e.to_string().contains("sockt"), "{e}");
     }
 
     #[test]

@@ -224,6 +224,7 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
     let dp_config = carrier_dataplane::config::Config::load(&cfg.dataplane.config)
         .with_context(|| format!("dataplane config {}", cfg.dataplane.config.display()))?;
     let base = Arc::new(dp_config.tables().context("dataplane config")?);
+    let base_source = dp_config.commands().context("dataplane config")?;
     let text = std::fs::read_to_string(&path).with_context(|| format!("control config {}", path.display()))?;
     cfg.check_against(&text, &base).with_context(|| format!("control config {}", path.display()))?;
     let found = dataplane_state(&cfg.dataplane.socket);
@@ -285,7 +286,7 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
         });
     }
     let dataplane = spawn_dataplane_writer(cfg.dataplane.socket.clone(), counters, update_latency);
-    let mut rib = Rib::new(cfg.clone(), base.clone());
+    let mut rib = Rib::new(cfg.clone(), base.clone()).with_base_source(base_source);
     if let Some(found) = found.filter(|f| f.generation > 1) {
         let kept = rib.adopt_labels(&found.ilm, Instant::now());
         log::info!("kept {kept} labels of the dataplane's ILM: {:?}", rib.labels_in_use());
@@ -787,10 +788,25 @@ async fn command(rib: &mut Rib, peers: &PeerSet, c: Command) -> bool {
             changed
         }
         Command::Apply { mut config, text, reply } => {
-            // A relative dataplane path names the running one (the API has no file to resolve
-            // it against).
             let running = &rib.config().dataplane.config;
-            if config.dataplane.config.is_relative() && running.ends_with(&config.dataplane.config) {
+            if config.single_file {
+                // The file is the dataplane's config too: its dataplane sections must be what the
+                // dataplane runs (they take effect when it restarts with the file).
+                let refused = match carrier_dataplane::config::Config::parse(&text).and_then(|c| c.commands()) {
+                    Err(e) => Some(format!("the dataplane's sections: {e}")),
+                    Ok(cmds) if rib.base_source().is_some_and(|b| b != cmds.as_slice()) => Some(
+                        "the dataplane's sections ([router], [[port]], [[vrf]] names and sources, [[bridge]], [[neighbour]], [[route]], [[label]], [[vni]]) differ from what carrier-dataplane runs; they take effect when it restarts with the file — nothing was applied".to_string(),
+                    ),
+                    Ok(_) => None,
+                };
+                if let Some(why) = refused {
+                    let _ = reply.send(Err(CommandError::Invalid(why)));
+                    return false;
+                }
+                config.dataplane.config = running.clone();
+            } else if config.dataplane.config.is_relative() && running.ends_with(&config.dataplane.config) {
+                // A relative dataplane path names the running one (the API has no file to
+                // resolve it against).
                 config.dataplane.config = running.clone();
             }
             if let Err(e) = config.check_against(&text, rib.base()) {

@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use carrier_common::{BridgeDomainId, Label, NextHopId, PortId, Vni, VrfId};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::tables::{
@@ -74,6 +75,36 @@ pub struct Config {
     /// L3 VNIs (bridge VNIs are mapped automatically).
     #[serde(default, rename = "vni")]
     pub vnis: Vec<VniConfig>,
+    /// `[dataplane]` of a single-file PE config: `run` serves the table socket named there
+    /// when no `--socket` is given.
+    #[serde(default)]
+    pub dataplane: Option<DataplaneSection>,
+    /// The control process's sections of a single-file PE config (`docs/config.md`): they are
+    /// carrier-control's to read and check, and left alone here.
+    #[serde(default)]
+    pub bgp: Option<IgnoredAny>,
+    /// (carrier-control's) `[[neighbor]]`: BGP neighbours.
+    #[serde(default, rename = "neighbor")]
+    pub bgp_neighbors: Option<IgnoredAny>,
+    /// (carrier-control's) `[labels]`: the label range.
+    #[serde(default, rename = "labels")]
+    pub label_range: Option<IgnoredAny>,
+    /// (carrier-control's) `[[evpn]]`.
+    #[serde(default)]
+    pub evpn: Option<IgnoredAny>,
+    /// (carrier-control's) `[api]`.
+    #[serde(default)]
+    pub api: Option<IgnoredAny>,
+}
+
+/// `[dataplane]` as the dataplane reads it from a single-file PE config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneSection {
+    /// The table socket.
+    pub socket: Option<std::path::PathBuf>,
+    /// carrier-control's pointer to a separate dataplane file (absent in a single file).
+    pub config: Option<IgnoredAny>,
 }
 
 /// `[router]`.
@@ -165,6 +196,20 @@ pub struct VrfConfig {
     pub name: String,
     /// ICMP source address when no port address of the VRF fits.
     pub source: Option<Ipv4Addr>,
+    /// carrier-control's keys of a VRF in a single-file PE config (RD, RTs, redistribution,
+    /// statics): read and checked there.
+    pub rd: Option<IgnoredAny>,
+    /// (carrier-control's)
+    pub import: Option<IgnoredAny>,
+    /// (carrier-control's)
+    pub export: Option<IgnoredAny>,
+    /// (carrier-control's)
+    pub redistribute_connected: Option<IgnoredAny>,
+    /// (carrier-control's)
+    pub redistribute_static: Option<IgnoredAny>,
+    /// (carrier-control's)
+    #[serde(rename = "static")]
+    pub statics: Option<IgnoredAny>,
 }
 
 /// `[[bridge]]`.

@@ -69,9 +69,10 @@ enum Command {
         /// The config file (TOML).
         #[arg(long)]
         config: PathBuf,
-        /// The table socket.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
+        /// The table socket (default: the config's `[dataplane] socket`, else
+        /// /run/carrier/dataplane.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
         /// Pin worker 0 to this CPU, worker N to the Nth after it (leave the other CPUs to the
         /// kernel's receive work).
         #[arg(long)]
@@ -200,13 +201,13 @@ fn main() -> Result<()> {
             let t = c.tables()?;
             eprintln!("ok: {} ports, {} vrfs, {} labels, {} bridge domains", t.ports.len(), t.vrfs.len(), t.ilm.len(), t.bridges.len());
         }
-        Command::Run { config, socket, cpu } => run(&config, &socket, cpu)?,
+        Command::Run { config, socket, cpu } => run(&config, socket.as_deref(), cpu)?,
         Command::Ctl { socket, action } => ctl(&socket, action)?,
     }
     Ok(())
 }
 
-fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -> Result<()> {
+fn run(config: &std::path::Path, socket: Option<&std::path::Path>, cpu: Option<usize>) -> Result<()> {
     use carrier_dataplane::ctl::{bind, serve_on, TableWriter};
     use carrier_dataplane::io::{self, signals, xsk::XskPorts, CounterBoard};
     use carrier_dataplane::tables::TableHandle;
@@ -214,6 +215,13 @@ fn run(config: &std::path::Path, socket: &std::path::Path, cpu: Option<usize>) -
 
     let parsed = Config::load(config).with_context(|| format!("config {}", config.display()))?;
     let mut tables = parsed.tables().with_context(|| format!("config {}", config.display()))?;
+    // A single-file PE config may name the table socket (relative: from the file's directory).
+    let from_file = parsed.dataplane.as_ref().and_then(|d| d.socket.clone()).map(|s| match config.parent() {
+        Some(dir) if s.is_relative() => dir.join(s),
+        _ => s,
+    });
+    let socket_path = socket.map(std::path::Path::to_path_buf).or(from_file).unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let socket = socket_path.as_path();
     if !signals::is_root() {
         bail!("carrier-dataplane run needs root (CAP_NET_ADMIN and CAP_BPF) to attach XDP programs and open AF_XDP sockets");
     }

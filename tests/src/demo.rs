@@ -116,25 +116,42 @@ pub fn host_addr(me: u8) -> String {
     format!("10.{me}.0.2")
 }
 
-/// PE `me`'s dataplane config: ports, VRFs, the bridge domain with its local host's MAC, and the
-/// underlay route to the other PE's router id. Everything VPN comes from BGP.
-pub fn dataplane_config(me: u8) -> String {
+/// PE `me`'s configuration, one file read by both processes (`docs/config.md`): BGP (the
+/// reflector as only neighbor, over the core port), labels, the API on every address; the
+/// ports, the four VRFs with RD router-id:n and RT 65000:n, the bridge domain with its local
+/// host's MAC and its EVPN instance, the underlay route to the other PE's router id. Everything
+/// VPN comes from BGP. `socket`: the dataplane's table socket, which both take from here.
+pub fn pe_config(me: u8, socket: &Path) -> String {
     let peer = 3 - me;
+    let first = u32::from(me) * 100_000;
     let mut c = format!(
-        "# carrier pseudo-WAN demo: PE{me}'s dataplane. VPN routes, labels and EVPN state come\n\
-         # from carrier-control over the table socket.\n\
+        "# carrier pseudo-WAN demo: PE{me}. One file for both processes: carrier-dataplane reads\n\
+         # the ports, VRFs and bridges; carrier-control the BGP side. VPN routes, labels and EVPN\n\
+         # state come from carrier-control over the table socket.\n\
          [router]\nrouter_id = \"{rid}\"\nvtep = \"{core}\"\nttl_mode = \"uniform\"\n\
          # The XDP express tier: VRF forward, MPLS push and pop in the XDP program itself.\n\
-         express = true\n",
+         express = true\n\n\
+         [bgp]\nasn = {ASN}\nrouter_id = \"{rid}\"\nvtep = \"{core}\"\nhold_time = 30\n\n\
+         [dataplane]\nsocket = \"{socket}\"\n\n\
+         [labels]\nfirst = {first}\nlast = {last}\n\n\
+         [api]\nlisten = \"0.0.0.0:{API_PORT}\"\ntoken = \"{TOKEN}\"\n\n\
+         [[neighbor]]\naddress = \"{RR}\"\nremote_as = {ASN}\nfamilies = [\"vpnv4\", \"evpn\"]\n",
         rid = router_id(me),
-        core = core_addr(me)
+        core = core_addr(me),
+        socket = socket.display(),
+        last = first + 999,
     );
-    for v in VRFS {
-        c.push_str(&format!("\n[[vrf]]\nname = \"{v}\"\n"));
+    for (i, v) in VRFS.iter().enumerate() {
+        let n = i + 1;
+        c.push_str(&format!(
+            "\n[[vrf]]\nname = \"{v}\"\nrd = \"{rid}:{n}\"\nimport = [\"target:{ASN}:{n}\"]\nexport = [\"target:{ASN}:{n}\"]\n",
+            rid = router_id(me)
+        ));
     }
     c.push_str(&format!(
-        "\n[[bridge]]\nname = \"bd{VNI}\"\nvni = {VNI}\nmacs = [{{ mac = \"{}\", port = \"ce-evpn\" }}]\n",
-        evpn_mac(me)
+        "\n[[bridge]]\nname = \"bd{VNI}\"\nvni = {VNI}\nmacs = [{{ mac = \"{}\", port = \"ce-evpn\" }}]\n\n[[evpn]]\nbridge = \"bd{VNI}\"\nrd = \"{rid}:{VNI}\"\n",
+        evpn_mac(me),
+        rid = router_id(me)
     ));
     for v in VRFS {
         c.push_str(&format!(
@@ -157,36 +174,6 @@ pub fn dataplane_config(me: u8) -> String {
         core_addr(me),
         router_id(peer),
         core_addr(peer)
-    ));
-    c
-}
-
-/// PE `me`'s control config: the reflector as only neighbor (over the core port), the four
-/// VRFs with RD router-id:n and RT 65000:n, the EVPN instance, the API on every address.
-pub fn control_config(me: u8, dp: &Dataplane) -> String {
-    let first = u32::from(me) * 100_000;
-    let mut c = format!(
-        "# carrier pseudo-WAN demo: PE{me}'s control process\n\
-         [bgp]\nasn = {ASN}\nrouter_id = \"{rid}\"\nvtep = \"{core}\"\nhold_time = 30\n\n\
-         [dataplane]\nsocket = \"{socket}\"\nconfig = \"{config}\"\n\n\
-         [labels]\nfirst = {first}\nlast = {last}\n\n\
-         [[neighbor]]\naddress = \"{RR}\"\nremote_as = {ASN}\nfamilies = [\"vpnv4\", \"evpn\"]\n",
-        rid = router_id(me),
-        core = core_addr(me),
-        socket = dp.socket.display(),
-        config = dp.config.display(),
-        last = first + 999,
-    );
-    for (i, v) in VRFS.iter().enumerate() {
-        let n = i + 1;
-        c.push_str(&format!(
-            "\n[[vrf]]\nname = \"{v}\"\nrd = \"{rid}:{n}\"\nimport = [\"target:{ASN}:{n}\"]\nexport = [\"target:{ASN}:{n}\"]\n",
-            rid = router_id(me)
-        ));
-    }
-    c.push_str(&format!(
-        "\n[[evpn]]\nbridge = \"bd{VNI}\"\nrd = \"{rid}:{VNI}\"\n\n[api]\nlisten = \"0.0.0.0:{API_PORT}\"\ntoken = \"{TOKEN}\"\n",
-        rid = router_id(me)
     ));
     c
 }
@@ -366,11 +353,10 @@ impl PseudoWan {
         let start_pe = |me: u8, ns: NetNs| {
             let pe_dir = dir.join(format!("pe{me}"));
             std::fs::create_dir_all(&pe_dir).expect("create the PE's directory");
-            let config = pe_dir.join("dataplane.toml");
-            std::fs::write(&config, dataplane_config(me)).expect("write the dataplane config");
-            let dp = Dataplane::start_with_bin(&bins.dataplane, &ns, &config, &pe_dir.join("dataplane.sock"), &pe_dir.join("dataplane.log"));
-            std::fs::write(pe_dir.join("control.toml"), control_config(me, &dp)).expect("write the control config");
-            let control = Daemon::spawn(&ns, &pe_dir, "control", &[&bins.control.to_string_lossy(), "run", "--config", "control.toml"], &[("RUST_LOG", "info")]);
+            let (config, socket) = (pe_dir.join("pe.toml"), pe_dir.join("dataplane.sock"));
+            std::fs::write(&config, pe_config(me, &socket)).expect("write the PE's config");
+            let dp = Dataplane::start_with_bin(&bins.dataplane, &ns, &config, &socket, &pe_dir.join("dataplane.log"));
+            let control = Daemon::spawn(&ns, &pe_dir, "control", &[&bins.control.to_string_lossy(), "run", "--config", "pe.toml"], &[("RUST_LOG", "info")]);
             Pe { control, dp, me, ns }
         };
         let pe1 = start_pe(1, ns1);

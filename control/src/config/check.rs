@@ -135,8 +135,12 @@ pub fn check(c: &ControlConfig, src: &Source<'_>) -> Result<(), ConfigError> {
         if let Some(j) = c.vrfs[..i].iter().position(|w| w.name == v.name) {
             return Err(src.error(&[Key("vrf"), Index(i), Key("name")], format!("VRF {:?} is defined twice (also vrf[{j}])", v.name)));
         }
-        if let Some(other) = rds.insert(v.rd.to_string(), format!("vrf {:?}", v.name)) {
-            return Err(src.error(&[Key("vrf"), Index(i), Key("rd")], format!("route distinguisher {} is already used by {other}", v.rd)));
+        if let Some(rd) = v.rd {
+            if let Some(other) = rds.insert(rd.to_string(), format!("vrf {:?}", v.name)) {
+                return Err(src.error(&[Key("vrf"), Index(i), Key("rd")], format!("route distinguisher {rd} is already used by {other}")));
+            }
+        } else if !v.export.is_empty() {
+            return Err(src.error(&[Key("vrf"), Index(i), Key("export")], format!("VRF {:?} exports routes but has no rd", v.name)));
         }
         for (k, s) in v.statics.iter().enumerate() {
             let path = [Key("vrf"), Index(i), Key("static"), Index(k), Key("prefix")];

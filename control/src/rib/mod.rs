@@ -218,6 +218,9 @@ struct Handed {
 pub struct Rib {
     cfg: Arc<ControlConfig>,
     base: Arc<Tables>,
+    /// The table commands the dataplane's config compiles to (what `base` was built from), to
+    /// compare a single-file config's dataplane sections with on a reload.
+    base_source: Option<Vec<carrier_dataplane::tables::TableCommand>>,
     peers: BTreeMap<Ipv4Addr, (PeerInfo, PeerRib)>,
     labels: LabelAllocator<Holder>,
     /// What each peer was last sent: [`route_key`] → the NLRI as sent and its attributes.
@@ -289,6 +292,7 @@ impl Rib {
         let mut rib = Rib {
             cfg,
             base,
+            base_source: None,
             peers: BTreeMap::new(),
             labels,
             sent: HashMap::new(),
@@ -336,6 +340,17 @@ impl Rib {
     /// The dataplane's base tables.
     pub fn base(&self) -> &Tables {
         &self.base
+    }
+
+    /// Remember the table commands `base` was compiled from.
+    pub fn with_base_source(mut self, commands: Vec<carrier_dataplane::tables::TableCommand>) -> Rib {
+        self.base_source = Some(commands);
+        self
+    }
+
+    /// The table commands the base tables were compiled from, when known.
+    pub fn base_source(&self) -> Option<&[carrier_dataplane::tables::TableCommand]> {
+        self.base_source.as_deref()
     }
 
     /// A session came up. Stale routes of a restarting peer stay until its End-of-RIB.
@@ -444,7 +459,8 @@ impl Rib {
     /// routes of the dataplane config, plus the control config's statics.
     pub fn local_routes(&self) -> Vec<LocalRoute> {
         let mut out = vec![];
-        for v in &self.cfg.vrfs {
+        // A VRF without an RD is local: nothing of it is exported (nor labelled).
+        for v in self.cfg.vrfs.iter().filter(|v| v.rd.is_some()) {
             let Some(vrf) = self.base.vrf_by_name(&v.name) else { continue };
             for (prefix, nh) in vrf.fib.routes() {
                 match self.base.nexthop(nh) {
@@ -929,7 +945,7 @@ impl Rib {
         let mut attrs_by_vrf: HashMap<String, Arc<PathAttributes>> = HashMap::new();
         for (r, label) in self.local_labels(now) {
             let Ok(label) = label else { continue };
-            let Some(v) = self.vrf_cfg(&r.vrf) else { continue };
+            let Some((v, rd)) = self.vrf_cfg(&r.vrf).and_then(|v| Some((v, v.rd?))) else { continue };
             let attrs = attrs_by_vrf
                 .entry(r.vrf.clone())
                 .or_insert_with(|| {
@@ -942,7 +958,7 @@ impl Rib {
                     })
                 })
                 .clone();
-            out.push((Nlri::Vpnv4 { rd: v.rd, label: LabelField::mpls(label), prefix: r.prefix }, attrs));
+            out.push((Nlri::Vpnv4 { rd, label: LabelField::mpls(label), prefix: r.prefix }, attrs));
         }
         for e in &self.cfg.evpn {
             let Some((bd, vni)) = self.bridge_vni(&e.bridge) else { continue };

@@ -120,7 +120,7 @@ impl Rib {
                 let id = self.base.vrf_by_name(&v.name)?.id;
                 Some(VrfInfo {
                     name: v.name.clone(),
-                    rd: v.rd.to_string(),
+                    rd: v.rd.map_or_else(String::new, |rd| rd.to_string()),
                     import: rts(&v.import),
                     export: rts(&v.export),
                     label_mode: label_mode_name(self.cfg.labels.mode).into(),
