@@ -9,6 +9,7 @@ pub mod caps;
 pub mod netdev;
 pub mod signals;
 pub mod tap;
+#[cfg(feature = "io")]
 pub mod xsk;
 
 use std::collections::VecDeque;
