@@ -43,8 +43,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use carrier_dataplane::ctl::{Client, Request, Response};
-use carrier_dataplane::tables::{IlmAction, TableCommand};
+use carrier_contract::socket::{Client, Request, Response};
+use carrier_contract::command::{IlmAction, TableCommand};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};

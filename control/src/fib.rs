@@ -17,8 +17,10 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use carrier_common::{BridgeDomainId, Label, NextHopId, PortId, VrfId};
-use carrier_dataplane::tables::{IlmAction, Ipv4Prefix, MacDest, NextHop, PortRole, Table, TableCommand, Tables};
-use carrier_dataplane::wire::MacAddr;
+use carrier_contract::command::{IlmAction, MacDest, NextHop, PortRole, Table, TableCommand};
+use carrier_contract::Ipv4Prefix;
+use carrier_dataplane::tables::Tables;
+use carrier_contract::MacAddr;
 
 use crate::rib::Desired;
 

@@ -21,7 +21,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use carrier_dataplane::pipeline::CountersView;
+use carrier_contract::CountersView;
 use carrier_dataplane::tables::Ipv4Prefix;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -343,7 +343,7 @@ pub struct DataplaneStatus {
     pub counters: CountersView,
     /// The neighbours, configured and learned (served by `/neighbours`, not here).
     #[serde(skip)]
-    pub neighbours: Vec<carrier_dataplane::ctl::NeighbourEntry>,
+    pub neighbours: Vec<carrier_contract::socket::NeighbourEntry>,
 }
 
 /// Counters of the control process's own work, shared by the tasks that count.

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 use carrier_dataplane::tables::Ipv4Prefix;
-use carrier_dataplane::wire::MacAddr;
+use carrier_contract::MacAddr;
 
 /// An address family carrier speaks (AFI/SAFI).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

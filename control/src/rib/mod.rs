@@ -16,8 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use carrier_common::{BridgeDomainId, VrfId};
-use carrier_dataplane::tables::{IlmAction, Ipv4Prefix, LabelStack, Lpm, MacDest, NextHop, Table, Tables};
-use carrier_dataplane::wire::MacAddr;
+use carrier_contract::command::{IlmAction, LabelStack, MacDest, NextHop, Table};
+use carrier_contract::Ipv4Prefix;
+use carrier_dataplane::tables::{Lpm, Tables};
+use carrier_contract::MacAddr;
 
 use crate::bgp::msg::{
     encapsulation_community, Family, LabelField, Nlri, Origin, PathAttributes, PmsiTunnel,

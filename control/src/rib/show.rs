@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use carrier_dataplane::tables::{IlmAction, Ipv4Prefix, NextHop};
+use carrier_contract::command::{IlmAction, NextHop};
+use carrier_contract::Ipv4Prefix;
 
 use super::{Dest, LabelKey, Nlri, Path, Rib, Source};
 use crate::bgp::msg::{Family, Origin, RouteTarget};

@@ -12,80 +12,14 @@
 //! as the frame's [`EtherType`], for the caller to refuse. The FCS is not part of the
 //! buffer.
 
-use core::fmt;
-use core::str::FromStr;
+pub use carrier_contract::MacAddr;
 
 use super::{read_u16, write_u16, Field, Result, WireError};
 
-/// A 48-bit IEEE MAC address, in wire order.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-pub struct MacAddr(pub [u8; 6]);
 
-impl MacAddr {
-    /// ff:ff:ff:ff:ff:ff.
-    pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
-    /// 00:00:00:00:00:00.
-    pub const ZERO: MacAddr = MacAddr([0; 6]);
 
-    /// True for ff:ff:ff:ff:ff:ff.
-    pub fn is_broadcast(&self) -> bool {
-        *self == Self::BROADCAST
-    }
 
-    /// True when the I/G bit (least significant bit of the first octet) is set;
-    /// broadcast is multicast too.
-    pub fn is_multicast(&self) -> bool {
-        self.0[0] & 0x01 != 0
-    }
 
-    /// True when the I/G bit is clear.
-    pub fn is_unicast(&self) -> bool {
-        !self.is_multicast()
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
-}
-
-impl fmt::Debug for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl FromStr for MacAddr {
-    type Err = WireError;
-
-    /// Parses exactly six colon-separated two-digit hex octets (either case),
-    /// e.g. `02:00:5e:10:00:01`; anything else is [`WireError::Malformed`].
-    fn from_str(s: &str) -> Result<MacAddr> {
-        fn hex(digit: u8) -> Result<u8> {
-            match digit {
-                b'0'..=b'9' => Ok(digit - b'0'),
-                b'a'..=b'f' => Ok(digit - b'a' + 10),
-                b'A'..=b'F' => Ok(digit - b'A' + 10),
-                _ => Err(WireError::Malformed),
-            }
-        }
-        let bytes = s.as_bytes();
-        if bytes.len() != 17 {
-            return Err(WireError::Malformed);
-        }
-        let mut addr = [0u8; 6];
-        for (i, octet) in addr.iter_mut().enumerate() {
-            let at = i * 3;
-            if i > 0 && bytes[at - 1] != b':' {
-                return Err(WireError::Malformed);
-            }
-            *octet = hex(bytes[at])? << 4 | hex(bytes[at + 1])?;
-        }
-        Ok(MacAddr(addr))
-    }
-}
 
 /// An EtherType (IEEE 802 numbers). Build it with `From<u16>`, which maps the known
 /// values to their variants, so that `Unknown` never holds one of them.
@@ -391,7 +325,7 @@ mod tests {
             "002:00:5e:10:00:0",
             "02:00:5e:10:00:é",
         ] {
-            assert_eq!(bad.parse::<MacAddr>(), Err(WireError::Malformed), "{bad:?}");
+            assert_eq!(bad.parse::<MacAddr>(), Err(carrier_contract::MacParseError), "{bad:?}");
         }
     }
 

@@ -16,7 +16,7 @@ use netgauze_parse_utils::reader::SliceReader;
 use netgauze_parse_utils::traits::ParseFromWithOneInput;
 
 use carrier_dataplane::tables::Ipv4Prefix;
-use carrier_dataplane::wire::MacAddr;
+use carrier_contract::MacAddr;
 
 use super::walk::{merge_as4_path, parse_pmsi};
 use super::{attr, CodecContext};

@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 
 use carrier_dataplane::tables::Ipv4Prefix;
-use carrier_dataplane::wire::MacAddr;
+use carrier_contract::MacAddr;
 use proptest::prelude::*;
 
 use super::*;

@@ -47,7 +47,7 @@
 use std::net::Ipv4Addr;
 
 use carrier_dataplane::tables::Ipv4Prefix;
-use carrier_dataplane::wire::MacAddr;
+use carrier_contract::MacAddr;
 
 use super::{attr, update_error, CodecContext, DecodeError, AS_TRANS};
 use crate::bgp::msg::{
