@@ -506,7 +506,17 @@ fn spawn_dataplane_writer(socket: PathBuf, counters: Arc<ControlCounters>, laten
                 let mut batch: Vec<ToDataplane> = vec![];
                 match rx.recv_timeout(Duration::from_secs(1)) {
                     Ok(m) => batch.push(m),
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        // Idle: make sure the dataplane is still there. One that died (and
+                        // maybe came back) is found now, not at the next route change, and a
+                        // new one is re-fed at once.
+                        if let Some(c) = client.as_mut() {
+                            if let Err(e) = c.request(&Request::Status) {
+                                log::warn!("dataplane connection lost: {e}");
+                                client = None;
+                            }
+                        }
+                    }
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
                 }
                 batch.extend(rx.try_iter());

@@ -2,7 +2,8 @@
 //! reflector crashes, has its TCP connection reset (also in the middle of a burst of UPDATEs),
 //! and goes silent until carrier's hold timer expires. After each fault carrier's dataplane must
 //! hold exactly what the peer holds (no stale route, no lost one, no stale label), and the
-//! operator's view (`carrierctl --json show peers`) and the log must say what happened.
+//! operator's view (`carrierctl --json show peers`) and the log must say what happened. And
+//! the dataplane killed under a running carrier-control: it must be re-fed when it comes back.
 //!
 //! ```text
 //!   gobgpd (rr) 10.0.0.254 ──mgmt── 10.0.0.1 PE (carrier-control + carrier-dataplane)
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use carrier_tests::bgp::{eventually, start_control, GoBgp};
 use carrier_tests::carrier::{workspace, Dataplane};
-use carrier_tests::netns::{veth_between, NetNs};
+use carrier_tests::netns::{self, veth_between, NetNs};
 
 const PE: &str = "10.0.0.1";
 const RR: &str = "10.0.0.254";
@@ -248,4 +249,72 @@ fn peer_crash_tcp_reset_and_hold_timer_expiry_leave_nothing_stale() {
     wait_in_sync("in sync after the blackhole", &dp, &rr, ROUTES as usize);
     assert_eq!(ilm(&dp), labels, "carrier's own label changed across a hold-timer expiry");
     assert!(peer(&pe)["flaps"].as_u64() >= Some(4), "{}", peer(&pe));
+}
+
+/// `carrierctl --json` `what` in `ns`, once the API answers.
+fn carrierctl(ns: &NetNs, what: &[&str]) -> serde_json::Value {
+    eventually(&format!("carrierctl {what:?}"), Duration::from_secs(10), || {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", ns.name()])
+            .arg(workspace().join("target/debug/carrierctl"))
+            .arg("--json")
+            .args(what)
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    })
+}
+
+/// The dataplane is killed with SIGKILL under a running carrier-control with BGP routes, and
+/// started again (as a supervisor would, same config and socket): carrier-control notices it
+/// gone (its health says so, its BGP session stays up), and once it is back re-feeds it the
+/// whole state without any BGP change to prompt it — VRF red equals the reflector's RIB again,
+/// with carrier's own label unchanged — and the restarted dataplane's XDP program replaced the
+/// dead one's on every port.
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn dataplane_killed_under_control_is_refed_when_it_comes_back() {
+    let pe = NetNs::new("fpe");
+    let rr_ns = NetNs::new("frr");
+    let ce = NetNs::new("fce");
+    let core = NetNs::new("fco");
+    veth_between(&pe, "mgmt", &rr_ns, "mgmt");
+    pe.sh(&format!("ip addr add {PE}/24 dev mgmt"));
+    rr_ns.sh(&format!("ip addr add {RR}/24 dev mgmt"));
+    veth_between(&pe, "ce-red", &ce, "eth0");
+    veth_between(&pe, "core0", &core, "eth0");
+
+    let mut dp = Dataplane::start(&pe, PE_DATAPLANE);
+    let rr = GoBgp::start(&rr_ns, 65000, RR, &[PE]);
+    let control = start_control(&pe, &control_config(&dp));
+    eventually("the session", Duration::from_secs(30), || established(&pe).then_some(()));
+    for i in 0..ROUTES {
+        announce(&rr, i, true);
+    }
+    wait_in_sync("all routes installed", &dp, &rr, ROUTES as usize);
+    let labels = ilm(&dp);
+    let ports = ["ce-red", "core0"];
+    let before: Vec<_> = ports.iter().map(|p| netns::xdp_programs(Some(&pe), p)).collect();
+
+    dp.kill9();
+    eventually("health: dataplane disconnected", Duration::from_secs(10), || {
+        let h = carrierctl(&pe, &["show", "health"]);
+        (h["dataplane_connected"] == false).then_some(h)
+    });
+    assert!(established(&pe), "the BGP session does not depend on the dataplane: {}", peer(&pe));
+
+    let (config, socket) = (dp.config.clone(), dp.socket.clone());
+    let log = config.with_file_name("dataplane-2.log");
+    let dp = Dataplane::start_with(&pe, &config, &socket, &log);
+    wait_in_sync("the restarted dataplane re-fed", &dp, &rr, ROUTES as usize);
+    assert_eq!(ilm(&dp), labels, "carrier's own label changed across the dataplane's restart");
+    for (port, old) in ports.iter().zip(&before) {
+        let now = netns::xdp_programs(Some(&pe), port);
+        assert!(matches!(now.as_slice(), [(id, name)] if name == "carrier_xdp" && old.iter().all(|(o, _)| o != id)), "{port}: before {old:?}, now {now:?}");
+    }
+    assert!(control.log().contains("connected to the dataplane"), "{}", control.log());
+    eventually("health: dataplane connected again", Duration::from_secs(10), || {
+        let h = carrierctl(&pe, &["show", "health"]);
+        (h["dataplane_connected"] == true).then_some(h)
+    });
 }
