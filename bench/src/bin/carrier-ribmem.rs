@@ -11,6 +11,7 @@
 //! target/release/carrier-ribmem --routes 1000000 && target/release/carrier-ribmem --routes 1000000 --per-route
 //! ```
 //! Not a test: it asserts nothing. The issue's target is ≤300 B/route for carrier-control.
+#![expect(clippy::manual_is_multiple_of, reason = "rust-version 1.85 predates is_multiple_of")]
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
