@@ -98,10 +98,30 @@ pub struct PeerInfo {
 
 #[derive(Debug, Default)]
 struct PeerRib {
-    /// [`route_key`] → the NLRI as received (with its labels) and the path.
-    routes: HashMap<Nlri, (Nlri, Path)>,
+    /// The NLRI as received (with its labels), found by its [`route_key`], → the path.
+    routes: HashMap<Received, Path>,
     /// When its stale routes are swept if it has not come back.
     stale_deadline: Option<Instant>,
+}
+
+/// A route in a peer's Adj-RIB-In as it was received (with its labels), compared and hashed by
+/// its [`route_key`]: one announced again with other labels replaces it. (The NLRI is kept once,
+/// not as a key and again as received: a 1M-route RIB is ~100 MB smaller.)
+#[derive(Clone, Debug)]
+struct Received(Nlri);
+
+impl PartialEq for Received {
+    fn eq(&self, other: &Self) -> bool {
+        route_key(&self.0) == route_key(&other.0)
+    }
+}
+
+impl Eq for Received {}
+
+impl std::hash::Hash for Received {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        route_key(&self.0).hash(state);
+    }
 }
 
 /// What the RIB counted (for logs and metrics).
@@ -189,10 +209,10 @@ impl PathIndex {
     /// Remove the routes of `rib` for which `gone` holds, noting each.
     fn sweep(&mut self, peer: Ipv4Addr, rib: &mut PeerRib, gone: impl Fn(&Path) -> bool) -> usize {
         let before = rib.routes.len();
-        rib.routes.retain(|k, (_, p)| {
+        rib.routes.retain(|k, p| {
             let remove = gone(p);
             if remove {
-                self.note(peer, k, Change::Removed);
+                self.note(peer, &route_key(&k.0), Change::Removed);
             }
             !remove
         });
@@ -204,7 +224,7 @@ impl PathIndex {
 #[derive(Debug, Default)]
 struct Handed {
     /// Per VPN prefix, the VRFs holding it and their next hops (sorted by VRF).
-    vpn: HashMap<Ipv4Prefix, Vec<(VrfId, Vec<NextHop>)>>,
+    vpn: HashMap<Ipv4Prefix, VrfHops>,
     /// IPv4 unicast routes: prefix → gateway.
     underlay: BTreeMap<Ipv4Prefix, Ipv4Addr>,
     /// The control config's static VRF routes: (VRF, prefix) → CE.
@@ -213,6 +233,40 @@ struct Handed {
     labels: BTreeMap<u32, (VrfId, Option<Ipv4Addr>)>,
     /// EVPN bridge state.
     evpn: EvpnState,
+}
+
+/// The VRFs holding a VPN prefix and their next hops, sorted by VRF: one VRF with one next hop
+/// (nearly every prefix) without a heap allocation, more in a vector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum VrfHops {
+    One(VrfId, NextHop),
+    Many(Vec<(VrfId, Vec<NextHop>)>),
+}
+
+impl VrfHops {
+    fn new(mut all: Vec<(VrfId, Vec<NextHop>)>) -> VrfHops {
+        match all.as_mut_slice() {
+            [(vrf, hops)] if hops.len() == 1 => VrfHops::One(*vrf, hops.remove(0)),
+            _ => VrfHops::Many(all),
+        }
+    }
+
+    /// `vrf`'s next hops.
+    fn get(&self, vrf: VrfId) -> Option<&[NextHop]> {
+        match self {
+            VrfHops::One(v, nh) => (*v == vrf).then_some(std::slice::from_ref(nh)),
+            VrfHops::Many(all) => all.iter().find(|(v, _)| *v == vrf).map(|(_, h)| h.as_slice()),
+        }
+    }
+
+    /// The VRFs, in order.
+    fn vrfs(&self) -> impl Iterator<Item = VrfId> + '_ {
+        let (one, many) = match self {
+            VrfHops::One(v, _) => (Some(*v), None),
+            VrfHops::Many(all) => (None, Some(all.iter().map(|(v, _)| *v))),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
 }
 
 /// The RIB.
@@ -369,7 +423,7 @@ impl Rib {
         let Some((info, rib)) = self.peers.get_mut(&addr) else { return };
         match (graceful, info.restart_time) {
             (true, Some(t)) => {
-                for (_, p) in rib.routes.values_mut() {
+                for p in rib.routes.values_mut() {
                     p.stale = true;
                 }
                 rib.stale_deadline = Some(now + Duration::from_secs(u64::from(t)));
@@ -420,7 +474,7 @@ impl Rib {
         let Some((info, rib)) = self.peers.get_mut(&addr) else { return 0 };
         for n in update.withdrawn {
             let key = route_key(&n);
-            if rib.routes.remove(&key).is_some() {
+            if rib.routes.remove(&Received(n)).is_some() {
                 self.index.note(addr, &key, Change::Removed);
             }
         }
@@ -440,9 +494,10 @@ impl Rib {
             for n in update.announced {
                 let path = Path { source: Source::Peer(addr), attrs: attrs.clone(), peer_router_id: info.router_id, ebgp: info.ebgp, stale: false };
                 let key = route_key(&n);
-                let change = if rib.routes.contains_key(&key) { Change::Replaced } else { Change::Added };
+                // Removed first: `insert` would keep the old key, with the old labels.
+                let change = if rib.routes.remove(&Received(key.clone())).is_some() { Change::Replaced } else { Change::Added };
                 self.index.note(addr, &key, change);
-                rib.routes.insert(key, (n, path));
+                rib.routes.insert(Received(n), path);
             }
         }
         rib.routes.len()
@@ -450,7 +505,7 @@ impl Rib {
 
     /// Every learned path, for `show`.
     pub fn learned(&self) -> impl Iterator<Item = (&Nlri, &Path)> {
-        self.peers.values().flat_map(|(_, rib)| rib.routes.values().map(|(n, p)| (n, p)))
+        self.peers.values().flat_map(|(_, rib)| rib.routes.iter().map(|(n, p)| (&n.0, p)))
     }
 
     fn vrf_cfg(&self, name: &str) -> Option<&crate::config::VrfConfig> {
@@ -758,7 +813,7 @@ impl Rib {
     /// The paths to `dest`, through the index.
     fn paths_to(&self, dest: Dest) -> Vec<(&Nlri, &Path)> {
         let Some(keys) = self.index.by_dest.get(&dest) else { return vec![] };
-        keys.iter().filter_map(|(peer, key)| self.peers.get(peer)?.1.routes.get(key).map(|(n, p)| (n, p))).collect()
+        keys.iter().filter_map(|(peer, key)| self.peers.get(peer)?.1.routes.get_key_value(&Received(key.clone())).map(|(n, p)| (&n.0, p))).collect()
     }
 
     /// The VRFs that import a path to VPN destination `dest`, with their next hops, sorted by
@@ -838,15 +893,16 @@ impl Rib {
         for dest in &dests {
             let Dest::Vpn(prefix) = *dest else { continue };
             let new = self.vpn_routes(*dest, &mut resolved, &mut stats);
-            let old = self.handed.vpn.remove(&prefix).unwrap_or_default();
+            let old = self.handed.vpn.remove(&prefix);
+            let old_hops = |vrf: VrfId| old.as_ref().and_then(|o| o.get(vrf));
             for (vrf, hops) in &new {
-                if old.iter().find(|(v, _)| v == vrf).map(|(_, h)| h) != Some(hops) {
+                if old_hops(*vrf) != Some(hops.as_slice()) {
                     touched.insert((*vrf, prefix));
                 }
             }
-            touched.extend(old.iter().filter(|(v, _)| !new.iter().any(|(n, _)| n == v)).map(|(v, _)| (*v, prefix)));
+            touched.extend(old.iter().flat_map(VrfHops::vrfs).filter(|v| !new.iter().any(|(n, _)| n == v)).map(|v| (v, prefix)));
             if !new.is_empty() {
-                self.handed.vpn.insert(prefix, new);
+                self.handed.vpn.insert(prefix, VrfHops::new(new));
             }
         }
         self.stats = stats;
@@ -854,7 +910,7 @@ impl Rib {
         for (vrf, prefix) in touched {
             let to = match statics.get(&(vrf, prefix)) {
                 Some(ce) => Some(RouteTo::Via(*ce)),
-                None => self.handed.vpn.get(&prefix).and_then(|v| v.iter().find(|(x, _)| *x == vrf)).map(|(_, h)| RouteTo::Hops(h.clone())),
+                None => self.handed.vpn.get(&prefix).and_then(|v| v.get(vrf)).map(|h| RouteTo::Hops(h.to_vec())),
             };
             delta.routes.push((Table::Vrf(vrf), prefix, to));
         }
@@ -889,7 +945,7 @@ impl Rib {
             d.statics.entry(*vrf).or_default().insert(*prefix, *ce);
         }
         let peers = std::mem::take(&mut self.peers);
-        let learned: Vec<(&Nlri, &Path)> = peers.values().flat_map(|(_, rib)| rib.routes.values().map(|(n, p)| (n, p))).collect();
+        let learned: Vec<(&Nlri, &Path)> = peers.values().flat_map(|(_, rib)| rib.routes.iter().map(|(n, p)| (&n.0, p))).collect();
         // IPv4 unicast → underlay (next hop must be on a connected core subnet).
         let mut v4: BTreeMap<Ipv4Prefix, Vec<(&Nlri, &Path)>> = BTreeMap::new();
         for (n, p) in &learned {

@@ -109,8 +109,8 @@ impl Rib {
     pub fn summary(&self) -> RibSummary {
         let mut bgp_routes: BTreeMap<carrier_common::VrfId, u64> = BTreeMap::new();
         for vrfs in self.handed.vpn.values() {
-            for (v, _) in vrfs {
-                *bgp_routes.entry(*v).or_default() += 1;
+            for v in vrfs.vrfs() {
+                *bgp_routes.entry(v).or_default() += 1;
             }
         }
         let vrfs = self
@@ -142,7 +142,7 @@ impl Rib {
         let mut prefixes = BTreeMap::new();
         for (addr, (_, rib)) in &self.peers {
             let mut counts: BTreeMap<Family, PrefixCounts> = BTreeMap::new();
-            for (n, p) in rib.routes.values() {
+            for (super::Received(n), p) in &rib.routes {
                 let c = counts.entry(n.family()).or_default();
                 c.received += 1;
                 let accepted = match n {
@@ -270,8 +270,8 @@ impl Rib {
                 .handed
                 .vpn
                 .get(&prefix)
-                .and_then(|v| v.iter().find(|(x, _)| *x == id))
-                .map(|(_, hops)| {
+                .and_then(|v| v.get(id))
+                .map(|hops| {
                     hops.iter()
                         .filter_map(|h| match h {
                             NextHop::MplsPush { pe, .. } => Some(*pe),
