@@ -177,10 +177,90 @@ enum Change {
     Removed,
 }
 
+/// A path in the index: the peer holding it, and what sets its route key apart from the other
+/// keys to the same destination (the prefix is the destination's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PathRef {
+    peer: Ipv4Addr,
+    kind: KeyKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyKind {
+    Ipv4,
+    Vpnv4(crate::bgp::msg::RouteDistinguisher),
+    EvpnPrefix(crate::bgp::msg::RouteDistinguisher, u32),
+}
+
+impl PathRef {
+    /// The reference to `peer`'s route `key` (a [`route_key`]); `None` for keys without a
+    /// [`Dest`].
+    fn of(peer: Ipv4Addr, key: &Nlri) -> Option<PathRef> {
+        let kind = match *key {
+            Nlri::Ipv4 { .. } => KeyKind::Ipv4,
+            Nlri::Vpnv4 { rd, .. } => KeyKind::Vpnv4(rd),
+            Nlri::EvpnPrefix { rd, eth_tag, .. } => KeyKind::EvpnPrefix(rd, eth_tag),
+            Nlri::EvpnMacIp { .. } | Nlri::EvpnImet { .. } => return None,
+        };
+        Some(PathRef { peer, kind })
+    }
+
+    /// The route key this refers to, toward `dest`: what [`route_key`] gave.
+    fn key(&self, dest: Dest) -> Nlri {
+        let (Dest::Unicast(prefix) | Dest::Vpn(prefix)) = dest;
+        match self.kind {
+            KeyKind::Ipv4 => Nlri::Ipv4 { prefix },
+            KeyKind::Vpnv4(rd) => Nlri::Vpnv4 { rd, label: LabelField(0), prefix },
+            KeyKind::EvpnPrefix(rd, eth_tag) => {
+                Nlri::EvpnPrefix { rd, esi: [0; 10], eth_tag, prefix, gateway: Ipv4Addr::UNSPECIFIED, label: LabelField(0) }
+            }
+        }
+    }
+}
+
+/// The paths to one destination: one (nearly always) without a heap allocation, more in a
+/// vector.
+#[derive(Clone, Debug)]
+enum Paths {
+    One(PathRef),
+    Many(Vec<PathRef>),
+}
+
+impl Paths {
+    fn as_slice(&self) -> &[PathRef] {
+        match self {
+            Paths::One(r) => std::slice::from_ref(r),
+            Paths::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, r: PathRef) {
+        match self {
+            Paths::One(a) => *self = Paths::Many(vec![*a, r]),
+            Paths::Many(v) => v.push(r),
+        }
+    }
+
+    /// Takes `r` out; true when no path is left.
+    fn remove(&mut self, r: PathRef) -> bool {
+        match self {
+            Paths::One(a) => *a == r,
+            Paths::Many(v) => {
+                v.retain(|x| *x != r);
+                if let [one] = v.as_slice() {
+                    *self = Paths::One(*one);
+                    return false;
+                }
+                v.is_empty()
+            }
+        }
+    }
+}
+
 /// Paths by destination: who holds a path to each prefix, under which route key.
 #[derive(Debug, Default)]
 struct PathIndex {
-    by_dest: HashMap<Dest, Vec<(Ipv4Addr, Nlri)>>,
+    by_dest: HashMap<Dest, Paths>,
     dirty: Dirty,
 }
 
@@ -192,15 +272,18 @@ impl PathIndex {
             return;
         };
         self.dirty.dests.insert(dest);
+        let Some(r) = PathRef::of(peer, key) else { return };
         match change {
-            Change::Added => self.by_dest.entry(dest).or_default().push((peer, key.clone())),
+            Change::Added => match self.by_dest.entry(dest) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push(r),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Paths::One(r));
+                }
+            },
             Change::Replaced => {}
             Change::Removed => {
-                if let Some(v) = self.by_dest.get_mut(&dest) {
-                    v.retain(|(p, k)| !(*p == peer && k == key));
-                    if v.is_empty() {
-                        self.by_dest.remove(&dest);
-                    }
+                if self.by_dest.get_mut(&dest).is_some_and(|v| v.remove(r)) {
+                    self.by_dest.remove(&dest);
                 }
             }
         }
@@ -812,8 +895,8 @@ impl Rib {
 
     /// The paths to `dest`, through the index.
     fn paths_to(&self, dest: Dest) -> Vec<(&Nlri, &Path)> {
-        let Some(keys) = self.index.by_dest.get(&dest) else { return vec![] };
-        keys.iter().filter_map(|(peer, key)| self.peers.get(peer)?.1.routes.get_key_value(&Received(key.clone())).map(|(n, p)| (&n.0, p))).collect()
+        let Some(paths) = self.index.by_dest.get(&dest) else { return vec![] };
+        paths.as_slice().iter().filter_map(|r| self.peers.get(&r.peer)?.1.routes.get_key_value(&Received(r.key(dest))).map(|(n, p)| (&n.0, p))).collect()
     }
 
     /// The VRFs that import a path to VPN destination `dest`, with their next hops, sorted by
@@ -1114,6 +1197,39 @@ mod tests {
     use super::*;
 
     const RR: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 254);
+
+    /// The path index keeps a route's key as a [`PathRef`] under its [`Dest`]: rebuilt, it is
+    /// the [`route_key`] again, for every kind of route that has a destination; and the
+    /// Adj-RIB-In finds a route by its key whatever labels it came with.
+    #[test]
+    fn index_references_and_received_routes_find_their_route_keys() {
+        let rd: crate::bgp::msg::RouteDistinguisher = "65000:9".parse().unwrap();
+        let prefix: Ipv4Prefix = "10.9.0.0/16".parse().unwrap();
+        let routes = [
+            Nlri::Ipv4 { prefix },
+            Nlri::Vpnv4 { rd, label: LabelField::mpls(3000), prefix },
+            Nlri::EvpnPrefix { rd, esi: [7; 10], eth_tag: 5, prefix, gateway: Ipv4Addr::new(10, 0, 0, 9), label: LabelField::mpls(100) },
+        ];
+        for n in &routes {
+            let key = route_key(n);
+            let dest = Dest::of(&key).unwrap();
+            assert_eq!(PathRef::of(RR, &key).unwrap().key(dest), key, "{n:?}");
+            let mut rib: HashMap<Received, u8> = HashMap::new();
+            rib.insert(Received(n.clone()), 1);
+            assert_eq!(rib.get(&Received(key.clone())), Some(&1), "{n:?} by its key");
+        }
+        // Two RDs to one prefix are two paths; a path with another label is the same one.
+        let a = PathRef::of(RR, &route_key(&routes[1])).unwrap();
+        let b = PathRef::of(RR, &Nlri::Vpnv4 { rd: "65000:10".parse().unwrap(), label: LabelField(0), prefix }).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a, PathRef::of(RR, &route_key(&Nlri::Vpnv4 { rd, label: LabelField::mpls(7), prefix })).unwrap());
+        let mut paths = Paths::One(a);
+        paths.push(b);
+        assert_eq!(paths.as_slice(), &[a, b]);
+        assert!(!paths.remove(a) && paths.as_slice() == [b]);
+        assert!(paths.remove(b));
+        assert!(PathRef::of(RR, &Nlri::EvpnImet { rd, eth_tag: 0, originator: RR }).is_none());
+    }
 
     /// The example PE (red: two connected subnets, blue: one) under a control config with the
     /// VRF sections in `order` and labels 5000..=5009 in `mode`.
