@@ -147,7 +147,7 @@ fn step(rib: &mut Rib, rng: &mut Rng, now: Instant) {
             }
         }
         7 => {
-            let n = Nlri::EvpnPrefix { rd, esi: [0; 10], eth_tag: 0, prefix, gateway: Ipv4Addr::UNSPECIFIED, label: LabelField::vni(5000 + label) };
+            let n = Nlri::EvpnPrefix(Box::new(carrier_control::bgp::msg::EvpnPrefix { rd, esi: [0; 10], eth_tag: 0, prefix, gateway: Ipv4Addr::UNSPECIFIED, label: LabelField::vni(5000 + label) }));
             if rng.next() % 2 == 0 {
                 Update { announced: vec![n], attributes: attrs(nh, rt, 100), ..Default::default() }
             } else {
@@ -156,7 +156,7 @@ fn step(rib: &mut Rib, rng: &mut Rng, now: Instant) {
         }
         8 => {
             let mac = MacAddr([2, 0x44, 0, 0, 0, (rng.next() % 4) as u8]);
-            let n = Nlri::EvpnMacIp { rd, esi: [0; 10], eth_tag: 0, mac, ip: Some(Ipv4Addr::new(10, 100, 0, 40 + mac.0[5])), label1: LabelField::vni(100), label2: None };
+            let n = Nlri::EvpnMacIp(Box::new(carrier_control::bgp::msg::EvpnMacIp { rd, esi: [0; 10], eth_tag: 0, mac, ip: Some(Ipv4Addr::new(10, 100, 0, 40 + mac.0[5])), label1: LabelField::vni(100), label2: None }));
             let imet = Nlri::EvpnImet { rd, eth_tag: 0, originator: nh };
             let mut a = attrs(nh, "65000:100", 100);
             a.pmsi_tunnel = Some(PmsiTunnel { tunnel_type: 6, label: LabelField::vni(100), endpoint: nh });

@@ -171,7 +171,7 @@ fn evpn_type3_type2_type5_program_bridge_and_vrf() {
     let mac_ip = Update {
         withdrawn: vec![],
         attributes: PathAttributes { next_hop: Some("10.255.0.4".parse().unwrap()), ext_communities: vec![auto_rt.0], ..Default::default() },
-        announced: vec![Nlri::EvpnMacIp {
+        announced: vec![Nlri::EvpnMacIp(Box::new(carrier_control::bgp::msg::EvpnMacIp {
             rd: "10.255.0.4:100".parse().unwrap(),
             esi: [0; 10],
             eth_tag: 0,
@@ -179,7 +179,7 @@ fn evpn_type3_type2_type5_program_bridge_and_vrf() {
             ip: Some("10.100.0.44".parse().unwrap()),
             label1: LabelField::vni(100),
             label2: None,
-        }],
+        }))],
         eor: None,
     };
     let t5 = Update {
@@ -189,14 +189,14 @@ fn evpn_type3_type2_type5_program_bridge_and_vrf() {
             ext_communities: vec!["target:65000:1".parse::<RouteTarget>().unwrap().0, carrier_control::bgp::msg::router_mac_community(mac)],
             ..Default::default()
         },
-        announced: vec![Nlri::EvpnPrefix {
+        announced: vec![Nlri::EvpnPrefix(Box::new(carrier_control::bgp::msg::EvpnPrefix {
             rd: "10.255.0.2:5".parse().unwrap(),
             esi: [0; 10],
             eth_tag: 0,
             prefix: "10.77.0.0/24".parse().unwrap(),
             gateway: Ipv4Addr::UNSPECIFIED,
             label: LabelField::vni(5000),
-        }],
+        }))],
         eor: None,
     };
     for u in [imet, mac_ip, t5] {

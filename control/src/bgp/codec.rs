@@ -704,7 +704,8 @@ fn encode_nlri(n: &Nlri, out: &mut Vec<u8>) {
             out.extend_from_slice(&rd.0);
             prefix(p, out);
         }
-        Nlri::EvpnMacIp {
+        Nlri::EvpnMacIp(route) => {
+            let crate::bgp::msg::EvpnMacIp {
             rd,
             esi,
             eth_tag,
@@ -712,7 +713,7 @@ fn encode_nlri(n: &Nlri, out: &mut Vec<u8>) {
             ip,
             label1,
             label2,
-        } => {
+        } = &**route;
             // RFC 7432 §7.2.
             let mut v = rd.0.to_vec();
             v.extend_from_slice(esi);
@@ -745,14 +746,15 @@ fn encode_nlri(n: &Nlri, out: &mut Vec<u8>) {
             out.push(32);
             out.extend_from_slice(&originator.octets());
         }
-        Nlri::EvpnPrefix {
+        Nlri::EvpnPrefix(route) => {
+            let crate::bgp::msg::EvpnPrefix {
             rd,
             esi,
             eth_tag,
             prefix: p,
             gateway,
             label: l,
-        } => {
+        } = &**route;
             // RFC 9136 §3.1: the IPv4 prefix is always 4 bytes here.
             out.extend_from_slice(&[5, 34]);
             out.extend_from_slice(&rd.0);

@@ -216,7 +216,43 @@ impl LabelField {
     }
 }
 
-/// One NLRI.
+/// An EVPN type 2 route: MAC/IP advertisement (RFC 7432 §7.2).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EvpnMacIp {
+    /// Route distinguisher.
+    pub rd: RouteDistinguisher,
+    /// Ethernet segment identifier.
+    pub esi: [u8; 10],
+    /// Ethernet tag.
+    pub eth_tag: u32,
+    /// The MAC.
+    pub mac: MacAddr,
+    /// The IP, if any.
+    pub ip: Option<Ipv4Addr>,
+    /// Label 1 (L2 VNI for VXLAN).
+    pub label1: LabelField,
+    /// Label 2 (L3 VNI), if any.
+    pub label2: Option<LabelField>,
+}
+
+/// An EVPN type 5 route: IP prefix (RFC 9136 §3).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EvpnPrefix {
+    /// Route distinguisher.
+    pub rd: RouteDistinguisher,
+    /// Ethernet segment identifier.
+    pub esi: [u8; 10],
+    /// Ethernet tag.
+    pub eth_tag: u32,
+    /// The prefix.
+    pub prefix: Ipv4Prefix,
+    /// Gateway IP.
+    pub gateway: Ipv4Addr,
+    /// Label (L3 VNI for VXLAN).
+    pub label: LabelField,
+}
+
+/// One NLRI: 24 bytes (the EVPN type 2 and 5 routes are boxed).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Nlri {
     /// IPv4 unicast.
@@ -233,23 +269,8 @@ pub enum Nlri {
         /// The prefix.
         prefix: Ipv4Prefix,
     },
-    /// EVPN type 2: MAC/IP advertisement.
-    EvpnMacIp {
-        /// Route distinguisher.
-        rd: RouteDistinguisher,
-        /// Ethernet segment identifier.
-        esi: [u8; 10],
-        /// Ethernet tag.
-        eth_tag: u32,
-        /// The MAC.
-        mac: MacAddr,
-        /// The IP, if any.
-        ip: Option<Ipv4Addr>,
-        /// Label 1 (L2 VNI for VXLAN).
-        label1: LabelField,
-        /// Label 2 (L3 VNI), if any.
-        label2: Option<LabelField>,
-    },
+    /// EVPN type 2: MAC/IP advertisement (boxed: it would double the size of every NLRI).
+    EvpnMacIp(Box<EvpnMacIp>),
     /// EVPN type 3: inclusive multicast Ethernet tag.
     EvpnImet {
         /// Route distinguisher.
@@ -259,21 +280,8 @@ pub enum Nlri {
         /// Originating router's address (the VTEP).
         originator: Ipv4Addr,
     },
-    /// EVPN type 5: IP prefix.
-    EvpnPrefix {
-        /// Route distinguisher.
-        rd: RouteDistinguisher,
-        /// Ethernet segment identifier.
-        esi: [u8; 10],
-        /// Ethernet tag.
-        eth_tag: u32,
-        /// The prefix.
-        prefix: Ipv4Prefix,
-        /// Gateway IP.
-        gateway: Ipv4Addr,
-        /// Label (L3 VNI for VXLAN).
-        label: LabelField,
-    },
+    /// EVPN type 5: IP prefix (boxed, as type 2).
+    EvpnPrefix(Box<EvpnPrefix>),
 }
 
 impl Nlri {

@@ -154,8 +154,9 @@ impl Dest {
     fn of(n: &Nlri) -> Option<Dest> {
         match n {
             Nlri::Ipv4 { prefix } => Some(Dest::Unicast(*prefix)),
-            Nlri::Vpnv4 { prefix, .. } | Nlri::EvpnPrefix { prefix, .. } => Some(Dest::Vpn(*prefix)),
-            Nlri::EvpnMacIp { .. } | Nlri::EvpnImet { .. } => None,
+            Nlri::Vpnv4 { prefix, .. } => Some(Dest::Vpn(*prefix)),
+            Nlri::EvpnPrefix(r) => Some(Dest::Vpn(r.prefix)),
+            Nlri::EvpnMacIp(_) | Nlri::EvpnImet { .. } => None,
         }
     }
 }
@@ -196,11 +197,11 @@ impl PathRef {
     /// The reference to `peer`'s route `key` (a [`route_key`]); `None` for keys without a
     /// [`Dest`].
     fn of(peer: Ipv4Addr, key: &Nlri) -> Option<PathRef> {
-        let kind = match *key {
+        let kind = match key {
             Nlri::Ipv4 { .. } => KeyKind::Ipv4,
-            Nlri::Vpnv4 { rd, .. } => KeyKind::Vpnv4(rd),
-            Nlri::EvpnPrefix { rd, eth_tag, .. } => KeyKind::EvpnPrefix(rd, eth_tag),
-            Nlri::EvpnMacIp { .. } | Nlri::EvpnImet { .. } => return None,
+            Nlri::Vpnv4 { rd, .. } => KeyKind::Vpnv4(*rd),
+            Nlri::EvpnPrefix(r) => KeyKind::EvpnPrefix(r.rd, r.eth_tag),
+            Nlri::EvpnMacIp(_) | Nlri::EvpnImet { .. } => return None,
         };
         Some(PathRef { peer, kind })
     }
@@ -212,7 +213,7 @@ impl PathRef {
             KeyKind::Ipv4 => Nlri::Ipv4 { prefix },
             KeyKind::Vpnv4(rd) => Nlri::Vpnv4 { rd, label: LabelField(0), prefix },
             KeyKind::EvpnPrefix(rd, eth_tag) => {
-                Nlri::EvpnPrefix { rd, esi: [0; 10], eth_tag, prefix, gateway: Ipv4Addr::UNSPECIFIED, label: LabelField(0) }
+                Nlri::EvpnPrefix(Box::new(crate::bgp::msg::EvpnPrefix { rd, esi: [0; 10], eth_tag, prefix, gateway: Ipv4Addr::UNSPECIFIED, label: LabelField(0) }))
             }
         }
     }
@@ -400,14 +401,25 @@ enum Holder {
 /// replaces the route (RFC 8277 §2, RFC 7432 §7.2, RFC 9136 §3.1), and a withdrawal matches
 /// whatever its label field holds (RFC 8277 §2.4: 0x800000 by convention, ignored on receipt).
 pub fn route_key(n: &Nlri) -> Nlri {
-    match *n {
-        Nlri::Vpnv4 { rd, prefix, .. } => Nlri::Vpnv4 { rd, label: LabelField(0), prefix },
-        Nlri::EvpnMacIp { rd, eth_tag, mac, ip, .. } => {
-            Nlri::EvpnMacIp { rd, esi: [0; 10], eth_tag, mac, ip, label1: LabelField(0), label2: None }
-        }
-        Nlri::EvpnPrefix { rd, eth_tag, prefix, .. } => {
-            Nlri::EvpnPrefix { rd, esi: [0; 10], eth_tag, prefix, gateway: Ipv4Addr::UNSPECIFIED, label: LabelField(0) }
-        }
+    match n {
+        Nlri::Vpnv4 { rd, prefix, .. } => Nlri::Vpnv4 { rd: *rd, label: LabelField(0), prefix: *prefix },
+        Nlri::EvpnMacIp(r) => Nlri::EvpnMacIp(Box::new(crate::bgp::msg::EvpnMacIp {
+            rd: r.rd,
+            esi: [0; 10],
+            eth_tag: r.eth_tag,
+            mac: r.mac,
+            ip: r.ip,
+            label1: LabelField(0),
+            label2: None,
+        })),
+        Nlri::EvpnPrefix(r) => Nlri::EvpnPrefix(Box::new(crate::bgp::msg::EvpnPrefix {
+            rd: r.rd,
+            esi: [0; 10],
+            eth_tag: r.eth_tag,
+            prefix: r.prefix,
+            gateway: Ipv4Addr::UNSPECIFIED,
+            label: LabelField(0),
+        })),
         Nlri::Ipv4 { .. } | Nlri::EvpnImet { .. } => n.clone(),
     }
 }
@@ -854,7 +866,8 @@ impl Rib {
                     let Some(labels) = stack else { continue };
                     hops.push(NextHop::MplsPush { labels, tc: None, pe: nh });
                 }
-                Nlri::EvpnPrefix { label, .. } => {
+                Nlri::EvpnPrefix(route) => {
+                    let crate::bgp::msg::EvpnPrefix { label, .. } = &**route;
                     let Some(vni) = carrier_common::Vni::new(label.as_vni()) else { continue };
                     hops.push(NextHop::Vxlan { vtep: nh, vni, router_mac: p.attrs.router_mac() });
                 }
@@ -871,7 +884,7 @@ impl Rib {
             let Some((bd, vni)) = self.bridge_vni(&cfg.bridge) else { continue };
             let (import, _) = self.evpn_rts(cfg, vni);
             for (n, p) in self.learned() {
-                if !matches!(n, Nlri::EvpnImet { .. } | Nlri::EvpnMacIp { .. }) || !p.attrs.route_targets().any(|rt| import.contains(&rt)) {
+                if !matches!(n, Nlri::EvpnImet { .. } | Nlri::EvpnMacIp(_)) || !p.attrs.route_targets().any(|rt| import.contains(&rt)) {
                     continue;
                 }
                 match n {
@@ -879,7 +892,8 @@ impl Rib {
                         let vtep = p.attrs.pmsi_tunnel.map_or(*originator, |t| t.endpoint);
                         e.flood.entry(bd).or_default().insert(vtep);
                     }
-                    Nlri::EvpnMacIp { mac, ip, .. } => {
+                    Nlri::EvpnMacIp(route) => {
+                        let crate::bgp::msg::EvpnMacIp { mac, ip, .. } = &**route;
                         let Some(nh) = p.attrs.next_hop else { continue };
                         e.macs.insert((bd, *mac), nh);
                         if let Some(ip) = ip {
@@ -1051,7 +1065,8 @@ impl Rib {
             let mut by_prefix: BTreeMap<Ipv4Prefix, Vec<(&Nlri, &Path)>> = BTreeMap::new();
             for (n, p) in &learned {
                 let prefix = match n {
-                    Nlri::Vpnv4 { prefix, .. } | Nlri::EvpnPrefix { prefix, .. } => *prefix,
+                    Nlri::Vpnv4 { prefix, .. } => *prefix,
+                    Nlri::EvpnPrefix(r) => r.prefix,
                     _ => continue,
                 };
                 if p.attrs.route_targets().any(|rt| import.contains(&rt)) {
@@ -1128,7 +1143,7 @@ impl Rib {
             for mac in macs {
                 let ip = domain.arp.iter().find(|(_, m)| **m == mac).map(|(ip, _)| *ip);
                 out.push((
-                    Nlri::EvpnMacIp { rd: e.rd, esi: [0; 10], eth_tag: 0, mac, ip, label1: LabelField::vni(vni), label2: None },
+                    Nlri::EvpnMacIp(Box::new(crate::bgp::msg::EvpnMacIp { rd: e.rd, esi: [0; 10], eth_tag: 0, mac, ip, label1: LabelField::vni(vni), label2: None })),
                     mac_attrs.clone(),
                 ));
             }
@@ -1208,7 +1223,7 @@ mod tests {
         let routes = [
             Nlri::Ipv4 { prefix },
             Nlri::Vpnv4 { rd, label: LabelField::mpls(3000), prefix },
-            Nlri::EvpnPrefix { rd, esi: [7; 10], eth_tag: 5, prefix, gateway: Ipv4Addr::new(10, 0, 0, 9), label: LabelField::mpls(100) },
+            Nlri::EvpnPrefix(Box::new(crate::bgp::msg::EvpnPrefix { rd, esi: [7; 10], eth_tag: 5, prefix, gateway: Ipv4Addr::new(10, 0, 0, 9), label: LabelField::mpls(100) })),
         ];
         for n in &routes {
             let key = route_key(n);

@@ -61,7 +61,7 @@ fn origin_name(o: Origin) -> &'static str {
 fn path_view(n: &Nlri, p: &Path) -> PathView {
     let (label, rd) = match n {
         Nlri::Vpnv4 { label, rd, .. } => (Some(label.as_mpls()), Some(rd.to_string())),
-        Nlri::EvpnPrefix { label, rd, .. } => (Some(label.as_vni()), Some(rd.to_string())),
+        Nlri::EvpnPrefix(r) => (Some(r.label.as_vni()), Some(r.rd.to_string())),
         _ => (None, None),
     };
     PathView {
@@ -147,10 +147,10 @@ impl Rib {
                 c.received += 1;
                 let accepted = match n {
                     Nlri::Ipv4 { .. } => true,
-                    Nlri::Vpnv4 { .. } | Nlri::EvpnPrefix { .. } => {
+                    Nlri::Vpnv4 { .. } | Nlri::EvpnPrefix(_) => {
                         p.attrs.route_targets().any(|rt| self.imports.iter().any(|(_, i)| i.contains(&rt)))
                     }
-                    Nlri::EvpnImet { .. } | Nlri::EvpnMacIp { .. } => p.attrs.route_targets().any(|rt| evpn_imports.contains(&rt)),
+                    Nlri::EvpnImet { .. } | Nlri::EvpnMacIp(_) => p.attrs.route_targets().any(|rt| evpn_imports.contains(&rt)),
                 };
                 c.accepted += u64::from(accepted);
             }

@@ -54,7 +54,7 @@ fn evpn_nlri(a: &L2EvpnAddress) -> Option<Nlri> {
                 Some(IpAddr::V4(ip)) => Some(ip),
                 Some(IpAddr::V6(_)) => return None,
             };
-            Some(Nlri::EvpnMacIp {
+            Some(Nlri::EvpnMacIp(Box::new(crate::bgp::msg::EvpnMacIp {
                 rd: rd(r.rd()),
                 esi: *r.segment_id().value(),
                 eth_tag: r.tag().value(),
@@ -62,7 +62,7 @@ fn evpn_nlri(a: &L2EvpnAddress) -> Option<Nlri> {
                 ip,
                 label1: label(r.mpls_label1()),
                 label2: r.mpls_label2().map(label),
-            })
+            })))
         }
         L2EvpnRoute::InclusiveMulticastEthernetTagRoute(r) => match r.ip() {
             IpAddr::V4(originator) => Some(Nlri::EvpnImet {
@@ -72,14 +72,14 @@ fn evpn_nlri(a: &L2EvpnAddress) -> Option<Nlri> {
             }),
             IpAddr::V6(_) => None,
         },
-        L2EvpnRoute::IpPrefixRoute(L2EvpnIpPrefixRoute::V4(r)) => Some(Nlri::EvpnPrefix {
+        L2EvpnRoute::IpPrefixRoute(L2EvpnIpPrefixRoute::V4(r)) => Some(Nlri::EvpnPrefix(Box::new(crate::bgp::msg::EvpnPrefix {
             rd: rd(r.rd()),
             esi: *r.segment_id().value(),
             eth_tag: r.tag().value(),
             prefix: Ipv4Prefix::new(r.prefix().addr(), r.prefix().prefix_len())?,
             gateway: r.gateway(),
             label: label(r.label()),
-        }),
+        }))),
         _ => None,
     }
 }

@@ -112,7 +112,7 @@ fn full_attributes(four: bool) -> PathAttributes {
 fn evpn_routes() -> Vec<Nlri> {
     let esi = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
     vec![
-        Nlri::EvpnMacIp {
+        Nlri::EvpnMacIp(Box::new(crate::bgp::msg::EvpnMacIp {
             rd: rd("192.0.2.1:10"),
             esi,
             eth_tag: 0,
@@ -120,8 +120,8 @@ fn evpn_routes() -> Vec<Nlri> {
             ip: Some(ip("10.0.0.4")),
             label1: LabelField::vni(10010),
             label2: Some(LabelField::vni(5000)),
-        },
-        Nlri::EvpnMacIp {
+        })),
+        Nlri::EvpnMacIp(Box::new(crate::bgp::msg::EvpnMacIp {
             rd: rd("192.0.2.1:10"),
             esi: [0; 10],
             eth_tag: 7,
@@ -129,20 +129,20 @@ fn evpn_routes() -> Vec<Nlri> {
             ip: None,
             label1: LabelField::mpls(3000),
             label2: None,
-        },
+        })),
         Nlri::EvpnImet {
             rd: rd("65001:10"),
             eth_tag: 0,
             originator: ip("192.0.2.1"),
         },
-        Nlri::EvpnPrefix {
+        Nlri::EvpnPrefix(Box::new(crate::bgp::msg::EvpnPrefix {
             rd: rd("4200000000:5"),
             esi: [0; 10],
             eth_tag: 0,
             prefix: pfx("10.30.0.0/24"),
             gateway: ip("0.0.0.0"),
             label: LabelField::vni(5000),
-        },
+        })),
     ]
 }
 
@@ -661,7 +661,7 @@ fn bird_vpnv4() {
 
 #[test]
 fn gobgp_evpn() {
-    let mac_ip = Nlri::EvpnMacIp {
+    let mac_ip = Nlri::EvpnMacIp(Box::new(crate::bgp::msg::EvpnMacIp {
         rd: rd("192.0.2.1:10"),
         esi: [0; 10],
         eth_tag: 0,
@@ -669,7 +669,7 @@ fn gobgp_evpn() {
         ip: Some(ip("10.0.0.4")),
         label1: LabelField::vni(10010),
         label2: Some(LabelField::vni(10020)),
-    };
+    }));
     let router_mac = router_mac_community(MacAddr([2, 0, 0, 0, 0, 1]));
     let vxlan = encapsulation_community(ENCAP_VXLAN);
     let add = Update {
@@ -684,7 +684,7 @@ fn gobgp_evpn() {
         Some(MacAddr([2, 0, 0, 0, 0, 1]))
     );
 
-    let mac_only = Nlri::EvpnMacIp {
+    let mac_only = Nlri::EvpnMacIp(Box::new(crate::bgp::msg::EvpnMacIp {
         rd: rd("192.0.2.1:10"),
         esi: [0; 10],
         eth_tag: 0,
@@ -692,7 +692,7 @@ fn gobgp_evpn() {
         ip: None,
         label1: LabelField::vni(10010),
         label2: None,
-    };
+    }));
     let add = Update {
         attributes: gobgp_attrs(vec![rt("65001:10010"), vxlan]),
         announced: vec![mac_only],
@@ -719,14 +719,14 @@ fn gobgp_evpn() {
     };
     gobgp_update("evpn_multicast_add", &add, true);
 
-    let prefix = Nlri::EvpnPrefix {
+    let prefix = Nlri::EvpnPrefix(Box::new(crate::bgp::msg::EvpnPrefix {
         rd: rd("192.0.2.1:50"),
         esi: [0; 10],
         eth_tag: 0,
         prefix: pfx("10.30.0.0/24"),
         gateway: ip("0.0.0.0"),
         label: LabelField::vni(5000),
-    };
+    }));
     let add = Update {
         attributes: gobgp_attrs(vec![rt("65001:5000"), vxlan, router_mac]),
         announced: vec![prefix.clone()],

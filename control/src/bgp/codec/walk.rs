@@ -277,7 +277,7 @@ fn parse_evpn(mut b: &[u8], out: &mut Vec<Nlri>) -> Result<(), String> {
                 }
                 let mut mac = [0u8; 6];
                 mac.copy_from_slice(&r[23..29]);
-                out.push(Nlri::EvpnMacIp {
+                out.push(Nlri::EvpnMacIp(Box::new(crate::bgp::msg::EvpnMacIp {
                     rd: rd(r),
                     esi: esi(r),
                     eth_tag: be32(&r[18..22]),
@@ -285,7 +285,7 @@ fn parse_evpn(mut b: &[u8], out: &mut Vec<Nlri>) -> Result<(), String> {
                     ip: (ip_len == 4).then(|| ip(&r[30..34])),
                     label1: label(&labels[..3]),
                     label2: (labels.len() == 6).then(|| label(&labels[3..])),
-                });
+                })));
             }
             3 => match (len, r.get(12)) {
                 (17, Some(32)) => out.push(Nlri::EvpnImet {
@@ -301,14 +301,14 @@ fn parse_evpn(mut b: &[u8], out: &mut Vec<Nlri>) -> Result<(), String> {
                     if r[22] > 32 {
                         return Err(bad());
                     }
-                    out.push(Nlri::EvpnPrefix {
+                    out.push(Nlri::EvpnPrefix(Box::new(crate::bgp::msg::EvpnPrefix {
                         rd: rd(r),
                         esi: esi(r),
                         eth_tag: be32(&r[18..22]),
                         prefix: prefix(r[22], &r[23..27]).ok_or_else(bad)?,
                         gateway: ip(&r[27..31]),
                         label: label(&r[31..34]),
-                    });
+                    })));
                 }
                 58 => {} // IPv6 prefix route: not modelled
                 _ => return Err(bad()),
