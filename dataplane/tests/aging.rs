@@ -14,6 +14,9 @@ use carrier_dataplane::tables::{MacDest, Tables};
 use carrier_dataplane::wire::MacAddr;
 use etherparse::PacketBuilder;
 
+mod common;
+use common::arp;
+
 const CE_RED: PortId = PortId(0);
 const CE_RED2: PortId = PortId(1);
 const CE_L2: PortId = PortId(3);
@@ -31,18 +34,6 @@ fn tables(neighbour_timeout: u32) -> Tables {
         &format!("[router]\nneighbour_timeout = {neighbour_timeout}\nmac_timeout = 30\n"),
     ) + "\n[[route]]\nvrf = \"red\"\nprefix = \"10.50.0.0/16\"\nvia = \"10.1.0.9\"\n";
     Config::parse(&text).unwrap().tables().unwrap()
-}
-
-fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4], dst: [u8; 6]) -> Vec<u8> {
-    let mut f = dst.to_vec();
-    f.extend_from_slice(&sha);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4]);
-    f.extend_from_slice(&op.to_be_bytes());
-    f.extend_from_slice(&sha);
-    f.extend_from_slice(&spa);
-    f.extend_from_slice(&tha);
-    f.extend_from_slice(&tpa);
-    f
 }
 
 /// A host on ce-red asks for the router's address (the router learns it).

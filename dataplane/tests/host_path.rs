@@ -11,6 +11,9 @@ use carrier_dataplane::pipeline::{process, Batch, Counters, DropReason, Frame, V
 use carrier_dataplane::tables::Tables;
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
+mod common;
+use common::arp;
+
 const CE_RED: PortId = PortId(0);
 const CE_BLUE: PortId = PortId(2);
 const CORE0: PortId = PortId(4);
@@ -119,18 +122,6 @@ fn a_vrfs_host_traffic_never_reaches_another_tables_mirror() {
     let (out, w) = run(&t, &[(&labelled(100, [10, 2, 0, 5], [10, 1, 0, 1]), CORE0, false)]);
     assert_eq!(out[0].0, Verdict::Drop(DropReason::ToHostUnsupported));
     assert_eq!(w.counters.ports[CORE0.index()].drops[DropReason::ToHostUnsupported as usize], 1);
-}
-
-fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4], dst: [u8; 6]) -> Vec<u8> {
-    let mut f = dst.to_vec();
-    f.extend_from_slice(&sha);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4]);
-    f.extend_from_slice(&op.to_be_bytes());
-    f.extend_from_slice(&sha);
-    f.extend_from_slice(&spa);
-    f.extend_from_slice(&tha);
-    f.extend_from_slice(&tpa);
-    f
 }
 
 #[test]

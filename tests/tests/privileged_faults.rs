@@ -160,9 +160,9 @@ fn wait_in_sync(what: &str, dp: &Dataplane, rr: &GoBgp, want: usize) {
     });
 }
 
-#[test]
-#[ignore = "privileged: run by cargo xtask test"]
-fn peer_crash_tcp_reset_and_hold_timer_expiry_leave_nothing_stale() {
+/// The namespaces of the module doc: the PE, the reflector's, a CE and a core neighbour, wired
+/// and with the management link addressed.
+fn lab() -> (NetNs, NetNs, NetNs, NetNs) {
     let pe = NetNs::new("fpe");
     let rr_ns = NetNs::new("frr");
     let ce = NetNs::new("fce");
@@ -172,6 +172,13 @@ fn peer_crash_tcp_reset_and_hold_timer_expiry_leave_nothing_stale() {
     rr_ns.sh(&format!("ip addr add {RR}/24 dev mgmt"));
     veth_between(&pe, "ce-red", &ce, "eth0");
     veth_between(&pe, "core0", &core, "eth0");
+    (pe, rr_ns, ce, core)
+}
+
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn peer_crash_tcp_reset_and_hold_timer_expiry_leave_nothing_stale() {
+    let (pe, rr_ns, _ce, _core) = lab();
 
     let dp = Dataplane::start(&pe, PE_DATAPLANE);
     let mut rr = GoBgp::start(&rr_ns, 65000, RR, &[PE]);
@@ -274,15 +281,7 @@ fn carrierctl(ns: &NetNs, what: &[&str]) -> serde_json::Value {
 #[test]
 #[ignore = "privileged: run by cargo xtask test"]
 fn dataplane_killed_under_control_is_refed_when_it_comes_back() {
-    let pe = NetNs::new("fpe");
-    let rr_ns = NetNs::new("frr");
-    let ce = NetNs::new("fce");
-    let core = NetNs::new("fco");
-    veth_between(&pe, "mgmt", &rr_ns, "mgmt");
-    pe.sh(&format!("ip addr add {PE}/24 dev mgmt"));
-    rr_ns.sh(&format!("ip addr add {RR}/24 dev mgmt"));
-    veth_between(&pe, "ce-red", &ce, "eth0");
-    veth_between(&pe, "core0", &core, "eth0");
+    let (pe, rr_ns, _ce, _core) = lab();
 
     let mut dp = Dataplane::start(&pe, PE_DATAPLANE);
     let rr = GoBgp::start(&rr_ns, 65000, RR, &[PE]);
