@@ -223,8 +223,11 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
     });
     let dp_config = carrier_dataplane::config::Config::load(&cfg.dataplane.config)
         .with_context(|| format!("dataplane config {}", cfg.dataplane.config.display()))?;
-    let base = Arc::new(dp_config.tables().context("dataplane config")?);
+    // Compiled once: the commands are kept to compare a reloaded single file's dataplane part with.
     let base_source = dp_config.commands().context("dataplane config")?;
+    let mut base = carrier_dataplane::tables::Tables::default();
+    base.apply_all(base_source.clone()).map_err(|(i, e)| anyhow::anyhow!("dataplane config: table command {i}: {e}"))?;
+    let base = Arc::new(base);
     let text = std::fs::read_to_string(&path).with_context(|| format!("control config {}", path.display()))?;
     cfg.check_against(&text, &base).with_context(|| format!("control config {}", path.display()))?;
     let found = dataplane_state(&cfg.dataplane.socket);

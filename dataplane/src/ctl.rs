@@ -36,17 +36,9 @@ pub use carrier_contract::socket::{read_frame, write_message, Client, CtlError, 
 use crate::io::CounterBoard;
 use crate::tables::{TableCommand, TableHandle, Tables};
 
-
-
 /// How long a commit waits for the workers to let go of the previous snapshot before it
 /// copies the current one instead (workers hold a snapshot for one batch: microseconds).
 const SPARE_WAIT: Duration = Duration::from_millis(100);
-
-
-
-
-
-
 
 /// The writer side of the tables: the base (config) tables, the handle workers read from,
 /// and the previous snapshot kept for reuse.
@@ -328,8 +320,6 @@ fn client(mut stream: UnixStream, writer: &Mutex<TableWriter>, board: &CounterBo
         }
     }
 }
-
-
 
 #[cfg(test)]
 mod tests {

@@ -1758,21 +1758,19 @@ fn soak_table(runs: &[ChurnRun]) -> String {
     s
 }
 
-/// One request to carrier-control's API (from a thread in the PE's namespace), with the
-/// soak's token: the status code and the body.
+/// One request to carrier-control's API (from a thread in the PE's namespace, where ureq's
+/// socket is made), with the soak's token: the status code and the body.
 fn api_request(method: &str, path: &str, body: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&API.into(), Duration::from_secs(2)).context("connecting to carrier-control's API")?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).context("reading the API's answer")?;
-    let status = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| anyhow!("not an HTTP response: {response:?}"))?;
-    let body = response.split_once("\r\n\r\n").map_or_else(String::new, |(_, b)| b.to_string());
-    Ok((status, body))
+    let request = ureq::request(method, &format!("http://{API}{path}"))
+        .timeout(Duration::from_secs(5))
+        .set("Authorization", &format!("Bearer {API_TOKEN}"))
+        .set("Content-Type", "application/json");
+    let response = match if body.is_empty() { request.call() } else { request.send_string(body) } {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => return Err(anyhow!("{method} {path}: {e}")),
+    };
+    let status = response.status();
+    Ok((status, response.into_string().context("reading the API's answer")?))
 }
 
 /// The flapping peer's entry of `GET /peers/{address}`.

@@ -86,17 +86,25 @@ pub type XdpPort = (String, &'static str, carrier_common::XdpPortStats);
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Learned {
     /// (port, IP) → MAC, from ARP.
-    pub neighbours: Vec<(PortId, std::net::Ipv4Addr, crate::wire::MacAddr, u32)>,
+    pub neighbours: Vec<LearnedNeighbour>,
     /// (bridge domain, MAC) → where it lives.
-    pub macs: Vec<(carrier_common::BridgeDomainId, crate::wire::MacAddr, crate::tables::MacDest, u32)>,
+    pub macs: Vec<LearnedMac>,
 }
+
+/// A learned neighbour: (port, IP, MAC, last confirmed).
+pub type LearnedNeighbour = (PortId, std::net::Ipv4Addr, crate::wire::MacAddr, u32);
+/// A learned MAC: (bridge domain, MAC, where it lives, last confirmed).
+pub type LearnedMac = (carrier_common::BridgeDomainId, crate::wire::MacAddr, crate::tables::MacDest, u32);
 
 impl Learned {
     /// The same neighbours and MACs with the same values, whatever their times.
     pub fn same_entries(&self, other: &Learned) -> bool {
-        let n = |l: &Learned| l.neighbours.iter().map(|&(p, i, m, _)| (p, i, m)).collect::<Vec<_>>();
-        let m = |l: &Learned| l.macs.iter().map(|&(b, m, d, _)| (b, m, d)).collect::<Vec<_>>();
-        n(self) == n(other) && m(self) == m(other)
+        let n = |(a, b): (&LearnedNeighbour, &LearnedNeighbour)| (a.0, a.1, a.2) == (b.0, b.1, b.2);
+        let m = |(a, b): (&LearnedMac, &LearnedMac)| (a.0, a.1, a.2) == (b.0, b.1, b.2);
+        self.neighbours.len() == other.neighbours.len()
+            && self.macs.len() == other.macs.len()
+            && self.neighbours.iter().zip(&other.neighbours).all(n)
+            && self.macs.iter().zip(&other.macs).all(m)
     }
 }
 

@@ -4,7 +4,6 @@
 //! Every drop has a [`DropReason`] with a stable name, and the per-port drop array is indexed
 //! by it, so no drop is ever silent.
 
-
 use carrier_common::{PortId, VrfId};
 use std::collections::BTreeMap;
 
@@ -156,8 +155,6 @@ named_enum! {
     }
 }
 
-
-
 /// One port's counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortCounters {
@@ -178,7 +175,6 @@ impl Default for PortCounters {
         PortCounters { rx: PacketBytes::default(), tx: PacketBytes::default(), to_host: 0, from_host: 0, drops: [0; DropReason::COUNT] }
     }
 }
-
 
 /// A worker's counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -301,11 +297,6 @@ impl Counters {
         serde_json::to_value(self.view(port_names, vrf_names)).unwrap_or_default()
     }
 }
-
-
-
-
-
 
 #[cfg(test)]
 mod tests {

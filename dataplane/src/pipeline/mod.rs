@@ -135,27 +135,67 @@ pub struct Worker {
     ident: u16,
 }
 
-impl Worker {
-    fn learn_neighbour(&mut self, port: PortId, ip: Ipv4Addr, mac: MacAddr) {
-        let (now, full) = (self.now, self.neighbours.len() >= LEARN_LIMIT);
-        match self.neighbours.get_mut(&(port, ip)) {
-            Some(l) if l.value == mac => {
-                if now.saturating_sub(l.seen) >= REPUBLISH_AFTER || l.probes > 0 {
-                    self.learned_changes += 1;
-                }
-                l.seen = now;
+/// Learn `value` under `key` at `now` in a worker's learning table: a new entry (`new` is
+/// counted), a new value, or the same one confirmed again. Returns whether the worker should
+/// republish what it learned (new, changed, or confirmed [`REPUBLISH_AFTER`] seconds or more
+/// after the last time, or after probes), and the event to count.
+fn learn_entry<K: Eq + std::hash::Hash, V: PartialEq>(map: &mut HashMap<K, Learnt<V>>, key: K, value: V, now: u32, new: Event) -> (bool, Option<Event>) {
+    let full = map.len() >= LEARN_LIMIT;
+    match map.get_mut(&key) {
+        Some(l) if l.value == value => {
+            let republish = now.saturating_sub(l.seen) >= REPUBLISH_AFTER || l.probes > 0;
+            l.seen = now;
+            l.probes = 0;
+            (republish, None)
+        }
+        Some(l) => {
+            *l = Learnt::new(value, now);
+            (true, None)
+        }
+        None if full => (false, Some(Event::LearnTableFull)),
+        None => {
+            map.insert(key, Learnt::new(value, now));
+            (true, Some(new))
+        }
+    }
+}
+
+/// Take another worker's entries into `map`: those it does not know, and the fresher time of
+/// those it knows with the same value; its own values stay.
+fn adopt_entries<K: Eq + std::hash::Hash, V: PartialEq>(map: &mut HashMap<K, Learnt<V>>, entries: impl Iterator<Item = (K, V, u32)>) {
+    for (key, value, seen) in entries {
+        let full = map.len() >= LEARN_LIMIT;
+        match map.get_mut(&key) {
+            Some(l) if l.value == value && seen > l.seen => {
+                l.seen = seen;
                 l.probes = 0;
             }
-            Some(l) => {
-                *l = Learnt::new(mac, now);
-                self.learned_changes += 1;
+            Some(_) => {}
+            None if !full => {
+                map.insert(key, Learnt::new(value, seen));
             }
-            None if full => self.counters.event(Event::LearnTableFull),
-            None => {
-                self.neighbours.insert((port, ip), Learnt::new(mac, now));
-                self.learned_changes += 1;
-                self.counters.event(Event::NeighbourLearned);
-            }
+            None => {}
+        }
+    }
+}
+
+impl Worker {
+    fn learn_neighbour(&mut self, port: PortId, ip: Ipv4Addr, mac: MacAddr) {
+        let (republish, event) = learn_entry(&mut self.neighbours, (port, ip), mac, self.now, Event::NeighbourLearned);
+        self.note_learning(republish, event);
+    }
+
+    fn learn_mac(&mut self, bd: BridgeDomainId, mac: MacAddr, dest: MacDest) {
+        let (republish, event) = learn_entry(&mut self.macs, (bd, mac), dest, self.now, Event::MacLearned);
+        self.note_learning(republish, event);
+    }
+
+    fn note_learning(&mut self, republish: bool, event: Option<Event>) {
+        if republish {
+            self.learned_changes += 1;
+        }
+        if let Some(e) = event {
+            self.counters.event(e);
         }
     }
 
@@ -164,53 +204,8 @@ impl Worker {
     /// this worker learned itself stays: a MAC that moves is relearned by each worker from the
     /// ARP or frames it receives itself.
     pub fn adopt(&mut self, neighbours: &[(PortId, Ipv4Addr, MacAddr, u32)], macs: &[(BridgeDomainId, MacAddr, MacDest, u32)]) {
-        for &(port, ip, mac, seen) in neighbours {
-            let full = self.neighbours.len() >= LEARN_LIMIT;
-            match self.neighbours.get_mut(&(port, ip)) {
-                Some(l) if l.value == mac && seen > l.seen => {
-                    l.seen = seen;
-                    l.probes = 0;
-                }
-                Some(_) => {}
-                None if !full => {
-                    self.neighbours.insert((port, ip), Learnt::new(mac, seen));
-                }
-                None => {}
-            }
-        }
-        for &(bd, mac, dest, seen) in macs {
-            let full = self.macs.len() >= LEARN_LIMIT;
-            match self.macs.get_mut(&(bd, mac)) {
-                Some(l) if l.value == dest => l.seen = l.seen.max(seen),
-                Some(_) => {}
-                None if !full => {
-                    self.macs.insert((bd, mac), Learnt::new(dest, seen));
-                }
-                None => {}
-            }
-        }
-    }
-
-    fn learn_mac(&mut self, bd: BridgeDomainId, mac: MacAddr, dest: MacDest) {
-        let (now, full) = (self.now, self.macs.len() >= LEARN_LIMIT);
-        match self.macs.get_mut(&(bd, mac)) {
-            Some(l) if l.value == dest => {
-                if now.saturating_sub(l.seen) >= REPUBLISH_AFTER {
-                    self.learned_changes += 1;
-                }
-                l.seen = now;
-            }
-            Some(l) => {
-                *l = Learnt::new(dest, now);
-                self.learned_changes += 1;
-            }
-            None if full => self.counters.event(Event::LearnTableFull),
-            None => {
-                self.macs.insert((bd, mac), Learnt::new(dest, now));
-                self.learned_changes += 1;
-                self.counters.event(Event::MacLearned);
-            }
-        }
+        adopt_entries(&mut self.neighbours, neighbours.iter().map(|&(port, ip, mac, seen)| ((port, ip), mac, seen)));
+        adopt_entries(&mut self.macs, macs.iter().map(|&(bd, mac, dest, seen)| ((bd, mac), dest, seen)));
     }
 
     /// Ages what this worker learned, at `now` on the worker clock, by the router's timeouts

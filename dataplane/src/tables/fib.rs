@@ -14,19 +14,6 @@ use carrier_common::NextHopId;
 use prefix_trie::PrefixMap;
 pub use carrier_contract::{InterfaceAddr, Ipv4Prefix, PrefixParseError};
 
-
-
-
-
-
-
-
-
-
-
-
-
-
 /// Longest-prefix match over IPv4 prefixes.
 pub trait Lpm {
     /// Install or replace a route.

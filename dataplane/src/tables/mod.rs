@@ -28,24 +28,6 @@ pub use mtrie::Mtrie;
 
 use crate::wire::MacAddr;
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 /// An EVPN/VXLAN bridge domain.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BridgeDomain {
@@ -66,7 +48,6 @@ pub struct BridgeDomain {
     pub arp: FastMap<Ipv4Addr, MacAddr>,
 }
 
-
 /// A VRF.
 #[derive(Clone, Debug, Default)]
 pub struct Vrf {
@@ -79,8 +60,6 @@ pub struct Vrf {
     /// Source address for ICMP the router sends in this VRF when no port address fits.
     pub source: Option<Ipv4Addr>,
 }
-
-
 
 /// A command that would leave the tables inconsistent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -16,11 +16,6 @@ pub use carrier_contract::MacAddr;
 
 use super::{read_u16, write_u16, Field, Result, WireError};
 
-
-
-
-
-
 /// An EtherType (IEEE 802 numbers). Build it with `From<u16>`, which maps the known
 /// values to their variants, so that `Unknown` never holds one of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
