@@ -93,6 +93,10 @@ pub enum PortRole {
     Bridge(BridgeDomainId),
     /// A core port toward other PEs: MPLS and VXLAN arrive and leave here.
     Core,
+    /// Attached to nothing (detached by the operator): every frame it receives is dropped,
+    /// counted as `port-detached`, and nothing is sent out of it (it has no connected subnet,
+    /// so no route of a compiled config points at it).
+    Detached,
 }
 
 /// One interface the dataplane owns.

@@ -324,6 +324,7 @@ fn interfaces(base: &carrier_dataplane::tables::Tables) -> Vec<InterfaceView> {
         .map(|p| {
             let (role, instance) = match p.role {
                 PortRole::Core => ("core", None),
+                PortRole::Detached => ("detached", None),
                 PortRole::Vrf(v) => ("vrf", base.vrfs.iter().find(|x| x.id == v).map(|x| x.name.clone())),
                 PortRole::Bridge(b) => ("bridge", base.bridges.iter().find(|x| x.id == b).map(|x| x.name.clone())),
             };

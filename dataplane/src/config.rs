@@ -271,6 +271,10 @@ pub struct PortConfig {
     /// Core port.
     #[serde(default)]
     pub core: bool,
+    /// Attached to nothing: every frame received is dropped (counted as `port-detached`). What
+    /// `carrierctl detach` makes of a port.
+    #[serde(default)]
+    pub detached: bool,
     /// Proxy ARP (routed mode).
     #[serde(default)]
     pub proxy_arp: bool,
@@ -410,7 +414,16 @@ impl Config {
 
     /// Compile into table commands (starting with `Clear`: a full-state replacement).
     pub fn commands(&self) -> Result<Vec<TableCommand>, ConfigError> {
-        Compiler::new(self).run()
+        Compiler::new(self, None).run()
+    }
+
+    /// Compile as a change of `running`, the tables compiled from an earlier version of this
+    /// config: a VRF keeps the id it has there, a removed VRF leaves its id unused (a VRF
+    /// without a name and routes: per-VRF counters never pass to another VRF), and new VRFs
+    /// take ids after the last.
+    pub fn commands_after(&self, running: &Tables) -> Result<Vec<TableCommand>, ConfigError> {
+        let names: Vec<&str> = running.vrfs.iter().map(|v| v.name.as_str()).collect();
+        Compiler::new(self, Some(names)).run()
     }
 
     /// Compile and apply to fresh tables.
@@ -423,6 +436,8 @@ impl Config {
 
 struct Compiler<'c> {
     config: &'c Config,
+    /// The VRF names of the running tables by id (see [`Config::commands_after`]).
+    running_vrfs: Option<Vec<&'c str>>,
     cmds: Vec<TableCommand>,
     vrfs: HashMap<&'c str, VrfId>,
     bridges: HashMap<&'c str, BridgeDomainId>,
@@ -431,8 +446,8 @@ struct Compiler<'c> {
 }
 
 impl<'c> Compiler<'c> {
-    fn new(config: &'c Config) -> Self {
-        Compiler { config, cmds: vec![TableCommand::Clear], vrfs: HashMap::new(), bridges: HashMap::new(), ports: HashMap::new(), nexthops: vec![] }
+    fn new(config: &'c Config, running_vrfs: Option<Vec<&'c str>>) -> Self {
+        Compiler { config, running_vrfs, cmds: vec![TableCommand::Clear], vrfs: HashMap::new(), bridges: HashMap::new(), ports: HashMap::new(), nexthops: vec![] }
     }
 
     fn run(mut self) -> Result<Vec<TableCommand>, ConfigError> {
@@ -448,11 +463,22 @@ impl<'c> Compiler<'c> {
             mac_timeout: r.mac_timeout,
         }));
         for (i, v) in c.vrfs.iter().enumerate() {
-            let id = VrfId(i as u16);
-            if self.vrfs.insert(&v.name, id).is_some() {
+            if v.name.is_empty() {
+                return Err(invalid("vrf", "name must not be empty"));
+            }
+            if self.vrfs.insert(&v.name, VrfId(i as u16)).is_some() {
                 return Err(invalid(format!("vrf {}", v.name), "defined twice"));
             }
-            self.cmds.push(TableCommand::Vrf { id, name: v.name.clone(), source: v.source });
+        }
+        for (i, slot) in vrf_slots(self.running_vrfs.as_deref(), &c.vrfs).into_iter().enumerate() {
+            let id = VrfId(u16::try_from(i).map_err(|_| invalid("vrf", "more than 65535 VRF ids used since the dataplane started: restart it"))?);
+            match slot.map(|k| &c.vrfs[k]) {
+                Some(v) => {
+                    self.vrfs.insert(&v.name, id);
+                    self.cmds.push(TableCommand::Vrf { id, name: v.name.clone(), source: v.source });
+                }
+                None => self.cmds.push(TableCommand::Vrf { id, name: String::new(), source: None }),
+            }
         }
         for (i, b) in c.bridges.iter().enumerate() {
             let id = BridgeDomainId(i as u16);
@@ -488,13 +514,14 @@ impl<'c> Compiler<'c> {
             if self.ports.insert(&p.name, id).is_some() {
                 return Err(invalid(section(), "defined twice"));
             }
-            let role = match (&p.vrf, &p.bridge, p.core) {
-                (Some(v), None, false) => PortRole::Vrf(self.vrf(v, section)?),
-                (None, Some(b), false) => PortRole::Bridge(
+            let role = match (&p.vrf, &p.bridge, p.core, p.detached) {
+                (Some(v), None, false, false) => PortRole::Vrf(self.vrf(v, section)?),
+                (None, Some(b), false, false) => PortRole::Bridge(
                     *self.bridges.get(b.as_str()).ok_or_else(|| invalid(section(), format!("unknown bridge {b:?}")))?,
                 ),
-                (None, None, true) => PortRole::Core,
-                _ => return Err(invalid(section(), "give exactly one of vrf = \"..\", bridge = \"..\" or core = true")),
+                (None, None, true, false) => PortRole::Core,
+                (None, None, false, true) => PortRole::Detached,
+                _ => return Err(invalid(section(), "give exactly one of vrf = \"..\", bridge = \"..\", core = true or detached = true")),
             };
             if p.vlan.is_some_and(|v| v == 0 || v > 4094) {
                 return Err(invalid(section(), "vlan must be 1..=4094"));
@@ -708,6 +735,19 @@ impl<'c> Compiler<'c> {
     }
 }
 
+/// Which configured VRF each id holds (`None`: an unused id): the running VRFs keep their ids
+/// (an unnamed running VRF is an unused id), new ones follow in config order.
+fn vrf_slots(running: Option<&[&str]>, vrfs: &[VrfConfig]) -> Vec<Option<usize>> {
+    let Some(running) = running else { return (0..vrfs.len()).map(Some).collect() };
+    let mut slots: Vec<Option<usize>> = running.iter().map(|r| vrfs.iter().position(|v| !r.is_empty() && v.name == *r)).collect();
+    for k in 0..vrfs.len() {
+        if !slots.contains(&Some(k)) {
+            slots.push(Some(k));
+        }
+    }
+    slots
+}
+
 fn target_is_empty(t: &TargetConfig) -> bool {
     t.via.is_none() && t.port.is_none() && t.mpls.is_none() && t.vxlan.is_none() && t.action.is_none()
 }
@@ -716,6 +756,35 @@ fn target_is_empty(t: &TargetConfig) -> bool {
 mod tests {
     use super::*;
     use crate::tables::Lpm;
+
+    /// Recompiled after a change, a VRF keeps its id, a removed one leaves its id unused, a
+    /// new one takes the next; a port without a VRF is detached; a port given two roles, or
+    /// a nameless VRF, is refused.
+    #[test]
+    fn recompiled_vrfs_keep_their_ids_and_ports_detach() {
+        let running = Config::parse(PE).unwrap().tables().unwrap();
+        // red renamed green (to the RIB: red removed, green added), ce-red detached.
+        let changed = PE.replace("\"red\"", "\"green\"").replace("vrf = \"green\"\n        proxy_arp = true", "detached = true");
+        let mut t = Tables::default();
+        t.apply_all(Config::parse(&changed).unwrap().commands_after(&running).unwrap()).unwrap();
+        let names: Vec<&str> = t.vrfs.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["", "blue", "green"], "red's id unused, blue kept its id, green after");
+        assert_eq!(running.vrf_by_name("blue").unwrap().id, t.vrf_by_name("blue").unwrap().id);
+        let ce_red = t.port_by_name("ce-red").unwrap();
+        assert_eq!(ce_red.role, PortRole::Detached);
+        let green = &t.vrfs[2].fib;
+        assert!(green.lookup("10.2.0.1".parse().unwrap()).is_some() && green.lookup("10.1.0.1".parse().unwrap()).is_none(), "a detached port has no connected routes");
+        assert!(t.vrfs[0].fib.is_empty());
+        // A recompile of the same config changes nothing.
+        let mut again = Tables::default();
+        again.apply_all(Config::parse(&changed).unwrap().commands_after(&t).unwrap()).unwrap();
+        assert_eq!(again.vrfs.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), names);
+        let two = PE.replace("vrf = \"blue\"\n", "vrf = \"blue\"\n        detached = true\n");
+        let e = Config::parse(&two).unwrap().commands().unwrap_err().to_string();
+        assert!(e.contains("port ce-blue") && e.contains("detached = true"), "{e}");
+        let e = Config::parse(&PE.replacen("name = \"red\"", "name = \"\"", 1)).unwrap().commands().unwrap_err().to_string();
+        assert!(e.contains("name must not be empty"), "{e}");
+    }
 
     const PE: &str = r#"
         [router]

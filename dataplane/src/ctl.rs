@@ -114,6 +114,9 @@ impl TableWriter {
             // `next` is half-changed: dropped; the next commit copies the published snapshot.
             return Response::Rejected { index, error: e.to_string() };
         }
+        if let Err(error) = self.keep_ports(&mut next) {
+            return Response::Error { error };
+        }
         let next = Arc::new(next);
         let previous = self.handle.swap(next.clone());
         if let Some(m) = &self.mirror {
@@ -127,6 +130,29 @@ impl TableWriter {
         }
         self.generation += 1;
         Response::Applied { commands: n, generation: self.generation }
+    }
+
+    /// The ports are the interfaces this process opened: a change may re-attach a port (role,
+    /// addresses, proxy ARP, anti-spoof, MTU) but not add, remove, rename or re-address one
+    /// (name, MAC, VLAN), which takes a restart. A port's kernel mirror (the host path) serves
+    /// it only while its role and addresses are the ones the mirror was made for: a mirror
+    /// sits in its VRF's namespace with the port's addresses, and must not hand another VRF's
+    /// traffic to that namespace.
+    fn keep_ports(&self, next: &mut Tables) -> Result<(), String> {
+        let base = &self.base.ports;
+        let same = next.ports.len() == base.len() && next.ports.iter().zip(base).all(|(a, b)| a.name == b.name && a.mac == b.mac && a.vlan == b.vlan);
+        if !same {
+            let names = |ports: &[crate::tables::Port]| ports.iter().map(|p| format!("{} ({}, vlan {:?})", p.name, p.mac, p.vlan)).collect::<Vec<_>>().join(", ");
+            return Err(format!(
+                "the ports are the interfaces carrier-dataplane opened ({}); adding, removing or reordering them or changing a MAC or VLAN takes a restart (asked for: {})",
+                names(base),
+                names(&next.ports)
+            ));
+        }
+        for (p, b) in next.ports.iter_mut().zip(base) {
+            p.host = b.host && p.role == b.role && p.addrs == b.addrs;
+        }
+        Ok(())
     }
 
     /// Handle one request. Chunked changes are assembled by [`Stager`]; here a request with
@@ -233,7 +259,7 @@ fn dump(t: &Tables) -> Response {
     use serde_json::json;
     let nh = |id: carrier_common::NextHopId| t.nexthop(id).map_or_else(|| json!(null), |n| json!(n));
     let mut routes = vec![];
-    for (name, fib) in std::iter::once(("underlay".to_string(), &t.underlay)).chain(t.vrfs.iter().map(|v| (v.name.clone(), &v.fib))) {
+    for (name, fib) in std::iter::once(("underlay".to_string(), &t.underlay)).chain(t.vrfs.iter().filter(|v| !v.name.is_empty()).map(|v| (v.name.clone(), &v.fib))) {
         for (prefix, id) in fib.routes() {
             routes.push(json!({"table": name, "prefix": prefix.to_string(), "nexthop": nh(id)}));
         }
@@ -348,6 +374,43 @@ mod tests {
         assert!(matches!(r, Response::Applied { .. }));
         assert!(handle.load().vrfs[red.index()].fib.lookup("10.77.1.1".parse().unwrap()).is_none(), "replace keeps only base");
         assert!(handle.load().vrfs[red.index()].fib.lookup("10.2.0.1".parse().unwrap()).is_some(), "base routes stay");
+    }
+
+    /// A replace may re-attach ports (here ce-red to blue, ce-blue detached) but not change the
+    /// set of interfaces; a port's host mirror is kept only while its role and addresses are
+    /// those it was made for.
+    #[test]
+    fn replace_reattaches_ports_but_keeps_the_interfaces() {
+        let text = include_str!("../../examples/pe1.toml");
+        let mut base = Config::parse(text).unwrap().tables().unwrap();
+        for p in &mut base.ports {
+            p.host = true;
+        }
+        let handle = TableHandle::new(Tables::default());
+        let mut w = TableWriter::new(base.clone(), handle.clone());
+        let board = CounterBoard::new(1);
+        let moved = text
+            .replace("addresses = [\"10.3.0.1/24\"]\nvrf = \"red\"", "addresses = [\"10.3.0.1/24\"]\nvrf = \"blue\"")
+            .replace("addresses = [\"10.1.0.1/24\"]\nvrf = \"blue\"", "addresses = [\"10.1.0.1/24\"]\ndetached = true");
+        assert_ne!(moved, text);
+        let commands = Config::parse(&moved).unwrap().commands_after(&base).unwrap();
+        let r = w.handle(Request::Replace { commands, more: false }, &board);
+        assert!(matches!(r, Response::Applied { .. }), "{r:?}");
+        let t = handle.load();
+        let (ce_red2, ce_blue, ce_red) = (t.port_by_name("ce-red2").unwrap(), t.port_by_name("ce-blue").unwrap(), t.port_by_name("ce-red").unwrap());
+        assert_eq!(ce_red2.role, crate::tables::PortRole::Vrf(t.vrf_by_name("blue").unwrap().id));
+        assert_eq!(ce_blue.role, crate::tables::PortRole::Detached);
+        assert!(!ce_red2.host && !ce_blue.host && ce_red.host, "mirrors kept only for unchanged ports");
+        let blue = &t.vrf_by_name("blue").unwrap().fib;
+        assert!(blue.lookup("10.3.0.9".parse().unwrap()).is_some() && blue.lookup("10.1.0.9".parse().unwrap()).is_none(), "connected routes follow the ports");
+        // Another interface, or one fewer: refused, the published tables untouched.
+        for changed in [text.replace("\"ce-red\"", "\"ce-new\""), text.replacen("02:00:00:00:01:01", "02:00:00:00:09:09", 1)] {
+            let commands = Config::parse(&changed).unwrap().commands().unwrap();
+            let r = w.handle(Request::Replace { commands, more: false }, &board);
+            let Response::Error { error } = r else { panic!("accepted: {r:?}") };
+            assert!(error.contains("takes a restart"), "{error}");
+            assert_eq!(handle.load().port_by_name("ce-blue").unwrap().role, crate::tables::PortRole::Detached);
+        }
     }
 
     /// `neighbours` lists the config's neighbours and what the workers learned (a learned entry

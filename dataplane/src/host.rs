@@ -88,7 +88,7 @@ pub fn plan(tables: &Tables, prefix: &str) -> Vec<Mirror> {
                     let vrf = tables.vrfs.get(v.index()).map_or_else(|| v.to_string(), |v| v.name.clone());
                     (Some(format!("{prefix}-{vrf}")), seen_vrf.insert(v))
                 }
-                PortRole::Bridge(_) => return None,
+                PortRole::Bridge(_) | PortRole::Detached => return None,
             };
             Some(Mirror {
                 port: p.id,

@@ -143,6 +143,10 @@ fn a_frame_never_leaves_its_vrf() {
         let mut t = Config::parse(&text).unwrap_or_else(|e| panic!("seed {seed}: {e}\n{text}")).tables().unwrap();
         for p in &mut t.ports {
             p.host = rng.chance(50);
+            // Now and then a customer port detached (as `carrierctl detach` leaves it).
+            if p.name != "core0" && rng.chance(10) {
+                p.role = PortRole::Detached;
+            }
         }
         let core = t.port_by_name("core0").unwrap().id;
         let mut worker = Worker::default();
@@ -175,6 +179,15 @@ fn a_frame_never_leaves_its_vrf() {
             let mut batch = Batch::default();
             batch.push(VecFrame::new(&frame), ingress);
             process(&t, &mut batch, &mut worker, &mut VecPool);
+            if t.port(ingress).is_some_and(|p| p.role == PortRole::Detached) {
+                let verdicts: Vec<_> = batch.packets.iter().map(|p| p.verdict).collect();
+                assert!(
+                    matches!(verdicts[..], [Verdict::Drop(carrier_dataplane::pipeline::DropReason::PortDetached)]),
+                    "seed {seed}: a frame on a detached port: {verdicts:?}"
+                );
+                checked += 1;
+                continue;
+            }
             for p in &batch.packets {
                 let out = p.frame.data();
                 let egress = match p.verdict {

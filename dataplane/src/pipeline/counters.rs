@@ -118,6 +118,8 @@ named_enum! {
         HostRateLimited = "host-rate-limited",
         /// The host stack's queue (the kernel mirror) took no more.
         HostQueueFull = "host-queue-full",
+        /// Received on a port attached to no VRF, bridge or core (detached by the operator).
+        PortDetached = "port-detached",
     }
 }
 
@@ -282,7 +284,8 @@ impl Counters {
                 (named(port_names, i), PortView { rx: p.rx, tx: p.tx, to_host: p.to_host, from_host: p.from_host, drops })
             })
             .collect();
-        let vrfs = self.vrfs.iter().enumerate().map(|(i, v)| (named(vrf_names, i), *v)).collect();
+        // An unnamed VRF is an id left unused by a removed VRF: its counters went with it.
+        let vrfs = self.vrfs.iter().enumerate().map(|(i, v)| (named(vrf_names, i), *v)).filter(|(name, _)| !name.is_empty()).collect();
         let labels = |m: &crate::tables::FastMap<u32, PacketBytes>| m.iter().map(|(l, c)| (*l, *c)).collect();
         let events = Event::ALL
             .iter()

@@ -427,8 +427,10 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             trace!(self.tracer, "port expects vlan {:?}", port.vlan);
             return Verdict::Drop(DropReason::VlanMismatch);
         }
-        if let PortRole::Bridge(bd) = port.role {
-            return self.bridge_input(frame, bd, l2len);
+        match port.role {
+            PortRole::Bridge(bd) => return self.bridge_input(frame, bd, l2len),
+            PortRole::Detached => return Verdict::Drop(DropReason::PortDetached),
+            PortRole::Vrf(_) | PortRole::Core => {}
         }
         if dst != port.mac && !dst.is_broadcast() {
             return Verdict::Drop(if dst.is_multicast() { DropReason::L2Multicast } else { DropReason::NotForUs });
@@ -479,8 +481,8 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
     /// destination MAC given, the port's MAC as source, and the port's VLAN tag if it has one.
     /// Checks the port's MTU. Returns the verdict to send it.
     fn transmit(&mut self, frame: &mut F, net_off: usize, port: PortId, dst: MacAddr, ethertype: EtherType) -> Verdict {
-        let Some(p) = self.tables.port(port) else {
-            return Verdict::Drop(DropReason::UnknownPort);
+        let Some(p) = self.tables.port(port).filter(|p| p.role != PortRole::Detached) else {
+            return Verdict::Drop(if self.tables.port(port).is_some() { DropReason::PortDetached } else { DropReason::UnknownPort });
         };
         if frame.len() - net_off > usize::from(p.mtu) {
             trace!(self.tracer, "{} bytes exceed the MTU {} of {}", frame.len() - net_off, p.mtu, p.name);

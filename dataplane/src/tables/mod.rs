@@ -307,7 +307,7 @@ impl Tables {
                     PortRole::Bridge(b) => {
                         self.bridges.get(b.index()).ok_or(TableError::UnknownBridge(b))?;
                     }
-                    PortRole::Core => {}
+                    PortRole::Core | PortRole::Detached => {}
                 }
                 let id = port.id.index();
                 if id == self.ports.len() {
