@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::config::{ApiConfig, ControlConfig};
+use crate::reconfig::{Attachment, Edit};
 use crate::state::{
     ApplySummary, Command, CommandError, DataplaneStatus, EvpnView, InterfaceView, LabelView, NeighborAction, PeerStatus, RouteView, State, VrfInfo,
 };
@@ -260,6 +261,54 @@ pub struct StaticRouteRequest {
     pub via: String,
 }
 
+/// Body of `POST /vrfs`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VrfCreateRequest {
+    /// Name: 1 to 64 letters, digits, `-`, `_` or `.`.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
+    pub name: String,
+    /// Route distinguisher (`ASN:n` or `IP:n`); absent: a local VRF, nothing exported.
+    #[serde(default)]
+    pub rd: Option<String>,
+    /// Route targets imported (`ASN:n` or `IP:n`).
+    #[serde(default)]
+    pub import: Vec<String>,
+    /// Route targets attached on export.
+    #[serde(default)]
+    pub export: Vec<String>,
+    /// Source address of ICMP the router sends in the VRF when no port address fits.
+    #[serde(default)]
+    #[schema(format = Ipv4)]
+    pub source: Option<String>,
+}
+
+/// Body of `POST /interfaces/{name}/attach`: exactly one of `vrf`, `bridge`, `core`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachRequest {
+    /// A VRF's name.
+    #[serde(default)]
+    pub vrf: Option<String>,
+    /// A bridge domain's name.
+    #[serde(default)]
+    pub bridge: Option<String>,
+    /// The core.
+    #[serde(default)]
+    pub core: bool,
+    /// The port's addresses with prefix length (`10.1.0.1/24`); absent: kept.
+    #[serde(default)]
+    pub addresses: Option<Vec<String>>,
+}
+
+/// `{name}` of an interface in a path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct PortPath {
+    /// The port's interface name.
+    pub name: String,
+}
+
 /// A write's answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Done {
@@ -272,7 +321,7 @@ pub struct Done {
     info(title = "carrier control-plane API", description = "Read the PE's BGP, RIB, label, EVPN and dataplane state; change neighbours, static routes and the configuration."),
     paths(
         health, peers, peer, interfaces, neighbours, vrfs, vrf, rib, mpls, evpn, stats_ports, stats_labels, stats_vrfs, stats_drops, dataplane,
-        metrics, neighbor, add_route, del_route, apply
+        metrics, neighbor, add_route, del_route, apply, add_vrf, del_vrf, attach, detach
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth)
@@ -325,6 +374,10 @@ pub fn router(state: State, cfg: &ApiConfig) -> Router {
         .route("/vrfs/{name}/routes", post(add_route))
         .route("/vrfs/{name}/routes/{addr}/{len}", axum::routing::delete(del_route))
         .route("/config", axum::routing::put(apply))
+        .route("/vrfs", post(add_vrf))
+        .route("/vrfs/{name}", axum::routing::delete(del_vrf))
+        .route("/interfaces/{name}/attach", post(attach))
+        .route("/interfaces/{name}/detach", post(detach))
         .route_layer(axum::middleware::from_fn_with_state(ctx.clone(), require_token));
     let mut reads = Router::new()
         .route("/health", get(health))
@@ -425,7 +478,7 @@ async fn peer(AxState(ctx): AxState<Ctx>, address: Result<Path<String>, PathReje
 #[utoipa::path(get, path = "/interfaces", responses((status = 200, body = Vec<InterfaceView>)))]
 async fn interfaces(AxState(ctx): AxState<Ctx>) -> Json<Vec<InterfaceView>> {
     let dp = ctx.state.dataplane.borrow().clone();
-    let mut list = (*ctx.state.interfaces).clone();
+    let mut list = ctx.state.rib.borrow().interfaces.clone();
     for i in &mut list {
         i.link = match carrier_dataplane::io::netdev::is_running(&i.name) {
             Ok(true) => "up",
@@ -612,6 +665,59 @@ async fn apply(AxState(ctx): AxState<Ctx>, body: Result<String, axum::extract::r
     })?;
     let config = ControlConfig::parse(&text).map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(Json(ctx.state.ask(|reply| Command::Apply { config: Box::new(config), text, reply }).await??))
+}
+
+fn parse_list<T: std::str::FromStr>(what: &str, list: &[String]) -> Result<Vec<T>, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    list.iter().map(|x| x.parse().map_err(|e| ApiError::bad_request(format!("{what} {x:?}: {e}")))).collect()
+}
+
+#[utoipa::path(post, path = "/vrfs", request_body = VrfCreateRequest, security(("bearer" = [])),
+    responses((status = 201, body = ApplySummary), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn add_vrf(AxState(ctx): AxState<Ctx>, body: Result<Json<VrfCreateRequest>, JsonRejection>) -> Result<(StatusCode, Json<ApplySummary>), ApiError> {
+    let b = body?.0;
+    let rd = b.rd.as_deref().map(|r| r.parse().map_err(|e| ApiError::bad_request(format!("rd {r:?}: {e}")))).transpose()?;
+    let source = b.source.as_deref().map(parse_addr).transpose()?;
+    let edit = Edit::AddVrf { name: b.name, rd, import: parse_list("route target", &b.import)?, export: parse_list("route target", &b.export)?, source };
+    let summary = ctx.state.ask(|reply| Command::Edit { edit, reply }).await??;
+    Ok((StatusCode::CREATED, Json(summary)))
+}
+
+#[utoipa::path(delete, path = "/vrfs/{name}", security(("bearer" = [])), params(VrfPath),
+    responses((status = 200, body = ApplySummary), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn del_vrf(AxState(ctx): AxState<Ctx>, name: Result<Path<String>, PathRejection>) -> ApiResult<ApplySummary> {
+    let edit = Edit::DelVrf { name: name?.0 };
+    Ok(Json(ctx.state.ask(|reply| Command::Edit { edit, reply }).await??))
+}
+
+#[utoipa::path(post, path = "/interfaces/{name}/attach", request_body = AttachRequest, security(("bearer" = [])), params(PortPath),
+    responses((status = 200, body = ApplySummary), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn attach(AxState(ctx): AxState<Ctx>, name: Result<Path<String>, PathRejection>, body: Result<Json<AttachRequest>, JsonRejection>) -> ApiResult<ApplySummary> {
+    let port = name?.0;
+    let b = body?.0;
+    let to = match (b.vrf, b.bridge, b.core) {
+        (Some(v), None, false) => Attachment::Vrf(v),
+        (None, Some(bd), false) => Attachment::Bridge(bd),
+        (None, None, true) => Attachment::Core,
+        _ => return Err(ApiError::bad_request("give exactly one of \"vrf\", \"bridge\" or \"core\": true")),
+    };
+    let addresses = b.addresses.as_deref().map(|a| parse_list("address", a)).transpose()?;
+    let edit = Edit::Attach { port, to: Some(to), addresses };
+    Ok(Json(ctx.state.ask(|reply| Command::Edit { edit, reply }).await??))
+}
+
+#[utoipa::path(post, path = "/interfaces/{name}/detach", security(("bearer" = [])), params(PortPath),
+    responses((status = 200, body = ApplySummary), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn detach(AxState(ctx): AxState<Ctx>, name: Result<Path<String>, PathRejection>) -> ApiResult<ApplySummary> {
+    let edit = Edit::Attach { port: name?.0, to: None, addresses: None };
+    Ok(Json(ctx.state.ask(|reply| Command::Edit { edit, reply }).await??))
 }
 
 #[cfg(test)]

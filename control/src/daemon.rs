@@ -56,7 +56,7 @@ use crate::config::{ControlConfig, NeighborConfig};
 use crate::fib::Compiler;
 use crate::rib::{PeerInfo, Rib};
 use crate::state::{
-    ApplySummary, Command, CommandError, ControlCounters, DataplaneStatus, History, InterfaceView, NeighborAction, PeerStatus,
+    ApplySummary, Command, CommandError, ControlCounters, DataplaneStatus, History, NeighborAction, PeerStatus,
     RibSummary, State, UPDATE_LATENCY_BUCKETS,
 };
 
@@ -223,11 +223,12 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
     });
     let dp_config = carrier_dataplane::config::Config::load(&cfg.dataplane.config)
         .with_context(|| format!("dataplane config {}", cfg.dataplane.config.display()))?;
-    // Compiled once: the commands are kept to compare a reloaded single file's dataplane part with.
+    // Compiled once: the commands head every `replace`, and a reload is compared with them.
     let base_source = dp_config.commands().context("dataplane config")?;
     let mut base = carrier_dataplane::tables::Tables::default();
     base.apply_all(base_source.clone()).map_err(|(i, e)| anyhow::anyhow!("dataplane config: table command {i}: {e}"))?;
     let base = Arc::new(base);
+    let dp_config = crate::rib::RunningDataplane { config: dp_config, commands: base_source };
     let text = std::fs::read_to_string(&path).with_context(|| format!("control config {}", path.display()))?;
     cfg.check_against(&text, &base).with_context(|| format!("control config {}", path.display()))?;
     let found = dataplane_state(&cfg.dataplane.socket);
@@ -258,7 +259,6 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
         peers: peers.views.clone(),
         rib: summary_rx,
         dataplane: spawn_dataplane_poller(cfg.dataplane.socket.clone(), Duration::from_millis(cfg.api.poll_ms)),
-        interfaces: Arc::new(interfaces(&base)),
         commands: commands_tx,
         counters: counters.clone(),
         update_latency: update_latency.clone(),
@@ -289,7 +289,7 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
         });
     }
     let dataplane = spawn_dataplane_writer(cfg.dataplane.socket.clone(), counters, update_latency);
-    let mut rib = Rib::new(cfg.clone(), base.clone()).with_base_source(base_source);
+    let mut rib = Rib::new(cfg.clone(), base.clone()).with_dataplane(dp_config);
     if let Some(found) = found.filter(|f| f.generation > 1) {
         let kept = rib.adopt_labels(&found.ilm, Instant::now());
         log::info!("kept {kept} labels of the dataplane's ILM: {:?}", rib.labels_in_use());
@@ -316,38 +316,6 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
     Ok(())
 }
 
-/// The interfaces of the dataplane config, for `show interfaces`.
-fn interfaces(base: &carrier_dataplane::tables::Tables) -> Vec<InterfaceView> {
-    use carrier_dataplane::tables::PortRole;
-    base.ports
-        .iter()
-        .map(|p| {
-            let (role, instance) = match p.role {
-                PortRole::Core => ("core", None),
-                PortRole::Detached => ("detached", None),
-                PortRole::Vrf(v) => ("vrf", base.vrfs.iter().find(|x| x.id == v).map(|x| x.name.clone())),
-                PortRole::Bridge(b) => ("bridge", base.bridges.iter().find(|x| x.id == b).map(|x| x.name.clone())),
-            };
-            InterfaceView {
-                name: p.name.clone(),
-                role: role.into(),
-                instance,
-                mac: p.mac.to_string(),
-                addresses: p.addrs.iter().map(|a| a.to_string()).collect(),
-                vlan: p.vlan,
-                mtu: p.mtu,
-                proxy_arp: p.proxy_arp,
-                link: String::new(),
-                xdp: String::new(),
-                rx_packets: 0,
-                tx_packets: 0,
-                drops: 0,
-                express_forwarded: 0,
-                express_punted: 0,
-            }
-        })
-        .collect()
-}
 
 /// Reads the dataplane's status and counters every `every` and publishes them.
 fn spawn_dataplane_poller(socket: PathBuf, every: Duration) -> watch::Receiver<Arc<DataplaneStatus>> {
@@ -684,6 +652,12 @@ async fn rib_task(
                         due = true;
                         summary_due = Instant::now();
                     }
+                    if rib.take_rebased() {
+                        // New base tables: everything is compiled again over them and sent
+                        // as one `replace` (the dataplane swaps it in atomically).
+                        compiler = Compiler::new(rib.base_arc());
+                        resync_wanted = true;
+                    }
                 }
             }
         }
@@ -729,7 +703,11 @@ async fn rib_task(
             log::warn!("{} routes have a gateway in no connected subnet", compiler.skipped - skipped);
         }
         let message = if std::mem::take(&mut resync_wanted) {
-            Some(ToDataplane::Full(batch + 1, compiler.full_state()))
+            // The base first (it starts with `clear`): the dataplane holds the control's
+            // view of its config, VRFs added and ports re-attached since it started included.
+            let mut all = rib.dataplane().map(|d| d.commands.clone()).unwrap_or_default();
+            all.extend(compiler.full_state());
+            Some(ToDataplane::Full(batch + 1, all))
         } else {
             (!cmds.is_empty()).then(|| ToDataplane::Change(batch + 1, cmds))
         };
@@ -801,43 +779,56 @@ async fn command(rib: &mut Rib, peers: &PeerSet, c: Command) -> bool {
             let _ = reply.send(r);
             changed
         }
+        Command::Edit { edit, reply } => {
+            let r = match rib.dataplane() {
+                None => Err(CommandError::Unavailable),
+                Some(dp) => crate::reconfig::edit(rib.config(), &dp.config, edit).and_then(|(ctl, dp)| take_config(rib, Arc::new(ctl), "", Some(dp))),
+            };
+            let changed = r.as_ref().is_ok_and(|c| !c.is_empty());
+            if let Ok(changes) = &r {
+                log::info!("operator: {}", if changes.is_empty() { "no change".to_string() } else { changes.join("; ") });
+            }
+            let _ = reply.send(r.map(|changes| ApplySummary { unchanged: changes.is_empty(), changes }));
+            changed
+        }
         Command::Apply { mut config, text, reply } => {
-            let running = &rib.config().dataplane.config;
-            if config.single_file {
-                // The file is the dataplane's config too: its dataplane sections must be what the
-                // dataplane runs (they take effect when it restarts with the file).
-                let refused = match carrier_dataplane::config::Config::parse(&text).and_then(|c| c.commands()) {
-                    Err(e) => Some(format!("the dataplane's sections: {e}")),
-                    Ok(cmds) if rib.base_source().is_some_and(|b| b != cmds.as_slice()) => Some(
-                        "the dataplane's sections ([router], [[port]], [[vrf]] names and sources, [[bridge]], [[neighbour]], [[route]], [[label]], [[vni]]) differ from what carrier-dataplane runs; they take effect when it restarts with the file — nothing was applied".to_string(),
-                    ),
-                    Ok(_) => None,
-                };
-                if let Some(why) = refused {
-                    let _ = reply.send(Err(CommandError::Invalid(why)));
+            let running = rib.config().dataplane.config.clone();
+            // The dataplane's config as it now reads: this file's own sections, or the
+            // dataplane file the running one names, read again.
+            let dp_text = if config.single_file {
+                config.dataplane.config = running.clone();
+                Some(Ok(text.clone()))
+            } else {
+                if config.dataplane.config.is_relative() && running.ends_with(&config.dataplane.config) {
+                    // A relative dataplane path names the running one (the API has no file to
+                    // resolve it against).
+                    config.dataplane.config = running.clone();
+                }
+                (config.dataplane.config == running)
+                    .then(|| std::fs::read_to_string(&running).map_err(|e| CommandError::Invalid(format!("dataplane config {}: {e}", running.display()))))
+            };
+            let dp = match dp_text.map(|t| t.and_then(|t| carrier_dataplane::config::Config::parse(&t).map_err(|e| CommandError::Invalid(format!("the dataplane's sections: {e}"))))) {
+                Some(Err(e)) => {
+                    let _ = reply.send(Err(e));
                     return false;
                 }
-                config.dataplane.config = running.clone();
-            } else if config.dataplane.config.is_relative() && running.ends_with(&config.dataplane.config) {
-                // A relative dataplane path names the running one (the API has no file to
-                // resolve it against).
-                config.dataplane.config = running.clone();
-            }
-            if let Err(e) = config.check_against(&text, rib.base()) {
-                let _ = reply.send(Err(CommandError::Invalid(e.to_string())));
-                return false;
-            }
-            let changes = crate::config::diff(rib.config(), &config);
+                Some(Ok(dp)) => Some(dp),
+                None => None,
+            };
+            let config = Arc::new(*config);
+            let old_neighbors = rib.config().neighbors.clone();
+            let changes = match take_config(rib, config.clone(), &text, dp) {
+                Ok(changes) => changes,
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return false;
+                }
+            };
             if changes.is_empty() {
                 let _ = reply.send(Ok(ApplySummary { unchanged: true, changes }));
                 return false;
             }
-            let old = rib.config().neighbors.clone();
-            let config = Arc::new(*config);
-            if let Err(e) = rib.reconfigure(config.clone()) {
-                let _ = reply.send(Err(CommandError::Conflict(e)));
-                return false;
-            }
+            let old = old_neighbors;
             // Neighbors: removed ones are de-configured and forgotten with their routes; a
             // changed one is removed and started again with its new settings; new ones start.
             // The others' sessions are not touched.
@@ -863,6 +854,26 @@ async fn command(rib: &mut Rib, peers: &PeerSet, c: Command) -> bool {
             true
         }
     }
+}
+
+/// Take a new control config and, when given, a new dataplane config: both checked before
+/// either is taken (a bad one changes nothing). Returns what changed, one line each.
+fn take_config(rib: &mut Rib, config: Arc<ControlConfig>, text: &str, dp: Option<carrier_dataplane::config::Config>) -> Result<Vec<String>, CommandError> {
+    let staged = match (dp, rib.dataplane()) {
+        (Some(dp), Some(running)) => crate::reconfig::stage(running, rib.base(), dp)?,
+        _ => None,
+    };
+    let base = staged.as_ref().map_or_else(|| rib.base_arc(), |s| s.base.clone());
+    config.check_against(text, &base).map_err(|e| CommandError::Invalid(e.to_string()))?;
+    let mut changes = crate::config::diff(rib.config(), &config);
+    if *rib.config() != *config {
+        rib.reconfigure(config).map_err(CommandError::Conflict)?;
+    }
+    if let Some(s) = staged {
+        changes.extend(s.changes);
+        rib.rebase(s.dataplane, s.base);
+    }
+    Ok(changes)
 }
 
 /// One neighbour: connects (or waits for the listener to hand it a connection), runs the

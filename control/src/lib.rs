@@ -7,6 +7,7 @@ pub mod config;
 pub mod labels;
 pub mod fib;
 pub mod rib;
+pub mod reconfig;
 pub mod daemon;
 pub mod sys;
 pub mod state;

@@ -169,6 +169,8 @@ pub struct RibCounters {
 /// What the rib task publishes (at most once a second, and after a command changed it).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RibSummary {
+    /// The interfaces of the running dataplane config.
+    pub interfaces: Vec<InterfaceView>,
     /// Configured VRFs that exist in the dataplane.
     pub vrfs: Vec<VrfInfo>,
     /// Per peer address: prefixes per family.
@@ -444,6 +446,13 @@ pub enum Command {
         /// Answer.
         reply: oneshot::Sender<Result<(), CommandError>>,
     },
+    /// Change the running config: a VRF created or deleted, a port attached or detached.
+    Edit {
+        /// The change.
+        edit: crate::reconfig::Edit,
+        /// Answer: what changed.
+        reply: oneshot::Sender<Result<ApplySummary, CommandError>>,
+    },
     /// Take a new configuration (`carrierctl apply`, SIGHUP).
     Apply {
         /// The configuration, already parsed and checked on its own.
@@ -464,8 +473,6 @@ pub struct State {
     pub rib: watch::Receiver<Arc<RibSummary>>,
     /// The dataplane poller's view.
     pub dataplane: watch::Receiver<Arc<DataplaneStatus>>,
-    /// Interfaces of the dataplane config (static for the life of the process).
-    pub interfaces: Arc<Vec<InterfaceView>>,
     /// Commands into the rib task.
     pub commands: mpsc::Sender<Command>,
     /// The process's own counters.
@@ -488,7 +495,6 @@ impl State {
             peers: Arc::default(),
             rib: watch::channel(Arc::new(RibSummary::default())).1,
             dataplane: watch::channel(Arc::new(DataplaneStatus::default())).1,
-            interfaces: Arc::default(),
             commands,
             counters: Arc::default(),
             update_latency: prometheus_client::metrics::histogram::Histogram::new(UPDATE_LATENCY_BUCKETS),

@@ -276,6 +276,68 @@ fn static_routes_are_added_and_removed() {
     assert_eq!((s, code(&v)), (400, "bad-request"));
 }
 
+/// Poll `path` until `ok` holds for its body (views are published by the rib task just after
+/// it answers a write).
+fn until(c: &Control, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, v) = get(c, path);
+        if ok(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{path}: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A VRF created, a port attached to it with an address, a static route through it; the VRF
+/// cannot be deleted while the port is in it; detached and deleted. Bad requests get 4xx.
+#[test]
+fn vrfs_are_created_ports_attached_and_detached() {
+    let c = start();
+    let t = Some(TOKEN);
+    let (s, v) = post_json(&c, "/vrfs", t, r#"{"name": "green", "rd": "65000:77", "import": ["65000:77"], "export": ["65000:77"]}"#);
+    assert_eq!(s, 201, "{v}");
+    assert!(v["changes"].as_array().unwrap().iter().any(|c| c == "dataplane: vrf green added"), "{v}");
+    until(&c, "/vrfs", |v| v.as_array().unwrap().iter().any(|x| x["name"] == "green" && x["rd"] == "65000:77"));
+    let (s, v) = post_json(&c, "/interfaces/ce-red2/attach", t, r#"{"vrf": "green", "addresses": ["10.77.0.1/24"]}"#);
+    assert_eq!(s, 200, "{v}");
+    until(&c, "/interfaces", |v| v.as_array().unwrap().iter().any(|i| i["name"] == "ce-red2" && i["role"] == "vrf" && i["instance"] == "green" && i["addresses"][0] == "10.77.0.1/24"));
+    let (s, v) = post_json(&c, "/vrfs/green/routes", t, r#"{"prefix": "10.78.0.0/24", "via": "10.77.0.2"}"#);
+    assert_eq!(s, 201, "{v}");
+    let rib = until(&c, "/rib?vrf=green", |v| v.as_array().is_some_and(|a| a.iter().any(|r| r["prefix"] == "10.77.0.0/24")));
+    assert!(rib.as_array().unwrap().iter().any(|r| r["prefix"] == "10.78.0.0/24"), "{rib}");
+    let (s, v) = call("DELETE", &format!("{}/vrfs/green", c.base), t, None);
+    assert_eq!((s, code(&v)), (409, "conflict"), "{v}");
+    for (path, body, status, want) in [
+        ("/vrfs", r#"{"name": "green"}"#, 409, "conflict"),
+        ("/vrfs", r#"{"name": "a b"}"#, 422, "invalid"),
+        ("/vrfs", r#"{"name": "x", "rd": "nonsense"}"#, 400, "bad-request"),
+        ("/vrfs", r#"{"name": "x", "import": ["1:2:3"]}"#, 400, "bad-request"),
+        ("/vrfs", r#"{"name": "x", "rd": "65000:77"}"#, 409, "conflict"),
+        ("/vrfs", r#"{"name": 5}"#, 422, "invalid-json"),
+        ("/interfaces/ce-red2/attach", r#"{"vrf": "green", "core": true}"#, 400, "bad-request"),
+        ("/interfaces/ce-red2/attach", r#"{}"#, 400, "bad-request"),
+        ("/interfaces/ce-red2/attach", r#"{"vrf": "nope"}"#, 422, "invalid"),
+        ("/interfaces/ce-red2/attach", r#"{"vrf": "green", "addresses": ["10.77.0.1"]}"#, 400, "bad-request"),
+        ("/interfaces/nope/attach", r#"{"vrf": "green"}"#, 404, "not-found"),
+        ("/interfaces/nope/detach", "", 404, "not-found"),
+    ] {
+        let (s, v) = if body.is_empty() { call("POST", &format!("{}{path}", c.base), t, None) } else { post_json(&c, path, t, body) };
+        assert_eq!((s, code(&v)), (status, want), "{path} {body}: {v}");
+    }
+    let (s, v) = post_json(&c, "/vrfs", None, r#"{"name": "x"}"#);
+    assert_eq!((s, code(&v)), (401, "unauthorized"), "{v}");
+    let (s, v) = call("POST", &format!("{}/interfaces/ce-red2/detach", c.base), t, None);
+    assert_eq!(s, 200, "{v}");
+    until(&c, "/interfaces", |v| v.as_array().unwrap().iter().any(|i| i["name"] == "ce-red2" && i["role"] == "detached"));
+    let (s, v) = call("DELETE", &format!("{}/vrfs/green", c.base), t, None);
+    assert_eq!(s, 200, "{v}");
+    until(&c, "/vrfs", |v| !v.as_array().unwrap().iter().any(|x| x["name"] == "green"));
+    let (s, v) = call("DELETE", &format!("{}/vrfs/green", c.base), t, None);
+    assert_eq!((s, code(&v)), (404, "not-found"), "{v}");
+}
+
 #[test]
 fn neighbor_admin_down_and_up() {
     let c = start();

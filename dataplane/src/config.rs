@@ -212,6 +212,13 @@ pub struct VrfConfig {
     pub statics: Option<IgnoredAny>,
 }
 
+impl VrfConfig {
+    /// A VRF with only the dataplane's keys.
+    pub fn named(name: &str, source: Option<Ipv4Addr>) -> VrfConfig {
+        VrfConfig { name: name.to_string(), source, rd: None, import: None, export: None, redistribute_connected: None, redistribute_static: None, statics: None }
+    }
+}
+
 /// `[[bridge]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -45,6 +45,33 @@ enum Cmd {
         #[command(subcommand)]
         op: RouteOp,
     },
+    /// Create or delete a VRF (live; the running config, not the file).
+    Vrf {
+        #[command(subcommand)]
+        op: VrfOp,
+    },
+    /// Attach a port to a VRF, a bridge domain or the core (live; the running config).
+    Attach {
+        /// The port's interface name.
+        port: String,
+        /// Into this VRF.
+        #[arg(long, group = "to")]
+        vrf: Option<String>,
+        /// Into this bridge domain.
+        #[arg(long, group = "to")]
+        bridge: Option<String>,
+        /// As a core port.
+        #[arg(long, group = "to")]
+        core: bool,
+        /// The port's addresses (repeat; a.b.c.d/len); without: kept.
+        #[arg(long = "address")]
+        addresses: Vec<String>,
+    },
+    /// Detach a port: it drops what it receives until attached again.
+    Detach {
+        /// The port's interface name.
+        port: String,
+    },
     /// Act on a BGP neighbour.
     Neighbor {
         /// Its address.
@@ -114,6 +141,32 @@ enum RouteOp {
         vrf: String,
         /// Prefix.
         prefix: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VrfOp {
+    /// Create a VRF.
+    Add {
+        /// Name.
+        name: String,
+        /// Route distinguisher (ASN:n or IP:n); without: a local VRF.
+        #[arg(long)]
+        rd: Option<String>,
+        /// Route target to import (repeat).
+        #[arg(long)]
+        import: Vec<String>,
+        /// Route target to export (repeat).
+        #[arg(long)]
+        export: Vec<String>,
+        /// ICMP source address.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Delete a VRF no port is attached to.
+    Del {
+        /// Name.
+        name: String,
     },
 }
 
@@ -435,6 +488,15 @@ fn show(api: &Api, what: Show, json: bool) -> Result<String, Failure> {
     })
 }
 
+/// An [`carrier_control::state::ApplySummary`] answer: what changed, a line each.
+fn summary(answer: &str, json: bool) -> Result<String, Failure> {
+    if json {
+        return Ok(format!("{answer}\n"));
+    }
+    let s: carrier_control::state::ApplySummary = serde_json::from_str(answer).map_err(|e| Failure(6, format!("unexpected answer: {e}")))?;
+    Ok(if s.unchanged { "no change\n".into() } else { s.changes.iter().map(|c| format!("{c}\n")).collect() })
+}
+
 fn run(cli: Cli) -> Result<String, Failure> {
     let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(30)).build();
     let api = Api { base: cli.api, token: cli.token, agent };
@@ -442,12 +504,7 @@ fn run(cli: Cli) -> Result<String, Failure> {
         Cmd::Show { what } => show(&api, what, cli.json),
         Cmd::Apply { file } => {
             let text = std::fs::read_to_string(&file).map_err(|e| Failure(4, format!("{}: {e}", file.display())))?;
-            let answer = api.call("PUT", "/config", Some(("text/plain", text)))?;
-            if cli.json {
-                return Ok(answer + "\n");
-            }
-            let s: carrier_control::state::ApplySummary = serde_json::from_str(&answer).map_err(|e| Failure(6, format!("unexpected answer: {e}")))?;
-            Ok(if s.unchanged { "no change\n".into() } else { s.changes.iter().map(|c| format!("{c}\n")).collect() })
+            summary(&api.call("PUT", "/config", Some(("text/plain", text)))?, cli.json)
         }
         Cmd::Route { op: RouteOp::Add { vrf, prefix, via } } => {
             let body = serde_json::json!({"prefix": prefix, "via": via}).to_string();
@@ -459,6 +516,22 @@ fn run(cli: Cli) -> Result<String, Failure> {
             api.call("DELETE", &format!("/vrfs/{vrf}/routes/{addr}/{len}"), None)?;
             Ok(format!("static route {prefix} removed from VRF {vrf}\n"))
         }
+        Cmd::Vrf { op: VrfOp::Add { name, rd, import, export, source } } => {
+            let body = serde_json::json!({"name": name, "rd": rd, "import": import, "export": export, "source": source}).to_string();
+            summary(&api.call("POST", "/vrfs", Some(("application/json", body)))?, cli.json)
+        }
+        Cmd::Vrf { op: VrfOp::Del { name } } => summary(&api.call("DELETE", &format!("/vrfs/{name}"), None)?, cli.json),
+        Cmd::Attach { port, vrf, bridge, core, addresses } => {
+            let mut body = serde_json::json!({"vrf": vrf, "bridge": bridge, "core": core});
+            if !addresses.is_empty() {
+                body["addresses"] = serde_json::json!(addresses);
+            }
+            if vrf.is_none() && bridge.is_none() && !core {
+                return Err(Failure(4, "give one of --vrf, --bridge or --core".into()));
+            }
+            summary(&api.call("POST", &format!("/interfaces/{port}/attach"), Some(("application/json", body.to_string())))?, cli.json)
+        }
+        Cmd::Detach { port } => summary(&api.call("POST", &format!("/interfaces/{port}/detach"), None)?, cli.json),
         Cmd::Neighbor { address, action } => {
             let name = action.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
             let body = serde_json::json!({ "action": name }).to_string();

@@ -353,14 +353,25 @@ impl VrfHops {
     }
 }
 
+/// The dataplane's config as the control process runs it.
+#[derive(Debug, Clone)]
+pub struct RunningDataplane {
+    /// The parsed config (its dataplane sections).
+    pub config: carrier_dataplane::config::Config,
+    /// What it compiles to: the head of every `replace` the control process sends.
+    pub commands: Vec<carrier_dataplane::tables::TableCommand>,
+}
+
 /// The RIB.
 #[derive(Debug)]
 pub struct Rib {
     cfg: Arc<ControlConfig>,
     base: Arc<Tables>,
-    /// The table commands the dataplane's config compiles to (what `base` was built from), to
-    /// compare a single-file config's dataplane sections with on a reload.
-    base_source: Option<Vec<carrier_dataplane::tables::TableCommand>>,
+    /// The dataplane's config and the table commands it compiles to (what `base` was built
+    /// from, the head of every `replace`); `None` in tests that give only tables.
+    dataplane: Option<RunningDataplane>,
+    /// The base changed since the rib task last looked ([`Rib::take_rebased`]).
+    rebased: bool,
     peers: BTreeMap<Ipv4Addr, (PeerInfo, PeerRib)>,
     labels: LabelAllocator<Holder>,
     /// What each peer was last sent: [`route_key`] → the NLRI as sent and its attributes.
@@ -443,7 +454,8 @@ impl Rib {
         let mut rib = Rib {
             cfg,
             base,
-            base_source: None,
+            dataplane: None,
+            rebased: false,
             peers: BTreeMap::new(),
             labels,
             sent: HashMap::new(),
@@ -493,15 +505,38 @@ impl Rib {
         &self.base
     }
 
-    /// Remember the table commands `base` was compiled from.
-    pub fn with_base_source(mut self, commands: Vec<carrier_dataplane::tables::TableCommand>) -> Rib {
-        self.base_source = Some(commands);
+    /// Remember the dataplane config `base` was compiled from.
+    pub fn with_dataplane(mut self, dataplane: RunningDataplane) -> Rib {
+        self.dataplane = Some(dataplane);
         self
     }
 
-    /// The table commands the base tables were compiled from, when known.
-    pub fn base_source(&self) -> Option<&[carrier_dataplane::tables::TableCommand]> {
-        self.base_source.as_deref()
+    /// The dataplane config the base tables were compiled from, when known.
+    pub fn dataplane(&self) -> Option<&RunningDataplane> {
+        self.dataplane.as_ref()
+    }
+
+    /// The dataplane's base tables, shared.
+    pub fn base_arc(&self) -> Arc<Tables> {
+        self.base.clone()
+    }
+
+    /// Take a new dataplane config (VRFs added or removed, ports re-attached): its tables
+    /// become the base, and the next flush recomputes everything over them.
+    pub fn rebase(&mut self, dataplane: RunningDataplane, base: Arc<Tables>) {
+        self.base = base;
+        self.dataplane = Some(dataplane);
+        // Handed on over the old base: all of it is handed again (VRF ids, next-hop ids and
+        // connected subnets may have changed).
+        self.handed = Handed::default();
+        self.rebased = true;
+        self.policy_changed();
+    }
+
+    /// Whether the base changed since the last call: the compiler starts again over it and
+    /// the dataplane gets a `replace`.
+    pub fn take_rebased(&mut self) -> bool {
+        std::mem::take(&mut self.rebased)
     }
 
     /// A session came up. Stale routes of a restarting peer stay until its End-of-RIB.

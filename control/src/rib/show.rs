@@ -104,6 +104,40 @@ fn local_route(vrf: &str, prefix: Ipv4Prefix, protocol: &str, via: Option<Ipv4Ad
 }
 
 impl Rib {
+    /// The interfaces of the running dataplane config, for `show interfaces`.
+    pub fn interfaces(&self) -> Vec<crate::state::InterfaceView> {
+        use carrier_dataplane::tables::PortRole;
+        let base = &self.base;
+        base.ports
+            .iter()
+            .map(|p| {
+                let (role, instance) = match p.role {
+                    PortRole::Core => ("core", None),
+                    PortRole::Detached => ("detached", None),
+                    PortRole::Vrf(v) => ("vrf", base.vrfs.iter().find(|x| x.id == v).map(|x| x.name.clone())),
+                    PortRole::Bridge(b) => ("bridge", base.bridges.iter().find(|x| x.id == b).map(|x| x.name.clone())),
+                };
+                crate::state::InterfaceView {
+                    name: p.name.clone(),
+                    role: role.into(),
+                    instance,
+                    mac: p.mac.to_string(),
+                    addresses: p.addrs.iter().map(|a| a.to_string()).collect(),
+                    vlan: p.vlan,
+                    mtu: p.mtu,
+                    proxy_arp: p.proxy_arp,
+                    link: String::new(),
+                    xdp: String::new(),
+                    rx_packets: 0,
+                    tx_packets: 0,
+                    drops: 0,
+                    express_forwarded: 0,
+                    express_punted: 0,
+                }
+            })
+            .collect()
+    }
+
     /// Sizes and counters, cheap enough to publish once a second at a million routes: one
     /// pass over the Adj-RIBs.
     pub fn summary(&self) -> RibSummary {
@@ -167,6 +201,7 @@ impl Rib {
             prefixes.insert(addr.to_string(), list);
         }
         RibSummary {
+            interfaces: self.interfaces(),
             vrfs,
             prefixes,
             labels_allocated: self.labels_in_use().len() as u64,
