@@ -414,3 +414,147 @@ fn apply_adds_removes_and_changes_neighbors_without_touching_the_others() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("\"unchanged\": true") || out.contains("\"unchanged\":true"), "{out}");
 }
+
+/// A PE whose red VRF has two sites and whose third customer port starts detached.
+const PE_LIVE: &str = r#"
+[router]
+router_id = "10.255.0.1"
+
+[[vrf]]
+name = "red"
+
+[[port]]
+name = "ce-red"
+mac = "02:00:00:00:01:01"
+addresses = ["10.1.0.1/24"]
+vrf = "red"
+
+[[port]]
+name = "ce-red2"
+mac = "02:00:00:00:01:03"
+addresses = ["10.3.0.1/24"]
+vrf = "red"
+
+[[port]]
+name = "ce-x"
+mac = "02:00:00:00:01:09"
+detached = true
+
+[[port]]
+name = "core0"
+mac = "02:00:00:00:00:01"
+addresses = ["192.0.2.1/24"]
+core = true
+"#;
+
+/// `ping` from `ns` in the background: a bounded flood, its summary read at the end.
+fn ping_flood(ns: &NetNs, dst: &str, count: u32) -> std::process::Child {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", ns.name(), "ping", "-n", "-q", "-c", &count.to_string(), "-i", "0.005", "-W", "1", dst])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ping")
+}
+
+/// The dataplane's part of the config changed live, through the API (carrierctl) and by
+/// applying edited files: a VRF created, a detached port attached to it (its CE reaches the
+/// PE's address there and nothing of red; gobgpd receives the VRF's connected route with its
+/// RD), detached (its frames counted as `port-detached`, the route withdrawn from gobgpd) and
+/// the VRF deleted; then a VRF added and the port attached to it by editing the files. All the
+/// while a ping flood between red's two sites loses nothing, and the BGP session stays up with
+/// no new OPEN.
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn vrfs_and_ports_change_live_without_disturbing_the_rest() {
+    let pe = NetNs::new("lpe");
+    let (red1, red2, x, core) = (NetNs::new("lr1"), NetNs::new("lr2"), NetNs::new("lcx"), NetNs::new("lco"));
+    for (ns, port, addr, gw) in [(&red1, "ce-red", "10.1.0.2/24", "10.1.0.1"), (&red2, "ce-red2", "10.3.0.2/24", "10.3.0.1"), (&x, "ce-x", "10.7.0.2/24", "10.7.0.1")] {
+        veth_between(&pe, port, ns, "eth0");
+        ns.sh(&format!("ip addr add {addr} dev eth0"));
+        ns.sh(&format!("ip route add default via {gw}"));
+    }
+    veth_between(&pe, "core0", &core, "eth0");
+    core.sh("ip addr add 192.0.2.2/24 dev eth0");
+    // Over veth the kernel leaves TX checksums to a device that never fills them, and the
+    // dataplane hands frames on as they are.
+    for ns in [&red1, &red2, &x, &core] {
+        ns.sh("ethtool -K eth0 tx off");
+    }
+    let dp = Dataplane::start(&pe, PE_LIVE);
+    let gobgp = GoBgp::start(&core, 65000, "192.0.2.2", &["192.0.2.1"]);
+    let control = start_control(&pe, &control_config(&dp));
+    let context = || format!("control log:\n{}\ndataplane log:\n{}", control.log(), dp.log());
+    gobgp.wait_established("192.0.2.1", Duration::from_secs(30));
+    gobgp.cli(&["global", "rib", "-a", "vpnv4", "add", "10.50.0.0/16", "label", "3000", "rd", "65000:9", "rt", "65000:1", "nexthop", "192.0.2.2"]);
+    eventually("gobgpd's route in red", Duration::from_secs(15), || dp.route("red", "10.50.0.0/16"));
+    let before = peers_by_address(&pe)["192.0.2.2"].clone();
+    assert!(is_established(Some(&before)), "{before}");
+    let gobgp_has = |prefix: &str, rd: &str| gobgp.cli(&["global", "rib", "-a", "vpnv4"]).lines().any(|l| l.contains(prefix) && l.contains(rd));
+    let ctl = |args: &[&str]| {
+        let (code, out) = carrierctl(&pe, args);
+        assert_eq!(code, 0, "carrierctl {args:?}: {out}\n{}", context());
+        out
+    };
+    // Red's flow, warm before the changes (the first echo may go to ARP resolution, which
+    // the dataplane drops as neighbour-miss while it asks).
+    carrier_tests::demo::ping(&red1, "10.3.0.2", 2);
+    assert_eq!(carrier_tests::demo::ping(&red1, "10.3.0.2", 2), 2, "red's sites do not reach each other\n{}", context());
+    let flood = ping_flood(&red1, "10.3.0.2", 3000);
+
+    // 1. Through the API: VRF green, ce-x attached to it with an address.
+    let out = ctl(&["vrf", "add", "green", "--rd", "65000:7", "--import", "65000:7", "--export", "65000:7"]);
+    assert!(out.contains("dataplane: vrf green added"), "{out}");
+    let out = ctl(&["attach", "ce-x", "--vrf", "green", "--address", "10.7.0.1/24"]);
+    assert!(out.contains("dataplane: port ce-x: detached [] → vrf green [10.7.0.1/24]"), "{out}");
+    assert!(carrier_tests::demo::ping(&x, "10.7.0.1", 3) >= 2, "green's CE does not reach the PE in green\n{}", context());
+    assert_eq!(carrier_tests::demo::ping(&x, "10.3.0.2", 2), 0, "green reached red");
+    assert!(dp.route("green", "10.7.0.0/24").is_some(), "{}", dp.dump());
+    eventually("green's connected route at gobgpd", Duration::from_secs(15), || gobgp_has("10.7.0.0/24", "65000:7").then_some(()));
+    let (_, shown) = carrierctl(&pe, &["show", "interfaces"]);
+    assert!(shown.lines().any(|l| l.starts_with("ce-x") && l.contains("green") && l.contains("10.7.0.1/24")), "{shown}");
+    let (code, out) = carrierctl(&pe, &["vrf", "del", "green"]);
+    assert!(code != 0 && out.contains("detach them first"), "{code} {out}");
+
+    // 2. Detached: its frames dropped and counted, green's route withdrawn; green deleted.
+    ctl(&["detach", "ce-x"]);
+    assert_eq!(carrier_tests::demo::ping(&x, "10.7.0.1", 2), 0, "a detached port answered");
+    let drops = eventually("port-detached drops", Duration::from_secs(5), || dp.counters()["ports"]["ce-x"]["drops"]["port-detached"].as_u64().filter(|n| *n > 0));
+    assert!(drops >= 2, "{drops}");
+    eventually("green's route withdrawn at gobgpd", Duration::from_secs(15), || (!gobgp_has("10.7.0.0/24", "65000:7")).then_some(()));
+    let out = ctl(&["vrf", "del", "green"]);
+    assert!(out.contains("dataplane: vrf green removed"), "{out}");
+    let dump = dp.dump();
+    assert!(!dump["routes"].as_array().unwrap().iter().any(|r| r["table"] == "green"), "{dump}");
+
+    // 3. By the files: VRF blue added to both, ce-x in it with another address.
+    let dp_text = PE_LIVE
+        .replace("[[vrf]]\nname = \"red\"\n", "[[vrf]]\nname = \"red\"\n\n[[vrf]]\nname = \"blue\"\n")
+        .replace("detached = true", "vrf = \"blue\"\naddresses = [\"10.8.0.1/24\"]");
+    std::fs::write(&dp.config, dp_text).unwrap();
+    let file = scratch_dir("live").join("control.toml");
+    std::fs::write(&file, format!("{}\n[[vrf]]\nname = \"blue\"\nrd = \"65000:8\"\nimport = [\"65000:8\"]\nexport = [\"65000:8\"]\n", control_config(&dp))).unwrap();
+    let out = ctl(&["apply", file.to_str().unwrap()]);
+    assert!(out.contains("vrf blue added") && out.contains("dataplane: vrf blue added") && out.contains("dataplane: port ce-x: detached [] → vrf blue [10.8.0.1/24]"), "{out}");
+    x.sh("ip addr flush dev eth0");
+    x.sh("ip addr add 10.8.0.2/24 dev eth0");
+    x.sh("ip route add default via 10.8.0.1");
+    assert!(carrier_tests::demo::ping(&x, "10.8.0.1", 3) >= 2, "blue's CE does not reach the PE in blue\n{}", context());
+    eventually("blue's connected route at gobgpd", Duration::from_secs(15), || gobgp_has("10.8.0.0/24", "65000:8").then_some(()));
+    let out = ctl(&["apply", file.to_str().unwrap()]);
+    assert!(out.contains("no change"), "the same files again: {out}");
+    // A new interface needs a restart: refused, nothing applied.
+    std::fs::write(&dp.config, format!("{}\n[[port]]\nname = \"ce-new\"\nmac = \"02:00:00:00:01:0a\"\ndetached = true\n", std::fs::read_to_string(&dp.config).unwrap())).unwrap();
+    let (code, out) = carrierctl(&pe, &["apply", file.to_str().unwrap()]);
+    assert!(code != 0 && out.contains("restarts"), "{code} {out}");
+    assert_eq!(carrier_tests::demo::ping(&x, "10.8.0.1", 1), 1, "a refused apply disturbed blue");
+
+    // Red's flow lost nothing; the session was never reset.
+    let out = flood.wait_with_output().expect("ping");
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(summary.contains("3000 packets transmitted, 3000 received"), "red's flow lost packets while VRFs and ports changed:\n{summary}\n{}", context());
+    let after = peers_by_address(&pe)["192.0.2.2"].clone();
+    assert!(is_established(Some(&after)), "{after}");
+    assert_eq!((&after["flaps"], &after["established_at"]), (&before["flaps"], &before["established_at"]), "the session was reset: {before} → {after}");
+    assert_eq!(gobgp.notifications_from("192.0.2.1"), 0, "gobgpd got a NOTIFICATION");
+    assert!(dp.route("red", "10.50.0.0/16").is_some(), "gobgpd's route left red");
+}
