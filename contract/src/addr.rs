@@ -96,6 +96,9 @@ pub struct Ipv4Prefix {
 }
 
 impl Ipv4Prefix {
+    /// 0.0.0.0/0, the least prefix in their order.
+    pub const DEFAULT: Ipv4Prefix = Ipv4Prefix { addr: 0, len: 0 };
+
     /// A prefix; host bits of `addr` are cleared. `None` when `len > 32`.
     pub fn new(addr: Ipv4Addr, len: u8) -> Option<Ipv4Prefix> {
         if len > 32 {

@@ -296,6 +296,9 @@ pub enum TableCommand {
         name: String,
         /// ICMP source address.
         source: Option<Ipv4Addr>,
+        /// Count packets and bytes forwarded per prefix (OpenConfig AFT entry counters).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        prefix_counters: bool,
     },
     /// Add or replace a next hop.
     NextHop {

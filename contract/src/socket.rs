@@ -43,6 +43,22 @@ pub enum Request {
     Dump,
     /// The neighbours: configured, and learned from ARP by the workers.
     Neighbours,
+    /// What each route of a VRF with per-prefix counters forwarded, both tiers summed.
+    Prefixes {
+        /// The VRF's name.
+        vrf: String,
+    },
+}
+
+/// What one route forwarded (an OpenConfig AFT `ipv4-entry`'s counters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefixCount {
+    /// The route's prefix.
+    pub prefix: crate::Ipv4Prefix,
+    /// Packets forwarded by it.
+    pub packets: u64,
+    /// Their bytes (frames as looked up).
+    pub bytes: u64,
 }
 
 /// A neighbour (an IP's MAC on a port).
@@ -115,6 +131,11 @@ pub enum Response {
     Neighbours {
         /// Configured ones first where both exist.
         neighbours: Vec<NeighbourEntry>,
+    },
+    /// Per-prefix counters of one VRF, by prefix; routes that forwarded nothing left out.
+    Prefixes {
+        /// The counts.
+        prefixes: Vec<PrefixCount>,
     },
     /// The request was not understood.
     Error {

@@ -178,6 +178,27 @@ pub struct LabelStats {
     pub octets_forwarded: u64,
 }
 
+/// One route's counters (an OpenConfig AFT `ipv4-entry`: packets-forwarded, octets-forwarded).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PrefixStats {
+    /// VRF (network instance).
+    pub vrf: String,
+    /// The route's prefix.
+    pub prefix: String,
+    /// Packets forwarded by the route (transit traffic, both forwarding tiers).
+    pub packets_forwarded: u64,
+    /// Their bytes (frames as looked up).
+    pub octets_forwarded: u64,
+}
+
+/// `?vrf=` of `/stats/prefixes`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixQuery {
+    /// A VRF with `prefix_counters = true`.
+    pub vrf: String,
+}
+
 /// One VRF's counters.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VrfStats {
@@ -281,6 +302,9 @@ pub struct VrfCreateRequest {
     #[serde(default)]
     #[schema(format = Ipv4)]
     pub source: Option<String>,
+    /// Count packets and bytes forwarded per prefix (`GET /stats/prefixes`).
+    #[serde(default)]
+    pub prefix_counters: bool,
 }
 
 /// Body of `POST /interfaces/{name}/attach`: exactly one of `vrf`, `bridge`, `core`.
@@ -320,7 +344,7 @@ pub struct Done {
 #[openapi(
     info(title = "carrier control-plane API", description = "Read the PE's BGP, RIB, label, EVPN and dataplane state; change neighbours, static routes and the configuration."),
     paths(
-        health, peers, peer, interfaces, neighbours, vrfs, vrf, rib, mpls, evpn, stats_ports, stats_labels, stats_vrfs, stats_drops, dataplane,
+        health, peers, peer, interfaces, neighbours, vrfs, vrf, rib, mpls, evpn, stats_ports, stats_labels, stats_vrfs, stats_drops, stats_prefixes, dataplane,
         metrics, neighbor, add_route, del_route, apply, add_vrf, del_vrf, attach, detach
     ),
     components(schemas(ErrorBody)),
@@ -394,6 +418,7 @@ pub fn router(state: State, cfg: &ApiConfig) -> Router {
         .route("/stats/labels", get(stats_labels))
         .route("/stats/vrfs", get(stats_vrfs))
         .route("/stats/drops", get(stats_drops))
+        .route("/stats/prefixes", get(stats_prefixes))
         .route("/dataplane", get(dataplane))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(openapi()) }));
@@ -571,6 +596,32 @@ async fn stats_labels(AxState(ctx): AxState<Ctx>) -> Json<Vec<LabelStats>> {
     Json(out)
 }
 
+#[utoipa::path(get, path = "/stats/prefixes", params(PrefixQuery),
+    responses((status = 200, body = Vec<PrefixStats>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+async fn stats_prefixes(AxState(ctx): AxState<Ctx>, q: Result<Query<PrefixQuery>, QueryRejection>) -> ApiResult<Vec<PrefixStats>> {
+    use carrier_contract::socket::{Client, Request as DpRequest, Response as DpResponse};
+    let vrf = q?.0.vrf;
+    let (path, asked) = (ctx.state.dataplane_socket.clone(), vrf.clone());
+    // Read from the dataplane on request: per-prefix counts grow with the table, so they are
+    // not part of the poller's snapshot.
+    let answer = tokio::task::spawn_blocking(move || Client::connect(&path)?.request(&DpRequest::Prefixes { vrf: asked }))
+        .await
+        .map_err(|_| ApiError::from(CommandError::Unavailable))?;
+    match answer {
+        Ok(DpResponse::Prefixes { prefixes }) => Ok(Json(
+            prefixes
+                .into_iter()
+                .map(|p| PrefixStats { vrf: vrf.clone(), prefix: p.prefix.to_string(), packets_forwarded: p.packets, octets_forwarded: p.bytes })
+                .collect(),
+        )),
+        Ok(DpResponse::Error { error }) if error.starts_with("no VRF") => Err(ApiError::not_found(error)),
+        Ok(DpResponse::Error { error }) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", error)),
+        Ok(other) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("unexpected answer from the dataplane: {other:?}"))),
+        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the dataplane: {e}"))),
+    }
+}
+
 #[utoipa::path(get, path = "/stats/vrfs", responses((status = 200, body = Vec<VrfStats>)))]
 async fn stats_vrfs(AxState(ctx): AxState<Ctx>) -> Json<Vec<VrfStats>> {
     let dp = ctx.state.dataplane.borrow().clone();
@@ -681,7 +732,7 @@ async fn add_vrf(AxState(ctx): AxState<Ctx>, body: Result<Json<VrfCreateRequest>
     let b = body?.0;
     let rd = b.rd.as_deref().map(|r| r.parse().map_err(|e| ApiError::bad_request(format!("rd {r:?}: {e}")))).transpose()?;
     let source = b.source.as_deref().map(parse_addr).transpose()?;
-    let edit = Edit::AddVrf { name: b.name, rd, import: parse_list("route target", &b.import)?, export: parse_list("route target", &b.export)?, source };
+    let edit = Edit::AddVrf { name: b.name, rd, import: parse_list("route target", &b.import)?, export: parse_list("route target", &b.export)?, source, prefix_counters: b.prefix_counters };
     let summary = ctx.state.ask(|reply| Command::Edit { edit, reply }).await??;
     Ok((StatusCode::CREATED, Json(summary)))
 }

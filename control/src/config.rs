@@ -311,6 +311,8 @@ pub struct VrfConfig {
     pub statics: Vec<StaticRoute>,
     /// The dataplane's key of a VRF in a single-file PE config (its ICMP source).
     pub source: Option<IgnoredAny>,
+    /// The dataplane's key of a VRF in a single-file PE config (per-prefix counters).
+    pub prefix_counters: Option<IgnoredAny>,
 }
 
 fn yes() -> bool {

@@ -260,6 +260,7 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
         rib: summary_rx,
         dataplane: spawn_dataplane_poller(cfg.dataplane.socket.clone(), Duration::from_millis(cfg.api.poll_ms)),
         commands: commands_tx,
+        dataplane_socket: cfg.dataplane.socket.clone(),
         counters: counters.clone(),
         update_latency: update_latency.clone(),
         started: Instant::now(),
@@ -388,7 +389,9 @@ fn peer_status(session: &Session, admin_down: bool, history: &History) -> PeerSt
         admin_down,
         router_id: session.peer_open().map(|o| o.router_id.to_string()),
         uptime_seconds: uptime,
-        established_at: uptime.map(|u| crate::state::unix_now().saturating_sub(u)),
+        // As recorded when it came up (derived from the uptime it would drift by a second
+        // between reads).
+        established_at: uptime.map(|u| history.last("established").unwrap_or_else(|| crate::state::unix_now().saturating_sub(u))),
         hold_time: established.map(|_| session.hold_time()),
         families: if established.is_some() { session.families().iter().map(|f| f.name().to_string()).collect() } else { vec![] },
         last_error: st.last_error.as_ref().map(ToString::to_string),

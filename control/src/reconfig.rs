@@ -115,6 +115,8 @@ pub enum Edit {
         export: Vec<RouteTarget>,
         /// ICMP source address.
         source: Option<Ipv4Addr>,
+        /// Count packets and bytes forwarded per prefix.
+        prefix_counters: bool,
     },
     /// Delete a VRF that no port is attached to.
     DelVrf {
@@ -147,7 +149,7 @@ pub enum Attachment {
 pub fn edit(ctl: &ControlConfig, dp: &DpConfig, edit: Edit) -> Result<(ControlConfig, DpConfig), CommandError> {
     let (mut ctl, mut dp) = (ctl.clone(), dp.clone());
     match edit {
-        Edit::AddVrf { name, rd, import, export, source } => {
+        Edit::AddVrf { name, rd, import, export, source, prefix_counters } => {
             if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
                 return Err(CommandError::Invalid(format!("{name:?}: a VRF name is 1 to 64 letters, digits, '-', '_' or '.'")));
             }
@@ -159,7 +161,7 @@ pub fn edit(ctl: &ControlConfig, dp: &DpConfig, edit: Edit) -> Result<(ControlCo
                     return Err(CommandError::Conflict(format!("RD {rd} is VRF {:?}'s", other.name)));
                 }
             }
-            dp.vrfs.push(carrier_dataplane::config::VrfConfig::named(&name, source));
+            dp.vrfs.push(carrier_dataplane::config::VrfConfig::named(&name, source, prefix_counters));
             ctl.vrfs.push(VrfConfig {
                 name,
                 rd,
@@ -169,6 +171,7 @@ pub fn edit(ctl: &ControlConfig, dp: &DpConfig, edit: Edit) -> Result<(ControlCo
                 redistribute_static: true,
                 statics: vec![],
                 source: None,
+                prefix_counters: None,
             });
         }
         Edit::DelVrf { name } => {
@@ -228,7 +231,7 @@ mod tests {
     fn edits_stage_over_the_running_tables() {
         let (ctl, dp, base) = running();
         let port = dp.config.ports.iter().find(|p| p.vrf.is_some()).unwrap().name.clone();
-        let (ctl2, dp2) = edit(&ctl, &dp.config, Edit::AddVrf { name: "green".into(), rd: None, import: vec![], export: vec![], source: None }).unwrap();
+        let (ctl2, dp2) = edit(&ctl, &dp.config, Edit::AddVrf { name: "green".into(), rd: None, import: vec![], export: vec![], source: None, prefix_counters: false }).unwrap();
         let (ctl3, dp3) = edit(&ctl2, &dp2, Edit::Attach { port: port.clone(), to: Some(Attachment::Vrf("green".into())), addresses: Some(vec!["10.77.0.1/24".parse().unwrap()]) }).unwrap();
         let staged = stage(&dp, &base, dp3.clone()).unwrap().expect("a change");
         let green = staged.base.vrf_by_name("green").unwrap();
@@ -255,7 +258,7 @@ mod tests {
         no_host.router.host_path = !no_host.router.host_path;
         assert!(matches!(stage(&dp, &base, no_host), Err(CommandError::Conflict(m)) if m.contains("host_path")));
         // Bad edits.
-        assert!(matches!(edit(&ctl, &dp.config, Edit::AddVrf { name: "a b".into(), rd: None, import: vec![], export: vec![], source: None }), Err(CommandError::Invalid(_))));
+        assert!(matches!(edit(&ctl, &dp.config, Edit::AddVrf { name: "a b".into(), rd: None, import: vec![], export: vec![], source: None, prefix_counters: false }), Err(CommandError::Invalid(_))));
         assert!(matches!(edit(&ctl, &dp.config, Edit::DelVrf { name: "nope".into() }), Err(CommandError::NotFound(_))));
         assert!(matches!(edit(&ctl, &dp.config, Edit::Attach { port: "nope".into(), to: None, addresses: None }), Err(CommandError::NotFound(_))));
         // A VRF that does not exist: the compile says so.

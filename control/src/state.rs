@@ -109,6 +109,11 @@ impl History {
         self.0.push_back(PeerHistoryEntry { at: unix_now(), event: event.into() });
     }
 
+    /// When `event` was last recorded (UNIX seconds).
+    pub fn last(&self, event: &str) -> Option<u64> {
+        self.0.iter().rev().find(|e| e.event == event).map(|e| e.at)
+    }
+
     /// Oldest first.
     pub fn entries(&self) -> Vec<PeerHistoryEntry> {
         self.0.iter().cloned().collect()
@@ -475,6 +480,8 @@ pub struct State {
     pub dataplane: watch::Receiver<Arc<DataplaneStatus>>,
     /// Commands into the rib task.
     pub commands: mpsc::Sender<Command>,
+    /// The dataplane's table socket, for what is read from it on request (per-prefix counters).
+    pub dataplane_socket: std::path::PathBuf,
     /// The process's own counters.
     pub counters: Arc<ControlCounters>,
     /// Time the dataplane took to apply each change (seconds), for `/metrics`.
@@ -496,6 +503,7 @@ impl State {
             rib: watch::channel(Arc::new(RibSummary::default())).1,
             dataplane: watch::channel(Arc::new(DataplaneStatus::default())).1,
             commands,
+            dataplane_socket: std::path::PathBuf::from("/nonexistent/carrier-dataplane.sock"),
             counters: Arc::default(),
             update_latency: prometheus_client::metrics::histogram::Histogram::new(UPDATE_LATENCY_BUCKETS),
             started: Instant::now(),

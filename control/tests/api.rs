@@ -336,6 +336,11 @@ fn vrfs_are_created_ports_attached_and_detached() {
     until(&c, "/vrfs", |v| !v.as_array().unwrap().iter().any(|x| x["name"] == "green"));
     let (s, v) = call("DELETE", &format!("{}/vrfs/green", c.base), t, None);
     assert_eq!((s, code(&v)), (404, "not-found"), "{v}");
+    // Per-prefix counters are read from the dataplane, which this test does not run.
+    let (s, v) = get(&c, "/stats/prefixes?vrf=red");
+    assert_eq!((s, code(&v)), (503, "unavailable"), "{v}");
+    let (s, v) = get(&c, "/stats/prefixes");
+    assert_eq!((s, code(&v)), (400, "bad-request"), "{v}");
 }
 
 #[test]

@@ -196,6 +196,9 @@ pub struct VrfConfig {
     pub name: String,
     /// ICMP source address when no port address of the VRF fits.
     pub source: Option<Ipv4Addr>,
+    /// Count packets and bytes forwarded per prefix (`carrierctl show stats prefixes`).
+    #[serde(default)]
+    pub prefix_counters: bool,
     /// carrier-control's keys of a VRF in a single-file PE config (RD, RTs, redistribution,
     /// statics): read and checked there.
     pub rd: Option<IgnoredAny>,
@@ -214,8 +217,8 @@ pub struct VrfConfig {
 
 impl VrfConfig {
     /// A VRF with only the dataplane's keys.
-    pub fn named(name: &str, source: Option<Ipv4Addr>) -> VrfConfig {
-        VrfConfig { name: name.to_string(), source, rd: None, import: None, export: None, redistribute_connected: None, redistribute_static: None, statics: None }
+    pub fn named(name: &str, source: Option<Ipv4Addr>, prefix_counters: bool) -> VrfConfig {
+        VrfConfig { name: name.to_string(), source, prefix_counters, rd: None, import: None, export: None, redistribute_connected: None, redistribute_static: None, statics: None }
     }
 }
 
@@ -482,9 +485,9 @@ impl<'c> Compiler<'c> {
             match slot.map(|k| &c.vrfs[k]) {
                 Some(v) => {
                     self.vrfs.insert(&v.name, id);
-                    self.cmds.push(TableCommand::Vrf { id, name: v.name.clone(), source: v.source });
+                    self.cmds.push(TableCommand::Vrf { id, name: v.name.clone(), source: v.source, prefix_counters: v.prefix_counters });
                 }
-                None => self.cmds.push(TableCommand::Vrf { id, name: String::new(), source: None }),
+                None => self.cmds.push(TableCommand::Vrf { id, name: String::new(), source: None, prefix_counters: false }),
             }
         }
         for (i, b) in c.bridges.iter().enumerate() {

@@ -171,6 +171,22 @@ impl TableWriter {
                 Response::Counters { counters: board.view(&ports, &vrfs) }
             }
             Request::Dump => dump(&self.handle.load()),
+            Request::Prefixes { vrf } => {
+                let t = self.handle.load();
+                match t.vrf_by_name(&vrf).filter(|_| !vrf.is_empty()) {
+                    None => Response::Error { error: format!("no VRF {vrf:?}") },
+                    Some(v) if !v.prefix_counters => {
+                        Response::Error { error: format!("VRF {vrf:?} does not count per prefix (prefix_counters = true in its [[vrf]])") }
+                    }
+                    Some(v) => Response::Prefixes {
+                        prefixes: board
+                            .prefixes(v.id, &v.fib)
+                            .into_iter()
+                            .map(|(prefix, c)| carrier_contract::socket::PrefixCount { prefix, packets: c.packets, bytes: c.bytes })
+                            .collect(),
+                    },
+                }
+            }
             Request::Neighbours => neighbours(&self.handle.load(), board),
             Request::Status => {
                 use crate::tables::Lpm;
@@ -411,6 +427,49 @@ mod tests {
             assert!(error.contains("takes a restart"), "{error}");
             assert_eq!(handle.load().port_by_name("ce-blue").unwrap().role, crate::tables::PortRole::Detached);
         }
+    }
+
+    /// A VRF with per-prefix counters counts what each route forwarded; another VRF answers
+    /// that it does not count; a withdrawn route leaves the list.
+    #[test]
+    fn prefix_counters_count_what_each_route_forwarded() {
+        use crate::pipeline::{process, Batch, VecFrame, VecPool, Worker};
+        let text = include_str!("../../examples/pe1.toml").replacen("name = \"red\"\n", "name = \"red\"\nprefix_counters = true\n", 1);
+        let base = Config::parse(&text).unwrap().tables().unwrap();
+        let handle = TableHandle::new(Tables::default());
+        let mut w = TableWriter::new(base.clone(), handle.clone());
+        let board = CounterBoard::new(1);
+        let ce_red = base.port_by_name("ce-red").unwrap();
+        let frame = |dst: [u8; 4]| {
+            let mut f = ce_red.mac.0.to_vec();
+            f.extend_from_slice(&[0x02, 0xaa, 0, 0, 0, 2, 0x08, 0x00]);
+            let mut h = [0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 1, 0, 2, dst[0], dst[1], dst[2], dst[3]];
+            let c = crate::wire::checksum::checksum(&h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            f.extend_from_slice(&h);
+            f.extend_from_slice(&[0x30, 0x39, 0x30, 0x39, 0, 8, 0, 0]);
+            f
+        };
+        let mut worker = Worker::default();
+        let mut batch = Batch::default();
+        for dst in [[10, 2, 0, 5], [10, 2, 0, 6], [10, 2, 0, 7], [10, 3, 0, 2], [10, 3, 0, 2], [10, 99, 0, 1]] {
+            batch.push(VecFrame::new(&frame(dst)), ce_red.id);
+        }
+        process(&handle.load(), &mut batch, &mut worker, &mut VecPool);
+        board.publish(0, &worker.counters);
+        let counts = |w: &mut TableWriter, vrf: &str| match w.handle(Request::Prefixes { vrf: vrf.into() }, &board) {
+            Response::Prefixes { prefixes } => Ok(prefixes.iter().map(|p| (p.prefix.to_string(), p.packets, p.bytes)).collect::<Vec<_>>()),
+            Response::Error { error } => Err(error),
+            r => panic!("{r:?}"),
+        };
+        let len = frame([0; 4]).len() as u64;
+        assert_eq!(counts(&mut w, "red"), Ok(vec![("10.2.0.0/24".to_string(), 3, 3 * len), ("10.3.0.0/24".to_string(), 2, 2 * len)]), "10.99.0.1 has no route");
+        assert!(counts(&mut w, "blue").is_err_and(|e| e.contains("does not count")));
+        assert!(counts(&mut w, "nope").is_err_and(|e| e.contains("no VRF")));
+        let red = crate::tables::Table::Vrf(base.vrf_by_name("red").unwrap().id);
+        let r = w.handle(Request::Apply { commands: vec![TableCommand::Withdraw { table: red, prefix: "10.2.0.0/24".parse().unwrap() }], more: false }, &board);
+        assert!(matches!(r, Response::Applied { .. }), "{r:?}");
+        assert_eq!(counts(&mut w, "red"), Ok(vec![("10.3.0.0/24".to_string(), 2, 2 * len)]));
     }
 
     /// `neighbours` lists the config's neighbours and what the workers learned (a learned entry

@@ -374,6 +374,9 @@ pub struct Mirror {
     /// Next hop → the ECMP groups it was a member of when they were compiled (a superset:
     /// stale entries only cost a recompile).
     groups_of: FastMap<u32, Vec<u32>>,
+    /// VRFs with per-prefix counters: their routes are left to the AF_XDP path, which counts
+    /// them.
+    counted: HashSet<u16>,
 }
 
 impl Mirror {
@@ -413,6 +416,7 @@ impl Mirror {
             not_served: HashSet::new(),
             full_warned: false,
             groups_of: FastMap::default(),
+            counted: HashSet::new(),
         }
     }
 
@@ -582,6 +586,11 @@ impl Mirror {
             self.set_nh_arp(maps, id, proxy_arp_value(tables, NextHopId(id)))?;
         }
 
+        // VRFs that count per prefix: their routes point at the punt id.
+        let counted: HashSet<u16> = tables.vrfs.iter().filter(|v| v.prefix_counters).map(|v| v.id.0).collect();
+        let recount: HashSet<u16> = counted.symmetric_difference(&self.counted).copied().collect();
+        self.counted.clone_from(&counted);
+        let target = |vrf: u16, nh: u32| NextHopId(if counted.contains(&vrf) { PUNT_NEXTHOP } else { route_target(nh) });
         if everything {
             let mut want: FastMap<(u16, Ipv4Prefix), u32> = FastMap::default();
             for v in &tables.vrfs {
@@ -594,7 +603,7 @@ impl Mirror {
             }
             for (key, nh) in &want {
                 if self.routes.get(key) != Some(nh) {
-                    self.fib.insert_in(key.0, key.1, NextHopId(route_target(*nh)));
+                    self.fib.insert_in(key.0, key.1, target(key.0, *nh));
                     self.last.routes += 1;
                 }
             }
@@ -625,7 +634,7 @@ impl Mirror {
                 match nh {
                     Some(nh) => {
                         if self.routes.insert(key, nh) != Some(nh) {
-                            self.fib.insert_in(key.0, key.1, NextHopId(route_target(nh)));
+                            self.fib.insert_in(key.0, key.1, target(key.0, nh));
                             self.last.routes += 1;
                         }
                     }
@@ -636,6 +645,13 @@ impl Mirror {
                         }
                     }
                 }
+            }
+        }
+        // A VRF that started or stopped counting: its routes change target.
+        if !recount.is_empty() {
+            for (key, nh) in self.routes.iter().filter(|(k, _)| recount.contains(&k.0)) {
+                self.fib.insert_in(key.0, key.1, target(key.0, *nh));
+                self.last.routes += 1;
             }
         }
         self.sync_neighbour_routes(maps, tables, &neighbours)?;
@@ -976,7 +992,8 @@ impl Mirror {
         for ((port, ip), mac) in neighbours.all() {
             let Some(p) = tables.port(port) else { continue };
             let PortRole::Vrf(vrf) = p.role else { continue };
-            if u32::from(vrf.0) >= MAX_VRFS {
+            // A VRF that counts per prefix is forwarded by the AF_XDP path (its routes punt).
+            if u32::from(vrf.0) >= MAX_VRFS || self.counted.contains(&vrf.0) {
                 continue;
             }
             let Some((prefix, nh)) = tables.vrfs.get(vrf.index()).and_then(|v| v.fib.lookup(ip)) else { continue };
@@ -1458,7 +1475,7 @@ mod tests {
         };
         let mut cmds = vec![
             TableCommand::Router(RouterSettings::default()),
-            TableCommand::Vrf { id: VrfId(0), name: "red".into(), source: None },
+            TableCommand::Vrf { id: VrfId(0), name: "red".into(), source: None, prefix_counters: false },
             port(0, PortRole::Vrf(VrfId(0))),
             port(1, PortRole::Core),
             TableCommand::Neighbour { port: PortId(1), ip: Ipv4Addr::new(10, 1, 0, 2), mac: mac(0x42) },
@@ -1735,7 +1752,7 @@ mod tests {
             probes in proptest::collection::vec((0u16..2, 0u32..4, 0u32..4, proptest::prelude::any::<u16>()), 32),
         ) {
             let mut t = tables(0);
-            t.apply(TableCommand::Vrf { id: VrfId(1), name: "blue".into(), source: None }).unwrap();
+            t.apply(TableCommand::Vrf { id: VrfId(1), name: "blue".into(), source: None, prefix_counters: false }).unwrap();
             let (mut maps, mut m) = (MemMaps::default(), Mirror::new(true));
             m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
             let mut seen = vec![];
@@ -1858,6 +1875,28 @@ mod tests {
         assert!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 1, 1)).is_some_and(|a| a.nlabels == 1));
         assert_eq!(maps.route(VrfId(0), Ipv4Addr::new(172, 16, 9, 1)), Some(PUNT_NEXTHOP));
         assert!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 9, 1)).is_none(), "punted, not sent over the /16");
+    }
+
+    /// A VRF with per-prefix counters is left to the AF_XDP path, which counts: its routes
+    /// (and the neighbours of its connected subnets) punt; turned off, they forward again.
+    #[test]
+    fn a_vrf_counting_per_prefix_is_punted_until_it_stops() {
+        let mut t = tables(4);
+        let count = |on: bool| TableCommand::Vrf { id: VrfId(0), name: "red".into(), source: None, prefix_counters: on };
+        t.apply(count(true)).unwrap();
+        let mut maps = MemMaps::default();
+        let mut m = Mirror::new(true);
+        m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
+        assert_eq!(maps.route(VrfId(0), Ipv4Addr::new(172, 16, 1, 1)), Some(PUNT_NEXTHOP));
+        assert!(maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 7)).is_none(), "a connected neighbour of a counting VRF");
+        t.apply(count(false)).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&[count(false)])).unwrap();
+        assert!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 1, 1)).is_some_and(|a| a.nlabels == 1));
+        assert!(maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 7)).is_some());
+        t.apply(count(true)).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&[count(true)])).unwrap();
+        assert_eq!(maps.route(VrfId(0), Ipv4Addr::new(172, 16, 3, 1)), Some(PUNT_NEXTHOP));
+        assert!(maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 7)).is_none());
     }
 
     /// An ECMP group's source check follows its members: a member that changes recompiles

@@ -129,7 +129,7 @@ fn build_world(rng: &mut Rng, ifnames: &[String]) -> World {
     let ttl_mode = if rng.chance(30) { TtlMode::Pipe } else { TtlMode::Uniform };
     let mut cmds = vec![TableCommand::Router(RouterSettings { router_id: Ipv4Addr::new(10, 255, 0, 1), ttl_mode, vtep: Some(VTEP), ..RouterSettings::default() })];
     for v in 0..3u16 {
-        cmds.push(TableCommand::Vrf { id: VrfId(v), name: format!("v{v}"), source: None });
+        cmds.push(TableCommand::Vrf { id: VrfId(v), name: format!("v{v}"), source: None, prefix_counters: false });
     }
     // The bridge domain before its ports; its port list comes with the rest below.
     cmds.push(TableCommand::Bridge { id: BD, name: "bd".into(), vni: Vni::new(300).unwrap(), ports: vec![] });

@@ -422,6 +422,7 @@ router_id = "10.255.0.1"
 
 [[vrf]]
 name = "red"
+prefix_counters = true
 
 [[port]]
 name = "ce-red"
@@ -528,7 +529,7 @@ fn vrfs_and_ports_change_live_without_disturbing_the_rest() {
 
     // 3. By the files: VRF blue added to both, ce-x in it with another address.
     let dp_text = PE_LIVE
-        .replace("[[vrf]]\nname = \"red\"\n", "[[vrf]]\nname = \"red\"\n\n[[vrf]]\nname = \"blue\"\n")
+        .replace("[[vrf]]\nname = \"red\"\nprefix_counters = true\n", "[[vrf]]\nname = \"red\"\nprefix_counters = true\n\n[[vrf]]\nname = \"blue\"\n")
         .replace("detached = true", "vrf = \"blue\"\naddresses = [\"10.8.0.1/24\"]");
     std::fs::write(&dp.config, dp_text).unwrap();
     let file = scratch_dir("live").join("control.toml");
@@ -557,4 +558,19 @@ fn vrfs_and_ports_change_live_without_disturbing_the_rest() {
     assert_eq!((&after["flaps"], &after["established_at"]), (&before["flaps"], &before["established_at"]), "the session was reset: {before} → {after}");
     assert_eq!(gobgp.notifications_from("192.0.2.1"), 0, "gobgpd got a NOTIFICATION");
     assert!(dp.route("red", "10.50.0.0/16").is_some(), "gobgpd's route left red");
+
+    // Red counts per prefix (its routes left to the AF_XDP path, which counts them): the
+    // flood's requests went by 10.3.0.0/24, its replies by 10.1.0.0/24; nothing else did.
+    let counts = eventually("red's per-prefix counters", Duration::from_secs(5), || {
+        let (code, out) = carrierctl(&pe, &["--json", "show", "stats", "prefixes", "--vrf", "red"]);
+        let v: serde_json::Value = serde_json::from_str(&out).ok().filter(|_| code == 0)?;
+        let by: std::collections::BTreeMap<String, u64> = v.as_array()?.iter().map(|p| (p["prefix"].as_str().unwrap_or("").to_string(), p["packets_forwarded"].as_u64().unwrap_or(0))).collect();
+        (by.get("10.3.0.0/24").copied().unwrap_or(0) >= 3000).then_some(by)
+    });
+    assert!(counts["10.1.0.0/24"] >= 3000, "{counts:?}");
+    assert!(counts.keys().all(|p| p == "10.1.0.0/24" || p == "10.3.0.0/24"), "{counts:?}");
+    let (_, table) = carrierctl(&pe, &["show", "stats", "prefixes", "--vrf", "red"]);
+    assert!(table.lines().next().is_some_and(|h| h.starts_with("VRF") && h.contains("Prefix") && h.contains("Packets")), "{table}");
+    let (code, out) = carrierctl(&pe, &["show", "stats", "prefixes", "--vrf", "blue"]);
+    assert!(code != 0 && out.contains("does not count"), "{code} {out}");
 }

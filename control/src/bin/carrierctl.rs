@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use carrier_control::api::{DropStats, ErrorBody, Health, LabelStats, NeighbourView, PortStats, VrfStats};
+use carrier_control::api::{DropStats, ErrorBody, Health, LabelStats, NeighbourView, PortStats, PrefixStats, VrfStats};
 use carrier_control::state::{DataplaneStatus, EvpnView, InterfaceView, LabelView, PeerStatus, RouteView, VrfInfo};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
@@ -109,6 +109,9 @@ enum Show {
     Stats {
         /// Which.
         what: StatsKind,
+        /// The VRF of `prefixes`.
+        #[arg(long)]
+        vrf: Option<String>,
     },
     /// Health: dataplane connection and sessions.
     Health,
@@ -122,6 +125,8 @@ enum StatsKind {
     Labels,
     Vrfs,
     Drops,
+    /// Per route of a VRF with per-prefix counters (`--vrf`).
+    Prefixes,
 }
 
 #[derive(Subcommand, Debug)]
@@ -410,7 +415,7 @@ fn show(api: &Api, what: Show, json: bool) -> Result<String, Failure> {
             }
             out
         }
-        Show::Stats { what: StatsKind::Ports } => {
+        Show::Stats { what: StatsKind::Ports, .. } => {
             let list = fetch!(Vec<PortStats>, "/stats/ports");
             let rows = list
                 .iter()
@@ -429,17 +434,23 @@ fn show(api: &Api, what: Show, json: bool) -> Result<String, Failure> {
                 .collect();
             table(&["Port", "RX packets", "RX bytes", "TX packets", "TX bytes", "To host", "From host", "Drops"], rows)
         }
-        Show::Stats { what: StatsKind::Labels } => {
+        Show::Stats { what: StatsKind::Labels, .. } => {
             let list = fetch!(Vec<LabelStats>, "/stats/labels");
             let rows = list.iter().map(|l| vec![l.label.to_string(), l.direction.clone(), l.packets_forwarded.to_string(), l.octets_forwarded.to_string()]).collect();
             table(&["Label", "Dir", "Packets", "Bytes"], rows)
         }
-        Show::Stats { what: StatsKind::Vrfs } => {
+        Show::Stats { what: StatsKind::Vrfs, .. } => {
             let list = fetch!(Vec<VrfStats>, "/stats/vrfs");
             let rows = list.iter().map(|v| vec![v.vrf.clone(), v.lookups_packets.to_string(), v.lookups_bytes.to_string(), v.drops.to_string()]).collect();
             table(&["VRF", "Lookups", "Bytes", "Drops"], rows)
         }
-        Show::Stats { what: StatsKind::Drops } => {
+        Show::Stats { what: StatsKind::Prefixes, vrf } => {
+            let Some(vrf) = vrf else { return Err(Failure(4, "show stats prefixes needs --vrf NAME".into())) };
+            let list = fetch!(Vec<PrefixStats>, format!("/stats/prefixes?vrf={vrf}"));
+            let rows = list.iter().map(|p| vec![p.vrf.clone(), p.prefix.clone(), p.packets_forwarded.to_string(), p.octets_forwarded.to_string()]).collect();
+            table(&["VRF", "Prefix", "Packets", "Bytes"], rows)
+        }
+        Show::Stats { what: StatsKind::Drops, .. } => {
             let list = fetch!(Vec<DropStats>, "/stats/drops");
             let rows = list.iter().map(|d| vec![d.port.clone(), d.reason.clone(), d.packets.to_string()]).collect();
             table(&["Port", "Reason", "Packets"], rows)

@@ -12,14 +12,15 @@ pub mod tap;
 #[cfg(feature = "io")]
 pub mod xsk;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use carrier_common::PortId;
+use carrier_common::{PortId, VrfId};
 
-use crate::pipeline::{self, Batch, Counters, DropReason, Frame, FramePool, VecFrame, VecPool, Verdict, Worker};
+use crate::pipeline::{self, Batch, Counters, DropReason, Frame, FramePool, PacketBytes, VecFrame, VecPool, Verdict, Worker};
+use crate::tables::Ipv4Prefix;
 use crate::tables::{TableHandle, Tables};
 
 /// Frames per receive batch (256 beat 64 by ~25% flooded on veth: bench/RESULTS.md).
@@ -61,6 +62,9 @@ pub struct CounterBoard {
     express: Arc<Mutex<(Counters, Vec<ExpressPort>)>>,
     /// The epoch of the worker clock all workers share (learned entries carry its times).
     epoch: Arc<Epoch>,
+    /// What the express tier forwarded per prefix, in VRFs with per-prefix counters (its
+    /// routes' current prefixes); written by the thread that owns the program.
+    express_prefixes: Arc<Mutex<BTreeMap<(VrfId, Ipv4Prefix), PacketBytes>>>,
 }
 
 /// When the worker clock started.
@@ -120,6 +124,7 @@ impl CounterBoard {
             learned: Arc::new(Mutex::new(vec![(0, Learned::default()); workers])),
             express: Arc::default(),
             epoch: Arc::default(),
+            express_prefixes: Arc::default(),
         }
     }
 
@@ -128,7 +133,7 @@ impl CounterBoard {
         u32::try_from(self.epoch.0.elapsed().as_secs()).unwrap_or(u32::MAX - 1) + 1
     }
 
-    fn publish(&self, slot: usize, counters: &Counters) {
+    pub(crate) fn publish(&self, slot: usize, counters: &Counters) {
         if let Ok(mut s) = self.slots.lock() {
             if let Some(c) = s.get_mut(slot) {
                 c.clone_from(counters);
@@ -228,6 +233,32 @@ impl CounterBoard {
     /// What the express tier forwarded, in the workers' terms (as last published).
     pub fn express_total(&self) -> Counters {
         self.express.lock().map(|e| e.0.clone()).unwrap_or_default()
+    }
+
+    /// Replace the express tier's per-prefix counts.
+    pub fn publish_express_prefixes(&self, counts: BTreeMap<(VrfId, Ipv4Prefix), PacketBytes>) {
+        if let Ok(mut e) = self.express_prefixes.lock() {
+            *e = counts;
+        }
+    }
+
+    /// What each route of VRF `vrf` forwarded, both tiers summed, by prefix: the workers'
+    /// counts of routes `fib` holds in the same slot now, and the express tier's.
+    pub fn prefixes(&self, vrf: VrfId, fib: &crate::tables::Fib) -> BTreeMap<Ipv4Prefix, PacketBytes> {
+        let mut out = BTreeMap::new();
+        if let Ok(s) = self.slots.lock() {
+            for c in s.iter() {
+                c.prefix_counts(vrf, |slot| fib.slot_prefix(slot), &mut out);
+            }
+        }
+        if let Ok(e) = self.express_prefixes.lock() {
+            for (&(_, prefix), c) in e.range((vrf, Ipv4Prefix::DEFAULT)..).take_while(|((v, _), _)| *v == vrf) {
+                let o = out.entry(prefix).or_default();
+                o.packets += c.packets;
+                o.bytes += c.bytes;
+            }
+        }
+        out
     }
 
     /// The sum over workers.

@@ -191,6 +191,19 @@ pub struct Counters {
     pub labels_out: crate::tables::FastMap<u32, PacketBytes>,
     /// By [`Event`] index.
     pub events: [u64; Event::COUNT],
+    /// By VRF id, then FIB route slot: what each route of a VRF with per-prefix counters
+    /// forwarded (not summed by [`Counters::merge`]: see [`Counters::prefix_counts`]).
+    pub prefixes: Vec<Vec<Option<RouteCount>>>,
+}
+
+/// What the route in one FIB slot forwarded; the prefix tells the slot's route from one that
+/// held the slot before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteCount {
+    /// The route's prefix.
+    pub prefix: crate::tables::Ipv4Prefix,
+    /// Packets and bytes.
+    pub count: PacketBytes,
 }
 
 impl Counters {
@@ -214,6 +227,42 @@ impl Counters {
     #[inline]
     pub fn vrf(&mut self, vrf: VrfId) -> Option<&mut VrfCounters> {
         self.vrfs.get_mut(vrf.index())
+    }
+
+    /// Count a packet of `len` bytes forwarded by the route `prefix` in FIB slot `slot` of
+    /// VRF `vrf` (a VRF with per-prefix counters).
+    #[inline]
+    pub fn prefix(&mut self, vrf: VrfId, slot: u32, prefix: crate::tables::Ipv4Prefix, len: usize) {
+        let v = vrf.index();
+        if self.prefixes.len() <= v {
+            self.prefixes.resize_with(v + 1, Vec::new);
+        }
+        let slots = &mut self.prefixes[v];
+        let s = slot as usize;
+        if slots.len() <= s {
+            slots.resize(s + 1, None);
+        }
+        match &mut slots[s] {
+            Some(c) if c.prefix == prefix => c.count.add(len),
+            e => {
+                let mut count = PacketBytes::default();
+                count.add(len);
+                *e = Some(RouteCount { prefix, count });
+            }
+        }
+    }
+
+    /// Add what these counters hold for VRF `vrf` into `out`, by prefix: only slots whose
+    /// route `current` still holds there (`current(slot)` is the prefix in the slot now), so
+    /// a route's count starts again when it is withdrawn and installed anew.
+    pub fn prefix_counts(&self, vrf: VrfId, current: impl Fn(u32) -> Option<crate::tables::Ipv4Prefix>, out: &mut std::collections::BTreeMap<crate::tables::Ipv4Prefix, PacketBytes>) {
+        for (slot, c) in self.prefixes.get(vrf.index()).into_iter().flatten().enumerate() {
+            if let Some(c) = c.filter(|c| current(slot as u32) == Some(c.prefix)) {
+                let e = out.entry(c.prefix).or_default();
+                e.packets += c.count.packets;
+                e.bytes += c.count.bytes;
+            }
+        }
     }
 
     /// Count an event.

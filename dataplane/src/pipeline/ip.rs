@@ -86,7 +86,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
                 return Verdict::Drop(DropReason::AntiSpoof);
             }
         }
-        let Some((prefix, nh_id)) = fib.lookup(info.dst) else {
+        let Some((slot, prefix, nh_id)) = fib.lookup_slot_in(0, info.dst) else {
             trace!(self.tracer, "no route to {}", info.dst);
             return self.icmp_error(frame, table, ip_off, hop, (icmpv4::DEST_UNREACHABLE, 0, 0), DropReason::NoRoute, depth);
         };
@@ -112,6 +112,12 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             self.decremented = true;
         }
         let ttl = if let Hop::Routed { .. } = hop { info.ttl - 1 } else { info.ttl };
+        // Transit only: what the router originates (ICMP) is not the route's traffic.
+        if let (Table::Vrf(v), false) = (table, hop == Hop::Originated) {
+            if self.tables.vrfs[v.index()].prefix_counters {
+                self.worker.counters.prefix(v, slot, prefix, frame.len());
+            }
+        }
         self.forward_ip(frame, ip_off, nh, info, ttl, depth)
     }
 

@@ -59,6 +59,8 @@ pub struct Vrf {
     pub fib: Fib,
     /// Source address for ICMP the router sends in this VRF when no port address fits.
     pub source: Option<Ipv4Addr>,
+    /// Packets and bytes forwarded are counted per prefix.
+    pub prefix_counters: bool,
 }
 
 /// A command that would leave the tables inconsistent.
@@ -316,14 +318,15 @@ impl Tables {
                     self.ports[id] = port;
                 }
             }
-            TableCommand::Vrf { id, name, source } => {
+            TableCommand::Vrf { id, name, source, prefix_counters } => {
                 Self::dense("VRF", id.index(), self.vrfs.len())?;
                 if id.index() == self.vrfs.len() {
-                    self.vrfs.push(Vrf { id, name, fib: Fib::default(), source });
+                    self.vrfs.push(Vrf { id, name, fib: Fib::default(), source, prefix_counters });
                 } else {
                     let vrf = &mut self.vrfs[id.index()];
                     vrf.name = name;
                     vrf.source = source;
+                    vrf.prefix_counters = prefix_counters;
                 }
             }
             TableCommand::NextHop { id, nexthop } => {
@@ -532,7 +535,7 @@ mod tests {
     fn references_are_checked() {
         let mut t = Tables::default();
         assert_eq!(t.apply(TableCommand::Port(port(0, PortRole::Vrf(VrfId(0))))), Err(TableError::UnknownVrf(VrfId(0))));
-        t.apply(TableCommand::Vrf { id: VrfId(0), name: "red".into(), source: None }).unwrap();
+        t.apply(TableCommand::Vrf { id: VrfId(0), name: "red".into(), source: None, prefix_counters: false }).unwrap();
         t.apply(TableCommand::Port(port(0, PortRole::Vrf(VrfId(0))))).unwrap();
         assert!(matches!(t.apply(TableCommand::Port(port(5, PortRole::Core))), Err(TableError::NotDense { .. })));
         let route = TableCommand::Route {
@@ -559,7 +562,7 @@ mod tests {
     #[test]
     fn nexthop_refs_match_a_scan() {
         let mut t = Tables::default();
-        t.apply(TableCommand::Vrf { id: VrfId(0), name: "red".into(), source: None }).unwrap();
+        t.apply(TableCommand::Vrf { id: VrfId(0), name: "red".into(), source: None, prefix_counters: false }).unwrap();
         for id in 0..4 {
             t.apply(TableCommand::NextHop { id: NextHopId(id), nexthop: NextHop::Blackhole }).unwrap();
         }
@@ -652,7 +655,7 @@ mod tests {
         let handle = TableHandle::new(Tables::default());
         let before = handle.load();
         let mut next = (*before).clone();
-        next.apply(TableCommand::Vrf { id: VrfId(0), name: "red".into(), source: None }).unwrap();
+        next.apply(TableCommand::Vrf { id: VrfId(0), name: "red".into(), source: None, prefix_counters: false }).unwrap();
         handle.publish(next);
         assert!(before.vrfs.is_empty());
         assert_eq!(handle.load().vrfs.len(), 1);

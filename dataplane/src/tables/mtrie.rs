@@ -441,6 +441,12 @@ impl<const ROOT_BITS: u32> Mtrie<ROOT_BITS> {
     /// The longest prefix of table `root` containing `addr`, and its next hop.
     #[inline]
     pub fn lookup_in(&self, root: u16, addr: Ipv4Addr) -> Option<(Ipv4Prefix, NextHopId)> {
+        self.lookup_slot_in(root, addr).map(|(_, p, nh)| (p, nh))
+    }
+
+    /// [`Mtrie::lookup_in`] with the route's slot (what per-prefix counters are kept by).
+    #[inline]
+    pub fn lookup_slot_in(&self, root: u16, addr: Ipv4Addr) -> Option<(u32, Ipv4Prefix, NextHopId)> {
         let a = u32::from(addr);
         let mut leaf = self.root[Self::root_at(root, a)];
         let mut shift = 32 - ROOT_BITS;
@@ -450,8 +456,18 @@ impl<const ROOT_BITS: u32> Mtrie<ROOT_BITS> {
         }
         match leaf {
             0 => None,
-            l => self.slots[(l - 1) as usize],
+            l => self.slots[(l - 1) as usize].map(|(p, nh)| (l - 1, p, nh)),
         }
+    }
+
+    /// The prefix of the route in `slot`, if one holds it.
+    pub fn slot_prefix(&self, slot: u32) -> Option<Ipv4Prefix> {
+        self.slots.get(slot as usize).copied().flatten().map(|(p, _)| p)
+    }
+
+    /// The slot of the route `prefix` under `root`.
+    pub fn slot_of(&self, root: u16, prefix: Ipv4Prefix) -> Option<u32> {
+        self.index.get(&(root, prefix)).copied()
     }
 }
 
