@@ -301,6 +301,17 @@ pub mod express {
     /// `Array<u32>` by route slot: the next-hop id (an index into [`NH`]) of the route a
     /// [`FIB`] leaf names; a route's next hop changes here alone.
     pub const FIB_SLOTS: &str = "EX_FIB_SLOTS";
+    /// In a [`FIB_SLOTS`] value: the route's VRF counts per prefix; the program counts the
+    /// packets it forwards by the route in [`ROUTE_STATS`] (the rest of the value is the
+    /// next-hop id).
+    pub const ROUTE_COUNTED: u32 = 1 << 31;
+    /// `PerCpuHashMap<u32, ExBytes>`: route slot → what the program forwarded by it, for
+    /// routes marked [`ROUTE_COUNTED`]. The program makes an entry at a route's first packet
+    /// (and punts the packet when the map is full, so the AF_XDP path counts it); the mirror
+    /// deletes a slot's entry when the slot gets another route or none.
+    pub const ROUTE_STATS: &str = "EX_ROUTE_STATS";
+    /// Entries of [`ROUTE_STATS`]: counted routes the program forwards at once.
+    pub const MAX_COUNTED_ROUTES: u32 = 1 << 16;
     /// A [`FIB`] leaf that points at a ply.
     pub const FIB_PLY: u32 = 1 << 31;
     /// A [`FIB`] leaf the program punts (the plies or slots behind it did not fit).
@@ -616,11 +627,14 @@ pub mod express {
         /// multicast MAC (flooding), from a MAC not learned there yet (learning), ARP
         /// (suppression), tagged.
         Bridge,
+        /// A route of a VRF that counts per prefix, with no room left for its counter in
+        /// `EX_ROUTE_STATS`.
+        RouteCounters,
     }
 
     impl Punt {
         /// How many reasons there are.
-        pub const COUNT: usize = 12;
+        pub const COUNT: usize = 13;
         /// Every reason, in index order.
         pub const ALL: [Punt; Punt::COUNT] = [
             Punt::Port,
@@ -635,6 +649,7 @@ pub mod express {
             Punt::AntiSpoof,
             Punt::Headroom,
             Punt::Bridge,
+            Punt::RouteCounters,
         ];
 
         /// The counter name.
@@ -652,6 +667,7 @@ pub mod express {
                 Punt::AntiSpoof => "anti-spoof",
                 Punt::Headroom => "headroom",
                 Punt::Bridge => "bridge",
+                Punt::RouteCounters => "route-counters",
             }
         }
     }
@@ -698,6 +714,7 @@ mod tests {
     fn express_layouts() {
         use express::*;
         assert!(MAX_ROUTES < FIB_PUNT && (FIB_ENTRIES as u64) < u64::from(FIB_PLY), "FIB leaves fit beside the ply bit");
+        assert!(MAX_NEXTHOPS < ROUTE_COUNTED, "next-hop ids fit beside the counted bit");
         assert_eq!(core::mem::size_of::<ExAdj>(), 68);
         assert_eq!(core::mem::offset_of!(ExAdj, vlan), 66, "no implicit padding");
         assert_eq!(core::mem::size_of::<ExPort>(), 14);

@@ -54,7 +54,7 @@ use std::time::{Duration, Instant};
 
 use carrier_common::express::{
     ExAdj, ExConfig, ExIlm, ExMac, ExNeigh, ExPort, MacKey, PortAddr, ARP_ANY, PORT_PROXY_ARP, FIB_PLY, FIB_PUNT, MAX_FIB_PLIES, MAX_ROUTES, CONFIG_ON, ENCAP_VXLAN, ENCAP_VXLAN_L2, MAC_LEARNED, PORT_BRIDGE, VNI_BRIDGE, CONFIG_PIPE, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_PUNT, ILM_SWAP, MAX_ADJ, MAX_BUCKETS, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH,
-    MAX_VRFS, NH_BUCKETS_SHIFT, NH_SLOT_MASK, NO_PORT, PORT_ANTI_SPOOF, PORT_CORE, PORT_PUNT, PORT_VRF, TC_FROM_IP,
+    MAX_VRFS, NH_BUCKETS_SHIFT, NH_SLOT_MASK, NO_PORT, PORT_ANTI_SPOOF, PORT_CORE, PORT_PUNT, PORT_VRF, ROUTE_COUNTED, TC_FROM_IP,
 };
 use carrier_common::{BridgeDomainId, Label, NextHopId, PortId, VrfId, MAX_PORTS};
 
@@ -118,6 +118,9 @@ pub trait ExpressMaps {
     /// An adjacency slot is about to be reused: its packet counters so far belong to the
     /// record it held; return them and start from zero.
     fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)>;
+    /// Route slot `slot` gets another route: forget what the program counted for it
+    /// (`EX_ROUTE_STATS`).
+    fn clear_route_stats(&mut self, slot: u32) -> std::io::Result<()>;
     /// Write many adjacency records (in one system call where the maps allow).
     fn set_adjs(&mut self, items: &[(u32, ExAdj)]) -> std::io::Result<()> {
         items.iter().try_for_each(|(slot, adj)| self.set_adj(*slot, *adj))
@@ -203,6 +206,9 @@ impl<M: ExpressMaps> ExpressMaps for Pending<'_, M> {
     }
     fn take_adj_counters(&mut self, slot: u32) -> std::io::Result<(u64, u64)> {
         self.maps.take_adj_counters(slot)
+    }
+    fn clear_route_stats(&mut self, slot: u32) -> std::io::Result<()> {
+        self.maps.clear_route_stats(slot)
     }
 }
 
@@ -420,6 +426,31 @@ impl Mirror {
         }
     }
 
+    /// The routes of VRFs that count per prefix, by route slot: (VRF, the prefix their
+    /// count belongs to). A neighbour's host route (made by the mirror for a neighbour on a
+    /// connected subnet) counts for that subnet's route, as in the pipeline.
+    pub fn counted_routes(&self, tables: &Tables) -> FastMap<u32, (VrfId, Ipv4Prefix)> {
+        let mut out = FastMap::default();
+        for &(vrf, prefix) in self.routes.keys().filter(|k| self.counted.contains(&k.0)) {
+            if let Some(slot) = self.fib.slot_of(vrf, prefix) {
+                out.insert(slot, (VrfId(vrf), prefix));
+            }
+        }
+        for &(vrf, ip) in self.neighbour_routes.keys().filter(|k| self.counted.contains(&k.0)) {
+            let covering = tables.vrfs.get(usize::from(vrf)).and_then(|v| v.fib.lookup(ip)).map(|(p, _)| p);
+            if let (Some(slot), Some(prefix)) = (self.fib.slot_of(vrf, Ipv4Prefix::host(ip)), covering) {
+                // A real /32 of the same address owns the slot then.
+                out.entry(slot).or_insert((VrfId(vrf), prefix));
+            }
+        }
+        out
+    }
+
+    /// Whether some VRF counts per prefix.
+    pub fn counts_prefixes(&self) -> bool {
+        !self.counted.is_empty()
+    }
+
     /// The tier leaves frames received on these port slots to the AF_XDP path (ports with the
     /// tier off, or where the program runs in skb mode); takes effect at the next sync.
     pub fn not_serving(mut self, slots: impl IntoIterator<Item = u32>) -> Mirror {
@@ -590,7 +621,9 @@ impl Mirror {
         let counted: HashSet<u16> = tables.vrfs.iter().filter(|v| v.prefix_counters).map(|v| v.id.0).collect();
         let recount: HashSet<u16> = counted.symmetric_difference(&self.counted).copied().collect();
         self.counted.clone_from(&counted);
-        let target = |vrf: u16, nh: u32| NextHopId(if counted.contains(&vrf) { PUNT_NEXTHOP } else { route_target(nh) });
+        let target = |vrf: u16, nh: u32| NextHopId(route_target(nh) | if counted.contains(&vrf) { ROUTE_COUNTED } else { 0 });
+        // Routes new in a counting VRF: their slots' counters start from zero.
+        let mut fresh: Vec<(u16, Ipv4Prefix)> = vec![];
         if everything {
             let mut want: FastMap<(u16, Ipv4Prefix), u32> = FastMap::default();
             for v in &tables.vrfs {
@@ -603,6 +636,9 @@ impl Mirror {
             }
             for (key, nh) in &want {
                 if self.routes.get(key) != Some(nh) {
+                    if counted.contains(&key.0) && !self.routes.contains_key(key) {
+                        fresh.push(*key);
+                    }
                     self.fib.insert_in(key.0, key.1, target(key.0, *nh));
                     self.last.routes += 1;
                 }
@@ -633,7 +669,11 @@ impl Mirror {
                 }
                 match nh {
                     Some(nh) => {
-                        if self.routes.insert(key, nh) != Some(nh) {
+                        let before = self.routes.insert(key, nh);
+                        if before != Some(nh) {
+                            if before.is_none() && counted.contains(&key.0) {
+                                fresh.push(key);
+                            }
                             self.fib.insert_in(key.0, key.1, target(key.0, nh));
                             self.last.routes += 1;
                         }
@@ -652,6 +692,21 @@ impl Mirror {
             for (key, nh) in self.routes.iter().filter(|(k, _)| recount.contains(&k.0)) {
                 self.fib.insert_in(key.0, key.1, target(key.0, *nh));
                 self.last.routes += 1;
+                if counted.contains(&key.0) {
+                    fresh.push(*key);
+                }
+            }
+            for (key, id) in self.neighbour_routes.iter().filter(|(k, _)| recount.contains(&k.0)) {
+                self.fib.insert_in(key.0, Ipv4Prefix::host(key.1), target(key.0, *id));
+                self.last.routes += 1;
+                if counted.contains(&key.0) {
+                    fresh.push((key.0, Ipv4Prefix::host(key.1)));
+                }
+            }
+        }
+        for (vrf, prefix) in fresh {
+            if let Some(slot) = self.fib.slot_of(vrf, prefix) {
+                maps.clear_route_stats(slot)?;
             }
         }
         self.sync_neighbour_routes(maps, tables, &neighbours)?;
@@ -992,8 +1047,7 @@ impl Mirror {
         for ((port, ip), mac) in neighbours.all() {
             let Some(p) = tables.port(port) else { continue };
             let PortRole::Vrf(vrf) = p.role else { continue };
-            // A VRF that counts per prefix is forwarded by the AF_XDP path (its routes punt).
-            if u32::from(vrf.0) >= MAX_VRFS || self.counted.contains(&vrf.0) {
+            if u32::from(vrf.0) >= MAX_VRFS {
                 continue;
             }
             let Some((prefix, nh)) = tables.vrfs.get(vrf.index()).and_then(|v| v.fib.lookup(ip)) else { continue };
@@ -1022,9 +1076,15 @@ impl Mirror {
             // A connected neighbour is out of its port: proxied from the others.
             self.set_nh_arp(maps, id, u32::from(adj.port) + 1)?;
             if !self.neighbour_routes.contains_key(key) {
-                self.fib.insert_in(key.0, Ipv4Prefix::host(key.1), NextHopId(id));
+                // Counted like any route of a counting VRF (its count is the connected
+                // subnet's: see `Mirror::counted_routes`).
+                let counted = self.counted.contains(&key.0);
+                self.fib.insert_in(key.0, Ipv4Prefix::host(key.1), NextHopId(id | if counted { ROUTE_COUNTED } else { 0 }));
                 self.last.routes += 1;
                 self.neighbour_routes.insert(*key, id);
+                if let Some(slot) = self.fib.slot_of(key.0, Ipv4Prefix::host(key.1)).filter(|_| counted) {
+                    maps.clear_route_stats(slot)?;
+                }
             }
         }
         let gone: Vec<_> = self.neighbour_routes.keys().filter(|k| !want.contains_key(*k)).copied().collect();
@@ -1350,6 +1410,8 @@ pub struct MemMaps {
     pub nh_arp: FastMap<u32, u32>,
     /// ARP suppression bindings.
     pub arp_bind: FastMap<PortAddr, ExNeigh>,
+    /// Route slots whose counters were cleared, in order.
+    pub route_stats_cleared: Vec<u32>,
 }
 
 /// Set `key` to `value` in `map`, or remove it (`None`), as a map write does.
@@ -1362,6 +1424,10 @@ fn put<K: Eq + std::hash::Hash, V>(map: &mut FastMap<K, V>, key: K, value: Optio
 }
 
 impl ExpressMaps for MemMaps {
+    fn clear_route_stats(&mut self, slot: u32) -> std::io::Result<()> {
+        self.route_stats_cleared.push(slot);
+        Ok(())
+    }
     fn set_neighbour(&mut self, key: PortAddr, neighbour: Option<ExNeigh>) -> std::io::Result<()> {
         put(&mut self.neighbours, key, neighbour)
     }
@@ -1431,7 +1497,20 @@ impl MemMaps {
         if leaf == FIB_PUNT || leaf & FIB_PLY != 0 {
             return None;
         }
-        self.fib_slots.get(&(leaf - 1)).copied()
+        self.fib_slots.get(&(leaf - 1)).map(|v| v & !ROUTE_COUNTED)
+    }
+
+    /// Whether the route for `addr` in `vrf` is marked counted (`ROUTE_COUNTED`).
+    pub fn counted(&self, vrf: VrfId, addr: Ipv4Addr) -> bool {
+        let a = addr.octets();
+        let Some(mut leaf) = self.fib.get(&(u32::from(vrf.0) * 256 + u32::from(a[0]))).copied() else { return false };
+        for byte in &a[1..] {
+            if leaf & FIB_PLY == 0 {
+                break;
+            }
+            leaf = self.fib.get(&((leaf & !FIB_PLY) * 256 + u32::from(*byte))).copied().unwrap_or(0);
+        }
+        leaf != 0 && leaf & FIB_PLY == 0 && leaf != FIB_PUNT && self.fib_slots.get(&(leaf - 1)).is_some_and(|v| v & ROUTE_COUNTED != 0)
     }
 
     /// The record a packet to `addr` in `vrf` would use: longest match, then the next hop's
@@ -1877,26 +1956,38 @@ mod tests {
         assert!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 9, 1)).is_none(), "punted, not sent over the /16");
     }
 
-    /// A VRF with per-prefix counters is left to the AF_XDP path, which counts: its routes
-    /// (and the neighbours of its connected subnets) punt; turned off, they forward again.
+    /// A VRF with per-prefix counters: its routes (and its connected neighbours' host routes)
+    /// are marked counted and still forwarded; a new route's slot starts from zero; turned
+    /// off, the marks go; the counted routes map back to their prefixes (a neighbour's to its
+    /// subnet).
     #[test]
-    fn a_vrf_counting_per_prefix_is_punted_until_it_stops() {
+    fn a_vrf_counting_per_prefix_marks_its_routes() {
         let mut t = tables(4);
         let count = |on: bool| TableCommand::Vrf { id: VrfId(0), name: "red".into(), source: None, prefix_counters: on };
         t.apply(count(true)).unwrap();
         let mut maps = MemMaps::default();
         let mut m = Mirror::new(true);
         m.sync(&mut maps, &t, &Learned::default(), Change::All).unwrap();
-        assert_eq!(maps.route(VrfId(0), Ipv4Addr::new(172, 16, 1, 1)), Some(PUNT_NEXTHOP));
-        assert!(maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 7)).is_none(), "a connected neighbour of a counting VRF");
+        let (far, near) = (Ipv4Addr::new(172, 16, 1, 1), Ipv4Addr::new(10, 0, 0, 7));
+        assert!(maps.counted(VrfId(0), far) && maps.counted(VrfId(0), near));
+        assert!(maps.lookup(VrfId(0), far).is_some_and(|a| a.nlabels == 1), "counted and forwarded");
+        assert!(maps.lookup(VrfId(0), near).is_some());
+        let routes = m.counted_routes(&t);
+        let slot = m.fib.slot_of(0, p("172.16.1.0/24")).unwrap();
+        assert_eq!(routes.get(&slot), Some(&(VrfId(0), p("172.16.1.0/24"))));
+        let host = m.fib.slot_of(0, Ipv4Prefix::host(near)).unwrap();
+        assert_eq!(routes.get(&host), Some(&(VrfId(0), p("10.0.0.0/24"))), "a neighbour counts for its subnet");
+        assert!(maps.route_stats_cleared.contains(&slot) && maps.route_stats_cleared.contains(&host));
+        // A new route: its slot is cleared; a changed next hop is not.
+        maps.route_stats_cleared.clear();
+        let add = [TableCommand::Route { table: Table::Vrf(VrfId(0)), prefix: p("172.17.0.0/16"), nexthop: NextHopId(1) }];
+        t.apply_all(add.clone()).unwrap();
+        m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&add)).unwrap();
+        assert_eq!(maps.route_stats_cleared, vec![m.fib.slot_of(0, p("172.17.0.0/16")).unwrap()]);
         t.apply(count(false)).unwrap();
         m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&[count(false)])).unwrap();
-        assert!(maps.lookup(VrfId(0), Ipv4Addr::new(172, 16, 1, 1)).is_some_and(|a| a.nlabels == 1));
-        assert!(maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 7)).is_some());
-        t.apply(count(true)).unwrap();
-        m.sync(&mut maps, &t, &Learned::default(), Change::Commands(&[count(true)])).unwrap();
-        assert_eq!(maps.route(VrfId(0), Ipv4Addr::new(172, 16, 3, 1)), Some(PUNT_NEXTHOP));
-        assert!(maps.lookup(VrfId(0), Ipv4Addr::new(10, 0, 0, 7)).is_none());
+        assert!(!maps.counted(VrfId(0), far) && !maps.counted(VrfId(0), near));
+        assert!(maps.lookup(VrfId(0), far).is_some() && m.counted_routes(&t).is_empty());
     }
 
     /// An ECMP group's source check follows its members: a member that changes recompiles

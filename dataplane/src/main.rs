@@ -435,6 +435,11 @@ fn run(config: &std::path::Path, socket: Option<&std::path::Path>, cpu: Option<u
                 }
                 Err(e) => log::debug!("express counters: {e}"),
             }
+            // Per-prefix counts of the VRFs that keep them, once a second (a read of the
+            // whole counter map).
+            if rounds % 10 == 1 {
+                publish_route_stats(&mut xdp, &mirror, &snapshot, &xdp_board);
+            }
         }
         for (slot, name, _) in &xdp_ports {
             if let Ok(s) = xdp.port_stats(*slot) {
@@ -499,6 +504,34 @@ struct ExpressLabels {
 
 /// Publish the express tier's counters in the workers' terms. `full`: labels and
 /// adjacencies were read this round; otherwise the last ones (`last`) are kept.
+/// Publish what the XDP program counted per route of the VRFs with per-prefix counters, by
+/// (VRF, prefix); counters of slots no counted route holds any more are deleted.
+fn publish_route_stats(xdp: &mut carrier_dataplane::xdp::XdpDataplane, mirror: &carrier_dataplane::express::Mirror, tables: &carrier_dataplane::tables::Tables, board: &carrier_dataplane::io::CounterBoard) {
+    use carrier_dataplane::express::ExpressMaps;
+    let mut counts = std::collections::BTreeMap::new();
+    if mirror.counts_prefixes() {
+        match xdp.route_stats() {
+            Ok(stats) => {
+                let owners = mirror.counted_routes(tables);
+                for (slot, c) in stats {
+                    match owners.get(&slot) {
+                        Some(&key) => {
+                            let e: &mut carrier_dataplane::pipeline::PacketBytes = counts.entry(key).or_default();
+                            e.packets += c.packets;
+                            e.bytes += c.bytes;
+                        }
+                        None => {
+                            let _ = xdp.clear_route_stats(slot);
+                        }
+                    }
+                }
+            }
+            Err(e) => log::debug!("express route counters: {e}"),
+        }
+    }
+    board.publish_express_prefixes(counts);
+}
+
 fn publish_express(
     board: &carrier_dataplane::io::CounterBoard,
     mirror: &mut carrier_dataplane::express::Mirror,

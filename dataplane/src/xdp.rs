@@ -25,7 +25,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::BorrowedFd;
 use std::process::Command;
 
-use aya::maps::{Array, DevMap, HashMap, IterableMap, Map, MapData, MapError, PerCpuArray, XskMap};
+use aya::maps::{Array, DevMap, HashMap, IterableMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, XskMap};
 use aya::programs::xdp::{XdpError as AyaXdpError, XdpLinkId};
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, Pod};
@@ -938,6 +938,75 @@ impl crate::express::ExpressMaps for XdpDataplane {
         let zeros = aya::maps::PerCpuValues::try_from(vec![Raw(express::ExBytes::default()); cpus]).map_err(|e| std::io::Error::other(e.to_string()))?;
         map.set(slot, zeros, 0).map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok((p, b))
+    }
+    fn clear_route_stats(&mut self, slot: u32) -> std::io::Result<()> {
+        let map = self.map_mut(express::ROUTE_STATS).map_err(io_error(express::ROUTE_STATS))?;
+        let mut stats: PerCpuHashMap<&mut MapData, u32, Raw<express::ExBytes>> = PerCpuHashMap::try_from(map).map_err(|e| std::io::Error::other(e.to_string()))?;
+        match stats.remove(&slot) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        }
+    }
+}
+
+impl XdpDataplane {
+    /// What the program counted per route slot (`EX_ROUTE_STATS`), summed over CPUs, read in
+    /// batches.
+    pub fn route_stats(&self) -> Result<Vec<(u32, express::ExBytes)>, XdpError> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let name = express::ROUTE_STATS;
+        let syscall = |call: &'static str, io_error: std::io::Error| XdpError::Map { map: name, source: Box::new(MapError::SyscallError(aya::sys::SyscallError { call, io_error })) };
+        let map = self.ebpf.map(name).ok_or(XdpError::MapMissing(name))?;
+        let stats: PerCpuHashMap<&MapData, u32, Raw<express::ExBytes>> = PerCpuHashMap::try_from(map).map_err(map_error(name))?;
+        let fd = stats.map().fd().as_fd().as_raw_fd();
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| syscall("nr_cpus", e))?;
+        const BATCH: u32 = 4096;
+        let mut out = vec![];
+        let mut cursor: u32 = 0;
+        let mut first = true;
+        loop {
+            let mut keys = vec![0u32; BATCH as usize];
+            let mut values = vec![express::ExBytes::default(); BATCH as usize * cpus];
+            let mut in_batch = cursor;
+            let mut out_batch: u32 = 0;
+            let mut attr = BatchAttr {
+                in_batch: if first { 0 } else { &mut in_batch as *mut u32 as u64 },
+                out_batch: &mut out_batch as *mut u32 as u64,
+                keys: keys.as_mut_ptr() as u64,
+                values: values.as_mut_ptr() as u64,
+                count: BATCH,
+                map_fd: fd as u32,
+                elem_flags: 0,
+                flags: 0,
+            };
+            // SAFETY: `attr` is the kernel's `bpf_attr.batch` layout; the buffers hold `BATCH`
+            // keys and `BATCH * cpus` values of the map's value size (16 bytes, a multiple of
+            // 8); a hash map's batch cursor is a u32.
+            let r = unsafe { libc::syscall(libc::SYS_bpf, 24 /* BPF_MAP_LOOKUP_BATCH */, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>()) };
+            let done = if r != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(syscall("bpf_map_lookup_batch", e));
+                }
+                true
+            } else {
+                false
+            };
+            for i in 0..attr.count as usize {
+                let mut sum = express::ExBytes::default();
+                for c in &values[i * cpus..(i + 1) * cpus] {
+                    sum.packets += c.packets;
+                    sum.bytes += c.bytes;
+                }
+                out.push((keys[i], sum));
+            }
+            if done {
+                return Ok(out);
+            }
+            cursor = out_batch;
+            first = false;
+        }
     }
 }
 

@@ -36,13 +36,13 @@
 use aya_ebpf::{
     helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     macros::map,
-    maps::{Array, DevMap, HashMap, PerCpuArray},
+    maps::{Array, DevMap, HashMap, PerCpuArray, PerCpuHashMap},
     programs::XdpContext,
 };
 use carrier_common::express::{
     ExAdj, ExBytes, ExConfig, ExIlm, ExPort, ExPortStats, Punt, CONFIG_ON, MAX_GROWTH, CONFIG_PIPE, ENCAP_NONE, ENCAP_VXLAN, ENCAP_VXLAN_L2, VXLAN_OVERHEAD, ExMac, ExNeigh, MacKey, PortAddr, ARP_ANY, PORT_PROXY_ARP, MAC_LEARNED, MAX_MACS, MAX_NEIGH, PORT_BRIDGE, VNI_BRIDGE,
     FIB_ENTRIES, FIB_PLY, FIB_PUNT, ILM_POP_FORWARD, ILM_POP_LOOKUP, ILM_SWAP, MAX_ADJ, PORT_PUNT, NH_BUCKETS_SHIFT, NH_SLOT_MASK, MAX_LABEL, MAX_NEXTHOPS, MAX_PUSH, MAX_ROUTES, MAX_VNIS, MAX_VRFS, NO_PORT,
-    PORT_ANTI_SPOOF, PORT_CORE, PORT_VRF, TC_FROM_IP,
+    PORT_ANTI_SPOOF, PORT_CORE, PORT_VRF, TC_FROM_IP, MAX_COUNTED_ROUTES, ROUTE_COUNTED,
 };
 use carrier_common::{MAX_PORTS, VXLAN_UDP_PORT};
 
@@ -93,6 +93,10 @@ static VRF_STATS: PerCpuArray<ExBytes> = PerCpuArray::with_max_entries(MAX_VRFS,
 static LABEL_STATS: PerCpuArray<ExBytes> = PerCpuArray::with_max_entries(MAX_LABEL, 0);
 #[map(name = "EX_ADJ_STATS")]
 static ADJ_STATS: PerCpuArray<ExBytes> = PerCpuArray::with_max_entries(MAX_ADJ, 0);
+/// Entries made on first use, not preallocated (`BPF_F_NO_PREALLOC`): memory follows the
+/// counted routes that carried traffic.
+#[map(name = "EX_ROUTE_STATS")]
+static ROUTE_STATS: PerCpuHashMap<u32, ExBytes> = PerCpuHashMap::with_max_entries(MAX_COUNTED_ROUTES, 1);
 /// The identification of the outer IPv4 headers this CPU writes (VXLAN), as the pipeline's
 /// per-worker counter.
 #[map(name = "EX_IDENT")]
@@ -124,6 +128,8 @@ struct Plan {
     label_in: Option<u32>,
     /// The flow hash (VXLAN source port).
     hash: u32,
+    /// The route's slot + 1 when its VRF counts per prefix, else 0.
+    route: u32,
 }
 
 /// A bridged frame's way out, decided before it is touched.
@@ -334,17 +340,25 @@ fn update(checksum: u16, old_word: u16, new_word: u16) -> u16 {
     fold(u32::from(!checksum) + u32::from(!old_word) + u32::from(new_word))
 }
 
-/// The adjacency a route in `vrf` gives for `addr`: (record, slot). An ECMP next hop's
-/// bucket is chosen by the flow hash of `flow` (the first bucket without one: every bucket
-/// answers the source check alike).
+/// The adjacency a route in `vrf` gives for `addr`: (record, slot, the route's slot + 1 when
+/// it is counted, else 0). An ECMP next hop's bucket is chosen by the flow hash of `flow`
+/// (the first bucket without one: every bucket answers the source check alike).
 #[inline(always)]
-fn lookup(vrf: u32, addr: [u8; 4], flow: Option<&Ip>) -> Option<(ExAdj, u32)> {
-    records(route(vrf, addr)?, || flow.map_or(0, Ip::hash))
+fn lookup(vrf: u32, addr: [u8; 4], flow: Option<&Ip>) -> Option<(ExAdj, u32, u32)> {
+    let (value, leaf) = route_entry(vrf, addr)?;
+    let (adj, slot) = records(value & !ROUTE_COUNTED, || flow.map_or(0, Ip::hash))?;
+    Some((adj, slot, if value & ROUTE_COUNTED != 0 { leaf } else { 0 }))
 }
 
 /// The next-hop id of the route in `vrf` for `addr`.
 #[inline(always)]
 fn route(vrf: u32, addr: [u8; 4]) -> Option<u32> {
+    route_entry(vrf, addr).map(|(value, _)| value & !ROUTE_COUNTED)
+}
+
+/// The `EX_FIB_SLOTS` value of the route in `vrf` for `addr`, and its slot + 1.
+#[inline(always)]
+fn route_entry(vrf: u32, addr: [u8; 4]) -> Option<(u32, u32)> {
     if vrf >= MAX_VRFS {
         return None;
     }
@@ -362,7 +376,7 @@ fn route(vrf: u32, addr: [u8; 4]) -> Option<u32> {
     if leaf == 0 || leaf == FIB_PUNT || leaf & FIB_PLY != 0 {
         return None;
     }
-    FIB_SLOTS.get(leaf - 1).copied()
+    FIB_SLOTS.get(leaf - 1).map(|v| (*v, leaf))
 }
 
 /// Next hop `nh`'s record for the flow `hash` gives (asked only of an ECMP next hop):
@@ -392,17 +406,17 @@ fn plan_routed(frame: &Frame, l2: usize, port: &ExPort, slot: u32, flags: u32) -
     let vrf = u32::from(port.vrf);
     if port.flags & PORT_ANTI_SPOOF != 0 {
         match lookup(vrf, ip.src, None) {
-            Some((a, _)) if u32::from(a.rpf_port) == slot => {}
+            Some((a, _, _)) if u32::from(a.rpf_port) == slot => {}
             _ => return Err(Punt::AntiSpoof),
         }
     }
-    let (adj, adj_slot) = lookup(vrf, ip.dst, Some(&ip)).ok_or(Punt::NoRoute)?;
+    let (adj, adj_slot, route) = lookup(vrf, ip.dst, Some(&ip)).ok_or(Punt::NoRoute)?;
     if ip.ttl <= 1 {
         return Err(Punt::Ttl);
     }
     let ttl = ip.ttl - 1;
     let checksum = update(ip.checksum, u16::from_be_bytes([ip.ttl, ip.protocol]), u16::from_be_bytes([ttl, ip.protocol]));
-    finish(l2, 0, &ip, adj, adj_slot, ttl, checksum, vrf, None, flags)
+    finish(l2, 0, &ip, adj, adj_slot, ttl, checksum, vrf, None, flags, route)
 }
 
 /// A labelled packet from the core. IPv4 explicit null over another label is popped (RFC
@@ -455,12 +469,12 @@ fn plan_labelled(frame: &Frame, l2: usize, flags: u32) -> Result<Plan, Punt> {
     };
     if ilm.action == ILM_POP_LOOKUP {
         let vrf = u32::from(ilm.vrf);
-        let (adj, adj_slot) = lookup(vrf, ip.dst, Some(&ip)).ok_or(Punt::NoRoute)?;
-        finish(ip_off, 0, &ip, adj, adj_slot, ttl, checksum, vrf, Some(label), flags)
+        let (adj, adj_slot, route) = lookup(vrf, ip.dst, Some(&ip)).ok_or(Punt::NoRoute)?;
+        finish(ip_off, 0, &ip, adj, adj_slot, ttl, checksum, vrf, Some(label), flags, route)
     } else {
         // Per-CE: no lookup, so no VRF lookup counted.
         let (adj, adj_slot) = records(ilm.nexthop, || ip.hash()).ok_or(Punt::NextHop)?;
-        finish(ip_off, 0, &ip, adj, adj_slot, ttl, checksum, NO_VRF, Some(label), flags)
+        finish(ip_off, 0, &ip, adj, adj_slot, ttl, checksum, NO_VRF, Some(label), flags, 0)
     }
 }
 
@@ -502,6 +516,7 @@ fn plan_swap(frame: &Frame, off: usize, lse: u32, nexthop: u32) -> Result<Plan, 
         lookup_len: 0,
         label_in: Some(lse >> 12),
         hash: 0,
+        route: 0,
     })
 }
 
@@ -557,13 +572,13 @@ fn plan_decap(frame: &Frame, vtep: [u8; 4], flags: u32) -> Result<Todo, Punt> {
     if ip_off + ip.total > ETH_LEN + outer.total {
         return Err(Punt::Ipv4);
     }
-    let (adj, adj_slot) = lookup(vrf, ip.dst, Some(&ip)).ok_or(Punt::NoRoute)?;
+    let (adj, adj_slot, route) = lookup(vrf, ip.dst, Some(&ip)).ok_or(Punt::NoRoute)?;
     if ip.ttl <= 1 {
         return Err(Punt::Ttl);
     }
     let ttl = ip.ttl - 1;
     let checksum = update(ip.checksum, u16::from_be_bytes([ip.ttl, ip.protocol]), u16::from_be_bytes([ttl, ip.protocol]));
-    finish(ip_off, inner_l2, &ip, adj, adj_slot, ttl, checksum, vrf, None, flags).map(Todo::Routed)
+    finish(ip_off, inner_l2, &ip, adj, adj_slot, ttl, checksum, vrf, None, flags, route).map(Todo::Routed)
 }
 
 /// An ARP request for an address of this port — or, on a customer port with proxy ARP, for
@@ -787,7 +802,7 @@ fn apply_bridge(ctx: &XdpContext, stats: *mut ExPortStats, orig_len: usize, b: &
 /// The checks common to the IPv4 paths once the adjacency is known.
 #[allow(clippy::too_many_arguments, reason = "one plan's worth of facts")]
 #[inline(always)]
-fn finish(ip_off: usize, l2_start: usize, ip: &Ip, adj: ExAdj, adj_slot: u32, ttl: u8, checksum: u16, vrf: u32, label_in: Option<u32>, flags: u32) -> Result<Plan, Punt> {
+fn finish(ip_off: usize, l2_start: usize, ip: &Ip, adj: ExAdj, adj_slot: u32, ttl: u8, checksum: u16, vrf: u32, label_in: Option<u32>, flags: u32, route: u32) -> Result<Plan, Punt> {
     let n = usize::from(adj.nlabels);
     if adj.port == NO_PORT || n > MAX_PUSH || EGRESS.get(u32::from(adj.port)).is_none() {
         return Err(Punt::NextHop);
@@ -803,7 +818,12 @@ fn finish(ip_off: usize, l2_start: usize, ip: &Ip, adj: ExAdj, adj_slot: u32, tt
     let tc = if adj.tc == TC_FROM_IP { ip.tos >> 5 } else { adj.tc & 7 };
     let hash = if adj.encap == ENCAP_VXLAN { ip.hash() } else { 0 };
     let label_ttl = if flags & CONFIG_PIPE != 0 { 255 } else { ttl };
-    Ok(Plan { ip_off, total: ip.total, adj, adj_slot, ttl, checksum, tc, label_ttl, swap_bottom: None, vrf, lookup_len: ip_off - l2_start + ip.total, label_in, hash })
+    // A counted route's counter exists before the packet is sent by it: with the map full,
+    // the AF_XDP path forwards (and counts) it.
+    if route != 0 && !route_counter(route - 1) {
+        return Err(Punt::RouteCounters);
+    }
+    Ok(Plan { ip_off, total: ip.total, adj, adj_slot, ttl, checksum, tc, label_ttl, swap_bottom: None, vrf, lookup_len: ip_off - l2_start + ip.total, label_in, hash, route })
 }
 
 /// Rewrite the frame as planned, count, and redirect.
@@ -873,6 +893,14 @@ fn apply(ctx: &XdpContext, stats: *mut ExPortStats, orig_len: usize, plan: &Plan
     let egress = u32::from(plan.adj.port);
     count_port(stats, egress, orig_len, final_len);
     bump(&VRF_STATS, plan.vrf, plan.lookup_len);
+    if plan.route != 0 {
+        if let Some(c) = ROUTE_STATS.get_ptr_mut(plan.route - 1) {
+            // SAFETY: this CPU's value of a per-CPU entry, written only by this program here.
+            let c = unsafe { &mut *c };
+            c.packets += 1;
+            c.bytes += plan.lookup_len as u64;
+        }
+    }
     bump(&ADJ_STATS, plan.adj_slot, final_len);
     if let Some(label) = plan.label_in {
         bump(&LABEL_STATS, label, orig_len);
@@ -936,6 +964,16 @@ fn count_port(ingress: *mut ExPortStats, egress: u32, rx_len: usize, tx_len: usi
             (*s).tx.bytes += tx_len as u64;
         }
     }
+}
+
+/// Whether route slot `slot` has its counter in `EX_ROUTE_STATS`, made now if need be.
+#[inline(always)]
+fn route_counter(slot: u32) -> bool {
+    if ROUTE_STATS.get_ptr_mut(slot).is_some() {
+        return true;
+    }
+    // BPF_NOEXIST (1): another CPU may have made it meanwhile, which is as good.
+    ROUTE_STATS.insert(slot, ExBytes::default(), 1).is_ok() || ROUTE_STATS.get_ptr_mut(slot).is_some()
 }
 
 #[inline(always)]
