@@ -43,6 +43,13 @@ pub enum Request {
     Dump,
     /// The neighbours: configured, and learned from ARP by the workers.
     Neighbours,
+    /// Open these interfaces as ports after the running ones (XDP attached, a socket on
+    /// every worker's queue), detached until a change attaches them; ports already open are
+    /// left as they are. Nothing is published.
+    AddPorts {
+        /// The ports, with the ids they get.
+        ports: Vec<crate::command::Port>,
+    },
     /// What each route of a VRF with per-prefix counters forwarded, both tiers summed.
     Prefixes {
         /// The VRF's name.

@@ -323,6 +323,10 @@ pub struct AttachRequest {
     /// The port's addresses with prefix length (`10.1.0.1/24`); absent: kept.
     #[serde(default)]
     pub addresses: Option<Vec<String>>,
+    /// For an interface the config does not list yet (it becomes a port): the router's MAC on
+    /// it; default: the interface's own.
+    #[serde(default)]
+    pub mac: Option<String>,
 }
 
 /// `{name}` of an interface in a path.
@@ -759,7 +763,8 @@ async fn attach(AxState(ctx): AxState<Ctx>, name: Result<Path<String>, PathRejec
         _ => return Err(ApiError::bad_request("give exactly one of \"vrf\", \"bridge\" or \"core\": true")),
     };
     let addresses = b.addresses.as_deref().map(|a| parse_list("address", a)).transpose()?;
-    let edit = Edit::Attach { port, to: Some(to), addresses };
+    let mac = b.mac.as_deref().map(|m| m.parse().map_err(|_| ApiError::bad_request(format!("{m:?} is not a MAC address")))).transpose()?;
+    let edit = Edit::Attach { port, mac, to: Some(to), addresses };
     Ok(Json(ctx.state.ask(|reply| Command::Edit { edit, reply }).await??))
 }
 
@@ -767,7 +772,7 @@ async fn attach(AxState(ctx): AxState<Ctx>, name: Result<Path<String>, PathRejec
     responses((status = 200, body = ApplySummary), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn detach(AxState(ctx): AxState<Ctx>, name: Result<Path<String>, PathRejection>) -> ApiResult<ApplySummary> {
-    let edit = Edit::Attach { port: name?.0, to: None, addresses: None };
+    let edit = Edit::Attach { port: name?.0, mac: None, to: None, addresses: None };
     Ok(Json(ctx.state.ask(|reply| Command::Edit { edit, reply }).await??))
 }
 

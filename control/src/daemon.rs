@@ -785,7 +785,10 @@ async fn command(rib: &mut Rib, peers: &PeerSet, c: Command) -> bool {
         Command::Edit { edit, reply } => {
             let r = match rib.dataplane() {
                 None => Err(CommandError::Unavailable),
-                Some(dp) => crate::reconfig::edit(rib.config(), &dp.config, edit).and_then(|(ctl, dp)| take_config(rib, Arc::new(ctl), "", Some(dp))),
+                Some(dp) => match crate::reconfig::edit(rib.config(), &dp.config, edit) {
+                    Ok((ctl, dp)) => take_config(rib, Arc::new(ctl), "", Some(dp)).await,
+                    Err(e) => Err(e),
+                },
             };
             let changed = r.as_ref().is_ok_and(|c| !c.is_empty());
             if let Ok(changes) = &r {
@@ -820,7 +823,7 @@ async fn command(rib: &mut Rib, peers: &PeerSet, c: Command) -> bool {
             };
             let config = Arc::new(*config);
             let old_neighbors = rib.config().neighbors.clone();
-            let changes = match take_config(rib, config.clone(), &text, dp) {
+            let changes = match take_config(rib, config.clone(), &text, dp).await {
                 Ok(changes) => changes,
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -861,13 +864,28 @@ async fn command(rib: &mut Rib, peers: &PeerSet, c: Command) -> bool {
 
 /// Take a new control config and, when given, a new dataplane config: both checked before
 /// either is taken (a bad one changes nothing). Returns what changed, one line each.
-fn take_config(rib: &mut Rib, config: Arc<ControlConfig>, text: &str, dp: Option<carrier_dataplane::config::Config>) -> Result<Vec<String>, CommandError> {
+async fn take_config(rib: &mut Rib, config: Arc<ControlConfig>, text: &str, dp: Option<carrier_dataplane::config::Config>) -> Result<Vec<String>, CommandError> {
     let staged = match (dp, rib.dataplane()) {
         (Some(dp), Some(running)) => crate::reconfig::stage(running, rib.base(), dp)?,
         _ => None,
     };
     let base = staged.as_ref().map_or_else(|| rib.base_arc(), |s| s.base.clone());
     config.check_against(text, &base).map_err(|e| CommandError::Invalid(e.to_string()))?;
+    // New interfaces: the dataplane opens them first, or nothing is applied.
+    let new_ports: Vec<_> = base.ports.iter().skip(rib.base().ports.len()).cloned().collect();
+    if !new_ports.is_empty() {
+        let socket = rib.config().dataplane.socket.clone();
+        let names = new_ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>().join(", ");
+        let answer = tokio::task::spawn_blocking(move || Client::connect(&socket)?.request(&Request::AddPorts { ports: new_ports }))
+            .await
+            .map_err(|_| CommandError::Unavailable)?;
+        match answer {
+            Ok(Response::Applied { .. }) => log::info!("dataplane: opened {names}"),
+            Ok(Response::Error { error }) => return Err(CommandError::Conflict(format!("the dataplane did not open {names}: {error} — nothing was applied"))),
+            Ok(other) => return Err(CommandError::Conflict(format!("the dataplane did not open {names}: {other:?} — nothing was applied"))),
+            Err(e) => return Err(CommandError::Conflict(format!("new ports ({names}) need the dataplane, which is not reachable: {e} — nothing was applied"))),
+        }
+    }
     let mut changes = crate::config::diff(rib.config(), &config);
     if *rib.config() != *config {
         rib.reconfigure(config).map_err(CommandError::Conflict)?;

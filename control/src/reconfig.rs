@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use carrier_contract::addr::InterfaceAddr;
+use carrier_contract::addr::{InterfaceAddr, MacAddr};
 use carrier_dataplane::config::{Config as DpConfig, PortConfig};
 use carrier_dataplane::tables::{PortRole, Tables};
 
@@ -53,10 +53,10 @@ pub fn stage(running: &RunningDataplane, base: &Tables, new: DpConfig) -> Result
 /// AF_XDP sockets bound, in this order), the host path and the workers.
 fn restart_only(old: &DpConfig, new: &DpConfig) -> Result<(), String> {
     let port = |p: &PortConfig| (p.name.clone(), p.mac, p.vlan, p.host_rate, p.express);
-    if !old.ports.iter().map(port).eq(new.ports.iter().map(port)) {
+    if new.ports.len() < old.ports.len() || !old.ports.iter().map(port).eq(new.ports.iter().take(old.ports.len()).map(port)) {
         let names = |c: &DpConfig| c.ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
         return Err(format!(
-            "the [[port]] list (names and order, mac, vlan, host_rate, express) is the set of interfaces carrier-dataplane opened ({}); a change there ({}) takes effect when it restarts — nothing was applied",
+            "the [[port]] list (names and order, mac, vlan, host_rate, express) is the interfaces carrier-dataplane opened ({}): new ports may follow them, but removing, reordering or changing one ({}) takes effect when it restarts (detach a port instead) — nothing was applied",
             names(old),
             names(new)
         ));
@@ -94,6 +94,10 @@ fn describe(old: &Tables, new: &Tables) -> Vec<String> {
             out.push(format!("dataplane: port {}: proxy_arp, anti_spoof or mtu changed", a.name));
         }
     }
+    for b in new.ports.iter().skip(old.ports.len()) {
+        let addrs = b.addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
+        out.push(format!("dataplane: port {}: added, {} [{addrs}]", b.name, role(new, b.role)));
+    }
     if out.is_empty() {
         out.push("dataplane: routes, labels, neighbours, bridges or router settings changed".into());
     }
@@ -123,10 +127,13 @@ pub enum Edit {
         /// Name.
         name: String,
     },
-    /// Attach a port to a VRF, a bridge domain or the core, or detach it (`to: None`).
+    /// Attach a port to a VRF, a bridge domain or the core, or detach it (`to: None`). An
+    /// interface the config does not list becomes a new port (the dataplane opens it).
     Attach {
         /// The port's interface name.
         port: String,
+        /// The router's MAC on a new port; default: the interface's own.
+        mac: Option<MacAddr>,
         /// Where to.
         to: Option<Attachment>,
         /// New addresses; `None` keeps the port's (a detached port has none).
@@ -185,9 +192,22 @@ pub fn edit(ctl: &ControlConfig, dp: &DpConfig, edit: Edit) -> Result<(ControlCo
             dp.vrfs.retain(|v| v.name != name);
             ctl.vrfs.retain(|v| v.name != name);
         }
-        Edit::Attach { port, to, addresses } => {
+        Edit::Attach { port, mac, to, addresses } => {
+            if !dp.ports.iter().any(|p| p.name == port) {
+                if to.is_none() {
+                    return Err(CommandError::NotFound(format!("no port {port:?}")));
+                }
+                if port.is_empty() || port.len() >= 16 || port.contains(['/', ' ']) || port == "." || port == ".." {
+                    return Err(CommandError::Invalid(format!("{port:?} is not an interface name")));
+                }
+                let mac = match mac.or_else(|| interface_mac(&port)) {
+                    Some(m) => m,
+                    None => return Err(CommandError::NotFound(format!("no port {port:?}, and no interface of that name here to take its MAC from (give \"mac\")"))),
+                };
+                dp.ports.push(PortConfig::new(&port, mac));
+            }
             let Some(p) = dp.ports.iter_mut().find(|p| p.name == port) else {
-                return Err(CommandError::NotFound(format!("no port {port:?} (carrier-dataplane opens the ports of its config when it starts)")));
+                return Err(CommandError::NotFound(format!("no port {port:?}")));
             };
             (p.vrf, p.bridge, p.core, p.detached) = (None, None, false, false);
             match to {
@@ -208,6 +228,11 @@ pub fn edit(ctl: &ControlConfig, dp: &DpConfig, edit: Edit) -> Result<(ControlCo
         }
     }
     Ok((ctl, dp))
+}
+
+/// The MAC of interface `name` in this process's namespace (`/sys/class/net`).
+fn interface_mac(name: &str) -> Option<MacAddr> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/address")).ok()?.trim().parse().ok()
 }
 
 #[cfg(test)]
@@ -232,7 +257,7 @@ mod tests {
         let (ctl, dp, base) = running();
         let port = dp.config.ports.iter().find(|p| p.vrf.is_some()).unwrap().name.clone();
         let (ctl2, dp2) = edit(&ctl, &dp.config, Edit::AddVrf { name: "green".into(), rd: None, import: vec![], export: vec![], source: None, prefix_counters: false }).unwrap();
-        let (ctl3, dp3) = edit(&ctl2, &dp2, Edit::Attach { port: port.clone(), to: Some(Attachment::Vrf("green".into())), addresses: Some(vec!["10.77.0.1/24".parse().unwrap()]) }).unwrap();
+        let (ctl3, dp3) = edit(&ctl2, &dp2, Edit::Attach { port: port.clone(), mac: None, to: Some(Attachment::Vrf("green".into())), addresses: Some(vec!["10.77.0.1/24".parse().unwrap()]) }).unwrap();
         let staged = stage(&dp, &base, dp3.clone()).unwrap().expect("a change");
         let green = staged.base.vrf_by_name("green").unwrap();
         assert_eq!(usize::from(green.id.0), base.vrfs.len(), "a new VRF takes the next id");
@@ -244,7 +269,7 @@ mod tests {
         assert!(matches!(edit(&ctl3, &dp3, Edit::DelVrf { name: "green".into() }), Err(CommandError::Conflict(m)) if m.contains(&port)));
         assert!(stage(&staged.dataplane, &staged.base, dp3.clone()).unwrap().is_none(), "the same config twice changes nothing");
         // Detached, then the VRF deleted: its id stays unused.
-        let (ctl4, dp4) = edit(&ctl3, &dp3, Edit::Attach { port: port.clone(), to: None, addresses: None }).unwrap();
+        let (ctl4, dp4) = edit(&ctl3, &dp3, Edit::Attach { port: port.clone(), mac: None, to: None, addresses: None }).unwrap();
         let (_, dp5) = edit(&ctl4, &dp4, Edit::DelVrf { name: "green".into() }).unwrap();
         let after = stage(&staged.dataplane, &staged.base, dp5).unwrap().expect("a change");
         assert!(after.base.vrf_by_name("green").is_none() && after.base.vrfs[usize::from(green.id.0)].name.is_empty());
@@ -257,12 +282,19 @@ mod tests {
         let mut no_host = dp.config.clone();
         no_host.router.host_path = !no_host.router.host_path;
         assert!(matches!(stage(&dp, &base, no_host), Err(CommandError::Conflict(m)) if m.contains("host_path")));
+        // An interface the config does not list: a new port after the others.
+        let (_, dp7) = edit(&ctl, &dp.config, Edit::Attach { port: "ce-new".into(), mac: Some("02:00:00:00:09:09".parse().unwrap()), to: Some(Attachment::Vrf("red".into())), addresses: Some(vec!["10.88.0.1/24".parse().unwrap()]) }).unwrap();
+        let added = stage(&dp, &base, dp7).unwrap().expect("a change");
+        let new = added.base.port_by_name("ce-new").unwrap();
+        assert_eq!((usize::from(new.id.0), new.role), (base.ports.len(), PortRole::Vrf(base.vrf_by_name("red").unwrap().id)));
+        assert!(added.changes.iter().any(|c| c.starts_with("dataplane: port ce-new:")), "{:?}", added.changes);
+        assert!(matches!(edit(&ctl, &dp.config, Edit::Attach { port: "no/such".into(), mac: None, to: Some(Attachment::Core), addresses: None }), Err(CommandError::Invalid(_))));
         // Bad edits.
         assert!(matches!(edit(&ctl, &dp.config, Edit::AddVrf { name: "a b".into(), rd: None, import: vec![], export: vec![], source: None, prefix_counters: false }), Err(CommandError::Invalid(_))));
         assert!(matches!(edit(&ctl, &dp.config, Edit::DelVrf { name: "nope".into() }), Err(CommandError::NotFound(_))));
-        assert!(matches!(edit(&ctl, &dp.config, Edit::Attach { port: "nope".into(), to: None, addresses: None }), Err(CommandError::NotFound(_))));
+        assert!(matches!(edit(&ctl, &dp.config, Edit::Attach { port: "nope".into(), mac: None, to: None, addresses: None }), Err(CommandError::NotFound(_))));
         // A VRF that does not exist: the compile says so.
-        let (_, dp6) = edit(&ctl, &dp.config, Edit::Attach { port, to: Some(Attachment::Vrf("nope".into())), addresses: None }).unwrap();
+        let (_, dp6) = edit(&ctl, &dp.config, Edit::Attach { port, mac: None, to: Some(Attachment::Vrf("nope".into())), addresses: None }).unwrap();
         assert!(matches!(stage(&dp, &base, dp6), Err(CommandError::Invalid(m)) if m.contains("nope")));
     }
 }

@@ -303,6 +303,28 @@ pub struct PortConfig {
     pub express: Option<bool>,
 }
 
+impl PortConfig {
+    /// A detached port with defaults: what attaching an interface the config does not list
+    /// starts from.
+    pub fn new(name: &str, mac: MacAddr) -> PortConfig {
+        PortConfig {
+            name: name.to_string(),
+            mac,
+            addresses: vec![],
+            vrf: None,
+            bridge: None,
+            core: false,
+            detached: true,
+            proxy_arp: false,
+            anti_spoof: false,
+            vlan: None,
+            mtu: default_mtu(),
+            host_rate: None,
+            express: None,
+        }
+    }
+}
+
 fn default_mtu() -> u16 {
     1500
 }

@@ -54,6 +54,8 @@ const SPARE_WAIT: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct TableWriter {
     base: Tables,
+    /// Opens ports a change appends (see [`TableWriter::keep_ports`]).
+    ports_link: Option<PortLink>,
     handle: TableHandle,
     generation: u64,
     /// The snapshot the published one replaced; readers may still hold it.
@@ -68,13 +70,20 @@ impl TableWriter {
     /// A writer publishing `base` through `handle`.
     pub fn new(base: Tables, handle: TableHandle) -> Self {
         handle.publish(base.clone());
-        TableWriter { base, handle, generation: 1, spare: None, behind: vec![], mirror: None }
+        TableWriter { base, ports_link: None, handle, generation: 1, spare: None, behind: vec![], mirror: None }
     }
 
     /// Tell `mirror` of every commit, and wait for it, before acknowledging the commit: once
     /// a withdraw is acknowledged, neither tier forwards over it.
     pub fn with_mirror(mut self, mirror: crate::express::MirrorLink) -> Self {
         self.mirror = Some(mirror);
+        self
+    }
+
+    /// Open the ports a change appends through `link` (the thread that owns the XDP program)
+    /// before the change is published.
+    pub fn with_ports(mut self, link: PortLink) -> Self {
+        self.ports_link = Some(link);
         self
     }
 
@@ -138,19 +147,45 @@ impl TableWriter {
     /// it only while its role and addresses are the ones the mirror was made for: a mirror
     /// sits in its VRF's namespace with the port's addresses, and must not hand another VRF's
     /// traffic to that namespace.
-    fn keep_ports(&self, next: &mut Tables) -> Result<(), String> {
-        let base = &self.base.ports;
-        let same = next.ports.len() == base.len() && next.ports.iter().zip(base).all(|(a, b)| a.name == b.name && a.mac == b.mac && a.vlan == b.vlan);
+    fn keep_ports(&mut self, next: &mut Tables) -> Result<(), String> {
+        let n = self.base.ports.len();
+        let same = next.ports.len() >= n && next.ports.iter().zip(&self.base.ports).all(|(a, b)| a.name == b.name && a.mac == b.mac && a.vlan == b.vlan);
         if !same {
             let names = |ports: &[crate::tables::Port]| ports.iter().map(|p| format!("{} ({}, vlan {:?})", p.name, p.mac, p.vlan)).collect::<Vec<_>>().join(", ");
             return Err(format!(
-                "the ports are the interfaces carrier-dataplane opened ({}); adding, removing or reordering them or changing a MAC or VLAN takes a restart (asked for: {})",
-                names(base),
+                "the ports are the interfaces carrier-dataplane opened ({}); removing or reordering them or changing a MAC or VLAN takes a restart, only new ones may follow them (asked for: {})",
+                names(&self.base.ports),
                 names(&next.ports)
             ));
         }
-        for (p, b) in next.ports.iter_mut().zip(base) {
+        // New ports: opened (XDP attached, a socket on every worker's queue) before the
+        // change that names them is published. They have no host mirror.
+        let new: Vec<crate::tables::Port> = next.ports[n..].to_vec();
+        self.add_ports(&new)?;
+        for (p, b) in next.ports.iter_mut().zip(&self.base.ports) {
             p.host = b.host && p.role == b.role && p.addrs == b.addrs;
+        }
+        Ok(())
+    }
+
+    /// Open `ports` after the running ones (see [`Request::AddPorts`]); they join the base
+    /// tables detached.
+    fn add_ports(&mut self, ports: &[crate::tables::Port]) -> Result<(), String> {
+        for p in ports {
+            match self.base.ports.get(p.id.index()) {
+                Some(b) if b.name == p.name && b.mac == p.mac && b.vlan == p.vlan => continue,
+                Some(b) => return Err(format!("port {}: id {} is {}'s", p.name, p.id, b.name)),
+                None if p.id.index() != self.base.ports.len() => return Err(format!("port {}: id {} does not follow the {} running ports", p.name, p.id, self.base.ports.len())),
+                None => {}
+            }
+            if self.base.ports.iter().any(|b| b.name == p.name) {
+                return Err(format!("port {}: open already under another id", p.name));
+            }
+            let Some(link) = &self.ports_link else {
+                return Err(format!("port {}: this dataplane cannot open ports while it runs", p.name));
+            };
+            link.open(p.id, &p.name)?;
+            self.base.ports.push(crate::tables::Port { role: crate::tables::PortRole::Detached, addrs: vec![], host: false, ..p.clone() });
         }
         Ok(())
     }
@@ -171,6 +206,10 @@ impl TableWriter {
                 Response::Counters { counters: board.view(&ports, &vrfs) }
             }
             Request::Dump => dump(&self.handle.load()),
+            Request::AddPorts { ports } => match self.add_ports(&ports) {
+                Ok(()) => Response::Applied { commands: 0, generation: self.generation },
+                Err(error) => Response::Error { error },
+            },
             Request::Prefixes { vrf } => {
                 let t = self.handle.load();
                 match t.vrf_by_name(&vrf).filter(|_| !vrf.is_empty()) {
@@ -201,6 +240,40 @@ impl TableWriter {
                 }
             }
         }
+    }
+}
+
+/// A port to open while the dataplane runs, for the thread that owns the XDP program: attach
+/// the program, have every worker open a socket on its queue, point the XSKMAP at them.
+#[derive(Debug)]
+pub struct PortJob {
+    /// The port's id (its slot in the XDP maps).
+    pub port: carrier_common::PortId,
+    /// Its interface.
+    pub name: String,
+    /// Where the answer goes.
+    pub done: std::sync::mpsc::Sender<Result<(), String>>,
+}
+
+/// The writer's end of the channel to the thread that opens ports.
+#[derive(Debug, Clone)]
+pub struct PortLink(std::sync::mpsc::Sender<PortJob>);
+
+impl PortLink {
+    /// Most a port may take to open.
+    const WITHIN: Duration = Duration::from_secs(10);
+
+    /// A link and the receiver the opening thread reads.
+    pub fn channel() -> (PortLink, std::sync::mpsc::Receiver<PortJob>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        (PortLink(tx), rx)
+    }
+
+    /// Open `name` as port `port`, and wait for it.
+    fn open(&self, port: carrier_common::PortId, name: &str) -> Result<(), String> {
+        let (done, answer) = std::sync::mpsc::channel();
+        self.0.send(PortJob { port, name: name.to_string(), done }).map_err(|_| format!("port {name}: the XDP thread is gone"))?;
+        answer.recv_timeout(Self::WITHIN).map_err(|_| format!("port {name}: not opened within {:?}", Self::WITHIN))?
     }
 }
 
@@ -427,6 +500,11 @@ mod tests {
             assert!(error.contains("takes a restart"), "{error}");
             assert_eq!(handle.load().port_by_name("ce-blue").unwrap().role, crate::tables::PortRole::Detached);
         }
+        // A port after the others needs the XDP thread to open it: this writer has none.
+        let added = format!("{text}\n[[port]]\nname = \"ce-new\"\nmac = \"02:00:00:00:09:09\"\ndetached = true\n");
+        let commands = Config::parse(&added).unwrap().commands().unwrap();
+        let r = w.handle(Request::Replace { commands, more: false }, &board);
+        assert!(matches!(&r, Response::Error { error } if error.contains("cannot open ports")), "{r:?}");
     }
 
     /// A VRF with per-prefix counters counts what each route forwarded; another VRF answers

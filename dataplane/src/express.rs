@@ -458,6 +458,12 @@ impl Mirror {
         self
     }
 
+    /// Leave frames received on port slot `slot` to the AF_XDP path from the next sync on (a
+    /// port attached while the dataplane runs, where the tier cannot serve it).
+    pub fn set_not_served(&mut self, slot: u32) {
+        self.not_served.insert(slot);
+    }
+
     /// Whether the tier forwards.
     pub fn is_on(&self) -> bool {
         self.on

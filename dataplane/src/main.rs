@@ -303,11 +303,13 @@ fn run(config: &std::path::Path, socket: Option<&std::path::Path>, cpu: Option<u
         Ok("0") => false,
         _ => parsed.router.express,
     };
+    // Ports a change adds while running are opened by the XDP thread (it owns the program).
+    let (ports_link, port_rx) = carrier_dataplane::ctl::PortLink::channel();
     let (writer, mirror_rx) = if express_on {
         let (link, rx) = carrier_dataplane::express::MirrorLink::channel();
-        (TableWriter::new(tables.clone(), handle.clone()).with_mirror(link), Some(rx))
+        (TableWriter::new(tables.clone(), handle.clone()).with_mirror(link).with_ports(ports_link), Some(rx))
     } else {
-        (TableWriter::new(tables.clone(), handle.clone()), None)
+        (TableWriter::new(tables.clone(), handle.clone()).with_ports(ports_link), None)
     };
     // Which tier serves each port's received frames, and why.
     let mut not_served = vec![];
@@ -338,7 +340,7 @@ fn run(config: &std::path::Path, socket: Option<&std::path::Path>, cpu: Option<u
     println!("carrier-dataplane: forwarding on {}; table socket {}", ports.iter().map(|p| p.1.as_str()).collect::<Vec<_>>().join(", "), socket.display());
     // The XDP program's owner: mirrors the tables into the express tier, publishes the
     // program's counters until stop, then detaches.
-    let xdp_ports: Vec<(u32, String, &'static str)> = tables.ports.iter().map(|p| (u32::from(p.id.0), p.name.clone(), modes.get(&p.id).copied().unwrap_or(""))).collect();
+    let mut xdp_ports: Vec<(u32, String, &'static str)> = tables.ports.iter().map(|p| (u32::from(p.id.0), p.name.clone(), modes.get(&p.id).copied().unwrap_or(""))).collect();
     let xdp_board = board.clone();
     let xdp_handle = handle.clone();
     let xdp_thread = std::thread::Builder::new().name("xdp".into()).spawn(move || -> Result<()> {
@@ -366,6 +368,20 @@ fn run(config: &std::path::Path, socket: Option<&std::path::Path>, cpu: Option<u
         // Ports whose headroom check the log has told.
         let mut headroom_told: std::collections::HashSet<usize> = std::collections::HashSet::new();
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while let Ok(job) = port_rx.try_recv() {
+                let r = open_port_live(&mut xdp, &xdp_board, &job.name, job.port, express_on);
+                match &r {
+                    Ok(mode) => {
+                        log::info!("port {} ({}): opened while running, XDP in {mode} mode, a socket on every worker's queue; no host mirror", job.name, job.port);
+                        if *mode != "native" || !express_on {
+                            mirror.set_not_served(u32::from(job.port.0));
+                        }
+                        xdp_ports.push((u32::from(job.port.0), job.name.clone(), mode));
+                    }
+                    Err(e) => log::warn!("port {} ({}): {e}", job.name, job.port),
+                }
+                let _ = job.done.send(r.map(|_| ()));
+            }
             if let Some(rx) = &mirror_rx {
                 match rx.recv_timeout(std::time::Duration::from_millis(20)) {
                     Ok(job) => {
@@ -504,6 +520,36 @@ struct ExpressLabels {
 
 /// Publish the express tier's counters in the workers' terms. `full`: labels and
 /// adjacencies were read this round; otherwise the last ones (`last`) are kept.
+/// Open interface `name` as port `port` while running: the XDP program attached, a socket on
+/// every worker's queue, the XSKMAP pointed at them. Returns the attach mode.
+fn open_port_live(xdp: &mut carrier_dataplane::xdp::XdpDataplane, board: &carrier_dataplane::io::CounterBoard, name: &str, port: carrier_common::PortId, express_on: bool) -> Result<&'static str, String> {
+    let slot = u32::from(port.0);
+    if carrier_dataplane::io::netdev::ifindex(name).is_none() {
+        return Err(format!("there is no interface {name} here"));
+    }
+    let mode = xdp.attach(name, slot).map_err(|e| format!("attaching XDP to {name}: {e}"))?.name();
+    let sockets = match board.open_port(port, name, std::time::Duration::from_secs(5)) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = xdp.detach(name);
+            return Err(e);
+        }
+    };
+    for (queue, fd) in sockets {
+        // SAFETY: the descriptor is a socket its worker owns and keeps open for the process's
+        // life; the XSKMAP takes its own reference.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        if let Err(e) = xdp.bind_socket(slot, queue, fd) {
+            let _ = xdp.detach(name);
+            return Err(format!("{name}: queue {queue}: {e}"));
+        }
+    }
+    if express_on {
+        xdp.refresh_egress();
+    }
+    Ok(mode)
+}
+
 /// Publish what the XDP program counted per route of the VRFs with per-prefix counters, by
 /// (VRF, prefix); counters of slots no counted route holds any more are deleted.
 fn publish_route_stats(xdp: &mut carrier_dataplane::xdp::XdpDataplane, mirror: &carrier_dataplane::express::Mirror, tables: &carrier_dataplane::tables::Tables, board: &carrier_dataplane::io::CounterBoard) {

@@ -548,11 +548,34 @@ fn vrfs_and_ports_change_live_without_disturbing_the_rest() {
     eventually("blue's connected route at gobgpd", Duration::from_secs(15), || gobgp_has("10.8.0.0/24", "65000:8").then_some(()));
     let out = ctl(&["apply", file.to_str().unwrap()]);
     assert!(out.contains("no change"), "the same files again: {out}");
-    // A new interface needs a restart: refused, nothing applied.
-    std::fs::write(&dp.config, format!("{}\n[[port]]\nname = \"ce-new\"\nmac = \"02:00:00:00:01:0a\"\ndetached = true\n", std::fs::read_to_string(&dp.config).unwrap())).unwrap();
+    // A port whose interface does not exist: the dataplane cannot open it, nothing applied;
+    // one removed: that takes a restart, nothing applied.
+    let running = std::fs::read_to_string(&dp.config).unwrap();
+    std::fs::write(&dp.config, format!("{running}\n[[port]]\nname = \"ce-new\"\nmac = \"02:00:00:00:01:0a\"\ndetached = true\n")).unwrap();
     let (code, out) = carrierctl(&pe, &["apply", file.to_str().unwrap()]);
-    assert!(code != 0 && out.contains("restarts"), "{code} {out}");
+    assert!(code != 0 && out.contains("did not open ce-new") && out.contains("nothing was applied"), "{code} {out}");
+    let start = running.find("[[port]]\nname = \"ce-red2\"").unwrap();
+    let end = start + running[start..].find("vrf = \"red\"\n").unwrap() + "vrf = \"red\"\n".len();
+    std::fs::write(&dp.config, format!("{}{}", &running[..start], &running[end..])).unwrap();
+    let (code, out) = carrierctl(&pe, &["apply", file.to_str().unwrap()]);
+    assert!(code != 0 && out.contains("restarts") && out.contains("nothing was applied"), "{code} {out}");
+    std::fs::write(&dp.config, &running).unwrap();
     assert_eq!(carrier_tests::demo::ping(&x, "10.8.0.1", 1), 1, "a refused apply disturbed blue");
+
+    // 4. An interface made after the dataplane started, attached to red through the API: the
+    //    dataplane opens it (XDP, a socket per worker) and its host reaches red's sites.
+    let y = NetNs::new("lcy");
+    veth_between(&pe, "ce-y", &y, "eth0");
+    y.sh("ip addr add 10.9.0.2/24 dev eth0");
+    y.sh("ip route add default via 10.9.0.1");
+    y.sh("ethtool -K eth0 tx off");
+    let out = ctl(&["attach", "ce-y", "--vrf", "red", "--address", "10.9.0.1/24"]);
+    assert!(out.contains("dataplane: port ce-y: added, vrf red [10.9.0.1/24]"), "{out}");
+    assert!(carrier_tests::demo::ping(&y, "10.9.0.1", 3) >= 2, "the new port's host does not reach the PE\n{}", context());
+    assert!(carrier_tests::demo::ping(&y, "10.1.0.2", 3) >= 2, "the new port's host does not reach red's site\n{}", context());
+    let (_, shown) = carrierctl(&pe, &["show", "interfaces"]);
+    assert!(shown.lines().any(|l| l.starts_with("ce-y") && l.contains("red") && l.contains("10.9.0.1/24")), "{shown}");
+    assert!(dp.log().contains("port ce-y (4): opened while running"), "{}", dp.log());
 
     // Red's flow lost nothing; the session was never reset.
     let out = flood.wait_with_output().expect("ping");
@@ -565,7 +588,7 @@ fn vrfs_and_ports_change_live_without_disturbing_the_rest() {
     assert!(dp.route("red", "10.50.0.0/16").is_some(), "gobgpd's route left red");
 
     // Red counts per prefix: the flood's requests went by 10.3.0.0/24, its replies by
-    // 10.1.0.0/24 (nothing else did), most of them forwarded and counted by the XDP program.
+    // 10.1.0.0/24, most of them forwarded and counted by the XDP program.
     let counts = eventually("red's per-prefix counters", Duration::from_secs(5), || {
         let (code, out) = carrierctl(&pe, &["--json", "show", "stats", "prefixes", "--vrf", "red"]);
         let v: serde_json::Value = serde_json::from_str(&out).ok().filter(|_| code == 0)?;
@@ -573,7 +596,8 @@ fn vrfs_and_ports_change_live_without_disturbing_the_rest() {
         (by.get("10.3.0.0/24").copied().unwrap_or(0) >= 3000).then_some(by)
     });
     assert!(counts["10.1.0.0/24"] >= 3000, "{counts:?}");
-    assert!(counts.keys().all(|p| p == "10.1.0.0/24" || p == "10.3.0.0/24"), "{counts:?}");
+    // (10.9.0.0/24: the echo replies to the new port's host.)
+    assert!(counts.keys().all(|p| ["10.1.0.0/24", "10.3.0.0/24", "10.9.0.0/24"].contains(&p.as_str())), "{counts:?}");
     let (_, ifs) = carrierctl(&pe, &["--json", "show", "interfaces"]);
     let ifs: serde_json::Value = serde_json::from_str(&ifs).unwrap_or_default();
     let express = ifs.as_array().into_iter().flatten().find(|i| i["name"] == "ce-red").and_then(|i| i["express_forwarded"].as_u64()).unwrap_or(0);

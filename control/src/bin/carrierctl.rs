@@ -66,6 +66,10 @@ enum Cmd {
         /// The port's addresses (repeat; a.b.c.d/len); without: kept.
         #[arg(long = "address")]
         addresses: Vec<String>,
+        /// For an interface the dataplane does not have yet: the router's MAC on it (default:
+        /// the interface's own).
+        #[arg(long)]
+        mac: Option<String>,
     },
     /// Detach a port: it drops what it receives until attached again.
     Detach {
@@ -532,8 +536,8 @@ fn run(cli: Cli) -> Result<String, Failure> {
             summary(&api.call("POST", "/vrfs", Some(("application/json", body)))?, cli.json)
         }
         Cmd::Vrf { op: VrfOp::Del { name } } => summary(&api.call("DELETE", &format!("/vrfs/{name}"), None)?, cli.json),
-        Cmd::Attach { port, vrf, bridge, core, addresses } => {
-            let mut body = serde_json::json!({"vrf": vrf, "bridge": bridge, "core": core});
+        Cmd::Attach { port, vrf, bridge, core, addresses, mac } => {
+            let mut body = serde_json::json!({"vrf": vrf, "bridge": bridge, "core": core, "mac": mac});
             if !addresses.is_empty() {
                 body["addresses"] = serde_json::json!(addresses);
             }

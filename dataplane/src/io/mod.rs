@@ -44,6 +44,22 @@ pub trait Ports {
     fn pool(&mut self) -> &mut Self::Pool;
     /// Block until a frame may be there, at most `timeout`.
     fn wait(&mut self, timeout: Duration);
+    /// Open a socket on this worker's queue of interface `ifname` as port `port` (a port
+    /// attached while the dataplane runs): (queue, the socket's descriptor for the XSKMAP).
+    fn add_port(&mut self, port: PortId, ifname: &str) -> Result<(u32, i32), String> {
+        Err(format!("{ifname} (port {port}): these ports cannot be added to"))
+    }
+}
+
+/// A port to open on every worker's queue, and what each worker answered.
+#[derive(Debug, Default)]
+pub struct PortRequest {
+    /// Counts requests: a worker answers each once.
+    pub serial: u64,
+    /// The port and its interface.
+    pub port: Option<(PortId, String)>,
+    /// Per worker: (queue, socket descriptor), or why not.
+    pub replies: Vec<Option<Result<(u32, i32), String>>>,
 }
 
 /// Where a worker publishes its counters for readers (table socket, metrics). The worker
@@ -65,6 +81,8 @@ pub struct CounterBoard {
     /// What the express tier forwarded per prefix, in VRFs with per-prefix counters (its
     /// routes' current prefixes); written by the thread that owns the program.
     express_prefixes: Arc<Mutex<BTreeMap<(VrfId, Ipv4Prefix), PacketBytes>>>,
+    /// A port every worker is asked to open (see [`CounterBoard::open_port`]).
+    port_request: Arc<Mutex<PortRequest>>,
 }
 
 /// When the worker clock started.
@@ -125,6 +143,7 @@ impl CounterBoard {
             express: Arc::default(),
             epoch: Arc::default(),
             express_prefixes: Arc::default(),
+            port_request: Arc::new(Mutex::new(PortRequest { replies: vec![None; workers], ..PortRequest::default() })),
         }
     }
 
@@ -235,6 +254,50 @@ impl CounterBoard {
         self.express.lock().map(|e| e.0.clone()).unwrap_or_default()
     }
 
+    /// Ask every worker to open a socket on its queue of `ifname` as port `port`, and wait
+    /// (up to `within`) for their answers: per worker (queue, socket descriptor). A worker
+    /// answers at its next housekeeping (every [`PUBLISH_EVERY`]).
+    pub fn open_port(&self, port: PortId, ifname: &str, within: Duration) -> Result<Vec<(u32, i32)>, String> {
+        let serial = {
+            let mut r = self.port_request.lock().map_err(|_| "the port request lock is poisoned".to_string())?;
+            r.serial += 1;
+            r.port = Some((port, ifname.to_string()));
+            r.replies.iter_mut().for_each(|x| *x = None);
+            r.serial
+        };
+        let deadline = Instant::now() + within;
+        loop {
+            std::thread::sleep(Duration::from_millis(10));
+            let mut r = self.port_request.lock().map_err(|_| "the port request lock is poisoned".to_string())?;
+            if r.serial == serial && r.replies.iter().all(Option::is_some) {
+                r.port = None;
+                return r.replies.iter_mut().map(|x| x.take().unwrap_or_else(|| Err("no answer".into()))).collect();
+            }
+            if Instant::now() >= deadline {
+                r.port = None;
+                return Err(format!("{ifname}: the workers did not open their sockets within {within:?}"));
+            }
+        }
+    }
+
+    /// The port this worker is asked to open, if it has not answered yet.
+    fn port_to_open(&self, slot: usize, answered: u64) -> Option<(u64, PortId, String)> {
+        let r = self.port_request.lock().ok()?;
+        let (port, name) = r.port.clone()?;
+        (r.serial != answered && r.replies.get(slot).is_some_and(Option::is_none)).then_some((r.serial, port, name))
+    }
+
+    /// Worker `slot`'s answer to request `serial`.
+    fn port_opened(&self, slot: usize, serial: u64, reply: Result<(u32, i32), String>) {
+        if let Ok(mut r) = self.port_request.lock() {
+            if r.serial == serial {
+                if let Some(x) = r.replies.get_mut(slot) {
+                    *x = Some(reply);
+                }
+            }
+        }
+    }
+
     /// Replace the express tier's per-prefix counts.
     pub fn publish_express_prefixes(&self, counts: BTreeMap<(VrfId, Ipv4Prefix), PacketBytes>) {
         if let Ok(mut e) = self.express_prefixes.lock() {
@@ -290,6 +353,7 @@ pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBo
     let mut pruned_for = 0usize;
     let mut aged_at = 0u32;
     let mut probes = Batch::default();
+    let mut ports_answered = 0u64;
     worker.now = board.clock();
     while !stop.load(Ordering::Relaxed) {
         let n = ports.receive(&mut batch, BATCH);
@@ -315,6 +379,15 @@ pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBo
             }
             drop(snapshot);
             board.publish(slot, &worker.counters);
+            if let Some((serial, port, name)) = board.port_to_open(slot, ports_answered) {
+                let reply = ports.add_port(port, &name);
+                match &reply {
+                    Ok((queue, _)) => log::info!("worker {slot}: port {name} ({port}) opened on queue {queue}"),
+                    Err(e) => log::warn!("worker {slot}: port {name} ({port}): {e}"),
+                }
+                board.port_opened(slot, serial, reply);
+                ports_answered = serial;
+            }
             if worker.learned_changes != published_learned {
                 board.publish_learned(slot, &worker);
                 published_learned = worker.learned_changes;

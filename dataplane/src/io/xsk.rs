@@ -281,30 +281,7 @@ impl XskPorts {
         let mut out = vec![];
         let mut by_id = vec![];
         for (i, (port, ifname)) in ports.iter().enumerate() {
-            let cname = CString::new(ifname.as_str()).map_err(|_| XskError::NoInterface(ifname.clone()))?;
-            let mut info = IfInfo::invalid();
-            info.from_name(&cname).map_err(|_| XskError::NoInterface(ifname.clone()))?;
-            info.set_queue(queue);
-            let sock = if i == 0 { Socket::with_shared(&info, &umem) } else { Socket::new(&info) }
-                .map_err(|e| sock_err("socket", ifname, e))?;
-            let device = umem.fq_cq(&sock).map_err(|e| sock_err("fill/completion rings", ifname, e))?;
-            let user = umem
-                .rx_tx(
-                    &sock,
-                    &SocketConfig {
-                        rx_size: NonZeroU32::new(RING_SIZE),
-                        tx_size: NonZeroU32::new(RING_SIZE),
-                        // Sockets sharing the first one's UMEM must not pass flags: they
-                        // inherit its need-wakeup mode (the kernel answers EINVAL otherwise).
-                        bind_flags: if i == 0 { SocketConfig::XDP_BIND_NEED_WAKEUP } else { 0 },
-                    },
-                )
-                .map_err(|e| sock_err("rx/tx rings", ifname, e))?;
-            let rx = user.map_rx().map_err(|e| sock_err("rx ring mmap", ifname, e))?;
-            let tx = user.map_tx().map_err(|e| sock_err("tx ring mmap", ifname, e))?;
-            umem.bind(&user).map_err(|e| sock_err("bind", ifname, e))?;
-            let mut p = XskPort { port: *port, ifname: ifname.clone(), device, rx, tx, user, in_fill: 0, fill_target: fill_target(ports.len()), staged: Vec::with_capacity(64) };
-            refill(&mut p, &mut pool, &mut XskStats::default());
+            let p = open_socket(&umem, &mut pool, queue, *port, ifname, i == 0, ports.len())?;
             if by_id.len() <= port.index() {
                 by_id.resize(port.index() + 1, None);
             }
@@ -313,6 +290,25 @@ impl XskPorts {
         }
         let pollfds = out.iter().map(|p| libc::pollfd { fd: p.rx.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
         Ok(XskPorts { queue, ports: out, by_id, pool, pollfds, taps: vec![], host_pollfds: vec![], host_ports: vec![], rounds: 0, stats: XskStats::default(), umem, _area: area })
+    }
+
+    /// Open a socket on this worker's queue of another interface, sharing the UMEM (a port
+    /// attached while the dataplane runs). Returns the socket's descriptor for the XSKMAP; the
+    /// socket stays owned here.
+    pub fn add_port(&mut self, port: PortId, ifname: &str) -> Result<RawFd, XskError> {
+        // Asked again (an earlier attempt failed elsewhere): the socket is there.
+        if let Some(i) = self.by_id.get(port.index()).copied().flatten() {
+            return Ok(self.ports[i].user.as_raw_fd());
+        }
+        let p = open_socket(&self.umem, &mut self.pool, self.queue, port, ifname, false, self.ports.len() + 1)?;
+        let fd = p.user.as_raw_fd();
+        if self.by_id.len() <= port.index() {
+            self.by_id.resize(port.index() + 1, None);
+        }
+        self.by_id[port.index()] = Some(self.ports.len());
+        self.pollfds.push(libc::pollfd { fd: p.rx.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        self.ports.push(p);
+        Ok(fd)
     }
 
     /// Give `port` its kernel mirror: to-host verdicts for it are written there, and what the
@@ -373,6 +369,35 @@ impl XskPorts {
             .filter_map(|p| p.user.statistics_v2().ok().map(|s| (p.ifname.clone(), s.rx_dropped, s.rx_ring_full)))
             .collect()
     }
+}
+
+/// A socket on `queue` of `ifname` over `umem` (the first of a UMEM when `first`), its rings
+/// mapped, bound, and its fill ring filled for one of `ports` ports.
+fn open_socket(umem: &Umem, pool: &mut UmemPool, queue: u32, port: PortId, ifname: &str, first: bool, ports: usize) -> Result<XskPort, XskError> {
+    let cname = CString::new(ifname).map_err(|_| XskError::NoInterface(ifname.to_string()))?;
+    let mut info = IfInfo::invalid();
+    info.from_name(&cname).map_err(|_| XskError::NoInterface(ifname.to_string()))?;
+    info.set_queue(queue);
+    let sock = if first { Socket::with_shared(&info, umem) } else { Socket::new(&info) }.map_err(|e| sock_err("socket", ifname, e))?;
+    let device = umem.fq_cq(&sock).map_err(|e| sock_err("fill/completion rings", ifname, e))?;
+    let user = umem
+        .rx_tx(
+            &sock,
+            &SocketConfig {
+                rx_size: NonZeroU32::new(RING_SIZE),
+                tx_size: NonZeroU32::new(RING_SIZE),
+                // Sockets sharing the first one's UMEM must not pass flags: they inherit its
+                // need-wakeup mode (the kernel answers EINVAL otherwise).
+                bind_flags: if first { SocketConfig::XDP_BIND_NEED_WAKEUP } else { 0 },
+            },
+        )
+        .map_err(|e| sock_err("rx/tx rings", ifname, e))?;
+    let rx = user.map_rx().map_err(|e| sock_err("rx ring mmap", ifname, e))?;
+    let tx = user.map_tx().map_err(|e| sock_err("tx ring mmap", ifname, e))?;
+    umem.bind(&user).map_err(|e| sock_err("bind", ifname, e))?;
+    let mut p = XskPort { port, ifname: ifname.to_string(), device, rx, tx, user, in_fill: 0, fill_target: fill_target(ports), staged: Vec::with_capacity(64) };
+    refill(&mut p, pool, &mut XskStats::default());
+    Ok(p)
 }
 
 /// Reap transmit completions into the free list and top the fill ring up.
@@ -548,6 +573,10 @@ impl Ports for XskPorts {
 
     fn pool(&mut self) -> &mut UmemPool {
         &mut self.pool
+    }
+
+    fn add_port(&mut self, port: PortId, ifname: &str) -> Result<(u32, i32), String> {
+        XskPorts::add_port(self, port, ifname).map(|fd| (self.queue, fd)).map_err(|e| e.to_string())
     }
 
     fn wait(&mut self, timeout: Duration) {
