@@ -305,6 +305,7 @@ pub mod express {
     /// packets it forwards by the route in [`ROUTE_STATS`] (the rest of the value is the
     /// next-hop id).
     pub const ROUTE_COUNTED: u32 = 1 << 31;
+    const _: () = assert!(MAX_NEXTHOPS < ROUTE_COUNTED, "next-hop ids fit beside the counted bit");
     /// `PerCpuHashMap<u32, ExBytes>`: route slot → what the program forwarded by it, for
     /// routes marked [`ROUTE_COUNTED`]. The program makes an entry at a route's first packet
     /// (and punts the packet when the map is full, so the AF_XDP path counts it); the mirror
@@ -714,7 +715,6 @@ mod tests {
     fn express_layouts() {
         use express::*;
         assert!(MAX_ROUTES < FIB_PUNT && (FIB_ENTRIES as u64) < u64::from(FIB_PLY), "FIB leaves fit beside the ply bit");
-        assert!(MAX_NEXTHOPS < ROUTE_COUNTED, "next-hop ids fit beside the counted bit");
         assert_eq!(core::mem::size_of::<ExAdj>(), 68);
         assert_eq!(core::mem::offset_of!(ExAdj, vlan), 66, "no implicit padding");
         assert_eq!(core::mem::size_of::<ExPort>(), 14);
