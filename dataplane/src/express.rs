@@ -446,6 +446,20 @@ impl Mirror {
         out
     }
 
+    /// The adjacency slots of the host routes the mirror made for neighbours on connected
+    /// subnets: slot → (port, neighbour). Traffic through one is traffic to that neighbour.
+    pub fn neighbour_slots(&self) -> FastMap<u32, (PortId, Ipv4Addr)> {
+        let mut out = FastMap::default();
+        for (&(_, ip), id) in &self.neighbour_routes {
+            if let Some(i) = self.installed.get(id) {
+                for (slot, adj) in i.slots() {
+                    out.insert(slot, (PortId(adj.port), ip));
+                }
+            }
+        }
+        out
+    }
+
     /// Whether some VRF counts per prefix.
     pub fn counts_prefixes(&self) -> bool {
         !self.counted.is_empty()

@@ -365,6 +365,8 @@ fn run(config: &std::path::Path, socket: Option<&std::path::Path>, cpu: Option<u
         let mut next_publish = std::time::Instant::now();
         let mut rounds = 0u64;
         let mut last_labels = ExpressLabels::default();
+        // Adjacency slot → its packet count at the last read.
+        let mut last_adj: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
         // Ports whose headroom check the log has told.
         let mut headroom_told: std::collections::HashSet<usize> = std::collections::HashSet::new();
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -448,6 +450,19 @@ fn run(config: &std::path::Path, socket: Option<&std::path::Path>, cpu: Option<u
                         }
                     }
                     publish_express(&xdp_board, &mut mirror, &snapshot, &c, slots > 0, &mut last_labels);
+                    if slots > 0 {
+                        // Neighbours the tier sent to since the last read: in use, for aging.
+                        let neighbours = mirror.neighbour_slots();
+                        let used: Vec<_> = c
+                            .adjacencies
+                            .iter()
+                            .filter(|(slot, b)| last_adj.insert(*slot, b.packets) != Some(b.packets))
+                            .filter_map(|(slot, _)| neighbours.get(slot).copied())
+                            .collect();
+                        if !used.is_empty() {
+                            xdp_board.mark_express_used(used);
+                        }
+                    }
                 }
                 Err(e) => log::debug!("express counters: {e}"),
             }

@@ -141,6 +141,25 @@ fn a_neighbour_in_use_is_probed_before_it_expires_and_an_idle_one_just_expires()
     assert_eq!(event(&w, Event::ArpRequestSent), 1);
 }
 
+/// A neighbour only the express tier sends to (the worker never forwards to it) is in use
+/// all the same: probed before it expires.
+#[test]
+fn a_neighbour_the_express_tier_sends_to_is_probed() {
+    let t = tables(60);
+    let mut w = worker_at(100);
+    run(&t, &mut w, &[(&who_has_router(HOST7, [10, 1, 0, 7]), CE_RED)]);
+    let mut used = carrier_dataplane::tables::FastMap::default();
+    used.insert((CE_RED, ip("10.1.0.7")), 130);
+    assert!(w.age_with(156, &t, &used).is_empty());
+    let probes = w.age_with(157, &t, &used);
+    assert_eq!(probes, vec![(CE_RED, ip("10.1.0.7"), MacAddr(HOST7))]);
+    // Used before it was last confirmed does not count.
+    let mut w = worker_at(100);
+    run(&t, &mut w, &[(&who_has_router(HOST7, [10, 1, 0, 7]), CE_RED)]);
+    used.insert((CE_RED, ip("10.1.0.7")), 99);
+    assert!(w.age_with(157, &t, &used).is_empty());
+}
+
 #[test]
 fn an_answer_to_a_probe_renews_the_neighbour() {
     let t = tables(60);

@@ -1128,3 +1128,36 @@ fn a_tagged_customer_port_is_served_by_the_tier() {
         assert!(dp.log().contains(&format!("express tier: port {port}: its first frame had the XDP headroom")), "{}", dp.log());
     }
 }
+
+/// A neighbour only the express tier sends to is in use for aging: with a 6 s neighbour
+/// timeout, a 14 s flow from A to B (learned by ARP, forwarded by the XDP program, which the
+/// workers never see) loses nothing — the workers probe B before it expires, B's answer renews
+/// it — while A, which nothing is sent to, expires.
+#[test]
+#[ignore = "privileged: run by cargo xtask test"]
+fn a_neighbour_the_tier_sends_to_does_not_expire() {
+    use carrier_tests::carrier::Dataplane;
+    use carrier_tests::routed::{base_config, RoutedLab, Traffic, HOST_B};
+
+    let lab = RoutedLab::new();
+    for host in [&lab.host_a, &lab.host_b] {
+        host.sh("ethtool -K eth0 gro on");
+    }
+    let config = base_config().replacen("[router]\n", "[router]\nexpress = true\nneighbour_timeout = 6\n", 1);
+    let dp = Dataplane::start(&lab.pe, &config);
+    assert!(lab.a_reaches(HOST_B), "A reaches B before the test\n{}", dp.log());
+    let mut recv = Traffic::start(&lab.host_b, "recv", &["--bind", &format!("{HOST_B}:7002"), "--secs", "20", "--idle-secs", "2"]);
+    recv.wait_listening();
+    let send = Traffic::start(&lab.host_a, "send", &["--dst", &format!("{HOST_B}:7002"), "--pps", "2000", "--secs", "14"]);
+    let sent = send.report();
+    let received = recv.report();
+    let counters = dp.counters();
+    let event = |name: &str| counters["events"][name].as_u64().unwrap_or(0);
+    let n = sent["sent"].as_u64().unwrap();
+    assert!(n >= 20_000, "sent {n}");
+    let forwarded = counters["xdp"]["ce-a"]["express_forwarded"].as_u64().unwrap_or(0);
+    assert!(forwarded >= n * 9 / 10, "the tier forwarded {forwarded} of {n}\n{counters:#}");
+    assert!(event("arp-probe-sent") >= 2, "B was never probed\n{counters:#}");
+    assert!(event("neighbour-expired") >= 1, "A (idle) did not expire\n{counters:#}");
+    assert_eq!(received["unique"].as_u64(), Some(n), "every datagram arrives: sent {sent}, received {received}\n{counters:#}");
+}

@@ -83,6 +83,9 @@ pub struct CounterBoard {
     express_prefixes: Arc<Mutex<BTreeMap<(VrfId, Ipv4Prefix), PacketBytes>>>,
     /// A port every worker is asked to open (see [`CounterBoard::open_port`]).
     port_request: Arc<Mutex<PortRequest>>,
+    /// Neighbours the express tier sent to, and when (the worker clock): aging probes them
+    /// as neighbours in use. Written by the thread that owns the program.
+    express_used: Arc<Mutex<crate::tables::FastMap<(PortId, std::net::Ipv4Addr), u32>>>,
 }
 
 /// When the worker clock started.
@@ -144,6 +147,7 @@ impl CounterBoard {
             epoch: Arc::default(),
             express_prefixes: Arc::default(),
             port_request: Arc::new(Mutex::new(PortRequest { replies: vec![None; workers], ..PortRequest::default() })),
+            express_used: Arc::default(),
         }
     }
 
@@ -298,6 +302,21 @@ impl CounterBoard {
         }
     }
 
+    /// The express tier sent to these neighbours since it last said.
+    pub fn mark_express_used(&self, neighbours: impl IntoIterator<Item = (PortId, std::net::Ipv4Addr)>) {
+        let now = self.clock();
+        if let Ok(mut m) = self.express_used.lock() {
+            for n in neighbours {
+                m.insert(n, now);
+            }
+        }
+    }
+
+    /// The neighbours the express tier sent to, and when.
+    pub fn express_used(&self) -> crate::tables::FastMap<(PortId, std::net::Ipv4Addr), u32> {
+        self.express_used.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
     /// Replace the express tier's per-prefix counts.
     pub fn publish_express_prefixes(&self, counts: BTreeMap<(VrfId, Ipv4Prefix), PacketBytes>) {
         if let Ok(mut e) = self.express_prefixes.lock() {
@@ -401,7 +420,8 @@ pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBo
             if worker.now != aged_at {
                 aged_at = worker.now;
                 let snapshot = tables.load();
-                for (port, ip, mac) in worker.age(aged_at, &snapshot) {
+                let used_by_express = board.express_used();
+                for (port, ip, mac) in worker.age_with(aged_at, &snapshot, &used_by_express) {
                     let Some(mut frame) = ports.pool().copy_of(&[]) else { break };
                     let verdict = pipeline::arp_probe(&snapshot, &mut worker, ports.pool(), &mut frame, port, ip, mac);
                     probes.packets.push(pipeline::Packet { frame, ingress: port, verdict, from_host: false });

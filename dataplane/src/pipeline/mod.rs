@@ -23,7 +23,7 @@ use carrier_common::{BridgeDomainId, PortId, VrfId};
 pub use counters::{Counters, CountersView, DropReason, Event, PacketBytes, PortCounters, PortView, VrfCounters, XdpView};
 pub use frame::{Frame, FramePool, VecFrame, VecPool};
 
-use crate::tables::{MacDest, PortRole, Tables};
+use crate::tables::{FastMap, MacDest, PortRole, Tables};
 use crate::wire::{EtherType, EthernetFrame, MacAddr};
 
 /// What happens to a packet.
@@ -216,6 +216,12 @@ impl Worker {
     /// renews it. Returns the probes to send: (port, neighbour, its MAC). Call it about once a
     /// second.
     pub fn age(&mut self, now: u32, tables: &Tables) -> Vec<(PortId, Ipv4Addr, MacAddr)> {
+        self.age_with(now, tables, &FastMap::default())
+    }
+
+    /// [`Worker::age`], with the neighbours another forwarding tier sent to (the XDP express
+    /// tier, which the worker never sees): (port, address) → when last.
+    pub fn age_with(&mut self, now: u32, tables: &Tables, used_elsewhere: &FastMap<(PortId, Ipv4Addr), u32>) -> Vec<(PortId, Ipv4Addr, MacAddr)> {
         self.now = now;
         let mut probes = vec![];
         let timeout = tables.router.neighbour_timeout;
@@ -231,7 +237,8 @@ impl Worker {
                 }
                 // One probe a second: the n-th once the age passed probe_from + n.
                 if age >= probe_from + u32::from(l.probes) && l.probes < ARP_PROBES {
-                    let in_use = (l.used > 0 && l.used >= l.seen) || tables.is_gateway(port, ip);
+                    let used = l.used.max(used_elsewhere.get(&(port, ip)).copied().unwrap_or(0));
+                    let in_use = (used > 0 && used >= l.seen) || tables.is_gateway(port, ip);
                     if in_use {
                         l.probes += 1;
                         probes.push((port, ip, l.value));
