@@ -30,12 +30,49 @@ pub(crate) struct IpInfo {
     pub dst: Ipv4Addr,
     pub ttl: u8,
     pub protocol: IpProtocol,
-    pub hash: u32,
+    pub hash: FlowHash,
     pub precedence: u8,
 }
 
 /// Check the IPv4 header at `off` (length, version, checksum) and trim Ethernet padding.
 pub(crate) fn checked_ipv4<F: Frame>(frame: &mut F, off: usize) -> Result<IpInfo, DropReason> {
+    let data = frame.data().get(off..).ok_or(DropReason::Ipv4Malformed)?;
+    // Nearly every packet: a 20-byte header without options, read at fixed offsets.
+    if let (Some(h), 0x45) = (data.first_chunk::<20>(), data.first().copied().unwrap_or(0)) {
+        let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        if total < 20 {
+            return Err(DropReason::Ipv4Malformed);
+        }
+        if total > data.len() {
+            // As `Ipv4Packet::new_checked`: truncated.
+            return Err(DropReason::Ipv4Malformed);
+        }
+        if header_checksum_20(h) != 0xffff {
+            return Err(DropReason::Ipv4BadChecksum);
+        }
+        let protocol = h[9];
+        let unfragmented = h[6] & 0x3f == 0 && h[7] == 0;
+        let ports = match (protocol, data.get(20..24)) {
+            (6 | 17, Some(p)) if unfragmented && total >= 24 => u32::from_be_bytes([p[0], p[1], p[2], p[3]]),
+            _ => 0,
+        };
+        let (src, dst) = ([h[12], h[13], h[14], h[15]], [h[16], h[17], h[18], h[19]]);
+        let info = IpInfo {
+            src: Ipv4Addr::from(src),
+            dst: Ipv4Addr::from(dst),
+            ttl: h[8],
+            protocol: IpProtocol::from(protocol),
+            hash: FlowHash::Ipv4 { src, dst, protocol, ports },
+            precedence: h[1] >> 5,
+        };
+        frame.resize(off + total);
+        return Ok(info);
+    }
+    checked_ipv4_general(frame, off)
+}
+
+/// [`checked_ipv4`] for any header (options, or not IPv4 at all), through [`Ipv4Packet`].
+fn checked_ipv4_general<F: Frame>(frame: &mut F, off: usize) -> Result<IpInfo, DropReason> {
     let data = frame.data().get(off..).ok_or(DropReason::Ipv4Malformed)?;
     let ip = Ipv4Packet::new_checked(data).map_err(|_| DropReason::Ipv4Malformed)?;
     if !ip.verify_checksum() {
@@ -46,12 +83,64 @@ pub(crate) fn checked_ipv4<F: Frame>(frame: &mut F, off: usize) -> Result<IpInfo
         dst: ip.dst_addr(),
         ttl: ip.ttl(),
         protocol: ip.protocol(),
-        hash: ip.flow_hash(),
+        hash: FlowHash::of(&ip),
         precedence: ip.dscp_ecn() >> 5,
     };
     let total = usize::from(ip.total_len());
     frame.resize(off + total);
     Ok(info)
+}
+
+/// A flow's hash (ECMP member, VXLAN source port), computed only when something asks: most
+/// packets go over a next hop that needs none.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum FlowHash {
+    /// Already known.
+    Known(u32),
+    /// The fields of an IPv4 packet's 5-tuple ([`carrier_common::flow_hash`]).
+    Ipv4 {
+        /// Source and destination addresses.
+        src: [u8; 4],
+        dst: [u8; 4],
+        /// IP protocol.
+        protocol: u8,
+        /// TCP or UDP ports (source, destination) as one word; 0 otherwise.
+        ports: u32,
+    },
+}
+
+impl FlowHash {
+    /// The fields of `ip`'s flow, as [`Ipv4Packet::flow_hash`] reads them.
+    fn of(ip: &Ipv4Packet<&[u8]>) -> FlowHash {
+        let mut ports = 0u32;
+        if matches!(ip.protocol(), IpProtocol::Tcp | IpProtocol::Udp) && !ip.more_frags() && ip.frag_offset() == 0 {
+            if let Some(p) = ip.payload().first_chunk::<4>() {
+                ports = u32::from_be_bytes(*p);
+            }
+        }
+        FlowHash::Ipv4 { src: ip.src_addr().octets(), dst: ip.dst_addr().octets(), protocol: ip.protocol().into(), ports }
+    }
+
+    /// The hash.
+    pub(crate) fn get(self) -> u32 {
+        match self {
+            FlowHash::Known(h) => h,
+            FlowHash::Ipv4 { src, dst, protocol, ports } => carrier_common::flow_hash(src, dst, protocol, ports),
+        }
+    }
+}
+
+/// The ones-complement sum of a 20-byte IPv4 header, folded: 0xffff when its checksum is
+/// right (the same test as `checksum(header) == 0`).
+#[inline]
+fn header_checksum_20(h: &[u8; 20]) -> u16 {
+    let mut acc: u32 = 0;
+    for i in 0..10 {
+        acc += u32::from(u16::from_be_bytes([h[2 * i], h[2 * i + 1]]));
+    }
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc as u16
 }
 
 fn ip_mut<F: Frame>(frame: &mut F, off: usize) -> Ipv4Packet<&mut [u8]> {
@@ -185,7 +274,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         mut ethertype: EtherType,
         tc: u8,
         ttl: u8,
-        hash: u32,
+        hash: FlowHash,
         mut depth: u8,
     ) -> Verdict {
         loop {
@@ -237,9 +326,9 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
     }
 
     /// One member of an ECMP group by flow hash, or the next hop itself.
-    pub(crate) fn pick(&self, id: carrier_common::NextHopId, hash: u32) -> Option<carrier_common::NextHopId> {
+    pub(crate) fn pick(&self, id: carrier_common::NextHopId, hash: FlowHash) -> Option<carrier_common::NextHopId> {
         match self.tables.nexthop(id)? {
-            NextHop::Ecmp { members } if !members.is_empty() => Some(members[hash as usize % members.len()]),
+            NextHop::Ecmp { members } if !members.is_empty() => Some(members[hash.get() as usize % members.len()]),
             NextHop::Ecmp { .. } => None,
             _ => Some(id),
         }
@@ -513,6 +602,51 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             Some(NextHop::Adjacency { port, .. }) => *port != self.ingress,
             Some(NextHop::MplsPush { .. } | NextHop::Vxlan { .. } | NextHop::Ecmp { .. } | NextHop::Receive) => true,
             _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::pipeline::VecFrame;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fixed-offset path for option-less headers decides as the general one: the
+        /// same drop, or the same fields and hash and the same trimmed frame.
+        #[test]
+        fn the_fast_header_path_decides_as_the_general_one(
+            mut bytes in proptest::collection::vec(any::<u8>(), 20..40),
+            fix_checksum: bool,
+            total in 0u16..48,
+        ) {
+            bytes[0] = 0x45;
+            bytes[2..4].copy_from_slice(&total.to_be_bytes());
+            if fix_checksum {
+                bytes[10..12].copy_from_slice(&[0, 0]);
+                let c = crate::wire::checksum::checksum(&bytes[..20]);
+                bytes[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            let (mut a, mut b) = (VecFrame::new(&bytes), VecFrame::new(&bytes));
+            let (fast, general) = (checked_ipv4(&mut a, 0), checked_ipv4_general(&mut b, 0));
+            let view = |r: &Result<IpInfo, DropReason>| r.as_ref().map(|i| (i.src, i.dst, i.ttl, i.protocol, i.precedence, i.hash.get())).map_err(|e| *e);
+            prop_assert_eq!(view(&fast), view(&general));
+            prop_assert_eq!(a.data(), b.data());
+        }
+    }
+
+    /// The deferred hash is the packet's flow hash: TCP and UDP with ports, fragments and
+    /// other protocols without.
+    #[test]
+    fn the_deferred_flow_hash_is_the_packets() {
+        let mut h = [0x45u8, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 1, 0, 2, 10, 3, 0, 2, 0x30, 0x39, 0x82, 0x9a, 0, 8, 0, 0];
+        for (protocol, frag) in [(17u8, 0u8), (6, 0), (1, 0), (17, 0x20), (6, 0x01)] {
+            h[9] = protocol;
+            h[6] = frag;
+            let ip = Ipv4Packet::new_checked(&h[..]).unwrap();
+            assert_eq!(FlowHash::of(&ip).get(), ip.flow_hash(), "protocol {protocol} frag {frag:#x}");
         }
     }
 }

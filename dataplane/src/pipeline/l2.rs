@@ -157,7 +157,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         udp::emit_header(&mut d[off + 20..off + 28], sport, VXLAN_UDP_PORT, udp_len);
         vxlan::emit(&mut d[off + 28..off + 36], vni);
         trace!(self.tracer, "vxlan encap vni {} {} → {} udp {} → {}", vni, local, vtep, sport, VXLAN_UDP_PORT);
-        self.send_underlay(frame, off, vtep, EtherType::Ipv4, 0, ttl, hash, 0)
+        self.send_underlay(frame, off, vtep, EtherType::Ipv4, 0, ttl, super::ip::FlowHash::Known(hash), 0)
     }
 
     /// IPv4 on a core port: VXLAN to the local VTEP is decapsulated; everything else is routed

@@ -44,7 +44,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
                 swapped.emit(&mut frame.data_mut()[off..off + 4]);
                 self.label_out(*out);
                 let hash = self.inner_hash(frame, off);
-                self.send_underlay(frame, off, *pe, EtherType::Mpls, lse.tc, lse.ttl - 1, hash, 0)
+                self.send_underlay(frame, off, *pe, EtherType::Mpls, lse.tc, lse.ttl - 1, super::ip::FlowHash::Known(hash), 0)
             }
             IlmAction::PopLookup { vrf } | IlmAction::PopForward { vrf, .. } => {
                 let vrf = *vrf;
@@ -162,6 +162,6 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         self.worker.counters.event(Event::IcmpTimeExceeded);
         trace!(self.tracer, "label TTL expired in transit: ICMP time exceeded to {} sent on along the LSP", src);
         self.label_out(out);
-        self.send_underlay(frame, off, pe, EtherType::Mpls, tc, 255, 0, 0)
+        self.send_underlay(frame, off, pe, EtherType::Mpls, tc, 255, super::ip::FlowHash::Known(0), 0)
     }
 }
