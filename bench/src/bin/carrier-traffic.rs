@@ -167,6 +167,17 @@ fn recv(args: &Args) -> Result<String, String> {
     socket
         .set_read_timeout(Some(Duration::from_millis(50)))
         .map_err(|e| format!("set timeout: {e}"))?;
+    // A receive buffer of 16 MiB (root may exceed rmem_max): a receiver descheduled for a
+    // while on a busy machine must not drop what the router delivered.
+    let want: libc::c_int = 16 << 20;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: a c_int option on a socket this function owns.
+        let r = unsafe { libc::setsockopt(std::os::fd::AsRawFd::as_raw_fd(&socket), libc::SOL_SOCKET, opt, (&want as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t) };
+        if r == 0 {
+            break;
+        }
+    }
+    let overflows_before = udp_rcvbuf_errors();
     // Tell a waiting caller that the socket is bound (stdout carries only the result).
     eprintln!("carrier-traffic: listening on {bind}");
     let mut seen = SeenSet { bits: Vec::new() };
@@ -224,13 +235,24 @@ fn recv(args: &Args) -> Result<String, String> {
     }
     let lost = max_seq.map_or(0, |m| m + 1 - unique);
     let max_seq = max_seq.map_or("null".to_owned(), |m| m.to_string());
+    // Datagrams this namespace's UDP dropped for a full receive buffer meanwhile: a loss at
+    // the receiver, not on the way.
+    let rcvbuf_errors = udp_rcvbuf_errors().saturating_sub(overflows_before);
     Ok(format!(
         "{{\"received\":{received},\"unique\":{unique},\"duplicates\":{},\"reordered\":{reordered},\
-         \"ignored\":{ignored},\"max_seq\":{max_seq},\"lost\":{lost},\"gaps\":[{}],\"elapsed_secs\":{:.3}}}",
+         \"ignored\":{ignored},\"max_seq\":{max_seq},\"lost\":{lost},\"gaps\":[{}],\"rcvbuf_errors\":{rcvbuf_errors},\"elapsed_secs\":{:.3}}}",
         received - unique,
         gaps.join(","),
         start.elapsed().as_secs_f64()
     ))
+}
+
+/// `Udp: RcvbufErrors` of /proc/net/snmp (this network namespace's).
+fn udp_rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else { return 0 };
+    names.split_whitespace().zip(values.split_whitespace()).find(|(n, _)| *n == "RcvbufErrors").and_then(|(_, v)| v.parse().ok()).unwrap_or(0)
 }
 
 fn main() -> ExitCode {
