@@ -56,6 +56,8 @@ const TEST_PACKAGES: &[&str] = &[
     "curl",
     // A virtualenv for schemathesis (PyPI), should `python3` be Debian's.
     "python3-venv",
+    // carrier-pathcost --instructions: instructions per packet counted by callgrind.
+    "valgrind",
 ];
 
 /// The nightly toolchain the eBPF crate is built with.
