@@ -454,8 +454,9 @@ impl Config {
     /// without a name and routes: per-VRF counters never pass to another VRF), and new VRFs
     /// take ids after the last.
     pub fn commands_after(&self, running: &Tables) -> Result<Vec<TableCommand>, ConfigError> {
-        let names: Vec<&str> = running.vrfs.iter().map(|v| v.name.as_str()).collect();
-        Compiler::new(self, Some(names)).run()
+        let vrfs: Vec<&str> = running.vrfs.iter().map(|v| v.name.as_str()).collect();
+        let bridges: Vec<&str> = running.bridges.iter().map(|b| b.name.as_str()).collect();
+        Compiler::new(self, Some((vrfs, bridges))).run()
     }
 
     /// Compile and apply to fresh tables.
@@ -468,8 +469,9 @@ impl Config {
 
 struct Compiler<'c> {
     config: &'c Config,
-    /// The VRF names of the running tables by id (see [`Config::commands_after`]).
-    running_vrfs: Option<Vec<&'c str>>,
+    /// The VRF and bridge-domain names of the running tables by id (see
+    /// [`Config::commands_after`]).
+    running: Option<(Vec<&'c str>, Vec<&'c str>)>,
     cmds: Vec<TableCommand>,
     vrfs: HashMap<&'c str, VrfId>,
     bridges: HashMap<&'c str, BridgeDomainId>,
@@ -478,8 +480,8 @@ struct Compiler<'c> {
 }
 
 impl<'c> Compiler<'c> {
-    fn new(config: &'c Config, running_vrfs: Option<Vec<&'c str>>) -> Self {
-        Compiler { config, running_vrfs, cmds: vec![TableCommand::Clear], vrfs: HashMap::new(), bridges: HashMap::new(), ports: HashMap::new(), nexthops: vec![] }
+    fn new(config: &'c Config, running: Option<(Vec<&'c str>, Vec<&'c str>)>) -> Self {
+        Compiler { config, running, cmds: vec![TableCommand::Clear], vrfs: HashMap::new(), bridges: HashMap::new(), ports: HashMap::new(), nexthops: vec![] }
     }
 
     fn run(mut self) -> Result<Vec<TableCommand>, ConfigError> {
@@ -502,7 +504,8 @@ impl<'c> Compiler<'c> {
                 return Err(invalid(format!("vrf {}", v.name), "defined twice"));
             }
         }
-        for (i, slot) in vrf_slots(self.running_vrfs.as_deref(), &c.vrfs).into_iter().enumerate() {
+        let names: Vec<&str> = c.vrfs.iter().map(|v| v.name.as_str()).collect();
+        for (i, slot) in id_slots(self.running.as_ref().map(|r| r.0.as_slice()), &names).into_iter().enumerate() {
             let id = VrfId(u16::try_from(i).map_err(|_| invalid("vrf", "more than 65535 VRF ids used since the dataplane started: restart it"))?);
             match slot.map(|k| &c.vrfs[k]) {
                 Some(v) => {
@@ -513,11 +516,25 @@ impl<'c> Compiler<'c> {
             }
         }
         for (i, b) in c.bridges.iter().enumerate() {
-            let id = BridgeDomainId(i as u16);
-            if self.bridges.insert(&b.name, id).is_some() {
+            if b.name.is_empty() {
+                return Err(invalid("bridge", "name must not be empty"));
+            }
+            if self.bridges.insert(&b.name, BridgeDomainId(i as u16)).is_some() {
                 return Err(invalid(format!("bridge {}", b.name), "defined twice"));
             }
-            self.cmds.push(TableCommand::Bridge { id, name: b.name.clone(), vni: b.vni, ports: vec![] });
+        }
+        // Bridge domains keep their ids across a recompile as VRFs do: a worker's learned MACs
+        // are kept by bridge-domain id.
+        let names: Vec<&str> = c.bridges.iter().map(|b| b.name.as_str()).collect();
+        for (i, slot) in id_slots(self.running.as_ref().map(|r| r.1.as_slice()), &names).into_iter().enumerate() {
+            let id = BridgeDomainId(u16::try_from(i).map_err(|_| invalid("bridge", "more than 65535 bridge ids used since the dataplane started: restart it"))?);
+            match slot.map(|k| &c.bridges[k]) {
+                Some(b) => {
+                    self.bridges.insert(&b.name, id);
+                    self.cmds.push(TableCommand::Bridge { id, name: b.name.clone(), vni: b.vni, ports: vec![] });
+                }
+                None => self.cmds.push(TableCommand::Bridge { id, name: String::new(), vni: Vni::try_from(0).map_err(|e| invalid("bridge", e))?, ports: vec![] }),
+            }
         }
         self.ports()?;
         self.bridge_contents()?;
@@ -582,8 +599,8 @@ impl<'c> Compiler<'c> {
     }
 
     fn bridge_contents(&mut self) -> Result<(), ConfigError> {
-        for (i, b) in self.config.bridges.iter().enumerate() {
-            let id = BridgeDomainId(i as u16);
+        for b in &self.config.bridges {
+            let id = self.bridges[b.name.as_str()];
             let ports: Vec<PortId> = self
                 .config
                 .ports
@@ -767,12 +784,13 @@ impl<'c> Compiler<'c> {
     }
 }
 
-/// Which configured VRF each id holds (`None`: an unused id): the running VRFs keep their ids
-/// (an unnamed running VRF is an unused id), new ones follow in config order.
-fn vrf_slots(running: Option<&[&str]>, vrfs: &[VrfConfig]) -> Vec<Option<usize>> {
-    let Some(running) = running else { return (0..vrfs.len()).map(Some).collect() };
-    let mut slots: Vec<Option<usize>> = running.iter().map(|r| vrfs.iter().position(|v| !r.is_empty() && v.name == *r)).collect();
-    for k in 0..vrfs.len() {
+/// Which of the configured `names` (VRFs, bridge domains) each id holds (`None`: an unused
+/// id): the running ones keep their ids (an unnamed running one is an unused id), new ones
+/// follow in config order.
+fn id_slots(running: Option<&[&str]>, names: &[&str]) -> Vec<Option<usize>> {
+    let Some(running) = running else { return (0..names.len()).map(Some).collect() };
+    let mut slots: Vec<Option<usize>> = running.iter().map(|r| names.iter().position(|n| !r.is_empty() && n == r)).collect();
+    for k in 0..names.len() {
         if !slots.contains(&Some(k)) {
             slots.push(Some(k));
         }

@@ -358,6 +358,7 @@ fn dump(t: &Tables) -> Response {
     let bridges = t
         .bridges
         .iter()
+        .filter(|b| !b.name.is_empty())
         .map(|b| {
             let mut macs: Vec<_> = b.macs.iter().map(|(m, d)| json!({"mac": m.to_string(), "dest": d})).collect();
             macs.sort_by_key(|m| m["mac"].as_str().map(str::to_string));

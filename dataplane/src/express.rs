@@ -875,7 +875,11 @@ impl Mirror {
             }
             let flags = if learned { MAC_LEARNED } else { 0 };
             let entry = match dest {
-                MacDest::Port(p) if u32::from(p.0) < MAX_PORTS => ExMac { port: p.0, flags, ..ExMac::default() },
+                // Only behind a port still in the domain (one re-attached live leaves its MACs
+                // to the pipeline, which floods them as unknown).
+                MacDest::Port(p) if u32::from(p.0) < MAX_PORTS && tables.port(p).is_some_and(|x| x.role == PortRole::Bridge(BridgeDomainId(key.bd))) => {
+                    ExMac { port: p.0, flags, ..ExMac::default() }
+                }
                 MacDest::Vtep(v) => match self.l2_ids.get(&(key.bd, v)) {
                     Some(id) => ExMac { port: NO_PORT, flags, nexthop: *id, vtep: v.octets(), ..ExMac::default() },
                     None => continue,

@@ -220,3 +220,45 @@ fn a_frame_never_leaves_its_vrf() {
     }
     assert!(checked > 3000, "only {checked} frames went anywhere: the generator is too weak");
 }
+
+/// A MAC learned behind a port that then moves to another bridge domain (re-attached live) is
+/// not sent there: frames in the first domain to that MAC are flooded in it as unknown.
+#[test]
+fn a_port_moved_to_another_bridge_takes_no_traffic_of_the_first() {
+    let text = "[router]\nrouter_id = \"10.255.0.1\"\n\
+        [[bridge]]\nname = \"b1\"\nvni = 100\n[[bridge]]\nname = \"b2\"\nvni = 200\n\
+        [[port]]\nname = \"p1\"\nmac = \"02:00:00:00:00:01\"\nbridge = \"b1\"\n\
+        [[port]]\nname = \"p2\"\nmac = \"02:00:00:00:00:02\"\nbridge = \"b1\"\n\
+        [[port]]\nname = \"p3\"\nmac = \"02:00:00:00:00:03\"\nbridge = \"b2\"\n";
+    let before = Config::parse(text).unwrap().tables().unwrap();
+    let moved = Config::parse(&text.replacen("bridge = \"b1\"\n[[port]]\nname = \"p3\"", "bridge = \"b2\"\n[[port]]\nname = \"p3\"", 1).replace("name = \"p2\"\nmac = \"02:00:00:00:00:02\"\nbridge = \"b1\"", "name = \"p2\"\nmac = \"02:00:00:00:00:02\"\nbridge = \"b2\""))
+        .unwrap()
+        .commands_after(&before)
+        .unwrap();
+    let mut after = Tables::default();
+    after.apply_all(moved).unwrap();
+    let (p1, p2) = (before.port_by_name("p1").unwrap().id, before.port_by_name("p2").unwrap().id);
+    assert!(matches!(after.port(p2).unwrap().role, PortRole::Bridge(b) if after.bridges[b.index()].name == "b2"));
+    let frame = |src: u8, dst: u8| {
+        let mut f = vec![2, 0xee, 0, 0, 0, dst, 2, 0xee, 0, 0, 0, src, 0x08, 0x00];
+        f.extend_from_slice(&[0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, src, 10, 0, 0, dst]);
+        f
+    };
+    let mut worker = Worker::default();
+    let mut batch = Batch::default();
+    // x (…:02) speaks on p2 while p2 is in b1: learned there.
+    batch.push(VecFrame::new(&frame(2, 1)), p2);
+    process(&before, &mut batch, &mut worker, &mut VecPool);
+    let mut batch = Batch::default();
+    batch.push(VecFrame::new(&frame(1, 2)), p1);
+    process(&before, &mut batch, &mut worker, &mut VecPool);
+    assert_eq!(batch.packets[0].verdict, Verdict::Forward(p2), "known unicast before the move");
+    // p2 moved to b2: a frame in b1 to x is flooded in b1 (nobody else there), not sent to p2.
+    let mut batch = Batch::default();
+    batch.push(VecFrame::new(&frame(1, 2)), p1);
+    process(&after, &mut batch, &mut worker, &mut VecPool);
+    let verdicts: Vec<_> = batch.packets.iter().map(|p| p.verdict).collect();
+    assert!(verdicts.iter().all(|v| *v != Verdict::Forward(p2)), "b1's frame went into b2: {verdicts:?}");
+    // The bridge domains kept their ids across the recompile.
+    assert_eq!(before.bridges.iter().map(|b| &b.name).collect::<Vec<_>>(), after.bridges.iter().map(|b| &b.name).collect::<Vec<_>>());
+}

@@ -7,7 +7,7 @@ use carrier_common::{BridgeDomainId, PortId, Vni, VXLAN_UDP_PORT};
 
 use super::ip::{checked_ipv4, Hop};
 use super::{room_before, set_front, trace, Ctx, DropReason, Event, Frame, FramePool, Tracer, Verdict};
-use crate::tables::{MacDest, Table, VniTarget};
+use crate::tables::{MacDest, PortRole, Table, VniTarget};
 use crate::wire::{ipv4, udp, vxlan, ArpPacket, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, MacAddr, UdpPacket, VxlanHeader};
 
 /// Outer headers VXLAN adds in front of the inner Ethernet frame, less the outer Ethernet.
@@ -51,6 +51,13 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         } else {
             None
         };
+        // A MAC learned behind a port that has left the domain since (re-attached live) is
+        // not where it was: flooded as unknown, never sent into another domain.
+        let tables = self.tables;
+        let known = known.filter(|d| match d {
+            MacDest::Port(p) => tables.port(*p).is_some_and(|x| x.role == PortRole::Bridge(bd)),
+            MacDest::Vtep(_) => true,
+        });
         match known {
             Some(MacDest::Port(p)) if p == self.ingress => Verdict::Drop(DropReason::BridgeHairpin),
             Some(MacDest::Port(p)) => {
