@@ -661,46 +661,16 @@ impl XdpDataplane {
         let map = self.ebpf.map(name).ok_or(XdpError::MapMissing(name))?;
         let arr: PerCpuArray<&MapData, Raw<express::ExBytes>> = PerCpuArray::try_from(map).map_err(map_error(name))?;
         let fd = arr.map().fd().as_fd().as_raw_fd();
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| XdpError::Map { map: name, source: Box::new(MapError::SyscallError(aya::sys::SyscallError { call: "nr_cpus", io_error: e })) })?;
         let mut out = Vec::with_capacity(count as usize);
-        const BATCH: u32 = 4096;
         let mut next = first;
         let end = first.saturating_add(count);
         while next < end {
-            let n = BATCH.min(end - next);
-            let mut keys = vec![0u32; n as usize];
-            let mut values = vec![express::ExBytes::default(); n as usize * cpus];
-            let mut in_batch: u32 = next.wrapping_sub(1);
-            let mut out_batch: u32 = 0;
-            let mut attr = BatchAttr {
-                in_batch: if next == 0 { 0 } else { &mut in_batch as *mut u32 as u64 },
-                out_batch: &mut out_batch as *mut u32 as u64,
-                keys: keys.as_mut_ptr() as u64,
-                values: values.as_mut_ptr() as u64,
-                count: n,
-                map_fd: fd as u32,
-                elem_flags: 0,
-                flags: 0,
-            };
-            // SAFETY: `attr` is the kernel's `bpf_attr.batch` layout; the buffers hold `n`
-            // keys and `n * cpus` values of the map's value size (16 bytes, a multiple of 8).
-            let r = unsafe { libc::syscall(libc::SYS_bpf, 24 /* BPF_MAP_LOOKUP_BATCH */, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>()) };
-            if r != 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::ENOENT) {
-                    return Err(XdpError::Map { map: name, source: Box::new(MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error: e })) });
-                }
-            }
-            let got = attr.count as usize;
-            for i in 0..got {
-                let mut sum = express::ExBytes::default();
-                for c in &values[i * cpus..(i + 1) * cpus] {
-                    sum.packets += c.packets;
-                    sum.bytes += c.bytes;
-                }
-                out.push(sum);
-            }
-            if got < n as usize {
+            let n = LOOKUP_BATCH.min(end - next);
+            // An array's batch cursor is the last index read.
+            let (got, _, _) = lookup_sums_batch(name, fd, (next != 0).then(|| next - 1), n)?;
+            let len = got.len();
+            out.extend(got.into_iter().map(|(_, sum)| sum));
+            if len < n as usize {
                 break;
             }
             next += n;
@@ -873,6 +843,59 @@ struct BatchAttr {
     flags: u64,
 }
 
+/// Entries one lookup batch carries.
+const LOOKUP_BATCH: u32 = 4096;
+
+/// One lookup batch: (key, sum over CPUs) per entry, the cursor to go on from, whether the
+/// map ended.
+type SumsBatch = (Vec<(u32, express::ExBytes)>, u32, bool);
+
+/// One `BPF_MAP_LOOKUP_BATCH` of up to `n` entries of the per-CPU map `fd` (`name`; u32 keys,
+/// `ExBytes` values) from the batch cursor `from` (`None`: the start): each entry's key and
+/// sum over CPUs, the cursor to go on from, and whether the map ended (a u32 cursor: an
+/// array's is the last index read, a hash map's a bucket).
+fn lookup_sums_batch(name: &'static str, fd: std::os::fd::RawFd, from: Option<u32>, n: u32) -> Result<SumsBatch, XdpError> {
+    let syscall = |call: &'static str, io_error: std::io::Error| XdpError::Map { map: name, source: Box::new(MapError::SyscallError(aya::sys::SyscallError { call, io_error })) };
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| syscall("nr_cpus", e))?;
+    let mut keys = vec![0u32; n as usize];
+    let mut values = vec![express::ExBytes::default(); n as usize * cpus];
+    let mut in_batch = from.unwrap_or(0);
+    let mut out_batch: u32 = 0;
+    let mut attr = BatchAttr {
+        in_batch: if from.is_some() { &mut in_batch as *mut u32 as u64 } else { 0 },
+        out_batch: &mut out_batch as *mut u32 as u64,
+        keys: keys.as_mut_ptr() as u64,
+        values: values.as_mut_ptr() as u64,
+        count: n,
+        map_fd: fd as u32,
+        elem_flags: 0,
+        flags: 0,
+    };
+    // SAFETY: `attr` is the kernel's `bpf_attr.batch` layout; the buffers hold `n` keys and
+    // `n * cpus` values of the map's value size (16 bytes, a multiple of 8).
+    let r = unsafe { libc::syscall(libc::SYS_bpf, 24 /* BPF_MAP_LOOKUP_BATCH */, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>()) };
+    let done = if r != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ENOENT) {
+            return Err(syscall("bpf_map_lookup_batch", e));
+        }
+        true
+    } else {
+        false
+    };
+    let got = (0..attr.count as usize)
+        .map(|i| {
+            let sum = values[i * cpus..(i + 1) * cpus].iter().fold(express::ExBytes::default(), |mut s, c| {
+                s.packets += c.packets;
+                s.bytes += c.bytes;
+                s
+            });
+            (keys[i], sum)
+        })
+        .collect();
+    Ok((got, out_batch, done))
+}
+
 fn io_error(name: &'static str) -> impl Fn(XdpError) -> std::io::Error {
     move |e| std::io::Error::other(format!("express map {name}: {}", error_chain(&e)))
 }
@@ -956,56 +979,18 @@ impl XdpDataplane {
     pub fn route_stats(&self) -> Result<Vec<(u32, express::ExBytes)>, XdpError> {
         use std::os::fd::{AsFd, AsRawFd};
         let name = express::ROUTE_STATS;
-        let syscall = |call: &'static str, io_error: std::io::Error| XdpError::Map { map: name, source: Box::new(MapError::SyscallError(aya::sys::SyscallError { call, io_error })) };
         let map = self.ebpf.map(name).ok_or(XdpError::MapMissing(name))?;
         let stats: PerCpuHashMap<&MapData, u32, Raw<express::ExBytes>> = PerCpuHashMap::try_from(map).map_err(map_error(name))?;
         let fd = stats.map().fd().as_fd().as_raw_fd();
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| syscall("nr_cpus", e))?;
-        const BATCH: u32 = 4096;
         let mut out = vec![];
-        let mut cursor: u32 = 0;
-        let mut first = true;
+        let mut cursor = None;
         loop {
-            let mut keys = vec![0u32; BATCH as usize];
-            let mut values = vec![express::ExBytes::default(); BATCH as usize * cpus];
-            let mut in_batch = cursor;
-            let mut out_batch: u32 = 0;
-            let mut attr = BatchAttr {
-                in_batch: if first { 0 } else { &mut in_batch as *mut u32 as u64 },
-                out_batch: &mut out_batch as *mut u32 as u64,
-                keys: keys.as_mut_ptr() as u64,
-                values: values.as_mut_ptr() as u64,
-                count: BATCH,
-                map_fd: fd as u32,
-                elem_flags: 0,
-                flags: 0,
-            };
-            // SAFETY: `attr` is the kernel's `bpf_attr.batch` layout; the buffers hold `BATCH`
-            // keys and `BATCH * cpus` values of the map's value size (16 bytes, a multiple of
-            // 8); a hash map's batch cursor is a u32.
-            let r = unsafe { libc::syscall(libc::SYS_bpf, 24 /* BPF_MAP_LOOKUP_BATCH */, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>()) };
-            let done = if r != 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::ENOENT) {
-                    return Err(syscall("bpf_map_lookup_batch", e));
-                }
-                true
-            } else {
-                false
-            };
-            for i in 0..attr.count as usize {
-                let mut sum = express::ExBytes::default();
-                for c in &values[i * cpus..(i + 1) * cpus] {
-                    sum.packets += c.packets;
-                    sum.bytes += c.bytes;
-                }
-                out.push((keys[i], sum));
-            }
+            let (got, next, done) = lookup_sums_batch(name, fd, cursor, LOOKUP_BATCH)?;
+            out.extend(got);
             if done {
                 return Ok(out);
             }
-            cursor = out_batch;
-            first = false;
+            cursor = Some(next);
         }
     }
 }
