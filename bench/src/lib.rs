@@ -9,7 +9,13 @@ use carrier_dataplane::wire::{checksum, ethernet, ipv4, udp, vxlan, EtherType, I
 
 /// The example PE's tables.
 pub fn example_tables() -> Tables {
-    Config::parse(include_str!("../../examples/pe1.toml")).expect("example config parses").tables().expect("example config compiles")
+    // A host behind the L2 port, for known-unicast VXLAN decapsulation.
+    let text = include_str!("../../examples/pe1.toml").replacen(
+        "macs = [{ mac = \"02:ee:00:00:00:09\", vtep = \"10.255.0.2\" }]",
+        "macs = [{ mac = \"02:ee:00:00:00:09\", vtep = \"10.255.0.2\" }, { mac = \"02:aa:00:00:00:99\", port = \"ce-l2\" }]",
+        1,
+    );
+    Config::parse(&text).expect("example config parses").tables().expect("example config compiles")
 }
 
 fn mac(s: &str) -> MacAddr {
@@ -90,10 +96,13 @@ pub fn paths() -> Vec<Path> {
     let peer = "02:cc:00:00:00:02";
     let inner_ip = |sport: u16| udp_frame(red_mac, host, a("10.2.0.5"), a("10.1.0.2"), sport, 18)[14..].to_vec();
     vec![
+        // ce-red checks the source (anti-spoof); ce-red2 does not.
         Path { name: "vrf-forward", ingress: 0, frames: flows(&|s| udp_frame(red_mac, host, a("10.1.0.2"), a("10.3.0.2"), 1000 + s, 18)) },
+        Path { name: "vrf-forward-no-anti-spoof", ingress: 1, frames: flows(&|s| udp_frame("02:00:00:00:01:03", "02:aa:00:00:00:03", a("10.3.0.2"), a("10.1.0.2"), 1000 + s, 18)) },
         Path { name: "mpls-push", ingress: 0, frames: flows(&|s| udp_frame(red_mac, host, a("10.1.0.2"), a("10.2.0.5"), 1000 + s, 18)) },
         Path { name: "mpls-push-transport", ingress: 0, frames: flows(&|s| udp_frame(red_mac, host, a("10.1.0.2"), a("10.4.0.5"), 1000 + s, 18)) },
         Path { name: "mpls-pop-lookup", ingress: 4, frames: flows(&|s| mpls_frame(core_mac, peer, 100, 64, &inner_ip(1000 + s))) },
+        Path { name: "mpls-pop-ce", ingress: 4, frames: flows(&|s| mpls_frame(core_mac, peer, 101, 64, &inner_ip(1000 + s))) },
         Path { name: "mpls-swap", ingress: 4, frames: flows(&|s| mpls_frame(core_mac, peer, 500, 64, &inner_ip(1000 + s))) },
         Path { name: "ecmp-mpls-push", ingress: 0, frames: flows(&|s| udp_frame(red_mac, host, a("10.1.0.2"), a("10.6.0.5"), 1000 + s, 18)) },
         Path {
@@ -107,6 +116,13 @@ pub fn paths() -> Vec<Path> {
             ingress: 4,
             frames: flows(&|s| {
                 vxlan_frame(core_mac, peer, a("10.255.0.2"), a("10.255.0.1"), 5000, &udp_frame("02:00:00:00:00:01", "02:dd:00:00:00:02", a("10.5.0.5"), a("10.1.0.2"), 1000 + s, 18))
+            }),
+        },
+        Path {
+            name: "vxlan-decap-l2",
+            ingress: 4,
+            frames: flows(&|s| {
+                vxlan_frame(core_mac, peer, a("10.255.0.2"), a("10.255.0.1"), 100, &udp_frame("02:aa:00:00:00:99", "02:ee:00:00:00:09", a("10.100.0.9"), a("10.100.0.2"), 1000 + s, 18))
             }),
         },
         Path { name: "proxy-arp", ingress: 0, frames: flows(&|_| arp_request(host, a("10.1.0.2"), a("10.2.0.5"))) },
