@@ -143,6 +143,19 @@ fn header_checksum_20(h: &[u8; 20]) -> u16 {
     acc as u16
 }
 
+/// TTL − 1 on the IPv4 header at `off` (checked already), its checksum updated as
+/// [`Ipv4Packet::decrement_ttl`] does (RFC 1624), with one bounds check.
+#[inline]
+pub(crate) fn decrement_ttl(data: &mut [u8], off: usize) {
+    if let Some(h) = data.get_mut(off..).and_then(|d| d.first_chunk_mut::<12>()) {
+        let old = u16::from_be_bytes([h[8], h[9]]);
+        h[8] = h[8].wrapping_sub(1);
+        let new = u16::from_be_bytes([h[8], h[9]]);
+        let sum = crate::wire::checksum::update(u16::from_be_bytes([h[10], h[11]]), old, new);
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
+    }
+}
+
 fn ip_mut<F: Frame>(frame: &mut F, off: usize) -> Ipv4Packet<&mut [u8]> {
     Ipv4Packet::new_unchecked(&mut frame.data_mut()[off..])
 }
@@ -197,7 +210,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
                 trace!(self.tracer, "TTL {} expires here", info.ttl);
                 return self.icmp_error(frame, table, ip_off, hop, (icmpv4::TIME_EXCEEDED, 0, 0), DropReason::TtlExpired, depth);
             }
-            ip_mut(frame, ip_off).decrement_ttl();
+            decrement_ttl(frame.data_mut(), ip_off);
             self.decremented = true;
         }
         let ttl = if let Hop::Routed { .. } = hop { info.ttl - 1 } else { info.ttl };
@@ -634,6 +647,18 @@ mod tests {
             let view = |r: &Result<IpInfo, DropReason>| r.as_ref().map(|i| (i.src, i.dst, i.ttl, i.protocol, i.precedence, i.hash.get())).map_err(|e| *e);
             prop_assert_eq!(view(&fast), view(&general));
             prop_assert_eq!(a.data(), b.data());
+        }
+    }
+
+    proptest! {
+        /// The in-place TTL decrement writes what `Ipv4Packet::decrement_ttl` writes.
+        #[test]
+        fn ttl_decrement_in_place_matches_the_packets(header in proptest::array::uniform20(any::<u8>())) {
+            let mut a = header;
+            let mut b = header;
+            decrement_ttl(&mut a, 0);
+            Ipv4Packet::new_unchecked(&mut b[..]).decrement_ttl();
+            prop_assert_eq!(a, b);
         }
     }
 

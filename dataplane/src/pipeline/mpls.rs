@@ -90,7 +90,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
                             if ttl <= 1 {
                                 return self.icmp_error(frame, table, ip_off, hop, (icmpv4::TIME_EXCEEDED, 0, 0), DropReason::TtlExpired, 0);
                             }
-                            Ipv4Packet::new_unchecked(&mut frame.data_mut()[ip_off..]).decrement_ttl();
+                            super::ip::decrement_ttl(frame.data_mut(), ip_off);
                             ttl -= 1;
                         }
                         match self.tables.nexthop(*nexthop) {
