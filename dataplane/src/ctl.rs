@@ -20,6 +20,15 @@
 //!   `more`, form one atomic change (their kind is the first chunk's). Indexes in a
 //!   `rejected` answer count over all chunks. Any other request in between, or the client
 //!   going away, discards what was staged. [`Client::send`] chunks by [`CHUNK_COMMANDS`].
+//! - A `replace` that starts with `clear` (what carrier-control sends: its view of the config,
+//!   then its routes) rebuilds everything, the base included; the ports stay the interfaces this
+//!   process opened (see `TableWriter::keep_ports`): a change may re-attach them, and ports it
+//!   appends are opened first (`add-ports`).
+//! - `add-ports`: open interfaces as ports after the running ones (XDP attached, an AF_XDP
+//!   socket on every worker's queue), detached until a change attaches them; nothing is
+//!   published. carrier-control sends it before a change that adds ports, so that a port the
+//!   dataplane cannot open refuses the change before anything is applied.
+//! - `prefixes`: what each route of a VRF with `prefix_counters` forwarded, both tiers summed.
 //! - When a client disconnects or dies, the tables stay as they are: forwarding goes on.
 //!
 //! The server thread is the only writer of the tables; workers only load snapshots. How a
