@@ -317,7 +317,6 @@ pub async fn run(cfg: ControlConfig, path: PathBuf) -> Result<()> {
     Ok(())
 }
 
-
 /// Reads the dataplane's status and counters every `every` and publishes them.
 fn spawn_dataplane_poller(socket: PathBuf, every: Duration) -> watch::Receiver<Arc<DataplaneStatus>> {
     let first = DataplaneStatus { socket: socket.display().to_string(), last_error: Some("not read yet".into()), ..Default::default() };
