@@ -141,6 +141,9 @@ pub struct VrfInfo {
     pub statics: Vec<StaticRouteView>,
     /// Routes the VRF's FIB holds from BGP (what the last flush handed on).
     pub bgp_routes: u64,
+    /// Packets and bytes are counted per prefix (`GET /stats/prefixes?vrf=`).
+    #[serde(default)]
+    pub prefix_counters: bool,
 }
 
 /// A static VRF route.

@@ -296,10 +296,11 @@ fn until(c: &Control, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
 fn vrfs_are_created_ports_attached_and_detached() {
     let c = start();
     let t = Some(TOKEN);
-    let (s, v) = post_json(&c, "/vrfs", t, r#"{"name": "green", "rd": "65000:77", "import": ["65000:77"], "export": ["65000:77"]}"#);
+    let (s, v) = post_json(&c, "/vrfs", t, r#"{"name": "green", "rd": "65000:77", "import": ["65000:77"], "export": ["65000:77"], "prefix_counters": true}"#);
     assert_eq!(s, 201, "{v}");
     assert!(v["changes"].as_array().unwrap().iter().any(|c| c == "dataplane: vrf green added"), "{v}");
-    until(&c, "/vrfs", |v| v.as_array().unwrap().iter().any(|x| x["name"] == "green" && x["rd"] == "65000:77"));
+    until(&c, "/vrfs", |v| v.as_array().unwrap().iter().any(|x| x["name"] == "green" && x["rd"] == "65000:77" && x["prefix_counters"] == true));
+    assert!(get(&c, "/vrfs").1.as_array().unwrap().iter().any(|x| x["name"] == "red" && x["prefix_counters"] == false));
     let (s, v) = post_json(&c, "/interfaces/ce-red2/attach", t, r#"{"vrf": "green", "addresses": ["10.77.0.1/24"]}"#);
     assert_eq!(s, 200, "{v}");
     until(&c, "/interfaces", |v| v.as_array().unwrap().iter().any(|i| i["name"] == "ce-red2" && i["role"] == "vrf" && i["instance"] == "green" && i["addresses"][0] == "10.77.0.1/24"));

@@ -171,6 +171,9 @@ enum VrfOp {
         /// ICMP source address.
         #[arg(long)]
         source: Option<String>,
+        /// Count packets and bytes per prefix (`show stats prefixes --vrf NAME`).
+        #[arg(long)]
+        prefix_counters: bool,
     },
     /// Delete a VRF no port is attached to.
     Del {
@@ -531,8 +534,8 @@ fn run(cli: Cli) -> Result<String, Failure> {
             api.call("DELETE", &format!("/vrfs/{vrf}/routes/{addr}/{len}"), None)?;
             Ok(format!("static route {prefix} removed from VRF {vrf}\n"))
         }
-        Cmd::Vrf { op: VrfOp::Add { name, rd, import, export, source } } => {
-            let body = serde_json::json!({"name": name, "rd": rd, "import": import, "export": export, "source": source}).to_string();
+        Cmd::Vrf { op: VrfOp::Add { name, rd, import, export, source, prefix_counters } } => {
+            let body = serde_json::json!({"name": name, "rd": rd, "import": import, "export": export, "source": source, "prefix_counters": prefix_counters}).to_string();
             summary(&api.call("POST", "/vrfs", Some(("application/json", body)))?, cli.json)
         }
         Cmd::Vrf { op: VrfOp::Del { name } } => summary(&api.call("DELETE", &format!("/vrfs/{name}"), None)?, cli.json),

@@ -163,6 +163,7 @@ impl Rib {
                     redistribute_static: v.redistribute_static,
                     statics: v.statics.iter().map(|s| StaticRouteView { prefix: s.prefix.to_string(), via: s.via.to_string() }).collect(),
                     bgp_routes: bgp_routes.get(&id).copied().unwrap_or(0),
+                    prefix_counters: self.base.vrfs.get(id.index()).is_some_and(|v| v.prefix_counters),
                 })
             })
             .collect();
