@@ -402,7 +402,12 @@ impl ControlConfig {
     pub fn parse(text: &str) -> Result<ControlConfig, ConfigError> {
         let mut c: ControlConfig = toml::from_str(text)?;
         c.single_file = c.dataplane.config.as_os_str().is_empty();
-        let sections = c.dataplane_sections();
+        let mut sections = c.dataplane_sections();
+        // The dataplane's keys of a [[vrf]] too: in a control file that names a separate
+        // dataplane config they would be ignored without a word.
+        if c.vrfs.iter().any(|v| v.source.is_some() || v.prefix_counters.is_some()) {
+            sections.push("[[vrf]] source and prefix_counters");
+        }
         if !c.single_file && !sections.is_empty() {
             return Err(ConfigError::Invalid(format!(
                 "{} belong to the dataplane config, and this file names a separate one ({}): move them there, or leave out `[dataplane] config` to make this a single-file PE config",
@@ -500,6 +505,9 @@ mod tests {
         assert!(m.contains("16"), "{m}");
         let (_, _, f, _) = error("[api]\ntoken = \"short\"\n");
         assert_eq!(f, "api.token");
+        // The dataplane's keys of a VRF in a control file that names a dataplane file.
+        let e = ControlConfig::parse(&format!("{HEAD}[[vrf]]\nname = \"red\"\nprefix_counters = true\n")).unwrap_err().to_string();
+        assert!(e.contains("[[vrf]] source and prefix_counters") && e.contains("pe1.toml"), "{e}");
         // A bad route target is a type error, placed by toml itself.
         let e = ControlConfig::parse(&format!("{HEAD}[[vrf]]\nname = \"red\"\nrd = \"65000:1\"\nimport = [\"target:x\"]\n")).unwrap_err();
         assert!(e.to_string().contains("line 9"), "{e}");
