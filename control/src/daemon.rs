@@ -654,7 +654,7 @@ async fn rib_task(
                         due = true;
                         summary_due = Instant::now();
                     }
-                    if rib.take_rebased() {
+                    if !compiler.is_over(rib.base()) {
                         // New base tables: everything is compiled again over them and sent
                         // as one `replace` (the dataplane swaps it in atomically).
                         compiler = Compiler::new(rib.base_arc());

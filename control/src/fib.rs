@@ -127,6 +127,11 @@ impl Compiler {
         }
     }
 
+    /// Whether this compiler works over `base` (the same tables, not an equal copy).
+    pub fn is_over(&self, base: &Tables) -> bool {
+        std::ptr::eq(&*self.base, base)
+    }
+
     fn first(&self) -> u32 {
         self.base.nexthops.len() as u32
     }

@@ -380,8 +380,8 @@ pub struct Mirror {
     /// Next hop → the ECMP groups it was a member of when they were compiled (a superset:
     /// stale entries only cost a recompile).
     groups_of: FastMap<u32, Vec<u32>>,
-    /// VRFs with per-prefix counters: their routes are left to the AF_XDP path, which counts
-    /// them.
+    /// VRFs with per-prefix counters: their routes are marked `ROUTE_COUNTED` and the program
+    /// counts them in `EX_ROUTE_STATS`.
     counted: HashSet<u16>,
 }
 
@@ -637,7 +637,7 @@ impl Mirror {
             self.set_nh_arp(maps, id, proxy_arp_value(tables, NextHopId(id)))?;
         }
 
-        // VRFs that count per prefix: their routes point at the punt id.
+        // VRFs that count per prefix: their routes' slot values carry `ROUTE_COUNTED`.
         let counted: HashSet<u16> = tables.vrfs.iter().filter(|v| v.prefix_counters).map(|v| v.id.0).collect();
         let recount: HashSet<u16> = counted.symmetric_difference(&self.counted).copied().collect();
         self.counted.clone_from(&counted);

@@ -533,8 +533,6 @@ struct ExpressLabels {
     outbound: Vec<(u32, carrier_dataplane::pipeline::PacketBytes)>,
 }
 
-/// Publish the express tier's counters in the workers' terms. `full`: labels and
-/// adjacencies were read this round; otherwise the last ones (`last`) are kept.
 /// Open interface `name` as port `port` while running: the XDP program attached, a socket on
 /// every worker's queue, the XSKMAP pointed at them. Returns the attach mode.
 fn open_port_live(xdp: &mut carrier_dataplane::xdp::XdpDataplane, board: &carrier_dataplane::io::CounterBoard, name: &str, port: carrier_common::PortId, express_on: bool) -> Result<&'static str, String> {
@@ -593,6 +591,8 @@ fn publish_route_stats(xdp: &mut carrier_dataplane::xdp::XdpDataplane, mirror: &
     board.publish_express_prefixes(counts);
 }
 
+/// Publish the express tier's counters in the workers' terms. `full`: labels and
+/// adjacencies were read this round; otherwise the last ones (`last`) are kept.
 fn publish_express(
     board: &carrier_dataplane::io::CounterBoard,
     mirror: &mut carrier_dataplane::express::Mirror,

@@ -370,8 +370,6 @@ pub struct Rib {
     /// The dataplane's config and the table commands it compiles to (what `base` was built
     /// from, the head of every `replace`); `None` in tests that give only tables.
     dataplane: Option<RunningDataplane>,
-    /// The base changed since the rib task last looked ([`Rib::take_rebased`]).
-    rebased: bool,
     peers: BTreeMap<Ipv4Addr, (PeerInfo, PeerRib)>,
     labels: LabelAllocator<Holder>,
     /// What each peer was last sent: [`route_key`] → the NLRI as sent and its attributes.
@@ -455,7 +453,6 @@ impl Rib {
             cfg,
             base,
             dataplane: None,
-            rebased: false,
             peers: BTreeMap::new(),
             labels,
             sent: HashMap::new(),
@@ -522,21 +519,15 @@ impl Rib {
     }
 
     /// Take a new dataplane config (VRFs added or removed, ports re-attached): its tables
-    /// become the base, and the next flush recomputes everything over them.
+    /// become the base, and the next flush recomputes everything over them (the rib task
+    /// sees the new base and starts its compiler again over it).
     pub fn rebase(&mut self, dataplane: RunningDataplane, base: Arc<Tables>) {
         self.base = base;
         self.dataplane = Some(dataplane);
         // Handed on over the old base: all of it is handed again (VRF ids, next-hop ids and
         // connected subnets may have changed).
         self.handed = Handed::default();
-        self.rebased = true;
         self.policy_changed();
-    }
-
-    /// Whether the base changed since the last call: the compiler starts again over it and
-    /// the dataplane gets a `replace`.
-    pub fn take_rebased(&mut self) -> bool {
-        std::mem::take(&mut self.rebased)
     }
 
     /// A session came up. Stale routes of a restarting peer stay until its End-of-RIB.

@@ -38,7 +38,7 @@ pub(crate) struct IpInfo {
 pub(crate) fn checked_ipv4<F: Frame>(frame: &mut F, off: usize) -> Result<IpInfo, DropReason> {
     let data = frame.data().get(off..).ok_or(DropReason::Ipv4Malformed)?;
     // Nearly every packet: a 20-byte header without options, read at fixed offsets.
-    if let (Some(h), 0x45) = (data.first_chunk::<20>(), data.first().copied().unwrap_or(0)) {
+    if let Some(h) = data.first_chunk::<20>().filter(|h| h[0] == 0x45) {
         let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
         if total < 20 {
             return Err(DropReason::Ipv4Malformed);
@@ -112,13 +112,7 @@ pub(crate) enum FlowHash {
 impl FlowHash {
     /// The fields of `ip`'s flow, as [`Ipv4Packet::flow_hash`] reads them.
     fn of(ip: &Ipv4Packet<&[u8]>) -> FlowHash {
-        let mut ports = 0u32;
-        if matches!(ip.protocol(), IpProtocol::Tcp | IpProtocol::Udp) && !ip.more_frags() && ip.frag_offset() == 0 {
-            if let Some(p) = ip.payload().first_chunk::<4>() {
-                ports = u32::from_be_bytes(*p);
-            }
-        }
-        FlowHash::Ipv4 { src: ip.src_addr().octets(), dst: ip.dst_addr().octets(), protocol: ip.protocol().into(), ports }
+        FlowHash::Ipv4 { src: ip.src_addr().octets(), dst: ip.dst_addr().octets(), protocol: ip.protocol().into(), ports: ip.flow_ports() }
     }
 
     /// The hash.

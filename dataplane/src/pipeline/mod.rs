@@ -488,9 +488,12 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
     /// destination MAC given, the port's MAC as source, and the port's VLAN tag if it has one.
     /// Checks the port's MTU. Returns the verdict to send it.
     fn transmit(&mut self, frame: &mut F, net_off: usize, port: PortId, dst: MacAddr, ethertype: EtherType) -> Verdict {
-        let Some(p) = self.tables.port(port).filter(|p| p.role != PortRole::Detached) else {
-            return Verdict::Drop(if self.tables.port(port).is_some() { DropReason::PortDetached } else { DropReason::UnknownPort });
+        let Some(p) = self.tables.port(port) else {
+            return Verdict::Drop(DropReason::UnknownPort);
         };
+        if p.role == PortRole::Detached {
+            return Verdict::Drop(DropReason::PortDetached);
+        }
         if frame.len() - net_off > usize::from(p.mtu) {
             trace!(self.tracer, "{} bytes exceed the MTU {} of {}", frame.len() - net_off, p.mtu, p.name);
             self.labels_out_len = 0;

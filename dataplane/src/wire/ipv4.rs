@@ -201,18 +201,16 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// that all fragments of one datagram hash alike. [`carrier_common::flow_hash`], which
     /// the XDP express tier computes too.
     pub fn flow_hash(&self) -> u32 {
-        let data = self.buffer.as_ref();
-        let mut ports = 0u32;
-        if matches!(self.protocol(), IpProtocol::Tcp | IpProtocol::Udp)
-            && !self.more_frags()
-            && self.frag_offset() == 0
-        {
-            if let Some(p) = self.payload().get(..4) {
-                ports = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
-            }
+        carrier_common::flow_hash(self.src_addr().octets(), self.dst_addr().octets(), self.buffer.as_ref()[field::PROTOCOL], self.flow_ports())
+    }
+
+    /// The TCP or UDP ports (source and destination as one big-endian word) [`Self::flow_hash`]
+    /// hashes; 0 for other protocols, fragments and payloads under 4 bytes.
+    pub fn flow_ports(&self) -> u32 {
+        if !matches!(self.protocol(), IpProtocol::Tcp | IpProtocol::Udp) || self.more_frags() || self.frag_offset() != 0 {
+            return 0;
         }
-        let addr = |at: usize| [data[at], data[at + 1], data[at + 2], data[at + 3]];
-        carrier_common::flow_hash(addr(12), addr(16), data[field::PROTOCOL], ports)
+        self.payload().first_chunk::<4>().map_or(0, |p| u32::from_be_bytes(*p))
     }
 }
 
