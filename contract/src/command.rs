@@ -222,7 +222,7 @@ pub enum NextHop {
 }
 
 /// What to do with a packet whose top label is in the ILM.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum IlmAction {
     /// Per-VRF label: pop and look the IP destination up in `vrf`.

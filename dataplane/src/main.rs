@@ -625,24 +625,23 @@ fn publish_express(
         if full {
             mirror.prune_retired(tables);
             let slots = mirror.slot_labels();
-            let mut outs: carrier_dataplane::tables::FastMap<u32, PacketBytes> = Default::default();
+            let mut outs = carrier_dataplane::tables::LabelCounters::default();
             for (slot, b) in &c.adjacencies {
                 for l in slots.get(slot).into_iter().flatten() {
-                    let e = outs.entry(*l).or_default();
-                    e.packets += b.packets;
-                    e.bytes += b.bytes;
+                    outs.add_count(*l, pb(*b));
                 }
             }
             for (l, (p, b)) in &mirror.retired_labels_out {
-                let e = outs.entry(*l).or_default();
-                e.packets += p;
-                e.bytes += b;
+                outs.add_count(*l, PacketBytes { packets: *p, bytes: *b });
             }
             last.inbound = c.labels_in.iter().map(|(l, b)| (*l, pb(*b))).collect();
-            last.outbound = outs.into_iter().collect();
+            last.outbound = outs.iter().map(|(l, b)| (l, *b)).collect();
         }
-        out.labels_in.extend(last.inbound.iter().copied());
-        out.labels_out.extend(last.outbound.iter().copied());
+        for (to, from) in [(&mut out.labels_in, &last.inbound), (&mut out.labels_out, &last.outbound)] {
+            for (l, b) in from {
+                to.add_count(*l, *b);
+            }
+        }
     }
     let ports = tables
         .ports

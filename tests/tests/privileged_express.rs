@@ -430,10 +430,8 @@ fn random_frame(rng: &mut Rng, w: &World) -> (usize, Vec<u8>) {
     (port, f)
 }
 
-fn label_counters(m: &carrier_dataplane::tables::FastMap<u32, pipeline::PacketBytes>) -> Vec<(u32, u64, u64)> {
-    let mut v: Vec<_> = m.iter().filter(|(_, c)| c.packets > 0).map(|(l, c)| (*l, c.packets, c.bytes)).collect();
-    v.sort_unstable();
-    v
+fn label_counters(m: &carrier_dataplane::tables::LabelCounters) -> Vec<(u32, u64, u64)> {
+    m.iter().filter(|(_, c)| c.packets > 0).map(|(l, c)| (l, c.packets, c.bytes)).collect()
 }
 
 /// The express counters in the pipeline's terms: (ports rx/tx, VRF lookups, labels in, labels

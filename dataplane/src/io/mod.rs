@@ -440,7 +440,7 @@ pub fn run_worker<P: Ports>(ports: &mut P, tables: &TableHandle, stop: &AtomicBo
 
 /// Drops the out-label counters of labels that `tables` no longer pushes or swaps in.
 pub fn forget_unpushed(counters: &mut Counters, tables: &Tables) {
-    counters.labels_out.retain(|l, _| tables.is_pushed(*l));
+    counters.labels_out.retain(|l, _| tables.is_pushed(l));
 }
 
 /// The host path's rate limit: a token bucket per mirrored port ([`crate::tables::Port`]'s
@@ -551,11 +551,11 @@ mod tests {
         let mut t = Config::parse(include_str!("../../../examples/pe1.toml")).unwrap().tables().unwrap();
         let mut c = Counters::default();
         for l in [1000, 600, 77_777] {
-            c.labels_out.entry(l).or_default().add(100);
+            c.labels_out.add(l, 100);
         }
         forget_unpushed(&mut c, &t);
         let kept = |c: &Counters| {
-            let mut k: Vec<u32> = c.labels_out.keys().copied().collect();
+            let mut k: Vec<u32> = c.labels_out.keys().collect();
             k.sort_unstable();
             k
         };

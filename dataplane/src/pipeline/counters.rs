@@ -7,6 +7,8 @@
 use carrier_common::{PortId, VrfId};
 use std::collections::BTreeMap;
 
+use crate::tables::LabelCounters;
+
 pub use carrier_contract::counters::{CountersView, PacketBytes, PortView, VrfCounters, XdpView};
 
 macro_rules! named_enum {
@@ -185,10 +187,10 @@ pub struct Counters {
     pub ports: Vec<PortCounters>,
     /// By [`VrfId`].
     pub vrfs: Vec<VrfCounters>,
-    /// By incoming top label value.
-    pub labels_in: crate::tables::FastMap<u32, PacketBytes>,
+    /// By incoming top label value (an array by label, as the ILM).
+    pub labels_in: LabelCounters,
     /// By pushed (or swapped-in) label value.
-    pub labels_out: crate::tables::FastMap<u32, PacketBytes>,
+    pub labels_out: LabelCounters,
     /// By [`Event`] index.
     pub events: [u64; Event::COUNT],
     /// By VRF id, then FIB route slot: what each route of a VRF with per-prefix counters
@@ -304,11 +306,9 @@ impl Counters {
             a.lookups.bytes += b.lookups.bytes;
             a.drops += b.drops;
         }
-        for (map, from) in [(&mut self.labels_in, &other.labels_in), (&mut self.labels_out, &other.labels_out)] {
-            for (l, c) in from {
-                let e = map.entry(*l).or_default();
-                e.packets += c.packets;
-                e.bytes += c.bytes;
+        for (to, from) in [(&mut self.labels_in, &other.labels_in), (&mut self.labels_out, &other.labels_out)] {
+            for (l, c) in from.iter() {
+                to.add_count(l, *c);
             }
         }
         for (x, y) in self.events.iter_mut().zip(&other.events) {
@@ -335,7 +335,7 @@ impl Counters {
             .collect();
         // An unnamed VRF is an id left unused by a removed VRF: its counters went with it.
         let vrfs = self.vrfs.iter().enumerate().map(|(i, v)| (named(vrf_names, i), *v)).filter(|(name, _)| !name.is_empty()).collect();
-        let labels = |m: &crate::tables::FastMap<u32, PacketBytes>| m.iter().map(|(l, c)| (*l, *c)).collect();
+        let labels = |m: &LabelCounters| m.iter().map(|(l, c)| (l, *c)).collect();
         let events = Event::ALL
             .iter()
             .filter(|e| self.events[**e as usize] > 0)
@@ -369,8 +369,8 @@ mod tests {
     fn view_round_trips_through_the_table_socket_response() {
         let mut c = Counters::default();
         c.ensure(1, 1);
-        c.labels_in.entry(100_000).or_default().add(60);
-        c.labels_out.entry(5000).or_default().add(70);
+        c.labels_in.add(100_000, 60);
+        c.labels_out.add(5000, 70);
         c.ports[0].drops[DropReason::NoRoute as usize] = 3;
         let view = c.view(&["p".into()], &["red".into()]);
         let text = serde_json::to_string(&crate::ctl::Response::Counters { counters: view.clone() }).unwrap();
@@ -382,7 +382,7 @@ mod tests {
         let mut a = Counters::default();
         a.ensure(1, 1);
         a.ports[0].drops[DropReason::NoRoute as usize] = 2;
-        a.labels_in.entry(100).or_default().add(60);
+        a.labels_in.add(100, 60);
         let mut b = a.clone();
         b.merge(&a);
         assert_eq!(b.drops_total(DropReason::NoRoute), 4);

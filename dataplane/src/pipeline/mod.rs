@@ -507,7 +507,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         trace!(self.tracer, "tx on {} ({}): {} → {}, ethertype {:?}, {} bytes", p.name, port, p.mac, dst, ethertype, frame.len());
         let len = frame.len();
         for label in &self.labels_out[..self.labels_out_len] {
-            self.worker.counters.labels_out.entry(*label).or_default().add(len);
+            self.worker.counters.labels_out.add(*label, len);
         }
         self.labels_out_len = 0;
         if port == self.ingress {

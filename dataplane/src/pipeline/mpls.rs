@@ -28,7 +28,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             }
         };
         let len = frame.len();
-        self.worker.counters.labels_in.entry(lse.label.value()).or_default().add(len);
+        self.worker.counters.labels_in.add(lse.label.value(), len);
         trace!(self.tracer, "label {} tc {} s {} ttl {}", lse.label, lse.tc, lse.bottom, lse.ttl);
         let Some(action) = self.tables.ilm.get(&lse.label) else {
             trace!(self.tracer, "label {} is not in the ILM", lse.label);

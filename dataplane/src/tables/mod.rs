@@ -10,6 +10,7 @@
 
 mod fib;
 pub mod hash;
+pub mod labels;
 pub mod mtrie;
 
 use std::net::Ipv4Addr;
@@ -24,6 +25,7 @@ pub use carrier_contract::command::{
 };
 pub use fib::{Fib, InterfaceAddr, Ipv4Prefix, Lpm, PrefixParseError, TrieFib};
 pub use hash::FastMap;
+pub use labels::{Ilm, LabelCounters};
 pub use mtrie::Mtrie;
 
 use crate::wire::MacAddr;
@@ -139,8 +141,8 @@ pub struct Tables {
     pub underlay: Fib,
     /// The next-hop arena by [`NextHopId`].
     pub nexthops: Vec<Option<NextHop>>,
-    /// The incoming label map.
-    pub ilm: FastMap<Label, IlmAction>,
+    /// The incoming label map, an array by label.
+    pub ilm: Ilm,
     /// Bridge domains by [`BridgeDomainId`].
     pub bridges: Vec<BridgeDomain>,
     /// VNIs arriving from the core.
