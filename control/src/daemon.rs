@@ -649,7 +649,7 @@ async fn rib_task(
             }
             c = commands.recv() => {
                 if let Some(c) = c {
-                    if command(&mut rib, &peers, c).await {
+                    if command(&mut rib, &compiler, &peers, c).await {
                         dirty = true;
                         due = true;
                         summary_due = Instant::now();
@@ -664,7 +664,7 @@ async fn rib_task(
             }
         }
         if Instant::now() >= summary_due {
-            let mut s = rib.summary();
+            let mut s = rib.summary(&compiler);
             (s.counters.updates_processed, s.counters.flushes) = (updates_processed, flushes);
             summary.send_replace(Arc::new(s));
             summary_due = Instant::now() + SUMMARY_EVERY;
@@ -698,7 +698,7 @@ async fn rib_task(
         }
         (dirty, due) = (false, false);
         let started = Instant::now();
-        let delta = rib.changes(started);
+        let delta = rib.changes(started, &compiler);
         let skipped = compiler.skipped;
         let cmds = compiler.apply(&delta);
         if compiler.skipped > skipped {
@@ -728,10 +728,10 @@ async fn rib_task(
 }
 
 /// Carry out an operator's command in the rib task; true when the RIB changed (flush soon).
-async fn command(rib: &mut Rib, peers: &PeerSet, c: Command) -> bool {
+async fn command(rib: &mut Rib, fib: &Compiler, peers: &PeerSet, c: Command) -> bool {
     match c {
         Command::Routes { vrf, reply } => {
-            let _ = reply.send(rib.show_routes(vrf.as_deref()));
+            let _ = reply.send(rib.show_routes(vrf.as_deref(), fib));
             false
         }
         Command::Labels { reply } => {

@@ -93,6 +93,102 @@ struct Slot {
     refs: u32,
 }
 
+/// The tables routing one prefix above the base, each with its next hop: one inline (nearly
+/// every prefix: one VRF), more in a boxed slice sorted by table. 16 bytes, so a million
+/// prefixes cost their hash table's 24-byte buckets; this map is also what the RIB compares a
+/// flush against (it keeps no copy of what it handed on).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Held {
+    One((Table, NextHopId)),
+    Many(Box<[(Table, NextHopId)]>),
+}
+
+impl Held {
+    fn as_slice(&self) -> &[(Table, NextHopId)] {
+        match self {
+            Held::One(one) => std::slice::from_ref(one),
+            Held::Many(all) => all,
+        }
+    }
+}
+
+/// Routes by prefix, then table.
+#[derive(Debug, Default)]
+struct RouteMap {
+    by_prefix: HashMap<Ipv4Prefix, Held>,
+    len: usize,
+}
+
+impl RouteMap {
+    fn get(&self, table: Table, prefix: Ipv4Prefix) -> Option<NextHopId> {
+        self.by_prefix.get(&prefix)?.as_slice().iter().find(|(t, _)| *t == table).map(|(_, id)| *id)
+    }
+
+    fn insert(&mut self, table: Table, prefix: Ipv4Prefix, id: NextHopId) -> Option<NextHopId> {
+        let held = match self.by_prefix.remove(&prefix) {
+            None => Held::One((table, id)),
+            Some(Held::One((t, old))) if t == table => {
+                self.by_prefix.insert(prefix, Held::One((t, id)));
+                return Some(old);
+            }
+            Some(other) => {
+                let mut all = other.as_slice().to_vec();
+                let old = match all.iter_mut().find(|(t, _)| *t == table) {
+                    Some(e) => Some(std::mem::replace(&mut e.1, id)),
+                    None => {
+                        all.push((table, id));
+                        all.sort_by_key(|(t, _)| table_order(*t));
+                        None
+                    }
+                };
+                if old.is_some() {
+                    self.by_prefix.insert(prefix, Held::Many(all.into_boxed_slice()));
+                    return old;
+                }
+                Held::Many(all.into_boxed_slice())
+            }
+        };
+        self.by_prefix.insert(prefix, held);
+        self.len += 1;
+        None
+    }
+
+    fn remove(&mut self, table: Table, prefix: Ipv4Prefix) -> Option<NextHopId> {
+        let held = self.by_prefix.remove(&prefix)?;
+        let mut all = held.as_slice().to_vec();
+        let Some(i) = all.iter().position(|(t, _)| *t == table) else {
+            self.by_prefix.insert(prefix, held);
+            return None;
+        };
+        let (_, old) = all.remove(i);
+        match all.as_slice() {
+            [] => {}
+            [one] => {
+                self.by_prefix.insert(prefix, Held::One(*one));
+            }
+            _ => {
+                self.by_prefix.insert(prefix, Held::Many(all.into_boxed_slice()));
+            }
+        }
+        self.len -= 1;
+        Some(old)
+    }
+
+    /// The tables routing `prefix`.
+    fn tables(&self, prefix: Ipv4Prefix) -> impl Iterator<Item = Table> + '_ {
+        self.by_prefix.get(&prefix).into_iter().flat_map(|h| h.as_slice().iter().map(|(t, _)| *t))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (Table, Ipv4Prefix, NextHopId)> + '_ {
+        self.by_prefix.iter().flat_map(|(p, h)| h.as_slice().iter().map(move |(t, id)| (*t, *p, *id)))
+    }
+}
+
+/// The underlay first, then VRFs by id.
+fn table_order(t: Table) -> (bool, Option<VrfId>) {
+    (matches!(t, Table::Vrf(_)), Compiler::vrf_of(t))
+}
+
 /// The incremental compiler: what the dataplane holds above its base tables.
 #[derive(Debug)]
 pub struct Compiler {
@@ -104,7 +200,7 @@ pub struct Compiler {
     free: Vec<NextHopId>,
     /// Ids freed in this batch: removed from the dataplane at its end, reusable after it.
     freed: Vec<NextHopId>,
-    routes: HashMap<(Table, Ipv4Prefix), NextHopId>,
+    routes: RouteMap,
     labels: BTreeMap<Label, IlmAction>,
     evpn: EvpnState,
     /// Routes left out because their gateway is in no connected subnet (since the start).
@@ -120,7 +216,7 @@ impl Compiler {
             ids: HashMap::new(),
             free: vec![],
             freed: vec![],
-            routes: HashMap::new(),
+            routes: RouteMap::default(),
             labels: BTreeMap::new(),
             evpn: EvpnState::default(),
             skipped: 0,
@@ -239,8 +335,8 @@ impl Compiler {
                 },
             };
             let old = match new {
-                Some(id) => self.routes.insert((*table, *prefix), id),
-                None => self.routes.remove(&(*table, *prefix)),
+                Some(id) => self.routes.insert(*table, *prefix, id),
+                None => self.routes.remove(*table, *prefix),
             };
             match (old, new) {
                 (Some(o), Some(n)) if o == n => {}
@@ -278,7 +374,7 @@ impl Compiler {
         let old = std::mem::take(&mut self.labels);
         for (label, action) in &wanted {
             if old.get(label) != Some(action) {
-                out.push(TableCommand::Label { label: *label, action: action.clone() });
+                out.push(TableCommand::Label { label: *label, action: *action });
             }
         }
         for label in old.keys().filter(|l| !wanted.contains_key(l)) {
@@ -348,12 +444,12 @@ impl Compiler {
             out.push(TableCommand::NextHop { id, nexthop: nh.clone() });
         }
         let mut routes: Vec<_> = self.routes.iter().collect();
-        routes.sort_by_key(|((t, p), _)| (matches!(t, Table::Vrf(_)), Self::vrf_of(*t), *p));
-        for (&(table, prefix), &nexthop) in routes {
+        routes.sort_by_key(|(t, p, _)| (table_order(*t), *p));
+        for (table, prefix, nexthop) in routes {
             out.push(TableCommand::Route { table, prefix, nexthop });
         }
         for (label, action) in &self.labels {
-            out.push(TableCommand::Label { label: *label, action: action.clone() });
+            out.push(TableCommand::Label { label: *label, action: *action });
         }
         for bridge in self.evpn.flood.keys() {
             out.push(TableCommand::FloodList { bridge: *bridge, vteps: self.flood_list(*bridge, self.evpn.flood.get(bridge)) });
@@ -369,7 +465,56 @@ impl Compiler {
 
     /// Routes installed above the base tables.
     pub fn routes(&self) -> usize {
-        self.routes.len()
+        self.routes.len
+    }
+
+    /// The VRFs that route `prefix` above the base (BGP or the control config's statics).
+    pub fn vrfs_routing(&self, prefix: Ipv4Prefix) -> impl Iterator<Item = VrfId> + '_ {
+        self.routes.tables(prefix).filter_map(Self::vrf_of)
+    }
+
+    /// Routes above the base per VRF (BGP's and the control config's statics).
+    pub fn vrf_route_counts(&self) -> BTreeMap<VrfId, u64> {
+        let mut counts = BTreeMap::new();
+        for (t, _, _) in self.routes.iter() {
+            if let Table::Vrf(v) = t {
+                *counts.entry(v).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    /// The prefixes some VRF routes above the base.
+    pub fn vrf_prefixes(&self) -> impl Iterator<Item = Ipv4Prefix> + '_ {
+        self.routes.by_prefix.iter().filter(|(_, h)| h.as_slice().iter().any(|(t, _)| matches!(t, Table::Vrf(_)))).map(|(p, _)| *p)
+    }
+
+    fn nexthop(&self, id: NextHopId) -> Option<&NextHop> {
+        self.slots.get(id.0.wrapping_sub(self.first()) as usize).and_then(Option::as_ref).map(|s| &s.nexthop)
+    }
+
+    /// The next hops `table` sends `prefix` to (the members of an ECMP group, in order);
+    /// empty when it has no route above the base.
+    pub fn hops(&self, table: Table, prefix: Ipv4Prefix) -> Vec<&NextHop> {
+        match self.routes.get(table, prefix).and_then(|id| self.nexthop(id)) {
+            Some(NextHop::Ecmp { members }) => members.iter().filter_map(|m| self.nexthop(*m)).collect(),
+            Some(nh) => vec![nh],
+            None => vec![],
+        }
+    }
+
+    /// Whether `table` sends `prefix` to exactly `hops` (no route: `hops` is `None`), without
+    /// allocating: the RIB asks for every route a flush touches.
+    pub fn holds(&self, table: Table, prefix: Ipv4Prefix, hops: Option<&[NextHop]>) -> bool {
+        let have = self.routes.get(table, prefix).and_then(|id| self.nexthop(id));
+        match (have, hops) {
+            (None, None) => true,
+            (Some(NextHop::Ecmp { members }), Some(want)) if want.len() > 1 => {
+                members.len() == want.len() && members.iter().zip(want).all(|(m, w)| self.nexthop(*m) == Some(w))
+            }
+            (Some(nh), Some([want])) => nh == want,
+            _ => false,
+        }
     }
 
     /// Next hops in use.

@@ -203,7 +203,7 @@ fn incremental_flushes_match_the_from_scratch_state() {
             if rng.next() % 3 != 0 {
                 continue;
             }
-            let cmds = compiler.apply(&rib.changes(now));
+            let cmds = compiler.apply(&rib.changes(now, &compiler));
             dataplane.apply_all(cmds.clone()).unwrap_or_else(|(j, e)| panic!("seed {seed:#x} step {i}: command {j} ({:?}) refused: {e}", cmds[j]));
             let mut reference = (*base).clone();
             reference.apply_all(compile(&base, &rib.desired(now)).0).unwrap();
@@ -233,23 +233,61 @@ fn a_flush_after_one_update_sends_only_that_change() {
         .map(|i| Nlri::Vpnv4 { rd: "65000:9".parse().unwrap(), label: LabelField::mpls(3000), prefix: carrier_dataplane::tables::Ipv4Prefix::new(Ipv4Addr::from(0x1400_0000 + (i << 8)), 24).unwrap() })
         .collect();
     rib.update(PEERS[0], Update { announced: prefixes.clone(), attributes: attrs("10.255.0.2".parse().unwrap(), "target:65000:1", 100), ..Default::default() });
-    let first = compiler.apply(&rib.changes(now));
+    let first = compiler.apply(&rib.changes(now, &compiler));
     assert!(first.len() > 20_000, "the first flush installs every route: {} commands", first.len());
     // One more route over the same next hop: one command.
     let one = Nlri::Vpnv4 { rd: "65000:9".parse().unwrap(), label: LabelField::mpls(3000), prefix: "30.0.0.0/24".parse().unwrap() };
     rib.update(PEERS[0], Update { announced: vec![one.clone()], attributes: attrs("10.255.0.2".parse().unwrap(), "target:65000:1", 100), ..Default::default() });
-    let delta = rib.changes(now);
+    let delta = rib.changes(now, &compiler);
     assert_eq!(delta.routes.len(), 1, "{delta:?}");
     let cmds = compiler.apply(&delta);
     assert!(matches!(cmds.as_slice(), [TableCommand::Route { .. }]), "{cmds:?}");
     // A new label for one existing route: its new next hop and the route.
     rib.update(PEERS[0], Update { announced: vec![Nlri::Vpnv4 { rd: "65000:9".parse().unwrap(), label: LabelField::mpls(3001), prefix: "30.0.0.0/24".parse().unwrap() }], attributes: attrs("10.255.0.2".parse().unwrap(), "target:65000:1", 100), ..Default::default() });
-    let cmds = compiler.apply(&rib.changes(now));
+    let cmds = compiler.apply(&rib.changes(now, &compiler));
     assert!(matches!(cmds.as_slice(), [TableCommand::NextHop { .. }, TableCommand::Route { .. }]), "{cmds:?}");
     // Its withdrawal: the route, then the next hop nothing else uses.
     rib.update(PEERS[0], Update { withdrawn: vec![one], ..Default::default() });
-    let cmds = compiler.apply(&rib.changes(now));
+    let cmds = compiler.apply(&rib.changes(now, &compiler));
     assert!(matches!(cmds.as_slice(), [TableCommand::Withdraw { .. }, TableCommand::RemoveNextHop { .. }]), "{cmds:?}");
     // Nothing new: nothing sent.
-    assert!(compiler.apply(&rib.changes(now)).is_empty());
+    assert!(compiler.apply(&rib.changes(now, &compiler)).is_empty());
+}
+
+/// The RIB keeps no copy of what it handed on: it compares each flush with the compiler's
+/// routes. A static route of the control config that comes and goes over a BGP route for the
+/// same prefix (reconfigured live) gives, after each flush, what the from-scratch reference
+/// holds: the static while it is configured, BGP's route again once it is gone, nothing once
+/// BGP withdraws too.
+#[test]
+fn a_static_that_comes_and_goes_over_a_bgp_route_matches_the_reference() {
+    let (mut rib, base) = setup();
+    let mut compiler = Compiler::new(base.clone());
+    let mut dataplane = (*base).clone();
+    let now = Instant::now();
+    let prefix: carrier_dataplane::tables::Ipv4Prefix = "10.80.3.0/24".parse().unwrap();
+    let bgp = Nlri::Vpnv4 { rd: "65000:9".parse().unwrap(), label: LabelField::mpls(3000), prefix };
+    rib.update(PEERS[0], Update { announced: vec![bgp.clone()], attributes: attrs("10.255.0.2".parse().unwrap(), "target:65000:1", 100), ..Default::default() });
+    let without_static = Arc::new(ControlConfig::parse(&CONTROL.replace("[[vrf.static]]\nprefix = \"10.80.3.0/24\"\nvia = \"10.1.0.2\"\n", "")).unwrap());
+    let with_static = Arc::new(ControlConfig::parse(CONTROL).unwrap());
+    let red = base.vrf_by_name("red").unwrap();
+    let route = |t: &Tables| t.vrfs[red.id.index()].fib.routes().find(|(p, _)| *p == prefix).map(|(_, nh)| show(t, nh));
+    let mut shown = vec![];
+    for (step, cfg) in [None, Some(&without_static), Some(&with_static), Some(&without_static)].into_iter().enumerate() {
+        if let Some(cfg) = cfg {
+            rib.reconfigure(cfg.clone()).unwrap();
+        }
+        let cmds = compiler.apply(&rib.changes(now, &compiler));
+        dataplane.apply_all(cmds.clone()).unwrap_or_else(|(j, e)| panic!("step {step}: command {j} ({:?}) refused: {e}", cmds[j]));
+        let mut reference = (*base).clone();
+        reference.apply_all(compile(&base, &rib.desired(now)).0).unwrap();
+        assert_eq!(view(&dataplane), view(&reference), "step {step}");
+        shown.push(route(&dataplane).unwrap_or_default());
+    }
+    rib.update(PEERS[0], Update { withdrawn: vec![bgp], ..Default::default() });
+    let cmds = compiler.apply(&rib.changes(now, &compiler));
+    dataplane.apply_all(cmds).unwrap();
+    assert_eq!(route(&dataplane), None, "BGP withdrew and no static is configured");
+    assert!(shown[0].contains("Adjacency") && shown[2].contains("Adjacency"), "the static wins: {shown:?}");
+    assert!(shown[1].contains("MplsPush") && shown[3].contains("MplsPush"), "BGP's route without the static: {shown:?}");
 }

@@ -96,7 +96,7 @@ fn learn(n: u32, per_route: bool, flush: bool) -> Result<(f64, f64)> {
         i += announced.len() as u32;
         rib.update(peer, Update { announced, attributes: attributes.clone(), ..Default::default() });
         if flush && (i % 20_000 == 0 || i == n) {
-            drop(compiler.apply(&rib.changes(now)));
+            drop(compiler.apply(&rib.changes(now, &compiler)));
         }
     }
     let grown = rss()?.saturating_sub(before);

@@ -26,7 +26,7 @@ use crate::bgp::msg::{
     RouteTarget, Update, ENCAP_VXLAN,
 };
 use crate::config::{ControlConfig, LabelMode};
-use crate::fib::{Delta, EvpnState, RouteTo};
+use crate::fib::{Compiler, Delta, EvpnState, RouteTo};
 use crate::labels::{Exhausted, LabelAllocator};
 
 mod show;
@@ -304,11 +304,10 @@ impl PathIndex {
     }
 }
 
-/// What the last flush handed to the compiler, to compare the next one against.
+/// What the last flush handed to the compiler, to compare the next one against. The VPN
+/// routes are not here: the compiler's route map holds them (see [`Rib::changes`]).
 #[derive(Debug, Default)]
 struct Handed {
-    /// Per VPN prefix, the VRFs holding it and their next hops (sorted by VRF).
-    vpn: HashMap<Ipv4Prefix, VrfHops>,
     /// IPv4 unicast routes: prefix → gateway.
     underlay: BTreeMap<Ipv4Prefix, Ipv4Addr>,
     /// The control config's static VRF routes: (VRF, prefix) → CE.
@@ -317,40 +316,6 @@ struct Handed {
     labels: BTreeMap<u32, (VrfId, Option<Ipv4Addr>)>,
     /// EVPN bridge state.
     evpn: EvpnState,
-}
-
-/// The VRFs holding a VPN prefix and their next hops, sorted by VRF: one VRF with one next hop
-/// (nearly every prefix) without a heap allocation, more in a vector.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum VrfHops {
-    One(VrfId, NextHop),
-    Many(Vec<(VrfId, Vec<NextHop>)>),
-}
-
-impl VrfHops {
-    fn new(mut all: Vec<(VrfId, Vec<NextHop>)>) -> VrfHops {
-        match all.as_mut_slice() {
-            [(vrf, hops)] if hops.len() == 1 => VrfHops::One(*vrf, hops.remove(0)),
-            _ => VrfHops::Many(all),
-        }
-    }
-
-    /// `vrf`'s next hops.
-    fn get(&self, vrf: VrfId) -> Option<&[NextHop]> {
-        match self {
-            VrfHops::One(v, nh) => (*v == vrf).then_some(std::slice::from_ref(nh)),
-            VrfHops::Many(all) => all.iter().find(|(v, _)| *v == vrf).map(|(_, h)| h.as_slice()),
-        }
-    }
-
-    /// The VRFs, in order.
-    fn vrfs(&self) -> impl Iterator<Item = VrfId> + '_ {
-        let (one, many) = match self {
-            VrfHops::One(v, _) => (Some(*v), None),
-            VrfHops::Many(all) => (None, Some(all.iter().map(|(v, _)| *v))),
-        };
-        one.into_iter().chain(many.into_iter().flatten())
-    }
 }
 
 /// The dataplane's config as the control process runs it.
@@ -959,30 +924,33 @@ impl Rib {
         out
     }
 
-    /// What changed since the last call, for the destinations the changes touched: the
-    /// incremental counterpart of [`Rib::desired`]. Statics, local labels and (when an EVPN
-    /// route changed) the bridge state are few and recomputed whole.
-    pub fn changes(&mut self, now: Instant) -> Delta {
+    /// What changed since the last flush, for the destinations the changes touched: the
+    /// incremental counterpart of [`Rib::desired`]. `fib` is the compiler that got every
+    /// earlier delta: its routes are what the dataplane holds, and each VPN route is compared
+    /// with them (the RIB keeps no copy of what it handed on: at a million routes that copy
+    /// cost ~100 bytes a route). Statics, local labels and (when an EVPN route changed) the
+    /// bridge state are few and recomputed whole.
+    pub fn changes(&mut self, now: Instant, fib: &Compiler) -> Delta {
         let mut delta = Delta::default();
         let dirty = std::mem::take(&mut self.index.dirty);
         let mut dests = dirty.dests;
         self.stats.unresolved = 0;
         self.stats.reserved_label = 0;
         let (labels, statics) = self.local_state(now);
-        let mut touched: BTreeSet<(VrfId, Ipv4Prefix)> = BTreeSet::new();
         for (k, ce) in &statics {
             if self.handed.statics.get(k) != Some(ce) {
-                touched.insert(*k);
+                delta.routes.push((Table::Vrf(k.0), k.1, Some(RouteTo::Via(*ce))));
             }
         }
-        touched.extend(self.handed.statics.keys().filter(|k| !statics.contains_key(k)));
+        // A static that went: BGP's route for the prefix, if any, comes back (below).
+        dests.extend(self.handed.statics.keys().filter(|k| !statics.contains_key(k)).map(|(_, p)| Dest::Vpn(*p)));
         if labels != self.handed.labels {
             delta.labels = Some(labels.clone());
             self.handed.labels = labels;
         }
         // Every destination the RIB has a path to or handed on (both kinds).
         let known = |rib: &Rib| {
-            let handed = rib.handed.vpn.keys().map(|p| Dest::Vpn(*p)).chain(rib.handed.underlay.keys().map(|p| Dest::Unicast(*p)));
+            let handed = fib.vrf_prefixes().map(Dest::Vpn).chain(rib.handed.underlay.keys().map(|p| Dest::Unicast(*p)));
             rib.index.by_dest.keys().copied().chain(handed).collect::<Vec<_>>()
         };
         if dirty.all {
@@ -1016,27 +984,22 @@ impl Rib {
         for dest in &dests {
             let Dest::Vpn(prefix) = *dest else { continue };
             let new = self.vpn_routes(*dest, &mut resolved, &mut stats);
-            let old = self.handed.vpn.remove(&prefix);
-            let old_hops = |vrf: VrfId| old.as_ref().and_then(|o| o.get(vrf));
-            for (vrf, hops) in &new {
-                if old_hops(*vrf) != Some(hops.as_slice()) {
-                    touched.insert((*vrf, prefix));
+            // The VRFs that route the prefix now, and those that will: one or two, nearly always.
+            let mut vrfs: Vec<VrfId> = new.iter().map(|(v, _)| *v).chain(fib.vrfs_routing(prefix)).collect();
+            vrfs.sort_unstable();
+            vrfs.dedup();
+            for vrf in vrfs {
+                // A static route of the control config wins over BGP for the same prefix.
+                if statics.contains_key(&(vrf, prefix)) {
+                    continue;
                 }
-            }
-            touched.extend(old.iter().flat_map(VrfHops::vrfs).filter(|v| !new.iter().any(|(n, _)| n == v)).map(|v| (v, prefix)));
-            if !new.is_empty() {
-                self.handed.vpn.insert(prefix, VrfHops::new(new));
+                let hops = new.iter().find(|(v, _)| *v == vrf).map(|(_, h)| h.as_slice());
+                if !fib.holds(Table::Vrf(vrf), prefix, hops) {
+                    delta.routes.push((Table::Vrf(vrf), prefix, hops.map(|h| RouteTo::Hops(h.to_vec()))));
+                }
             }
         }
         self.stats = stats;
-        // A static route of the control config wins over BGP for the same prefix.
-        for (vrf, prefix) in touched {
-            let to = match statics.get(&(vrf, prefix)) {
-                Some(ce) => Some(RouteTo::Via(*ce)),
-                None => self.handed.vpn.get(&prefix).and_then(|v| v.get(vrf)).map(|h| RouteTo::Hops(h.to_vec())),
-            };
-            delta.routes.push((Table::Vrf(vrf), prefix, to));
-        }
         self.handed.statics = statics;
         if dirty.evpn || dirty.all {
             let e = self.evpn_state();

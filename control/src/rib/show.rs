@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use carrier_contract::command::{IlmAction, NextHop};
+use carrier_contract::command::{IlmAction, NextHop, Table};
 use carrier_contract::Ipv4Prefix;
 
 use super::{Dest, LabelKey, Nlri, Path, Rib, Source};
+use crate::fib::Compiler;
 use crate::bgp::msg::{Family, Origin, RouteTarget};
 use crate::config::{ControlConfig, LabelMode, StaticRoute};
 use crate::state::{
@@ -139,12 +140,16 @@ impl Rib {
     }
 
     /// Sizes and counters, cheap enough to publish once a second at a million routes: one
-    /// pass over the Adj-RIBs.
-    pub fn summary(&self) -> RibSummary {
-        let mut bgp_routes: BTreeMap<carrier_common::VrfId, u64> = BTreeMap::new();
-        for vrfs in self.handed.vpn.values() {
-            for v in vrfs.vrfs() {
-                *bgp_routes.entry(v).or_default() += 1;
+    /// pass over the Adj-RIBs and one over the routes `fib` (the compiler of the flushes)
+    /// installed.
+    pub fn summary(&self, fib: &Compiler) -> RibSummary {
+        let mut bgp_routes = fib.vrf_route_counts();
+        // The control config's statics are not BGP's.
+        for (vrf, prefix) in self.handed.statics.keys() {
+            if !fib.hops(Table::Vrf(*vrf), *prefix).is_empty() {
+                if let Some(n) = bgp_routes.get_mut(vrf) {
+                    *n = n.saturating_sub(1);
+                }
             }
         }
         let vrfs = self
@@ -220,7 +225,8 @@ impl Rib {
 
     /// The routes of VRF `vrf` (connected, static, BGP with every path and the decision), or
     /// with `None` of every configured VRF and the underlay.
-    pub fn show_routes(&self, vrf: Option<&str>) -> Result<Vec<RouteView>, CommandError> {
+    /// `fib` is the compiler of the flushes: a path is best when its route is installed.
+    pub fn show_routes(&self, vrf: Option<&str>, fib: &Compiler) -> Result<Vec<RouteView>, CommandError> {
         let names: Vec<String> = match vrf {
             Some("underlay") => vec![],
             Some(v) => {
@@ -233,15 +239,15 @@ impl Rib {
         };
         let mut out = vec![];
         for name in &names {
-            out.extend(self.vrf_routes_view(name));
+            out.extend(self.vrf_routes_view(name, fib));
         }
         if vrf.is_none() || vrf == Some("underlay") {
-            out.extend(self.underlay_view());
+            out.extend(self.underlay_view(fib));
         }
         Ok(out)
     }
 
-    fn vrf_routes_view(&self, name: &str) -> Vec<RouteView> {
+    fn vrf_routes_view(&self, name: &str, fib: &Compiler) -> Vec<RouteView> {
         let Some(vrf) = self.base.vrf_by_name(name) else { return vec![] };
         let mut routes: BTreeMap<Ipv4Prefix, RouteView> = BTreeMap::new();
         for (prefix, nh) in vrf.fib.routes() {
@@ -271,12 +277,12 @@ impl Rib {
             if cands.is_empty() {
                 continue;
             }
-            routes.insert(prefix, RouteView { vrf: name.into(), prefix: prefix.to_string(), protocol: "bgp".into(), paths: self.decide_view(cands, Some(vrf.id), prefix) });
+            routes.insert(prefix, RouteView { vrf: name.into(), prefix: prefix.to_string(), protocol: "bgp".into(), paths: self.decide_view(cands, Some(vrf.id), prefix, fib) });
         }
         routes.into_values().collect()
     }
 
-    fn underlay_view(&self) -> Vec<RouteView> {
+    fn underlay_view(&self, fib: &Compiler) -> Vec<RouteView> {
         let mut routes: BTreeMap<Ipv4Prefix, RouteView> = BTreeMap::new();
         for (prefix, nh) in self.base.underlay.routes() {
             let via = match self.base.nexthop(nh) {
@@ -290,33 +296,27 @@ impl Rib {
             if routes.contains_key(&prefix) {
                 continue;
             }
-            let paths = self.decide_view(self.paths_to(*dest), None, prefix);
+            let paths = self.decide_view(self.paths_to(*dest), None, prefix, fib);
             routes.insert(prefix, RouteView { vrf: "underlay".into(), prefix: prefix.to_string(), protocol: "bgp".into(), paths });
         }
         routes.into_values().collect()
     }
 
     /// The paths in decision order; the installed ones marked best, the first with why.
-    fn decide_view(&self, cands: Vec<(&Nlri, &Path)>, vrf: Option<carrier_common::VrfId>, prefix: Ipv4Prefix) -> Vec<PathView> {
+    fn decide_view(&self, cands: Vec<(&Nlri, &Path)>, vrf: Option<carrier_common::VrfId>, prefix: Ipv4Prefix, fib: &Compiler) -> Vec<PathView> {
         let mut sorted = cands;
         super::decision_order(&mut sorted);
         let installed_gw = match vrf {
             None => self.handed.underlay.get(&prefix).copied().into_iter().collect::<Vec<_>>(),
-            Some(id) => self
-                .handed
-                .vpn
-                .get(&prefix)
-                .and_then(|v| v.get(id))
-                .map(|hops| {
-                    hops.iter()
-                        .filter_map(|h| match h {
-                            NextHop::MplsPush { pe, .. } => Some(*pe),
-                            NextHop::Vxlan { vtep, .. } => Some(*vtep),
-                            _ => None,
-                        })
-                        .collect()
+            Some(id) => fib
+                .hops(Table::Vrf(id), prefix)
+                .into_iter()
+                .filter_map(|h| match h {
+                    NextHop::MplsPush { pe, .. } => Some(*pe),
+                    NextHop::Vxlan { vtep, .. } => Some(*vtep),
+                    _ => None,
                 })
-                .unwrap_or_default(),
+                .collect(),
         };
         let mut views: Vec<PathView> = vec![];
         let mut first_best = true;
