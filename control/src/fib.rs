@@ -13,6 +13,7 @@
 //! keyed by id stay right.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -195,7 +196,12 @@ pub struct Compiler {
     base: Arc<Tables>,
     /// Next hops by id (index `id - first`), with their reference counts.
     slots: Vec<Option<Slot>>,
-    ids: HashMap<NextHop, NextHopId>,
+    /// The ids of the next hops in `slots`, found by the next hop's hash: a next hop is kept
+    /// once (in its slot), the table holds 4-byte ids (with a label per route, a million
+    /// next hops; a map keyed by the 32-byte next hop cost ~75 bytes a route). SipHash with
+    /// a random key: the next hops' labels and addresses are a BGP peer's choice.
+    ids: hashbrown::HashTable<NextHopId>,
+    hasher: std::hash::RandomState,
     /// Ids free for the next batch.
     free: Vec<NextHopId>,
     /// Ids freed in this batch: removed from the dataplane at its end, reusable after it.
@@ -213,7 +219,8 @@ impl Compiler {
         Compiler {
             base,
             slots: vec![],
-            ids: HashMap::new(),
+            ids: hashbrown::HashTable::new(),
+            hasher: std::hash::RandomState::new(),
             free: vec![],
             freed: vec![],
             routes: RouteMap::default(),
@@ -237,21 +244,29 @@ impl Compiler {
         self.slots.get_mut((id.0 - first) as usize).and_then(Option::as_mut)
     }
 
+    /// The id of `nh`, if it has one.
+    fn id_of(&self, nh: &NextHop) -> Option<NextHopId> {
+        self.ids.find(self.hasher.hash_one(nh), |id| self.nexthop(*id) == Some(nh)).copied()
+    }
+
     /// The id of `nh`, holding one reference to it; a new next hop is announced in `out`.
     fn acquire(&mut self, nh: &NextHop, out: &mut Vec<TableCommand>) -> NextHopId {
-        if let Some(&id) = self.ids.get(nh) {
+        if let Some(id) = self.id_of(nh) {
             if let Some(s) = self.slot(id) {
                 s.refs += 1;
             }
             return id;
         }
-        let id = self.free.pop().unwrap_or(NextHopId(self.first() + self.slots.len() as u32));
-        let i = (id.0 - self.first()) as usize;
+        let first = self.first();
+        let id = self.free.pop().unwrap_or(NextHopId(first + self.slots.len() as u32));
+        let i = (id.0 - first) as usize;
         if i >= self.slots.len() {
             self.slots.resize_with(i + 1, || None);
         }
         self.slots[i] = Some(Slot { nexthop: nh.clone(), refs: 1 });
-        self.ids.insert(nh.clone(), id);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        let rehash = |id: &NextHopId| slots.get((id.0 - first) as usize).and_then(Option::as_ref).map_or(0, |s| hasher.hash_one(&s.nexthop));
+        self.ids.insert_unique(hasher.hash_one(nh), id, rehash);
         out.push(TableCommand::NextHop { id, nexthop: nh.clone() });
         id
     }
@@ -264,7 +279,7 @@ impl Compiler {
             many => {
                 let members: Vec<NextHopId> = many.iter().map(|h| self.acquire(h, out)).collect();
                 let group = NextHop::Ecmp { members: members.clone() };
-                let existed = self.ids.contains_key(&group);
+                let existed = self.id_of(&group).is_some();
                 let id = self.acquire(&group, out);
                 if existed {
                     // The group already holds its members.
@@ -286,7 +301,9 @@ impl Compiler {
         }
         let first = self.first();
         let Some(slot) = self.slots[(id.0 - first) as usize].take() else { return };
-        self.ids.remove(&slot.nexthop);
+        if let Ok(entry) = self.ids.find_entry(self.hasher.hash_one(&slot.nexthop), |x| *x == id) {
+            entry.remove();
+        }
         self.freed.push(id);
         if let NextHop::Ecmp { members } = slot.nexthop {
             for m in members {
