@@ -69,6 +69,10 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// Destinations waiting that make a flush happen before the tick.
 pub const FLUSH_PENDING: usize = 100_000;
 
+/// A change of at least this many commands gives the allocator's free memory back to the
+/// kernel once it is sent (see [`crate::sys::release_free_memory`]).
+const TRIM_AFTER: usize = 50_000;
+
 /// What a peer task tells the RIB.
 #[derive(Debug)]
 pub enum PeerEvent {
@@ -514,7 +518,10 @@ fn spawn_dataplane_writer(socket: PathBuf, counters: Arc<ControlCounters>, laten
                     match m {
                         ToDataplane::Full(seq, cmds) => {
                             let started = Instant::now();
-                            match c.send(true, &cmds) {
+                            let sent = c.send(true, &cmds);
+                            drop(cmds);
+                            crate::sys::release_free_memory();
+                            match sent {
                                 Ok(Response::Applied { commands, generation }) => {
                                     latency.observe(started.elapsed().as_secs_f64());
                                     log::info!("dataplane: whole state of {commands} commands applied in {:?} (generation {generation})", started.elapsed());
@@ -538,7 +545,13 @@ fn spawn_dataplane_writer(socket: PathBuf, counters: Arc<ControlCounters>, laten
                 }
                 let (Some(seq), Some(c)) = (last, client.as_mut()) else { continue };
                 let started = Instant::now();
-                match c.send(false, &changes) {
+                let large = changes.len() >= TRIM_AFTER;
+                let sent = c.send(false, &changes);
+                drop(changes);
+                if large {
+                    crate::sys::release_free_memory();
+                }
+                match sent {
                     Ok(Response::Applied { commands, generation }) => {
                         latency.observe(started.elapsed().as_secs_f64());
                         log::debug!("dataplane: {commands} commands applied in {:?} (generation {generation})", started.elapsed());
