@@ -135,6 +135,7 @@ impl TableWriter {
         if let Err(error) = self.keep_ports(&mut next) {
             return Response::Error { error };
         }
+        next.touch();
         let next = Arc::new(next);
         let previous = self.handle.swap(next.clone());
         if let Some(m) = &self.mirror {

@@ -23,6 +23,104 @@ pub(crate) enum Hop {
 /// Deepest next-hop recursion (VPN route → PE → transport LSP → adjacency).
 const MAX_DEPTH: u8 = 4;
 
+/// Entries of a worker's cache of resolved next hops (direct-mapped by next-hop id: 4096 ×
+/// 56 bytes, the hot next hops of any table).
+pub(crate) const HOP_CACHE: usize = 4096;
+
+/// Most labels a resolved next hop pushes (VPN and transport together); a deeper stack is
+/// forwarded without the cache.
+const RESOLVED_LABELS: usize = 6;
+
+/// A next hop resolved down to the port and neighbour it sends through: a plain adjacency,
+/// or a push whose PE's underlay route (and transport LSPs, recursively) led to one. The
+/// recursion is done once, when the entry is made, not per packet; the neighbour's MAC is in
+/// it when the tables hold the neighbour (a learned one is looked up per packet, which marks
+/// it in use). Good for the tables' [`Tables::generation`] it was made in: any change to the
+/// tables makes every entry stale. ECMP in the underlay (a member per flow), VXLAN and the
+/// rest are not resolved: they take the interpretive path.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResolvedHop {
+    generation: u64,
+    /// The next hop's id + 1 (0: an empty entry).
+    key: u32,
+    port: PortId,
+    /// The neighbour; `None`: the packet's destination (a connected route).
+    via: Option<Ipv4Addr>,
+    /// The neighbour's MAC, when the tables hold it.
+    mac: Option<MacAddr>,
+    /// The labels pushed, outermost first (the transport labels, then the VPN route's).
+    labels: [Label; RESOLVED_LABELS],
+    labels_len: u8,
+    /// A push: the label TTL and TC rules apply.
+    push: bool,
+    /// The push's TC (else the packet's precedence).
+    tc: Option<u8>,
+    /// Not resolved (underlay ECMP, VXLAN, a connected route, a missing route...): the
+    /// interpretive path serves this next hop. Kept so that it is not tried again per packet.
+    unresolved: bool,
+}
+
+impl ResolvedHop {
+    /// Next hop `id` of `tables` resolved, or an entry saying it is not.
+    fn resolve(tables: &crate::tables::Tables, id: carrier_common::NextHopId) -> ResolvedHop {
+        let key = id.0.wrapping_add(1);
+        Self::try_resolve(tables, id).unwrap_or(ResolvedHop { generation: tables.generation(), key, unresolved: true, ..ResolvedHop::default() })
+    }
+
+    fn try_resolve(tables: &crate::tables::Tables, id: carrier_common::NextHopId) -> Option<ResolvedHop> {
+        let mut r = ResolvedHop { generation: tables.generation(), key: id.0.wrapping_add(1), ..ResolvedHop::default() };
+        match tables.nexthop(id)? {
+            // A connected route's neighbour is the packet's destination: nothing to resolve.
+            NextHop::Adjacency { via: None, .. } => return None,
+            NextHop::Adjacency { port, via } => {
+                r.port = *port;
+                r.via = *via;
+            }
+            NextHop::MplsPush { labels, tc, pe } => {
+                r.push = true;
+                r.tc = *tc;
+                r.prepend(labels.as_slice())?;
+                // As `send_underlay`, from the depth a VPN route's push starts at.
+                let (mut dst, mut depth) = (*pe, 1);
+                loop {
+                    if depth > MAX_DEPTH {
+                        return None;
+                    }
+                    let (_, nh) = tables.underlay.lookup(dst)?;
+                    match tables.nexthop(nh)? {
+                        NextHop::Adjacency { port, via } => {
+                            r.port = *port;
+                            r.via = Some(via.unwrap_or(dst));
+                            break;
+                        }
+                        NextHop::MplsPush { labels, pe: next, .. } => {
+                            r.prepend(labels.as_slice())?;
+                            dst = *next;
+                            depth += 1;
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            _ => return None,
+        }
+        r.mac = r.via.and_then(|v| tables.neighbours.get(&(r.port, v)).copied());
+        Some(r)
+    }
+
+    /// Put `outer` in front of the labels.
+    fn prepend(&mut self, outer: &[Label]) -> Option<()> {
+        let (n, k) = (usize::from(self.labels_len), outer.len());
+        if n + k > RESOLVED_LABELS {
+            return None;
+        }
+        self.labels.copy_within(0..n, k);
+        self.labels[..k].copy_from_slice(outer);
+        self.labels_len = (n + k) as u8;
+        Some(())
+    }
+}
+
 /// The IPv4 fields the path needs, read once after the header checks.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct IpInfo {
@@ -214,11 +312,35 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
                 self.worker.counters.prefix(v, slot, prefix, frame.len());
             }
         }
-        self.forward_ip(frame, ip_off, nh, info, ttl, depth)
+        self.forward_ip(frame, ip_off, nh_id, nh, info, ttl, depth)
     }
 
-    /// Send the IPv4 packet at `ip_off` (TTL already handled) to a forwarding next hop.
-    pub(crate) fn forward_ip(&mut self, frame: &mut F, ip_off: usize, nh: &NextHop, info: IpInfo, ttl: u8, depth: u8) -> Verdict {
+    /// Next hop `id` resolved (see [`ResolvedHop`]), from the worker's cache or made now;
+    /// `None` when it cannot be.
+    fn resolved(&mut self, id: carrier_common::NextHopId) -> Option<ResolvedHop> {
+        let cache = &mut self.worker.hops;
+        if cache.is_empty() {
+            cache.resize(HOP_CACHE, ResolvedHop::default());
+        }
+        let entry = &mut cache[id.index() % HOP_CACHE];
+        if entry.key != id.0.wrapping_add(1) || entry.generation != self.tables.generation() {
+            *entry = ResolvedHop::resolve(self.tables, id);
+        }
+        (!entry.unresolved).then_some(*entry)
+    }
+
+    /// Send the IPv4 packet at `ip_off` (TTL already handled) to a forwarding next hop `nh`
+    /// (whose id is `id`).
+    #[expect(clippy::too_many_arguments, reason = "the packet, the next hop and what the path read of the header")]
+    pub(crate) fn forward_ip(&mut self, frame: &mut F, ip_off: usize, id: carrier_common::NextHopId, nh: &NextHop, info: IpInfo, ttl: u8, depth: u8) -> Verdict {
+        // A push or an adjacency resolved before: its labels and neighbour at once. Not while
+        // tracing (the trace shows every step) nor for what the router originates (ICMP:
+        // its own recursion limit).
+        if !T::ENABLED && depth == 0 && matches!(nh, NextHop::Adjacency { via: Some(_), .. } | NextHop::MplsPush { .. }) {
+            if let Some(r) = self.resolved(id) {
+                return self.forward_resolved(frame, ip_off, &r, info, ttl);
+            }
+        }
         match nh {
             NextHop::Adjacency { port, via } => self.send_to_neighbour(frame, ip_off, *port, via.unwrap_or(info.dst), EtherType::Ipv4),
             NextHop::MplsPush { labels, tc, pe } => {
@@ -250,6 +372,31 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             NextHop::Ecmp { .. } | NextHop::Receive | NextHop::ToHost | NextHop::Blackhole => {
                 Verdict::Drop(DropReason::InvalidNextHop)
             }
+        }
+    }
+
+    /// [`Ctx::forward_ip`] through a resolved next hop: what the interpretive path does, in
+    /// one step.
+    fn forward_resolved(&mut self, frame: &mut F, ip_off: usize, r: &ResolvedHop, info: IpInfo, ttl: u8) -> Verdict {
+        let mut off = ip_off;
+        let mut ethertype = EtherType::Ipv4;
+        if r.push {
+            let ttl = match self.tables.router.ttl_mode {
+                TtlMode::Uniform => ttl,
+                TtlMode::Pipe => 255,
+            };
+            let tc = r.tc.unwrap_or(info.precedence);
+            let labels = &r.labels[..usize::from(r.labels_len)];
+            if !self.push_labels(frame, &mut off, labels, true, tc, ttl) {
+                return Verdict::Drop(DropReason::NoHeadroom);
+            }
+            if !labels.is_empty() {
+                ethertype = EtherType::Mpls;
+            }
+        }
+        match r.mac {
+            Some(mac) => self.transmit(frame, off, r.port, mac, ethertype),
+            None => self.send_to_neighbour(frame, off, r.port, r.via.unwrap_or(info.dst), ethertype),
         }
     }
 

@@ -133,6 +133,9 @@ pub struct Worker {
     pub now: u32,
     /// IPv4 identification for packets the router originates.
     ident: u16,
+    /// Next hops resolved through the underlay, by id (direct-mapped, [`ip::HOP_CACHE`]
+    /// entries once used), each good for one generation of the tables.
+    hops: Vec<ip::ResolvedHop>,
 }
 
 /// Learn `value` under `key` at `now` in a worker's learning table: a new entry (`new` is

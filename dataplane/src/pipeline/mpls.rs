@@ -94,7 +94,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
                             ttl -= 1;
                         }
                         match self.tables.nexthop(*nexthop) {
-                            Some(nh) => self.forward_ip(frame, ip_off, nh, info, ttl, 0),
+                            Some(nh) => self.forward_ip(frame, ip_off, *nexthop, nh, info, ttl, 0),
                             None => Verdict::Drop(DropReason::InvalidNextHop),
                         }
                     }

@@ -153,13 +153,34 @@ pub struct Tables {
     /// point at it. Kept by [`Tables::apply`], so that removing a next hop costs O(1), not a
     /// scan of every table.
     refs: Vec<u32>,
+    /// Which state this is: a number no other state of any `Tables` had ([`Tables::touch`]).
+    /// A worker's cache of resolved next hops is good for one generation.
+    generation: u64,
     /// Labels some next hop pushes or some ILM entry swaps in, with how many do: a worker
     /// forgets the out-counters of labels no longer here (a label per route would otherwise
     /// leave a counter, and a metric series, behind for every route that ever existed).
     pushed: FastMap<u32, u32>,
 }
 
+/// The last generation handed out (see [`Tables::generation`]).
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl Tables {
+    /// Which state this is: [`Tables::apply`] (and [`Tables::touch`]) give the tables a
+    /// generation no state of any `Tables` in the process had before; a copy keeps it (same
+    /// content). What is derived from the tables and kept across batches (a worker's resolved
+    /// next hops) is good while the generation is the same. Code that changes a field
+    /// directly calls [`Tables::touch`] after.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// A new generation: the tables changed outside [`Tables::apply`].
+    pub fn touch(&mut self) {
+        self.generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    }
+
     /// True when a next hop pushes `label` or an ILM entry swaps it in.
     pub fn is_pushed(&self, label: u32) -> bool {
         self.pushed.contains_key(&label)
@@ -299,8 +320,14 @@ impl Tables {
         }
     }
 
-    /// Apply one command. On error nothing changed.
+    /// Apply one command. On error nothing changed (but for the generation).
     pub fn apply(&mut self, cmd: TableCommand) -> Result<(), TableError> {
+        let r = self.apply_one(cmd);
+        self.touch();
+        r
+    }
+
+    fn apply_one(&mut self, cmd: TableCommand) -> Result<(), TableError> {
         match cmd {
             TableCommand::Clear => *self = Tables::default(),
             TableCommand::Router(r) => self.router = r,
@@ -496,7 +523,8 @@ impl TableHandle {
     }
 
     /// Replace the snapshot; readers pick it up at their next batch.
-    pub fn publish(&self, tables: Tables) {
+    pub fn publish(&self, mut tables: Tables) {
+        tables.touch();
         self.current.store(Arc::new(tables));
     }
 
