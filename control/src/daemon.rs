@@ -480,11 +480,17 @@ fn spawn_dataplane_writer(socket: PathBuf, counters: Arc<ControlCounters>, laten
             // The connection holds the whole state: changes can go on top of it.
             let mut synced = false;
             let ask_resync = || resync_tx.send_modify(|n| *n += 1);
+            // Commands sent since the allocator last gave its free memory back.
+            let mut untrimmed = 0usize;
             loop {
                 let mut batch: Vec<ToDataplane> = vec![];
                 match rx.recv_timeout(Duration::from_secs(1)) {
                     Ok(m) => batch.push(m),
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        // Idle after changes: what they freed goes back to the kernel.
+                        if std::mem::take(&mut untrimmed) > 0 {
+                            crate::sys::release_free_memory();
+                        }
                         // Idle: make sure the dataplane is still there. One that died (and
                         // maybe came back) is found now, not at the next route change, and a
                         // new one is re-fed at once.
@@ -545,11 +551,13 @@ fn spawn_dataplane_writer(socket: PathBuf, counters: Arc<ControlCounters>, laten
                 }
                 let (Some(seq), Some(c)) = (last, client.as_mut()) else { continue };
                 let started = Instant::now();
+                untrimmed += changes.len();
                 let large = changes.len() >= TRIM_AFTER;
                 let sent = c.send(false, &changes);
                 drop(changes);
                 if large {
                     crate::sys::release_free_memory();
+                    untrimmed = 0;
                 }
                 match sent {
                     Ok(Response::Applied { commands, generation }) => {

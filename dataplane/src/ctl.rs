@@ -69,8 +69,9 @@ pub struct TableWriter {
     generation: u64,
     /// The snapshot the published one replaced; readers may still hold it.
     spare: Option<Arc<Tables>>,
-    /// The change published since `spare` was current.
-    behind: Vec<TableCommand>,
+    /// The change published since `spare` was current (shared with the mirror: a change of
+    /// a million commands is not copied).
+    behind: Arc<Vec<TableCommand>>,
     /// The express tier's mirror, told of every commit before it is acknowledged.
     mirror: Option<crate::express::MirrorLink>,
 }
@@ -79,7 +80,7 @@ impl TableWriter {
     /// A writer publishing `base` through `handle`.
     pub fn new(base: Tables, handle: TableHandle) -> Self {
         handle.publish(base.clone());
-        TableWriter { base, ports_link: None, handle, generation: 1, spare: None, behind: vec![], mirror: None }
+        TableWriter { base, ports_link: None, handle, generation: 1, spare: None, behind: Arc::default(), mirror: None }
     }
 
     /// Tell `mirror` of every commit, and wait for it, before acknowledging the commit: once
@@ -115,7 +116,7 @@ impl TableWriter {
             }
         };
         // The same commands were applied to the published copy, which was equal to this one.
-        tables.apply_all(behind).ok()?;
+        tables.apply_all(behind.iter().cloned()).ok()?;
         Some(tables)
     }
 
@@ -123,7 +124,7 @@ impl TableWriter {
         let n = commands.len();
         let mut next = if replace {
             self.spare = None;
-            self.behind.clear();
+            self.behind = Arc::default();
             self.base.clone()
         } else {
             self.take_spare().unwrap_or_else(|| (*self.handle.load()).clone())
@@ -138,6 +139,7 @@ impl TableWriter {
         next.touch();
         let next = Arc::new(next);
         let previous = self.handle.swap(next.clone());
+        let commands = Arc::new(commands);
         if let Some(m) = &self.mirror {
             m.sync(next, (!replace).then(|| commands.clone()));
         } else {

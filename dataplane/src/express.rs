@@ -1377,7 +1377,7 @@ pub struct MirrorJob {
     /// The published snapshot.
     pub tables: std::sync::Arc<Tables>,
     /// The commands, or `None` for a replace.
-    pub commands: Option<Vec<TableCommand>>,
+    pub commands: Option<std::sync::Arc<Vec<TableCommand>>>,
     /// Signalled when done.
     pub done: std::sync::mpsc::SyncSender<()>,
 }
@@ -1397,7 +1397,7 @@ impl MirrorLink {
     }
 
     /// Hand a commit to the mirror and wait until its maps are written.
-    pub fn sync(&self, tables: std::sync::Arc<Tables>, commands: Option<Vec<TableCommand>>) {
+    pub fn sync(&self, tables: std::sync::Arc<Tables>, commands: Option<std::sync::Arc<Vec<TableCommand>>>) {
         let (done, wait) = std::sync::mpsc::sync_channel(1);
         if self.0.send(MirrorJob { tables, commands, done }).is_ok() && wait.recv_timeout(MIRROR_WAIT).is_err() {
             log::warn!("express tier: the mirror did not confirm a commit within {MIRROR_WAIT:?}");

@@ -159,7 +159,7 @@ pub struct Tables {
     /// Labels some next hop pushes or some ILM entry swaps in, with how many do: a worker
     /// forgets the out-counters of labels no longer here (a label per route would otherwise
     /// leave a counter, and a metric series, behind for every route that ever existed).
-    pushed: FastMap<u32, u32>,
+    pushed: labels::LabelArray<u32>,
 }
 
 /// The last generation handed out (see [`Tables::generation`]).
@@ -183,7 +183,7 @@ impl Tables {
 
     /// True when a next hop pushes `label` or an ILM entry swaps it in.
     pub fn is_pushed(&self, label: u32) -> bool {
-        self.pushed.contains_key(&label)
+        self.pushed.get(label).is_some()
     }
 
     /// The labels a next hop puts on, or an ILM entry swaps in (at most three and one).
@@ -203,15 +203,10 @@ impl Tables {
     /// Counts the out labels of what comes in and uncounts those of what it replaces.
     fn track_pushed(&mut self, new: OutLabels, old: OutLabels) {
         for &l in new.as_slice() {
-            *self.pushed.entry(l).or_insert(0) += 1;
+            self.pushed.update(l, |n| *n += 1);
         }
         for &l in old.as_slice() {
-            if let Some(n) = self.pushed.get_mut(&l) {
-                *n -= 1;
-                if *n == 0 {
-                    self.pushed.remove(&l);
-                }
-            }
+            self.pushed.update(l, |n| *n = n.saturating_sub(1));
         }
     }
 
@@ -633,7 +628,7 @@ mod tests {
             for l in t.nexthops.iter().flatten().flat_map(|nh| Tables::out_labels(Some(nh), None).as_slice().to_vec()).chain(t.ilm.values().flat_map(|a| Tables::out_labels(None, Some(a)).as_slice().to_vec())) {
                 *pushed.entry(l).or_default() += 1;
             }
-            assert_eq!(pushed, t.pushed.iter().map(|(l, n)| (*l, *n)).collect(), "pushed labels");
+            assert_eq!(pushed, t.pushed.iter().map(|(l, n)| (l, *n)).collect(), "pushed labels");
         }
         let used = (0..4).map(NextHopId).find(|id| t.nexthop_refs(*id) > 0).unwrap();
         assert_eq!(t.apply(TableCommand::RemoveNextHop { id: used }), Err(TableError::NextHopInUse(used)));
