@@ -2,7 +2,8 @@
 //! across batches, each good for one generation of the tables. Through random changes to
 //! what a resolution depends on — the VPN route's push, the PE's underlay route (moved between
 //! core links, into a transport LSP, onto an ECMP pair, withdrawn), the static neighbours —
-//! a worker that keeps its cache forwards every frame exactly as the interpretive path does
+//! a worker that keeps its cache forwards every frame (routed from a CE, or swapped in transit
+//! toward the same PE) exactly as the interpretive path does
 //! (`process_traced` with a recording tracer, which never uses the cache): the same verdicts,
 //! the same bytes out, the same label counters.
 
@@ -110,6 +111,7 @@ fn a_worker_keeping_resolved_next_hops_forwards_as_the_interpretive_path() {
     assert_eq!(t.port_by_name("core1").map(|p| p.id), Some(PortId(5)));
     let ce_red = t.port_by_name("ce-red").unwrap();
     let (ingress, mac) = (ce_red.id, ce_red.mac.0);
+    let core0_mac = t.port_by_name("core0").unwrap().mac.0;
     // Plain next hops over core0 and core1 the changes point PE2's route at.
     let spare = NextHopId(t.nexthops.len() as u32);
     t.apply(TableCommand::NextHop { id: spare, nexthop: NextHop::Adjacency { port: PortId(4), via: Some(a("192.0.2.2")) } }).unwrap();
@@ -127,7 +129,19 @@ fn a_worker_keeping_resolved_next_hops_forwards_as_the_interpretive_path() {
                 2 => [10, 6, 0, 5],
                 _ => [10, 5, 0, 9],
             };
-            let frame = udp_frame(mac, [10, 1, 0, 2], dst, 1000 + k);
+            let mut frame = udp_frame(mac, [10, 1, 0, 2], dst, 1000 + k);
+            let mut ingress = ingress;
+            // Every third frame is transit MPLS from the core: label 500, swapped to 600
+            // toward PE2 (TTL 1 now and then: ICMP back along the LSP).
+            if k % 3 == 0 {
+                let ttl = if rng.below(8) == 0 { 1 } else { 64 };
+                let mut f = core0_mac.to_vec();
+                f.extend_from_slice(&[0x02, 0xcc, 0, 0, 0, 2, 0x88, 0x47]);
+                f.extend_from_slice(&((500u32 << 12) | 0x100 | ttl).to_be_bytes());
+                f.extend_from_slice(&frame[14..]);
+                frame = f;
+                ingress = PortId(4);
+            }
             let run = |worker: &mut Worker, traced: bool| {
                 let mut batch = Batch::default();
                 batch.push(VecFrame::new(&frame), ingress);
@@ -139,7 +153,7 @@ fn a_worker_keeping_resolved_next_hops_forwards_as_the_interpretive_path() {
                 batch.packets.iter().map(|p| (p.verdict, p.frame.data().to_vec())).collect::<Vec<_>>()
             };
             let (fast, slow) = (run(&mut cached, false), run(&mut reference, true));
-            assert_eq!(fast, slow, "step {step}, frame to {dst:?}");
+            assert_eq!(fast, slow, "step {step}, frame to {dst:?} on {ingress}");
             forwarded += fast.iter().filter(|(v, _)| matches!(v, carrier_dataplane::pipeline::Verdict::Forward(_))).count();
             pushed += fast.iter().filter(|(_, f)| f.get(12..14) == Some(&[0x88, 0x47])).count();
         }

@@ -31,6 +31,12 @@ pub(crate) const HOP_CACHE: usize = 4096;
 /// forwarded without the cache.
 const RESOLVED_LABELS: usize = 6;
 
+/// The cache key of the way toward the PE of ILM swap entry `label` (next hops' keys are
+/// their id + 1, below 2^22).
+fn swap_key(label: Label) -> u32 {
+    0x8000_0000 | label.value()
+}
+
 /// A next hop resolved down to the port and neighbour it sends through: a plain adjacency,
 /// or a push whose PE's underlay route (and transport LSPs, recursively) led to one. The
 /// recursion is done once, when the entry is made, not per packet; the neighbour's MAC is in
@@ -81,31 +87,50 @@ impl ResolvedHop {
                 r.tc = *tc;
                 r.prepend(labels.as_slice())?;
                 // As `send_underlay`, from the depth a VPN route's push starts at.
-                let (mut dst, mut depth) = (*pe, 1);
-                loop {
-                    if depth > MAX_DEPTH {
-                        return None;
-                    }
-                    let (_, nh) = tables.underlay.lookup(dst)?;
-                    match tables.nexthop(nh)? {
-                        NextHop::Adjacency { port, via } => {
-                            r.port = *port;
-                            r.via = Some(via.unwrap_or(dst));
-                            break;
-                        }
-                        NextHop::MplsPush { labels, pe: next, .. } => {
-                            r.prepend(labels.as_slice())?;
-                            dst = *next;
-                            depth += 1;
-                        }
-                        _ => return None,
-                    }
-                }
+                r.underlay(tables, *pe, 1)?;
             }
             _ => return None,
         }
         r.mac = r.via.and_then(|v| tables.neighbours.get(&(r.port, v)).copied());
         Some(r)
+    }
+
+    /// The way through the underlay toward `pe` of a label swapped in by ILM entry `label`
+    /// (its transport labels, port and neighbour), or an entry saying it has none; cached
+    /// under `swap_key(label)`.
+    fn resolve_swap(tables: &crate::tables::Tables, label: Label, pe: Ipv4Addr) -> ResolvedHop {
+        let mut r = ResolvedHop { generation: tables.generation(), key: swap_key(label), ..ResolvedHop::default() };
+        // As `send_underlay` from a swap: depth 0.
+        if r.underlay(tables, pe, 0).is_none() {
+            return ResolvedHop { generation: tables.generation(), key: swap_key(label), unresolved: true, ..ResolvedHop::default() };
+        }
+        r.mac = r.via.and_then(|v| tables.neighbours.get(&(r.port, v)).copied());
+        r
+    }
+
+    /// Walk the underlay from `dst` as `send_underlay` does from `depth`: the transport
+    /// labels go in front, the adjacency it ends at is the port and neighbour. `None` where
+    /// `send_underlay` would pick per flow (ECMP) or drop.
+    fn underlay(&mut self, tables: &crate::tables::Tables, mut dst: Ipv4Addr, mut depth: u8) -> Option<()> {
+        loop {
+            if depth > MAX_DEPTH {
+                return None;
+            }
+            let (_, nh) = tables.underlay.lookup(dst)?;
+            match tables.nexthop(nh)? {
+                NextHop::Adjacency { port, via } => {
+                    self.port = *port;
+                    self.via = Some(via.unwrap_or(dst));
+                    return Some(());
+                }
+                NextHop::MplsPush { labels, pe: next, .. } => {
+                    self.prepend(labels.as_slice())?;
+                    dst = *next;
+                    depth += 1;
+                }
+                _ => return None,
+            }
+        }
     }
 
     /// Put `outer` in front of the labels.
@@ -318,15 +343,40 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
     /// Next hop `id` resolved (see [`ResolvedHop`]), from the worker's cache or made now;
     /// `None` when it cannot be.
     fn resolved(&mut self, id: carrier_common::NextHopId) -> Option<ResolvedHop> {
+        let tables = self.tables;
+        self.cached(id.0.wrapping_add(1), id.index(), || ResolvedHop::resolve(tables, id))
+    }
+
+    /// The way toward `pe` of ILM swap entry `label`, resolved (from the cache or now).
+    pub(crate) fn resolved_swap(&mut self, label: Label, pe: Ipv4Addr) -> Option<ResolvedHop> {
+        let tables = self.tables;
+        self.cached(swap_key(label), label.value() as usize, || ResolvedHop::resolve_swap(tables, label, pe))
+    }
+
+    /// The cache entry `key` (in slot `index` modulo the size), made by `make` when the slot
+    /// holds another key or is of another generation of the tables.
+    fn cached(&mut self, key: u32, index: usize, make: impl FnOnce() -> ResolvedHop) -> Option<ResolvedHop> {
         let cache = &mut self.worker.hops;
         if cache.is_empty() {
             cache.resize(HOP_CACHE, ResolvedHop::default());
         }
-        let entry = &mut cache[id.index() % HOP_CACHE];
-        if entry.key != id.0.wrapping_add(1) || entry.generation != self.tables.generation() {
-            *entry = ResolvedHop::resolve(self.tables, id);
+        let entry = &mut cache[index % HOP_CACHE];
+        if entry.key != key || entry.generation != self.tables.generation() {
+            *entry = make();
         }
         (!entry.unresolved).then_some(*entry)
+    }
+
+    /// Send the labelled packet at `off` (its top label swapped already) along a resolved
+    /// way: transport labels with the swapped label's TC and TTL, then the neighbour.
+    pub(crate) fn send_resolved_swap(&mut self, frame: &mut F, mut off: usize, r: &ResolvedHop, tc: u8, ttl: u8) -> Verdict {
+        if !self.push_labels(frame, &mut off, &r.labels[..usize::from(r.labels_len)], false, tc, ttl) {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        }
+        match r.mac {
+            Some(mac) => self.transmit(frame, off, r.port, mac, EtherType::Mpls),
+            None => self.send_to_neighbour(frame, off, r.port, r.via.unwrap_or(Ipv4Addr::UNSPECIFIED), EtherType::Mpls),
+        }
     }
 
     /// Send the IPv4 packet at `ip_off` (TTL already handled) to a forwarding next hop `nh`

@@ -43,6 +43,14 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
                 let swapped = LabelStackEntry { label: *out, ttl: lse.ttl - 1, ..lse };
                 swapped.emit(&mut frame.data_mut()[off..off + 4]);
                 self.label_out(*out);
+                // The way toward the PE resolved before (not while tracing: the trace shows
+                // every step); else the interpretive path, which may pick an ECMP member by
+                // the flow under the stack.
+                if !T::ENABLED {
+                    if let Some(r) = self.resolved_swap(lse.label, *pe) {
+                        return self.send_resolved_swap(frame, off, &r, lse.tc, lse.ttl - 1);
+                    }
+                }
                 let hash = self.inner_hash(frame, off);
                 self.send_underlay(frame, off, *pe, EtherType::Mpls, lse.tc, lse.ttl - 1, super::ip::FlowHash::Known(hash), 0)
             }
