@@ -2,8 +2,8 @@
 //! across batches, each good for one generation of the tables. Through random changes to
 //! what a resolution depends on — the VPN route's push, the PE's underlay route (moved between
 //! core links, into a transport LSP, onto an ECMP pair, withdrawn), the static neighbours —
-//! a worker that keeps its cache forwards every frame (routed from a CE, or swapped in transit
-//! toward the same PE) exactly as the interpretive path does
+//! a worker that keeps its cache forwards every frame (routed from a CE into an MPLS push or
+//! VXLAN toward PE2, or swapped in transit toward it) exactly as the interpretive path does
 //! (`process_traced` with a recording tracer, which never uses the cache): the same verdicts,
 //! the same bytes out, the same label counters.
 

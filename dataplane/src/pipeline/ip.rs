@@ -89,6 +89,8 @@ impl ResolvedHop {
                 // As `send_underlay`, from the depth a VPN route's push starts at.
                 r.underlay(tables, *pe, 1)?;
             }
+            // The outer packet's way to the VTEP (the encapsulation is per packet).
+            NextHop::Vxlan { vtep, .. } => r.underlay(tables, *vtep, 0)?,
             _ => return None,
         }
         r.mac = r.via.and_then(|v| tables.neighbours.get(&(r.port, v)).copied());
@@ -367,15 +369,18 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         (!entry.unresolved).then_some(*entry)
     }
 
-    /// Send the labelled packet at `off` (its top label swapped already) along a resolved
-    /// way: transport labels with the swapped label's TC and TTL, then the neighbour.
-    pub(crate) fn send_resolved_swap(&mut self, frame: &mut F, mut off: usize, r: &ResolvedHop, tc: u8, ttl: u8) -> Verdict {
-        if !self.push_labels(frame, &mut off, &r.labels[..usize::from(r.labels_len)], false, tc, ttl) {
+    /// [`Ctx::send_underlay`] along a resolved way: what starts at `off` (`ethertype` says
+    /// what it is) gets the transport labels (the first on an IPv4 packet with the S bit),
+    /// then goes to the neighbour.
+    pub(crate) fn send_resolved(&mut self, frame: &mut F, mut off: usize, r: &ResolvedHop, ethertype: EtherType, tc: u8, ttl: u8) -> Verdict {
+        let labels = &r.labels[..usize::from(r.labels_len)];
+        if !self.push_labels(frame, &mut off, labels, ethertype == EtherType::Ipv4, tc, ttl) {
             return Verdict::Drop(DropReason::NoHeadroom);
         }
+        let ethertype = if labels.is_empty() { ethertype } else { EtherType::Mpls };
         match r.mac {
-            Some(mac) => self.transmit(frame, off, r.port, mac, EtherType::Mpls),
-            None => self.send_to_neighbour(frame, off, r.port, r.via.unwrap_or(Ipv4Addr::UNSPECIFIED), EtherType::Mpls),
+            Some(mac) => self.transmit(frame, off, r.port, mac, ethertype),
+            None => self.send_to_neighbour(frame, off, r.port, r.via.unwrap_or(Ipv4Addr::UNSPECIFIED), ethertype),
         }
     }
 
@@ -386,8 +391,11 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         // A push or an adjacency resolved before: its labels and neighbour at once. Not while
         // tracing (the trace shows every step) nor for what the router originates (ICMP:
         // its own recursion limit).
-        if !T::ENABLED && depth == 0 && matches!(nh, NextHop::Adjacency { via: Some(_), .. } | NextHop::MplsPush { .. }) {
+        if !T::ENABLED && depth == 0 && matches!(nh, NextHop::Adjacency { via: Some(_), .. } | NextHop::MplsPush { .. } | NextHop::Vxlan { .. }) {
             if let Some(r) = self.resolved(id) {
+                if let NextHop::Vxlan { vtep, vni, router_mac } = nh {
+                    return self.vxlan_routed(frame, ip_off, *vtep, *vni, *router_mac, Some(&r));
+                }
                 return self.forward_resolved(frame, ip_off, &r, info, ttl);
             }
         }
@@ -407,22 +415,26 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
                 let ethertype = if labels.as_slice().is_empty() { EtherType::Ipv4 } else { EtherType::Mpls };
                 self.send_underlay(frame, off, *pe, ethertype, tc, ttl, info.hash, depth + 1)
             }
-            NextHop::Vxlan { vtep, vni, router_mac } => {
-                let mut off = ip_off;
-                if !room_before(frame, &mut off, 14) {
-                    return Verdict::Drop(DropReason::NoHeadroom);
-                }
-                let inner_dst = router_mac.unwrap_or(MacAddr::BROADCAST);
-                crate::wire::ethernet::emit_header(&mut frame.data_mut()[off..off + 14], inner_dst, MacAddr::ZERO, EtherType::Ipv4);
-                if !frame.pull_front(off) {
-                    return Verdict::Drop(DropReason::NoHeadroom);
-                }
-                self.vxlan_encap(frame, 14, *vtep, *vni, true)
-            }
+            NextHop::Vxlan { vtep, vni, router_mac } => self.vxlan_routed(frame, ip_off, *vtep, *vni, *router_mac, None),
             NextHop::Ecmp { .. } | NextHop::Receive | NextHop::ToHost | NextHop::Blackhole => {
                 Verdict::Drop(DropReason::InvalidNextHop)
             }
         }
+    }
+
+    /// The IPv4 packet at `ip_off` in an Ethernet frame to the remote router MAC, in VXLAN
+    /// toward `vtep` (EVPN type-5), along `way` when its way to the VTEP is resolved.
+    fn vxlan_routed(&mut self, frame: &mut F, ip_off: usize, vtep: Ipv4Addr, vni: carrier_common::Vni, router_mac: Option<MacAddr>, way: Option<&ResolvedHop>) -> Verdict {
+        let mut off = ip_off;
+        if !room_before(frame, &mut off, 14) {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        }
+        let inner_dst = router_mac.unwrap_or(MacAddr::BROADCAST);
+        crate::wire::ethernet::emit_header(&mut frame.data_mut()[off..off + 14], inner_dst, MacAddr::ZERO, EtherType::Ipv4);
+        if !frame.pull_front(off) {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        }
+        self.vxlan_encap(frame, 14, vtep, vni, true, way)
     }
 
     /// [`Ctx::forward_ip`] through a resolved next hop: what the interpretive path does, in

@@ -132,12 +132,14 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             }
             write_ethernet(frame.data_mut(), dst, src, ethertype, None);
         }
-        self.vxlan_encap(frame, 14, vtep, vni, false)
+        self.vxlan_encap(frame, 14, vtep, vni, false, None)
     }
 
     /// Encapsulate the untagged Ethernet frame that fills `frame` in VXLAN toward `vtep`.
     /// `routed` frames get the egress port's MAC as inner source (EVPN type-5 router MAC).
-    pub(crate) fn vxlan_encap(&mut self, frame: &mut F, inner_l2: usize, vtep: Ipv4Addr, vni: Vni, routed: bool) -> Verdict {
+    /// The outer packet goes along `way` when the way to the VTEP is resolved, else through
+    /// the underlay lookup.
+    pub(crate) fn vxlan_encap(&mut self, frame: &mut F, inner_l2: usize, vtep: Ipv4Addr, vni: Vni, routed: bool, way: Option<&super::ip::ResolvedHop>) -> Verdict {
         let Some(local) = self.tables.router.vtep else {
             return Verdict::Drop(DropReason::NoVtepAddress);
         };
@@ -164,7 +166,10 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
         udp::emit_header(&mut d[off + 20..off + 28], sport, VXLAN_UDP_PORT, udp_len);
         vxlan::emit(&mut d[off + 28..off + 36], vni);
         trace!(self.tracer, "vxlan encap vni {} {} → {} udp {} → {}", vni, local, vtep, sport, VXLAN_UDP_PORT);
-        self.send_underlay(frame, off, vtep, EtherType::Ipv4, 0, ttl, super::ip::FlowHash::Known(hash), 0)
+        match way {
+            Some(r) => self.send_resolved(frame, off, r, EtherType::Ipv4, 0, ttl),
+            None => self.send_underlay(frame, off, vtep, EtherType::Ipv4, 0, ttl, super::ip::FlowHash::Known(hash), 0),
+        }
     }
 
     /// IPv4 on a core port: VXLAN to the local VTEP is decapsulated; everything else is routed

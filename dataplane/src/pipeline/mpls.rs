@@ -48,7 +48,7 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
                 // the flow under the stack.
                 if !T::ENABLED {
                     if let Some(r) = self.resolved_swap(lse.label, *pe) {
-                        return self.send_resolved_swap(frame, off, &r, lse.tc, lse.ttl - 1);
+                        return self.send_resolved(frame, off, &r, EtherType::Mpls, lse.tc, lse.ttl - 1);
                     }
                 }
                 let hash = self.inner_hash(frame, off);
