@@ -14,21 +14,9 @@ use carrier_dataplane::config::Config;
 use carrier_dataplane::pipeline::{process, process_traced, Batch, Frame, StepTrace, VecFrame, VecPool, Worker};
 use carrier_dataplane::tables::{LabelStack, Lpm, NextHop, Table, TableCommand, Tables};
 
-/// Deterministic xorshift, so a failure replays.
-struct Rng(u64);
+mod common;
 
-impl Rng {
-    fn next(&mut self) -> u32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 16) as u32
-    }
-
-    fn below(&mut self, n: u32) -> u32 {
-        self.next() % n
-    }
-}
+use common::Rng;
 
 /// An IPv4/UDP frame from `src_mac` to `dst_mac`.
 fn udp_frame(dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], sport: u16) -> Vec<u8> {

@@ -12,22 +12,9 @@ use carrier_dataplane::config::Config;
 use carrier_dataplane::pipeline::{process, Batch, Frame, VecFrame, VecPool, Verdict, Worker};
 use carrier_dataplane::tables::{PortRole, Tables};
 
-struct Rng(u64);
+mod common;
 
-impl Rng {
-    fn next(&mut self) -> u32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 16) as u32
-    }
-    fn below(&mut self, n: u32) -> u32 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u32) -> bool {
-        self.below(100) < percent
-    }
-}
+use common::Rng;
 
 /// Labels VRF `v`'s routes push: `VPN_LABEL_BASE * (v + 1) + k`.
 const VPN_LABEL_BASE: u32 = 1000;
