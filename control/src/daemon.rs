@@ -69,8 +69,9 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// Destinations waiting that make a flush happen before the tick.
 pub const FLUSH_PENDING: usize = 100_000;
 
-/// A change of at least this many commands gives the allocator's free memory back to the
-/// kernel once it is sent (see [`crate::sys::release_free_memory`]).
+/// Once this many commands were sent since the last time, the dataplane writer gives the
+/// allocator's free memory back to the kernel (see [`crate::sys::release_free_memory`]); it
+/// also does when it goes idle after any.
 const TRIM_AFTER: usize = 50_000;
 
 /// What a peer task tells the RIB.
@@ -467,6 +468,14 @@ struct WriterHandle {
     resync: tokio::sync::watch::Receiver<u64>,
 }
 
+/// Give free memory back once [`TRIM_AFTER`] commands were sent since the last time.
+fn trim_after_many(untrimmed: &mut usize) {
+    if *untrimmed >= TRIM_AFTER {
+        crate::sys::release_free_memory();
+        *untrimmed = 0;
+    }
+}
+
 /// The dataplane writer: applies changes in order on one table-socket connection; on a new
 /// connection, or after a refused change, it drops changes until the whole state arrives.
 fn spawn_dataplane_writer(socket: PathBuf, counters: Arc<ControlCounters>, latency: prometheus_client::metrics::histogram::Histogram) -> WriterHandle {
@@ -524,9 +533,10 @@ fn spawn_dataplane_writer(socket: PathBuf, counters: Arc<ControlCounters>, laten
                     match m {
                         ToDataplane::Full(seq, cmds) => {
                             let started = Instant::now();
+                            untrimmed += cmds.len();
                             let sent = c.send(true, &cmds);
                             drop(cmds);
-                            crate::sys::release_free_memory();
+                            trim_after_many(&mut untrimmed);
                             match sent {
                                 Ok(Response::Applied { commands, generation }) => {
                                     latency.observe(started.elapsed().as_secs_f64());
@@ -552,13 +562,9 @@ fn spawn_dataplane_writer(socket: PathBuf, counters: Arc<ControlCounters>, laten
                 let (Some(seq), Some(c)) = (last, client.as_mut()) else { continue };
                 let started = Instant::now();
                 untrimmed += changes.len();
-                let large = changes.len() >= TRIM_AFTER;
                 let sent = c.send(false, &changes);
                 drop(changes);
-                if large {
-                    crate::sys::release_free_memory();
-                    untrimmed = 0;
-                }
+                trim_after_many(&mut untrimmed);
                 match sent {
                     Ok(Response::Applied { commands, generation }) => {
                         latency.observe(started.elapsed().as_secs_f64());

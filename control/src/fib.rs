@@ -12,6 +12,7 @@
 //! batch. So ids name the same next hop for as long as it exists, and counters or mirrors
 //! keyed by id stay right.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
@@ -105,9 +106,26 @@ enum Held {
 }
 
 impl Held {
+    /// The tables of `all`, sorted; `None` when there are none.
+    fn of(mut all: Vec<(Table, NextHopId)>) -> Option<Held> {
+        all.sort_by_key(|(t, _)| table_order(*t));
+        match all.as_slice() {
+            [] => None,
+            [one] => Some(Held::One(*one)),
+            _ => Some(Held::Many(all.into_boxed_slice())),
+        }
+    }
+
     fn as_slice(&self) -> &[(Table, NextHopId)] {
         match self {
             Held::One(one) => std::slice::from_ref(one),
+            Held::Many(all) => all,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [(Table, NextHopId)] {
+        match self {
+            Held::One(one) => std::slice::from_mut(one),
             Held::Many(all) => all,
         }
     }
@@ -126,49 +144,32 @@ impl RouteMap {
     }
 
     fn insert(&mut self, table: Table, prefix: Ipv4Prefix, id: NextHopId) -> Option<NextHopId> {
-        let held = match self.by_prefix.remove(&prefix) {
-            None => Held::One((table, id)),
-            Some(Held::One((t, old))) if t == table => {
-                self.by_prefix.insert(prefix, Held::One((t, id)));
-                return Some(old);
+        match self.by_prefix.entry(prefix) {
+            Entry::Vacant(e) => {
+                e.insert(Held::One((table, id)));
             }
-            Some(other) => {
-                let mut all = other.as_slice().to_vec();
-                let old = match all.iter_mut().find(|(t, _)| *t == table) {
-                    Some(e) => Some(std::mem::replace(&mut e.1, id)),
-                    None => {
-                        all.push((table, id));
-                        all.sort_by_key(|(t, _)| table_order(*t));
-                        None
-                    }
-                };
-                if old.is_some() {
-                    self.by_prefix.insert(prefix, Held::Many(all.into_boxed_slice()));
-                    return old;
+            Entry::Occupied(mut e) => {
+                if let Some((_, old)) = e.get_mut().as_mut_slice().iter_mut().find(|(t, _)| *t == table) {
+                    return Some(std::mem::replace(old, id));
                 }
-                Held::Many(all.into_boxed_slice())
+                let mut all = e.get().as_slice().to_vec();
+                all.push((table, id));
+                if let Some(held) = Held::of(all) {
+                    e.insert(held);
+                }
             }
-        };
-        self.by_prefix.insert(prefix, held);
+        }
         self.len += 1;
         None
     }
 
     fn remove(&mut self, table: Table, prefix: Ipv4Prefix) -> Option<NextHopId> {
-        let held = self.by_prefix.remove(&prefix)?;
-        let mut all = held.as_slice().to_vec();
-        let Some(i) = all.iter().position(|(t, _)| *t == table) else {
-            self.by_prefix.insert(prefix, held);
-            return None;
-        };
-        let (_, old) = all.remove(i);
-        match all.as_slice() {
-            [] => {}
-            [one] => {
-                self.by_prefix.insert(prefix, Held::One(*one));
-            }
-            _ => {
-                self.by_prefix.insert(prefix, Held::Many(all.into_boxed_slice()));
+        let Entry::Occupied(mut e) = self.by_prefix.entry(prefix) else { return None };
+        let old = e.get().as_slice().iter().find(|(t, _)| *t == table)?.1;
+        match Held::of(e.get().as_slice().iter().filter(|(t, _)| *t != table).copied().collect()) {
+            Some(rest) => *e.get_mut() = rest,
+            None => {
+                e.remove();
             }
         }
         self.len -= 1;

@@ -136,6 +136,7 @@ impl TableWriter {
         if let Err(error) = self.keep_ports(&mut next) {
             return Response::Error { error };
         }
+        // `keep_ports` set the ports' host flags directly, outside `apply`.
         next.touch();
         let next = Arc::new(next);
         let previous = self.handle.swap(next.clone());

@@ -529,8 +529,8 @@ fn run(config: &std::path::Path, socket: Option<&std::path::Path>, cpu: Option<u
 /// The express tier's label counters as last read: (label, counters) in and out.
 #[derive(Default)]
 struct ExpressLabels {
-    inbound: Vec<(u32, carrier_dataplane::pipeline::PacketBytes)>,
-    outbound: Vec<(u32, carrier_dataplane::pipeline::PacketBytes)>,
+    inbound: carrier_dataplane::tables::LabelCounters,
+    outbound: carrier_dataplane::tables::LabelCounters,
 }
 
 /// Open interface `name` as port `port` while running: the XDP program attached, a socket on
@@ -634,14 +634,14 @@ fn publish_express(
             for (l, (p, b)) in &mirror.retired_labels_out {
                 outs.add_count(*l, PacketBytes { packets: *p, bytes: *b });
             }
-            last.inbound = c.labels_in.iter().map(|(l, b)| (*l, pb(*b))).collect();
-            last.outbound = outs.iter().map(|(l, b)| (l, *b)).collect();
-        }
-        for (to, from) in [(&mut out.labels_in, &last.inbound), (&mut out.labels_out, &last.outbound)] {
-            for (l, b) in from {
-                to.add_count(*l, *b);
+            let mut ins = carrier_dataplane::tables::LabelCounters::default();
+            for (l, b) in &c.labels_in {
+                ins.add_count(*l, pb(*b));
             }
+            (last.inbound, last.outbound) = (ins, outs);
         }
+        out.labels_in.clone_from(&last.inbound);
+        out.labels_out.clone_from(&last.outbound);
     }
     let ports = tables
         .ports

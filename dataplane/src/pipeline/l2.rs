@@ -132,23 +132,27 @@ impl<F: Frame, P: FramePool<F>, T: Tracer> Ctx<'_, F, P, T> {
             }
             write_ethernet(frame.data_mut(), dst, src, ethertype, None);
         }
-        self.vxlan_encap(frame, 14, vtep, vni, false, None)
+        self.vxlan_encap(frame, 14, vtep, vni, None, None)
     }
 
     /// Encapsulate the untagged Ethernet frame that fills `frame` in VXLAN toward `vtep`.
-    /// `routed` frames get the egress port's MAC as inner source (EVPN type-5 router MAC).
+    /// `routed`: the inner IPv4 packet's flow, for a routed frame (EVPN type-5), which gets
+    /// the router MAC as inner source; `None` for a bridged frame (its flow is read here).
     /// The outer packet goes along `way` when the way to the VTEP is resolved, else through
     /// the underlay lookup.
-    pub(crate) fn vxlan_encap(&mut self, frame: &mut F, inner_l2: usize, vtep: Ipv4Addr, vni: Vni, routed: bool, way: Option<&super::ip::ResolvedHop>) -> Verdict {
+    pub(crate) fn vxlan_encap(&mut self, frame: &mut F, inner_l2: usize, vtep: Ipv4Addr, vni: Vni, routed: Option<super::ip::FlowHash>, way: Option<&super::ip::ResolvedHop>) -> Verdict {
         let Some(local) = self.tables.router.vtep else {
             return Verdict::Drop(DropReason::NoVtepAddress);
         };
         let d = frame.data();
-        let hash = match EthernetFrame::new_unchecked(d).ethertype() {
-            EtherType::Ipv4 => Ipv4Packet::new_checked(&d[inner_l2..]).map(|ip| ip.flow_hash()).unwrap_or(0),
-            _ => d.first_chunk::<12>().map_or(0, carrier_common::mac_hash),
+        let hash = match routed {
+            Some(flow) => flow.get(),
+            None => match EthernetFrame::new_unchecked(d).ethertype() {
+                EtherType::Ipv4 => Ipv4Packet::new_checked(&d[inner_l2..]).map(|ip| ip.flow_hash()).unwrap_or(0),
+                _ => d.first_chunk::<12>().map_or(0, carrier_common::mac_hash),
+            },
         };
-        if routed {
+        if routed.is_some() {
             let mac = self.tables.router_mac();
             frame.data_mut()[6..12].copy_from_slice(&mac.0);
         }

@@ -196,16 +196,6 @@ impl fmt::Debug for Ilm {
     }
 }
 
-impl FromIterator<(Label, IlmAction)> for Ilm {
-    fn from_iter<I: IntoIterator<Item = (Label, IlmAction)>>(iter: I) -> Self {
-        let mut ilm = Ilm::default();
-        for (l, a) in iter {
-            ilm.insert(l, a);
-        }
-        ilm
-    }
-}
-
 /// Packets and bytes by label value (a worker's `labels_in` and `labels_out`).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct LabelCounters(LabelArray<PacketBytes>);
@@ -238,16 +228,6 @@ impl LabelCounters {
     /// Labels counted.
     pub fn keys(&self) -> impl Iterator<Item = u32> + '_ {
         self.0.iter().map(|(l, _)| l)
-    }
-
-    /// Labels counted.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Nothing counted.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 
     /// Keep only the labels `keep` says yes to.
@@ -315,7 +295,9 @@ mod tests {
     #[test]
     fn ilm_acts_as_a_map_of_labels() {
         let l = |v| Label::new(v).unwrap();
-        let mut ilm: Ilm = [(l(100_000), IlmAction::PopLookup { vrf: VrfId(1) }), (l(16), IlmAction::Swap { out: l(17), pe: Ipv4Addr::new(10, 0, 0, 1) })].into_iter().collect();
+        let mut ilm = Ilm::default();
+        ilm.insert(l(100_000), IlmAction::PopLookup { vrf: VrfId(1) });
+        ilm.insert(l(16), IlmAction::Swap { out: l(17), pe: Ipv4Addr::new(10, 0, 0, 1) });
         assert_eq!(ilm.len(), 2);
         assert_eq!(ilm.keys().collect::<Vec<_>>(), [l(16), l(100_000)]);
         assert_eq!(ilm.insert(l(100_000), IlmAction::PopLookup { vrf: VrfId(2) }), Some(IlmAction::PopLookup { vrf: VrfId(1) }));
